@@ -1,0 +1,119 @@
+"""Typed config of a data build (``configs/data/*.yaml`` plus ``key=value`` overrides)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from semcoder_jax import PROJECT_ROOT
+from semcoder_jax.config import ConfigError
+
+DEFAULT_BENCHMARK_DIRS = ["eval/benchmarks/data", "../shared/benchmarks"]
+
+
+@dataclass
+class LLMConfig:
+    """One OpenAI-compatible endpoint; ``base_url``/key default to OPENAI_BASE_URL/OPENAI_API_KEY."""
+
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    max_retries: int = 6
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    timeout_s: float = 120.0
+    temperature: float = 0.0
+    max_tokens: int = 2048
+    cache_dir: str | None = None  # default: <output_dir>/llm_cache
+
+
+@dataclass
+class DecontamConfig:
+    enabled: bool = True
+    # Files are looked up in the first of these folders that has them (relative to the project root).
+    benchmark_dirs: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARK_DIRS))
+    benchmarks: list[str] = field(
+        default_factory=lambda: ["HumanEvalPlus-v0.1.10.jsonl.gz", "MbppPlus-v0.2.0.jsonl.gz", "cruxeval.jsonl"]
+    )
+    livecodebench: str | None = None  # a local JSONL of LiveCodeBench rows, when given
+    ngram: int = 10
+    ngram_overlap: float = 0.5  # fraction of a record's code n-grams found in one benchmark problem
+    edit_similarity: float = 90.0  # rapidfuzz ratio (0..100) between normalised programs
+    min_io_chars: int = 6  # CRUXEval input/output pairs shorter than this are too generic to match
+
+
+@dataclass
+class ReleasedConfig:
+    """Released SemCoder data read as is: local JSONL paths or hub dataset ids."""
+
+    pyx: str | None = None  # e.g. semcoder/PyX or path/to/pyx.jsonl
+    pyxr: str | None = None  # e.g. semcoder/PyX-R or path/to/pyxr.jsonl
+    split: str = "train"
+    limit: int = 0
+
+
+@dataclass
+class DataConfig:
+    output_dir: str = "out/data/demo"
+    # "build": seeds -> ... -> monologues; "released": SemCoder's released rows (see ``released``).
+    source: str = "build"
+    corpus_dirs: list[str] = field(default_factory=lambda: ["data_pipeline/assets/seed_corpus"])
+    seed_kinds: list[str] = field(default_factory=lambda: ["function", "class", "block"])
+    min_seed_lines: int = 3
+    max_seeds: int = 0  # 0 = all
+    problems_jsonl: str | None = None  # extra problems {problem, solution[, inputs]} skipping synthesis
+    synthesis: str = "offline"  # offline | llm
+    annotator: str = "builtin"  # builtin | llm
+    pyxr: str = "mutation"  # mutation | llm | none
+    num_shards: int = 4
+    skip_bad: bool = False
+    workers: int = 0  # threads per stage (0 = CPU count)
+    exec_timeout_s: float = 5.0
+    fix_attempts: int = 2
+    num_inputs: int = 6
+    coverage_target: float = 1.0
+    forward_per_problem: int = 1
+    backward_per_problem: int = 1
+    llm_samples: int = 4
+    pyxr_tests: int = 4
+    max_trace_steps: int = 24
+    max_repr: int = 200
+    tokenizer: str | None = None
+    seq_len: int = 2048
+    packing: str = "best_fit"  # best_fit | pad
+    pad_id: int = 0
+    shuffle_seed: int = 0
+    tfrecord_shards: int = 4
+    seed: int = 0
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)
+    released: ReleasedConfig = field(default_factory=ReleasedConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+    def validate(self) -> None:
+        choices = {
+            "source": ("build", "released"),
+            "synthesis": ("offline", "llm"),
+            "annotator": ("builtin", "llm"),
+            "pyxr": ("mutation", "llm", "none"),
+            "packing": ("best_fit", "pad"),
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"data config: {key}={getattr(self, key)!r} is not one of {list(allowed)}")
+        for kind in self.seed_kinds:
+            if kind not in ("function", "class", "block"):
+                raise ConfigError(f"data config: seed_kinds entry {kind!r} is not function|class|block")
+        if self.num_shards < 1 or self.tfrecord_shards < 1:
+            raise ConfigError("data config: num_shards and tfrecord_shards must be >= 1")
+        if self.seq_len < 8:
+            raise ConfigError(f"data config: seq_len={self.seq_len} is too small")
+
+
+def resolve_path(path: str) -> str:
+    """Relative paths in a data config are relative to the project root when not found from cwd."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return str(p)
+    return str(PROJECT_ROOT / p)

@@ -1,0 +1,95 @@
+"""JSONL records between stages: reading with file:line errors, atomic writing, rejects."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from semcoder_jax.errors import SemcoderError
+
+
+class RecordError(SemcoderError):
+    """A malformed input record; the message names the file and line."""
+
+
+def read_jsonl(
+    path: str | Path,
+    *,
+    skip_bad: bool = False,
+    rejects: list[dict[str, Any]] | None = None,
+    required: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """Parse every line; a bad one raises ``RecordError`` or, with ``skip_bad``, goes to ``rejects``."""
+    path = Path(path)
+    required = tuple(required)
+    out: list[dict[str, Any]] = []
+    opener = _open_text(path)
+    with opener as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            reason = None
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                reason = f"invalid JSON ({e.msg} at column {e.colno})"
+            else:
+                if not isinstance(obj, dict):
+                    reason = f"expected a JSON object, got {type(obj).__name__}"
+                else:
+                    missing = [k for k in required if k not in obj]
+                    if missing:
+                        reason = f"missing field {missing[0]!r}"
+            if reason is None:
+                out.append(obj)
+                continue
+            if not skip_bad:
+                raise RecordError(f"{path}:{lineno}: {reason}")
+            if rejects is not None:
+                rejects.append({"file": str(path), "line": lineno, "reason": reason, "text": line.rstrip("\n")})
+    return out
+
+
+def _open_text(path: Path):
+    if not path.exists():
+        raise RecordError(f"{path}: file not found")
+    if path.suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, sort_keys=True)
+
+
+def write_jsonl_atomic(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
+    """Write to a temporary name, fsync, rename: a reader sees the whole file or none."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(dumps(r) + "\n")
+            n += 1
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return n
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def iter_jsonl_files(paths: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+    for p in paths:
+        yield from read_jsonl(p)

@@ -1,0 +1,101 @@
+"""What every stage shares: the reject type, the per-build context (sandbox, LLM), the order."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from data_pipeline.config import DataConfig
+
+# Stages after "seeds" (the source), in build order.
+STAGE_ORDER: tuple[str, ...] = ("synthesis", "executability", "inputs", "monologue", "pyxr", "decontam")
+
+
+@dataclass(frozen=True)
+class Reject:
+    reason: str
+    detail: str = ""
+
+
+StageFn = Callable[[dict[str, Any], "StageContext"], "list[dict[str, Any]] | Reject"]
+
+
+def stage_functions() -> dict[str, StageFn]:
+    from data_pipeline.stages import decontam, executability, inputs, monologue, pyxr, synthesis
+
+    return {
+        "synthesis": synthesis.process,
+        "executability": executability.process,
+        "inputs": inputs.process,
+        "monologue": monologue.process,
+        "pyxr": pyxr.process,
+        "decontam": decontam.process,
+    }
+
+
+class StageContext:
+    """Shared, lazily built resources of one build; safe to use from worker threads."""
+
+    def __init__(self, config: DataConfig):
+        self.config = config
+        self._lock = threading.Lock()
+        self._sandbox = None
+        self._llm = None
+        self._decontam_index = None
+        self.notes: Counter[str] = Counter()
+
+    def note(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self.notes[key] += n
+
+    @property
+    def sandbox(self):
+        with self._lock:
+            if self._sandbox is None:
+                from semcoder_jax.execution import Sandbox, SandboxConfig
+
+                cfg = SandboxConfig(timeout_s=self.config.exec_timeout_s)
+                if self.config.workers:
+                    cfg.workers = self.config.workers
+                self._sandbox = Sandbox(cfg)
+                self._sandbox.__enter__()
+            return self._sandbox
+
+    @property
+    def llm(self):
+        with self._lock:
+            if self._llm is None:
+                from pathlib import Path
+
+                from data_pipeline.llm import LLMClient
+
+                cache = self.config.llm.cache_dir or str(Path(self.config.output_dir) / "llm_cache")
+                self._llm = LLMClient(self.config.llm, cache_dir=cache)
+            return self._llm
+
+    @property
+    def decontam_index(self):
+        with self._lock:
+            if self._decontam_index is None:
+                from data_pipeline.stages.decontam import BenchmarkIndex
+
+                self._decontam_index = BenchmarkIndex.from_config(self.config.decontam)
+            return self._decontam_index
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.__exit__(None, None, None)
+            self._sandbox = None
+
+
+def record_seed(record_id: str, seed: int, salt: str = "") -> int:
+    """A per-record RNG seed, so results do not depend on sharding or batching."""
+    digest = hashlib.sha256(f"{seed}:{salt}:{record_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def short_hash(text: str, n: int = 12) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]

@@ -1,0 +1,195 @@
+"""The model config: the single source for shapes, FLOP counts, sharding and HF conversion."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from semcoder_jax.config import ConfigError, load_config, preset_path
+
+ATTENTION_IMPLS = ("xla", "cudnn", "splash")
+REMAT_POLICIES = ("none", "full", "save_dots", "save_dots_no_batch", "save_qkv_proj", "save_out_proj")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+@dataclass
+class ModelConfig:
+    """A LLaMA-architecture decoder (DeepSeek-Coder, CodeLlama, ...).
+
+    Architecture fields mirror Hugging Face's ``LlamaConfig``; the runtime fields below them
+    (dtypes, attention kernel, remat, scan) do not change the weights.
+    """
+
+    name: str = "custom"
+    vocab_size: int = 32256
+    hidden_size: int = 4096
+    intermediate_size: int = 11008
+    num_layers: int = 32
+    num_heads: int = 32
+    num_kv_heads: int = 32
+    head_dim: Optional[int] = None
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 100000.0
+    # Linear RoPE scaling ("type": "linear" in HF): positions are divided by this factor.
+    rope_scaling_factor: Optional[float] = None
+    max_position_embeddings: int = 16384
+    tie_word_embeddings: bool = False
+    hidden_act: str = "silu"
+    initializer_range: float = 0.02
+    bos_token_id: Optional[int] = 32013
+    eos_token_id: Optional[int] = 32014
+    pad_token_id: Optional[int] = None
+
+    # Runtime (not part of the checkpoint's identity).
+    dtype: str = "bfloat16"
+    param_dtype: str = "float32"
+    attention: str = "xla"
+    remat_policy: str = "full"
+    scan_layers: bool = True
+
+    def validate(self) -> "ModelConfig":
+        if self.num_heads % self.num_kv_heads:
+            raise ConfigError(f"model.num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        if self.head_dim is None and self.hidden_size % self.num_heads:
+            raise ConfigError(f"model.hidden_size ({self.hidden_size}) must divide by num_heads ({self.num_heads})")
+        if self.attention not in ATTENTION_IMPLS:
+            raise ConfigError(f"model.attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
+        if self.remat_policy not in REMAT_POLICIES:
+            raise ConfigError(f"model.remat_policy must be one of {REMAT_POLICIES}, got {self.remat_policy!r}")
+        for key in ("dtype", "param_dtype"):
+            if getattr(self, key) not in DTYPES:
+                raise ConfigError(f"model.{key} must be one of {DTYPES}, got {getattr(self, key)!r}")
+        if self.hidden_act != "silu":
+            raise ConfigError(f"model.hidden_act {self.hidden_act!r} is not supported (only 'silu')")
+        return self
+
+    @property
+    def head_size(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes).validate()
+
+    # ---- sizes and FLOPs -------------------------------------------------------------------
+    def layer_params(self) -> int:
+        d, hd = self.hidden_size, self.head_size
+        attn = d * self.num_heads * hd * 2 + d * self.num_kv_heads * hd * 2
+        mlp = 3 * d * self.intermediate_size
+        return attn + mlp + 2 * d
+
+    def num_params(self) -> int:
+        """All parameters, as HF counts them (embeddings once when tied)."""
+        embed = self.vocab_size * self.hidden_size
+        head = 0 if self.tie_word_embeddings else embed
+        return self.num_layers * self.layer_params() + embed + head + self.hidden_size
+
+    def flops_per_token(self, seq_len: int) -> float:
+        """Training FLOPs per token, 6·N + 12·L·d·S (PaLM convention, attention not halved).
+
+        N counts the matmul weights: every layer's projections plus the output head, not the
+        embedding lookup, as the reference step scripts do.
+        """
+        d, L = self.hidden_size, self.num_layers
+        n_matmul = L * (self.layer_params() - 2 * d) + d * self.vocab_size
+        return 6.0 * n_matmul + 12.0 * L * d * seq_len
+
+    # ---- Hugging Face ----------------------------------------------------------------------
+    def to_hf_config(self, torch_dtype: str = "bfloat16") -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "num_key_value_heads": self.num_kv_heads,
+            "head_dim": self.head_size,
+            "hidden_act": self.hidden_act,
+            "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta,
+            "rope_scaling": (
+                {"type": "linear", "rope_type": "linear", "factor": self.rope_scaling_factor}
+                if self.rope_scaling_factor
+                else None
+            ),
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "initializer_range": self.initializer_range,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": self.eos_token_id,
+            "pad_token_id": self.pad_token_id,
+            "attention_bias": False,
+            "mlp_bias": False,
+            "torch_dtype": torch_dtype,
+            "use_cache": True,
+        }
+        return cfg
+
+    @classmethod
+    def from_hf_config(cls, hf: dict[str, Any], **runtime: Any) -> "ModelConfig":
+        """From a LlamaForCausalLM ``config.json`` (as a dict)."""
+        archs = hf.get("architectures") or ["LlamaForCausalLM"]
+        if hf.get("model_type", "llama") != "llama" and "LlamaForCausalLM" not in archs:
+            raise ConfigError(f"config.json: model_type {hf.get('model_type')!r} is not a LLaMA model")
+        scaling = hf.get("rope_scaling") or None
+        factor = None
+        if scaling:
+            kind = scaling.get("rope_type", scaling.get("type"))
+            if kind not in ("linear", "default"):
+                raise ConfigError(f"config.json: rope_scaling type {kind!r} is not supported (only 'linear')")
+            factor = float(scaling["factor"]) if kind == "linear" else None
+        if hf.get("attention_bias") or hf.get("mlp_bias"):
+            raise ConfigError("config.json: attention_bias/mlp_bias are not supported")
+        heads = hf["num_attention_heads"]
+        eos = hf.get("eos_token_id")
+        if isinstance(eos, list):
+            eos = eos[0]
+        cfg = cls(
+            name=hf.get("_name_or_path") or "hf",
+            vocab_size=hf["vocab_size"],
+            hidden_size=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            num_layers=hf["num_hidden_layers"],
+            num_heads=heads,
+            num_kv_heads=hf.get("num_key_value_heads") or heads,
+            head_dim=hf.get("head_dim"),
+            rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
+            rope_theta=hf.get("rope_theta", 10000.0),
+            rope_scaling_factor=factor,
+            max_position_embeddings=hf.get("max_position_embeddings", 2048),
+            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            hidden_act=hf.get("hidden_act", "silu"),
+            initializer_range=hf.get("initializer_range", 0.02),
+            bos_token_id=hf.get("bos_token_id"),
+            eos_token_id=eos,
+            pad_token_id=hf.get("pad_token_id"),
+        )
+        return dataclasses.replace(cfg, **runtime).validate()
+
+    # ---- files -----------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        data = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"model config: unknown key(s) {', '.join(unknown)}")
+        return cls(**data).validate()
+
+
+def get_model_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> ModelConfig:
+    """A preset (``deepseek-coder-6.7b``), a model YAML, or a HF ``config.json`` / folder holding one."""
+    p = Path(name_or_path)
+    if p.is_dir() and (p / "config.json").exists():
+        p = p / "config.json"
+    if p.suffix == ".json" and p.exists():
+        cfg = ModelConfig.from_hf_config(json.loads(p.read_text()))
+        return load_config(ModelConfig, base=dataclasses.asdict(cfg), overrides=overrides)
+    return load_config(ModelConfig, preset_path("model", name_or_path), overrides)

@@ -1,0 +1,35 @@
+"""Rotary position embeddings in Hugging Face's half-split (``rotate_half``) layout.
+
+With this layout HF q/k weights convert by transposes only (no row permutation).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+
+def inverse_frequencies(head_dim: int, theta: float) -> jax.Array:
+    """``1 / theta^(2i/head_dim)`` for i in [0, head_dim/2), float32."""
+    return 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+
+
+def apply_rope(
+    x: jax.Array, positions: jax.Array, *, theta: float, scaling_factor: Optional[float] = None
+) -> jax.Array:
+    """Rotate ``x`` [B, S, H, hd] by ``positions`` [B, S]; linear scaling divides positions.
+
+    Computed in float32 and cast back to ``x.dtype``.
+    """
+    hd = x.shape[-1]
+    pos = positions.astype(jnp.float32)
+    if scaling_factor:
+        pos = pos / scaling_factor
+    angles = pos[..., None] * inverse_frequencies(hd, theta)  # [B, S, hd/2]
+    cos = jnp.cos(angles)[:, :, None, :]
+    sin = jnp.sin(angles)[:, :, None, :]
+    x32 = x.astype(jnp.float32)
+    x1, x2 = x32[..., : hd // 2], x32[..., hd // 2 :]
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)

@@ -1,0 +1,19 @@
+"""Tokenizers through transformers' ``AutoTokenizer``: a local folder or a hub id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from semcoder_jax import DEFAULT_TOKENIZER_DIR
+from semcoder_jax.errors import SemcoderError
+
+
+def load_tokenizer(name_or_path: str | Path | None = None):
+    """Byte-level BPE (DeepSeek-Coder, the default, shipped offline) or sentencepiece (CodeLlama)."""
+    from transformers import AutoTokenizer
+
+    source = str(name_or_path or DEFAULT_TOKENIZER_DIR)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise SemcoderError(f"cannot load tokenizer {source!r}: {str(e).splitlines()[0]}") from None

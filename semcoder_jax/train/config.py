@@ -1,0 +1,179 @@
+"""Typed training configs: ``load_config(TrainConfig, path, overrides)`` builds one from YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from semcoder_jax.config import ConfigError, load_config
+from semcoder_jax.model.config import ModelConfig
+
+MESH_AXES = ("data", "fsdp", "tensor")
+MOMENT_DTYPES = ("float32", "bfloat16")
+
+# MaxText-style logical axis -> mesh axes rules: FSDP over parameters' embed dimension, tensor
+# parallelism over heads/mlp/vocab, batch over every data-like axis.
+DEFAULT_RULES: list[Any] = [
+    ["activation_batch", ["data", "fsdp"]],
+    ["activation_length", None],
+    ["activation_embed", None],
+    ["activation_heads", "tensor"],
+    ["activation_kv_heads", "tensor"],
+    ["activation_head_dim", None],
+    ["activation_mlp", "tensor"],
+    ["activation_vocab", "tensor"],
+    ["vocab", "tensor"],
+    ["embed", "fsdp"],
+    ["q_heads", "tensor"],
+    ["kv_heads", "tensor"],
+    ["head_dim", None],
+    ["mlp", "tensor"],
+    ["layers", None],
+    ["norm", None],
+]
+
+
+@dataclass
+class MeshConfig:
+    """Mesh axis sizes (``-1``: the devices left over); ``dcn_data`` replicates across slices/nodes."""
+
+    data: int = 1
+    fsdp: int = -1
+    tensor: int = 1
+    dcn_data: int = 1
+    num_devices: int = -1  # use only the first N devices (tests, benchmarks); -1 = all
+    logical_axis_rules: list[Any] = field(default_factory=lambda: [list(r) for r in DEFAULT_RULES])
+
+    def validate(self) -> "MeshConfig":
+        sizes = [self.data, self.fsdp, self.tensor]
+        if sum(s == -1 for s in sizes) > 1:
+            raise ConfigError("mesh: at most one of data/fsdp/tensor may be -1")
+        if any(s == 0 or s < -1 for s in sizes) or self.dcn_data < 1:
+            raise ConfigError(f"mesh: axis sizes must be positive or -1, got data={self.data} fsdp={self.fsdp} tensor={self.tensor} dcn_data={self.dcn_data}")
+        for rule in self.logical_axis_rules:
+            if not isinstance(rule, (list, tuple)) or len(rule) != 2 or not isinstance(rule[0], str):
+                raise ConfigError(f"mesh.logical_axis_rules: each rule must be [logical_name, mesh_axes], got {rule!r}")
+            axes = rule[1] if isinstance(rule[1], (list, tuple)) else [rule[1]]
+            for a in axes:
+                if a is not None and a not in MESH_AXES:
+                    raise ConfigError(f"mesh.logical_axis_rules: {rule[0]!r} maps to unknown mesh axis {a!r} (axes: {MESH_AXES})")
+        return self
+
+    def rules(self) -> tuple[tuple[str, Any], ...]:
+        out = []
+        for name, axes in self.logical_axis_rules:
+            out.append((name, tuple(axes) if isinstance(axes, (list, tuple)) else axes))
+        return tuple(out)
+
+
+@dataclass
+class OptimizerConfig:
+    """AdamW with linear warm-up then cosine decay to ``min_lr``, after global-norm clipping."""
+
+    lr: float = 5e-5
+    min_lr: float = 5e-6
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0  # used when warmup_steps == 0
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0  # <= 0 disables clipping
+    moment_dtype: str = "float32"
+
+    def validate(self) -> "OptimizerConfig":
+        if self.moment_dtype not in MOMENT_DTYPES:
+            raise ConfigError(f"optimizer.moment_dtype must be one of {MOMENT_DTYPES}, got {self.moment_dtype!r}")
+        if not (0.0 <= self.warmup_ratio < 1.0):
+            raise ConfigError(f"optimizer.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.lr < 0 or self.min_lr < 0 or self.warmup_steps < 0:
+            raise ConfigError("optimizer.lr, min_lr and warmup_steps must be >= 0")
+        return self
+
+
+@dataclass
+class DataConfig:
+    """``path``: a data-pipeline folder (manifest.json), a TFRecord glob, or a tokenised JSONL.
+
+    Empty ``path`` trains on a small synthetic packed dataset (``synthetic_rows`` rows), for demos.
+    """
+
+    path: str = ""
+    split: str = "train"
+    seq_len: int = 2048
+    global_batch_size: int = 512
+    micro_batches: int = 1
+    shuffle_seed: int = 0
+    shuffle_buffer: int = 10000
+    epochs: float = 2.0
+    pad_id: int = 0
+    synthetic_rows: int = 64
+
+    def validate(self) -> "DataConfig":
+        if self.global_batch_size < 1 or self.micro_batches < 1:
+            raise ConfigError("data.global_batch_size and data.micro_batches must be >= 1")
+        if self.global_batch_size % self.micro_batches:
+            raise ConfigError(f"data.global_batch_size ({self.global_batch_size}) must divide by data.micro_batches ({self.micro_batches})")
+        if self.seq_len < 2:
+            raise ConfigError(f"data.seq_len must be >= 2, got {self.seq_len}")
+        if self.epochs <= 0:
+            raise ConfigError(f"data.epochs must be > 0, got {self.epochs}")
+        return self
+
+
+@dataclass
+class CheckpointConfig:
+    """Orbax checkpoints in ``run_dir/<dir>``: every ``every`` steps and at the end, keep ``keep``."""
+
+    dir: str = "checkpoints"
+    every: int = 1000
+    keep: int = 3
+    async_save: bool = True
+    save_on_sigterm: bool = True
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases logging, used when ``project`` is set and ``wandb`` is installed."""
+
+    project: str = ""
+    entity: str = ""
+    name: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    run_dir: str = "runs/default"
+    init_from: str = "scratch"  # scratch | hf:DIR_OR_ID | orbax:DIR[@STEP]
+    max_steps: Optional[int] = None
+    log_every: int = 10
+    z_loss: float = 0.0
+    seed: int = 0
+    peak_tflops: Optional[float] = None  # per device; default from the device-kind table
+    tensorboard: bool = True
+
+    def validate(self) -> "TrainConfig":
+        self.model.validate()
+        self.mesh.validate()
+        self.optimizer.validate()
+        self.data.validate()
+        if not (self.init_from == "scratch" or self.init_from.startswith(("hf:", "orbax:"))):
+            raise ConfigError(f"init_from must be 'scratch', 'hf:DIR_OR_ID' or 'orbax:DIR[@STEP]', got {self.init_from!r}")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ConfigError(f"max_steps must be >= 0, got {self.max_steps}")
+        if self.log_every < 1 or self.checkpoint.every < 1 or self.checkpoint.keep < 1:
+            raise ConfigError("log_every, checkpoint.every and checkpoint.keep must be >= 1")
+        if self.data.seq_len > self.model.max_position_embeddings:
+            raise ConfigError(f"data.seq_len ({self.data.seq_len}) exceeds model.max_position_embeddings ({self.model.max_position_embeddings})")
+        return self
+
+
+def load_train_config(path: str | None = None, overrides: tuple[str, ...] | list[str] = ()) -> TrainConfig:
+    return load_config(TrainConfig, path, overrides)
