@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from data_pipeline.config import DataConfig
+from semcoder_jax.errors import SemcoderError
 
 # Stages after "seeds" (the source), in build order.
 STAGE_ORDER: tuple[str, ...] = ("synthesis", "executability", "inputs", "monologue", "pyxr", "decontam")
@@ -99,3 +100,16 @@ def record_seed(record_id: str, seed: int, salt: str = "") -> int:
 
 def short_hash(text: str, n: int = 12) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+class InfrastructureError(SemcoderError):
+    """The sandbox itself failed (not the program): the shard is redone on the next run."""
+
+
+def sandbox_map(ctx: StageContext, jobs: list) -> list:
+    """``Sandbox.map`` that raises instead of letting a sandbox failure pass as a program's verdict."""
+    results = ctx.sandbox.map(jobs)
+    for r in results:
+        if r.status == "killed" and r.exc_type == "SandboxError":
+            raise InfrastructureError(f"sandbox failure: {r.exc_message}")
+    return results

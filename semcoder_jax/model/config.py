@@ -135,7 +135,9 @@ class ModelConfig:
         archs = hf.get("architectures") or ["LlamaForCausalLM"]
         if hf.get("model_type", "llama") != "llama" and "LlamaForCausalLM" not in archs:
             raise ConfigError(f"config.json: model_type {hf.get('model_type')!r} is not a LLaMA model")
-        scaling = hf.get("rope_scaling") or None
+        # transformers >= 5 writes both as one ``rope_parameters`` dict (rope_theta inside).
+        rope_params = hf.get("rope_parameters") or {}
+        scaling = hf.get("rope_scaling") or rope_params or None
         factor = None
         if scaling:
             kind = scaling.get("rope_type", scaling.get("type"))
@@ -158,7 +160,7 @@ class ModelConfig:
             num_kv_heads=hf.get("num_key_value_heads") or heads,
             head_dim=hf.get("head_dim"),
             rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
-            rope_theta=hf.get("rope_theta", 10000.0),
+            rope_theta=hf.get("rope_theta", rope_params.get("rope_theta", 10000.0)),
             rope_scaling_factor=factor,
             max_position_embeddings=hf.get("max_position_embeddings", 2048),
             tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),

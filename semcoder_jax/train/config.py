@@ -42,6 +42,8 @@ class MeshConfig:
     tensor: int = 1
     dcn_data: int = 1
     num_devices: int = -1  # use only the first N devices (tests, benchmarks); -1 = all
+    # Apply the model's activation sharding constraints (needs a model that traces under a mesh).
+    constrain_activations: bool = True
     logical_axis_rules: list[Any] = field(default_factory=lambda: [list(r) for r in DEFAULT_RULES])
 
     def validate(self) -> "MeshConfig":

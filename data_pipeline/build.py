@@ -1,0 +1,240 @@
+"""What both runners share: the source records, sharding, stage bookkeeping, and the final
+format -> tokenise -> pack -> TFRecords step with its manifest and report.
+
+Output folder layout::
+
+    OUT/config.yaml
+    OUT/stages/<stage>/shard-00000.jsonl   records out of the stage
+    OUT/stages/<stage>/rejects-00000.jsonl {record, reason, detail}
+    OUT/stages/<stage>/shard-00000.done    the shard's report (written last)
+    OUT/records/<kind>.jsonl               formatted records: id, kind, prompt, response, ...
+    OUT/tfrecords/train-00000-of-0000N.tfrecord
+    OUT/manifest.json, OUT/report.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from data_pipeline.config import DataConfig, resolve_path
+from data_pipeline.records import RecordError, read_jsonl, write_json_atomic, write_jsonl_atomic
+from data_pipeline.stages.base import Reject, STAGE_ORDER, StageContext, short_hash
+from semcoder_jax.errors import SemcoderError
+
+SOURCE_STAGE = "seeds"
+CRASH_ENV = "SEMCODER_DATA_KILL_AFTER_SHARDS"  # testing: SIGKILL this process after N shards
+
+
+def source_records(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Seeds from the corpus folders, plus ready problems from ``problems_jsonl``."""
+    from data_pipeline.stages.seeds import collect_seeds
+
+    records, rejects = collect_seeds(config)
+    if config.problems_jsonl:
+        bad: list[dict[str, Any]] = []
+        rows = read_jsonl(resolve_path(config.problems_jsonl), skip_bad=config.skip_bad, rejects=bad, required=("problem", "solution"))
+        rejects += [{"record": {"file": b["file"], "line": b["line"], "text": b["text"]}, "reason": "malformed_jsonl", "detail": b["reason"]} for b in bad]
+        for row in rows:
+            code = f"{row['problem']}\n{row['solution']}"
+            records.append({"id": f"seed-{short_hash(code)}", "seed_kind": "problem", "source_file": config.problems_jsonl, **row})
+    records.sort(key=lambda r: r["id"])
+    return records, rejects
+
+
+def shard_records(records: Sequence[dict[str, Any]], num_shards: int) -> list[list[dict[str, Any]]]:
+    shards: list[list[dict[str, Any]]] = [[] for _ in range(num_shards)]
+    for i, r in enumerate(sorted(records, key=lambda r: r["id"])):
+        shards[i % num_shards].append(r)
+    return shards
+
+
+def stage_dir(config: DataConfig, stage: str) -> Path:
+    return Path(config.output_dir) / "stages" / stage
+
+
+def shard_paths(config: DataConfig, stage: str, i: int) -> tuple[Path, Path, Path]:
+    d = stage_dir(config, stage)
+    return d / f"shard-{i:05d}.jsonl", d / f"rejects-{i:05d}.jsonl", d / f"shard-{i:05d}.done"
+
+
+def apply_stage(fn: Callable, records: Sequence[dict[str, Any]], ctx: StageContext, *, workers: int, progress=None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Run one stage over one shard: outputs (input order), rejects, and the shard's report."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = time.perf_counter()
+
+    def one(record):
+        try:
+            return fn(record, ctx)
+        except SemcoderError:
+            raise
+        except Exception as e:  # a record that breaks a stage is rejected, not fatal
+            return Reject(f"stage_error:{type(e).__name__}", str(e)[:300])
+
+    records = sorted(records, key=lambda r: r["id"])
+    results = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for res in pool.map(one, records):
+            results.append(res)
+            if progress is not None:
+                progress.update(1)
+    outputs, rejects = [], []
+    reasons: Counter[str] = Counter()
+    for record, res in zip(records, results):
+        if isinstance(res, Reject):
+            reasons[res.reason] += 1
+            rejects.append({"record": record, "reason": res.reason, "detail": res.detail})
+        else:
+            outputs.extend(res)
+    report = {"in": len(records), "kept": len(records) - len(rejects), "out": len(outputs), "rejected": dict(sorted(reasons.items())),
+              "wall_s": round(time.perf_counter() - start, 3)}
+    return outputs, rejects, report
+
+
+def write_shard(config: DataConfig, stage: str, i: int, outputs, rejects, report) -> None:
+    out_p, rej_p, done_p = shard_paths(config, stage, i)
+    write_jsonl_atomic(out_p, outputs)
+    write_jsonl_atomic(rej_p, rejects)
+    write_json_atomic(done_p, report)
+    _maybe_crash()
+
+
+_shards_written = 0
+
+
+def _maybe_crash() -> None:
+    global _shards_written
+    _shards_written += 1
+    limit = os.environ.get(CRASH_ENV)
+    if limit and _shards_written >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_shard(config: DataConfig, stage: str, i: int) -> list[dict[str, Any]]:
+    return read_jsonl(shard_paths(config, stage, i)[0])
+
+
+def shard_done(config: DataConfig, stage: str, i: int) -> bool:
+    return shard_paths(config, stage, i)[2].exists()
+
+
+def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {"in": 0, "kept": 0, "out": 0, "rejected": Counter(), "notes": Counter(), "wall_s": 0.0}
+    for r in reports:
+        for k in ("in", "kept", "out", "wall_s"):
+            total[k] += r.get(k, 0)
+        total["rejected"].update(r.get("rejected", {}))
+        total["notes"].update(r.get("notes", {}))
+    total["rejected"] = dict(sorted(total["rejected"].items()))
+    total["notes"] = dict(sorted(total["notes"].items()))
+    total["wall_s"] = round(total["wall_s"], 3)
+    return total
+
+
+def stage_reports(config: DataConfig) -> dict[str, Any]:
+    out = {}
+    for stage in (SOURCE_STAGE, *STAGE_ORDER):
+        d = stage_dir(config, stage)
+        if d.exists():
+            out[stage] = merge_reports([json.loads(p.read_text()) for p in sorted(d.glob("shard-*.done"))])
+    return out
+
+
+def final_problems(config: DataConfig) -> list[dict[str, Any]]:
+    last = STAGE_ORDER[-1]
+    records = []
+    for i in range(config.num_shards):
+        if not shard_done(config, last, i):
+            raise RecordError(f"{shard_paths(config, last, i)[2]}: stage {last} shard {i} is not finished")
+        records += read_shard(config, last, i)
+    return sorted(records, key=lambda r: r["id"])
+
+
+def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[str, Any], *, runner: str) -> dict[str, Any]:
+    """records/ JSONL, tokenise, pack, TFRecords, manifest.json and report.json."""
+    from data_pipeline import packing, tfrecords
+    from data_pipeline.tokenization import tokenize_records
+    from semcoder_jax.tokenizer import load_tokenizer
+
+    import time
+
+    start = time.perf_counter()
+    out = Path(config.output_dir)
+    formatted = sorted(formatted, key=lambda r: r["id"])
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for r in formatted:
+        by_kind.setdefault(r["kind"], []).append(r)
+    for kind, rows in by_kind.items():
+        write_jsonl_atomic(out / "records" / f"{kind}.jsonl", rows)
+
+    tokenizer = load_tokenizer(config.tokenizer)
+    examples, too_long = tokenize_records(formatted, tokenizer, config.seq_len)
+    write_jsonl_atomic(out / "records" / "rejects.jsonl", too_long)
+    rows = packing.pack(examples, config.seq_len, mode=config.packing, seed=config.shuffle_seed, pad_id=config.pad_id)
+    tf_dir = out / "tfrecords"
+    for stale in tf_dir.glob("*.tfrecord"):
+        stale.unlink()
+    shards = tfrecords.write_shards(rows, tf_dir, split="train", num_shards=config.tfrecord_shards, seq_len=config.seq_len, pad_id=config.pad_id)
+    tokens = sum(len(e) for e in examples)
+    target_tokens = sum(sum(e.loss_mask) for e in examples)
+    kind_of = {r["id"]: r["kind"] for r in formatted}
+    source_of = {r["id"]: r.get("source", "unknown") for r in formatted}
+    packed_ids = {e.id for e in examples}
+    stages = dict(stages)
+    stages["tokenize_pack"] = {"in": len(formatted), "kept": len(examples), "out": len(examples),
+                               "rejected": {"too_long": len(too_long)} if too_long else {}, "notes": {},
+                               "wall_s": round(time.perf_counter() - start, 3)}
+    manifest = {
+        "format": "semcoder-packed-v1",
+        "seq_len": config.seq_len,
+        "features": ["input_ids", "loss_mask", "segment_ids", "positions"],
+        "pad_id": config.pad_id,
+        "bos_id": tokenizer.bos_token_id,
+        "eos_id": tokenizer.eos_token_id,
+        "splits": {"train": {"files": [f"tfrecords/{s['file']}" for s in shards], "rows": len(rows), "examples": len(examples),
+                            "shard_rows": [s["rows"] for s in shards]}},
+        "checksums": {f"tfrecords/{s['file']}": s["sha256"] for s in shards},
+        "counts": {
+            "records_by_kind": dict(sorted(Counter(r["kind"] for r in formatted).items())),
+            "records_by_source": dict(sorted(Counter(r.get("source", "unknown") for r in formatted).items())),
+            "packed_by_kind": dict(sorted(Counter(kind_of[i] for i in packed_ids).items())),
+            "packed_by_source": dict(sorted(Counter(source_of[i] for i in packed_ids).items())),
+            "stages": {k: {"in": v["in"], "out": v["out"], "rejected": sum(v["rejected"].values())} for k, v in stages.items()},
+        },
+        "tokens": {"total": tokens, "target": target_tokens, "slots": len(rows) * config.seq_len},
+        "padding_fraction": round(packing.padding_fraction(rows, config.seq_len), 6),
+        "packing": config.packing,
+        "shuffle_seed": config.shuffle_seed,
+        "tokenizer": str(config.tokenizer or "deepseek-coder (shipped)"),
+        "code_version": tfrecords.code_version(),
+        "config": dataclasses.asdict(config),
+    }
+    write_json_atomic(out / "manifest.json", manifest)
+    report = {"runner": runner, "stages": stages, "padding_fraction": manifest["padding_fraction"],
+              "rows": len(rows), "examples": len(examples), "records_by_kind": manifest["counts"]["records_by_kind"]}
+    write_json_atomic(out / "report.json", report)
+    from data_pipeline.tfds_builder import write_tfds_metadata
+
+    write_tfds_metadata(out, manifest)
+    return report
+
+
+def format_all(problems: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    from data_pipeline.stages.format import format_problem
+
+    return [r for p in problems for r in format_problem(p)]
+
+
+def save_config(config: DataConfig) -> None:
+    from semcoder_jax.config import save_config as save
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save(config, out / "config.yaml")

@@ -1,0 +1,113 @@
+"""The one OpenAI-compatible chat client of every LLM stage (OpenAI, or a local ``vllm serve``).
+
+Retries 429/5xx/timeouts with exponential backoff, caps concurrent requests, and caches every reply
+on disk under a hash of the request, so a rerun of a build makes no requests at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from data_pipeline.config import LLMConfig
+from data_pipeline.records import write_json_atomic
+from semcoder_jax.errors import SemcoderError
+
+
+class LLMError(SemcoderError):
+    pass
+
+
+class LLMClient:
+    def __init__(self, config: LLMConfig, cache_dir: str | Path | None = None):
+        self.config = config
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._slots = threading.BoundedSemaphore(max(1, config.concurrency))
+        self._lock = threading.Lock()
+        self._client = None
+        self.requests = 0  # HTTP requests sent, retries included
+        self.cache_hits = 0
+        self.failures = 0
+
+    def _openai(self):
+        if self._client is None:
+            import openai
+
+            base_url = self.config.base_url or os.environ.get("OPENAI_BASE_URL")
+            api_key = os.environ.get(self.config.api_key_env) or "EMPTY"
+            self._client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=self.config.timeout_s)
+        return self._client
+
+    def request_key(self, request: dict[str, Any]) -> str:
+        return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+    def chat(self, messages: list[dict[str, str]], *, n: int = 1, temperature: float | None = None, seed: int | None = None) -> Any:
+        """The reply text (``n == 1``) or list of ``n`` texts; None when retries ran out."""
+        request = {
+            "model": self.config.model,
+            "messages": messages,
+            "temperature": self.config.temperature if temperature is None else temperature,
+            "max_tokens": self.config.max_tokens,
+            "n": n,
+        }
+        if seed is not None:
+            request["seed"] = seed
+        key = self.request_key(request)
+        cached = self._cache_get(key)
+        if cached is not None:
+            with self._lock:
+                self.cache_hits += 1
+            texts = cached["choices"]
+        else:
+            texts = self._send(request)
+            if texts is None:
+                with self._lock:
+                    self.failures += 1
+                return None
+            self._cache_put(key, {"request": request, "choices": texts})
+        return texts[0] if n == 1 else texts
+
+    def _send(self, request: dict[str, Any]) -> list[str] | None:
+        import openai
+
+        delay = self.config.backoff_s
+        for attempt in range(self.config.max_retries + 1):
+            with self._slots:
+                with self._lock:
+                    self.requests += 1
+                try:
+                    resp = self._openai().chat.completions.create(**request)
+                    return [c.message.content or "" for c in resp.choices]
+                except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError):
+                    pass
+                except openai.APIStatusError as e:
+                    if e.status_code < 500 and e.status_code != 429:
+                        raise LLMError(f"LLM request to {self.config.model!r} failed: HTTP {e.status_code}: {str(e)[:200]}") from None
+            if attempt < self.config.max_retries:
+                time.sleep(min(delay, self.config.max_backoff_s))
+                delay *= 2
+        return None
+
+    def _cache_path(self, key: str) -> Path:
+        assert self.cache_dir is not None
+        return self.cache_dir / key[:2] / f"{key}.json"
+
+    def _cache_get(self, key: str) -> dict[str, Any] | None:
+        if self.cache_dir is None:
+            return None
+        p = self._cache_path(key)
+        if not p.exists():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except json.JSONDecodeError:
+            return None
+
+    def _cache_put(self, key: str, value: dict[str, Any]) -> None:
+        if self.cache_dir is not None:
+            write_json_atomic(self._cache_path(key), value)

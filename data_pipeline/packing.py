@@ -1,0 +1,86 @@
+"""Packing tokenised examples into fixed-length rows (the ``semcoder_jax.packed_schema`` contract).
+
+Best-fit decreasing: longest first, each into the open row with the least room that still fits it.
+``pad`` mode puts one example per row (right-padded), for comparison and for evaluation sets.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    input_ids: tuple[int, ...]
+    loss_mask: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def best_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Bins of example indices, best-fit decreasing; ties broken by index for determinism."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    bins: list[list[int]] = []
+    room_keys: list[tuple[int, int]] = []  # sorted (room left, bin index)
+    for i in order:
+        n = lengths[i]
+        if n > capacity:
+            raise ValueError(f"example {i} has {n} tokens > capacity {capacity}")
+        j = bisect.bisect_left(room_keys, (n, -1))
+        if j < len(room_keys):
+            room, b = room_keys.pop(j)
+            bins[b].append(i)
+            bisect.insort(room_keys, (room - n, b))
+        else:
+            bins.append([i])
+            bisect.insort(room_keys, (capacity - n, len(bins) - 1))
+    return bins
+
+
+def build_row(examples: Sequence[Example], seq_len: int, pad_id: int = 0) -> dict[str, np.ndarray]:
+    row = {k: np.zeros(seq_len, np.int64) for k in ("input_ids", "loss_mask", "segment_ids", "positions")}
+    row["input_ids"][:] = pad_id
+    pos = 0
+    for seg, ex in enumerate(examples, start=1):
+        n = len(ex)
+        row["input_ids"][pos : pos + n] = ex.input_ids
+        row["loss_mask"][pos : pos + n] = ex.loss_mask
+        row["segment_ids"][pos : pos + n] = seg
+        row["positions"][pos : pos + n] = np.arange(n)
+        pos += n
+    return row
+
+
+def pack(examples: Sequence[Example], seq_len: int, *, mode: str = "best_fit", seed: int = 0, pad_id: int = 0) -> list[list[Example]]:
+    """Rows of examples (not yet arrays), shuffled deterministically with ``seed``."""
+    if mode == "pad":
+        rows = [[ex] for ex in examples]
+    elif mode == "best_fit":
+        rows = [[examples[i] for i in b] for b in best_fit([len(e) for e in examples], seq_len)]
+    else:
+        raise ValueError(f"unknown packing mode {mode!r}")
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def padding_fraction(rows: Sequence[Sequence[Example]], seq_len: int) -> float:
+    used = sum(len(e) for r in rows for e in r)
+    total = len(rows) * seq_len
+    return 1.0 - used / total if total else 0.0
+
+
+def right_pad_batches_fraction(lengths: Sequence[int], batch_size: int) -> float:
+    """SemCoder's collator: each batch right-padded to its longest example (dataset order)."""
+    used = padded = 0
+    for s in range(0, len(lengths), batch_size):
+        batch = lengths[s : s + batch_size]
+        used += sum(batch)
+        padded += max(batch) * len(batch)
+    return 1.0 - used / padded if padded else 0.0

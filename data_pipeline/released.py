@@ -1,0 +1,82 @@
+"""SemCoder's released data as a source, read as is (local JSONL or the hub through ``datasets``).
+
+``semcoder/PyX`` rows have ``nl``, ``fwd_mnl``, ``bwd_mnl`` (exactly one non-empty) and
+``response``; ``semcoder/PyX-R`` rows have ``fault`` and ``response``. The non-empty field is the
+instruction of the matching template.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable
+
+from data_pipeline.config import DataConfig
+from data_pipeline.records import RecordError, read_jsonl
+from data_pipeline.stages.format import formatted
+
+PYX_FIELDS = {"nl": "nl2code", "fwd_mnl": "forward", "bwd_mnl": "backward"}
+
+
+def load_rows(source: str, split: str = "train", *, skip_bad: bool = False, rejects: list | None = None) -> tuple[list[dict[str, Any]], str]:
+    """Rows of a local ``.jsonl``/``.jsonl.gz`` file, or of a hub dataset id."""
+    if Path(source).exists() or source.endswith((".jsonl", ".jsonl.gz", ".json")):
+        return read_jsonl(source, skip_bad=skip_bad, rejects=rejects), source
+    import datasets
+
+    return [dict(r) for r in datasets.load_dataset(source, split=split)], f"{source}[{split}]"
+
+
+def pyx_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
+    present = [k for k in PYX_FIELDS if (row.get(k) or "").strip()]
+    if len(present) != 1:
+        raise RecordError(f"{where}: row {index}: expected exactly one of nl/fwd_mnl/bwd_mnl non-empty, got {present or 'none'}")
+    if "response" not in row:
+        raise RecordError(f"{where}: row {index}: missing field 'response'")
+    kind = PYX_FIELDS[present[0]]
+    return formatted(f"pyx-{index:07d}", kind, row[present[0]], row["response"], source="released-pyx")
+
+
+def pyxr_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
+    for k in ("fault", "response"):
+        if not isinstance(row.get(k), str) or not row[k].strip():
+            raise RecordError(f"{where}: row {index}: missing or empty field {k!r}")
+    return formatted(f"pyxr-{index:07d}", "refine", row["fault"], row["response"], source="released-pyx-r")
+
+
+def _convert(rows: Iterable[dict[str, Any]], where: str, fn, config: DataConfig, rejects: list) -> list[dict[str, Any]]:
+    out = []
+    for i, row in enumerate(rows):
+        if config.released.limit and i >= config.released.limit:
+            break
+        try:
+            out.append(fn(row, where, i))
+        except RecordError as e:
+            if not config.skip_bad:
+                raise
+            rejects.append({"record": row, "reason": "malformed_row", "detail": str(e)})
+    return out
+
+
+def released_records(config: DataConfig) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Formatted records and a stage report per released file."""
+    if not (config.released.pyx or config.released.pyxr):
+        raise RecordError("source=released needs released.pyx and/or released.pyxr")
+    records: list[dict[str, Any]] = []
+    stages: dict[str, Any] = {}
+    for key, fn in (("pyx", pyx_record), ("pyxr", pyxr_record)):
+        src = getattr(config.released, key)
+        if not src:
+            continue
+        bad: list[dict[str, Any]] = []
+        rows, where = load_rows(src, config.released.split, skip_bad=config.skip_bad, rejects=bad)
+        rejects = [{"record": b, "reason": "malformed_jsonl", "detail": b["reason"]} for b in bad]
+        recs = _convert(rows, where, fn, config, rejects)
+        stages[f"released_{key}"] = {"in": len(recs) + len(rejects), "kept": len(recs), "out": len(recs),
+                                     "rejected": dict(Counter(r["reason"] for r in rejects)), "notes": {}}
+        if rejects:
+            from data_pipeline.records import write_jsonl_atomic
+
+            write_jsonl_atomic(Path(config.output_dir) / "stages" / f"released_{key}" / "rejects-00000.jsonl", rejects)
+        records += recs
+    return records, stages

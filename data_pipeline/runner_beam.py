@@ -1,0 +1,101 @@
+"""The same stage functions as an Apache Beam pipeline.
+
+Each stage groups records by shard and runs ``build.apply_stage`` on a shard, writing the same
+``stages/<stage>/shard-*.jsonl`` files as the local runner, so both runners give the same records
+and the same TFRecords. The final format/tokenise/pack step then runs in the launcher.
+
+Runners: ``DirectRunner`` (default, tests), and through Beam's pipeline options
+(``--beam_options='--runner=DataflowRunner --project=P --region=R --temp_location=gs://...'``,
+``FlinkRunner --flink_master=HOST:PORT``, ``SparkRunner --spark_master_url=spark://HOST:7077``).
+On a cluster ``output_dir`` must be a filesystem every worker sees (NFS, a mounted bucket), and the
+workers need this package installed (``--setup_file`` or a container image).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections import Counter
+from typing import Any, Iterable
+
+from data_pipeline import build
+from data_pipeline.config import DataConfig
+from data_pipeline.stages.base import STAGE_ORDER
+
+
+def _stage_dofn():
+    import apache_beam as beam
+
+    class StageDoFn(beam.DoFn):
+        def __init__(self, config: DataConfig, stage: str):
+            self.config, self.stage = config, stage
+
+        def setup(self):
+            from data_pipeline.stages.base import StageContext, stage_functions
+
+            self.ctx = StageContext(self.config)
+            self.fn = stage_functions()[self.stage]
+
+        def process(self, element: tuple[int, Iterable[dict[str, Any]]]):
+            shard, records = element
+            if build.shard_done(self.config, self.stage, shard):
+                outputs = build.read_shard(self.config, self.stage, shard)
+            else:
+                before = Counter(self.ctx.notes)
+                workers = self.config.workers or os.cpu_count() or 1
+                outputs, rejects, report = build.apply_stage(self.fn, list(records), self.ctx, workers=workers)
+                report["notes"] = dict(sorted((Counter(self.ctx.notes) - before).items()))
+                build.write_shard(self.config, self.stage, shard, outputs, rejects, report)
+            for r in outputs:
+                yield shard, r
+
+        def teardown(self):
+            self.ctx.close()
+
+    return StageDoFn
+
+
+def run_stages(config: DataConfig, beam_options: str = "") -> None:
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from data_pipeline.runner_local import run_stages as local_run_stages
+
+    n = config.num_shards
+    if not all(build.shard_done(config, build.SOURCE_STAGE, i) for i in range(n)):
+        # The source (listing and parsing the corpus) runs in the launcher, like a Beam Create.
+        import dataclasses
+
+        local_run_stages(dataclasses.replace(config, num_shards=n), progress=False, only_source=True)
+    source = [(i, r) for i in range(n) for r in build.read_shard(config, build.SOURCE_STAGE, i)]
+    argv = shlex.split(beam_options) or ["--runner=DirectRunner", "--direct_num_workers=1", "--direct_running_mode=in_memory"]
+    StageDoFn = _stage_dofn()
+    with beam.Pipeline(options=PipelineOptions(argv)) as p:
+        pcoll = p | "source" >> beam.Create(source)
+        for stage in STAGE_ORDER:
+            pcoll = (
+                pcoll
+                | f"{stage}/group" >> beam.GroupByKey()
+                | f"{stage}/run" >> beam.ParDo(StageDoFn(config, stage))
+            )
+        # Shards with no records never reach a stage's DoFn; the launcher completes them below.
+    _complete_empty_shards(config)
+
+
+def _complete_empty_shards(config: DataConfig) -> None:
+    for stage in STAGE_ORDER:
+        for i in range(config.num_shards):
+            if not build.shard_done(config, stage, i):
+                build.write_shard(config, stage, i, [], [], {"in": 0, "kept": 0, "out": 0, "rejected": {}, "notes": {}})
+
+
+def run(config: DataConfig, *, beam_options: str = "", progress: bool = True) -> dict[str, Any]:
+    build.save_config(config)
+    if config.source == "released":
+        from data_pipeline.released import released_records
+
+        formatted, stages = released_records(config)
+        return build.finalize(config, formatted, stages, runner="beam")
+    run_stages(config, beam_options)
+    problems = build.final_problems(config)
+    return build.finalize(config, build.format_all(problems), build.stage_reports(config), runner="beam")

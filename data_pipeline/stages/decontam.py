@@ -1,0 +1,163 @@
+"""Decontamination against HumanEval(+), MBPP(+), CRUXEval and, when given, LiveCodeBench.
+
+A problem is dropped when its normalised solution is within an edit-similarity threshold (rapidfuzz)
+of a benchmark program, or shares a large fraction of code or text n-grams with one benchmark
+problem. Execution samples sharing an input/output pair with CRUXEval are removed from the record.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from data_pipeline.config import DecontamConfig, resolve_path
+from data_pipeline.stages.base import Reject, StageContext
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def normalize_code(code: str) -> str:
+    """Docstrings and comments dropped, the first function renamed to ``f``, layout canonical."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return " ".join(code.split())
+    first = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
+            body = getattr(node, "body", [])
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        if first is None and isinstance(node, ast.FunctionDef):
+            first = node.name
+    if first and first != "f":
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name == first:
+                node.name = "f"
+            elif isinstance(node, ast.Name) and node.id == first:
+                node.id = "f"
+    return ast.unparse(tree)
+
+
+def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    toks = _TOKEN.findall(text)
+    return {tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)}
+
+
+@dataclass
+class BenchmarkIndex:
+    config: DecontamConfig
+    names: list[str] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)
+    code_grams: dict[tuple[str, ...], set[int]] = field(default_factory=lambda: defaultdict(set))
+    text_grams: dict[tuple[str, ...], set[int]] = field(default_factory=lambda: defaultdict(set))
+    io_pairs: dict[tuple[str, str], str] = field(default_factory=dict)
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, config: DecontamConfig) -> "BenchmarkIndex":
+        index = cls(config)
+        for name in config.benchmarks:
+            path = find_benchmark(name, config.benchmark_dirs)
+            index.sources.append(str(path))
+            for row in _read_rows(path):
+                index.add_row(name, row)
+        if config.livecodebench:
+            path = Path(resolve_path(config.livecodebench))
+            index.sources.append(str(path))
+            for row in _read_rows(path):
+                index.add_row("livecodebench", row)
+        return index
+
+    def add_row(self, bench: str, row: dict[str, Any]) -> None:
+        rid = str(row.get("task_id") or row.get("id") or row.get("question_id") or len(self.names))
+        code = row.get("code") or ((row.get("prompt") or "") + (row.get("canonical_solution") or ""))
+        text = row.get("prompt") or row.get("question_content") or row.get("text") or ""
+        i = len(self.names)
+        self.names.append(f"{bench}:{rid}")
+        norm = normalize_code(code) if code.strip() else ""
+        self.codes.append(norm)
+        for g in ngrams(norm, self.config.ngram):
+            self.code_grams[g].add(i)
+        for g in ngrams(text, self.config.ngram):
+            self.text_grams[g].add(i)
+        if "input" in row and "output" in row and "cruxeval" in bench.lower():
+            self.io_pairs[(str(row["input"]).strip(), str(row["output"]).strip())] = self.names[i]
+
+    def _overlap(self, grams: set, table: dict) -> tuple[float, int | None]:
+        if not grams:
+            return 0.0, None
+        hits: Counter[int] = Counter()
+        for g in grams:
+            for i in table.get(g, ()):
+                hits[i] += 1
+        if not hits:
+            return 0.0, None
+        i, n = hits.most_common(1)[0]
+        return n / len(grams), i
+
+    def match_problem(self, solution: str, problem: str) -> tuple[str, str] | None:
+        """(reason, benchmark item) when the problem is contaminated, else None."""
+        from rapidfuzz import fuzz, process
+
+        norm = normalize_code(solution)
+        best = process.extractOne(norm, self.codes, scorer=fuzz.ratio, score_cutoff=self.config.edit_similarity)
+        if best is not None:
+            return "edit_similarity", f"{self.names[best[2]]} ({best[1]:.1f})"
+        frac, i = self._overlap(ngrams(norm, self.config.ngram), self.code_grams)
+        if i is not None and frac >= self.config.ngram_overlap:
+            return "code_ngram_overlap", f"{self.names[i]} ({frac:.2f})"
+        frac, i = self._overlap(ngrams(problem, self.config.ngram), self.text_grams)
+        if i is not None and frac >= self.config.ngram_overlap:
+            return "text_ngram_overlap", f"{self.names[i]} ({frac:.2f})"
+        return None
+
+    def match_io(self, inp: str, out: str) -> str | None:
+        inp, out = inp.strip(), out.strip()
+        if len(inp) + len(out) < self.config.min_io_chars:
+            return None
+        return self.io_pairs.get((inp, out))
+
+
+def find_benchmark(name: str, dirs: list[str]) -> Path:
+    for d in dirs:
+        p = Path(resolve_path(d)) / name
+        if p.exists():
+            return p
+    p = Path(resolve_path(name))
+    if p.exists():
+        return p
+    from data_pipeline.records import RecordError
+
+    raise RecordError(f"decontamination benchmark {name!r} not found in {dirs} (config keys decontam.benchmarks, decontam.benchmark_dirs)")
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] | Reject:
+    if not ctx.config.decontam.enabled:
+        return [record]
+    index = ctx.decontam_index
+    hit = index.match_problem(record["solution"], record["problem"])
+    if hit is not None:
+        return Reject(hit[0], hit[1])
+    out = dict(record)
+    for kind in ("forward", "backward"):
+        kept = []
+        for item in record.get(kind, []):
+            if index.match_io(item["input"], item["output"]):
+                ctx.note("decontam.cruxeval_io_pair_removed")
+            else:
+                kept.append(item)
+        out[kind] = kept
+    return [out]

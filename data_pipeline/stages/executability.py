@@ -1,0 +1,101 @@
+"""Keep solutions that run in the sandbox, deterministically, without external resources.
+
+A failing solution goes back to the LLM with its error, up to ``fix_attempts`` times (LLM mode).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from data_pipeline.stages.base import Reject, StageContext, sandbox_map
+
+# Modules and builtins that reach outside the program (files, network, processes, clock, randomness).
+EXTERNAL_MODULES = frozenset(
+    "os sys subprocess socket shutil pathlib requests urllib http ftplib smtplib asyncio threading "
+    "multiprocessing time datetime random secrets uuid tempfile glob io pickle shelve sqlite3 ctypes "
+    "signal select selectors webbrowser tkinter numpy pandas torch".split()
+)
+EXTERNAL_BUILTINS = frozenset({"open", "input", "eval", "exec", "compile", "__import__", "globals", "breakpoint", "exit", "quit", "id", "hash"})
+
+FIX_PROMPT = """The following Python solution to a programming problem fails when it is run.
+
+[Problem Description]
+{problem}
+
+[Solution]
+```python
+{solution}
+```
+
+Running `{call}` gives:
+{error}
+
+Fix the solution. Reply with the complete corrected function in one ```python block."""
+
+_CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+
+
+def external_resources(code: str) -> list[str]:
+    """Names of imported modules or builtins that reach outside the program."""
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            found.update(a.name.split(".")[0] for a in node.names if a.name.split(".")[0] in EXTERNAL_MODULES)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in EXTERNAL_MODULES:
+                found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in EXTERNAL_BUILTINS:
+            found.add(node.func.id)
+    return sorted(found)
+
+
+def _first_failure(solution: str, entry: str, inputs: list[str], ctx: StageContext) -> tuple[str, str] | None:
+    """(call, error text) of the first seed call that does not run, or None when all run."""
+    from semcoder_jax.execution import Job
+
+    calls = [f"{entry}({a})" for a in inputs] or [None]
+    results = sandbox_map(ctx, [Job(solution, c) for c in calls])
+    for call, res in zip(calls, results):
+        if res.status != "passed":
+            err = f"{res.exc_type or res.status}: {res.exc_message or ''}".strip()
+            return call or "<module>", err
+    return None
+
+
+def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] | Reject:
+    solution, entry = record["solution"], record["entry_point"]
+    inputs = record.get("seed_inputs") or []
+    attempts = 0
+    while True:
+        try:
+            ext = external_resources(solution)
+        except SyntaxError as e:
+            ext, failure = [], ("<module>", f"SyntaxError: {e.msg}")
+        else:
+            failure = None if ext else _first_failure(solution, entry, inputs, ctx)
+        if ext:
+            return Reject("external_resource", ", ".join(ext))
+        if failure is None:
+            break
+        if ctx.config.synthesis != "llm" or attempts >= ctx.config.fix_attempts:
+            return Reject("not_executable", failure[1][:200])
+        attempts += 1
+        ctx.note("executability.fix_requests")
+        reply = ctx.llm.chat([{"role": "user", "content": FIX_PROMPT.format(problem=record["problem"], solution=solution, call=failure[0], error=failure[1])}])
+        blocks = _CODE_BLOCK.findall(reply or "")
+        if not blocks:
+            return Reject("not_executable", "no fix in LLM reply")
+        solution = blocks[0].strip("\n")
+    if inputs:
+        from semcoder_jax.execution import check_determinism
+
+        report = check_determinism(solution, f"{entry}({inputs[0]})", sandbox=ctx.sandbox)
+        if not report.deterministic:
+            return Reject("nondeterministic", "; ".join(report.reasons)[:200])
+    out = dict(record, solution=solution, fix_attempts=attempts)
+    if attempts:
+        out["response"] = f"```python\n{solution}\n```"
+        ctx.note("executability.fixed")
+    return [out]

@@ -1,0 +1,58 @@
+"""Test inputs: seed inputs (plus LLM-proposed ones) grown by the type-aware mutator.
+
+Keeps inputs whose output is a Python literal that round-trips, so ``assert f(x) == y`` is exact.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from data_pipeline.stages.base import Reject, StageContext, sandbox_map, record_seed
+from data_pipeline.stages.synthesis import call_arguments
+
+INPUTS_PROMPT = """Here is a Python function:
+```python
+{solution}
+```
+Give 5 diverse example calls of `{entry}` that exercise different branches, one per line, each a call with literal arguments, like `{entry}(...)`. Reply with the calls only."""
+
+
+def literal_output(return_repr: str | None) -> bool:
+    if return_repr is None:
+        return False
+    try:
+        return repr(ast.literal_eval(return_repr)) == return_repr
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+
+
+def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] | Reject:
+    from semcoder_jax.execution import Job, generate_inputs, measure_coverage
+
+    cfg = ctx.config
+    solution, entry = record["solution"], record["entry_point"]
+    seeds = list(record.get("seed_inputs") or [])
+    if cfg.synthesis == "llm" or cfg.annotator == "llm":
+        reply = ctx.llm.chat([{"role": "user", "content": INPUTS_PROMPT.format(solution=solution, entry=entry)}])
+        proposed = [a for a in (call_arguments(ln.strip().strip("`"), entry) for ln in (reply or "").splitlines()) if a is not None]
+        ctx.note("inputs.llm_proposed", len(proposed))
+        seeds += [p for p in proposed if p not in seeds]
+    if not seeds:
+        return Reject("no_seed_inputs")
+    inputset = generate_inputs(
+        solution, entry, seeds, n=cfg.num_inputs, coverage_target=cfg.coverage_target,
+        seed=record_seed(record["id"], cfg.seed, "inputs") % (2**31), sandbox=ctx.sandbox,
+    )
+    candidates = list(dict.fromkeys(inputset.inputs))
+    results = sandbox_map(ctx, [Job(solution, f"{entry}({a})") for a in candidates])
+    tests = []
+    for inp, res in zip(candidates, results):
+        if res.status == "passed" and literal_output(res.return_repr):
+            tests.append({"input": inp, "output": res.return_repr})
+        else:
+            ctx.note("inputs.dropped_non_literal_or_failing")
+    if not tests:
+        return Reject("no_valid_inputs")
+    line_cov, branch_cov = measure_coverage(solution, entry, [t["input"] for t in tests], sandbox=ctx.sandbox)
+    return [dict(record, tests=tests, line_coverage=round(float(line_cov), 6), branch_coverage=round(float(branch_cov), 6))]

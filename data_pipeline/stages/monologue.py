@@ -1,0 +1,170 @@
+"""Forward (output prediction) and backward (input prediction) monologues, verified by execution.
+
+Annotators: ``builtin`` (from the real trace, see ``annotator_trace``) or ``llm`` (rejection
+sampling with few-shot examples). Either way a monologue is kept only if its ``[ANSWER]`` assertion
+passes in the sandbox and keeps the given input (forward) or output (backward).
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from data_pipeline.stages import annotator_trace
+from data_pipeline.stages.base import Reject, StageContext, sandbox_map, record_seed
+from semcoder_jax import prompts
+
+FEWSHOT_DIR = Path(__file__).resolve().parent.parent / "assets" / "fewshot"
+_ANSWER = re.compile(r"\[ANSWER\]\s*(.*?)\s*\[/ANSWER\]", re.DOTALL)
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, old: str, new: str):
+        self.old, self.new = old, new
+
+    def visit_FunctionDef(self, node):
+        if node.name == self.old:
+            node.name = self.new
+        self.generic_visit(node)
+        return node
+
+    def visit_Name(self, node):
+        if node.id == self.old:
+            node.id = self.new
+        return node
+
+
+def as_f(solution: str, entry: str) -> str:
+    """The solution with its entry point renamed to ``f``, as execution prompts call it."""
+    if entry == "f":
+        return ast.unparse(ast.parse(solution))
+    return ast.unparse(_Rename(entry, "f").visit(ast.parse(solution)))
+
+
+def extract_answer(response: str) -> str | None:
+    m = _ANSWER.search(response)
+    return m.group(1).strip() if m else None
+
+
+def answer_parts(answer: str) -> tuple[str, str] | None:
+    """(input text, output text) of ``assert f(<input>) == <output>``."""
+    try:
+        node = ast.parse(answer).body
+    except SyntaxError:
+        return None
+    if len(node) != 1 or not isinstance(node[0], ast.Assert):
+        return None
+    test = node[0].test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return None
+    call = test.left
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"):
+        return None
+    args = [ast.get_source_segment(answer, a) for a in call.args]
+    args += [f"{k.arg}={ast.get_source_segment(answer, k.value)}" for k in call.keywords]
+    return ", ".join(args), ast.get_source_segment(answer, test.comparators[0])
+
+
+def _same_expr(a: str, b: str) -> bool:
+    try:
+        return ast.dump(ast.parse(a, mode="eval")) == ast.dump(ast.parse(b, mode="eval"))
+    except SyntaxError:
+        return False
+
+
+def answer_acceptable(kind: str, response: str, test: dict[str, str]) -> str | None:
+    """The assertion to execute if the response's answer keeps the given side fixed, else None."""
+    answer = extract_answer(response)
+    if answer is None:
+        return None
+    parts = answer_parts(answer)
+    if parts is None:
+        return None
+    inp, out = parts
+    if kind == "forward" and not _same_expr(f"({inp},)", f"({test['input']},)"):
+        return None
+    if kind == "backward" and not _same_expr(out, test["output"]):
+        return None
+    return answer
+
+
+def verify(code: str, assertions: list[str], ctx: StageContext) -> list[bool]:
+    from semcoder_jax.execution import Job
+
+    results = sandbox_map(ctx, [Job(code + "\n" + a) for a in assertions])
+    return [r.status == "passed" for r in results]
+
+
+def _fewshot(kind: str) -> list[dict[str, str]]:
+    path = FEWSHOT_DIR / f"{kind}.md"
+    if not path.exists():
+        return []
+    messages = []
+    for block in path.read_text().split("\n=====\n"):
+        prompt, _, response = block.partition("\n-----\n")
+        messages += [{"role": "user", "content": prompt.strip()}, {"role": "assistant", "content": response.strip()}]
+    return messages
+
+
+def _llm_monologue(kind: str, code: str, test: dict[str, str], ctx: StageContext, seed: int) -> str | None:
+    instruction = prompts.execution_instruction(code, **({"input": test["input"]} if kind == "forward" else {"output": test["output"]}))
+    messages = _fewshot(kind) + [{"role": "user", "content": prompts.render(kind, instruction)}]
+    samples = ctx.llm.chat(messages, n=ctx.config.llm_samples, temperature=0.8, seed=seed % (2**31))
+    if not samples:
+        return None
+    candidates = [(s, answer_acceptable(kind, s, test)) for s in samples]
+    candidates = [(s, a) for s, a in candidates if a is not None]
+    if not candidates:
+        return None
+    ok = verify(code, [a for _, a in candidates], ctx)
+    for (s, _), passed in zip(candidates, ok):
+        if passed:
+            return s.strip()
+    return None
+
+
+def _builtin_monologue(kind: str, code: str, test: dict[str, str], ctx: StageContext) -> str | None:
+    from semcoder_jax.execution import trace_call
+
+    trace = trace_call(code, f"f({test['input']})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
+    ret = annotator_trace._get(trace, "return_repr")
+    if ret != test["output"]:
+        return None
+    if kind == "forward":
+        return annotator_trace.forward_monologue(code, test["input"], trace, max_steps=ctx.config.max_trace_steps)
+    return annotator_trace.backward_monologue(code, test["input"], test["output"], trace, max_steps=ctx.config.max_trace_steps)
+
+
+def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] | Reject:
+    cfg = ctx.config
+    code = as_f(record["solution"], record["entry_point"])
+    tests = list(record["tests"])
+    rng = random.Random(record_seed(record["id"], cfg.seed, "monologue"))
+    order = rng.sample(range(len(tests)), len(tests))
+    out = dict(record, code=code, forward=[], backward=[])
+    wanted = {"forward": cfg.forward_per_problem, "backward": cfg.backward_per_problem}
+    pos = 0
+    for kind in ("forward", "backward"):
+        for _ in range(wanted[kind]):
+            if pos >= len(order):
+                break
+            test = tests[order[pos]]
+            pos += 1
+            if cfg.annotator == "llm":
+                response = _llm_monologue(kind, code, test, ctx, record_seed(record["id"], cfg.seed, f"{kind}{pos}"))
+            else:
+                response = _builtin_monologue(kind, code, test, ctx)
+                if response is not None:
+                    answer = answer_acceptable(kind, response, test)
+                    if answer is None or not verify(code, [answer], ctx)[0]:
+                        response = None
+            if response is None:
+                ctx.note(f"monologue.{kind}_rejected")
+                continue
+            out[kind].append({"input": test["input"], "output": test["output"], "response": response})
+    if not out["forward"] and not out["backward"]:
+        ctx.note("monologue.problems_without_monologue")
+    return [out]

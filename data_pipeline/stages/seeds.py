@@ -1,0 +1,75 @@
+"""OSS-Instruct-style seeds: parsable AST subtrees (functions, classes, blocks) of Python files."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+from data_pipeline.config import DataConfig, resolve_path
+from data_pipeline.stages.base import short_hash
+
+_BLOCK_NODES = (ast.For, ast.While, ast.If, ast.With, ast.Try)
+
+
+def extract_seeds(source: str, *, kinds: tuple[str, ...] = ("function", "class", "block"), min_lines: int = 3) -> list[dict[str, Any]]:
+    """Every function, class and compound block of ``source`` that parses on its own."""
+    tree = ast.parse(source)
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            kind = "function"
+        elif isinstance(node, ast.ClassDef):
+            kind = "class"
+        elif isinstance(node, _BLOCK_NODES):
+            kind = "block"
+        else:
+            continue
+        if kind not in kinds:
+            continue
+        segment = ast.get_source_segment(source, node, padded=False)
+        if segment is None:
+            continue
+        segment = _dedent_segment(segment, node.col_offset)
+        if segment.count("\n") + 1 < min_lines:
+            continue
+        try:
+            ast.parse(segment)
+        except SyntaxError:
+            continue
+        out.append({"seed_kind": kind, "lineno": node.lineno, "name": getattr(node, "name", None), "code": segment})
+    out.sort(key=lambda s: s["lineno"])
+    return out
+
+
+def _dedent_segment(segment: str, col: int) -> str:
+    lines = segment.splitlines()
+    rest = [ln[col:] if ln[:col].strip() == "" else ln.lstrip() for ln in lines[1:]]
+    return "\n".join([lines[0], *rest])
+
+
+def collect_seeds(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Seed records from every ``*.py`` under the corpus folders, plus rejects (unparsable files)."""
+    records: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
+    for corpus in config.corpus_dirs:
+        root = Path(resolve_path(corpus))
+        if not root.exists():
+            from data_pipeline.records import RecordError
+
+            raise RecordError(f"corpus folder not found: {root} (config key corpus_dirs)")
+        files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+        for path in files:
+            rel = path.name if root.is_file() else str(path.relative_to(root))
+            try:
+                seeds = extract_seeds(path.read_text(encoding="utf-8"), kinds=tuple(config.seed_kinds), min_lines=config.min_seed_lines)
+            except (SyntaxError, UnicodeDecodeError, ValueError) as e:
+                rejects.append({"record": {"source_file": rel}, "reason": "unparsable_file", "detail": str(e).splitlines()[0]})
+                continue
+            for s in seeds:
+                key = f"{rel}:{s['lineno']}:{s['seed_kind']}:{s['code']}"
+                rid = f"seed-{short_hash(key)}"
+                records.append({"id": rid, "source_file": rel, **s})
+    if config.max_seeds:
+        records = records[: config.max_seeds]
+    return records, rejects

@@ -1,0 +1,113 @@
+"""Problem + solution from each seed: an LLM (OSS-Instruct prompt) or, offline, the seed itself.
+
+Offline mode turns a shipped seed function into a problem: its docstring is the description and its
+``>>> name(args)`` lines are the seed inputs. Seeds without both are rejected (``no_offline_problem``).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+from data_pipeline.stages.base import Reject, StageContext
+
+SYNTHESIS_PROMPT = """Gain inspiration from the following random code snippet to create a high-quality programming problem. Present your output in two distinct sections: [Problem Description] and [Solution].
+
+Code snippet for inspiration:
+```python
+{seed}
+```
+
+Guidelines for each section:
+1. [Problem Description]: This should be **completely self-contained**, providing all the contextual information one needs to understand and solve the problem. Assume common programming knowledge, but ensure that any specific context, variables, or code snippets pertinent to this problem are explicitly included. The problem must not need external resources (files, network, databases, the clock, randomness) nor uncommon third-party libraries.
+2. [Solution]: First explain your reasoning briefly, then offer a comprehensive, **correct** solution as one Python function in a ```python block. After the solution, give 2 to 4 example calls of the function, one per line, in a section [Example Calls].
+"""
+
+_SECTION = re.compile(r"\[(Problem Description|Solution|Example Calls)\]\s*", re.IGNORECASE)
+_CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
+
+
+def parse_synthesis_reply(text: str) -> dict[str, Any] | None:
+    """``[Problem Description]`` / ``[Solution]`` sections; None if either is missing."""
+    parts = _SECTION.split(text)
+    sections: dict[str, str] = {}
+    for i in range(1, len(parts) - 1, 2):
+        sections[parts[i].lower()] = parts[i + 1].strip()
+    problem = sections.get("problem description")
+    solution_text = sections.get("solution")
+    if not problem or not solution_text:
+        return None
+    blocks = _CODE_BLOCK.findall(solution_text)
+    if not blocks:
+        return None
+    code = blocks[0].strip("\n")
+    entry = first_function_name(code)
+    if entry is None:
+        return None
+    calls = sections.get("example calls", "")
+    seed_inputs = [a for a in (call_arguments(ln.strip(), entry) for ln in calls.splitlines()) if a is not None]
+    return {"problem": problem, "solution": code, "response": solution_text, "entry_point": entry, "seed_inputs": seed_inputs}
+
+
+def first_function_name(code: str) -> str | None:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            return node.name
+    return None
+
+
+def call_arguments(line: str, name: str) -> str | None:
+    """``name(1, [2])`` -> ``"1, [2]"`` when it is a call of ``name`` with literal arguments."""
+    line = line.removeprefix(">>>").strip().rstrip(";")
+    try:
+        node = ast.parse(line, mode="eval").body
+    except SyntaxError:
+        return None
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name):
+        return None
+    try:
+        for a in [*node.args, *(k.value for k in node.keywords)]:
+            ast.literal_eval(a)
+    except ValueError:
+        return None
+    inner = line[line.index("(") + 1 : line.rindex(")")]
+    return inner.strip()
+
+
+def offline_problem(seed: dict[str, Any]) -> dict[str, Any] | Reject:
+    if seed.get("seed_kind") != "function":
+        return Reject("no_offline_problem", f"{seed.get('seed_kind')} seed")
+    tree = ast.parse(seed["code"])
+    fn = tree.body[0]
+    doc = ast.get_docstring(fn)
+    if not doc:
+        return Reject("no_offline_problem", "function without docstring")
+    description = [ln for ln in doc.splitlines() if not ln.strip().startswith(">>>")]
+    inputs = [a for a in (call_arguments(ln.strip(), fn.name) for ln in doc.splitlines() if ln.strip().startswith(">>>")) if a]
+    if not inputs:
+        return Reject("no_offline_problem", "docstring without >>> examples")
+    fn.body = fn.body[1:] or [ast.Pass()]
+    solution = ast.unparse(fn)
+    args = ast.unparse(fn.args)
+    problem = "\n".join(description).strip() + f"\n\nImplement it as a Python function `{fn.name}({args})`."
+    response = f"```python\n{solution}\n```"
+    return {"problem": problem, "solution": solution, "response": response, "entry_point": fn.name, "seed_inputs": inputs}
+
+
+def process(seed: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] | Reject:
+    if ctx.config.synthesis == "offline":
+        out = offline_problem(seed)
+    else:
+        reply = ctx.llm.chat([{"role": "user", "content": SYNTHESIS_PROMPT.format(seed=seed["code"])}])
+        out = parse_synthesis_reply(reply) if reply is not None else None
+        if out is None:
+            return Reject("unparsable_synthesis" if reply is not None else "llm_failed")
+    if isinstance(out, Reject):
+        return out
+    rid = seed["id"].replace("seed-", "prob-", 1)
+    return [{"id": rid, "seed_id": seed["id"], "source_file": seed.get("source_file"), **out}]

@@ -1,0 +1,86 @@
+"""Generation backends behind one interface; heavy libraries load only for the chosen one.
+
+Every backend returns, per prompt, ``n`` completions (text after the prompt, cut before the first
+stop string, which is not included).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Protocol, Sequence
+
+from semcoder_jax.errors import SemcoderError
+
+BACKENDS = {
+    "hf": "eval.backends.hf:HFBackend",
+    "jax": "eval.backends.jax_backend:JaxBackend",
+    "vllm": "eval.backends.vllm_backend:VLLMBackend",
+    "openai": "eval.backends.openai_backend:OpenAIBackend",
+}
+
+
+@dataclasses.dataclass
+class BackendConfig:
+    """Where the model comes from and how it runs; fields a backend does not use are ignored."""
+
+    checkpoint: str | None = None  # Orbax training checkpoint (jax directly; hf/vllm convert it first)
+    step: int | None = None
+    hf_dir: str | None = None  # Hugging Face model folder
+    tokenizer: str | None = None  # default: the model's, else the shipped DeepSeek-Coder tokenizer
+    dtype: str | None = None  # e.g. bfloat16; default per backend
+    batch_size: int = 16
+    tensor_parallel_size: int = 1  # vllm
+    gpu_memory_utilization: float = 0.9  # vllm
+    max_model_len: int | None = None  # vllm
+    base_url: str | None = None  # openai
+    model: str | None = None  # openai model name
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key
+    chat: bool = False  # openai: chat.completions instead of completions
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 512,
+        stop: Sequence[str] = (),
+        seed: int = 0,
+    ) -> list[list[str]]: ...
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the generations besides the settings (for the cache key)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def get_backend(name: str, config: BackendConfig) -> Backend:
+    if name not in BACKENDS:
+        raise SemcoderError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)(config)
+
+
+def resolve_tokenizer(config: BackendConfig, model_dir: str | None = None) -> Any:
+    from semcoder_jax.tokenizer import load_tokenizer
+
+    if config.tokenizer:
+        return load_tokenizer(config.tokenizer)
+    if model_dir:
+        from pathlib import Path
+
+        if (Path(model_dir) / "tokenizer.json").exists() or (Path(model_dir) / "tokenizer_config.json").exists():
+            return load_tokenizer(model_dir)
+    return load_tokenizer(None)

@@ -1,0 +1,54 @@
+"""Our own sampler, straight from an Orbax training checkpoint (or an HF folder): no conversion,
+so it also runs where vLLM does not (TPU)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from eval.backends import BackendConfig, cut_at_stop, resolve_tokenizer
+
+
+class JaxBackend:
+    name = "jax"
+
+    def __init__(self, config: BackendConfig):
+        from semcoder_jax.sampling import Sampler, load_model_for_inference
+
+        self.config = config
+        model_config, params = load_model_for_inference(
+            checkpoint=config.checkpoint, step=config.step, hf_dir=config.hf_dir if not config.checkpoint else None, dtype=config.dtype
+        )
+        self.tokenizer = resolve_tokenizer(config, config.hf_dir)
+        self.model_config = model_config
+        self.sampler = Sampler(model_config, params, self.tokenizer)
+        self.source = config.hf_dir if not config.checkpoint else f"{config.checkpoint}@{config.step}"
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "jax", "model": self.source, "dtype": self.model_config.dtype}
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 512,
+        stop: Sequence[str] = (),
+        seed: int = 0,
+    ) -> list[list[str]]:
+        per = n if temperature > 0 else 1
+        ids = [self.tokenizer(p).input_ids for p in prompts for _ in range(per)]
+        rows: list[list[int]] = []
+        bs = max(1, self.config.batch_size)
+        for start in range(0, len(ids), bs):
+            rows += self.sampler.generate(
+                ids[start : start + bs], max_new_tokens=max_new_tokens, temperature=temperature,
+                top_p=top_p, seed=seed + start, stop=tuple(stop),
+                eos_id=self.tokenizer.eos_token_id if self.model_config.eos_token_id is None else None,
+            )
+        texts = [cut_at_stop(self.tokenizer.decode(r, skip_special_tokens=True), stop) for r in rows]
+        return [texts[i * per : (i + 1) * per] * (n // per) for i in range(len(prompts))]
+
+    def close(self) -> None:
+        self.sampler = None

@@ -1,0 +1,54 @@
+"""Any OpenAI-compatible server (vLLM's, TGI's, OpenAI's) through the ``openai`` package."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+from eval.backends import BackendConfig, cut_at_stop
+from semcoder_jax.errors import SemcoderError
+
+
+class OpenAIBackend:
+    name = "openai"
+
+    def __init__(self, config: BackendConfig):
+        try:
+            import openai
+        except ImportError:
+            raise SemcoderError("the openai backend needs the openai package (pip install openai)") from None
+        if not config.model:
+            raise SemcoderError("the openai backend needs --model NAME (and --base-url for a local server)")
+        self.config = config
+        self.client = openai.OpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env, "EMPTY"))
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "openai", "model": self.config.model, "base_url": self.config.base_url, "chat": self.config.chat}
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 512,
+        stop: Sequence[str] = (),
+        seed: int = 0,
+    ) -> list[list[str]]:
+        stop_list = list(stop)[:4] or None  # the API takes at most four
+        common = {"model": self.config.model, "n": n, "temperature": temperature, "top_p": top_p,
+                  "max_tokens": max_new_tokens, "stop": stop_list, "seed": seed}
+        out = []
+        for prompt in prompts:
+            if self.config.chat:
+                resp = self.client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **common)
+                texts = [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
+            else:
+                resp = self.client.completions.create(prompt=prompt, **common)
+                texts = [c.text for c in sorted(resp.choices, key=lambda c: c.index)]
+            out.append([cut_at_stop(t, stop) for t in texts])
+        return out
+
+    def close(self) -> None:
+        self.client = None

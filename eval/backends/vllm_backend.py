@@ -1,0 +1,64 @@
+"""vLLM offline inference (``LLM.generate``), tensor parallel; a training checkpoint is converted
+to an HF folder in a temporary directory first. vLLM is imported only here."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Sequence
+
+from eval.backends import BackendConfig
+from eval.backends.hf import hf_model_dir
+from semcoder_jax.errors import SemcoderError
+
+
+class VLLMBackend:
+    name = "vllm"
+
+    def __init__(self, config: BackendConfig):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise SemcoderError("the vllm backend needs vLLM (pip install vllm); use --backend hf or jax otherwise") from None
+        self.config = config
+        self._stack = contextlib.ExitStack()
+        model_dir = self._stack.enter_context(hf_model_dir(config))
+        kwargs: dict[str, Any] = {
+            "model": model_dir,
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            "dtype": config.dtype or "bfloat16",
+        }
+        if config.tokenizer:
+            kwargs["tokenizer"] = config.tokenizer
+        if config.max_model_len:
+            kwargs["max_model_len"] = config.max_model_len
+        self.llm = LLM(**kwargs)
+        self.source = config.hf_dir or f"{config.checkpoint}@{config.step}"
+
+    def identity(self) -> dict[str, Any]:
+        return {"backend": "vllm", "model": self.source, "dtype": self.config.dtype or "bfloat16"}
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 512,
+        stop: Sequence[str] = (),
+        seed: int = 0,
+    ) -> list[list[str]]:
+        from vllm import SamplingParams
+
+        greedy = temperature == 0
+        params = SamplingParams(
+            n=1 if greedy else n, temperature=temperature, top_p=1.0 if greedy else top_p,
+            max_tokens=max_new_tokens, stop=list(stop) or None, seed=seed,
+        )
+        outputs = self.llm.generate(list(prompts), params)
+        return [[o.text for o in out.outputs] * (n if greedy else 1) for out in outputs]
+
+    def close(self) -> None:
+        self.llm = None
+        self._stack.close()

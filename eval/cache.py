@@ -1,0 +1,56 @@
+"""Append-only JSONL cache of generations, so a crashed or interrupted run resumes where it stopped.
+
+Each line holds one completion: the run key (a hash of the model identity and the generation
+settings), the task id, the sample index and a hash of the prompt. Only lines whose key and prompt
+hash match are reused; a torn last line (the process died mid-write) is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def run_key(identity: dict[str, Any], settings: dict[str, Any]) -> str:
+    blob = json.dumps({"model": identity, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def prompt_hash(prompt: str) -> str:
+    return hashlib.sha256(prompt.encode()).hexdigest()[:16]
+
+
+class GenerationCache:
+    def __init__(self, path: str | Path, key: str):
+        self.path = Path(path)
+        self.key = key
+        self._entries: dict[tuple[str, int], tuple[str, str]] = {}
+        if self.path.exists():
+            with open(self.path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if isinstance(row, dict) and row.get("key") == key:
+                        self._entries[(row["task_id"], int(row["sample"]))] = (row["prompt_hash"], row["completion"])
+
+    def get(self, task_id: str, sample: int, prompt: str) -> str | None:
+        hit = self._entries.get((task_id, sample))
+        return hit[1] if hit and hit[0] == prompt_hash(prompt) else None
+
+    def put_many(self, rows: list[tuple[str, int, str, str]]) -> None:
+        """Append ``(task_id, sample, prompt, completion)`` rows and flush them to disk."""
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            for task_id, sample, prompt, completion in rows:
+                h = prompt_hash(prompt)
+                f.write(json.dumps({"key": self.key, "task_id": task_id, "sample": sample, "prompt_hash": h, "completion": completion}) + "\n")
+                self._entries[(task_id, sample)] = (h, completion)
+            f.flush()
+            os.fsync(f.fileno())

@@ -1,0 +1,146 @@
+"""``semcoder eval run | score | report | refine``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from eval.benchmarks import BENCHMARKS
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate on HumanEval(+), MBPP(+), LiveCodeBench, CRUXEval")
+    sub = p.add_subparsers(dest="eval_command", metavar="ACTION", required=True)
+
+    run = sub.add_parser("run", help="generate with a backend, score, write results.json")
+    _run_args(run)
+    run.set_defaults(func=_run)
+
+    ref = sub.add_parser("refine", help="run with iterative self-refinement (default 5 rounds)")
+    _run_args(ref, refine_default=5)
+    ref.set_defaults(func=_run)
+
+    score = sub.add_parser("score", help="score a samples file with the official semantics")
+    score.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    score.add_argument("--samples", required=True, help="EvalPlus-style JSONL or CRUXEval generations JSON")
+    score.add_argument("--data", help="local benchmark data file (LiveCodeBench: required offline)")
+    score.add_argument("--sanitize", action="store_true", help="apply EvalPlus's sanitiser to HumanEval/MBPP programs")
+    score.add_argument("--base-only", action="store_true", help="HumanEval/MBPP: base tests only")
+    score.add_argument("--json", action="store_true", help="print one JSON line")
+    score.add_argument("--details", help="write per-sample results to this JSON file")
+    score.set_defaults(func=_score)
+
+    rep = sub.add_parser("report", help="Markdown table (paper's Table 1 layout) and bar chart")
+    rep.add_argument("dirs", nargs="+", help="result directories (results.json, searched recursively)")
+    rep.add_argument("--out", help="write the Markdown here (default: print)")
+    rep.add_argument("--png", help="bar chart path (default: next to --out, else report.png)")
+    rep.add_argument("--no-paper", action="store_true", help="leave out the paper's rows")
+    rep.set_defaults(func=_report)
+
+
+def _run_args(p: argparse.ArgumentParser, refine_default: int = 0) -> None:
+    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    p.add_argument("--backend", required=True, choices=("vllm", "hf", "jax", "openai"))
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", help="Orbax training checkpoint directory")
+    src.add_argument("--hf-dir", help="Hugging Face model directory")
+    p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the model's or the shipped one)")
+    p.add_argument("--config", help="eval YAML (default: configs/eval/<benchmark>.yaml)")
+    p.add_argument("--out", default=None, help="output directory (default: eval_out/<benchmark>)")
+    p.add_argument("--name", help="model name for reports")
+    p.add_argument("--limit", type=int, help="first N problems only")
+    p.add_argument("--data", help="local benchmark data file")
+    p.add_argument("--dtype")
+    p.add_argument("--batch-size", type=int, default=16, help="backend batch size (hf, jax)")
+    p.add_argument("--tensor-parallel-size", type=int, default=1)
+    p.add_argument("--base-url", help="openai: server URL")
+    p.add_argument("--model", help="openai: model name")
+    p.add_argument("--chat", action="store_true", help="openai: use chat completions")
+    p.add_argument("--refine-rounds", type=int, default=refine_default)
+    p.add_argument("--with-trace", action="store_true", help="refine: add the failing run's trace")
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. generation.n=10")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from eval.backends import BackendConfig, get_backend
+    from eval.config import EvalConfig
+    from eval.runner import run_eval
+    from semcoder_jax.config import load_config
+    from semcoder_jax.errors import SemcoderError
+
+    from semcoder_jax.config import preset_path
+
+    path = args.config or preset_path("eval", args.benchmark)
+    overrides = [f"benchmark={args.benchmark}", *args.overrides]
+    if args.limit is not None:
+        overrides.append(f"limit={args.limit}")
+    if args.data:
+        overrides.append(f"data={args.data}")
+    if args.refine_rounds:
+        overrides.append(f"refine_rounds={args.refine_rounds}")
+    if args.with_trace:
+        overrides.append("refine_with_trace=true")
+    try:
+        cfg = load_config(EvalConfig, path, overrides)
+    except ValueError as e:
+        raise SemcoderError(str(e)) from None
+    if args.backend != "openai" and not (args.checkpoint or args.hf_dir):
+        raise SemcoderError(f"--backend {args.backend} needs --checkpoint DIR or --hf-dir DIR")
+    bcfg = BackendConfig(
+        checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, tokenizer=args.tokenizer, dtype=args.dtype,
+        batch_size=args.batch_size, tensor_parallel_size=args.tensor_parallel_size, base_url=args.base_url,
+        model=args.model, chat=args.chat,
+    )
+    backend = get_backend(args.backend, bcfg)
+    out = Path(args.out or Path("eval_out") / args.benchmark)
+    try:
+        res = run_eval(cfg, backend, out, model_name=args.name, progress=args.progress, log=lambda s: print(s, file=sys.stderr))
+    finally:
+        backend.close()
+    print(json.dumps(res["summary"] | ({"refine_pass@1": res["refine"]["pass@1"]} if "refine" in res else {})))
+    print(f"wrote {out / 'results.json'}", file=sys.stderr)
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from eval.benchmarks import load_problems
+    from eval.samples_io import read_samples
+    from eval.scoring import score
+    from eval.scoring.sanitize import sanitize
+
+    problems = load_problems(args.benchmark, path=args.data)
+    samples = read_samples(args.samples, args.benchmark, problems)
+    if args.sanitize and args.benchmark in ("humaneval", "mbpp"):
+        by_id = {p.task_id: p for p in problems}
+        samples = {t: [sanitize(s, by_id[t].entry_point) for s in ss] for t, ss in samples.items()}
+    result = score(args.benchmark, problems, samples, base_only=args.base_only, progress=not args.json)
+    summary = result.summary()
+    summary["n_benchmark_problems"] = len(problems)
+    if args.details:
+        Path(args.details).write_text(json.dumps({"summary": summary, "details": result.details}, default=str))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        for k, v in summary.items():
+            print(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from eval.report import bar_chart, collect, markdown_table
+
+    rows = collect(args.dirs)
+    md = markdown_table(rows, with_paper=not args.no_paper)
+    png = args.png or (str(Path(args.out).with_suffix(".png")) if args.out else "report.png")
+    if args.out:
+        Path(args.out).write_text(md)
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        print(md)
+    bar_chart(rows, png, with_paper=not args.no_paper)
+    print(f"wrote {png}", file=sys.stderr)
+    return 0

@@ -1,0 +1,52 @@
+"""Evaluation configs: one YAML per benchmark under ``configs/eval/`` with the paper's settings."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from eval.benchmarks import check_name
+
+
+@dataclasses.dataclass
+class GenerationSettings:
+    n: int = 1
+    temperature: float = 0.0  # 0 = greedy (the paper's pass@1)
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    seed: int = 0
+    batch_size: int = 64  # prompts per backend call (and per cache flush)
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    benchmark: str = "humaneval"
+    prompt_style: str = "semcoder"
+    quotes: Optional[bool] = None  # SemCoder's quote handling; default: on for the semcoder style
+    sanitize: bool = True  # EvalPlus's sanitiser on HumanEval/MBPP programs
+    data: Optional[str] = None  # local data file instead of the vendored one / the HF hub
+    limit: Optional[int] = None
+    lcb_version_tag: str = "release_v1"
+    lcb_start_date: Optional[str] = None
+    lcb_end_date: Optional[str] = None
+    refine_rounds: int = 0  # self-refinement rounds after the first generation (paper: 5)
+    refine_with_trace: bool = False  # add the tracer's view of the failing run to the feedback
+    refine_max_new_tokens: int = 1024
+    generation: GenerationSettings = dataclasses.field(default_factory=GenerationSettings)
+
+    def validate(self) -> None:
+        from eval.tasks import check_style
+
+        check_name(self.benchmark)
+        check_style(self.benchmark, self.prompt_style)
+        if self.generation.n < 1:
+            raise ValueError(f"generation.n must be >= 1, got {self.generation.n}")
+
+    @property
+    def use_quotes(self) -> bool:
+        return self.prompt_style == "semcoder" if self.quotes is None else self.quotes
+
+    def problem_options(self) -> dict:
+        if self.benchmark == "lcb-lite":
+            return {"version_tag": self.lcb_version_tag, "start_date": self.lcb_start_date, "end_date": self.lcb_end_date}
+        return {}

@@ -1,0 +1,128 @@
+"""Iterative self-refinement (the paper's Table 3): after the first greedy generation, every
+problem that still fails gets the refine prompt with the problem, its current code and the first
+failing test (input, expected and actual output, optionally the tracer's view of the failing run),
+up to ``refine_rounds`` times; pass@1 is recorded after each round. The reference solution never
+enters a prompt: expected outputs are shown, as a test report would show them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from eval.cache import GenerationCache, run_key
+from eval.runner import GENERATIONS_FILE, generate_cached, generation_settings
+from semcoder_jax import prompts as P
+
+REFINABLE = ("humaneval", "mbpp", "lcb-lite")
+REFINED_STOP = "[/Refined]"
+
+
+def passed(benchmark: str, detail: dict) -> bool:
+    return bool(detail["plus_pass"] if benchmark in ("humaneval", "mbpp") else detail["passed"])
+
+
+def problem_text(benchmark: str, problem: Any) -> str:
+    if benchmark == "lcb-lite":
+        starter = f"\n\n```python\n{problem.starter_code}\n```" if problem.starter_code else ""
+        return problem.question_content + starter
+    return problem.prompt
+
+
+def failure_text(benchmark: str, problem: Any, code: str, detail: dict, with_trace: bool = False) -> str:
+    f = detail.get("failure") or {}
+    if benchmark == "lcb-lite":
+        f = detail
+    lines = []
+    if f.get("inputs") or f.get("input"):
+        lines.append(f"Input: {f.get('inputs') or f.get('input')}")
+    if f.get("expected") is not None:
+        lines.append(f"Expected output: {f['expected']}")
+    if f.get("output") is not None:
+        lines.append(f"Actual output: {f['output']}")
+    err = f.get("error") or (f.get("error_message") if benchmark == "lcb-lite" else "")
+    if err:
+        lines.append(f"Error: {err}")
+    if with_trace and benchmark in ("humaneval", "mbpp") and f.get("input") and " ... " not in f["input"]:
+        trace = _trace(code, f"{problem.entry_point}(*{f['input']})")
+        if trace:
+            lines.append(f"[Trace]\n{trace}\n[/Trace]")
+    return "\n".join(lines) or "The code fails the tests."
+
+
+def _trace(code: str, call: str) -> str | None:
+    try:
+        from semcoder_jax.execution import render_concise, trace_call
+
+        return render_concise(code, trace_call(code, call))
+    except Exception:  # noqa: BLE001 - the trace is optional feedback
+        return None
+
+
+def extract_refined(completion: str) -> str | None:
+    text = completion.split(REFINED_STOP)[0]
+    if "[Refined]" not in text:
+        return None
+    code = text.split("[Refined]", 1)[1]
+    fence = re.search(r"```(?:python)?\n(.*?)(?:```|$)", code, re.S)
+    return (fence.group(1) if fence else code).strip("\n")
+
+
+def refine(
+    cfg: Any,
+    problems: list,
+    backend: Any,
+    samples: dict[str, list[str]],
+    first: Any,
+    out_dir: Path,
+    *,
+    sandbox: Any = None,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
+    """``{"pass@1": [round 0, round 1, ...], "refined": [problems refined per round]}``."""
+    from eval.scoring import score
+    from eval.scoring.sanitize import sanitize
+
+    bench = cfg.benchmark
+    if bench not in REFINABLE:
+        raise ValueError(f"self-refinement is defined for {', '.join(REFINABLE)}, not {bench}")
+    by_id = {p.task_id: p for p in problems}
+    code = {t: s[0] for t, s in samples.items()}
+    detail = {t: d[0] for t, d in first.details.items()}
+    history = [_pass1(bench, detail)]
+    refined_counts = []
+    for rnd in range(1, cfg.refine_rounds + 1):
+        failing = [t for t in code if not passed(bench, detail[t])]
+        refined_counts.append(len(failing))
+        if not failing:
+            history.append(history[-1])
+            continue
+        prompts = {
+            t: P.refine_prompt(problem_text(bench, by_id[t]), code[t], failure_text(bench, by_id[t], code[t], detail[t], cfg.refine_with_trace))
+            for t in failing
+        }
+        cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(backend.identity(), generation_settings(cfg, refine_round=rnd, n=1, temperature=0.0)))
+        outs = generate_cached(
+            backend, prompts, cache, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg.refine_max_new_tokens,
+            stop=(REFINED_STOP,), seed=cfg.generation.seed, batch_size=cfg.generation.batch_size,
+        )
+        new = {}
+        for t in failing:
+            body = extract_refined(outs[t][0])
+            if body is None:
+                continue
+            if bench in ("humaneval", "mbpp"):
+                imports = [ln for ln in by_id[t].prompt.splitlines() if ln.startswith(("import ", "from "))]
+                body = "\n".join(imports + [sanitize(body, by_id[t].entry_point) or body])
+            new[t] = body
+        if new:
+            res = score(bench, [by_id[t] for t in new], {t: [c] for t, c in new.items()}, sandbox=sandbox)
+            for t, c in new.items():
+                code[t], detail[t] = c, res.details[t][0]
+        history.append(_pass1(bench, detail))
+        log(f"refine round {rnd}: pass@1 {history[-1]:.1f}")
+    return {"pass@1": history, "refined": refined_counts}
+
+
+def _pass1(bench: str, detail: dict[str, dict]) -> float:
+    return 100.0 * sum(passed(bench, d) for d in detail.values()) / max(1, len(detail))

@@ -1,0 +1,117 @@
+"""``semcoder eval run``: problems → prompts → backend (through the generation cache) → samples →
+official scoring → ``results.json``; optional self-refinement rounds afterwards."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from eval.benchmarks import load_problems
+from eval.cache import GenerationCache, run_key
+from eval.config import EvalConfig
+from eval.tasks import build_prompt, stop_strings, to_sample
+
+RESULTS_FILE = "results.json"
+GENERATIONS_FILE = "generations.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+
+
+def generation_settings(cfg: EvalConfig, **extra: Any) -> dict[str, Any]:
+    g = dataclasses.asdict(cfg.generation)
+    g.pop("batch_size")
+    return {"benchmark": cfg.benchmark, "prompt_style": cfg.prompt_style, "quotes": cfg.use_quotes, **g, **extra}
+
+
+def generate_cached(
+    backend: Any,
+    prompts: dict[str, str],
+    cache: GenerationCache,
+    *,
+    n: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+    stop: Sequence[str],
+    seed: int,
+    batch_size: int,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, list[str]]:
+    """Completions per task; only tasks missing from the cache reach the backend, and each batch is
+    on disk before the next one starts."""
+    todo = [t for t, p in prompts.items() if any(cache.get(t, i, p) is None for i in range(n))]
+    for start in range(0, len(todo), max(1, batch_size)):
+        batch = todo[start : start + batch_size]
+        outs = backend.generate(
+            [prompts[t] for t in batch], n=n, temperature=temperature, top_p=top_p,
+            max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed,
+        )
+        cache.put_many([(t, i, prompts[t], text) for t, texts in zip(batch, outs) for i, text in enumerate(texts[:n])])
+        if on_batch:
+            on_batch(start + len(batch), len(todo))
+    return {t: [cache.get(t, i, p) or "" for i in range(n)] for t, p in prompts.items()}
+
+
+def load_benchmark(cfg: EvalConfig) -> list:
+    return load_problems(cfg.benchmark, path=cfg.data, limit=cfg.limit, **cfg.problem_options())
+
+
+def write_samples(out_dir: Path, benchmark: str, completions: dict[str, list[str]], samples: dict[str, list[str]]) -> None:
+    field = "solution" if benchmark in ("humaneval", "mbpp", "lcb-lite") else "answer"
+    with open(out_dir / SAMPLES_FILE, "w", encoding="utf-8") as f:
+        for t, outs in completions.items():
+            for c, s in zip(outs, samples[t]):
+                f.write(json.dumps({"task_id": t, "completion": c, field: s}) + "\n")
+    if benchmark.startswith("cruxeval"):
+        (out_dir / "generations.json").write_text(json.dumps(samples))
+
+
+def run_eval(
+    cfg: EvalConfig,
+    backend: Any,
+    out_dir: str | Path,
+    *,
+    model_name: str | None = None,
+    sandbox: Any = None,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
+    from eval.scoring import score
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    problems = load_benchmark(cfg)
+    style, quotes = cfg.prompt_style, cfg.use_quotes
+    prompts = {p.task_id: build_prompt(cfg.benchmark, p, style, quotes) for p in problems}
+    identity = backend.identity()
+    cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(identity, generation_settings(cfg)))
+    g = cfg.generation
+    t0 = time.time()
+    completions = generate_cached(
+        backend, prompts, cache, n=g.n, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
+        stop=stop_strings(cfg.benchmark, style), seed=g.seed, batch_size=g.batch_size,
+        on_batch=lambda done, total: log(f"generated {done}/{total} uncached problems"),
+    )
+    gen_s = time.time() - t0
+    by_id = {p.task_id: p for p in problems}
+    samples = {t: [to_sample(cfg.benchmark, by_id[t], c, style, quotes, cfg.sanitize) for c in cs] for t, cs in completions.items()}
+    write_samples(out_dir, cfg.benchmark, completions, samples)
+    t0 = time.time()
+    result = score(cfg.benchmark, problems, samples, sandbox=sandbox, progress=progress)
+    results: dict[str, Any] = {
+        "benchmark": cfg.benchmark,
+        "model": model_name or str(identity.get("model")),
+        "backend": identity,
+        "config": dataclasses.asdict(cfg),
+        "summary": result.summary(),
+        "timing_s": {"generation": round(gen_s, 2), "scoring": round(time.time() - t0, 2)},
+        "details": result.details,
+    }
+    if cfg.refine_rounds > 0:
+        from eval.refine import refine
+
+        results["refine"] = refine(cfg, problems, backend, samples, result, out_dir, sandbox=sandbox, log=log)
+    (out_dir / RESULTS_FILE).write_text(json.dumps(results, indent=1, default=str))
+    return results

@@ -1,0 +1,91 @@
+"""Reading samples to score: EvalPlus-style JSONL (``task_id`` with ``solution`` or ``completion``;
+``answer`` for execution-prediction benchmarks) or CRUXEval's generations JSON
+(``{"sample_0": ["...", ...], ...}``). Every bad row is an error naming the file and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from semcoder_jax import prompts as P
+from semcoder_jax.errors import SemcoderError
+
+PROGRAM_BENCHMARKS = ("humaneval", "mbpp", "lcb-lite")
+
+
+class SamplesError(SemcoderError):
+    """A samples file that cannot be scored."""
+
+
+def _sample_from_row(benchmark: str, problem: Any, row: dict, where: str) -> str:
+    if benchmark in PROGRAM_BENCHMARKS:
+        for key in ("solution", "completion", "code"):
+            if key in row:
+                value = row[key]
+                break
+        else:
+            raise SamplesError(f"{where}: row has none of the fields solution, completion, code")
+        if not isinstance(value, str):
+            raise SamplesError(f"{where}: field {key} must be a string, got {type(value).__name__}")
+        if key == "completion" and benchmark != "lcb-lite":
+            return problem.prompt + value  # as evalplus.evaluate does
+        return value
+    for key in ("answer", "completion", "generation"):
+        if key in row:
+            value = row[key]
+            break
+    else:
+        raise SamplesError(f"{where}: row has none of the fields answer, completion, generation")
+    if not isinstance(value, str):
+        raise SamplesError(f"{where}: field {key} must be a string, got {type(value).__name__}")
+    if key == "answer":
+        return value
+    return P.extract_answer(value, "input" if benchmark == "cruxeval-i" else "output")
+
+
+def read_samples(path: str | Path, benchmark: str, problems: Sequence[Any]) -> dict[str, list[str]]:
+    """``{task_id: [sample, ...]}`` in the benchmark's problem order."""
+    path = Path(path)
+    if not path.exists():
+        raise SamplesError(f"{path}: file not found")
+    by_id = {p.task_id: p for p in problems}
+    out: dict[str, list[str]] = {}
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SamplesError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        if not isinstance(data, dict):
+            raise SamplesError(f"{path}: expected an object {{task_id: [samples]}}, got {type(data).__name__}")
+        for task_id, values in data.items():
+            where = f"{path}: key {task_id!r}"
+            if task_id not in by_id:
+                raise SamplesError(f"{where}: unknown task id for {benchmark}")
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise SamplesError(f"{where}: expected a list of strings")
+            if benchmark in PROGRAM_BENCHMARKS and benchmark != "lcb-lite":
+                values = [v if f"def {by_id[task_id].entry_point}" in v else by_id[task_id].prompt + v for v in values]
+            out[task_id] = list(values)
+    else:
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SamplesError(f"{where}: not valid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise SamplesError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            task_id = row.get("task_id")
+            if not isinstance(task_id, str):
+                raise SamplesError(f"{where}: missing or non-string task_id")
+            if task_id not in by_id:
+                raise SamplesError(f"{where}: unknown task_id {task_id!r} for {benchmark}")
+            out.setdefault(task_id, []).append(_sample_from_row(benchmark, by_id[task_id], row, where))
+    if not out:
+        raise SamplesError(f"{path}: no samples")
+    return {p.task_id: out[p.task_id] for p in problems if p.task_id in out}
+

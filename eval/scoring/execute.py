@@ -1,0 +1,53 @@
+"""The one door from scoring to the sandbox: batches of (source, call, timeout) jobs."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+HARNESS_DIR = Path(__file__).resolve().parent
+
+
+def harness_source(name: str) -> str:
+    """Text of a harness module in this package, run as a job's source inside the sandbox."""
+    return (HARNESS_DIR / f"{name}.py").read_text()
+
+
+@contextlib.contextmanager
+def sandbox_scope(sandbox: Any = None) -> Iterator[Any]:
+    """Use the caller's sandbox, or open one for the duration."""
+    if sandbox is not None:
+        yield sandbox
+        return
+    from semcoder_jax.execution import Sandbox
+
+    with Sandbox() as sb:
+        yield sb
+
+
+def run_jobs(
+    jobs: Sequence[tuple[str, str | None, float | None]],
+    *,
+    sandbox: Any = None,
+    progress: bool = False,
+    desc: str | None = None,
+) -> list[Any]:
+    """``ExecResult`` per job, in input order."""
+    if not jobs:
+        return []
+    from semcoder_jax.execution import Job
+
+    with sandbox_scope(sandbox) as sb:
+        return sb.map([Job(src, call, timeout) for src, call, timeout in jobs], progress=progress, desc=desc)
+
+
+def returned(result: Any) -> Any:
+    """The literal a job's call returned, or None when it did not finish cleanly."""
+    if result.status != "passed" or result.return_repr is None:
+        return None
+    try:
+        return ast.literal_eval(result.return_repr)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None

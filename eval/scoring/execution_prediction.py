@@ -1,0 +1,102 @@
+"""CRUXEval-I/O and LCB-Exec scoring, as the official ``evaluate_score`` functions do it.
+
+CRUXEval (facebookresearch/cruxeval evaluation/utils_general.py): each answer ``g`` becomes the
+program ``code + "\\nassert " + output + " == " + g`` run with a 3 s limit. In input mode an answer
+without ``f(`` is skipped; in output mode an answer containing ``f(<input>)`` is skipped. Skipped
+answers leave n, and a problem none of whose answers passed gets ``[False] * len(answers)``.
+LCB-Exec (lcb_runner compute_code_execution_metrics.py): the same with LCB's BASE_IMPORTS first, an
+answer containing the call itself skipped, and ``[False] * len(answers)`` when all were skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from eval.scoring.execute import run_jobs
+
+TIMEOUT_S = 3.0
+
+# lcb_runner/evaluation/utils_execute.py BASE_IMPORTS; numpy/pandas are optional here so that a
+# missing package does not fail every answer.
+LCB_BASE_IMPORTS = """from itertools import accumulate, chain, combinations, count, permutations, product, groupby, islice, repeat
+from copy import deepcopy
+from string import ascii_lowercase
+from math import floor, log2, log10, sqrt, comb, gcd, ceil, inf, isqrt
+from collections import defaultdict, deque, Counter
+from bisect import bisect, bisect_left, bisect_right, insort
+from heapq import heappush, heappop, heapify, merge
+from functools import reduce, cache, lru_cache
+from random import randrange, shuffle
+from operator import itemgetter, sub
+from re import search as re_search
+from os.path import commonprefix
+from typing import List, Tuple, Dict, Set, Optional, Union, Any, Callable, Iterable, Iterator, Generator
+import copy
+import string
+import math
+import collections
+import bisect
+import heapq
+import functools
+import random
+import itertools
+import operator
+import re
+try:
+    import numpy as np
+except ImportError:
+    pass
+try:
+    import pandas as pd
+except ImportError:
+    pass
+from math import log, prod
+from collections import deque, defaultdict, Counter, OrderedDict
+from itertools import accumulate, permutations, combinations, product, groupby, islice, chain, repeat, zip_longest, cycle
+from functools import lru_cache, reduce, partial
+from operator import iand
+import sys
+"""
+
+
+def _programs(kind: str, problem: Any, answers: Sequence[str]) -> list[str | None]:
+    """The program for each answer, or None when the official harness skips it."""
+    out: list[str | None] = []
+    for g in answers:
+        if kind == "cruxeval-i" and "f(" not in g:
+            out.append(None)
+        elif kind == "cruxeval-o" and f"f({problem.input})" in g:
+            out.append(None)
+        elif kind == "lcb-exec" and problem.input in g:
+            out.append(None)
+        elif kind == "lcb-exec":
+            out.append(f"{LCB_BASE_IMPORTS}\n{problem.code}\nassert {problem.output} == {g}")
+        else:
+            out.append(f"{problem.code}\nassert {problem.output} == {g}")
+    return out
+
+
+def score_execution_prediction(
+    kind: str,
+    problems: Sequence[Any],
+    answers: dict[str, list[str]],
+    *,
+    sandbox: Any = None,
+    progress: bool = False,
+) -> dict[str, list[bool]]:
+    """Per task, the official list of booleans (its length is the n that pass@k uses)."""
+    if kind not in ("cruxeval-i", "cruxeval-o", "lcb-exec"):
+        raise ValueError(f"not an execution-prediction benchmark: {kind!r}")
+    by_id = {p.task_id: p for p in problems}
+    programs = {t: _programs(kind, by_id[t], gs) for t, gs in answers.items()}
+    flat = [(t, j, src) for t, srcs in programs.items() for j, src in enumerate(srcs) if src is not None]
+    results = run_jobs([(src, None, TIMEOUT_S) for _, _, src in flat], sandbox=sandbox, progress=progress, desc=kind)
+    passed = {(t, j): r.status == "passed" for (t, j, _), r in zip(flat, results)}
+    out: dict[str, list[bool]] = {}
+    for t, srcs in programs.items():
+        run = [passed[(t, j)] for j, src in enumerate(srcs) if src is not None]
+        if kind == "lcb-exec":
+            out[t] = run if run else [False] * len(srcs)
+        else:
+            out[t] = run if True in run else [False] * len(srcs)
+    return out

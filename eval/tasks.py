@@ -1,0 +1,73 @@
+"""Per benchmark: the prompt a problem becomes, where generation stops, and what a completion turns
+into before scoring (a complete program or an extracted answer)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from semcoder_jax import prompts as P
+
+PROMPT_STYLES = {
+    "humaneval": ("semcoder", "plain"),
+    "mbpp": ("semcoder", "plain"),
+    "cruxeval-i": ("semcoder", "direct", "cot"),
+    "cruxeval-o": ("semcoder", "direct", "cot"),
+    "lcb-exec": ("semcoder", "direct", "cot"),
+    "lcb-lite": ("semcoder", "generic"),
+}
+
+# Stops for plain completion of a HumanEval/MBPP prompt by a base model (EvalPlus's codegen stops).
+PLAIN_CODE_STOPS = ("\nif __name__", "\nprint(", "\nassert ", '\n"""', "\n```")
+
+
+def check_style(benchmark: str, style: str) -> None:
+    if style not in PROMPT_STYLES[benchmark]:
+        raise ValueError(f"prompt style {style!r} is not available for {benchmark}; choose from {', '.join(PROMPT_STYLES[benchmark])}")
+
+
+def build_prompt(benchmark: str, problem: Any, style: str = "semcoder", quotes: bool = True) -> str:
+    check_style(benchmark, style)
+    if benchmark in ("humaneval", "mbpp"):
+        if style == "plain":
+            return problem.prompt
+        build = P.nl2code_humaneval if benchmark == "humaneval" else P.nl2code_mbpp
+        return P.nl2code_prompt(*build(problem.prompt))
+    if benchmark == "cruxeval-o":
+        return P.cruxeval_output_prompt(problem.code, problem.input, style=style, quotes=quotes)
+    if benchmark == "cruxeval-i":
+        return P.cruxeval_input_prompt(problem.code, problem.output, style=style, quotes=quotes)
+    if benchmark == "lcb-exec":
+        return P.lcb_execution_prompt(problem.code, problem.input, style=style, quotes=quotes)
+    return P.lcb_generation_prompt(problem.question_content, problem.starter_code, style=style)
+
+
+def stop_strings(benchmark: str, style: str = "semcoder") -> tuple[str, ...]:
+    if benchmark in ("humaneval", "mbpp"):
+        return ("```",) if style == "semcoder" else PLAIN_CODE_STOPS
+    if benchmark == "lcb-lite":
+        return ("```",) if style == "semcoder" else ()
+    return (P.ANSWER_STOP,)
+
+
+def to_sample(benchmark: str, problem: Any, completion: str, style: str = "semcoder", quotes: bool = True, sanitize: bool = True) -> str:
+    """What the scorer executes for one completion."""
+    if benchmark in ("humaneval", "mbpp"):
+        from eval.scoring.sanitize import sanitize as _sanitize
+
+        program = problem.prompt + completion.split("```")[0]
+        return _sanitize(program, problem.entry_point) if sanitize else program
+    if benchmark == "lcb-lite":
+        if style == "semcoder":
+            return completion.split("```")[0]
+        from eval.scoring.livecodebench import extract_code
+
+        return extract_code(completion)
+    mode = "input" if benchmark == "cruxeval-i" else "output"
+    answer = P.extract_answer(completion, mode)
+    if quotes:  # the prompt had double quotes; the benchmark's literals use single ones
+        answer = answer.replace('"', "'")
+    return answer
+
+
+def task_ids(problems: Sequence[Any]) -> list[str]:
+    return [p.task_id for p in problems]

@@ -1,0 +1,43 @@
+"""``semcoder convert``: Hugging Face <-> Orbax checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convert", help="convert checkpoints between Hugging Face and Orbax")
+    sub = parser.add_subparsers(dest="direction", metavar="DIRECTION", required=True)
+
+    to_orbax = sub.add_parser("hf-to-orbax", help="HF LlamaForCausalLM folder -> Orbax checkpoint (step 0)")
+    to_orbax.add_argument("--hf-dir", required=True, help="folder with config.json and safetensors (or pytorch_model.bin)")
+    to_orbax.add_argument("--out", required=True, help="new checkpoint folder (must not exist or be empty)")
+    to_orbax.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
+                          help="stored param dtype (default: the HF tensors' dtype)")
+    to_orbax.set_defaults(func=_hf_to_orbax)
+
+    to_hf = sub.add_parser("orbax-to-hf", help="Orbax checkpoint -> HF LlamaForCausalLM folder")
+    to_hf.add_argument("--checkpoint", required=True, help="checkpoint folder (steps) or a params-only Orbax folder")
+    to_hf.add_argument("--step", type=int, default=None, help="step to export (default: the latest)")
+    to_hf.add_argument("--out", required=True, help="new HF folder (must not exist or be empty)")
+    to_hf.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id to save beside the weights")
+    to_hf.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="bfloat16")
+    to_hf.add_argument("--max-shard-size", default="5GB", help="largest safetensors file (default 5GB)")
+    to_hf.set_defaults(func=_orbax_to_hf)
+
+
+def _hf_to_orbax(args: argparse.Namespace) -> int:
+    from semcoder_jax.convert import hf_to_orbax
+
+    out = hf_to_orbax(args.hf_dir, args.out, dtype=args.dtype)
+    print(f"wrote {out}")
+    return 0
+
+
+def _orbax_to_hf(args: argparse.Namespace) -> int:
+    from semcoder_jax.convert import orbax_to_hf
+
+    out = orbax_to_hf(args.checkpoint, args.out, step=args.step, tokenizer=args.tokenizer,
+                      dtype=args.dtype, max_shard_size=args.max_shard_size)
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,261 @@
+"""Tensor-at-a-time reading and writing of Hugging Face weight files.
+
+The ``safetensors`` package memory-maps whole files and only writes a dict held in memory; both
+make a 6.7B conversion's resident set grow with the model. The format is a little-endian u64
+header length, a JSON header of ``{name: {dtype, shape, data_offsets}}`` and raw bytes, so here a
+tensor is read with one ``pread`` into a fresh buffer and a shard is written tensor by tensor
+from a header planned up front.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import ml_dtypes
+import numpy as np
+
+from semcoder_jax.errors import SemcoderError
+
+SAFE_INDEX = "model.safetensors.index.json"
+SAFE_SINGLE = "model.safetensors"
+BIN_INDEX = "pytorch_model.bin.index.json"
+BIN_SINGLE = "pytorch_model.bin"
+
+_ST_TO_NP: dict[str, np.dtype] = {
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
+    "BOOL": np.dtype(np.bool_),
+}
+_NP_TO_ST = {v: k for k, v in _ST_TO_NP.items()}
+
+TORCH_DTYPE_NAMES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16, "float16": np.float16}
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """``float32`` / ``bfloat16`` / ``float16`` (also torch spellings such as ``torch.bfloat16``)."""
+    key = name.removeprefix("torch.")
+    if key not in TORCH_DTYPE_NAMES:
+        raise SemcoderError(f"dtype {name!r} is not one of {', '.join(TORCH_DTYPE_NAMES)}")
+    return np.dtype(TORCH_DTYPE_NAMES[key])
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    return np.dtype(dtype).name
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    file: Path
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    offset: int  # absolute byte offset of the data in ``file``; -1 for torch files
+
+
+def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+    except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SemcoderError(f"{path}: not a readable safetensors file ({e})") from None
+    base = 8 + n
+    file_size = path.stat().st_size
+    out: dict[str, TensorInfo] = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        if meta["dtype"] not in _ST_TO_NP:
+            raise SemcoderError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
+        begin, end = meta["data_offsets"]
+        dtype = _ST_TO_NP[meta["dtype"]]
+        shape = tuple(int(d) for d in meta["shape"])
+        if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+            raise SemcoderError(f"{path}: tensor {name} byte range does not match its shape {list(shape)}")
+        if base + end > file_size:
+            raise SemcoderError(f"{path}: truncated, tensor {name} ends past the end of the file")
+        out[name] = TensorInfo(name, path, dtype, shape, base + begin)
+    return out
+
+
+class HFWeights:
+    """The tensors of a HF checkpoint folder, read one at a time.
+
+    safetensors (one file or sharded with an index) is preferred; ``pytorch_model.bin`` files are
+    read through torch (memory-mapped) when no safetensors exist.
+    """
+
+    def __init__(self, hf_dir: str | Path):
+        self.dir = Path(hf_dir)
+        if not self.dir.is_dir():
+            raise SemcoderError(f"--hf-dir {self.dir}: not a directory")
+        self.tensors: dict[str, TensorInfo] = {}
+        self._torch: dict[Path, dict] = {}
+        files = self._weight_files()
+        for path in files:
+            if path.suffix == ".safetensors":
+                self.tensors.update(read_safetensors_header(path))
+            else:
+                self._load_torch(path)
+
+    def _weight_files(self) -> list[Path]:
+        for index, single in ((SAFE_INDEX, SAFE_SINGLE), (BIN_INDEX, BIN_SINGLE)):
+            if (self.dir / index).exists():
+                try:
+                    weight_map = json.loads((self.dir / index).read_text())["weight_map"]
+                except (json.JSONDecodeError, KeyError) as e:
+                    raise SemcoderError(f"{self.dir / index}: invalid index ({e})") from None
+                files = sorted({self.dir / f for f in weight_map.values()})
+                for f in files:
+                    if not f.exists():
+                        raise SemcoderError(f"{self.dir / index}: lists missing shard {f.name}")
+                return files
+            if (self.dir / single).exists():
+                return [self.dir / single]
+        found = sorted(p.name for p in self.dir.glob("*.safetensors"))
+        if found:
+            return [self.dir / f for f in found]
+        raise SemcoderError(f"{self.dir}: no {SAFE_SINGLE}, {SAFE_INDEX}, {BIN_SINGLE} or {BIN_INDEX}")
+
+    def _load_torch(self, path: Path) -> None:
+        import torch
+
+        try:
+            state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as e:  # torch raises many types for a bad file
+            raise SemcoderError(f"{path}: cannot load with torch ({str(e).splitlines()[0]})") from None
+        self._torch[path] = state
+        for name, t in state.items():
+            dtype = _torch_to_numpy_dtype(t.dtype, path, name)
+            self.tensors[name] = TensorInfo(name, path, dtype, tuple(t.shape), -1)
+
+    def read(self, name: str) -> np.ndarray:
+        info = self.tensors[name]
+        if info.offset < 0:
+            return _torch_to_numpy(self._torch[info.file][name])
+        out = np.empty(info.shape, info.dtype)
+        with open(info.file, "rb", buffering=0) as f:
+            view = memoryview(out.reshape(-1).view(np.uint8))
+            got = 0
+            while got < view.nbytes:
+                n = os.preadv(f.fileno(), [view[got:]], info.offset + got)
+                if n <= 0:
+                    raise SemcoderError(f"{info.file}: truncated data for tensor {name}")
+                got += n
+        return out
+
+
+def _torch_to_numpy_dtype(torch_dtype, path: Path, name: str) -> np.dtype:
+    import torch
+
+    table = {
+        torch.float32: np.float32,
+        torch.float16: np.float16,
+        torch.bfloat16: ml_dtypes.bfloat16,
+        torch.float64: np.float64,
+        torch.int64: np.int64,
+        torch.int32: np.int32,
+        torch.bool: np.bool_,
+    }
+    if torch_dtype not in table:
+        raise SemcoderError(f"{path}: tensor {name} has unsupported dtype {torch_dtype}")
+    return np.dtype(table[torch_dtype])
+
+
+def _torch_to_numpy(t) -> np.ndarray:
+    import torch
+
+    t = t.detach().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16).copy()
+    return t.numpy().copy()
+
+
+# ---- writing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """One output tensor: its bytes come from ``produce()`` only when the shard is written."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    produce: Callable[[], np.ndarray]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+def plan_shards(tensors: Sequence[TensorPlan], max_shard_bytes: int) -> list[list[TensorPlan]]:
+    """Consecutive groups of at most ``max_shard_bytes`` (a larger tensor gets a shard alone)."""
+    shards: list[list[TensorPlan]] = [[]]
+    size = 0
+    for t in tensors:
+        if shards[-1] and size + t.nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(t)
+        size += t.nbytes
+    return [s for s in shards if s]
+
+
+def _header_bytes(tensors: Iterable[TensorPlan]) -> bytes:
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for t in tensors:
+        header[t.name] = {
+            "dtype": _NP_TO_ST[np.dtype(t.dtype)],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + t.nbytes],
+        }
+        offset += t.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def write_safetensors(path: Path, tensors: Sequence[TensorPlan]) -> None:
+    """One safetensors file, producing and writing one tensor at a time."""
+    with open(path, "wb") as f:
+        f.write(_header_bytes(tensors))
+        for t in tensors:
+            arr = np.ascontiguousarray(t.produce())
+            if arr.shape != tuple(t.shape) or arr.dtype != np.dtype(t.dtype):
+                raise SemcoderError(
+                    f"tensor {t.name}: produced {arr.dtype}{list(arr.shape)}, planned {np.dtype(t.dtype)}{list(t.shape)}"
+                )
+            f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+            del arr
+
+
+def write_sharded(out_dir: Path, tensors: Sequence[TensorPlan], max_shard_bytes: int) -> list[Path]:
+    """``model.safetensors`` or ``model-0000i-of-0000n.safetensors`` plus the index HF expects."""
+    shards = plan_shards(tensors, max_shard_bytes)
+    if len(shards) == 1:
+        names = [SAFE_SINGLE]
+    else:
+        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    weight_map: dict[str, str] = {}
+    for name, shard in zip(names, shards):
+        write_safetensors(out_dir / name, shard)
+        weight_map.update({t.name: name for t in shard})
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)}, "weight_map": weight_map}
+        (out_dir / SAFE_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+    return [out_dir / n for n in names]

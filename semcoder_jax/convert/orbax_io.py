@@ -1,0 +1,190 @@
+"""Layer-at-a-time writing and reading of the ``params`` item of a checkpoint.
+
+Writing: a ``StreamedArray`` is a param that is never whole in memory; its Orbax type handler
+(a ``NumpyHandler`` with the same on-disk format and typestr) writes it block by block through
+TensorStore with one chunk per block, exactly as Orbax writes an array sharded along its first
+axis. The result is an ordinary checkpoint: ``StandardRestore`` and ``load_params`` read it.
+Reading: each param is opened as a TensorStore array and sliced one layer at a time.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from semcoder_jax.checkpoint import MODEL_CONFIG_ITEM, PARAMS_ITEM, params_metadata
+from semcoder_jax.model.config import ModelConfig
+
+# Writes in flight per array: overlaps reading the next block with compressing/writing this one.
+_MAX_PENDING_WRITES = 2
+
+
+@dataclass
+class StreamedArray:
+    """An array of ``shape`` whose block ``i`` (rows ``i*block_rows`` ...) comes from ``block(i)``."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    block: Callable[[int], np.ndarray]
+    block_rows: int = 1
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def num_blocks(self) -> int:
+        return -(-self.shape[0] // self.block_rows)
+
+
+def _handler_class():
+    import orbax.checkpoint as ocp
+    import tensorstore as ts
+
+    class StreamedArrayHandler(ocp.type_handlers.NumpyHandler):
+        """Writes ``StreamedArray`` s as ``np.ndarray`` params, one block (= one chunk) at a time."""
+
+        async def serialize(self, values, infos, args=None):
+            args = args or [ocp.type_handlers.SaveArgs()] * len(values)
+            return [ocp.future.CommitFutureAwaitingContractedSignals(
+                self._write_all(values, infos, args), name="streamed_array_handler")]
+
+        async def _write_all(self, values, infos, args):
+            import jax
+
+            for value, info, arg in zip(values, infos, args):
+                await info.await_path_creation()
+                use_ocdbt = bool(info.is_ocdbt_checkpoint)
+                spec = ocp.type_handlers.get_json_tspec_write(
+                    info,
+                    use_ocdbt=use_ocdbt,
+                    global_shape=value.shape,
+                    local_shape=(min(value.block_rows, value.shape[0]), *value.shape[1:]),
+                    dtype=value.dtype,
+                    process_index=jax.process_index() if use_ocdbt else None,
+                    metadata_key=self._metadata_key,
+                    arg=arg,
+                )
+                store = await ts.open(ts.Spec(spec), create=True, open=True, context=info.ts_context)
+                pending: collections.deque = collections.deque()
+                try:
+                    for i in range(value.num_blocks):
+                        start = i * value.block_rows
+                        block = np.asarray(value.block(i), dtype=value.dtype)
+                        stop = start + block.shape[0]
+                        if block.shape[1:] != value.shape[1:] or stop > value.shape[0]:
+                            raise ValueError(f"{info.name}: block {i} has shape {block.shape}, expected rows of {value.shape[1:]}")
+                        pending.append(store[start:stop].write(block))
+                        del block
+                        while len(pending) >= _MAX_PENDING_WRITES:
+                            await pending.popleft()
+                finally:  # on failure too, so no write lands after the caller removed the folder
+                    while pending:
+                        try:
+                            await pending.popleft()
+                        except Exception:  # noqa: BLE001 - the first error is the one raised
+                            pass
+
+    return StreamedArrayHandler
+
+
+def save_streamed_params(directory: Path, step: int, params: Any, model_config: ModelConfig) -> None:
+    """Step ``step`` of a manager directory from a tree of ``StreamedArray`` s."""
+    import orbax.checkpoint as ocp
+    from orbax.checkpoint._src.serialization import type_handler_registry as registry_lib
+
+    defaults = [(ty, h) for ty, h in registry_lib._DEFAULT_TYPE_HANDLERS]
+    registry = ocp.type_handlers.create_type_handler_registry(*defaults, (StreamedArray, _handler_class()()))
+    options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
+    handlers = {
+        PARAMS_ITEM: ocp.PyTreeCheckpointHandler(type_handler_registry=registry),
+        MODEL_CONFIG_ITEM: ocp.JsonCheckpointHandler(),
+    }
+    with ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers) as manager:
+        manager.save(step, args=ocp.args.Composite(**{
+            PARAMS_ITEM: ocp.args.PyTreeSave(params),
+            MODEL_CONFIG_ITEM: ocp.args.JsonSave(dataclasses.asdict(model_config)),
+        }), force=True)
+        manager.wait_until_finished()
+
+
+class ParamReader:
+    """Slices of the params of one Orbax PyTree folder, read through TensorStore."""
+
+    def __init__(self, path: Path, cache_bytes: int = 1 << 30):
+        import orbax.checkpoint as ocp
+
+        self.path = Path(path).absolute()
+        self.metadata = params_metadata(self.path)
+        self._ocdbt = ocp.type_handlers.is_ocdbt_checkpoint(self.path)
+        self._zarr3 = bool(getattr(self._tree_metadata(), "use_zarr3", False))
+        self._cache_bytes = int(cache_bytes)
+        self._stores: dict[str, Any] = {}
+
+    def _context(self, cache_bytes: int):
+        import tensorstore as ts
+
+        return ts.Context({
+            "file_io_concurrency": {"limit": 128},
+            "cache_pool#ocdbt": {"total_bytes_limit": 100_000_000},
+            "cache_pool": {"total_bytes_limit": cache_bytes},
+        })
+
+    def _tree_metadata(self):
+        import orbax.checkpoint as ocp
+
+        meta = ocp.PyTreeCheckpointer().metadata(self.path)
+        return getattr(meta, "item_metadata", meta)
+
+    def has(self, path: tuple[str, ...]) -> bool:
+        node = self.metadata
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return False
+            node = node[key]
+        return hasattr(node, "shape")
+
+    def shape(self, path: tuple[str, ...]) -> tuple[int, ...]:
+        node = self.metadata
+        for key in path:
+            node = node[key]
+        return tuple(node.shape)
+
+    def _open(self, name: str, cache_bytes: int):
+        import orbax.checkpoint as ocp
+        import tensorstore as ts
+
+        context = self._context(cache_bytes)
+        info = ocp.type_handlers.ParamInfo(
+            name=name, parent_dir=self.path, is_ocdbt_checkpoint=self._ocdbt,
+            use_zarr3=self._zarr3, ts_context=context,
+        )
+        spec = ocp.type_handlers.get_json_tspec_read(info, use_ocdbt=self._ocdbt)
+        return ts.open(ts.Spec(spec), open=True, read=True, context=context).result()
+
+    def store(self, path: tuple[str, ...]):
+        """The TensorStore array of one param; decoded chunks are cached only when a chunk spans layers."""
+        name = ".".join(path)
+        if name not in self._stores:
+            store = self._open(name, 0)
+            if store.rank and store.chunk_layout.read_chunk.shape[0] > 1:
+                store = self._open(name, self._cache_bytes)
+            self._stores[name] = store
+        return self._stores[name]
+
+    def close(self, path: tuple[str, ...]) -> None:
+        self._stores.pop(".".join(path), None)
+
+    def read(self, path: tuple[str, ...], index: int | None = None) -> np.ndarray:
+        store = self.store(path)
+        return np.asarray((store if index is None else store[index]).read().result())
+

@@ -1,0 +1,177 @@
+"""What runs inside the forked, sandboxed child: set up containment, run one job, report, exit.
+
+The job arrives as a dict from the fork server; the result leaves as one JSON object on a private
+file descriptor that the guard keeps the program from closing. The child always ends with
+``os._exit`` so threads the program started, ``atexit`` hooks and buffered files cannot delay it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import resource
+import signal
+import sys
+
+PROGRAM_FILENAME = "<program>"
+CALL_FILENAME = "<call>"
+RESULT_FD = 99
+# Environment the program sees: nothing from the parent.
+CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent", "OMP_NUM_THREADS": "1"}
+
+PR_SET_PDEATHSIG = 1
+try:
+    import ctypes
+
+    _libc = ctypes.CDLL(None, use_errno=True)
+except (OSError, ImportError):  # not Linux/glibc: the parent's kill on timeout still applies
+    _libc = None
+
+_exit = os._exit
+_write = os.write
+_dumps = json.dumps
+_repr = builtins.repr
+_str = builtins.str
+_type = builtins.type
+_isinstance = builtins.isinstance
+
+
+def set_limits(job: dict) -> None:
+    memory = job.get("memory_bytes")
+    if memory:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    cpu = int(job.get("timeout_s", 10.0)) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    fsize = job.get("max_file_bytes")
+    if fsize:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    nofile = job.get("max_open_files", 256)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    nproc = job.get("max_processes")
+    if nproc:
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _status_of(exc: BaseException) -> str:
+    if _isinstance(exc, AssertionError):
+        return "failed"
+    if _isinstance(exc, MemoryError):
+        return "memory"
+    return "error"
+
+
+def _safe_str(exc: BaseException, limit: int) -> str:
+    try:
+        return _str(exc)[:limit]
+    except BaseException:  # noqa: BLE001 - a hostile __str__ must not stop the report
+        return "<unprintable>"
+
+
+def _run_program(job: dict) -> dict:
+    """Modes: ``run`` (exec + optional call), ``trace`` (call under the tracer), ``cover`` (batch of
+    calls with line/arc collection), ``audit`` (run with determinism instrumentation)."""
+    mode = job.get("mode", "run")
+    env: dict = {"__name__": "__main__", "__builtins__": builtins}
+    out: dict = {"status": "passed", "return_repr": None, "exc_type": None, "exc_message": None, "payload": None}
+    max_repr = int(job.get("max_return_repr", 1_000_000))
+    audit_log = None
+    if mode == "audit":
+        from semcoder_jax.execution import determinism
+
+        audit_log = determinism.instrument()
+    try:
+        code = compile(job["source"], PROGRAM_FILENAME, "exec")
+        if mode == "cover":
+            exec(code, env)
+            from semcoder_jax.execution import coverage
+
+            out["payload"] = coverage.run_batch(env, job["func_name"], job["inputs"], job.get("per_input_timeout_s", 1.0))
+            return out
+        if audit_log is not None:
+            audit_log.active = True
+        exec(code, env)
+        call = job.get("call")
+        if call is not None:
+            call_code = compile(call, CALL_FILENAME, "eval")
+            if mode == "trace":
+                from semcoder_jax.execution import tracer
+
+                collector = tracer.Collector(job["source"], **job.get("trace_options", {}))
+                try:
+                    value = collector.run(call_code, env)
+                finally:
+                    out["payload"] = collector.result()
+            else:
+                value = eval(call_code, env)
+            r = _repr(value)
+            out["return_repr"] = r if len(r) <= max_repr else r[:max_repr]
+    except BaseException as e:  # noqa: BLE001 - every outcome of untrusted code is a result
+        out["status"] = _status_of(e)
+        out["exc_type"] = _type(e).__name__
+        out["exc_message"] = _safe_str(e, 2000)
+    if audit_log is not None:
+        audit_log.active = False
+        out["payload"] = audit_log.report()
+    return out
+
+
+def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd: int) -> None:
+    """Entry point after ``fork``; never returns."""
+    try:
+        os.setsid()
+        if _libc is not None:
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the fork server
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.dup2(result_fd, RESULT_FD)
+        os.closerange(3, RESULT_FD)
+        os.closerange(RESULT_FD + 1, 4096)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        os.chdir(sandbox_dir)
+        os.environ.clear()
+        os.environ.update(CLEAN_ENV)
+        os.environ["TMPDIR"] = sandbox_dir
+        import tempfile
+
+        tempfile.tempdir = sandbox_dir
+        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stdin = open(0, "r", closefd=False)
+        sys.argv = [PROGRAM_FILENAME]
+        sys.setrecursionlimit(1000)
+        set_limits(job)
+        from semcoder_jax.execution import guard
+
+        guard.protect_fd(RESULT_FD)
+        guard.reliability_guard(sandbox_dir)
+    except BaseException as e:  # noqa: BLE001
+        _report({"status": "error", "exc_type": "SandboxError", "exc_message": f"setup failed: {e!r}"})
+        _exit(0)
+    result = _run_program(job)
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            stream.flush()
+        except BaseException:  # noqa: BLE001 - the program may have closed or replaced it
+            pass
+    _report(result)
+    _exit(0)
+
+
+def _report(result: dict) -> None:
+    try:
+        data = (_dumps(result) + "\n").encode("utf-8", "backslashreplace")
+    except BaseException as e:  # noqa: BLE001
+        data = (_dumps({"status": "error", "exc_type": "SandboxError", "exc_message": f"unreportable result: {e!r}"}) + "\n").encode()
+    view = memoryview(data)
+    try:
+        while view:
+            n = _write(RESULT_FD, view)
+            view = view[n:]
+    except BaseException:  # noqa: BLE001 - the parent then reads the exit status
+        _exit(3)

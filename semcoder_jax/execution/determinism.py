@@ -1,0 +1,225 @@
+"""Determinism filter: flag programs whose result is not a function of their input.
+
+Two checks. (1) The same call under two hash seeds (two fork servers) must give the same status,
+return value and stdout. (2) An instrumented run records reads of the clock, randomness, process
+identity, the environment, files and the network: ``instrument()`` (inside the child) wraps those
+functions and adds an audit hook; the sandbox already refuses network and process creation, which
+then shows up as an error the report names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+_CLOCK = ("time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "process_time",
+          "process_time_ns", "thread_time", "thread_time_ns")
+_CLOCK_IF_NO_ARG = ("localtime", "gmtime", "ctime", "asctime", "strftime")
+_RANDOM_FUNCS = ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss",
+                 "getrandbits", "triangular", "betavariate", "expovariate", "normalvariate", "lognormvariate",
+                 "vonmisesvariate", "gammavariate", "paretovariate", "weibullvariate", "randbytes", "binomialvariate")
+
+
+class AuditLog:
+    """Reasons a run was not deterministic, collected only while ``active``."""
+
+    def __init__(self):
+        self.active = False
+        self.reasons: list[str] = []
+        self.seeded = False
+
+    def note(self, reason: str) -> None:
+        if self.active and reason not in self.reasons and len(self.reasons) < 50:
+            self.reasons.append(reason)
+
+    def report(self) -> dict:
+        return {"reasons": list(self.reasons)}
+
+
+def _wrap(log: AuditLog, reason: str, fn, only_without_args: bool = False, skip_if_seeded: bool = False):
+    def wrapper(*args, **kwargs):
+        if not (only_without_args and (args or kwargs)) and not (skip_if_seeded and log.seeded):
+            log.note(reason)
+        return fn(*args, **kwargs)
+
+    wrapper.__name__ = getattr(fn, "__name__", "wrapper")
+    wrapper.__doc__ = getattr(fn, "__doc__", None)
+    return wrapper
+
+
+class _EnvironProxy(dict):
+    """``os.environ`` stand-in that records any read."""
+
+    def __init__(self, log: AuditLog, data: dict):
+        super().__init__(data)
+        self._log = log
+
+    def _read(self):
+        self._log.note("reads the environment (os.environ)")
+
+    def __getitem__(self, key):
+        self._read()
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._read()
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self._read()
+        return super().__contains__(key)
+
+    def __iter__(self):
+        self._read()
+        return super().__iter__()
+
+    def keys(self):
+        self._read()
+        return super().keys()
+
+    def items(self):
+        self._read()
+        return super().items()
+
+    def values(self):
+        self._read()
+        return super().values()
+
+    def copy(self):
+        self._read()
+        return dict(self)
+
+
+def instrument() -> AuditLog:
+    """Inside the child, before the program runs: wrap nondeterministic sources, return the log."""
+    import builtins
+    import datetime
+    import random
+    import time
+    import uuid
+
+    log = AuditLog()
+    for name in _CLOCK:
+        if hasattr(time, name):
+            setattr(time, name, _wrap(log, f"reads the clock (time.{name})", getattr(time, name)))
+    for name in _CLOCK_IF_NO_ARG:
+        setattr(time, name, _wrap(log, f"reads the clock (time.{name})", getattr(time, name), only_without_args=True))
+
+    class _DateTime(datetime.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            log.note("reads the clock (datetime.now)")
+            return super().now(tz)
+
+        @classmethod
+        def utcnow(cls):
+            log.note("reads the clock (datetime.utcnow)")
+            return super().utcnow()
+
+        @classmethod
+        def today(cls):
+            log.note("reads the clock (datetime.today)")
+            return super().today()
+
+    class _Date(datetime.date):
+        @classmethod
+        def today(cls):
+            log.note("reads the clock (date.today)")
+            return super().today()
+
+    _DateTime.__name__ = _DateTime.__qualname__ = "datetime"
+    _Date.__name__ = _Date.__qualname__ = "date"
+    datetime.datetime, datetime.date = _DateTime, _Date
+
+    for name in _RANDOM_FUNCS:
+        if hasattr(random, name):
+            setattr(random, name, _wrap(log, f"uses randomness (random.{name})", getattr(random, name), skip_if_seeded=True))
+    seed = random.seed
+
+    def seeded(a=None, *args, **kwargs):
+        if a is None:
+            log.note("uses randomness (random.seed())")
+        else:
+            log.seeded = True
+        return seed(a, *args, **kwargs)
+
+    random.seed = seeded
+    orig_rng_seed = random.Random.seed
+
+    def rng_seed(self, a=None, *args, **kwargs):
+        if a is None and type(self) is not random.SystemRandom:
+            log.note("uses randomness (unseeded random.Random)")
+        return orig_rng_seed(self, a, *args, **kwargs)
+
+    random.Random.seed = rng_seed
+    random.SystemRandom.random = _wrap(log, "uses randomness (SystemRandom/secrets)", random.SystemRandom.random)
+    random.SystemRandom.getrandbits = _wrap(log, "uses randomness (SystemRandom/secrets)", random.SystemRandom.getrandbits)
+    for mod in {id(m): m for m in (os, sys.modules.get("os", os))}.values():  # the real and the guarded os
+        mod.urandom = _wrap(log, "uses randomness (os.urandom)", os.urandom)
+        for name in ("getpid", "getppid"):
+            if getattr(os, name, None) is not None:
+                setattr(mod, name, _wrap(log, f"reads the process id (os.{name})", getattr(os, name)))
+        mod.environ = _EnvironProxy(log, dict(os.environ))
+    for name in ("uuid1", "uuid4"):
+        setattr(uuid, name, _wrap(log, f"uses randomness (uuid.{name})", getattr(uuid, name)))
+    builtins.id = _wrap(log, "depends on object identity (id)", builtins.id)
+
+    roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if os.path.isabs(p)}
+    library_roots = tuple(sorted(r for r in roots if r != "/"))
+
+    def hook(event: str, args: tuple) -> None:
+        if not log.active:
+            return
+        if event == "open":
+            path = args[0] if args else None
+            if isinstance(path, int):
+                return
+            p = os.path.realpath(os.fsdecode(path)) if path is not None else ""
+            if p.endswith((".py", ".pyc", ".so")) or p.startswith(library_roots):
+                return
+            log.note(f"opens files ({os.fsdecode(path)!s})")
+        elif event in ("os.listdir", "os.scandir", "glob.glob"):
+            log.note(f"lists directories ({event})")
+        elif event.startswith("socket."):
+            log.note(f"uses the network ({event})")
+
+    sys.addaudithook(hook)
+    return log
+
+
+@dataclasses.dataclass
+class DeterminismReport:
+    deterministic: bool
+    reasons: list[str]
+
+
+def check_determinism(source: str, call: str | None, *, sandbox=None, other_hash_seed: int | None = None) -> DeterminismReport:
+    """Run under two hash seeds and once instrumented; ``deterministic`` iff no reason was found."""
+    return check_determinism_many([(source, call)], sandbox=sandbox, other_hash_seed=other_hash_seed)[0]
+
+
+def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None = None) -> list[DeterminismReport]:
+    """``check_determinism`` over ``(source, call)`` pairs, concurrently; reports in input order."""
+    from semcoder_jax.execution.sandbox import default_sandbox
+
+    box = sandbox or default_sandbox()
+    other = box.sibling(other_hash_seed if other_hash_seed is not None else box.config.hash_seed + 1)
+    items = list(items)
+    plain = [{"mode": "run", "source": s, "call": c} for s, c in items]
+    audited = box.map_raw({"mode": "audit", "source": s, "call": c} for s, c in items)
+    first = box.map_raw(plain)
+    second = other.map_raw(plain)
+    reports = []
+    for a, r1, r2 in zip(audited, first, second):
+        reasons = list((a.get("payload") or {}).get("reasons", []))
+        msg = a.get("exc_message") or ""
+        if msg.startswith("sandbox:"):
+            reasons.append(f"blocked by the sandbox ({msg})")
+        if a.get("status") == "timeout" or r1.get("status") == "timeout":
+            reasons.append("timed out")
+        key = ("status", "return_repr", "stdout", "exc_type")
+        if any(r1.get(k) != r2.get(k) for k in key):
+            reasons.append(f"result differs between hash seeds {box.config.hash_seed} and {other.config.hash_seed}")
+        reports.append(DeterminismReport(deterministic=not reasons, reasons=reasons))
+    return reports

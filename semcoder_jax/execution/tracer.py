@@ -1,0 +1,221 @@
+"""Statement-level tracer: one function call, line by line, taken inside the sandbox.
+
+A line event is recorded when a line *finishes* (at the next line or return of its frame) with the
+locals that changed, so each event reads "after line N, these variables hold these values". Only
+frames compiled from the program (filename ``<program>``) are traced, to ``max_depth`` nested calls.
+Reprs are truncated to ``max_repr`` and memory addresses masked, so a trace is the same on every run
+of the same sandbox (fixed hash seed).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import re
+import sys
+from typing import Any
+
+PROGRAM_FILENAME = "<program>"
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+TRUNCATION_MARKER = "...<truncated>"
+
+
+def safe_repr(value: Any, limit: int) -> str:
+    try:
+        r = repr(value)
+    except BaseException as e:  # noqa: BLE001 - user __repr__ may raise
+        r = f"<repr failed: {type(e).__name__}>"
+    if " at 0x" in r:
+        r = _ADDRESS.sub(" at 0x?", r)
+    return r if len(r) <= limit else r[:limit] + "..."
+
+
+def loop_bodies(source: str) -> dict[int, tuple[int, int]]:
+    """Loop header line -> (first, last) line of its body."""
+    out = {}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return out
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.For, ast.While, ast.AsyncFor)) and node.body:
+            first = node.body[0].lineno
+            last = max(getattr(n, "end_lineno", first) or first for n in node.body)
+            if first != node.lineno:
+                out[node.lineno] = (first, last)
+    return out
+
+
+class _Frame:
+    __slots__ = ("fid", "depth", "func", "prev_line", "snapshot")
+
+    def __init__(self, fid: int, depth: int, func: str):
+        self.fid, self.depth, self.func = fid, depth, func
+        self.prev_line: int | None = None
+        self.snapshot: dict[str, str] = {}
+
+
+class Collector:
+    """``sys.settrace`` hooks that build the event list; runs inside the sandboxed child."""
+
+    def __init__(self, source: str, *, max_events: int = 10_000, max_bytes: int = 1_000_000,
+                 max_repr: int = 256, max_depth: int = 3):
+        self.lines = source.splitlines()
+        self.loops = loop_bodies(source)
+        self.max_events, self.max_bytes, self.max_repr, self.max_depth = max_events, max_bytes, max_repr, max_depth
+        self.events: list[dict] = []
+        self.loop_counts: dict[int, int] = {}
+        self.size = 0
+        self.truncated = False
+        self.frames: dict[Any, _Frame] = {}
+        self.depth = 0
+        self.next_fid = 0
+
+    def _emit(self, event: dict, size: int) -> None:
+        if self.truncated:
+            return
+        if len(self.events) >= self.max_events or self.size + size > self.max_bytes:
+            self.truncated = True
+            return
+        self.size += size
+        self.events.append(event)
+
+    def _changes(self, frame, st: _Frame) -> dict[str, str]:
+        changed = {}
+        for name, value in frame.f_locals.items():
+            r = safe_repr(value, self.max_repr)
+            if st.snapshot.get(name) != r:
+                changed[name] = r
+                st.snapshot[name] = r
+        return changed
+
+    def _line_done(self, frame, st: _Frame) -> None:
+        line = st.prev_line
+        if line is None:
+            return
+        changed = self._changes(frame, st)
+        text = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
+        self._emit({"kind": "line", "line": line, "source": text, "locals": changed, "depth": st.depth,
+                    "frame": st.fid}, 48 + len(text) + sum(len(k) + len(v) for k, v in changed.items()))
+
+    def global_trace(self, frame, event, arg):
+        if event != "call" or frame.f_code.co_filename != PROGRAM_FILENAME or self.truncated:
+            return None
+        if self.depth >= self.max_depth:
+            return None
+        self.depth += 1
+        st = _Frame(self.next_fid, self.depth, frame.f_code.co_name)
+        self.next_fid += 1
+        self.frames[frame] = st
+        args = {name: safe_repr(value, self.max_repr) for name, value in frame.f_locals.items()}
+        st.snapshot = dict(args)
+        self._emit({"kind": "call", "func": st.func, "line": frame.f_lineno, "locals": args, "depth": st.depth,
+                    "frame": st.fid}, 48 + sum(len(k) + len(v) for k, v in args.items()))
+        return self.local_trace
+
+    def local_trace(self, frame, event, arg):
+        st = self.frames.get(frame)
+        if st is None:
+            return None
+        if event == "line":
+            if not self.truncated:
+                self._line_done(frame, st)
+            prev, line = st.prev_line, frame.f_lineno
+            body = self.loops.get(prev)
+            if body is not None and body[0] <= line <= body[1]:
+                self.loop_counts[prev] = self.loop_counts.get(prev, 0) + 1
+            st.prev_line = line
+        elif event == "return":
+            if not self.truncated:
+                self._line_done(frame, st)
+            value = safe_repr(arg, self.max_repr)
+            self._emit({"kind": "return", "func": st.func, "line": frame.f_lineno, "value": value,
+                        "depth": st.depth, "frame": st.fid}, 48 + len(value))
+            del self.frames[frame]
+            self.depth -= 1
+        elif event == "exception":
+            exc_type, exc, _ = arg
+            msg = safe_repr(exc, self.max_repr) if not isinstance(exc, BaseException) else str(exc)[: self.max_repr]
+            self._emit({"kind": "exception", "line": frame.f_lineno, "type": exc_type.__name__, "message": msg,
+                        "depth": st.depth, "frame": st.fid}, 64 + len(msg))
+        return self.local_trace
+
+    def run(self, call_code, env: dict):
+        sys.settrace(self.global_trace)
+        try:
+            return eval(call_code, env)
+        finally:
+            sys.settrace(None)
+
+    def result(self) -> dict:
+        return {"events": self.events, "loop_counts": {str(k): v for k, v in sorted(self.loop_counts.items())},
+                "truncated": self.truncated}
+
+
+@dataclasses.dataclass
+class Trace:
+    """A traced call. ``events`` are dicts with ``kind`` in call/line/return/exception (see module doc);
+    ``exception`` is ``{"type", "message"}`` when the call raised."""
+
+    call: str
+    status: str
+    events: list[dict] = dataclasses.field(default_factory=list)
+    loop_counts: dict[int, int] = dataclasses.field(default_factory=dict)
+    return_repr: str | None = None
+    exception: dict | None = None
+    truncated: bool = False
+    stdout: str = ""
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["loop_counts"] = {str(k): v for k, v in self.loop_counts.items()}
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Trace":
+        d = dict(d)
+        d["loop_counts"] = {int(k): v for k, v in d.get("loop_counts", {}).items()}
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Trace":
+        return cls.from_dict(json.loads(text))
+
+
+def trace_call(source: str, call: str, *, sandbox=None, max_events: int = 10_000, max_repr: int = 256,
+               max_depth: int = 3, max_bytes: int = 1_000_000, timeout_s: float | None = None) -> Trace:
+    """Run ``source`` then trace ``call`` (e.g. ``"f([1, 2])"``) in the sandbox."""
+    return trace_many([(source, call)], sandbox=sandbox, max_events=max_events, max_repr=max_repr,
+                      max_depth=max_depth, max_bytes=max_bytes, timeout_s=timeout_s)[0]
+
+
+def trace_many(items, *, sandbox=None, max_events: int = 10_000, max_repr: int = 256, max_depth: int = 3,
+               max_bytes: int = 1_000_000, timeout_s: float | None = None, progress: bool = False) -> list[Trace]:
+    """``trace_call`` over ``(source, call)`` pairs, concurrently; traces in input order."""
+    from semcoder_jax.execution.result import ExecResult
+    from semcoder_jax.execution.sandbox import default_sandbox
+
+    box = sandbox or default_sandbox()
+    options = {"max_events": max_events, "max_repr": max_repr, "max_depth": max_depth, "max_bytes": max_bytes}
+    items = list(items)
+    jobs = ({"mode": "trace", "source": s, "call": c, "timeout_s": timeout_s, "trace_options": options}
+            for s, c in items)
+    traces = []
+    for (_, call), response in zip(items, box.map_raw(jobs, progress=progress, desc="trace", total=len(items))):
+        r = ExecResult.from_response(response)
+        payload = r.payload or {}
+        exception = None
+        if r.status not in ("passed",):
+            exception = {"type": r.exc_type or r.status, "message": r.exc_message or ""}
+        traces.append(Trace(
+            call=call, status=r.status, events=payload.get("events", []),
+            loop_counts={int(k): v for k, v in payload.get("loop_counts", {}).items()},
+            return_repr=r.return_repr, exception=exception,
+            truncated=bool(payload.get("truncated", False)) or r.status in ("timeout", "memory", "output_limit", "killed"),
+            stdout=r.stdout,
+        ))
+    return traces

@@ -1,0 +1,109 @@
+"""Causal, segment-aware dot-product attention behind one function, with three kernels.
+
+A query attends to a key iff both are in the same segment, the key's segment is not 0
+(padding), and (when causal) the key is not after the query. Packed rows therefore never
+attend across examples.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import jax
+import jax.numpy as jnp
+
+from semcoder_jax.errors import SemcoderError
+
+Implementation = Literal["xla", "cudnn", "splash"]
+
+# Finite rather than -inf so that a fully masked row (padding) gives a finite softmax.
+_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+def attention_mask(
+    segment_ids_q: jax.Array, segment_ids_kv: jax.Array, *, causal: bool, q_offset: jax.Array | int = 0
+) -> jax.Array:
+    """Boolean [B, S, T]: same segment, key not padding, and key index <= query index + q_offset."""
+    mask = (segment_ids_q[:, :, None] == segment_ids_kv[:, None, :]) & (segment_ids_kv[:, None, :] != 0)
+    if causal:
+        q_idx = jnp.arange(segment_ids_q.shape[1])[:, None] + q_offset
+        kv_idx = jnp.arange(segment_ids_kv.shape[1])[None, :]
+        mask = mask & (kv_idx <= q_idx)[None]
+    return mask
+
+
+def _xla(q, k, v, segment_ids_q, segment_ids_kv, causal, q_offset, scale):
+    b, s, h, hd = q.shape
+    kv = k.shape[2]
+    qg = q.reshape(b, s, kv, h // kv, hd)
+    scores = jnp.einsum("bskgd,btkd->bkgst", qg, k, preferred_element_type=jnp.float32) * scale
+    mask = attention_mask(segment_ids_q, segment_ids_kv, causal=causal, q_offset=q_offset)[:, None, None]
+    scores = jnp.where(mask, scores, _MASK_VALUE)
+    probs = jax.nn.softmax(scores, axis=-1)
+    probs = jnp.where(mask, probs, 0.0).astype(v.dtype)  # fully masked rows give zeros, not an average
+    out = jnp.einsum("bkgst,btkd->bskgd", probs, v, preferred_element_type=jnp.float32)
+    return out.reshape(b, s, h, hd).astype(q.dtype)
+
+
+def _cudnn(q, k, v, segment_ids_q, segment_ids_kv, causal, scale):
+    """cuDNN fused attention; segments enter as an additive bias (fastest public path measured)."""
+    same = (segment_ids_q[:, :, None] == segment_ids_kv[:, None, :]) & (segment_ids_kv[:, None, :] != 0)
+    bias = jnp.where(same, 0.0, -1e9).astype(q.dtype)[:, None]  # [B, 1, S, T]
+    return jax.nn.dot_product_attention(
+        q, k, v, bias=bias, scale=scale, is_causal=causal, implementation="cudnn"
+    )
+
+
+def _splash(q, k, v, segment_ids_q, segment_ids_kv, causal, scale):
+    """TPU Pallas splash attention (per example, vmapped over the batch); GQA natively."""
+    if jax.default_backend() != "tpu":
+        raise SemcoderError(f"attention 'splash' needs a TPU, but the JAX backend is {jax.default_backend()!r}")
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
+
+    b, s, h, hd = q.shape
+    t = k.shape[1]
+    head_mask = sm.CausalMask(shape=(s, t)) if causal else sm.FullMask((s, t))
+    kernel = sk.make_splash_mha_single_device(sm.MultiHeadMask([head_mask] * h))
+    qh = jnp.swapaxes(q * jnp.asarray(scale, q.dtype), 1, 2)  # splash does not scale: [B, H, S, hd]
+    kh, vh = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)
+    # Padding (0) keys only match padding queries, whose rows thus stay non-empty (finite).
+    ids = sk.SegmentIds(q=segment_ids_q.astype(jnp.int32), kv=segment_ids_kv.astype(jnp.int32))
+    out = jax.vmap(kernel)(qh, kh, vh, segment_ids=ids)
+    return jnp.swapaxes(out, 1, 2).astype(q.dtype)
+
+
+def dot_product_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    *,
+    segment_ids_q: Optional[jax.Array] = None,
+    segment_ids_kv: Optional[jax.Array] = None,
+    causal: bool = True,
+    implementation: Implementation = "xla",
+    q_offset: jax.Array | int = 0,
+) -> jax.Array:
+    """Attention of q [B, S, H, hd] over k, v [B, T, KV, hd] (H a multiple of KV) -> [B, S, H, hd].
+
+    ``segment_ids_*`` [B, S] / [B, T] default to all ones. ``q_offset`` (xla only) places query i
+    at key index i + q_offset for the causal mask, as when decoding against a KV cache.
+    """
+    b, s, h, hd = q.shape
+    t, kv = k.shape[1], k.shape[2]
+    if h % kv:
+        raise SemcoderError(f"attention: {h} query heads is not a multiple of {kv} key/value heads")
+    if segment_ids_q is None:
+        segment_ids_q = jnp.ones((b, s), jnp.int32)
+    if segment_ids_kv is None:
+        segment_ids_kv = jnp.ones((b, t), jnp.int32) if t != s else segment_ids_q
+    scale = hd**-0.5
+    if implementation == "xla":
+        return _xla(q, k, v, segment_ids_q, segment_ids_kv, causal, q_offset, scale)
+    if not (isinstance(q_offset, int) and q_offset == 0) or (causal and s != t):
+        raise SemcoderError(f"attention {implementation!r}: a query offset / ragged causal mask needs 'xla'")
+    if implementation == "cudnn":
+        return _cudnn(q, k, v, segment_ids_q, segment_ids_kv, causal, scale)
+    if implementation == "splash":
+        return _splash(q, k, v, segment_ids_q, segment_ids_kv, causal, scale)
+    raise SemcoderError(f"attention: unknown implementation {implementation!r} (xla, cudnn, splash)")

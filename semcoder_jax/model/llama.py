@@ -1,0 +1,284 @@
+"""The LLaMA / DeepSeek-Coder decoder in Flax Linen.
+
+Why Linen rather than NNX: ``nn.scan`` + ``nn.remat`` + ``nn.with_logical_partitioning`` give
+scanned, rematerialised, logically sharded layers exactly as MaxText builds them, so the
+parameter tree is stacked (leading axis = layer), compile time does not grow with depth, and
+the trainer maps logical axis names to mesh axes with ``nn.logical_axis_rules``. NNX's
+equivalents are newer and less proven for this.
+
+One module serves training (full sequences, packed rows) and generation (a fixed-size KV
+cache passed in and returned); both use the same parameter tree.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
+
+from semcoder_jax.model.attention import dot_product_attention
+from semcoder_jax.model.config import ModelConfig
+from semcoder_jax.model.rope import apply_rope
+
+Params = dict[str, Any]
+Cache = dict[str, jax.Array]
+
+BATCH_LENGTH_EMBED = ("activation_batch", "activation_length", "activation_embed")
+
+
+def _dtype(name: str) -> jnp.dtype:
+    return jnp.dtype(name)
+
+
+def _init(config: ModelConfig, axes: tuple[str, ...]):
+    return nn.with_logical_partitioning(nn.initializers.normal(config.initializer_range), axes)
+
+
+def remat_policy(name: str):
+    """The ``jax.checkpoint`` policy for ``ModelConfig.remat_policy`` (None: no remat)."""
+    policies = jax.checkpoint_policies
+    return {
+        "none": None,
+        "full": policies.nothing_saveable,
+        "save_dots": policies.dots_saveable,
+        "save_dots_no_batch": policies.dots_with_no_batch_dims_saveable,
+        "save_qkv_proj": policies.save_only_these_names("query_proj", "key_proj", "value_proj"),
+        "save_out_proj": policies.save_only_these_names("out_proj"),
+    }[name]
+
+
+def segment_positions(segment_ids: jax.Array) -> jax.Array:
+    """Positions that restart at 0 at each segment change (padding included), [B, S] int32."""
+    s = segment_ids.shape[1]
+    idx = jnp.arange(s, dtype=jnp.int32)[None, :]
+    starts = jnp.concatenate(
+        [jnp.ones_like(segment_ids[:, :1], bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1
+    )
+    return idx - jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in float32, output in the compute dtype."""
+
+    eps: float
+    dtype: Any
+    param_dtype: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param(
+            "scale", nn.with_logical_partitioning(nn.initializers.ones, ("norm",)), (x.shape[-1],), self.param_dtype
+        )
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (y * scale.astype(jnp.float32)).astype(self.dtype)
+
+
+class Attention(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, positions, segment_ids, layer_cache, kv_segment_ids, cache_index):
+        cfg = self.config
+        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+        h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_size
+
+        def proj(name, heads, axes):
+            return nn.DenseGeneral(
+                (heads, hd), use_bias=False, dtype=dt, param_dtype=pdt, kernel_init=_init(cfg, axes), name=name
+            )(x)
+
+        q = checkpoint_name(proj("q_proj", h, ("embed", "q_heads", "head_dim")), "query_proj")
+        k = checkpoint_name(proj("k_proj", kv, ("embed", "kv_heads", "head_dim")), "key_proj")
+        v = checkpoint_name(proj("v_proj", kv, ("embed", "kv_heads", "head_dim")), "value_proj")
+        q = nn.with_logical_constraint(q, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim"))
+        kv_axes = ("activation_batch", "activation_length", "activation_kv_heads", "activation_head_dim")
+        k = nn.with_logical_constraint(k, kv_axes)
+        v = nn.with_logical_constraint(v, kv_axes)
+        q = apply_rope(q, positions, theta=cfg.rope_theta, scaling_factor=cfg.rope_scaling_factor)
+        k = apply_rope(k, positions, theta=cfg.rope_theta, scaling_factor=cfg.rope_scaling_factor)
+
+        if layer_cache is None:
+            out = dot_product_attention(
+                q, k, v, segment_ids_q=segment_ids, segment_ids_kv=segment_ids, implementation=cfg.attention
+            )
+            new_cache = None
+        else:
+            cache_k, cache_v = layer_cache
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, cache_index, 0, 0))
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, cache_index, 0, 0))
+            out = dot_product_attention(
+                q, cache_k.astype(dt), cache_v.astype(dt),
+                segment_ids_q=segment_ids, segment_ids_kv=kv_segment_ids,
+                implementation="xla", q_offset=cache_index,
+            )
+            new_cache = (cache_k, cache_v)
+        out = nn.with_logical_constraint(out, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim"))
+        out = nn.DenseGeneral(
+            cfg.hidden_size, axis=(-2, -1), use_bias=False, dtype=dt, param_dtype=pdt,
+            kernel_init=_init(cfg, ("q_heads", "head_dim", "embed")), name="o_proj",
+        )(out)
+        return checkpoint_name(out, "out_proj"), new_cache
+
+
+class MLP(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.config
+        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+
+        def dense(name, features, axes, inp):
+            return nn.Dense(features, use_bias=False, dtype=dt, param_dtype=pdt, kernel_init=_init(cfg, axes), name=name)(inp)
+
+        gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"), x)
+        up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"), x)
+        hidden = nn.with_logical_constraint(nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp"))
+        return dense("down_proj", cfg.hidden_size, ("mlp", "embed"), hidden)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm attention + SiLU-gated MLP; scan signature ``(carry, *broadcast) -> (carry, out)``."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, x, positions, segment_ids, layer_cache, kv_segment_ids, cache_index):
+        cfg = self.config
+        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+        x = nn.with_logical_constraint(x, BATCH_LENGTH_EMBED)
+        h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x)
+        attn, new_cache = Attention(cfg, name="attn")(h, positions, segment_ids, layer_cache, kv_segment_ids, cache_index)
+        x = x + attn
+        h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="mlp_norm")(x)
+        x = x + MLP(cfg, name="mlp")(h)
+        return nn.with_logical_constraint(x, BATCH_LENGTH_EMBED), new_cache
+
+
+class Transformer(nn.Module):
+    """Token ids -> float32 logits; optionally reads and returns a KV cache (see ``init_cache``)."""
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: jax.Array,
+        positions: Optional[jax.Array] = None,
+        segment_ids: Optional[jax.Array] = None,
+        cache: Optional[Cache] = None,
+        last_only: bool = False,
+    ):
+        """``segment_ids`` 0 marks padding; ``positions`` default to restarting per segment.
+
+        With ``cache`` the new tokens are written at ``cache["index"]`` and attend to every
+        earlier cached token of their segment; returns ``(logits, new_cache)``.
+        ``last_only`` computes logits for the last position only (generation).
+        """
+        cfg = self.config
+        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
+        input_ids = input_ids.astype(jnp.int32)
+        if segment_ids is None:
+            segment_ids = jnp.ones_like(input_ids)
+        segment_ids = segment_ids.astype(jnp.int32)
+        if positions is None:
+            positions = segment_positions(segment_ids)
+        positions = positions.astype(jnp.int32)
+
+        embed = nn.Embed(
+            cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt,
+            embedding_init=_init(cfg, ("vocab", "embed")), name="embed",
+        )
+        x = embed(input_ids)
+        x = nn.with_logical_constraint(x, BATCH_LENGTH_EMBED)
+
+        if cache is None:
+            layer_cache, kv_segment_ids, index = None, None, None
+        else:
+            index = cache["index"]
+            kv_segment_ids = jax.lax.dynamic_update_slice(cache["segment_ids"], segment_ids, (0, index))
+            layer_cache = (cache["k"], cache["v"])
+
+        layer_cls = DecoderLayer
+        policy = remat_policy(cfg.remat_policy)
+        if cfg.remat_policy != "none":
+            layer_cls = nn.remat(DecoderLayer, policy=policy, prevent_cse=False)
+        layers = nn.scan(
+            layer_cls,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
+            length=cfg.num_layers,
+            unroll=1 if cfg.scan_layers else cfg.num_layers,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )(cfg, name="layers")
+        x, new_layer_cache = layers(x, positions, segment_ids, layer_cache, kv_segment_ids, index)
+
+        x = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="final_norm")(x)
+        if last_only:
+            x = x[:, -1:]
+        if cfg.tie_word_embeddings:
+            logits = embed.attend(x)
+        else:
+            logits = nn.Dense(
+                cfg.vocab_size, use_bias=False, dtype=dt, param_dtype=pdt,
+                kernel_init=_init(cfg, ("embed", "vocab")), name="lm_head",
+            )(x)
+        logits = nn.with_logical_constraint(logits, ("activation_batch", "activation_length", "activation_vocab"))
+        logits = logits.astype(jnp.float32)
+        if cache is None:
+            return logits
+        new_cache = {
+            "k": new_layer_cache[0],
+            "v": new_layer_cache[1],
+            "segment_ids": kv_segment_ids,
+            "index": index + input_ids.shape[1],
+        }
+        return logits, new_cache
+
+
+def init_cache(config: ModelConfig, batch_size: int, max_length: int, dtype: Any = None) -> Cache:
+    """An empty KV cache: k, v [L, B, T, KV, hd], segment_ids [B, T] (0 = empty), index 0."""
+    shape = (config.num_layers, batch_size, max_length, config.num_kv_heads, config.head_size)
+    dt = _dtype(dtype or config.dtype)
+    return {
+        "k": jnp.zeros(shape, dt),
+        "v": jnp.zeros(shape, dt),
+        "segment_ids": jnp.zeros((batch_size, max_length), jnp.int32),
+        "index": jnp.zeros((), jnp.int32),
+    }
+
+
+def _dummy_ids() -> jax.Array:
+    return jnp.zeros((1, 1), jnp.int32)
+
+
+def boxed_shapes(config: ModelConfig) -> Params:
+    """The params tree as ``ShapeDtypeStruct`` leaves inside ``nn.Partitioned`` boxes (no memory)."""
+    return jax.eval_shape(lambda: Transformer(config).init(jax.random.PRNGKey(0), _dummy_ids())["params"])
+
+
+def logical_axes(config: ModelConfig) -> Params:
+    """A tree like the params with a ``PartitionSpec`` of logical axis names at each leaf."""
+    return nn.get_partition_spec(boxed_shapes(config))
+
+
+def init_params(config: ModelConfig, rng: jax.Array) -> Params:
+    """Random params (the 'params' collection, unboxed): a plain pytree of arrays."""
+    boxed = Transformer(config).init(rng, _dummy_ids())["params"]
+    return nn.meta.unbox(boxed)
+
+
+def apply(
+    config: ModelConfig,
+    params: Params,
+    input_ids: jax.Array,
+    positions: Optional[jax.Array] = None,
+    segment_ids: Optional[jax.Array] = None,
+) -> jax.Array:
+    """Logits [B, S, V] float32."""
+    return Transformer(config).apply({"params": params}, input_ids, positions, segment_ids)

@@ -1,0 +1,210 @@
+"""KV-cache generation: left-padded prompt batches, prefill, then a jitted decode loop.
+
+Shapes are bucketed (batch and prompt length to powers of two, new tokens to a multiple of the
+chunk) so that the jitted prefill and decode compile once per bucket, not per prompt.
+Stop strings are checked on the host on decoded text between chunks of decode steps.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from semcoder_jax.errors import SemcoderError
+from semcoder_jax.model.config import ModelConfig
+from semcoder_jax.model.llama import Params, Transformer, init_cache
+
+
+def _next_pow2(n: int, minimum: int = 1) -> int:
+    return max(minimum, 1 << (max(n, 1) - 1).bit_length())
+
+
+def sample_logits(
+    logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array, *, greedy: bool
+) -> jax.Array:
+    """Next tokens [B] from float32 logits [B, V]: argmax, or temperature + nucleus (top-p) sampling."""
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits / jnp.maximum(temperature, 1e-6)
+    sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    keep = (jnp.cumsum(probs, axis=-1) - probs) < top_p  # the most likely token is always kept
+    threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+    logits = jnp.where(logits >= threshold, logits, -jnp.inf)
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+class Sampler:
+    """Batched generation with a fixed-size KV cache, using the training model's param tree."""
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        params: Params,
+        tokenizer: Any = None,
+        *,
+        chunk_size: int = 64,
+        min_prompt_bucket: int = 16,
+        pad_id: int = 0,
+    ):
+        self.config = config.replace(remat_policy="none")
+        self.params = params
+        self.tokenizer = tokenizer
+        self.chunk_size = chunk_size
+        self.min_prompt_bucket = min_prompt_bucket
+        self.pad_id = pad_id
+        self.model = Transformer(self.config)
+        self._prefill = jax.jit(self._prefill_fn, static_argnames=("greedy", "buffer"))
+        self._decode = jax.jit(self._decode_fn, static_argnames=("greedy",), donate_argnums=(1,))
+
+    # ---- jitted pieces ------------------------------------------------------------------------
+    def _prefill_fn(self, params, tokens, lengths, key, temperature, top_p, eos_id, *, greedy, buffer):
+        b, p = tokens.shape
+        pad = p - lengths[:, None]
+        idx = jnp.arange(p)[None, :]
+        segment_ids = (idx >= pad).astype(jnp.int32)
+        positions = jnp.maximum(idx - pad, 0)
+        cache = init_cache(self.config, b, p + buffer)
+        logits, cache = self.model.apply(
+            {"params": params}, tokens, positions, segment_ids, cache=cache, last_only=True
+        )
+        token = sample_logits(logits[:, -1], jax.random.fold_in(key, 0), temperature, top_p, greedy=greedy)
+        out = jnp.full((b, buffer), self.pad_id, jnp.int32).at[:, 0].set(token)
+        return {
+            "cache": cache,
+            "out": out,
+            "lengths": lengths,
+            "step": jnp.ones((), jnp.int32),
+            "done": token == eos_id,
+            "key": key,
+            "temperature": temperature,
+            "top_p": top_p,
+            "eos_id": eos_id,
+        }
+
+    def _decode_fn(self, params, state, until, *, greedy):
+        """Decode steps until ``step == until`` or every row is done (a ``lax.while_loop``)."""
+
+        def cond(s):
+            return (s["step"] < until) & ~jnp.all(s["done"])
+
+        def body(s):
+            step = s["step"]
+            prev = jax.lax.dynamic_slice_in_dim(s["out"], step - 1, 1, axis=1)
+            positions = (s["lengths"] + step - 1)[:, None]
+            logits, cache = self.model.apply(
+                {"params": params}, prev, positions, jnp.ones_like(prev), cache=s["cache"]
+            )
+            key = jax.random.fold_in(s["key"], step)
+            token = sample_logits(logits[:, -1], key, s["temperature"], s["top_p"], greedy=greedy)
+            token = jnp.where(s["done"], self.pad_id, token)
+            out = jax.lax.dynamic_update_slice_in_dim(s["out"], token[:, None], step, axis=1)
+            return {**s, "cache": cache, "out": out, "step": step + 1, "done": s["done"] | (token == s["eos_id"])}
+
+        return jax.lax.while_loop(cond, body, state)
+
+    # ---- host loop ------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompt_ids: Sequence[Sequence[int]],
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        stop: Sequence[str] = (),
+        eos_id: Optional[int] = None,
+    ) -> list[list[int]]:
+        """New tokens for each prompt (EOS excluded), cut after the first stop string if any.
+
+        ``eos_id`` defaults to the config's; pass -1 to generate exactly ``max_new_tokens``.
+        """
+        if not prompt_ids:
+            return []
+        for i, ids in enumerate(prompt_ids):
+            if len(ids) == 0:
+                raise SemcoderError(f"generate: prompt {i} is empty (needs at least one token, e.g. BOS)")
+        if stop and self.tokenizer is None:
+            raise SemcoderError("generate: stop strings need a tokenizer (Sampler(..., tokenizer=...))")
+        if max_new_tokens < 1:
+            raise SemcoderError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
+        if temperature < 0 or not 0 < top_p <= 1:
+            raise SemcoderError(f"generate: need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+        eos = self.config.eos_token_id if eos_id is None else eos_id
+        eos = -1 if eos is None else int(eos)
+        n = len(prompt_ids)
+        b = _next_pow2(n)
+        p = _next_pow2(max(len(x) for x in prompt_ids), self.min_prompt_bucket)
+        buffer = -(-max_new_tokens // self.chunk_size) * self.chunk_size
+        tokens = np.full((b, p), self.pad_id, np.int32)
+        lengths = np.ones((b,), np.int32)
+        for i, ids in enumerate(prompt_ids):
+            tokens[i, p - len(ids) :] = ids
+            lengths[i] = len(ids)
+        greedy = temperature == 0.0
+        state = self._prefill(
+            self.params, jnp.asarray(tokens), jnp.asarray(lengths), jax.random.PRNGKey(seed),
+            jnp.float32(temperature), jnp.float32(top_p), jnp.int32(eos), greedy=greedy, buffer=buffer,
+        )
+        finished = np.zeros((b,), bool)
+        finished[n:] = True  # batch padding rows
+        state["done"] = state["done"] | jnp.asarray(finished)
+        chunk = self.chunk_size if stop else max_new_tokens
+        step = 1
+        while step < max_new_tokens:
+            until = min(step + chunk, max_new_tokens)
+            state = self._decode(self.params, state, jnp.int32(until), greedy=greedy)
+            step = int(state["step"])
+            done = np.asarray(state["done"])
+            if stop and not done.all():
+                out = np.asarray(state["out"])
+                hits = [i for i in range(n) if not done[i] and self._stop_index(out[i, :step].tolist(), eos, stop)]
+                if hits:
+                    done[hits] = True
+                    state["done"] = jnp.asarray(done)
+            if done.all():
+                break
+        out = np.asarray(state["out"])
+        results = []
+        for i in range(n):
+            row = out[i, : min(step, max_new_tokens)].tolist()
+            if eos in row:
+                row = row[: row.index(eos)]
+            if stop:
+                cut = self._stop_index(row, eos, stop)
+                row = row[:cut] if cut else row
+            results.append(row)
+        return results
+
+    def _stop_index(self, tokens: list[int], eos: int, stop: Sequence[str]) -> int:
+        """Length of the shortest prefix of ``tokens`` whose text holds a stop string (0: none)."""
+        if eos in tokens:
+            tokens = tokens[: tokens.index(eos)]
+        decode = functools.partial(self.tokenizer.decode, skip_special_tokens=True)
+        if not any(s in decode(tokens) for s in stop):
+            return 0
+        lo, hi = 1, len(tokens)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if any(s in decode(tokens[:mid]) for s in stop):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def generate_text(self, prompts: Sequence[str], *, stop: Sequence[str] = (), **kwargs: Any) -> list[str]:
+        """Completions (text after the prompt), cut before the first stop string."""
+        if self.tokenizer is None:
+            raise SemcoderError("generate_text: the Sampler has no tokenizer")
+        ids = [self.tokenizer(p).input_ids for p in prompts]
+        outs = self.generate(ids, stop=stop, **kwargs)
+        texts = []
+        for row in outs:
+            text = self.tokenizer.decode(row, skip_special_tokens=True)
+            cuts = [text.find(s) for s in stop if s in text]
+            texts.append(text[: min(cuts)] if cuts else text)
+        return texts

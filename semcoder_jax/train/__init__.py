@@ -1,0 +1,1 @@
+"""The sharded trainer: mesh, sharding rules, packed input, loss, optimiser, checkpoints, metrics."""

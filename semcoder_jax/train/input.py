@@ -1,0 +1,301 @@
+"""Training input: packed rows from TFRecords, a tokenised JSONL or a synthetic set, as global arrays.
+
+The read position is ``(epoch, batch)``: epoch ``e`` is a fixed, seeded permutation of the rows, so
+a resumed run rebuilds epoch ``e`` and skips ``batch`` batches instead of restoring iterator state.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import jax
+import numpy as np
+
+from semcoder_jax.errors import SemcoderError
+from semcoder_jax.packed_schema import FEATURES, SchemaError, parse_example, validate_row
+from semcoder_jax.train.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, np.ndarray]
+
+
+class DataError(SemcoderError):
+    """Training data that cannot be read: missing files, bad rows, too few rows."""
+
+
+@dataclass(frozen=True)
+class DataPosition:
+    epoch: int = 0
+    batch: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batch": self.batch}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "DataPosition":
+        return cls(epoch=int(data["epoch"]), batch=int(data["batch"]))
+
+
+class RowSource(Protocol):
+    rows: int
+    seq_len: int
+
+    def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]: ...
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return int(np.random.default_rng([seed, epoch]).integers(0, 2**31 - 1))
+
+
+# ---- in-memory rows (JSONL, synthetic) -------------------------------------------------------
+class ArraySource:
+    """Rows held in memory; epoch ``e`` reads them in ``permutation(seed, e)`` order."""
+
+    def __init__(self, rows: Batch, global_batch: int, seed: int, process_index: int = 0, process_count: int = 1):
+        self.data = {k: np.asarray(rows[k], np.int32) for k in FEATURES}
+        self.rows, self.seq_len = self.data["input_ids"].shape
+        self.global_batch, self.seed = global_batch, seed
+        self.host_batch = global_batch // process_count
+        self.offset = process_index * self.host_batch
+
+    def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.rows)
+        for b in range(start_batch, self.rows // self.global_batch):
+            idx = order[b * self.global_batch + self.offset : b * self.global_batch + self.offset + self.host_batch]
+            yield {k: v[idx] for k, v in self.data.items()}
+
+
+def pack_examples(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, pad_id: int = 0) -> Batch:
+    """Greedy in-order packing of (input_ids, loss_mask) examples into rows of ``seq_len``."""
+    rows: list[Batch] = []
+    cur: list[tuple[np.ndarray, np.ndarray]] = []
+    used = 0
+
+    def flush() -> None:
+        ids = np.full(seq_len, pad_id, np.int64)
+        mask, seg, pos = (np.zeros(seq_len, np.int64) for _ in range(3))
+        at = 0
+        for s, (i, m) in enumerate(cur, start=1):
+            n = len(i)
+            ids[at : at + n], mask[at : at + n], seg[at : at + n], pos[at : at + n] = i, m, s, np.arange(n)
+            at += n
+        rows.append({"input_ids": ids, "loss_mask": mask, "segment_ids": seg, "positions": pos})
+
+    for ids, mask in examples:
+        if used + len(ids) > seq_len and cur:
+            flush()
+            cur, used = [], 0
+        cur.append((ids, mask))
+        used += len(ids)
+    if cur:
+        flush()
+    return {k: np.stack([r[k] for r in rows]) for k in FEATURES}
+
+
+def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0) -> Batch:
+    """Packed rows (all four features) as they are; unpacked ``{input_ids, loss_mask}`` packed here."""
+    packed: list[Batch] = []
+    loose: list[tuple[np.ndarray, np.ndarray]] = []
+    too_long = 0
+    with open(path) as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{where}: invalid JSON: {e.msg}") from None
+            if not isinstance(row, dict) or "input_ids" not in row:
+                raise DataError(f"{where}: expected an object with 'input_ids'")
+            if all(k in row for k in FEATURES):
+                packed.append(validate_row({k: row[k] for k in FEATURES}, seq_len, where))
+                continue
+            ids = np.asarray(row["input_ids"], np.int64)
+            mask = np.asarray(row.get("loss_mask", np.ones_like(ids)), np.int64)
+            if ids.ndim != 1 or mask.shape != ids.shape:
+                raise DataError(f"{where}: 'loss_mask' length {mask.size} differs from 'input_ids' length {ids.size}")
+            if len(ids) > seq_len:
+                too_long += 1
+                continue
+            loose.append((ids, mask))
+    if too_long:
+        log.warning("%s: skipped %d rows longer than seq_len=%d", path, too_long, seq_len)
+    parts = [{k: np.stack([r[k] for r in packed]) for k in FEATURES}] if packed else []
+    if loose:
+        parts.append(pack_examples(loose, seq_len, pad_id))
+    if not parts:
+        raise DataError(f"{path}: no usable rows")
+    return {k: np.concatenate([p[k] for p in parts]) for k in FEATURES}
+
+
+def synthetic_rows(n_rows: int, seq_len: int, vocab_size: int, seed: int = 0, segments: int = 4) -> Batch:
+    """Packed rows of ``segments`` examples: a random masked prompt, then a response whose every
+    token is a fixed function of the previous one (learnable, so a tiny model's loss falls)."""
+    rng = np.random.default_rng(seed)
+    v = max(min(vocab_size, 512), 4)
+    seg_len = seq_len // segments
+    examples = []
+    for _ in range(n_rows * segments):
+        prompt_len = int(rng.integers(1, max(seg_len // 2, 2)))
+        ids = np.empty(seg_len, np.int64)
+        ids[:prompt_len] = rng.integers(1, v, prompt_len)
+        for i in range(prompt_len, seg_len):
+            ids[i] = (ids[i - 1] * 7 + 3) % (v - 1) + 1
+        mask = np.zeros(seg_len, np.int64)
+        mask[prompt_len:] = 1
+        examples.append((ids, mask))
+    return pack_examples(examples, seq_len)
+
+
+# ---- TFRecords ---------------------------------------------------------------------------------
+def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int | None]:
+    """Files, rows (when a manifest says) and seq_len (idem) for a data folder or a glob."""
+    p = Path(path)
+    if p.is_dir():
+        manifest = p / "manifest.json"
+        if not manifest.exists():
+            files = sorted(glob.glob(str(p / "**" / "*.tfrecord*"), recursive=True))
+            if not files:
+                raise DataError(f"{p}: no manifest.json and no *.tfrecord files")
+            return files, None, None
+        try:
+            meta = json.loads(manifest.read_text())
+            entry = meta["splits"][split]
+            files = [str(p / f) for f in entry["files"]]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DataError(f"{manifest}: cannot read split {split!r}: {e!r}") from None
+        missing = [f for f in files if not Path(f).exists()]
+        if missing:
+            raise DataError(f"{manifest}: listed file not found: {missing[0]}")
+        return files, entry.get("rows"), meta.get("seq_len")
+    files = sorted(glob.glob(path))
+    if not files:
+        raise DataError(f"data.path {path!r}: no files match")
+    return files, None, None
+
+
+def _first_record(file: str) -> bytes | None:
+    import tensorflow as tf
+
+    for rec in tf.data.TFRecordDataset(file).take(1):
+        return rec.numpy()
+    return None
+
+
+class TFRecordSource:
+    """tf.data over this host's share of the files; epoch ``e`` is a seeded file order and shuffle."""
+
+    def __init__(self, files: list[str], seq_len: int, rows: int | None, global_batch: int, seed: int,
+                 shuffle_buffer: int, process_index: int = 0, process_count: int = 1):
+        import tensorflow as tf
+
+        tf.config.set_visible_devices([], "GPU")
+        self.seq_len, self.global_batch, self.seed, self.buffer = seq_len, global_batch, seed, shuffle_buffer
+        self.host_batch = global_batch // process_count
+        if len(files) >= process_count:
+            self.files, self.shard = files[process_index::process_count], None
+        else:
+            self.files, self.shard = files, (process_count, process_index)
+        for f in self.files:
+            rec = _first_record(f)
+            if rec is None:
+                continue
+            parse_example(rec, seq_len, where=f"{f}: record 0")
+        if rows is None:
+            rows = sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
+        self.rows = rows
+
+    def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
+        import tensorflow as tf
+        from semcoder_jax.packed_schema import feature_spec
+
+        seed = _epoch_seed(self.seed, epoch)
+        order = np.random.default_rng(seed).permutation(len(self.files))
+        ds = tf.data.TFRecordDataset([self.files[i] for i in order])
+        if self.shard:
+            ds = ds.shard(*self.shard)
+        ds = ds.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False).repeat()
+        spec = feature_spec(self.seq_len)
+        ds = ds.batch(self.host_batch, drop_remainder=True).map(lambda r: tf.io.parse_example(r, spec))
+        n = self.rows // self.global_batch
+        ds = ds.skip(start_batch).take(max(n - start_batch, 0)).prefetch(2)
+        opts = tf.data.Options()
+        opts.deterministic = True
+        ds = ds.with_options(opts)
+        try:
+            for batch in ds.as_numpy_iterator():
+                yield {k: v.astype(np.int32) for k, v in batch.items()}
+        except tf.errors.InvalidArgumentError as e:
+            raise SchemaError(f"{', '.join(self.files)}: a record does not match the packed schema "
+                              f"(seq_len {self.seq_len}): {str(e).splitlines()[0]}") from None
+
+
+def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = None,
+                process_count: int | None = None) -> RowSource:
+    pi = jax.process_index() if process_index is None else process_index
+    pc = jax.process_count() if process_count is None else process_count
+    if cfg.global_batch_size % pc:
+        raise DataError(f"data.global_batch_size ({cfg.global_batch_size}) must divide by the {pc} hosts")
+    if not cfg.path:
+        rows = synthetic_rows(cfg.synthetic_rows, cfg.seq_len, vocab_size, cfg.shuffle_seed)
+        source: RowSource = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc)
+    elif cfg.path.endswith(".jsonl"):
+        if not Path(cfg.path).exists():
+            raise DataError(f"data.path {cfg.path!r}: file not found")
+        rows = read_jsonl_rows(cfg.path, cfg.seq_len, cfg.pad_id)
+        source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc)
+    else:
+        files, n_rows, seq_len = resolve_tfrecords(cfg.path, cfg.split)
+        if seq_len is not None and seq_len != cfg.seq_len:
+            raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}")
+        source = TFRecordSource(files, cfg.seq_len, n_rows, cfg.global_batch_size, cfg.shuffle_seed,
+                                cfg.shuffle_buffer, pi, pc)
+    if source.rows < cfg.global_batch_size:
+        raise DataError(f"data.path {cfg.path or '<synthetic>'!r}: {source.rows} rows, fewer than one global batch of {cfg.global_batch_size}")
+    return source
+
+
+def steps_per_epoch(source: RowSource, global_batch: int) -> int:
+    return source.rows // global_batch
+
+
+def total_steps(source: RowSource, cfg: DataConfig) -> int:
+    return max(int(math.ceil(cfg.epochs * steps_per_epoch(source, cfg.global_batch_size))), 1)
+
+
+class BatchIterator:
+    """Host batches from a position onwards, across epochs; ``position`` is the next batch to read."""
+
+    def __init__(self, source: RowSource, global_batch: int, position: DataPosition = DataPosition()):
+        self.source, self.per_epoch = source, steps_per_epoch(source, global_batch)
+        self.position = position
+        self._it: Iterator[Batch] | None = None
+
+    def __iter__(self) -> "BatchIterator":
+        return self
+
+    def __next__(self) -> Batch:
+        if self.position.batch >= self.per_epoch:
+            self.position, self._it = DataPosition(self.position.epoch + 1, 0), None
+        if self._it is None:
+            self._it = self.source.host_batches(self.position.epoch, self.position.batch)
+        batch = next(self._it)
+        self.position = DataPosition(self.position.epoch, self.position.batch + 1)
+        return batch
+
+
+def to_global(batch: Batch, sharding: jax.sharding.NamedSharding, global_batch: int) -> dict[str, jax.Array]:
+    """Per-host rows -> global arrays laid out by ``sharding``."""
+    out = {}
+    for k, v in batch.items():
+        shape = (global_batch,) + v.shape[1:]
+        out[k] = jax.make_array_from_process_local_data(sharding, np.asarray(v, np.int32), shape)
+    return out

@@ -1,0 +1,91 @@
+"""The device mesh (axes data, fsdp, tensor) and multi-host start-up."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from semcoder_jax.config import ConfigError
+from semcoder_jax.train.config import MESH_AXES, MeshConfig
+
+log = logging.getLogger(__name__)
+
+
+def maybe_initialize_distributed() -> bool:
+    """``jax.distributed.initialize()`` on TPU pods and under SLURM/multi-process launches.
+
+    JAX detects the coordinator itself on Cloud TPU and SLURM; a single-host run is left alone.
+    """
+    multi_env = (
+        int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        or len([w for w in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if w]) > 1
+        or os.environ.get("MEGASCALE_COORDINATOR_ADDRESS")
+        or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    )
+    if not multi_env:
+        return False
+    kwargs = {}
+    if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        kwargs = dict(
+            coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+            num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+            process_id=int(os.environ["JAX_PROCESS_ID"]),
+        )
+    jax.distributed.initialize(**kwargs)
+    log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
+    return True
+
+
+def resolve_axis_sizes(cfg: MeshConfig, num_devices: int) -> dict[str, int]:
+    """Per-slice sizes with ``-1`` filled in; raises ``ConfigError`` when they don't divide."""
+    if num_devices % cfg.dcn_data:
+        raise ConfigError(f"mesh: dcn_data={cfg.dcn_data} does not divide the {num_devices} devices")
+    per_slice = num_devices // cfg.dcn_data
+    sizes = {"data": cfg.data, "fsdp": cfg.fsdp, "tensor": cfg.tensor}
+    known = int(np.prod([s for s in sizes.values() if s != -1]))
+    if per_slice % known:
+        raise ConfigError(
+            f"mesh: data={cfg.data} x fsdp={cfg.fsdp} x tensor={cfg.tensor} does not divide the "
+            f"{per_slice} devices per slice ({num_devices} devices, dcn_data={cfg.dcn_data})"
+        )
+    for name, s in sizes.items():
+        if s == -1:
+            sizes[name] = per_slice // known
+    total = int(np.prod(list(sizes.values())))
+    if total != per_slice:
+        raise ConfigError(
+            f"mesh: data={sizes['data']} x fsdp={sizes['fsdp']} x tensor={sizes['tensor']} = {total} "
+            f"devices, but there are {per_slice} per slice (set one axis to -1 to use the rest)"
+        )
+    return sizes
+
+
+def create_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A ``Mesh`` with axes (data, fsdp, tensor); ``dcn_data`` multiplies the data axis across slices."""
+    if devices is None:
+        devices = jax.devices()
+        if cfg.num_devices != -1:
+            if cfg.num_devices > len(devices) or cfg.num_devices < 1:
+                raise ConfigError(f"mesh.num_devices={cfg.num_devices} but {len(devices)} devices are available")
+            devices = devices[: cfg.num_devices]
+    devices = list(devices)
+    sizes = resolve_axis_sizes(cfg, len(devices))
+    shape = tuple(sizes[a] for a in MESH_AXES)
+    if cfg.dcn_data > 1:
+        from jax.experimental import mesh_utils
+
+        dcn_shape = (cfg.dcn_data, 1, 1)
+        grid = mesh_utils.create_hybrid_device_mesh(shape, dcn_shape, devices=devices)
+    else:
+        try:
+            from jax.experimental import mesh_utils
+
+            grid = mesh_utils.create_device_mesh(shape, devices=devices)
+        except (ValueError, NotImplementedError, AssertionError):
+            grid = np.asarray(devices).reshape(shape)
+    return Mesh(grid, MESH_AXES)

@@ -1,0 +1,123 @@
+"""Training metrics: MFU, and writers for stdout, ``metrics.jsonl``, TensorBoard and W&B."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from semcoder_jax.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+# Dense bf16 peak TFLOP/s per device, by a substring of ``device.device_kind`` (first match wins).
+PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989.0),
+    ("H100", 989.0),
+    ("GH200", 989.0),
+    ("A100", 312.0),
+    ("v5p", 459.0),
+    ("v5 lite", 197.0),
+    ("v5e", 197.0),
+    ("v6", 918.0),
+    ("v4", 275.0),
+)
+
+
+def peak_tflops_per_device(device: jax.Device | None = None, override: float | None = None) -> float | None:
+    if override:
+        return float(override)
+    kind = (device or jax.devices()[0]).device_kind
+    for key, peak in PEAK_TFLOPS:
+        if key.lower() in kind.lower():
+            return peak
+    return None
+
+
+def mfu(tokens_per_s: float, flops_per_token: float, num_devices: int, peak_tflops: float | None) -> float | None:
+    if not peak_tflops:
+        return None
+    return tokens_per_s * flops_per_token / (num_devices * peak_tflops * 1e12)
+
+
+class MetricsWriter:
+    """One JSON object per logged step in ``run_dir/metrics.jsonl``, a progress line, TB and W&B."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path, is_main: bool = True):
+        self.is_main = is_main
+        self.path = run_dir / "metrics.jsonl"
+        self._tb = self._open_tensorboard(run_dir / "tensorboard") if (is_main and cfg.tensorboard) else None
+        self._wandb = self._open_wandb(cfg) if is_main else None
+
+    def _open_tensorboard(self, logdir: Path) -> Any:
+        try:
+            import tensorflow as tf  # noqa: F401
+
+            writer = tf.summary.create_file_writer(str(logdir))
+
+            def write(step: int, scalars: dict[str, float]) -> None:
+                with writer.as_default(step=step):
+                    for k, v in scalars.items():
+                        tf.summary.scalar(k, v)
+                writer.flush()
+
+            return write
+        except ImportError:
+            pass
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(logdir))
+
+            def write(step: int, scalars: dict[str, float]) -> None:
+                for k, v in scalars.items():
+                    tb.add_scalar(k, v, step)
+                tb.flush()
+
+            return write
+        except ImportError:
+            warnings.warn("TensorBoard logging skipped: neither tensorflow nor torch.utils.tensorboard is importable")
+            return None
+
+    def _open_wandb(self, cfg: TrainConfig) -> Any:
+        if not cfg.wandb.project:
+            return None
+        try:
+            import wandb
+        except ImportError:
+            warnings.warn("wandb.project is set but wandb is not installed; skipping W&B logging")
+            return None
+        import dataclasses
+
+        return wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity or None, name=cfg.wandb.name or None,
+                          tags=list(cfg.wandb.tags) or None, config=dataclasses.asdict(cfg), resume="allow")
+
+    def write(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.is_main:
+            return
+        record = {"step": step, **metrics}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        print(progress_line(record), file=sys.stdout, flush=True)
+        scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+        if self._tb:
+            self._tb(step, scalars)
+        if self._wandb:
+            self._wandb.log(scalars, step=step)
+
+    def close(self) -> None:
+        if self._wandb:
+            self._wandb.finish()
+
+
+def progress_line(r: dict[str, Any]) -> str:
+    parts = [f"step {r['step']}", f"loss {r['loss']:.4f}"]
+    for key, fmt in (("lr", "{:.3e}"), ("grad_norm", "{:.3f}"), ("tokens_per_s", "{:,.0f}"), ("step_time_s", "{:.3f}s"), ("mfu", "{:.1%}"), ("epoch", "{}")):
+        if r.get(key) is not None:
+            parts.append(f"{key} " + fmt.format(r[key]))
+    return " | ".join(parts)

@@ -1,0 +1,53 @@
+"""AdamW with linear warm-up, cosine decay to a floor, and global-norm clipping (optax)."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from semcoder_jax.train.config import OptimizerConfig
+
+
+def warmup_steps(cfg: OptimizerConfig, total_steps: int) -> int:
+    if cfg.warmup_steps:
+        return min(cfg.warmup_steps, max(total_steps - 1, 0))
+    return int(math.ceil(cfg.warmup_ratio * total_steps))
+
+
+def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
+    """0 → ``lr`` linearly over the warm-up, then cosine to ``min_lr`` at ``total_steps``."""
+    warm = warmup_steps(cfg, total_steps)
+    decay = max(total_steps - warm, 1)
+    cosine = optax.cosine_decay_schedule(cfg.lr, decay, alpha=(cfg.min_lr / cfg.lr) if cfg.lr else 0.0)
+    if warm == 0:
+        return cosine
+    return optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, warm), cosine], [warm])
+
+
+def _decay_mask(params):
+    """No weight decay on norm scales (as Hugging Face's Trainer does for LayerNorm weights)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[-1], "key", None) != "scale", params
+    )
+
+
+def make_optimizer(cfg: OptimizerConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    schedule = make_schedule(cfg, total_steps)
+    parts = []
+    if cfg.clip_norm > 0:
+        parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+    parts.append(
+        optax.adamw(
+            schedule,
+            b1=cfg.b1,
+            b2=cfg.b2,
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            mu_dtype=jnp.dtype(cfg.moment_dtype),
+            mask=_decay_mask,
+        )
+    )
+    return optax.chain(*parts), schedule

@@ -1,0 +1,107 @@
+"""The train step: one ``jax.jit`` with explicit shardings, donated state, and micro-batch scan."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from semcoder_jax.model.config import ModelConfig
+from semcoder_jax.train.loss import LossSums, next_token_loss_sums
+from semcoder_jax.train.sharding import Rules, batch_sharding, replicated
+
+State = dict[str, Any]  # {"params": ..., "opt_state": ...}
+
+
+def mesh_context(mesh: Mesh, rules: Rules, constrain_activations: bool = True) -> contextlib.ExitStack:
+    """The mesh and logical-axis rules that the model's activation constraints resolve against.
+
+    Without the mesh, flax's constraints are no-ops and XLA propagates shardings from the inputs.
+    """
+    stack = contextlib.ExitStack()
+    if constrain_activations:
+        set_mesh = getattr(jax, "set_mesh", None) or getattr(jax.sharding, "use_mesh")
+        stack.enter_context(set_mesh(mesh))
+    stack.enter_context(nn.logical_axis_rules(rules))
+    return stack
+
+
+def _llama():
+    from semcoder_jax.model import llama
+
+    return llama
+
+
+def make_loss_fn(model_config: ModelConfig, z_loss: float) -> Callable[[Any, dict[str, jax.Array]], tuple[jax.Array, LossSums]]:
+    llama = _llama()
+
+    def loss_fn(params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, LossSums]:
+        logits = llama.apply(model_config, params, batch["input_ids"], batch["positions"], batch["segment_ids"])
+        sums = next_token_loss_sums(logits, batch["input_ids"], batch["loss_mask"], batch["segment_ids"])
+        return sums.loss + z_loss * sums.z_loss, sums
+
+    return loss_fn
+
+
+def make_train_step(
+    model_config: ModelConfig,
+    optimizer: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Rules,
+    state_shardings: State,
+    *,
+    micro_batches: int = 1,
+    z_loss: float = 0.0,
+) -> Callable[[State, dict[str, jax.Array]], tuple[State, dict[str, jax.Array]]]:
+    """``step(state, batch) -> (state, metrics)``; the loss is token-weighted over the global batch.
+
+    Micro-batch ``j`` takes rows ``j, j+M, ...`` so every device keeps its own rows; gradients and
+    loss are accumulated as sums and divided once by the global number of target tokens.
+    """
+    grad_fn = jax.value_and_grad(make_loss_fn(model_config, z_loss), has_aux=True)
+    bspec = batch_sharding(mesh, rules).spec
+    micro_sharding = NamedSharding(mesh, P(None, *bspec))
+
+    def split(x: jax.Array) -> jax.Array:
+        x = x.reshape(x.shape[0] // micro_batches, micro_batches, *x.shape[1:]).swapaxes(0, 1)
+        return jax.lax.with_sharding_constraint(x, micro_sharding)
+
+    def step(state: State, batch: dict[str, jax.Array]) -> tuple[State, dict[str, jax.Array]]:
+        params = state["params"]
+        if micro_batches == 1:
+            (_, sums), grads = grad_fn(params, batch)
+        else:
+            zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+            zero_sums = LossSums(*(jnp.zeros((), jnp.float32) for _ in range(3)))
+
+            def body(carry, mb):
+                g_acc, s_acc = carry
+                (_, s), g = grad_fn(params, mb)
+                g_acc = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_acc, g)
+                return (g_acc, s_acc + s), None
+
+            (grads, sums), _ = jax.lax.scan(body, (zeros, zero_sums), jax.tree.map(split, batch))
+        denom = jnp.maximum(sums.weight, 1.0)
+        grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grads, params)
+        updates, opt_state = optimizer.update(grads, state["opt_state"], params)
+        new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state}
+        metrics = {
+            "loss": sums.loss / denom,
+            "z_loss": sums.z_loss / denom,
+            "target_tokens": sums.weight,
+            "grad_norm": optax.global_norm(grads),
+        }
+        return new_state, metrics
+
+    data = {k: batch_sharding(mesh, rules) for k in ("input_ids", "loss_mask", "segment_ids", "positions")}
+    return jax.jit(
+        step,
+        in_shardings=(state_shardings, data),
+        out_shardings=(state_shardings, replicated(mesh)),
+        donate_argnums=(0,),
+    )

@@ -1,0 +1,210 @@
+"""The training loop: set-up (mesh, data, state), steps, metrics, checkpoints, pre-emption."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from semcoder_jax.config import ConfigError, save_config
+from semcoder_jax.model.config import ModelConfig
+from semcoder_jax.train import checkpointing
+from semcoder_jax.train.config import TrainConfig
+from semcoder_jax.train.input import BatchIterator, DataPosition, make_source, to_global, total_steps
+from semcoder_jax.train.mesh import create_mesh
+from semcoder_jax.train.metrics import MetricsWriter, mfu, peak_tflops_per_device
+from semcoder_jax.train.optimizer import make_optimizer
+from semcoder_jax.train.sharding import batch_sharding, logical_to_shardings, opt_state_shardings
+from semcoder_jax.train.step import State, make_train_step, mesh_context
+
+log = logging.getLogger(__name__)
+
+ARCH_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
+               "head_size", "tie_word_embeddings")
+KILL_AT_STEP_ENV = "SEMCODER_DEBUG_KILL_AT_STEP"  # tests: SIGKILL itself once step k is checkpointed
+
+
+def check_same_architecture(expected: ModelConfig, got: ModelConfig, source: str) -> None:
+    for f in ARCH_FIELDS:
+        if getattr(expected, f) != getattr(got, f):
+            raise ConfigError(f"{source}: model.{f} is {getattr(got, f)} but the train config says {getattr(expected, f)}")
+
+
+def _check_batch_divides(cfg: TrainConfig, mesh: jax.sharding.Mesh) -> None:
+    shards = mesh.shape["data"] * mesh.shape["fsdp"]
+    micro = cfg.data.global_batch_size // cfg.data.micro_batches
+    if micro % shards:
+        raise ConfigError(
+            f"data.global_batch_size / data.micro_batches = {micro} rows per micro-batch does not divide "
+            f"over the {shards} data x fsdp shards of the mesh"
+        )
+
+
+class Trainer:
+    """Everything is checked and laid out in ``__init__``; ``run()`` does the compute."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg.validate()
+        self.run_dir = Path(cfg.run_dir)
+        self.mesh = create_mesh(cfg.mesh)
+        self.rules = cfg.mesh.rules()
+        _check_batch_divides(cfg, self.mesh)
+        self.source = make_source(cfg.data, cfg.model.vocab_size)
+        self.total_steps = cfg.max_steps if cfg.max_steps is not None else total_steps(self.source, cfg.data)
+        self.optimizer, self.schedule = make_optimizer(cfg.optimizer, self.total_steps)
+        self.batch_sharding = batch_sharding(self.mesh, self.rules)
+
+        from semcoder_jax.model import llama
+
+        self.llama = llama
+        rng = jax.random.PRNGKey(cfg.seed)
+        self.abstract_params = jax.eval_shape(lambda r: llama.init_params(cfg.model, r), rng)
+        self.params_shardings = logical_to_shardings(llama.logical_axes(cfg.model), self.abstract_params, self.mesh, self.rules)
+        abstract_opt = jax.eval_shape(self.optimizer.init, self.abstract_params)
+        self.state_shardings: State = {
+            "params": self.params_shardings,
+            "opt_state": opt_state_shardings(abstract_opt, self.params_shardings, self.mesh),
+        }
+        self.abstract_opt_state = checkpointing.abstract_like(abstract_opt, self.state_shardings["opt_state"])
+        self.abstract_params = checkpointing.abstract_like(self.abstract_params, self.params_shardings)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.manager = checkpointing.open_manager(self.run_dir / cfg.checkpoint.dir, cfg.checkpoint)
+        self.step_fn = make_train_step(cfg.model, self.optimizer, self.mesh, self.rules, self.state_shardings,
+                                       micro_batches=cfg.data.micro_batches, z_loss=cfg.z_loss)
+        self._stop_requested = False
+
+    # ---- state ---------------------------------------------------------------------------------
+    def _initial_params(self) -> Any:
+        cfg = self.cfg
+        if cfg.init_from == "scratch":
+            init = jax.jit(lambda r: self.llama.init_params(cfg.model, r), out_shardings=self.params_shardings)
+            return init(jax.random.PRNGKey(cfg.seed))
+        if cfg.init_from.startswith("hf:"):
+            from semcoder_jax.convert import load_hf_params
+
+            src = cfg.init_from[3:]
+            if not Path(src).exists():
+                from huggingface_hub import snapshot_download
+
+                src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
+            params, model_cfg = load_hf_params(src, dtype=cfg.model.param_dtype)
+            check_same_architecture(cfg.model, model_cfg, cfg.init_from)
+            return jax.device_put(params, self.params_shardings)
+        from semcoder_jax.checkpoint import load_params
+
+        src, _, step = cfg.init_from[len("orbax:"):].partition("@")
+        params, model_cfg = load_params(src, int(step) if step else None, dtype=cfg.model.param_dtype,
+                                        sharding=self.params_shardings)
+        check_same_architecture(cfg.model, model_cfg, cfg.init_from)
+        return jax.device_put(params, self.params_shardings)
+
+    def initial_state(self) -> tuple[int, State, DataPosition]:
+        """Resume from the run folder's latest checkpoint, else start from ``init_from``."""
+        latest = self.manager.latest_step()
+        if latest is not None:
+            params, opt_state, data_state = checkpointing.restore(self.manager, latest, self.abstract_params, self.abstract_opt_state)
+            log.info("resuming from %s step %d", self.manager.directory, latest)
+            return latest, {"params": params, "opt_state": opt_state}, DataPosition.from_json(data_state)
+        params = self._initial_params()
+        opt_state = jax.jit(self.optimizer.init, out_shardings=self.state_shardings["opt_state"])(params)
+        return 0, {"params": params, "opt_state": opt_state}, DataPosition()
+
+    def save(self, step: int, state: State, position: DataPosition) -> None:
+        checkpointing.save(self.manager, step, state["params"], state["opt_state"], position.to_json(), self.cfg.model)
+
+    # ---- loop ----------------------------------------------------------------------------------
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        log.warning("SIGTERM: saving a checkpoint after the current step, then exiting")
+        self._stop_requested = True
+
+    def run(self, stop_after: int | None = None) -> list[dict[str, Any]]:
+        """Train to ``total_steps`` (or until ``stop_after``/SIGTERM, saving first); returns logged records."""
+        cfg = self.cfg
+        is_main = jax.process_index() == 0
+        if is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        writer = MetricsWriter(cfg, self.run_dir, is_main)
+        step, state, position = self.initial_state()
+        batches = BatchIterator(self.source, cfg.data.global_batch_size, position)
+        tokens_per_step = cfg.data.global_batch_size * cfg.data.seq_len
+        flops_per_token = cfg.model.flops_per_token(cfg.data.seq_len)
+        peak = peak_tflops_per_device(self.mesh.devices.flat[0], cfg.peak_tflops)
+        kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
+        previous = None
+        if cfg.checkpoint.save_on_sigterm and _is_main_thread():
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+        records: list[dict[str, Any]] = []
+        last_saved = step
+        timer_start, timer_steps = None, 0
+        try:
+            while step < self.total_steps:
+                batch = to_global(next(batches), self.batch_sharding, cfg.data.global_batch_size)
+                with mesh_context(self.mesh, self.rules, cfg.mesh.constrain_activations):
+                    state, metrics = self.step_fn(state, batch)
+                step += 1
+                timer_steps += 1
+                if timer_start is None:  # the first step compiles: time from its end
+                    jax.block_until_ready(metrics)
+                    timer_start, timer_steps = time.perf_counter(), 0
+                if step % cfg.log_every == 0 or step == self.total_steps:
+                    metrics = jax.device_get(metrics)
+                    now = time.perf_counter()
+                    record = {"loss": float(metrics["loss"])}
+                    if cfg.z_loss:
+                        record["z_loss"] = float(metrics["z_loss"])
+                    record.update(lr=float(self.schedule(step - 1)), grad_norm=float(metrics["grad_norm"]),
+                                  target_tokens=int(metrics["target_tokens"]),
+                                  epoch=batches.position.epoch, batch=batches.position.batch)
+                    if timer_steps:
+                        dt = (now - timer_start) / timer_steps
+                        tps = tokens_per_step / dt
+                        record.update(step_time_s=dt, tokens_per_s=tps,
+                                      mfu=mfu(tps, flops_per_token, self.mesh.devices.size, peak))
+                    writer.write(step, record)
+                    records.append({"step": step, **record})
+                    timer_start, timer_steps = time.perf_counter(), 0
+                stopping = self._stop_requested or step == stop_after or step == kill_at
+                if step % cfg.checkpoint.every == 0 or step == self.total_steps or stopping:
+                    saving_since = time.perf_counter()
+                    self.save(step, state, batches.position)
+                    last_saved = step
+                    timer_start += time.perf_counter() - saving_since
+                if step == kill_at:
+                    self.manager.wait_until_finished()
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if stopping:
+                    break
+            if last_saved != step:
+                self.save(step, state, batches.position)
+            self.manager.wait_until_finished()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            writer.close()
+        self.state, self.step = state, step
+        return records
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _is_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def train(cfg: TrainConfig, stop_after: int | None = None) -> list[dict[str, Any]]:
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run(stop_after=stop_after)
+    finally:
+        trainer.close()

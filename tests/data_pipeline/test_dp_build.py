@@ -1,0 +1,256 @@
+"""End-to-end builds of the offline demo: verified answers, trace-faithful monologues, TFRecords
+that read back exactly, resumability after SIGKILL, Beam == local, and decontamination."""
+
+import ast
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_pipeline import build, runner_local
+from data_pipeline.cli import load
+from data_pipeline.records import read_jsonl
+from data_pipeline.stages.monologue import extract_answer
+from semcoder_jax import PROJECT_ROOT
+from semcoder_jax.packed_schema import feature_spec
+
+pytestmark = pytest.mark.slow
+
+PLANTED = '''def f(nums):
+    """Pair each number with its count, largest first.
+    >>> f([1, 1, 3, 1, 3, 1])
+    """
+    output = []
+    for n in nums:
+        output.append((nums.count(n), n))
+    output.sort(reverse=True)
+    return output
+'''
+SLICE_FUNCS = ("rotate_left", "balance_brackets", "to_base", "mask_digits", "flatten_once")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    cfg = load("demo", [f"output_dir={tmp_path_factory.mktemp('demo')}"])
+    report = runner_local.run(cfg, progress=False)
+    return cfg, report
+
+
+@pytest.fixture(scope="module")
+def slice_corpus(tmp_path_factory):
+    """Five shipped seed functions plus a CRUXEval program planted among them."""
+    from data_pipeline.stages.seeds import extract_seeds
+
+    d = tmp_path_factory.mktemp("corpus")
+    chunks = []
+    for f in sorted((PROJECT_ROOT / "data_pipeline/assets/seed_corpus").glob("*.py")):
+        chunks += [s["code"] for s in extract_seeds(f.read_text(), kinds=("function",)) if s["name"] in SLICE_FUNCS]
+    (d / "funcs.py").write_text("\n\n\n".join(chunks) + "\n")
+    (d / "planted.py").write_text(PLANTED)
+    return d
+
+
+def slice_overrides(corpus, out):
+    return [f"output_dir={out}", f"corpus_dirs=[{corpus}]", "num_shards=3", "tfrecord_shards=2", "seq_len=1024"]
+
+
+@pytest.fixture(scope="module")
+def slice_ref(slice_corpus, tmp_path_factory):
+    cfg = load("demo", slice_overrides(slice_corpus, tmp_path_factory.mktemp("ref")))
+    return cfg, runner_local.run(cfg, progress=False)
+
+
+def outputs_of(out: Path) -> dict[str, bytes]:
+    files = sorted(out.glob("tfrecords/*.tfrecord")) + sorted(out.glob("records/*.jsonl"))
+    return {str(p.relative_to(out)): p.read_bytes() for p in files}
+
+
+def test_demo_builds_and_every_answer_passes(demo):
+    from semcoder_jax.execution import Job, Sandbox
+
+    cfg, report = demo
+    out = Path(cfg.output_dir)
+    kinds = report["records_by_kind"]
+    assert kinds["nl2code"] == 30 and kinds["forward"] >= 25 and kinds["backward"] >= 25 and kinds["refine"] >= 15
+    prev_out = None
+    for name, st in report["stages"].items():
+        assert st["in"] == st["kept"] + sum(st["rejected"].values()), name
+        if prev_out is not None and name != "tokenize_pack":
+            assert st["in"] == prev_out, name
+        prev_out = st["out"]
+    jobs, names = [], []
+    for kind in ("forward", "backward"):
+        for r in read_jsonl(out / "records" / f"{kind}.jsonl"):
+            answer = extract_answer(r["response"])
+            assert answer == f"assert f({r['input']}) == {r['output']}"
+            assert ("?? == " not in r["prompt"]) and r["prompt"].count("[PYTHON]") == 1
+            jobs.append(Job(r["code"] + "\n" + answer))
+            names.append(r["id"])
+    with Sandbox() as box:
+        results = box.map(jobs)
+    failed = [n for n, res in zip(names, results) if res.status != "passed"]
+    assert not failed and len(jobs) == kinds["forward"] + kinds["backward"]
+    for r in read_jsonl(out / "records" / "refine.jsonl"):
+        assert "[Refined]" in r["response"] and "### Root Cause Analysis" in r["response"]
+
+
+_SETS = re.compile(r"^- (?:Before that, )?\[L(\d+)\]: `.*?` sets (.*)\.$")
+_PAIR = re.compile(r"`([A-Za-z_]\w*)` to `(.*?)`(?=, `|$)")
+
+
+def test_builtin_monologue_values_come_from_the_trace(demo):
+    from semcoder_jax.execution import Sandbox, trace_call
+
+    cfg, _ = demo
+    out = Path(cfg.output_dir)
+    checked = 0
+    with Sandbox() as box:
+        for kind in ("forward", "backward"):
+            for r in read_jsonl(out / "records" / f"{kind}.jsonl"):
+                trace = trace_call(r["code"], f"f({r['input']})", sandbox=box, max_repr=cfg.max_repr)
+                frame = next(e for e in trace.events if e["kind"] == "call")
+                facts = {(e["line"], k, v) for e in trace.events if e["kind"] == "line" and e["frame"] == frame["frame"]
+                         for k, v in e["locals"].items()}
+                for line in r["response"].splitlines():
+                    m = _SETS.match(line)
+                    if m:
+                        pairs = _PAIR.findall(m.group(2))
+                        assert pairs, line
+                        for name, value in pairs:
+                            assert (int(m.group(1)) - 4, name, value) in facts, (r["id"], line)
+                            checked += 1
+                    if "binds " in line and "no arguments" not in line:
+                        for name, value in _PAIR.findall(line.split("binds ", 1)[1].replace(" and `", ", `").rstrip(".")):
+                            assert frame["locals"][name] == value, (r["id"], line)
+                            checked += 1
+                    m = re.fullmatch(r"The function returns `(.*)` for the input `(.*)`\.", line) or re.fullmatch(
+                        r"- \[L\d+\]: the function returns `(.*)`\.", line) or re.fullmatch(
+                        r"- The final output `(.*)` is returned at .*", line)
+                    if m:
+                        assert m.group(1) == trace.return_repr == r["output"], (r["id"], line)
+                        assert m.lastindex == 1 or m.group(2) == r["input"], (r["id"], line)
+                        checked += 1
+                    if line.startswith(f"The input `"):
+                        assert f"`{r['input']}` makes `f` return `{trace.return_repr}`" in line
+    assert checked > 200
+
+
+def test_tfrecords_read_back_exactly(demo, tokenizer):
+    import tensorflow as tf
+
+    from data_pipeline.tfds_builder import builder
+
+    cfg, report = demo
+    out = Path(cfg.output_dir)
+    manifest = json.loads((out / "manifest.json").read_text())
+    seq_len = manifest["seq_len"]
+    files = [str(out / f) for f in manifest["splits"]["train"]["files"]]
+    from data_pipeline.tfrecords import sha256_file
+
+    assert all(sha256_file(out / f) == h for f, h in manifest["checksums"].items())
+    ds = tf.data.TFRecordDataset(files).map(lambda x: tf.io.parse_single_example(x, feature_spec(seq_len)))
+    rows = [{k: v.numpy() for k, v in ex.items()} for ex in ds]
+    assert len(rows) == manifest["splits"]["train"]["rows"] == report["rows"]
+
+    expected = Counter()
+    for f in sorted((out / "records").glob("*.jsonl")):
+        if f.stem == "rejects":
+            continue
+        for r in read_jsonl(f):
+            p = tokenizer(r["prompt"], add_special_tokens=False)["input_ids"]
+            q = tokenizer(r["response"], add_special_tokens=False)["input_ids"]
+            expected[(tuple([32013, *p, *q, 32014]), tuple([0] * (len(p) + 1) + [1] * (len(q) + 1)))] += 1
+    got = Counter()
+    for row in rows:
+        seg, pos, ids, mask = row["segment_ids"], row["positions"], row["input_ids"], row["loss_mask"]
+        n_seg = seg.max()
+        used = int((seg > 0).sum())
+        assert (seg[used:] == 0).all() and (ids[used:] == 0).all() and (mask[used:] == 0).all() and (pos[used:] == 0).all()
+        assert (np.diff(seg[:used]) >= 0).all() and set(seg[:used]) == set(range(1, n_seg + 1))
+        # Attention allowed = causal and same segment: each token sees exactly its own segment's prefix.
+        allowed = (seg[:, None] == seg[None, :]) & (seg[:, None] > 0) & np.tri(seq_len, dtype=bool)
+        for s in range(1, n_seg + 1):
+            idx = np.flatnonzero(seg == s)
+            assert (pos[idx] == np.arange(len(idx))).all() and ids[idx[0]] == 32013
+            assert allowed[idx].sum(axis=1).tolist() == list(range(1, len(idx) + 1))
+            assert not allowed[idx][:, seg != s].any()
+            got[(tuple(ids[idx].tolist()), tuple(mask[idx].tolist()))] += 1
+    assert got == expected
+
+    tfds_rows = list(builder(out).as_dataset(split="train").as_numpy_iterator())
+    assert len(tfds_rows) == len(rows)
+    assert sorted(r["input_ids"].tolist() for r in tfds_rows) == sorted(r["input_ids"].tolist() for r in rows)
+
+
+def test_decontamination_removes_planted_cruxeval_program(slice_ref):
+    cfg, report = slice_ref
+    out = Path(cfg.output_dir)
+    dec = report["stages"]["decontam"]
+    assert dec["rejected"] == {"edit_similarity": 1}
+    (rej,) = [r for i in range(cfg.num_shards) for r in read_jsonl(build.shard_paths(cfg, "decontam", i)[1])]
+    assert rej["record"]["solution"].startswith("def f(nums):") and "cruxeval.jsonl:sample_0" in rej["detail"]
+    assert not any("nums.count(n)" in r["response"] for r in read_jsonl(out / "records" / "nl2code.jsonl"))
+    assert report["records_by_kind"]["nl2code"] == len(SLICE_FUNCS)
+
+
+def test_killed_build_resumes_to_identical_tfrecords(slice_ref, slice_corpus, tmp_path):
+    ref_cfg, _ = slice_ref
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "semcoder_jax.cli.main", "data", "build", "--config", "demo", "--no-progress",
+           *slice_overrides(slice_corpus, out)]
+    env = dict(os.environ, **{build.CRASH_ENV: "9"})
+    first = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == -9, first.stderr[-2000:]
+    done = sorted(p.relative_to(out) for p in out.glob("stages/*/shard-*.done"))
+    assert 0 < len(done) < 3 * 7 and not (out / "manifest.json").exists()
+    mtimes = {p: (out / p).stat().st_mtime_ns for p in done}
+    env.pop(build.CRASH_ENV)
+    second = subprocess.run(cmd, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert all((out / p).stat().st_mtime_ns == t for p, t in mtimes.items())  # finished shards were skipped
+    assert outputs_of(out) == outputs_of(Path(ref_cfg.output_dir))
+
+
+def test_beam_direct_runner_matches_local(slice_ref, slice_corpus, tmp_path):
+    from data_pipeline import runner_beam
+
+    ref_cfg, ref_report = slice_ref
+    cfg = load("demo", slice_overrides(slice_corpus, tmp_path / "beam"))
+    report = runner_beam.run(cfg, progress=False)
+    assert report["runner"] == "beam"
+    assert outputs_of(Path(cfg.output_dir)) == outputs_of(Path(ref_cfg.output_dir))
+    strip = lambda st: {k: {kk: vv for kk, vv in v.items() if kk != "wall_s"} for k, v in st.items()}
+    assert strip(report["stages"]) == strip(ref_report["stages"])
+
+
+def test_malformed_problem_line_cli_error_and_skip_bad(slice_corpus, tmp_path):
+    bad = tmp_path / "problems.jsonl"
+    bad.write_text('{"problem": "Add.", "solution": "def add(a, b):\\n    return a + b", "seed_inputs": ["1, 2"]}\n{"problem": oops}\n')
+    cmd = [sys.executable, "-m", "semcoder_jax.cli.main", "data", "build", "--config", "demo", "--no-progress",
+           f"output_dir={tmp_path / 'o'}", f"problems_jsonl={bad}", f"corpus_dirs=[{slice_corpus}]"]
+    res = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert f"{bad}:2: invalid JSON" in res.stderr and "Traceback" not in res.stderr
+    cfg = load("demo", [f"output_dir={tmp_path / 'o2'}", f"problems_jsonl={bad}", f"corpus_dirs=[{slice_corpus}]", "skip_bad=true", "num_shards=2"])
+    runner_local.run_stages(cfg, progress=False, only_source=True)
+    reports = build.stage_reports(cfg)["seeds"]
+    assert reports["in"] == reports["out"] + 1 == len(SLICE_FUNCS) + 1 + 1 + 1
+    rejects = [r for i in range(2) for r in read_jsonl(build.shard_paths(cfg, "seeds", i)[1])]
+    assert [(r["reason"], r["record"]["line"], r["record"]["text"]) for r in rejects] == [("malformed_jsonl", 2, '{"problem": oops}')]
+
+
+def test_stats_cli_prints_report_and_writes_plots(demo, capsys):
+    from semcoder_jax.cli.main import main
+
+    cfg, _ = demo
+    assert main(["data", "stats", cfg.output_dir]) == 0
+    text = capsys.readouterr().out
+    assert "decontam" in text and "padding" in text
+    for name in ("lengths.png", "coverage.png", "rejections.png"):
+        assert (Path(cfg.output_dir) / "plots" / name).stat().st_size > 1000

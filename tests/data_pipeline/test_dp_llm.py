@@ -1,0 +1,100 @@
+"""The LLM stages against a local OpenAI-compatible server: scripted replies, injected 429/5xx
+errors, rejection sampling, a failing solution fixed by the LLM, and a rerun with zero requests."""
+
+import json
+import re
+import shutil
+
+from data_pipeline.config import DataConfig, DecontamConfig, LLMConfig
+from data_pipeline.llm import LLMClient
+from data_pipeline.records import read_jsonl
+
+SYNTH = {
+    "seed_double": ("Double the integer `x`.", "def double(x):\n    return x * tw0", ["3", "-2"]),
+    "seed_exclaim": ("Append an exclamation mark to `s`.", 'def exclaim(s):\n    return s + "!"', ["'hi'"]),
+}
+
+
+def _forward(x: str, code: str) -> str:
+    return repr(eval(x) * 2) if "x * 2" in code else repr(eval(x) + "!")
+
+
+def _backward(y: str, code: str) -> str:
+    return repr(eval(y) // 2) if "x * 2" in code else repr(eval(y)[:-1])
+
+
+def scripted_reply(messages, n):
+    text = messages[-1]["content"]
+    if "Gain inspiration" in text:
+        name = next(k for k in SYNTH if k in text)
+        problem, code, calls = SYNTH[name]
+        entry = code.split("(")[0][4:]
+        return [f"[Problem Description]\n{problem}\n\n[Solution]\nStraightforward.\n```python\n{code}\n```\n[Example Calls]\n"
+                + "\n".join(f"{entry}({c})" for c in calls)] * n
+    if "fails when it is run" in text:
+        return ["```python\ndef double(x):\n    return x * 2\n```"] * n
+    if "diverse example calls" in text:
+        return ["double(10)\ndouble(0)" if "def double" in text else "exclaim('a b')\nexclaim('')"] * n
+    m = re.search(r"assert f\((.*)\) == \?\?", text)
+    if m:
+        x = m.group(1)
+        good = f"[MONOLOGUE]\nIt returns the answer.\n[/MONOLOGUE]\n[ANSWER]\nassert f({x}) == {_forward(x, text)}\n[/ANSWER]"
+        return [f"[ANSWER]\nassert f({x}) == None\n[/ANSWER]", good, good][:n]
+    m = re.search(r"assert f\(\?\?\) == (.*)\n", text)
+    if m:
+        y = m.group(1)
+        return [f"[MONOLOGUE]\nReverse it.\n[/MONOLOGUE]\n[ANSWER]\nassert f({_backward(y, text)}) == {y}\n[/ANSWER]"] * n
+    if "exceptionally intelligent coding assistant" in text:
+        return ["```python\ndef double(x):\n    return x * 3\n```" if "Double" in text else '```python\ndef exclaim(s):\n    return s + "?"\n```'] * n
+    if "Debug and Refine" in text:
+        fixed = "def double(x):\n    return x * 2" if "def double" in text else 'def exclaim(s):\n    return s + "!"'
+        return [f"[MONOLOGUE]\n### Execution Simulation\nThe buggy code gives a wrong value.\n[/MONOLOGUE]\n[Refined]\n```python\n{fixed}\n```\n[/Refined]"] * n
+    return ["I cannot help with that."] * n
+
+
+def test_llm_client_retries_and_caches(llm_server, tmp_path):
+    state, url = llm_server(lambda messages, n: ["pong"] * n)
+    state.errors = [429, 500, 503]
+    client = LLMClient(LLMConfig(model="m", base_url=url, backoff_s=0.01, max_retries=4), cache_dir=tmp_path / "cache")
+    assert client.chat([{"role": "user", "content": "ping"}]) == "pong"
+    assert state.requests == 4 and client.requests == 4
+    assert client.chat([{"role": "user", "content": "ping"}]) == "pong"
+    assert state.requests == 4 and client.cache_hits == 1
+    state.errors = [500] * 3
+    assert LLMClient(LLMConfig(model="m", base_url=url, backoff_s=0.01, max_retries=2)).chat([{"role": "user", "content": "x"}]) is None
+
+
+def test_llm_build_through_errors_then_rerun_makes_no_requests(llm_server, tmp_path):
+    from data_pipeline import runner_local
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "seeds.py").write_text(
+        "def seed_double(v):\n    w = v + v\n    return w\n\n\ndef seed_exclaim(t):\n    t = t.strip()\n    return t + '!'\n")
+    state, url = llm_server(scripted_reply)
+    state.errors = [429, 500, 429, 502]
+    out = tmp_path / "out"
+    cfg = DataConfig(output_dir=str(out), corpus_dirs=[str(corpus)], seed_kinds=["function"], synthesis="llm", annotator="llm",
+                     pyxr="llm", num_shards=2, num_inputs=3, llm_samples=3, seq_len=1024, tfrecord_shards=1,
+                     decontam=DecontamConfig(enabled=False), llm=LLMConfig(model="test-model", base_url=url, backoff_s=0.01, concurrency=2))
+    report = runner_local.run(cfg, progress=False)
+    assert state.requests > state.served >= 8  # the injected errors were retried
+    st = report["stages"]
+    assert st["synthesis"]["out"] == 2 and st["executability"]["out"] == 2
+    assert st["executability"]["notes"] == {"executability.fix_requests": 1, "executability.fixed": 1}
+    assert report["records_by_kind"] == {"backward": 2, "forward": 2, "nl2code": 2, "refine": 2}
+    recs = {r["id"]: r for k in ("forward", "backward", "refine", "nl2code") for r in read_jsonl(out / "records" / f"{k}.jsonl")}
+    fwd = [r for r in recs.values() if r["kind"] == "forward"]
+    assert all("== None" not in r["response"] for r in fwd)  # the wrong sample was rejected
+    nl = [r for r in recs.values() if r["kind"] == "nl2code" and "Double" in r["prompt"]][0]
+    assert "x * 2" in nl["response"] and "tw0" not in nl["response"]  # the fixed solution is the target
+    assert all("[Refined]" in r["response"] for r in recs.values() if r["kind"] == "refine")
+    before = (out / "tfrecords" / "train-00000-of-00001.tfrecord").read_bytes()
+
+    seen = state.requests
+    shutil.rmtree(out / "stages")
+    shutil.rmtree(out / "tfrecords")
+    runner_local.run(cfg, progress=False)
+    assert state.requests == seen  # every reply came from the on-disk cache
+    assert (out / "tfrecords" / "train-00000-of-00001.tfrecord").read_bytes() == before
+    assert json.loads((out / "manifest.json").read_text())["splits"]["train"]["rows"] >= 1

@@ -1,0 +1,152 @@
+"""Unit tests of the data pipeline's pure parts: JSONL IO, seeds, parsing, packing, tokenising."""
+
+import json
+
+import numpy as np
+import pytest
+
+from data_pipeline import packing
+from data_pipeline.records import RecordError, read_jsonl
+from data_pipeline.stages import annotator_trace, monologue, pyxr, synthesis
+from data_pipeline.stages.seeds import extract_seeds
+from data_pipeline.tokenization import tokenize_records
+from semcoder_jax import prompts
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    p = tmp_path / "in.jsonl"
+    p.write_text('{"a": 1}\n{"a": 2\n[1, 2]\n{"a": 3}\n')
+    with pytest.raises(RecordError, match=rf"{p}:2: invalid JSON"):
+        read_jsonl(p)
+    rejects = []
+    rows = read_jsonl(p, skip_bad=True, rejects=rejects)
+    assert rows == [{"a": 1}, {"a": 3}]
+    assert [(r["line"], r["text"]) for r in rejects] == [(2, '{"a": 2'), (3, "[1, 2]")]
+    assert "expected a JSON object" in rejects[1]["reason"]
+
+
+def test_extract_seeds_kinds():
+    src = "class A:\n    def m(self, x):\n        y = x + 1\n        return y\n\nfor i in range(3):\n    print(i)\n    print(i * 2)\n"
+    seeds = extract_seeds(src, min_lines=3)
+    assert [s["seed_kind"] for s in seeds] == ["class", "function", "block"]
+    assert seeds[1]["code"].startswith("def m(self, x):\n    y = x + 1")
+
+
+def test_parse_synthesis_reply():
+    reply = ("[Problem Description]\nDouble a number.\n\n[Solution]\nMultiply by two.\n```python\ndef dbl(x):\n    return 2 * x\n```\n"
+             "[Example Calls]\ndbl(3)\ndbl(-1)\nprint(1)\n")
+    out = synthesis.parse_synthesis_reply(reply)
+    assert out["problem"] == "Double a number."
+    assert out["entry_point"] == "dbl" and out["seed_inputs"] == ["3", "-1"]
+    assert synthesis.parse_synthesis_reply("no sections here") is None
+
+
+def test_answer_checks_keep_the_given_side():
+    test = {"input": "[1, 2], 3", "output": "6"}
+    good = "[ANSWER]\nassert f([1, 2], 3) == 6\n[/ANSWER]"
+    assert monologue.answer_acceptable("forward", good, test) == "assert f([1, 2], 3) == 6"
+    assert monologue.answer_acceptable("forward", good.replace("3)", "4)"), test) is None  # input changed
+    assert monologue.answer_acceptable("backward", good.replace("== 6", "== 7"), test) is None
+    assert monologue.answer_acceptable("backward", "[ANSWER]\nassert f([0], 6) == 6\n[/ANSWER]", test) is not None
+    assert monologue.answer_acceptable("forward", "no answer", test) is None
+
+
+def test_as_f_renames_entry_and_recursion():
+    code = "def fact(n):\n    return 1 if n <= 1 else n * fact(n - 1)"
+    assert monologue.as_f(code, "fact") == "def f(n):\n    return 1 if n <= 1 else n * f(n - 1)"
+
+
+def test_mutants_are_distinct_single_site_changes():
+    code = "def f(xs):\n    t = 0\n    for x in xs:\n        if x > 1:\n            t += x\n    return t"
+    ms = list(pyxr.mutants(code))
+    assert len(ms) == len(set(ms)) >= 4
+    assert "if x >= 1:" in "\n".join(ms) and "t = 1" in "\n".join(ms)
+
+
+def test_builtin_monologue_from_a_recorded_trace():
+    code = "def f(a):\n    s = 0\n    for x in a:\n        s += x\n    return s"
+    trace = {"events": [
+        {"kind": "call", "line": 1, "locals": {"a": "[2, 3]"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 2, "source": "s = 0", "locals": {"s": "0"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 3, "source": "for x in a:", "locals": {"x": "2"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 4, "source": "s += x", "locals": {"s": "2"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 3, "source": "for x in a:", "locals": {"x": "3"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 4, "source": "s += x", "locals": {"s": "5"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 3, "source": "for x in a:", "locals": {}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 5, "source": "return s", "locals": {}, "depth": 1, "frame": 0},
+        {"kind": "return", "line": 5, "value": "5", "depth": 1, "frame": 0}], "return_repr": "5", "truncated": False}
+    fwd = annotator_trace.forward_monologue(code, "[2, 3]", trace)
+    for section in ("[MONOLOGUE]", "### Understanding the Function", "### Key Properties and Constraints",
+                    "### Execution Simulation", "### Conclusion", "[/MONOLOGUE]"):
+        assert section in fwd
+    assert "- [L6]: `s = 0` sets `s` to `0`." in fwd  # line 2 of the code is labelled L6
+    assert "- [L8]: `s += x` sets `s` to `5`." in fwd
+    assert fwd.endswith("[ANSWER]\nassert f([2, 3]) == 5\n[/ANSWER]")
+    assert "[L6]" in prompts.label_lines(code).splitlines()[1]
+    bwd = annotator_trace.backward_monologue(code, "[2, 3]", "5", trace)
+    assert "### Reverse Deduction" in bwd and "### Execution Simulation" not in bwd
+    assert bwd.index("sets `s` to `5`") < bwd.index("sets `s` to `2`")  # reasons from the output back
+    assert "binds `a` to `[2, 3]`" in bwd
+
+
+def _examples(lengths):
+    return [packing.Example(f"e{i}", tuple(range(1, n + 1)), (0,) * (n // 2) + (1,) * (n - n // 2)) for i, n in enumerate(lengths)]
+
+
+def test_best_fit_packing_is_valid_and_tight():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(20, 700, size=400).tolist()
+    rows = packing.pack(_examples(lengths), 1024, seed=1)
+    assert sorted(e.id for r in rows for e in r) == sorted(f"e{i}" for i in range(400))
+    assert all(sum(len(e) for e in r) <= 1024 for r in rows)
+    assert len(rows) <= np.ceil(sum(lengths) / 1024) * 1.02 + 1  # near the lower bound
+    assert packing.padding_fraction(rows, 1024) < 0.02
+    assert packing.pack(_examples(lengths), 1024, seed=1) == rows  # deterministic
+    pad_rows = packing.pack(_examples(lengths), 1024, mode="pad")
+    assert len(pad_rows) == 400 and packing.padding_fraction(pad_rows, 1024) > 0.4
+    with pytest.raises(ValueError):
+        packing.best_fit([10, 2000], 1024)
+
+
+def test_build_row_segments_and_positions():
+    exs = _examples([3, 4])
+    row = packing.build_row(exs, 10, pad_id=7)
+    assert row["input_ids"].tolist() == [1, 2, 3, 1, 2, 3, 4, 7, 7, 7]
+    assert row["segment_ids"].tolist() == [1, 1, 1, 2, 2, 2, 2, 0, 0, 0]
+    assert row["positions"].tolist() == [0, 1, 2, 0, 1, 2, 3, 0, 0, 0]
+    assert row["loss_mask"].tolist() == [0, 1, 1, 0, 0, 1, 1, 0, 0, 0]
+
+
+def test_tokenize_masks_exactly_the_response(tokenizer):
+    recs = [{"id": "a", "kind": "nl2code", "prompt": prompts.render("nl2code", "Add."), "response": "def add(a, b):\n    return a + b"},
+            {"id": "b", "kind": "nl2code", "prompt": "x " * 400, "response": "y"}]
+    exs, rejects = tokenize_records(recs, tokenizer, seq_len=128)
+    assert [r["reason"] for r in rejects] == ["too_long"] and rejects[0]["record"]["id"] == "b"
+    (ex,) = exs
+    assert ex.input_ids[0] == tokenizer.bos_token_id == 32013 and ex.input_ids[-1] == tokenizer.eos_token_id == 32014
+    target = [t for t, m in zip(ex.input_ids, ex.loss_mask) if m]
+    assert tokenizer.decode(target[:-1]) == recs[0]["response"] and target[-1] == 32014
+    prompt_part = [t for t, m in zip(ex.input_ids[1:], ex.loss_mask[1:]) if not m]
+    assert tokenizer.decode(prompt_part) == recs[0]["prompt"]
+
+
+def test_released_rows(tmp_path):
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text("\n".join(json.dumps(r) for r in [
+        {"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "def add(a, b): return a + b"},
+        {"nl": "", "fwd_mnl": "[PYTHON]\ndef f(x): return x\nassert f(1) == ??\n[/PYTHON]", "bwd_mnl": "", "response": "[ANSWER]assert f(1) == 1[/ANSWER]"},
+        {"nl": "", "fwd_mnl": "", "bwd_mnl": "[PYTHON]...[/PYTHON]", "response": "r"},
+        {"nl": "both", "fwd_mnl": "set", "bwd_mnl": "", "response": "r"}]) + "\n")
+    pyxr_path = tmp_path / "pyxr.jsonl"
+    pyxr_path.write_text(json.dumps({"fault": "### Problem\n...", "response": "[MONOLOGUE]..."}) + "\n")
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyx=str(pyx), pyxr=str(pyxr_path)))
+    with pytest.raises(RecordError, match="row 3: expected exactly one of nl/fwd_mnl/bwd_mnl"):
+        released_records(cfg)
+    cfg.skip_bad = True
+    recs, stages = released_records(cfg)
+    assert [r["kind"] for r in recs] == ["nl2code", "forward", "backward", "refine"]
+    assert recs[1]["prompt"] == prompts.render("forward", "[PYTHON]\ndef f(x): return x\nassert f(1) == ??\n[/PYTHON]")
+    assert stages["released_pyx"] == {"in": 4, "kept": 3, "out": 3, "rejected": {"malformed_row": 1}, "notes": {}}

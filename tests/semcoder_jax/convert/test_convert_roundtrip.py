@@ -1,0 +1,129 @@
+"""HF -> Orbax -> Flax logits equal HF's; Orbax -> HF gives back the same tensors and config."""
+
+import json
+
+import numpy as np
+import pytest
+
+from semcoder_jax.checkpoint import load_params
+from semcoder_jax.cli.main import main
+
+VARIANTS = ("mha_untied", "gqa", "tied")
+SEQ_LEN = 80
+
+
+def _hf_logits(model, ids):
+    import torch
+
+    with torch.no_grad():
+        return model(torch.as_tensor(ids)).logits.numpy()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_flax_logits_match_hf(variant, hf_models, orbax_models):
+    from semcoder_jax.model.llama import apply
+
+    _, model = hf_models[variant]
+    params, config = load_params(orbax_models[variant])
+    config = config.replace(dtype="float32", param_dtype="float32", attention="xla")
+    assert config.rope_scaling_factor == 4.0 and config.rope_theta == 100000.0
+    assert config.tie_word_embeddings == (variant == "tied")
+    assert ("lm_head" in params) != (variant == "tied")
+
+    ids = np.random.default_rng(0).integers(0, config.vocab_size, size=(2, SEQ_LEN), dtype=np.int32)
+    ours = np.asarray(apply(config, params, ids))
+    theirs = _hf_logits(model, ids)
+    assert ours.shape == theirs.shape
+    assert np.abs(ours - theirs).max() <= 1e-4
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_orbax_to_hf_roundtrip_is_exact(variant, hf_models, orbax_models, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    hf_dir, original = hf_models[variant]
+    out = tmp_path / "hf"
+    assert main(["convert", "orbax-to-hf", "--checkpoint", str(orbax_models[variant]), "--out", str(out),
+                 "--dtype", "float32"]) == 0
+    loaded, info = AutoModelForCausalLM.from_pretrained(str(out), output_loading_info=True)
+    assert info["missing_keys"] in (set(), []) and info["unexpected_keys"] in (set(), [])
+    assert info["mismatched_keys"] in (set(), [])
+
+    want = original.state_dict()
+    got = loaded.state_dict()
+    assert set(got) == set(want)
+    for name, tensor in want.items():
+        assert got[name].dtype == tensor.dtype, name
+        assert np.array_equal(got[name].numpy().view(np.uint32), tensor.numpy().view(np.uint32)), name
+
+    fields = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+              "num_key_value_heads", "head_dim", "rms_norm_eps", "max_position_embeddings",
+              "tie_word_embeddings", "bos_token_id", "eos_token_id", "hidden_act")
+    for field in fields:
+        assert getattr(loaded.config, field) == getattr(original.config, field), field
+    assert loaded.config.rope_parameters["rope_type"] == original.config.rope_parameters["rope_type"] == "linear"
+    assert loaded.config.rope_parameters["factor"] == original.config.rope_parameters["factor"] == 4.0
+    assert loaded.config.rope_parameters["rope_theta"] == original.config.rope_parameters["rope_theta"] == 100000.0
+
+    written = json.loads((out / "config.json").read_text())
+    assert written["architectures"] == ["LlamaForCausalLM"] and written["torch_dtype"] == "float32"
+    assert written["rope_scaling"]["type"] == written["rope_scaling"]["rope_type"] == "linear"
+    gen = json.loads((out / "generation_config.json").read_text())
+    assert (gen["bos_token_id"], gen["eos_token_id"]) == (1, 2)
+
+
+def test_sharded_output_with_small_max_shard_size(orbax_models, hf_models, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "hf"
+    assert main(["convert", "orbax-to-hf", "--checkpoint", str(orbax_models["gqa"]), "--out", str(out),
+                 "--dtype", "float32", "--max-shard-size", "40KB"]) == 0
+    shards = sorted(out.glob("model-*.safetensors"))
+    assert len(shards) > 3 and not (out / "model.safetensors").exists()
+    assert all(s.name.endswith(f"-of-{len(shards):05d}.safetensors") for s in shards)
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert set(index["weight_map"].values()) == {s.name for s in shards}
+
+    from safetensors import safe_open
+
+    total = 0
+    for shard in shards:
+        with safe_open(str(shard), "numpy") as f:
+            for key in f.keys():
+                assert index["weight_map"][key] == shard.name
+                total += f.get_tensor(key).nbytes
+        # only a single tensor larger than the cap may exceed it
+        assert shard.stat().st_size <= 40_000 + 4096 or len(json.loads(_header(shard))) == 2
+    assert index["metadata"]["total_size"] == total
+
+    model, info = AutoModelForCausalLM.from_pretrained(str(out), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    want = hf_models["gqa"][1].state_dict()
+    for name, tensor in model.state_dict().items():
+        assert np.array_equal(tensor.numpy(), want[name].numpy()), name
+
+
+def _header(path):
+    import struct
+
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return f.read(n)
+
+
+def test_bfloat16_export_and_import(orbax_models, hf_models, tmp_path):
+    """The default export dtype is bf16; importing it back keeps bf16 and the values rounded once."""
+    import ml_dtypes
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "hf"
+    assert main(["convert", "orbax-to-hf", "--checkpoint", str(orbax_models["tied"]), "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    back = tmp_path / "orbax"
+    assert main(["convert", "hf-to-orbax", "--hf-dir", str(out), "--out", str(back)]) == 0
+    params, config = load_params(back)
+    assert config.param_dtype == "bfloat16" and params["embed"]["embedding"].dtype == ml_dtypes.bfloat16
+    original = hf_models["tied"][1].state_dict()["model.embed_tokens.weight"].numpy()
+    assert np.array_equal(np.asarray(params["embed"]["embedding"]), original.astype(ml_dtypes.bfloat16))
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    assert str(model.dtype) == "torch.bfloat16"

@@ -1,0 +1,127 @@
+"""Hostile programs interleaved with benign ones: right status each, pool keeps serving, nothing outside
+the sandbox changes, no process is left behind."""
+
+import hashlib
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from semcoder_jax.execution import Job, Sandbox
+
+SECRET = "sk-fake-secret-do-not-leak-1234"
+
+
+def hostile_programs(victim: Path, sentinel: Path, parent_pid: int) -> list[tuple[str, Job, set[str], str | None]]:
+    """(name, job, allowed statuses, text that must not appear in stdout)."""
+    v, s = str(victim), str(sentinel)
+    return [
+        ("infinite loop", Job("while True:\n    pass", timeout_s=1), {"timeout"}, None),
+        ("fork bomb", Job("import os\nwhile True:\n    os.fork()"), {"error"}, None),
+        ("fork bomb via posix", Job("import posix\nwhile True:\n    posix.fork()"), {"error"}, None),
+        ("multiprocessing", Job("import multiprocessing as mp\nmp.Process(target=print).start()"), {"error"}, None),
+        ("subprocess", Job("import subprocess\nsubprocess.run(['rm', '-rf', %r])" % v), {"error"}, None),
+        ("posix_spawn", Job("import posix\nposix.posix_spawn('/bin/rm', ['rm', %r], {})" % s), {"error"}, None),
+        ("memory bomb", Job("x = bytearray(16 << 30)"), {"memory"}, None),
+        ("gradual memory bomb", Job("l = []\nwhile True:\n    l.append(' ' * 10**7)"), {"memory"}, None),
+        ("deep recursion", Job("def r(n):\n    return r(n + 1)\nr(0)"), {"error"}, None),
+        ("unbounded recursion limit", Job("import sys\nsys.setrecursionlimit(10**9)\ndef r(n):\n    return r(n + 1)\nr(0)",
+                                          timeout_s=2), {"memory", "killed", "timeout"}, None),
+        ("os.system rm", Job("import os\nos.system('rm -rf %s')" % v), {"error"}, None),
+        ("delete file outside", Job("import os\nos.remove(%r)" % s), {"error"}, None),
+        ("delete via posix", Job("import posix\nposix.unlink(%r)" % s), {"error"}, None),
+        ("pathlib unlink", Job("import pathlib\npathlib.Path(%r).unlink()" % s), {"error"}, None),
+        ("rmtree outside", Job("import shutil\nshutil.rmtree(%r)" % v), {"error"}, None),
+        ("overwrite file outside", Job("open(%r, 'w').write('pwned')" % s), {"error"}, None),
+        ("create file outside", Job("open(%r, 'x').write('new')" % str(victim / "new.txt")), {"error"}, None),
+        ("rename outside", Job("import posix\nposix.rename(%r, %r)" % (s, s + ".moved")), {"error"}, None),
+        ("read env secret", Job("import os\nprint(os.environ.get('SEMCODER_FAKE_SECRET'), dict(os.environ))"),
+         {"passed"}, SECRET),
+        ("read parent environ", Job("print(open('/proc/%d/environ').read())" % parent_pid), {"error"}, SECRET),
+        ("socket", Job("import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=1)"), {"error"}, None),
+        ("raw socket", Job("import _socket\n_socket.socket().connect(('127.0.0.1', 22))"), {"error"}, None),
+        ("kill parent", Job("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"), {"error"}, None),
+        ("kill test process", Job("import posix\nposix.kill(%d, 9)" % parent_pid), {"error"}, None),
+        ("kill process group", Job("import posix\nposix.killpg(0, 9)"), {"error"}, None),
+        ("ctypes libc", Job("import ctypes\nctypes.CDLL(None).kill(%d, 9)" % parent_pid), {"error"}, None),
+        ("os._exit", Job("import os\nos._exit(0)"), {"error"}, None),
+        ("sys.exit", Job("import sys\nsys.exit(0)"), {"error"}, None),
+        ("exit builtin", Job("exit()"), {"error"}, None),
+        ("close stdout", Job("import os\nos.close(1)\nprint('gone')", "1 + 1"), {"passed"}, None),
+        ("close every fd", Job("import os\nos.closerange(0, 1 << 16)", "'still here'"), {"passed"}, None),
+        ("forge the result channel", Job("import os\nos.write(99, b'{\"status\": \"passed\"}\\n')\nos._exit(0)"),
+         {"error"}, None),
+        ("print a gigabyte", Job("while True:\n    print('x' * 10**6)"), {"output_limit"}, None),
+        ("flood stderr", Job("import sys\nwhile True:\n    sys.stderr.write('y' * 10**5)"), {"output_limit"}, None),
+        ("change cwd", Job("import os\nos.chdir('/')"), {"error"}, None),
+        ("change cwd via posix", Job("import posix\nposix.chdir('/')"), {"error"}, None),
+        ("patch builtins", Job("import builtins\nbuiltins.repr = lambda x: 'pwned'\nbuiltins.print = None", "6 * 7"),
+         {"passed"}, None),
+        ("ignore signals", Job("import signal\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGXCPU):\n"
+                               "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass", timeout_s=1), {"timeout"}, None),
+        ("thread outlives the call", Job("import threading, time\nthreading.Thread(target=time.sleep, args=(100,)).start()",
+                                         "'returned'"), {"passed"}, None),
+        ("new session", Job("import os\nos.setsid()"), {"error"}, None),
+        ("too many files", Job("fs = [open('f%d' % i, 'w') for i in range(100000)]"), {"error"}, None),
+        ("huge file", Job("open('big', 'wb').write(b'x' * (200 << 20))"), {"error"}, None),
+        ("read stdin", Job("input()"), {"error"}, None),
+    ]
+
+
+BENIGN = [
+    (Job("def f(x):\n    return sorted(x)[::-1]\n", "f([3, 1, 2])"), "[3, 2, 1]", ""),
+    (Job("import collections\nc = collections.Counter('abracadabra')\nprint(c.most_common(1))", "c['a']"), "5",
+     "[('a', 5)]\n"),
+    (Job("import math\ndef g(n):\n    return math.factorial(n)\n", "g(10)"), "3628800", ""),
+    (Job("print('hello')\nprint(repr('x'))", "len('abc')"), "3", "hello\n'x'\n"),
+]
+
+
+@pytest.mark.slow
+def test_hostile_programs_are_contained(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEMCODER_FAKE_SECRET", SECRET)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    sentinel = victim / "sentinel.txt"
+    sentinel.write_text("precious\n")
+    (victim / "sub").mkdir()
+    (victim / "sub" / "data.bin").write_bytes(os.urandom(256))
+
+    def snapshot() -> dict:
+        return {str(p.relative_to(tmp_path)): (p.is_dir(), hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "")
+                for p in sorted(tmp_path.rglob("*"))}
+
+    before = snapshot()
+    children_before = {p.pid for p in psutil.Process().children(recursive=True)}
+    hostile = hostile_programs(victim, sentinel, os.getpid())
+    assert len(hostile) >= 25
+    jobs, expect = [], []
+    for i, (name, job, statuses, secret) in enumerate(hostile):
+        jobs.append(job)
+        expect.append(("hostile", name, statuses, secret))
+        bjob, ret, out = BENIGN[i % len(BENIGN)]
+        jobs.append(bjob)
+        expect.append(("benign", ret, out, None))
+
+    with Sandbox(memory_bytes=1 << 30, timeout_s=10, max_output_bytes=1 << 20, max_file_bytes=64 << 20) as box:
+        results = box.map(jobs, concurrency=4)
+        for (kind, a, b, secret), r in zip(expect, results):
+            if kind == "hostile":
+                assert r.status in b, f"{a}: got {r.status} ({r.exc_type}: {r.exc_message})"
+                if secret:
+                    assert secret not in r.stdout + r.stderr + (r.exc_message or ""), a
+            else:
+                assert (r.status, r.return_repr, r.stdout) == ("passed", a, b)
+        by_name = {name: r for (kind, name, *_), r in zip(expect, results) if kind == "hostile"}
+        assert by_name["patch builtins"].return_repr == "42"
+        assert by_name["close every fd"].return_repr == "'still here'"
+        assert by_name["thread outlives the call"].duration_s < 5
+        # The pool keeps serving after all that.
+        again = box.map([j for j, _, _ in BENIGN] * 3)
+        assert [r.return_repr for r in again] == [ret for _, ret, _ in BENIGN] * 3
+
+    assert sentinel.read_text() == "precious\n"
+    assert snapshot() == before
+    leftover = [p for p in psutil.Process().children(recursive=True) if p.pid not in children_before]
+    assert not leftover, leftover

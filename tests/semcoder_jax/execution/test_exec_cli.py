@@ -1,0 +1,39 @@
+import json
+
+from semcoder_jax.cli.main import main
+
+
+def test_run_json(tmp_path, capsys):
+    prog = tmp_path / "p.py"
+    prog.write_text("def f(a, b):\n    return a * b\nprint('hi')\n")
+    assert main(["exec", "run", str(prog), "--call", "f(6, 7)", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip())
+    assert out["status"] == "passed" and out["return_repr"] == "42" and out["stdout"] == "hi\n"
+    assert {"stderr", "duration_s"} <= set(out)
+
+
+def test_run_timeout_and_failure_exit_code(tmp_path, capsys):
+    prog = tmp_path / "loop.py"
+    prog.write_text("while True:\n    pass\n")
+    assert main(["exec", "run", str(prog), "--timeout", "0.5", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out)["status"] == "timeout"
+
+
+def test_trace_formats(tmp_path, capsys):
+    prog = tmp_path / "t.py"
+    prog.write_text("def f(n):\n    s = 0\n    for i in range(n):\n        s += i\n    return s\n")
+    assert main(["exec", "trace", str(prog), "--call", "f(3)", "--format", "concise"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[L6] {'s': 0} [/L6]") and "[OUTPUT]\n3\n[/OUTPUT]" in out
+    assert main(["exec", "trace", str(prog), "--call", "f(3)"]) == 0
+    assert json.loads(capsys.readouterr().out)["return_repr"] == "3"
+
+
+def test_bad_input_is_one_line_error(tmp_path, capsys):
+    assert main(["exec", "run", str(tmp_path / "missing.py")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "missing.py" in err and len(err.splitlines()) == 1
+    prog = tmp_path / "p.py"
+    prog.write_text("x = 1\n")
+    assert main(["exec", "run", str(prog), "--timeout", "-1"]) == 2
+    assert "--timeout" in capsys.readouterr().err

@@ -1,0 +1,87 @@
+import ast
+import random
+
+import pytest
+
+from semcoder_jax.execution import generate_inputs, measure_coverage, mutate_input, reference_data
+from semcoder_jax.execution.coverage import function_shape
+from semcoder_jax.execution.inputgen import format_args, ingredients, mutate_value, parse_args
+
+BRANCHY = """def f(s, n):
+    out = []
+    if n > 3:
+        out.append('big')
+    elif n < 0:
+        return None
+    for ch in s:
+        if ch.isdigit():
+            out.append(int(ch))
+        else:
+            out.append(ch.upper())
+    return out
+"""
+
+
+def test_parse_and_format_round_trip():
+    assert parse_args("[1, 2], 'a'") == ([1, 2], "a")
+    assert parse_args("") == ()
+    assert parse_args("__import__('os')") is None
+    assert format_args(({1, 2}, (3,), {"k": [1.5]})) == "{1, 2}, (3,), {'k': [1.5]}"
+    assert format_args((float("inf"),)) is None
+
+
+@pytest.mark.parametrize("value", [7, -2.5, True, "hello", b"ab", [1, [2, 3]], (1, "a"), {3, 4}, {"a": 1}, frozenset({1})])
+def test_mutation_keeps_the_type(value):
+    rng = random.Random(0)
+    pool = ingredients("x = 'zz' + str(42)", [(value,)])
+    changed = 0
+    for _ in range(30):
+        m = mutate_value(value, rng, pool)
+        assert type(m) is type(value)
+        changed += m != value
+    assert changed > 0
+
+
+def test_mutate_input_changes_arguments_only_by_literal_values():
+    rng = random.Random(1)
+    args = ([1, 2, 3], "abc", 4)
+    outs = {format_args(mutate_input(args, rng, ingredients("", [args]))) for _ in range(50)}
+    assert len(outs) > 10
+    assert all(len(ast.literal_eval(f"({o},)")) == 3 for o in outs if o)
+
+
+def test_function_shape_and_coverage(sandbox):
+    shape = function_shape(BRANCHY, "f")
+    assert shape.lines == frozenset(range(2, 13)) - {10}  # `else:` has no code
+    assert {b[0] for b in shape.branches} == {3, 5, 7, 8}
+    line_cov, branch_cov = measure_coverage(BRANCHY, "f", ["'a', 1"], sandbox=sandbox)
+    assert line_cov == pytest.approx(7 / 10)
+    assert 0 < branch_cov < 1
+    full = measure_coverage(BRANCHY, "f", ["'a1', 5", "'', -1", "'b', 2"], sandbox=sandbox)
+    assert full == (1.0, 1.0)
+
+
+def test_generate_inputs_are_valid_distinct_and_raise_coverage(sandbox):
+    result = generate_inputs(BRANCHY, "f", ["'ab', 1"], n=8, seed=0, sandbox=sandbox)
+    assert result.inputs[0] == "'ab', 1"
+    assert len(result.inputs) == len(set(result.inputs)) <= 8
+    assert result.line_coverage == 1.0
+    assert measure_coverage(BRANCHY, "f", result.inputs, sandbox=sandbox)[0] == result.line_coverage
+    runs = sandbox.map([(BRANCHY + f"\nf({i})\n") for i in result.inputs])
+    assert all(r.status == "passed" for r in runs)
+
+
+def test_generate_inputs_drops_inputs_that_raise(sandbox):
+    src = "def f(x):\n    if x == 3:\n        raise ValueError('three')\n    return 10 // (x - 5)\n"
+    result = generate_inputs(src, "f", ["1"], n=10, seed=0, sandbox=sandbox)
+    assert "3" not in result.inputs and "5" not in result.inputs
+    assert all(isinstance(ast.literal_eval(i), int) for i in result.inputs)
+
+
+@pytest.mark.slow
+def test_mutation_raises_mean_line_coverage_on_cruxeval(sandbox):
+    problems = reference_data.cruxeval()[::16]  # 50 functions
+    base = [measure_coverage(p["code"], "f", [p["input"]], sandbox=sandbox)[0] for p in problems]
+    grown = [generate_inputs(p["code"], "f", [p["input"]], n=10, seed=0, sandbox=sandbox).line_coverage for p in problems]
+    assert all(g >= b for b, g in zip(base, grown))
+    assert sum(grown) / len(grown) > sum(base) / len(base) + 0.03

@@ -1,0 +1,105 @@
+import json
+
+from semcoder_jax.execution import (
+    Trace, label_code, render_concise, render_exception, render_next, render_scratchpad, render_trace, trace_call,
+)
+from semcoder_jax.execution.render import MAX_CONCISE_STATES
+
+LOOP = """def f(nums, k):
+    total = 0
+    for x in nums:
+        if x > k:
+            total += x
+    return total
+"""
+
+NESTED = """def helper(a):
+    b = a * 2
+    return b
+
+def f(x):
+    y = helper(x)
+    z = helper(y)
+    return y + z
+"""
+
+
+def test_line_events_changed_locals_and_loops(sandbox):
+    t = trace_call(LOOP, "f([1, 5, 7], 3)", sandbox=sandbox)
+    assert (t.status, t.return_repr, t.exception, t.truncated) == ("passed", "12", None, False)
+    lines = [e for e in t.events if e["kind"] == "line"]
+    assert [e["line"] for e in lines] == [2, 3, 4, 3, 4, 5, 3, 4, 5, 3, 6]
+    assert lines[0]["locals"] == {"total": "0"} and lines[0]["source"] == "total = 0"
+    assert lines[1]["locals"] == {"x": "1"}
+    assert lines[2]["locals"] == {}  # the comparison changes nothing
+    assert [e["locals"].get("total") for e in lines if e["line"] == 5] == ["5", "12"]
+    assert t.events[0] == {"kind": "call", "func": "f", "line": 1, "locals": {"nums": "[1, 5, 7]", "k": "3"},
+                           "depth": 1, "frame": 0}
+    assert t.events[-1]["kind"] == "return" and t.events[-1]["value"] == "12"
+    assert t.loop_counts == {3: 3}
+
+
+def test_nested_calls_and_depth_limit(sandbox):
+    t = trace_call(NESTED, "f(3)", sandbox=sandbox)
+    calls = [(e["func"], e["depth"]) for e in t.events if e["kind"] == "call"]
+    assert calls == [("f", 1), ("helper", 2), ("helper", 2)]
+    assert [e["value"] for e in t.events if e["kind"] == "return"] == ["6", "12", "18"]
+    flat = trace_call(NESTED, "f(3)", sandbox=sandbox, max_depth=1)
+    assert {e["func"] for e in flat.events if e["kind"] == "call"} == {"f"}
+    assert flat.return_repr == "18"
+
+
+def test_exception_is_recorded_and_rendered(sandbox):
+    t = trace_call(LOOP, "f([1, 'a'], 0)", sandbox=sandbox)
+    assert t.status == "error" and t.return_repr is None
+    assert t.exception["type"] == "TypeError"
+    assert any(e["kind"] == "exception" and e["line"] == 4 for e in t.events)
+    text = render_exception(t)
+    assert text.startswith("[EXCEPTION] TypeError: ") and text.endswith("[/EXCEPTION]")
+    assert render_scratchpad(LOOP, t).endswith(text)
+
+
+def test_caps_mark_truncation_but_keep_the_result(sandbox):
+    src = "def f(n):\n    s = 0\n    for i in range(n):\n        s += i\n    return s\n"
+    t = trace_call(src, "f(10000)", sandbox=sandbox, max_events=50)
+    assert t.truncated and len(t.events) == 50 and t.return_repr == str(sum(range(10000)))
+    assert "[TRUNCATED]" in render_concise(src, t)
+    big = trace_call("def f():\n    x = 'y' * 5000\n    return len(x)\n", "f()", sandbox=sandbox, max_repr=20)
+    assert len(big.events[1]["locals"]["x"]) <= 23 and big.return_repr == "5000"
+    small = trace_call(src, "f(1000)", sandbox=sandbox, max_bytes=2000)
+    assert small.truncated and len(json.dumps(small.events)) < 6000
+
+
+def test_json_round_trip_and_addresses_masked(sandbox):
+    src = "class A:\n    pass\n\ndef f():\n    a = A()\n    return 1\n"
+    t = trace_call(src, "f()", sandbox=sandbox)
+    assert "0x?" in t.events[1]["locals"]["a"]
+    assert Trace.from_json(t.to_json()) == t
+    assert json.loads(render_trace(src, t, "json"))["return_repr"] == "1"
+
+
+def test_timeout_gives_a_truncated_trace(sandbox):
+    t = trace_call("def f():\n    while True:\n        pass\n", "f()", sandbox=sandbox, timeout_s=0.5)
+    assert t.status == "timeout" and t.truncated and t.exception["type"] == "timeout"
+
+
+def test_label_code_matches_prompts_offset():
+    code = "def f(x):\n\n    return x\n"
+    assert label_code(code) == "def f(x): # [L5]\n\n    return x # [L7]"
+    assert label_code(code, offset=0).splitlines()[0] == "def f(x): # [L1]"
+
+
+def test_renderers(sandbox):
+    t = trace_call(LOOP, "f([4, 5, 6, 7, 8], 3)", sandbox=sandbox)
+    pad = render_scratchpad(LOOP, t)
+    assert pad.startswith("[INPUT]\nf([4, 5, 6, 7, 8], 3)\n[/INPUT]\n[STATE]\nL6: {'nums': [4, 5, 6, 7, 8], 'k': 3, 'total': 0}")
+    assert pad.endswith("[OUTPUT]\n30\n[/OUTPUT]")
+    assert pad.count("[STATE]") == len([e for e in t.events if e["kind"] == "line"])
+    nxt = render_next(LOOP, t)
+    assert nxt.splitlines()[1] == "    total = 0 # [L6] [STATE-0] {'total': 0} [/STATE-0]"
+    assert "[STATE-1] {'x': 4} [/STATE-1]" in nxt.splitlines()[2]
+    concise = render_concise(LOOP, t).splitlines()
+    assert concise[0] == "[L6] {'total': 0} [/L6]"
+    assert sum(line.startswith("[L9] {") for line in concise) == MAX_CONCISE_STATES
+    assert concise.count("[L9] ... [/L9]") == 1
+    assert concise[-3:] == ["[OUTPUT]", "30", "[/OUTPUT]"]

@@ -1,0 +1,69 @@
+"""The attention function: masks, GQA, padding rows, and the kernels' guards."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from semcoder_jax.errors import SemcoderError
+from semcoder_jax.model.attention import dot_product_attention
+
+
+def _naive(q, k, v, seg, causal=True):
+    """Per-(batch, head) loop with explicit allowed-key lists."""
+    b, s, h, hd = q.shape
+    rep = h // k.shape[2]
+    out = np.zeros_like(q)
+    for bi in range(b):
+        for hi in range(h):
+            for i in range(s):
+                if seg[bi, i] == 0:
+                    continue
+                keys = [j for j in range(s) if seg[bi, j] == seg[bi, i] and (j <= i or not causal)]
+                sc = np.array([q[bi, i, hi] @ k[bi, j, hi // rep] for j in keys]) / np.sqrt(hd)
+                w = np.exp(sc - sc.max())
+                w /= w.sum()
+                out[bi, i, hi] = sum(wj * v[bi, j, hi // rep] for wj, j in zip(w, keys))
+    return out
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_xla_matches_naive_with_segments_and_gqa(kv_heads):
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(2, 9, 4, 8)).astype(np.float32)
+    k = rng.normal(size=(2, 9, kv_heads, 8)).astype(np.float32)
+    v = rng.normal(size=(2, 9, kv_heads, 8)).astype(np.float32)
+    seg = np.array([[1, 1, 1, 2, 2, 2, 2, 0, 0], [0, 0, 1, 1, 1, 1, 1, 1, 1]])
+    for causal in (True, False):
+        got = np.asarray(dot_product_attention(q, k, v, segment_ids_q=jnp.asarray(seg), segment_ids_kv=jnp.asarray(seg), causal=causal))
+        assert np.isfinite(got).all()
+        want = _naive(q, k, v, seg, causal)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_padding_rows_are_zero_and_gradients_finite():
+    q = jnp.ones((1, 4, 2, 8))
+    seg = jnp.array([[0, 0, 1, 1]])
+    out = dot_product_attention(q, q, q, segment_ids_q=seg, segment_ids_kv=seg)
+    assert np.all(np.asarray(out[0, :2]) == 0)
+    g = jax.grad(lambda x: dot_product_attention(x, x, x, segment_ids_q=seg, segment_ids_kv=seg).sum())(q)
+    assert np.isfinite(np.asarray(g)).all()
+
+
+def test_query_offset_is_causal_against_a_longer_cache():
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(1, 6, 2, 8)).astype(np.float32)
+    k = rng.normal(size=(1, 6, 2, 8)).astype(np.float32)
+    full = np.asarray(dot_product_attention(q, k, k))
+    last = np.asarray(dot_product_attention(q[:, 4:5], k, k, causal=True, q_offset=4))
+    np.testing.assert_allclose(last[:, 0], full[:, 4], atol=1e-6)
+
+
+def test_splash_off_tpu_and_unknown_implementation_are_clear_errors():
+    q = jnp.ones((1, 4, 2, 8))
+    with pytest.raises(SemcoderError, match="splash.*TPU"):
+        dot_product_attention(q, q, q, implementation="splash")
+    with pytest.raises(SemcoderError, match="unknown implementation"):
+        dot_product_attention(q, q, q, implementation="flash")
+    with pytest.raises(SemcoderError, match="multiple"):
+        dot_product_attention(q, jnp.ones((1, 4, 3, 8)), jnp.ones((1, 4, 3, 8)))

@@ -1,0 +1,94 @@
+"""The KV-cache sampler against HF generate, sampling reproducibility, stop strings, buckets."""
+
+import jax
+import numpy as np
+import pytest
+
+from semcoder_jax.errors import SemcoderError
+from semcoder_jax.model import llama
+from semcoder_jax.model.config import get_model_config
+from semcoder_jax.sampling import Sampler
+
+
+def test_greedy_equals_hf_generate(hf_llama):
+    import torch
+
+    hf, config, params = hf_llama(kv_heads=2)
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(3, config.vocab_size, n).tolist() for n in (3, 9, 17, 30)]
+    ours = Sampler(config, params).generate(prompts, max_new_tokens=40, eos_id=-1)
+    for prompt, got in zip(prompts, ours):
+        with torch.no_grad():
+            out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                              do_sample=False, max_new_tokens=40, min_new_tokens=40, pad_token_id=0)
+        want = out[0, len(prompt):].tolist()
+        assert len(want) == 40
+        assert got == want
+    assert len({tuple(o) for o in ours}) == 4
+
+
+@pytest.fixture(scope="module")
+def tiny_sampler(tokenizer):
+    config = get_model_config("tiny")
+    params = llama.init_params(config, jax.random.PRNGKey(0))
+    params = jax.tree.map(lambda a: a * 5, params)  # a peakier distribution than the init's
+    return Sampler(config, params, tokenizer, chunk_size=8)
+
+
+def test_sampling_is_reproducible_per_seed_and_varies_across_seeds(tiny_sampler):
+    prompts = [[32013, 100, 200], [32013, 7, 8, 9, 10, 11]]
+    kw = dict(max_new_tokens=16, temperature=1.0, top_p=0.9, eos_id=-1)
+    a = tiny_sampler.generate(prompts, seed=1, **kw)
+    assert a == tiny_sampler.generate(prompts, seed=1, **kw)
+    b = tiny_sampler.generate(prompts, seed=2, **kw)
+    assert a != b
+    greedy = tiny_sampler.generate(prompts, max_new_tokens=16, eos_id=-1)
+    assert greedy == tiny_sampler.generate(prompts, max_new_tokens=16, eos_id=-1, seed=5)
+    assert a != greedy
+    # top_p this small keeps only the most likely token: sampling becomes greedy.
+    assert tiny_sampler.generate(prompts, seed=3, max_new_tokens=16, temperature=1.0, top_p=1e-6, eos_id=-1) == greedy
+
+
+def test_eos_ends_a_row_and_is_not_returned(tiny_sampler):
+    prompt = [[32013, 100, 200]]
+    free = tiny_sampler.generate(prompt, max_new_tokens=12, eos_id=-1)[0]
+    eos = free[5]
+    cut = tiny_sampler.generate(prompt, max_new_tokens=12, eos_id=eos)[0]
+    assert cut == free[: free.index(eos)]
+
+
+def test_stop_strings_cut_the_completion(tiny_sampler, tokenizer):
+    prompt = "def f(x):"
+    free = tiny_sampler.generate_text([prompt], max_new_tokens=24, eos_id=-1)[0]
+    assert len(free) > 8
+    stop = free[4:7]
+    cut = tiny_sampler.generate_text([prompt], max_new_tokens=24, eos_id=-1, stop=[stop])[0]
+    assert cut == free[: free.index(stop)]
+    ids = tiny_sampler.generate([tokenizer(prompt).input_ids], max_new_tokens=24, eos_id=-1, stop=[stop])[0]
+    text = tokenizer.decode(ids)
+    assert stop in text and stop not in tokenizer.decode(ids[:-1])
+
+
+def test_prompt_buckets_do_not_recompile(tiny_sampler):
+    before = tiny_sampler._prefill._cache_size()
+    tiny_sampler.generate([[1, 2, 3]], max_new_tokens=8, eos_id=-1)
+    mid = tiny_sampler._prefill._cache_size()
+    tiny_sampler.generate([[1, 2, 3, 4, 5, 6, 7]], max_new_tokens=8, eos_id=-1)
+    tiny_sampler.generate([[9] * 12], max_new_tokens=8, eos_id=-1)
+    assert tiny_sampler._prefill._cache_size() == mid <= before + 1
+
+
+def test_left_padding_does_not_change_a_row(tiny_sampler):
+    short, long = [32013, 5, 6], [32013] + list(range(40, 60))
+    alone = tiny_sampler.generate([short], max_new_tokens=10, eos_id=-1)[0]
+    together = tiny_sampler.generate([long, short], max_new_tokens=10, eos_id=-1)[1]
+    assert alone == together
+
+
+def test_bad_arguments_are_clear_errors(tiny_sampler):
+    with pytest.raises(SemcoderError, match="prompt 1 is empty"):
+        tiny_sampler.generate([[1], []])
+    with pytest.raises(SemcoderError, match="top_p"):
+        tiny_sampler.generate([[1]], top_p=0.0)
+    with pytest.raises(SemcoderError, match="tokenizer"):
+        Sampler(tiny_sampler.config, tiny_sampler.params).generate([[1]], stop=["x"])
