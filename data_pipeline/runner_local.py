@@ -7,7 +7,6 @@ leaves no half-written file behind.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from typing import Any
@@ -38,7 +37,7 @@ def run_stages(config: DataConfig, *, progress: bool = True, only_source: bool =
         return
     fns = stage_functions()
     ctx = StageContext(config)
-    workers = config.workers or os.cpu_count() or 1
+    workers = build.stage_workers(config)
     try:
         prev = build.SOURCE_STAGE
         for stage in STAGE_ORDER:

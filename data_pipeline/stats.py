@@ -17,12 +17,20 @@ def load_report(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return json.loads((out / "report.json").read_text()), json.loads((out / "manifest.json").read_text())
 
 
+def stage_order(stages: dict[str, Any]) -> list[str]:
+    from data_pipeline.stages.base import STAGE_ORDER
+
+    known = ["seeds", *STAGE_ORDER, "tokenize_pack"]
+    return [s for s in known if s in stages] + sorted(s for s in stages if s not in known)
+
+
 def format_report(report: dict[str, Any], manifest: dict[str, Any]) -> str:
     lines = [f"runner: {report.get('runner')}  rows: {report['rows']}  examples: {report['examples']}  seq_len: {manifest['seq_len']}",
              f"tokens: {manifest['tokens']['total']} (target {manifest['tokens']['target']})  padding: {100 * manifest['padding_fraction']:.2f}%",
              f"records by kind: {json.dumps(manifest['counts']['records_by_kind'])}", "",
              f"{'stage':<16}{'in':>8}{'out':>8}{'rejected':>10}  reasons / notes"]
-    for name, st in report["stages"].items():
+    for name in stage_order(report["stages"]):
+        st = report["stages"][name]
         rej = sum(st["rejected"].values())
         detail = ", ".join(f"{k}={v}" for k, v in {**st["rejected"], **st.get("notes", {})}.items())
         lines.append(f"{name:<16}{st['in']:>8}{st['out']:>8}{rej:>10}  {detail}")
@@ -65,7 +73,7 @@ def write_plots(out_dir: str | Path, plot_dir: str | Path | None = None) -> list
     written.append(_save(fig, plot_dir / "coverage.png"))
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    names = list(report["stages"])
+    names = stage_order(report["stages"])
     bottom = [0] * len(names)
     reasons = sorted({r for st in report["stages"].values() for r in st["rejected"]})
     for reason in reasons:

@@ -177,9 +177,10 @@ def refine_rationale(buggy: str, fixed: str, failing_input: str, expected: str, 
     lines += [step_sentence(s, None) for s in tail]
     lines.append(f"- The function {outcome}, but the test expects `{expected}`.")
     b_lines, f_lines = buggy.splitlines(), fixed.splitlines()
-    diff = [(i, j) for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=b_lines, b=f_lines).get_opcodes() if tag != "equal" for i, j in [((i1, i2), (j1, j2))]]
     lines += ["", "### Root Cause Analysis"]
-    for (i1, i2), (j1, j2) in diff:
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=b_lines, b=f_lines).get_opcodes():
+        if tag == "equal":
+            continue
         for k in range(i1, i2):
             lines.append(f"- Line {k + 1} `{b_lines[k].strip()}` is wrong for this input.")
         if j2 > j1:

@@ -98,7 +98,8 @@ def verify(code: str, assertions: list[str], ctx: StageContext) -> list[bool]:
     return [r.status == "passed" for r in results]
 
 
-def _fewshot(kind: str) -> list[dict[str, str]]:
+def fewshot_messages(kind: str) -> list[dict[str, str]]:
+    """Worked examples (``assets/fewshot/<kind>.md``: prompt, ``-----``, response; ``=====`` between)."""
     path = FEWSHOT_DIR / f"{kind}.md"
     if not path.exists():
         return []
@@ -111,7 +112,7 @@ def _fewshot(kind: str) -> list[dict[str, str]]:
 
 def _llm_monologue(kind: str, code: str, test: dict[str, str], ctx: StageContext, seed: int) -> str | None:
     instruction = prompts.execution_instruction(code, **({"input": test["input"]} if kind == "forward" else {"output": test["output"]}))
-    messages = _fewshot(kind) + [{"role": "user", "content": prompts.render(kind, instruction)}]
+    messages = fewshot_messages(kind) + [{"role": "user", "content": prompts.render(kind, instruction)}]
     samples = ctx.llm.chat(messages, n=ctx.config.llm_samples, temperature=0.8, seed=seed % (2**31))
     if not samples:
         return None
@@ -130,8 +131,7 @@ def _builtin_monologue(kind: str, code: str, test: dict[str, str], ctx: StageCon
     from semcoder_jax.execution import trace_call
 
     trace = trace_call(code, f"f({test['input']})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
-    ret = annotator_trace._get(trace, "return_repr")
-    if ret != test["output"]:
+    if trace.return_repr != test["output"]:
         return None
     if kind == "forward":
         return annotator_trace.forward_monologue(code, test["input"], trace, max_steps=ctx.config.max_trace_steps)

@@ -56,7 +56,7 @@ def _test_assertion(entry: str, test: dict[str, str]) -> str:
     return f"assert {entry}({test['input']}) == {test['output']}"
 
 
-def _failing(code: str, entry: str, tests: list[dict[str, str]], ctx: StageContext, timeout_s: float = 1.0) -> list[tuple[int, str]]:
+def _failing(code: str, entry: str, tests: list[dict[str, str]], ctx: StageContext, timeout_s: float = 2.0) -> list[tuple[int, str]]:
     from semcoder_jax.execution import Job
 
     results = sandbox_map(ctx, [Job(code + "\n" + _test_assertion(entry, t), timeout_s=timeout_s) for t in tests])
@@ -111,7 +111,10 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
             continue
         failed_test = _test_assertion(entry, tests[fails[0][0]])
         instruction = refine_instruction(record["problem"], buggy, failed_test)
-        response = ctx.llm.chat([{"role": "user", "content": prompts.render("refine", instruction)}], seed=seed)
+        from data_pipeline.stages.monologue import fewshot_messages
+
+        messages = fewshot_messages("refine") + [{"role": "user", "content": prompts.render("refine", instruction)}]
+        response = ctx.llm.chat(messages, seed=seed)
         if response:
             return {"buggy": buggy, "failed_test": failed_test, "response": response.strip()}
     return None
@@ -121,13 +124,13 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     out = dict(record, refine=[])
     if ctx.config.pyxr == "none":
         return [out]
-    tests = record["tests"][: max(1, ctx.config.pyxr_tests)]
+    tests = record["tests"][: max(1, ctx.config.pyxr_tests)]  # bugs are looked for on these; the fix must pass all
     bug = _mutation_bug(record, tests, ctx) if ctx.config.pyxr == "mutation" else _llm_bug(record, tests, ctx)
     if bug is None:
         ctx.note("pyxr.no_bug_found")
         return [out]
     fixed = refined_code(bug["response"])
-    if fixed is None or _failing(fixed, record["entry_point"], tests, ctx, timeout_s=ctx.config.exec_timeout_s):
+    if fixed is None or _failing(fixed, record["entry_point"], record["tests"], ctx, timeout_s=ctx.config.exec_timeout_s):
         ctx.note("pyxr.refined_failed")
         return [out]
     out["refine"].append(bug)

@@ -99,8 +99,20 @@ def offline_problem(seed: dict[str, Any]) -> dict[str, Any] | Reject:
     return {"problem": problem, "solution": solution, "response": response, "entry_point": fn.name, "seed_inputs": inputs}
 
 
+def given_problem(seed: dict[str, Any]) -> dict[str, Any] | Reject:
+    """A ready problem from ``problems_jsonl``: ``problem``, ``solution`` [, ``entry_point``, ``seed_inputs``]."""
+    entry = seed.get("entry_point") or first_function_name(seed["solution"])
+    if entry is None:
+        return Reject("unparsable_solution", "no top-level function in solution")
+    return {"problem": seed["problem"], "solution": seed["solution"], "entry_point": entry,
+            "response": seed.get("response") or f"```python\n{seed['solution']}\n```",
+            "seed_inputs": list(seed.get("seed_inputs") or seed.get("inputs") or [])}
+
+
 def process(seed: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] | Reject:
-    if ctx.config.synthesis == "offline":
+    if seed.get("seed_kind") == "problem":
+        out = given_problem(seed)
+    elif ctx.config.synthesis == "offline":
         out = offline_problem(seed)
     else:
         reply = ctx.llm.chat([{"role": "user", "content": SYNTHESIS_PROMPT.format(seed=seed["code"])}])

@@ -7,7 +7,6 @@ and a sample is plus-correct when it passes both base and plus inputs."""
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
@@ -20,8 +19,9 @@ from eval.benchmarks.evalplus import EvalPlusProblem
 from eval.scoring.execute import harness_source, returned, run_jobs, sandbox_scope
 from semcoder_jax.errors import SemcoderError
 
-GT_SCHEMA = 1
+GT_SCHEMA = 2
 GT_MAX_RETURN_BYTES = 1 << 30
+SPLITS = ("base", "plus")
 
 
 @dataclasses.dataclass
@@ -35,7 +35,7 @@ class EvalPlusSettings:
 @dataclasses.dataclass
 class SampleResult:
     base_status: str  # "pass" | "fail" | "timeout"
-    plus_status: str | None  # None when base failed (then the sample is not plus-correct) or base_only
+    plus_status: str | None  # None when base failed (the sample is then not plus-correct) or base_only
     failure: dict | None = None  # first failing input: index, input, expected, output, error
 
     @property
@@ -51,64 +51,74 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SEMCODER_EVAL_CACHE", Path.home() / ".cache" / "semcoder_jax" / "eval"))
 
 
-def _b64pickle(obj: Any) -> str:
-    return base64.b64encode(pickle.dumps(obj)).decode()
+def task_dir(cache_dir: Path, p: EvalPlusProblem) -> Path:
+    """One folder per task, keyed by everything that determines its expected outputs."""
+    h = hashlib.sha256(repr((GT_SCHEMA, p.dataset, p.entry_point, p.prompt, p.canonical_solution, p.base_input, p.plus_input)).encode())
+    return cache_dir / "groundtruth" / p.dataset / f"{p.task_id.replace('/', '_')}-{h.hexdigest()[:16]}"
+
+
+def plus_split(settings: EvalPlusSettings) -> str:
+    return "plus" if settings.max_plus_inputs is None else f"plus_sub{settings.max_plus_inputs}"
+
+
+def split_inputs(p: EvalPlusProblem, split: str) -> list:
+    if split == "base":
+        return p.base_input
+    if split == "plus":
+        return p.plus_input
+    limit = int(split.removeprefix("plus_sub"))
+    idx = _plus_indices(len(p.plus_input), limit)
+    return p.plus_input if idx is None else [p.plus_input[i] for i in idx]
 
 
 def ground_truth(
     problems: Sequence[EvalPlusProblem],
     *,
+    splits: Sequence[str] = SPLITS,
     cache_dir: str | Path | None = None,
     progress: bool = False,
-) -> dict[str, dict]:
-    """``{task_id: {"base": b64, "base_time": [...], "plus": b64, "plus_time": [...]}}``, cached per task."""
+) -> dict[str, Path]:
+    """Per task a folder with ``{split}.inputs.pkl`` and ``{split}.json`` (``{"expected": base64
+    pickle, "times": [...]}``), computed once in the sandbox and then reused."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    out: dict[str, dict] = {}
-    todo = []
-    for p in problems:
-        path = _gt_path(cache_dir, p)
-        if path.exists():
-            out[p.task_id] = json.loads(path.read_text())
-        else:
-            todo.append(p)
+    dirs = {p.task_id: task_dir(cache_dir, p) for p in problems}
+    todo = [(p, s) for p in problems for s in splits if not (dirs[p.task_id] / f"{s}.json").exists()]
     if not todo:
-        return out
+        return dirs
     harness = harness_source("harness_evalplus")
-    jobs, keys = [], []
-    for p in todo:
-        for split in ("base", "plus"):
-            payload = _b64pickle({"code": p.prompt + p.canonical_solution, "entry_point": p.entry_point, "inputs": getattr(p, f"{split}_input")})
-            jobs.append((f"{harness}\n_PAYLOAD = {payload!r}\n", "_evalplus_ground_truth(_PAYLOAD)", 600.0))
-            keys.append((p, split))
+    by_task: dict[str, list[str]] = {}
+    for p, split in todo:
+        by_task.setdefault(p.task_id, []).append(split)
+    problems_by_id = {p.task_id: p for p in problems}
+    jobs = []
+    for task_id, task_splits in by_task.items():
+        p, d = problems_by_id[task_id], dirs[task_id]
+        d.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for split in task_splits:
+            inputs_path = d / f"{split}.inputs.pkl"
+            inputs_path.write_bytes(pickle.dumps(split_inputs(p, split)))
+            paths.append(str(inputs_path))
+        code = p.prompt + p.canonical_solution
+        jobs.append((harness, f"_evalplus_ground_truth_splits({code!r}, {p.entry_point!r}, {paths!r})", 1200.0))
     from semcoder_jax.execution import Sandbox
 
-    # Trusted reference code, but its outputs can be large: a sandbox without the return-size cap.
+    # Trusted reference code whose outputs can be large: a sandbox without the return-size cap.
     with Sandbox(max_return_repr=GT_MAX_RETURN_BYTES) as gt_sandbox:
-        results = run_jobs(jobs, sandbox=gt_sandbox, progress=progress, desc=f"{todo[0].dataset} ground truth")
-    fresh: dict[str, dict] = {}
-    for (p, split), res in zip(keys, results):
-        value = returned(res)
-        if not isinstance(value, dict):
+        results = run_jobs(jobs, sandbox=gt_sandbox, progress=progress, desc=f"{problems[0].dataset} ground truth")
+    for (task_id, task_splits), res in zip(by_task.items(), results):
+        values = returned(res)
+        if not isinstance(values, list) or len(values) != len(task_splits):
             raise SemcoderError(
-                f"{p.dataset} {p.task_id}: the reference solution failed on its {split} inputs "
+                f"{problems_by_id[task_id].dataset} {task_id}: the reference solution failed on its inputs "
                 f"({res.status}: {res.exc_type or ''} {res.exc_message or ''})".strip()
             )
-        fresh.setdefault(p.task_id, {})[split] = value["expected"]
-        fresh[p.task_id][f"{split}_time"] = value["times"]
-    for p in todo:
-        path = _gt_path(cache_dir, p)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(fresh[p.task_id]))
-        tmp.replace(path)
-    out.update(fresh)
-    return out
-
-
-def _gt_path(cache_dir: Path, p: EvalPlusProblem) -> Path:
-    """One file per task, keyed by everything that determines its expected outputs."""
-    h = hashlib.sha256(repr((GT_SCHEMA, p.dataset, p.entry_point, p.prompt, p.canonical_solution, p.base_input, p.plus_input)).encode())
-    return cache_dir / "groundtruth" / p.dataset / f"{p.task_id.replace('/', '_')}-{h.hexdigest()[:16]}.json"
+        for split, value in zip(task_splits, values):
+            path = dirs[task_id] / f"{split}.json"
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(value))
+            tmp.replace(path)
+    return dirs
 
 
 def _plus_indices(n: int, limit: int | None) -> list[int] | None:
@@ -117,28 +127,37 @@ def _plus_indices(n: int, limit: int | None) -> list[int] | None:
     return sorted({round(i * (n - 1) / max(limit - 1, 1)) for i in range(limit)})
 
 
-def _check_job(harness: str, p: EvalPlusProblem, solution: str, split: str, gt: dict, settings: EvalPlusSettings) -> tuple:
-    inputs = getattr(p, f"{split}_input")
-    times = gt[f"{split}_time"]
-    indices = _plus_indices(len(inputs), settings.max_plus_inputs) if split == "plus" else None
-    if indices is not None:
-        inputs = [inputs[i] for i in indices]
-        times = [times[i] for i in indices]
-    limits = [max(settings.min_time_limit, settings.gt_time_limit_factor * t) for t in times]
-    payload = _b64pickle({"code": solution, "entry_point": p.entry_point, "inputs": inputs, "dataset": p.dataset, "atol": p.atol, "time_limits": limits})
-    expected = gt[split]
-    select = ""
-    if indices is not None:
-        select = f"import pickle as _pk, base64 as _bs\n_EXPECTED = _bs.b64encode(_pk.dumps([_pk.loads(_bs.b64decode(_EXPECTED))[i] for i in {indices!r}])).decode()\n"
-    timeout = min(settings.timeout_per_task, sum(limits)) + 2 + 3  # evalplus's +2, plus process start-up
-    source = f"{harness}\n_PAYLOAD = {payload!r}\n_EXPECTED = {expected!r}\n{select}"
-    return source, "_evalplus_check(_PAYLOAD, _EXPECTED)", timeout
+def _limits(times: list[float], settings: EvalPlusSettings) -> list[float]:
+    return [max(settings.min_time_limit, settings.gt_time_limit_factor * t) for t in times]
 
 
-def _parse(res: Any) -> tuple[str, dict | None]:
-    value = returned(res)
-    if isinstance(value, dict) and value.get("status") in ("pass", "fail"):
-        return value["status"], value.get("failure")
+def _job_timeout(limits: list[float], settings: EvalPlusSettings) -> float:
+    return min(settings.timeout_per_task, sum(limits)) + 2 + 3  # evalplus's +2, plus process start-up
+
+
+def _check_job(harness: str, p: EvalPlusProblem, solution: str, splits: Sequence[str], d: Path, times: dict, settings: EvalPlusSettings) -> tuple:
+    """One job running ``splits`` in order (each a separate ``untrusted_check``)."""
+    timeout = sum(_job_timeout(_limits(times[s], settings), settings) for s in splits)
+    paths = [(str(d / f"{s}.inputs.pkl"), str(d / f"{s}.json")) for s in splits]
+    call = (
+        f"_evalplus_check_splits({solution!r}, {p.entry_point!r}, {p.dataset!r}, {p.atol!r}, {paths!r}, "
+        f"{settings.min_time_limit!r}, {settings.gt_time_limit_factor!r})"
+    )
+    return harness, call, timeout
+
+
+def _parse(res: Any, n_splits: int) -> list[tuple[str, dict | None]] | None:
+    """Per split (status, failure); None when the job died before reporting."""
+    values = returned(res)
+    if not isinstance(values, list) or not values or not all(isinstance(v, dict) and v.get("status") in ("pass", "fail") for v in values):
+        return None
+    out = [(v["status"], v.get("failure")) for v in values]
+    if len(out) < n_splits and out[-1][0] == "pass":
+        return None
+    return out
+
+
+def _died(res: Any) -> tuple[str, dict]:
     status = "timeout" if res.status == "timeout" else "fail"
     return status, {"index": None, "error": f"sandbox: {res.status} {res.exc_type or ''} {res.exc_message or ''}".strip()}
 
@@ -156,19 +175,37 @@ def score_evalplus(
     """Results per task, in sample order. ``solutions`` holds complete programs (prompt included)."""
     settings = settings or EvalPlusSettings()
     by_id = {p.task_id: p for p in problems}
+    unknown = [t for t in solutions if t not in by_id]
+    if unknown:
+        raise SemcoderError(f"unknown task id(s) for {problems[0].dataset if problems else 'benchmark'}: {', '.join(unknown[:5])}")
     harness = harness_source("harness_evalplus")
+    plus = plus_split(settings)
+    splits = ("base",) if base_only else ("base", plus)
+    dirs = ground_truth([by_id[t] for t in solutions], splits=splits, cache_dir=gt_cache_dir, progress=progress)
+    times = {t: {s: json.loads((dirs[t] / f"{s}.json").read_text())["times"] for s in splits} for t in solutions}
+    keys = [(t, i) for t, sols in solutions.items() for i in range(len(sols))]
     with sandbox_scope(sandbox) as sb:
-        gt = ground_truth([by_id[t] for t in solutions], cache_dir=gt_cache_dir, progress=progress)
-        keys = [(t, i) for t, sols in solutions.items() for i in range(len(sols))]
-        base_jobs = [_check_job(harness, by_id[t], solutions[t][i], "base", gt[t], settings) for t, i in keys]
-        base = [_parse(r) for r in run_jobs(base_jobs, sandbox=sb, progress=progress, desc="base tests")]
-        plus: dict[tuple[str, int], tuple[str, dict | None]] = {}
-        if not base_only:
-            todo = [k for k, (status, _) in zip(keys, base) if status == "pass"]
-            plus_jobs = [_check_job(harness, by_id[t], solutions[t][i], "plus", gt[t], settings) for t, i in todo]
-            plus = dict(zip(todo, (_parse(r) for r in run_jobs(plus_jobs, sandbox=sb, progress=progress, desc="plus tests"))))
+        # Fast path: base and plus in one job. A job that dies without reporting (crash, wall-clock
+        # kill) is rerun split by split, as EvalPlus runs them, so the outcome per split is exact.
+        jobs = [_check_job(harness, by_id[t], solutions[t][i], splits, dirs[t], times[t], settings) for t, i in keys]
+        parsed = [_parse(r, len(splits)) for r in run_jobs(jobs, sandbox=sb, progress=progress, desc=f"{by_id[keys[0][0]].dataset} tests" if keys else None)]
+        retry = [j for j, v in enumerate(parsed) if v is None]
+        if retry:
+            base_jobs = [_check_job(harness, by_id[keys[j][0]], solutions[keys[j][0]][keys[j][1]], ("base",), dirs[keys[j][0]], times[keys[j][0]], settings) for j in retry]
+            base_res = run_jobs(base_jobs, sandbox=sb)
+            plus_todo = []
+            for j, r in zip(retry, base_res):
+                v = _parse(r, 1)
+                parsed[j] = v if v is not None else [_died(r)]
+                if not base_only and parsed[j][0][0] == "pass":
+                    plus_todo.append(j)
+            plus_jobs = [_check_job(harness, by_id[keys[j][0]], solutions[keys[j][0]][keys[j][1]], (plus,), dirs[keys[j][0]], times[keys[j][0]], settings) for j in plus_todo]
+            for j, r in zip(plus_todo, run_jobs(plus_jobs, sandbox=sb)):
+                v = _parse(r, 1)
+                parsed[j] = parsed[j] + (v if v is not None else [_died(r)])
     out: dict[str, list[SampleResult]] = {t: [] for t in solutions}
-    for key, (status, failure) in zip(keys, base):
-        plus_status, plus_failure = plus.get(key, (None, None))
-        out[key[0]].append(SampleResult(status, plus_status, failure or plus_failure))
+    for (t, _), v in zip(keys, parsed):
+        base_status, base_failure = v[0]
+        plus_status, plus_failure = v[1] if len(v) > 1 else (None, None)
+        out[t].append(SampleResult(base_status, plus_status, base_failure or plus_failure))
     return out

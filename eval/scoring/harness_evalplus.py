@@ -1,11 +1,12 @@
 """Runs inside the sandbox (its text is the job's source): EvalPlus's ``unsafe_execute`` and
-``trusted_exec`` on one solution and one input set. Inputs and expected outputs travel as base64
-pickles made by us or by the ground-truth run in an earlier sandboxed job, so the parent process
-never unpickles anything a program produced. The call returns plain literals."""
+``trusted_exec`` on one solution and one input set. Inputs (pickled by us) and expected outputs
+(pickled by the ground-truth run in an earlier sandboxed job) are read from files, so the parent
+never unpickles anything a program produced and job sources stay small. The call returns literals."""
 
 import base64 as _b64
 import contextlib as _ctx
 import io as _io
+import json as _json
 import math as _math
 import pickle as _pickle
 import signal as _signal
@@ -85,34 +86,40 @@ def _short(x, n=300):
     return s if len(s) <= n else s[: n // 2] + " ... " + s[-n // 2 :]
 
 
-def _evalplus_ground_truth(payload):
+def _load(path):
+    with open(path, "rb") as f:
+        return _pickle.loads(f.read())
+
+
+def _evalplus_ground_truth(code, entry_point, inputs_path):
     """``trusted_exec``: expected outputs and per-input times of the reference solution."""
-    p = _pickle.loads(_b64.b64decode(payload))
     g = {}
-    exec(p["code"], g)
-    fn = g[p["entry_point"]]
+    exec(code, g)
+    fn = g[entry_point]
     outs, times = [], []
-    for inp in p["inputs"]:
+    for inp in _load(inputs_path):
         start = _time.time()
         outs.append(fn(*inp))
         times.append(_time.time() - start)
-    if p["entry_point"] in _NOT_NONE_TASKS:
+    if entry_point in _NOT_NONE_TASKS:
         outs = [o is not None for o in outs]
     return {"expected": _b64.b64encode(_pickle.dumps(outs)).decode(), "times": times}
 
 
-def _evalplus_check(payload, expected_b64):
+def _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path, min_time_limit, factor):
     """``untrusted_check`` with fast_check: stop at the first failing input."""
-    p = _pickle.loads(_b64.b64decode(payload))
-    inputs = p["inputs"]
-    expected = _pickle.loads(_b64.b64decode(expected_b64))
-    dataset, entry_point, atol, limits = p["dataset"], p["entry_point"], p["atol"], p["time_limits"]
+    inputs = _load(inputs_path)
+    with open(expected_path) as f:
+        gt = _json.load(f)
+    expected = _pickle.loads(_b64.b64decode(gt["expected"]))
+    times = gt["times"]
+    limits = [max(min_time_limit, factor * t) for t in times]
     done = 0
     failure = None
     g = {}
     try:
         with _swallow_io():
-            exec(p["code"], g)
+            exec(code, g)
             fn = g[entry_point]
             for i, inp in enumerate(inputs):
                 out = None
@@ -158,3 +165,19 @@ def _evalplus_check(payload, expected_b64):
     if status == "pass" and done != len(inputs):
         status = "fail"
     return {"status": status, "passed": done, "failure": failure}
+
+
+def _evalplus_ground_truth_splits(code, entry_point, inputs_paths):
+    return [_evalplus_ground_truth(code, entry_point, path) for path in inputs_paths]
+
+
+def _evalplus_check_splits(code, entry_point, dataset, atol, splits, min_time_limit, factor):
+    """Base then plus in one process, each as its own ``untrusted_check``; plus runs only after
+    base passed (a sample failing base is not plus-correct either)."""
+    out = []
+    for inputs_path, expected_path in splits:
+        res = _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path, min_time_limit, factor)
+        out.append(res)
+        if res["status"] != "pass":
+            break
+    return out

@@ -14,6 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     to_orbax.add_argument("--out", required=True, help="new checkpoint folder (must not exist or be empty)")
     to_orbax.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                           help="stored param dtype (default: the HF tensors' dtype)")
+    to_orbax.add_argument("--compress", action="store_true", help="zstd-compress the arrays (smaller, slower)")
     to_orbax.set_defaults(func=_hf_to_orbax)
 
     to_hf = sub.add_parser("orbax-to-hf", help="Orbax checkpoint -> HF LlamaForCausalLM folder")
@@ -29,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _hf_to_orbax(args: argparse.Namespace) -> int:
     from semcoder_jax.convert import hf_to_orbax
 
-    out = hf_to_orbax(args.hf_dir, args.out, dtype=args.dtype)
+    _quiet_absl()
+    out = hf_to_orbax(args.hf_dir, args.out, dtype=args.dtype, compress=args.compress)
     print(f"wrote {out}")
     return 0
 
@@ -37,7 +39,15 @@ def _hf_to_orbax(args: argparse.Namespace) -> int:
 def _orbax_to_hf(args: argparse.Namespace) -> int:
     from semcoder_jax.convert import orbax_to_hf
 
+    _quiet_absl()
     out = orbax_to_hf(args.checkpoint, args.out, step=args.step, tokenizer=args.tokenizer,
                       dtype=args.dtype, max_shard_size=args.max_shard_size)
     print(f"wrote {out}")
     return 0
+
+
+def _quiet_absl() -> None:
+    """Orbax logs a warning per read-only manager and missing optional metadata file."""
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)

@@ -15,14 +15,28 @@ from semcoder_jax.convert.mapping import ParamMapping, ignored_hf_tensor, param_
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.model.config import ModelConfig
 
-# config.json keys that older transformers wrote and LlamaConfig no longer lists.
-_LEGACY_HF_KEYS = {"torch_dtype", "rope_theta", "rope_scaling", "_name_or_path", "transformers_version"}
-
-
-def _known_hf_keys() -> set[str]:
-    from transformers import LlamaConfig, PretrainedConfig
-
-    return set(LlamaConfig().to_dict()) | set(PretrainedConfig().to_dict()) | _LEGACY_HF_KEYS
+# Every key a LlamaForCausalLM config.json may hold: LlamaConfig's fields (transformers 4 and 5)
+# and PretrainedConfig's generic ones. Listed here rather than read from transformers, whose
+# config module imports torch (seconds on every conversion).
+_LLAMA_KEYS = frozenset("""
+    architectures attention_bias attention_dropout bos_token_id eos_token_id pad_token_id head_dim
+    hidden_act hidden_size initializer_range intermediate_size max_position_embeddings mlp_bias
+    model_type num_attention_heads num_hidden_layers num_key_value_heads pretraining_tp rms_norm_eps
+    rope_parameters rope_scaling rope_theta tie_word_embeddings use_cache vocab_size
+    dtype torch_dtype _name_or_path transformers_version
+""".split())
+_GENERIC_KEYS = frozenset("""
+    add_cross_attention bad_words_ids begin_suppress_tokens chunk_size_feed_forward
+    cross_attention_hidden_size decoder_start_token_id diversity_penalty do_sample early_stopping
+    encoder_no_repeat_ngram_size exponential_decay_length_penalty finetuning_task forced_bos_token_id
+    forced_eos_token_id id2label is_decoder is_encoder_decoder label2id length_penalty max_length
+    min_length no_repeat_ngram_size num_beam_groups num_beams num_return_sequences output_attentions
+    output_hidden_states output_scores prefix problem_type pruned_heads remove_invalid_values
+    repetition_penalty return_dict return_dict_in_generate sep_token_id suppress_tokens
+    task_specific_params temperature tf_legacy_loss tie_encoder_decoder tokenizer_class top_k top_p
+    torchscript typical_p use_bfloat16 _attn_implementation_autoset
+""".split())
+KNOWN_HF_CONFIG_KEYS = _LLAMA_KEYS | _GENERIC_KEYS
 
 
 def read_hf_config(hf_dir: str | Path) -> ModelConfig:
@@ -40,7 +54,7 @@ def read_hf_config(hf_dir: str | Path) -> ModelConfig:
         raise SemcoderError(f"{path}: invalid JSON ({e})") from None
     if not isinstance(hf, dict):
         raise SemcoderError(f"{path}: must be a JSON object")
-    unknown = sorted(set(hf) - _known_hf_keys())
+    unknown = sorted(set(hf) - KNOWN_HF_CONFIG_KEYS)
     if unknown:
         raise SemcoderError(f"{path}: unknown config key(s) {', '.join(map(repr, unknown))} (not LlamaConfig fields)")
     try:
@@ -102,7 +116,7 @@ def load_hf_params(hf_dir: str | Path, dtype: Any = None) -> tuple[Any, ModelCon
     return params, dataclasses.replace(config, param_dtype=dtype_name(target))
 
 
-def hf_to_orbax(hf_dir: str | Path, out_dir: str | Path, dtype: str | None = None) -> Path:
+def hf_to_orbax(hf_dir: str | Path, out_dir: str | Path, dtype: str | None = None, *, compress: bool = False) -> Path:
     """Write ``hf_dir`` as step 0 of a checkpoint at ``out_dir``, one layer slice in memory at a time."""
     from semcoder_jax.convert.orbax_io import StreamedArray, save_streamed_params
 
@@ -125,5 +139,5 @@ def hf_to_orbax(hf_dir: str | Path, out_dir: str | Path, dtype: str | None = Non
         set_path(tree, m.path, value)
 
     with atomic_output_dir(out_dir) as tmp:
-        save_streamed_params(tmp, 0, tree, config)
+        save_streamed_params(tmp, 0, tree, config, compress=compress)
     return Path(out_dir)

@@ -41,8 +41,22 @@ class ParamMapping:
         return "/".join(self.path)
 
 
+def transpose2d(x: np.ndarray, rows: int = 16) -> np.ndarray:
+    """``x.T`` made contiguous, copied a band of rows at a time.
+
+    numpy's one-pass copy of a transposed view walks memory with a large stride; copying bands
+    of 16 rows keeps both sides in cache and is 3-5x faster on the 2-D weights of a 6.7B model.
+    """
+    bits = np.dtype(f"u{x.dtype.itemsize}")  # plain integers copy faster than e.g. ml_dtypes.bfloat16
+    src = x.view(bits)
+    out = np.empty(x.shape[::-1], bits)
+    for start in range(0, x.shape[0], rows):
+        out[:, start:start + rows] = src[start:start + rows].T
+    return out.view(x.dtype)
+
+
 def _t(x: np.ndarray, c: ModelConfig) -> np.ndarray:
-    return np.ascontiguousarray(x.T)
+    return transpose2d(x)
 
 
 def _same(x: np.ndarray, c: ModelConfig) -> np.ndarray:
@@ -53,20 +67,20 @@ def _heads_in(n_heads: Callable[[ModelConfig], int]):
     """HF [heads*hd, D] <-> ours [D, heads, hd]."""
 
     def to_ours(x, c):
-        return np.ascontiguousarray(x.T).reshape(c.hidden_size, n_heads(c), c.head_size)
+        return transpose2d(x).reshape(c.hidden_size, n_heads(c), c.head_size)
 
     def to_hf(x, c):
-        return np.ascontiguousarray(x.reshape(c.hidden_size, n_heads(c) * c.head_size).T)
+        return transpose2d(x.reshape(c.hidden_size, n_heads(c) * c.head_size))
 
     return to_ours, to_hf
 
 
 def _o_to_ours(x, c):
-    return np.ascontiguousarray(x.T).reshape(c.num_heads, c.head_size, c.hidden_size)
+    return transpose2d(x).reshape(c.num_heads, c.head_size, c.hidden_size)
 
 
 def _o_to_hf(x, c):
-    return np.ascontiguousarray(x.reshape(c.num_heads * c.head_size, c.hidden_size).T)
+    return transpose2d(x.reshape(c.num_heads * c.head_size, c.hidden_size))
 
 
 def _heads(c: ModelConfig) -> int:

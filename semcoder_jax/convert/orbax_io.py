@@ -97,8 +97,14 @@ def _handler_class():
     return StreamedArrayHandler
 
 
-def save_streamed_params(directory: Path, step: int, params: Any, model_config: ModelConfig) -> None:
-    """Step ``step`` of a manager directory from a tree of ``StreamedArray`` s."""
+def save_streamed_params(
+    directory: Path, step: int, params: Any, model_config: ModelConfig, *, compress: bool = False
+) -> None:
+    """Step ``step`` of a manager directory from a tree of ``StreamedArray`` s.
+
+    Uncompressed by default: zstd on bf16 weights saves ~20% of disk but is most of the CPU time
+    of a conversion on a small machine.
+    """
     import orbax.checkpoint as ocp
     from orbax.checkpoint._src.serialization import type_handler_registry as registry_lib
 
@@ -106,7 +112,7 @@ def save_streamed_params(directory: Path, step: int, params: Any, model_config: 
     registry = ocp.type_handlers.create_type_handler_registry(*defaults, (StreamedArray, _handler_class()()))
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
     handlers = {
-        PARAMS_ITEM: ocp.PyTreeCheckpointHandler(type_handler_registry=registry),
+        PARAMS_ITEM: ocp.PyTreeCheckpointHandler(type_handler_registry=registry, use_compression=compress),
         MODEL_CONFIG_ITEM: ocp.JsonCheckpointHandler(),
     }
     with ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers) as manager:

@@ -24,9 +24,15 @@ PR_SET_PDEATHSIG = 1
 try:
     import ctypes
 
-    _libc = ctypes.CDLL(None, use_errno=True)
-except (OSError, ImportError):  # not Linux/glibc: the parent's kill on timeout still applies
-    _libc = None
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    _prctl.argtypes = (ctypes.c_int, ctypes.c_ulong)
+    _prctl.restype = ctypes.c_int
+except (OSError, ImportError, AttributeError):  # not Linux/glibc: the server's kill on timeout still applies
+    _prctl = None
+
+# Set by ``prepare_server`` so each child only swaps references (fewer copy-on-write page faults).
+_STDIO: tuple | None = None
+RESET_SIGNALS = True  # the server clears this when it supervises children without a SIGCHLD handler
 
 _exit = os._exit
 _write = os.write
@@ -117,12 +123,29 @@ def _run_program(job: dict) -> dict:
     return out
 
 
+def prepare_server() -> None:
+    """Work done once in the fork server instead of in every child: the environment programs see,
+    the standard streams they write to (fds 0-2 become /dev/null and the capture pipes after fork)
+    and the guarded ``os`` module."""
+    global _STDIO
+    from semcoder_jax.execution import guard
+
+    os.environ.clear()
+    os.environ.update(CLEAN_ENV)
+    _STDIO = (
+        open(0, "r", closefd=False),
+        open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
+        open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
+    )
+    guard.guarded_os_module()
+
+
 def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd: int) -> None:
     """Entry point after ``fork``; never returns."""
     try:
         os.setsid()
-        if _libc is not None:
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the fork server
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the fork server
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_fd, 1)
@@ -130,19 +153,22 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
         os.dup2(result_fd, RESULT_FD)
         os.closerange(3, RESULT_FD)
         os.closerange(RESULT_FD + 1, 4096)
-        signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
+        if RESET_SIGNALS:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.chdir(sandbox_dir)
-        os.environ.clear()
-        os.environ.update(CLEAN_ENV)
-        os.environ["TMPDIR"] = sandbox_dir
+        if os.environ.keys() != CLEAN_ENV.keys():
+            os.environ.clear()
+            os.environ.update(CLEAN_ENV)
         import tempfile
 
         tempfile.tempdir = sandbox_dir
-        sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-        sys.stdin = open(0, "r", closefd=False)
+        if _STDIO is not None:
+            sys.stdin, sys.stdout, sys.stderr = _STDIO
+        else:
+            sys.stdin = open(0, "r", closefd=False)
+            sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+            sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.argv = [PROGRAM_FILENAME]
         sys.setrecursionlimit(1000)
         set_limits(job)

@@ -47,7 +47,7 @@ class Running:
 
     def __init__(self, job, pid, sandbox_dir, fds, start, deadline, cap):
         self.job, self.pid, self.dir, self.start, self.deadline, self.cap = job, pid, sandbox_dir, start, deadline, cap
-        self.fds = fds  # fd -> "result" | "out" | "err"
+        self.fds = fds  # fd -> "result" | "out" | "err" | "exit" (a pidfd)
         self.out, self.err, self.result = bytearray(), bytearray(), bytearray()
         self.killed_for: str | None = None
         self.responded = False
@@ -61,11 +61,17 @@ class ForkServer:
         self.running: dict[int, Running] = {}
         self.buffer = b""
         self.eof = False
+        self.exited = False
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.set_wakeup_fd(self.wake_w)
+        # Child exits arrive as readable pidfds (Linux 5.3+); otherwise as SIGCHLD on a wakeup fd,
+        # which every child must then undo.
+        self.use_pidfd = _pidfd_works()
+        if not self.use_pidfd:
+            signal.signal(signal.SIGCHLD, lambda *_: None)
+            signal.set_wakeup_fd(self.wake_w)
+        child.RESET_SIGNALS = not self.use_pidfd
         self.sel.register(req_fd, selectors.EVENT_READ, "req")
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         self.tmp_root = tempfile.mkdtemp(prefix="semcoder-sandbox-")
@@ -97,6 +103,10 @@ class ForkServer:
         for fd in fds:
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, pid)
+        if self.use_pidfd:
+            pidfd = os.pidfd_open(pid)
+            fds[pidfd] = "exit"
+            self.sel.register(pidfd, selectors.EVENT_READ, pid)
         self.running[pid] = run
 
     def kill(self, run: Running, reason: str) -> None:
@@ -113,6 +123,12 @@ class ForkServer:
         """Read what is available; unregister on end of file."""
         kind = run.fds.get(fd)
         if kind is None:
+            return
+        if kind == "exit":
+            self.sel.unregister(fd)
+            os.close(fd)
+            del run.fds[fd]
+            self.exited = True
             return
         while True:
             try:
@@ -207,8 +223,16 @@ class ForkServer:
         self.buffer += chunk
         *lines, self.buffer = self.buffer.split(b"\n")
         for line in lines:
-            if line.strip():
-                self.start(json.loads(line))
+            if not line.strip():
+                continue
+            job: dict = {}
+            try:
+                job = json.loads(line)
+                self.start(job)
+            except Exception as e:  # noqa: BLE001 - e.g. fork() failing under memory pressure
+                self.respond({"id": job.get("id"), "status": "error", "exc_type": "SandboxError",
+                              "exc_message": f"could not start the job: {e!r}", "stdout": "", "stderr": "",
+                              "duration_s": 0.0})
 
     def serve(self) -> None:
         os.set_blocking(self.req_fd, False)
@@ -229,6 +253,9 @@ class ForkServer:
                     run = self.running.get(key.data)
                     if run is not None and key.fd in run.fds:
                         self.read_fd(run, key.fd)
+            if self.exited:
+                self.exited = False
+                self.reap()
             now = time.monotonic()
             for run in list(self.running.values()):
                 if now >= run.deadline and run.killed_for is None:
@@ -238,6 +265,16 @@ class ForkServer:
                     self.kill(run, "killed")
             self.reap()
         shutil.rmtree(self.tmp_root, ignore_errors=True)
+
+
+def _pidfd_works() -> bool:
+    if not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except OSError:
+        return False
 
 
 def status_from_wait(wait_status: int) -> dict:
@@ -265,7 +302,7 @@ def main() -> None:
     network_isolated = isolate_network() if os.environ.get("SEMCODER_SANDBOX_NETWORK", "isolate") == "isolate" else False
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     server = ForkServer(req_fd, resp_fd, network_isolated)
-    guard.guarded_os_module()
+    child.prepare_server()
     gc.collect()
     gc.freeze()  # children share the server's objects without the collector touching (copying) them
     try:

@@ -61,6 +61,7 @@ class Sandbox:
         self._owner: dict[int, subprocess.Popen] = {}
         self.network_isolated = False
         self.closed = False
+        self._pid = os.getpid()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "Sandbox":
@@ -74,6 +75,8 @@ class Sandbox:
         with self._lock:
             if self.closed:
                 raise SandboxError("sandbox is closed")
+            if self._pid != os.getpid():
+                raise SandboxError("a Sandbox cannot be used across fork(); create one in each process")
             if self._proc is not None and self._proc.poll() is None:
                 return self._proc
             env = {
@@ -121,9 +124,10 @@ class Sandbox:
         """A sandbox with the same limits and another hash seed (started once, closed with this one)."""
         if hash_seed == self.config.hash_seed:
             return self
-        if hash_seed not in self._siblings:
-            self._siblings[hash_seed] = Sandbox(self.config, hash_seed=hash_seed)
-        return self._siblings[hash_seed]
+        with self._lock:
+            if hash_seed not in self._siblings:
+                self._siblings[hash_seed] = Sandbox(self.config, hash_seed=hash_seed)
+            return self._siblings[hash_seed]
 
     def _read_results(self, proc: subprocess.Popen) -> None:
         for line in proc.stdout:
@@ -236,7 +240,7 @@ def default_sandbox() -> Sandbox:
     """The process-wide sandbox used when callers pass none (closed at interpreter exit)."""
     global _default
     with _default_lock:
-        if _default is None or _default.closed:
+        if _default is None or _default.closed or _default._pid != os.getpid():
             _default = Sandbox()
             atexit.register(_default.close)
         return _default

@@ -48,12 +48,13 @@ def loop_bodies(source: str) -> dict[int, tuple[int, int]]:
 
 
 class _Frame:
-    __slots__ = ("fid", "depth", "func", "prev_line", "snapshot")
+    __slots__ = ("fid", "depth", "func", "prev_line", "snapshot", "raising")
 
     def __init__(self, fid: int, depth: int, func: str):
         self.fid, self.depth, self.func = fid, depth, func
         self.prev_line: int | None = None
         self.snapshot: dict[str, str] = {}
+        self.raising = False
 
 
 class Collector:
@@ -96,8 +97,10 @@ class Collector:
             return
         changed = self._changes(frame, st)
         text = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
-        self._emit({"kind": "line", "line": line, "source": text, "locals": changed, "depth": st.depth,
-                    "frame": st.fid}, 48 + len(text) + sum(len(k) + len(v) for k, v in changed.items()))
+        event = {"kind": "line", "line": line, "source": text, "locals": changed, "depth": st.depth, "frame": st.fid}
+        if st.raising:
+            event["raised"] = True  # the line did not finish: its exception left the frame
+        self._emit(event, 48 + len(text) + sum(len(k) + len(v) for k, v in changed.items()))
 
     def global_trace(self, frame, event, arg):
         if event != "call" or frame.f_code.co_filename != PROGRAM_FILENAME or self.truncated:
@@ -119,6 +122,7 @@ class Collector:
         if st is None:
             return None
         if event == "line":
+            st.raising = False  # an exception raised on the previous line was caught
             if not self.truncated:
                 self._line_done(frame, st)
             prev, line = st.prev_line, frame.f_lineno
@@ -136,6 +140,7 @@ class Collector:
             self.depth -= 1
         elif event == "exception":
             exc_type, exc, _ = arg
+            st.raising = True
             msg = safe_repr(exc, self.max_repr) if not isinstance(exc, BaseException) else str(exc)[: self.max_repr]
             self._emit({"kind": "exception", "line": frame.f_lineno, "type": exc_type.__name__, "message": msg,
                         "depth": st.depth, "frame": st.fid}, 64 + len(msg))

@@ -45,6 +45,40 @@ def _xla(q, k, v, segment_ids_q, segment_ids_kv, causal, q_offset, scale):
     return out.reshape(b, s, h, hd).astype(q.dtype)
 
 
+def cached_attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    cache_k: jax.Array,
+    cache_v: jax.Array,
+    *,
+    segment_ids_q: jax.Array,
+    segment_ids_cache: jax.Array,
+) -> jax.Array:
+    """Attention of new tokens (q, k, v [B, S, ., hd]) over a KV cache [B, T, KV, hd] plus themselves.
+
+    Every cached key of the query's segment is earlier than the new tokens; the new tokens are
+    causal among themselves. Scores against the cache and the new keys are computed separately
+    and share one softmax, so the cache is only read, never copied.
+    """
+    b, s, h, hd = q.shape
+    kv = k.shape[2]
+    qg = q.reshape(b, s, kv, h // kv, hd)
+    scale = hd**-0.5
+    same_seg = segment_ids_q[:, :, None] == segment_ids_cache[:, None, :]
+    mask_cache = (same_seg & (segment_ids_cache[:, None, :] != 0))[:, None, None]
+    mask_new = attention_mask(segment_ids_q, segment_ids_q, causal=True)[:, None, None]
+    s_cache = jnp.einsum("bskgd,btkd->bkgst", qg, cache_k.astype(q.dtype), preferred_element_type=jnp.float32) * scale
+    s_new = jnp.einsum("bskgd,btkd->bkgst", qg, k, preferred_element_type=jnp.float32) * scale
+    mask = jnp.concatenate([mask_cache, mask_new], axis=-1)
+    scores = jnp.where(mask, jnp.concatenate([s_cache, s_new], axis=-1), _MASK_VALUE)
+    probs = jnp.where(mask, jax.nn.softmax(scores, axis=-1), 0.0).astype(v.dtype)
+    t = cache_k.shape[1]
+    out = jnp.einsum("bkgst,btkd->bskgd", probs[..., :t], cache_v.astype(v.dtype), preferred_element_type=jnp.float32)
+    out = out + jnp.einsum("bkgst,btkd->bskgd", probs[..., t:], v, preferred_element_type=jnp.float32)
+    return out.reshape(b, s, h, hd).astype(q.dtype)
+
+
 def _cudnn(q, k, v, segment_ids_q, segment_ids_kv, causal, scale):
     """cuDNN fused attention; segments enter as an additive bias (fastest public path measured)."""
     same = (segment_ids_q[:, :, None] == segment_ids_kv[:, None, :]) & (segment_ids_kv[:, None, :] != 0)

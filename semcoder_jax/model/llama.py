@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from semcoder_jax.model.attention import dot_product_attention
+from semcoder_jax.model.attention import cached_attention, dot_product_attention
 from semcoder_jax.model.config import ModelConfig
 from semcoder_jax.model.rope import apply_rope
 
@@ -81,7 +81,7 @@ class Attention(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, segment_ids, layer_cache, kv_segment_ids, cache_index):
+    def __call__(self, x, positions, segment_ids, layer_cache, cache_segment_ids):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_size
@@ -105,23 +105,19 @@ class Attention(nn.Module):
             out = dot_product_attention(
                 q, k, v, segment_ids_q=segment_ids, segment_ids_kv=segment_ids, implementation=cfg.attention
             )
-            new_cache = None
+            new_kv = None
         else:
             cache_k, cache_v = layer_cache
-            cache_k = jax.lax.dynamic_update_slice(cache_k, k.astype(cache_k.dtype), (0, cache_index, 0, 0))
-            cache_v = jax.lax.dynamic_update_slice(cache_v, v.astype(cache_v.dtype), (0, cache_index, 0, 0))
-            out = dot_product_attention(
-                q, cache_k.astype(dt), cache_v.astype(dt),
-                segment_ids_q=segment_ids, segment_ids_kv=kv_segment_ids,
-                implementation="xla", q_offset=cache_index,
+            out = cached_attention(
+                q, k, v, cache_k, cache_v, segment_ids_q=segment_ids, segment_ids_cache=cache_segment_ids
             )
-            new_cache = (cache_k, cache_v)
+            new_kv = (k.astype(cache_k.dtype), v.astype(cache_v.dtype))
         out = nn.with_logical_constraint(out, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim"))
         out = nn.DenseGeneral(
             cfg.hidden_size, axis=(-2, -1), use_bias=False, dtype=dt, param_dtype=pdt,
             kernel_init=_init(cfg, ("q_heads", "head_dim", "embed")), name="o_proj",
         )(out)
-        return checkpoint_name(out, "out_proj"), new_cache
+        return checkpoint_name(out, "out_proj"), new_kv
 
 
 class MLP(nn.Module):
@@ -147,16 +143,16 @@ class DecoderLayer(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, segment_ids, layer_cache, kv_segment_ids, cache_index):
+    def __call__(self, x, positions, segment_ids, layer_cache, cache_segment_ids):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         x = nn.with_logical_constraint(x, BATCH_LENGTH_EMBED)
         h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x)
-        attn, new_cache = Attention(cfg, name="attn")(h, positions, segment_ids, layer_cache, kv_segment_ids, cache_index)
+        attn, new_kv = Attention(cfg, name="attn")(h, positions, segment_ids, layer_cache, cache_segment_ids)
         x = x + attn
         h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="mlp_norm")(x)
         x = x + MLP(cfg, name="mlp")(h)
-        return nn.with_logical_constraint(x, BATCH_LENGTH_EMBED), new_cache
+        return nn.with_logical_constraint(x, BATCH_LENGTH_EMBED), new_kv
 
 
 class Transformer(nn.Module):
@@ -175,8 +171,8 @@ class Transformer(nn.Module):
     ):
         """``segment_ids`` 0 marks padding; ``positions`` default to restarting per segment.
 
-        With ``cache`` the new tokens are written at ``cache["index"]`` and attend to every
-        earlier cached token of their segment; returns ``(logits, new_cache)``.
+        With ``cache`` the new tokens attend to every cached token of their segment and to each
+        other causally, and are written at ``cache["index"]``; returns ``(logits, new_cache)``.
         ``last_only`` computes logits for the last position only (generation).
         """
         cfg = self.config
@@ -196,12 +192,8 @@ class Transformer(nn.Module):
         x = embed(input_ids)
         x = nn.with_logical_constraint(x, BATCH_LENGTH_EMBED)
 
-        if cache is None:
-            layer_cache, kv_segment_ids, index = None, None, None
-        else:
-            index = cache["index"]
-            kv_segment_ids = jax.lax.dynamic_update_slice(cache["segment_ids"], segment_ids, (0, index))
-            layer_cache = (cache["k"], cache["v"])
+        layer_cache = None if cache is None else (cache["k"], cache["v"])
+        cache_segment_ids = None if cache is None else cache["segment_ids"]
 
         layer_cls = DecoderLayer
         policy = remat_policy(cfg.remat_policy)
@@ -211,12 +203,12 @@ class Transformer(nn.Module):
             layer_cls,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast, nn.broadcast),
+            in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
             length=cfg.num_layers,
             unroll=1 if cfg.scan_layers else cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(cfg, name="layers")
-        x, new_layer_cache = layers(x, positions, segment_ids, layer_cache, kv_segment_ids, index)
+        x, new_kv = layers(x, positions, segment_ids, layer_cache, cache_segment_ids)
 
         x = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="final_norm")(x)
         if last_only:
@@ -232,10 +224,12 @@ class Transformer(nn.Module):
         logits = logits.astype(jnp.float32)
         if cache is None:
             return logits
+        # One in-place write of the new tokens' k/v for all layers (the cache is never copied).
+        index = cache["index"]
         new_cache = {
-            "k": new_layer_cache[0],
-            "v": new_layer_cache[1],
-            "segment_ids": kv_segment_ids,
+            "k": jax.lax.dynamic_update_slice(cache["k"], new_kv[0], (0, 0, index, 0, 0)),
+            "v": jax.lax.dynamic_update_slice(cache["v"], new_kv[1], (0, 0, index, 0, 0)),
+            "segment_ids": jax.lax.dynamic_update_slice(cache["segment_ids"], segment_ids, (0, index)),
             "index": index + input_ids.shape[1],
         }
         return logits, new_cache
@@ -269,8 +263,8 @@ def logical_axes(config: ModelConfig) -> Params:
 
 def init_params(config: ModelConfig, rng: jax.Array) -> Params:
     """Random params (the 'params' collection, unboxed): a plain pytree of arrays."""
-    boxed = Transformer(config).init(rng, _dummy_ids())["params"]
-    return nn.meta.unbox(boxed)
+    init = jax.jit(lambda r: nn.meta.unbox(Transformer(config).init(r, _dummy_ids())["params"]))
+    return init(rng)
 
 
 def apply(

@@ -159,7 +159,7 @@ class Sampler:
             until = min(step + chunk, max_new_tokens)
             state = self._decode(self.params, state, jnp.int32(until), greedy=greedy)
             step = int(state["step"])
-            done = np.asarray(state["done"])
+            done = np.array(state["done"])
             if stop and not done.all():
                 out = np.asarray(state["out"])
                 hits = [i for i in range(n) if not done[i] and self._stop_index(out[i, :step].tolist(), eos, stop)]

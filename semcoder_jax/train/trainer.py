@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from semcoder_jax.train.mesh import create_mesh
 from semcoder_jax.train.metrics import MetricsWriter, mfu, peak_tflops_per_device
 from semcoder_jax.train.optimizer import make_optimizer
 from semcoder_jax.train.sharding import batch_sharding, logical_to_shardings, opt_state_shardings
-from semcoder_jax.train.step import State, make_train_step, mesh_context
+from semcoder_jax.train.step import State, make_loss_fn, make_train_step, mesh_context
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,23 @@ class Trainer:
         self.manager = checkpointing.open_manager(self.run_dir / cfg.checkpoint.dir, cfg.checkpoint)
         self.step_fn = make_train_step(cfg.model, self.optimizer, self.mesh, self.rules, self.state_shardings,
                                        micro_batches=cfg.data.micro_batches, z_loss=cfg.z_loss)
+        self.constrain_activations = cfg.mesh.constrain_activations and self._model_traces_under_mesh()
         self._stop_requested = False
+
+    def _model_traces_under_mesh(self) -> bool:
+        """Whether the model's activation constraints trace under the mesh (else run without them)."""
+        cfg = self.cfg
+        shape = jax.ShapeDtypeStruct((cfg.data.global_batch_size // cfg.data.micro_batches, cfg.data.seq_len), jnp.int32)
+        loss_fn = make_loss_fn(cfg.model, cfg.z_loss)
+        batch = {k: shape for k in ("input_ids", "loss_mask", "segment_ids", "positions")}
+        try:
+            with mesh_context(self.mesh, self.rules, True):
+                jax.eval_shape(loss_fn, self.abstract_params, batch)
+            return True
+        except Exception as e:  # noqa: BLE001 - a model bug must not stop training; say so loudly
+            warnings.warn(f"activation sharding constraints disabled: the model does not trace under the mesh "
+                          f"({type(e).__name__}: {str(e).splitlines()[0][:300]})")
+            return False
 
     # ---- state ---------------------------------------------------------------------------------
     def _initial_params(self) -> Any:
@@ -147,7 +164,7 @@ class Trainer:
         try:
             while step < self.total_steps:
                 batch = to_global(next(batches), self.batch_sharding, cfg.data.global_batch_size)
-                with mesh_context(self.mesh, self.rules, cfg.mesh.constrain_activations):
+                with mesh_context(self.mesh, self.rules, self.constrain_activations):
                     state, metrics = self.step_fn(state, batch)
                 step += 1
                 timer_steps += 1

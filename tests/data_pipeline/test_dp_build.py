@@ -1,7 +1,6 @@
 """End-to-end builds of the offline demo: verified answers, trace-faithful monologues, TFRecords
 that read back exactly, resumability after SIGKILL, Beam == local, and decontamination."""
 
-import ast
 import json
 import os
 import re
@@ -96,8 +95,17 @@ def test_demo_builds_and_every_answer_passes(demo):
         results = box.map(jobs)
     failed = [n for n, res in zip(names, results) if res.status != "passed"]
     assert not failed and len(jobs) == kinds["forward"] + kinds["backward"]
+    from data_pipeline.stages.pyxr import refined_code
+
+    jobs, expect = [], []
     for r in read_jsonl(out / "records" / "refine.jsonl"):
-        assert "[Refined]" in r["response"] and "### Root Cause Analysis" in r["response"]
+        assert "### Execution Simulation" in r["response"] and "### Root Cause Analysis" in r["response"]
+        buggy = re.search(r"### Buggy Solution\n```python\n(.*?)\n```", r["prompt"], re.S).group(1)
+        failed_test = re.search(r"### Failed Test\n```python\n(.*?)\n```", r["prompt"], re.S).group(1)
+        jobs += [Job(refined_code(r["response"]) + "\n" + failed_test), Job(buggy + "\n" + failed_test)]
+        expect += [True, False]
+    with Sandbox() as box:
+        assert [res.status == "passed" for res in box.map(jobs)] == expect  # the fix passes, the bug fails
 
 
 _SETS = re.compile(r"^- (?:Before that, )?\[L(\d+)\]: `.*?` sets (.*)\.$")

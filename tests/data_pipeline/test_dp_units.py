@@ -7,7 +7,7 @@ import pytest
 
 from data_pipeline import packing
 from data_pipeline.records import RecordError, read_jsonl
-from data_pipeline.stages import annotator_trace, monologue, pyxr, synthesis
+from data_pipeline.stages import Reject, annotator_trace, monologue, pyxr, synthesis
 from data_pipeline.stages.seeds import extract_seeds
 from data_pipeline.tokenization import tokenize_records
 from semcoder_jax import prompts
@@ -150,3 +150,26 @@ def test_released_rows(tmp_path):
     assert [r["kind"] for r in recs] == ["nl2code", "forward", "backward", "refine"]
     assert recs[1]["prompt"] == prompts.render("forward", "[PYTHON]\ndef f(x): return x\nassert f(1) == ??\n[/PYTHON]")
     assert stages["released_pyx"] == {"in": 4, "kept": 3, "out": 3, "rejected": {"malformed_row": 1}, "notes": {}}
+
+
+def test_given_problems_skip_synthesis_in_any_mode():
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.base import StageContext
+
+    seed = {"id": "seed-x", "seed_kind": "problem", "problem": "Add.", "solution": "def add(a, b):\n    return a + b", "seed_inputs": ["1, 2"]}
+    for mode in ("offline", "llm"):
+        (out,) = synthesis.process(seed, StageContext(DataConfig(synthesis=mode)))
+        assert out["id"] == "prob-x" and out["entry_point"] == "add" and out["seed_inputs"] == ["1, 2"]
+    assert isinstance(synthesis.process({**seed, "solution": "x = 1"}, StageContext(DataConfig())), Reject)
+
+
+def test_shipped_fewshot_examples_are_wellformed():
+    for kind in ("forward", "backward", "refine"):
+        msgs = monologue.fewshot_messages(kind)
+        assert len(msgs) >= 2 and [m["role"] for m in msgs] == ["user", "assistant"] * (len(msgs) // 2)
+        assert all(m["content"].startswith(prompts.TEMPLATES[kind].split("{")[0].strip()[:30]) for m in msgs[::2])
+        for user, assistant in zip(msgs[::2], msgs[1::2]):
+            if kind == "refine":
+                assert pyxr.refined_code(assistant["content"])
+            else:
+                assert monologue.answer_parts(monologue.extract_answer(assistant["content"])) is not None

@@ -74,6 +74,12 @@ def test_map_keeps_input_order_and_counts(sandbox):
     assert results[40].stdout == "bare\n" and results[40].status == "passed"
 
 
+def test_map_progress_bar(sandbox, capsys):
+    results = sandbox.map(["print(%d)" % i for i in range(5)], progress=True, desc="probe")
+    assert [r.stdout for r in results] == ["%d\n" % i for i in range(5)]
+    assert "probe" in capsys.readouterr().err
+
+
 def test_job_timeout_overrides_default(sandbox):
     [r] = sandbox.map([Job("import time\ntime.sleep(5)", timeout_s=0.3)])
     assert r.status == "timeout"

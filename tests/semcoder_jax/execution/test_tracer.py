@@ -54,6 +54,12 @@ def test_exception_is_recorded_and_rendered(sandbox):
     assert t.status == "error" and t.return_repr is None
     assert t.exception["type"] == "TypeError"
     assert any(e["kind"] == "exception" and e["line"] == 4 for e in t.events)
+    last_line = [e for e in t.events if e["kind"] == "line"][-1]
+    assert last_line["line"] == 4 and last_line.get("raised") is True
+    assert not any(e.get("raised") for e in t.events if e["kind"] == "line" and e is not last_line)
+    caught = trace_call("def f():\n    try:\n        1 / 0\n    except ZeroDivisionError:\n        x = 1\n    return x\n",
+                        "f()", sandbox=sandbox)
+    assert caught.return_repr == "1" and not any(e.get("raised") for e in caught.events)
     text = render_exception(t)
     assert text.startswith("[EXCEPTION] TypeError: ") and text.endswith("[/EXCEPTION]")
     assert render_scratchpad(LOOP, t).endswith(text)

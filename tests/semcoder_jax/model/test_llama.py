@@ -11,6 +11,11 @@ from semcoder_jax.model import llama
 from semcoder_jax.model.config import get_model_config
 
 
+def _tiny(**changes):
+    """The tiny preset with a small vocabulary: tests here need no tokenizer."""
+    return get_model_config("tiny").replace(vocab_size=256, **changes)
+
+
 @pytest.mark.parametrize("kv_heads,tied", [(4, False), (2, False), (4, True)], ids=["mha-untied", "gqa", "tied"])
 def test_logits_match_hf(hf_llama, kv_heads, tied):
     import torch
@@ -26,7 +31,7 @@ def test_logits_match_hf(hf_llama, kv_heads, tied):
 
 
 def test_param_tree_and_logical_axes():
-    config = get_model_config("tiny")
+    config = _tiny()
     params = llama.init_params(config, jax.random.PRNGKey(0))
     L, D, H, KV, hd, F, V = 2, 64, 4, 2, 16, 128, config.vocab_size
     shapes = jax.tree.map(lambda a: a.shape, params)
@@ -54,7 +59,7 @@ def test_param_tree_and_logical_axes():
 
 
 def test_two_packed_segments_equal_each_alone():
-    config = get_model_config("tiny")
+    config = _tiny()
     params = llama.init_params(config, jax.random.PRNGKey(0))
     rng = np.random.default_rng(1)
     a, b = rng.integers(0, config.vocab_size, 11), rng.integers(0, config.vocab_size, 17)
@@ -73,7 +78,7 @@ def test_two_packed_segments_equal_each_alone():
 
 
 def test_remat_policies_and_unrolled_layers_agree():
-    config = get_model_config("tiny")
+    config = _tiny()
     params = llama.init_params(config, jax.random.PRNGKey(0))
     ids = jax.random.randint(jax.random.PRNGKey(1), (2, 16), 0, config.vocab_size)
 
@@ -81,14 +86,14 @@ def test_remat_policies_and_unrolled_layers_agree():
         return jax.jit(jax.grad(lambda p: jnp.mean(llama.apply(cfg, p, ids) ** 2)))(params)
 
     ref = grads(config)
-    for variant in [dict(remat_policy=p) for p in ("full", "save_dots", "save_dots_no_batch", "save_qkv_proj", "save_out_proj")] + [dict(scan_layers=False)]:
+    for variant in [dict(remat_policy=p) for p in ("full", "save_dots_no_batch", "save_qkv_proj")] + [dict(scan_layers=False)]:
         got = grads(config.replace(**variant))
         for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=str(variant))
 
 
 def test_param_dtype_separate_from_compute_dtype():
-    config = get_model_config("tiny").replace(dtype="bfloat16", param_dtype="float32")
+    config = _tiny(dtype="bfloat16", param_dtype="float32")
     params = llama.init_params(config, jax.random.PRNGKey(0))
     assert {a.dtype for a in jax.tree.leaves(params)} == {jnp.dtype("float32")}
     ids = jnp.ones((1, 8), jnp.int32)
@@ -101,24 +106,22 @@ def test_param_dtype_separate_from_compute_dtype():
 
 
 def test_kv_cache_prefill_and_decode_match_full_forward():
-    config = get_model_config("tiny")
+    config = _tiny()
     params = llama.init_params(config, jax.random.PRNGKey(0))
     ids = jax.random.randint(jax.random.PRNGKey(2), (2, 12), 0, config.vocab_size)
     full = np.asarray(llama.apply(config, params, ids))
-    model = llama.Transformer(config)
-    cache = llama.init_cache(config, 2, 16)
-    logits, cache = model.apply({"params": params}, ids[:, :8], cache=cache)
+    step = jax.jit(lambda p, x, pos, c: llama.Transformer(config).apply({"params": p}, x, pos, cache=c))
+    logits, cache = step(params, ids[:, :8], None, llama.init_cache(config, 2, 16))
     steps = [np.asarray(logits)]
     for t in range(8, 12):
-        pos = jnp.full((2, 1), t)
-        logits, cache = model.apply({"params": params}, ids[:, t : t + 1], pos, cache=cache)
+        logits, cache = step(params, ids[:, t : t + 1], jnp.full((2, 1), t), cache)
         steps.append(np.asarray(logits))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
     assert int(cache["index"]) == 12
 
 
 def _compile_seconds(num_layers: int) -> float:
-    config = get_model_config("tiny").replace(num_layers=num_layers, vocab_size=256, remat_policy="full")
+    config = _tiny(num_layers=num_layers, remat_policy="full")
     shapes = jax.eval_shape(lambda: llama.init_params(config, jax.random.PRNGKey(0)))
     ids = jax.ShapeDtypeStruct((2, 64), jnp.int32)
     step = jax.jit(jax.value_and_grad(lambda p, x: jnp.mean(llama.apply(config, p, x))))
@@ -128,7 +131,8 @@ def _compile_seconds(num_layers: int) -> float:
 
 
 def test_compile_time_does_not_grow_with_depth():
-    _compile_seconds(1)  # warm up tracing caches shared by both
-    t2 = min(_compile_seconds(2) for _ in range(2))
-    t16 = min(_compile_seconds(16) for _ in range(2))
+    _compile_seconds(1)  # warm up caches shared by both
+    t2, t16 = _compile_seconds(2), _compile_seconds(16)
+    if t16 >= 2 * t2:  # one re-measurement: the test machine is shared
+        t2, t16 = min(t2, _compile_seconds(2)), min(t16, _compile_seconds(16))
     assert t16 < 2 * t2, (t2, t16)

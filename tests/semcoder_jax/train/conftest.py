@@ -19,7 +19,6 @@ TINY = (
     "optimizer.warmup_steps=2",
     "log_every=1",
     "tensorboard=false",
-    "mesh.constrain_activations=false",  # TEMP: see report (flax DenseGeneral + mesh)
 )
 
 

@@ -43,3 +43,17 @@ def test_restore_on_another_mesh_continues_with_same_losses(tiny, make_config, f
     losses, _, trainer = tiny.train(make_config(*tiny.DP_FSDP_TP, *tiny.FIVE_STEPS, run="moved"))
     assert trainer.step == 5 and len(losses) == 2  # resumed at step 3 on (data 2, fsdp 2, tensor 2)
     np.testing.assert_allclose(losses, fsdp8_run["losses"][3:], rtol=1e-5)
+
+
+def test_model_activation_constraints_trace_under_the_mesh(make_config):
+    """The trainer applies the model's logical activation constraints (falls back with a warning if not)."""
+    import warnings
+
+    from semcoder_jax.train.trainer import Trainer
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer = Trainer(make_config("mesh.data=2", "mesh.fsdp=2", "mesh.tensor=2", "max_steps=1"))
+    trainer.close()
+    reasons = [str(w.message) for w in caught if "activation sharding" in str(w.message)]
+    assert trainer.constrain_activations, reasons

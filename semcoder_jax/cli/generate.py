@@ -1,0 +1,91 @@
+"""``semcoder generate``: complete the ``prompt`` field of each JSONL row with the JAX sampler."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from semcoder_jax.errors import SemcoderError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="complete JSONL prompts with a checkpoint (KV-cache sampler)",
+        description="Read JSONL rows with a 'prompt' field; write the same rows plus 'completion'.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="Orbax checkpoint directory (training run or hf-to-orbax output)")
+    src.add_argument("--hf-dir", help="Hugging Face LlamaForCausalLM folder (safetensors)")
+    p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    p.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id (default: the shipped DeepSeek-Coder)")
+    p.add_argument("--prompts", required=True, help="input JSONL with a 'prompt' string per row")
+    p.add_argument("--out", required=True, help="output JSONL")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--stop", nargs="*", default=[], help="stop strings (not included in the completion)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
+                   help="params and compute dtype (default: bfloat16 on GPU/TPU, float32 on CPU)")
+    p.set_defaults(func=run)
+
+
+def read_prompts(path: str) -> list[dict]:
+    rows = []
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as e:
+        raise SemcoderError(f"{path}: cannot read prompts ({e.strerror})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise SemcoderError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise SemcoderError(f"{path}:{n}: field 'prompt' is missing or not a string")
+        rows.append(row)
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = read_prompts(args.prompts)
+    if args.batch_size < 1:
+        raise SemcoderError(f"--batch-size must be >= 1, got {args.batch_size}")
+
+    from tqdm import tqdm
+
+    from semcoder_jax.sampling import Sampler, load_model_for_inference
+    from semcoder_jax.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    config, params = load_model_for_inference(
+        checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, dtype=args.dtype
+    )
+    sampler = Sampler(config, params, tokenizer)
+    # Similar lengths share a batch (less padding); output keeps the input order.
+    lengths = [len(tokenizer(r["prompt"]).input_ids) for r in rows]
+    order = sorted(range(len(rows)), key=lambda i: lengths[i])
+    completions: dict[int, str] = {}
+    for start in tqdm(range(0, len(order), args.batch_size), desc="generate", unit="batch", disable=None):
+        idx = order[start : start + args.batch_size]
+        texts = sampler.generate_text(
+            [rows[i]["prompt"] for i in idx], max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+            top_p=args.top_p, seed=args.seed + start, stop=args.stop,
+        )
+        completions.update(zip(idx, texts))
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w") as f:
+        for i, row in enumerate(rows):
+            f.write(json.dumps({**row, "completion": completions[i]}) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {len(rows)} completions to {out}")
+    return 0

@@ -1,0 +1,75 @@
+"""CRUXEval-I/O and LCB-Exec: official evaluate_score semantics."""
+
+import pytest
+
+from eval.benchmarks import load_problems
+from eval.benchmarks.livecodebench import LcbExecutionProblem
+from eval.scoring import score
+from eval.scoring.execution_prediction import score_execution_prediction
+
+
+@pytest.fixture(scope="module")
+def crux():
+    return load_problems("cruxeval-o")
+
+
+def test_ground_truth_scores_100_in_both_modes(crux, sandbox):
+    assert len(crux) == 800
+    out = score("cruxeval-o", crux, {p.task_id: [p.output] for p in crux}, sandbox=sandbox)
+    assert out.metrics["pass@1"] == 100.0
+    inp = score("cruxeval-i", crux, {p.task_id: [f"f({p.input})"] for p in crux}, sandbox=sandbox)
+    assert inp.metrics["pass@1"] == 100.0
+
+
+def test_empty_and_wrong_answers_score_zero(crux, sandbox):
+    probs = crux[:40]
+    wrong = {p.task_id: ["", "object()", "f("] for p in probs}
+    assert score("cruxeval-o", probs, wrong, sandbox=sandbox).metrics["pass@1"] == 0.0
+    assert score("cruxeval-i", probs, wrong, sandbox=sandbox).metrics["pass@1"] == 0.0
+
+
+def test_skip_rules_and_n(crux, sandbox):
+    p = crux[0]
+    res = score_execution_prediction(
+        "cruxeval-o", [p],
+        {p.task_id: [p.output, f"f({p.input})", "[]"]},  # the copied call is skipped, not run
+        sandbox=sandbox,
+    )
+    assert res[p.task_id] == [True, False]  # n = 2: the skipped answer left n
+    # input mode: an answer without "f(" is skipped; all skipped -> failed with the full n
+    res = score_execution_prediction("cruxeval-i", [p], {p.task_id: [p.input, "x"]}, sandbox=sandbox)
+    assert res[p.task_id] == [False, False]
+    # a problem whose only answers are skipped counts as failed in the mean
+    s = score("cruxeval-o", [p], {p.task_id: [f"f({p.input})"]}, sandbox=sandbox)
+    assert s.metrics["pass@1"] == 0.0
+
+
+def test_pass_at_5_over_sampled_answers(crux, sandbox):
+    p = crux[1]
+    answers = [p.output] + ["None"] * 9
+    s = score("cruxeval-o", [p], {p.task_id: answers}, sandbox=sandbox)
+    assert s.metrics["pass@1"] == pytest.approx(10.0)
+    assert s.metrics["pass@5"] == pytest.approx(50.0)
+
+
+def test_lcb_exec_uses_base_imports_and_skips_copied_calls(sandbox):
+    prob = LcbExecutionProblem(
+        task_id="e0",
+        code="def countThings(nums: List[int]) -> int:\n    return len(Counter(nums))",
+        input="countThings(nums = [1, 1, 2])",
+        output="2",
+        function_name="countThings",
+    )
+    res = score_execution_prediction(
+        "lcb-exec", [prob], {"e0": ["2", "3", "countThings(nums = [1, 1, 2])"]}, sandbox=sandbox
+    )
+    assert res["e0"] == [True, False]
+    all_skipped = score_execution_prediction("lcb-exec", [prob], {"e0": [prob.input]}, sandbox=sandbox)
+    assert all_skipped["e0"] == [False]
+
+
+def test_hostile_answers_are_contained(crux, sandbox):
+    p = crux[2]
+    hostile = ["__import__('os')._exit(0)", "(lambda: [0] * 10**11)()", "exec('while True: pass')", "__import__('os').system('true')"]
+    s = score_execution_prediction("cruxeval-o", [p], {p.task_id: hostile}, sandbox=sandbox)
+    assert s[p.task_id] == [False] * 4

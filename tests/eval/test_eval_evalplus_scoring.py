@@ -1,0 +1,110 @@
+"""HumanEval(+)/MBPP(+) scoring: the reference solutions score 100%, empty/wrong/hostile ones 0."""
+
+import pytest
+
+from eval.benchmarks import load_problems
+from eval.scoring import score
+from eval.scoring.evalplus import EvalPlusSettings, score_evalplus
+
+PLUS_SUBSET = EvalPlusSettings(max_plus_inputs=8)
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    return load_problems("humaneval")
+
+
+@pytest.fixture(scope="module")
+def mbpp():
+    return load_problems("mbpp")
+
+
+def _canonical(problems):
+    return {p.task_id: [p.prompt + p.canonical_solution] for p in problems}
+
+
+@pytest.mark.parametrize("name", ["humaneval", "mbpp"])
+def test_canonical_solutions_score_100_on_base_and_plus_subset(name, sandbox, gt_cache, request):
+    problems = request.getfixturevalue(name)
+    assert len(problems) == {"humaneval": 164, "mbpp": 378}[name]
+    res = score(name, problems, _canonical(problems), sandbox=sandbox, evalplus_settings=PLUS_SUBSET)
+    failing = [t for t, d in res.details.items() if not d[0]["plus_pass"]]
+    assert failing == []
+    assert res.metrics["pass@1"] == 100.0 and res.metrics["plus_pass@1"] == 100.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["humaneval", "mbpp"])
+def test_canonical_solutions_score_100_on_all_plus_inputs(name, sandbox, gt_cache, request):
+    problems = request.getfixturevalue(name)
+    res = score(name, problems, _canonical(problems), sandbox=sandbox)
+    assert [t for t, d in res.details.items() if not d[0]["plus_pass"]] == []
+
+
+def test_empty_and_wrong_solutions_score_zero(humaneval, sandbox, gt_cache):
+    probs = humaneval[:12]
+    samples = {}
+    for i, p in enumerate(probs):
+        wrong = p.prompt + "    return None\n"
+        samples[p.task_id] = ["", wrong, p.prompt] if i % 2 else [wrong, "", "def unrelated():\n    return 1\n"]
+    res = score("humaneval", probs, samples, sandbox=sandbox, evalplus_settings=PLUS_SUBSET)
+    assert res.metrics["pass@1"] == 0.0 and res.metrics["plus_pass@1"] == 0.0
+    assert all(not d["base_pass"] for ds in res.details.values() for d in ds)
+
+
+def test_plus_tests_catch_what_base_tests_miss(humaneval, sandbox, gt_cache):
+    # HumanEval/0 has_close_elements: compare only neighbours in the given order (passes base, fails plus).
+    p = humaneval[0]
+    sloppy = p.prompt + "    return any(abs(a - b) < threshold for a, b in zip(numbers, numbers[1:]))\n"
+    res = score_evalplus([p], {p.task_id: [sloppy]}, sandbox=sandbox)
+    r = res[p.task_id][0]
+    assert r.base_status == "fail" or (r.base_pass and not r.plus_pass)
+    assert r.failure and r.failure["input"]
+
+
+def test_find_zero_accepts_any_root_within_atol(humaneval, sandbox, gt_cache):
+    p = next(x for x in humaneval if x.task_id == "HumanEval/32")
+    # Bisection finds a root the reference's Newton-style search need not find exactly.
+    other = p.prompt + (
+        "    lo, hi = -1.0, 1.0\n"
+        "    while poly(xs, lo) * poly(xs, hi) > 0:\n"
+        "        lo *= 2.0\n        hi *= 2.0\n"
+        "    for _ in range(200):\n"
+        "        mid = (lo + hi) / 2\n"
+        "        if poly(xs, mid) * poly(xs, lo) > 0:\n            lo = mid\n        else:\n            hi = mid\n"
+        "    return lo\n"
+    )
+    res = score_evalplus([p], {p.task_id: [other, p.prompt + "    return 1e9\n"]}, sandbox=sandbox, settings=PLUS_SUBSET)
+    assert [r.plus_pass for r in res[p.task_id]] == [True, False]
+
+
+HOSTILE = {
+    "infinite loop": "    while True:\n        pass\n",
+    "swallowed timeouts": "    while True:\n        try:\n            while True: pass\n        except BaseException:\n            pass\n",
+    "sys.exit(0)": "    import sys\n    sys.exit(0)\n",
+    "os._exit(0)": "    import os\n    os._exit(0)\n",
+    "rm -rf": "    import os\n    os.system('rm -rf /tmp/should_not_exist_semcoder')\n    return True\n",
+    "memory bomb": "    x = [0] * (10 ** 11)\n    return x\n",
+    "print flood": "    while True:\n        print('x' * 100000)\n",
+    "fork": "    import os\n    os.fork()\n    return False\n",
+    "kill parent": "    import os, signal\n    os.kill(os.getppid(), signal.SIGKILL)\n",
+}
+
+
+def test_hostile_completions_are_contained_and_fail(humaneval, sandbox, gt_cache):
+    p = humaneval[0]
+    samples = {p.task_id: [p.prompt + body for body in HOSTILE.values()] + [p.prompt + p.canonical_solution]}
+    res = score_evalplus([p], samples, sandbox=sandbox, settings=EvalPlusSettings(max_plus_inputs=8, min_time_limit=0.2))
+    got = [r.plus_pass for r in res[p.task_id]]
+    assert got == [False] * len(HOSTILE) + [True], dict(zip(list(HOSTILE) + ["canonical"], got))
+    # the sandbox still serves after all that
+    assert sandbox.run("x = 2", "x * 21").return_repr == "42"
+
+
+def test_mbpp_inputs_are_deserialised_like_evalplus():
+    from eval.benchmarks.evalplus import mbpp_deserialize_inputs
+
+    assert mbpp_deserialize_inputs("Mbpp/2", [[[1, 2], [3]]]) == [[(1, 2), (3,)]]
+    assert mbpp_deserialize_inputs("Mbpp/124", [[1, "1+2j"]]) == [(1.0, 1 + 2j)]
+    assert mbpp_deserialize_inputs("Mbpp/580", [[[1, [2, 3]], 4]]) == [((1, (2, 3)), 4)]
+    assert mbpp_deserialize_inputs("Mbpp/3", [[5]]) == [[5]]

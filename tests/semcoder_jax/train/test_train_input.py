@@ -1,0 +1,116 @@
+"""Training input: TFRecord folders and globs, JSONL packing, deterministic positions, host shares."""
+
+import json
+
+import numpy as np
+import pytest
+
+from semcoder_jax.packed_schema import SchemaError
+from semcoder_jax.train.config import DataConfig
+from semcoder_jax.train.input import (
+    BatchIterator,
+    DataError,
+    DataPosition,
+    make_source,
+    pack_examples,
+    read_jsonl_rows,
+    synthetic_rows,
+)
+
+SEQ = 16
+
+
+def _rows(n, seed=0):
+    return [{k: v[i] for k, v in synthetic_rows(n, SEQ, 64, seed=seed).items()} for i in range(n)] if n else []
+
+
+def _dataset(tiny, root, n_files=4, rows_per_file=6):
+    files = []
+    for f in range(n_files):
+        rows = _rows(rows_per_file, seed=f)
+        for i, r in enumerate(rows):
+            r["input_ids"] = r["input_ids"].copy()
+            r["input_ids"][0] = 1000 + f * 100 + i  # a unique tag per row
+        files.append(tiny.write_tfrecords(root / "tfrecords" / f"train-{f:05d}-of-{n_files:05d}.tfrecord", rows))
+    manifest = {"seq_len": SEQ, "splits": {"train": {"files": [str(p.relative_to(root)) for p in files], "rows": n_files * rows_per_file}}}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def _tags(batches):
+    return [b["input_ids"][:, 0].tolist() for b in batches]
+
+
+def test_tfrecord_folder_epochs_are_permutations_and_positions_resume(tiny, tmp_path):
+    root = _dataset(tiny, tmp_path / "data")
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=4, shuffle_seed=3, shuffle_buffer=8)
+    source = make_source(cfg, vocab_size=64)
+    assert source.rows == 24
+    it = BatchIterator(source, 4)
+    run = _tags([next(it) for _ in range(12)])  # two epochs of 6 batches
+    assert it.position == DataPosition(1, 6)
+    epoch0, epoch1 = sum(run[:6], []), sum(run[6:], [])
+    assert sorted(epoch0) == sorted(epoch1) == sorted(1000 + f * 100 + i for f in range(4) for i in range(6))
+    assert epoch0 != epoch1  # reshuffled per epoch
+    assert _tags([next(BatchIterator(make_source(cfg, 64), 4)) for _ in range(1)]) == run[:1]  # deterministic
+    resumed = BatchIterator(make_source(cfg, 64), 4, DataPosition(0, 4))
+    assert _tags([next(resumed) for _ in range(5)]) == run[4:9]  # across the epoch boundary too
+
+
+def test_hosts_read_disjoint_shares(tiny, tmp_path):
+    root = _dataset(tiny, tmp_path / "data")
+    cfg = DataConfig(path=str(root / "tfrecords" / "*.tfrecord"), seq_len=SEQ, global_batch_size=4)
+    shares = []
+    for host in range(2):
+        source = make_source(cfg, 64, process_index=host, process_count=2)
+        shares.append(set(sum(_tags(BatchIterator(source, 4).__next__() for _ in range(6)), [])))
+        assert all(len(b) == 2 for b in _tags([next(BatchIterator(source, 4))]))  # per-host batch
+    assert shares[0] and shares[1] and not shares[0] & shares[1]
+
+
+def test_jsonl_unpacked_rows_are_packed_into_segments(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    examples = [([5, 6, 7, 8, 9], [0, 0, 1, 1, 1]), ([10, 11, 12], [0, 1, 1]), ([13] * 9, [1] * 9), ([1] * 40, [1] * 40)]
+    path.write_text("\n".join(json.dumps({"input_ids": i, "loss_mask": m}) for i, m in examples) + "\n")
+    rows = read_jsonl_rows(path, SEQ)  # the 40-token row is longer than SEQ and skipped
+    assert rows["input_ids"].shape == (2, SEQ)
+    np.testing.assert_array_equal(rows["segment_ids"][0], [1] * 5 + [2] * 3 + [0] * 8)
+    np.testing.assert_array_equal(rows["positions"][0][:8], [0, 1, 2, 3, 4, 0, 1, 2])
+    np.testing.assert_array_equal(rows["loss_mask"][0][:8], [0, 0, 1, 1, 1, 0, 1, 1])
+    np.testing.assert_array_equal(rows["input_ids"][1][:9], [13] * 9)
+    packed = pack_examples([(np.arange(3), np.ones(3))], 4)
+    assert packed["segment_ids"].tolist() == [[1, 1, 1, 0]]
+
+
+def test_jsonl_bad_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"input_ids": [1, 2], "loss_mask": [1, 1]}) + "\n" + json.dumps({"input_ids": [1, 2], "loss_mask": [1]}) + "\n")
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: 'loss_mask' length 1"):
+        read_jsonl_rows(path, SEQ)
+
+
+@pytest.mark.parametrize("defect, message", [("missing", "missing feature 'positions'"), ("short", "feature 'loss_mask' has length 12, expected 16")])
+def test_bad_tfrecord_fails_before_any_compute(tiny, make_config, tmp_path, monkeypatch, defect, message):
+    rows = _rows(8)
+    for r in rows:
+        if defect == "missing":
+            del r["positions"]
+        else:
+            r["loss_mask"] = r["loss_mask"][:12]
+    import semcoder_jax.packed_schema as schema
+
+    def lenient(row):  # write what the schema would refuse
+        from tensorflow.core.example import example_pb2, feature_pb2
+
+        feats = {k: feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=np.asarray(v).tolist())) for k, v in row.items()}
+        return example_pb2.Example(features=feature_pb2.Features(feature=feats)).SerializeToString()
+
+    monkeypatch.setattr(schema, "serialize_example", lenient)
+    bad = tiny.write_tfrecords(tmp_path / "bad" / "part-0.tfrecord", rows)
+    import semcoder_jax.train.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "make_train_step", lambda *a, **k: pytest.fail("compiled a step"))
+    cfg = make_config(f"data.path={bad.parent}/*.tfrecord", f"data.seq_len={SEQ}")
+    with pytest.raises(SchemaError, match=rf"{bad}: record 0: {message}"):
+        trainer_mod.Trainer(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()
