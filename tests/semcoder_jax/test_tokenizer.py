@@ -9,6 +9,11 @@ from semcoder_jax.tokenizer import load_tokenizer
 SEPARATOR = "\n__ggml_vocab_test__\n"
 
 
+@pytest.fixture(scope="module")
+def tok():
+    return load_tokenizer()
+
+
 def _reference_cases():
     texts = (DEFAULT_TOKENIZER_DIR / "reference-encodings.inp").read_text(encoding="utf-8").split(SEPARATOR)
     assert texts[-1] == ""  # every case, the last included, ends with the separator
@@ -23,16 +28,14 @@ def test_reference_file_has_46_cases():
     assert len(texts) == len(ids) == 46
 
 
-def test_reproduces_reference_encodings():
-    tok = load_tokenizer()
+def test_reproduces_reference_encodings(tok):
     texts, want = _reference_cases()
     got = [tok.encode(t, add_special_tokens=False) for t in texts]
     mismatched = [(t, g, w) for t, g, w in zip(texts, got, want) if g != w]
     assert not mismatched, mismatched[:3]
 
 
-def test_bos_added_by_default_and_decodes_back():
-    tok = load_tokenizer()
+def test_bos_added_by_default_and_decodes_back(tok):
     code = "def add(a, b):\n    return a + b\n"
     ids = tok(code).input_ids
     assert ids[0] == 32013 and ids.count(32013) == 1
@@ -40,8 +43,7 @@ def test_bos_added_by_default_and_decodes_back():
     assert tok.decode(ids, skip_special_tokens=True) == code
 
 
-def test_special_token_ids():
-    tok = load_tokenizer()
+def test_special_token_ids(tok):
     assert tok.bos_token_id == 32013 and tok.eos_token_id == 32014
     expected = {
         "<｜begin▁of▁sentence｜>": 32013,
@@ -59,8 +61,8 @@ def test_special_token_ids():
         assert tok.encode(token, add_special_tokens=False) == [i]
 
 
-def test_loads_from_path_string(tokenizer_dir):
-    assert load_tokenizer(str(tokenizer_dir)).encode("x = 1", add_special_tokens=False) == load_tokenizer().encode(
+def test_loads_from_path_string(tokenizer_dir, tok):
+    assert load_tokenizer(str(tokenizer_dir)).encode("x = 1", add_special_tokens=False) == tok.encode(
         "x = 1", add_special_tokens=False
     )
 

@@ -1,0 +1,201 @@
+"""Backends agree (hf vs jax, greedy), run → score → report works offline, a crashed run resumes
+from the generation cache, and the CLI handles bad samples files."""
+
+import json
+
+import pytest
+
+from eval.backends import BackendConfig, get_backend
+from eval.config import EvalConfig, GenerationSettings
+from eval.runner import run_eval
+
+PROMPTS = ["def add(a, b):\n    return", "[PYTHON]\nassert f(1) == ??\n[/PYTHON]\n[MONOLOGUE]\n", "x"]
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory, tokenizer):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=32256, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-6, rope_theta=10000.0,
+        bos_token_id=32013, eos_token_id=32014, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():  # larger weights so greedy paths are not near-ties
+        for p in model.parameters():
+            p.mul_(3.0) if p.dim() > 1 else None
+    path = tmp_path_factory.mktemp("tiny_hf")
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def test_hf_and_jax_backends_give_identical_greedy_generations(tiny_hf, tmp_path):
+    from semcoder_jax.convert import hf_to_orbax
+
+    kw = dict(n=1, temperature=0.0, max_new_tokens=16, stop=("\n\n\n",))
+    hf = get_backend("hf", BackendConfig(hf_dir=str(tiny_hf), dtype="float32", batch_size=2))
+    hf_out = hf.generate(PROMPTS, **kw)
+    jx = get_backend("jax", BackendConfig(hf_dir=str(tiny_hf), dtype="float32", batch_size=2))
+    jax_out = jx.generate(PROMPTS, **kw)
+    assert hf_out == jax_out
+    assert any(o[0] for o in hf_out)
+    ckpt = tmp_path / "ckpt"
+    hf_to_orbax(tiny_hf, ckpt)
+    from_ckpt = get_backend("jax", BackendConfig(checkpoint=str(ckpt), tokenizer=str(tiny_hf), dtype="float32"))
+    assert from_ckpt.generate(PROMPTS, **kw) == hf_out
+
+
+class ScriptedBackend:
+    """Answers with the reference (or junk) and counts what it is asked; can crash after k calls."""
+
+    name = "scripted"
+
+    def __init__(self, answers, crash_after=None):
+        self.answers, self.crash_after = answers, crash_after
+        self.calls, self.prompts = 0, 0
+
+    def identity(self):
+        return {"backend": "scripted", "model": "oracle"}
+
+    def generate(self, prompts, *, n=1, temperature=0.0, top_p=1.0, max_new_tokens=512, stop=(), seed=0):
+        if self.crash_after is not None and self.calls >= self.crash_after:
+            raise RuntimeError("simulated crash")
+        self.calls += 1
+        self.prompts += len(prompts)
+        return [[self.answers(p)] * n for p in prompts]
+
+    def close(self):
+        pass
+
+
+def _humaneval_oracle():
+    from eval.benchmarks import load_problems
+    from semcoder_jax import prompts as P
+
+    by_prompt = {}
+    for p in load_problems("humaneval")[:6]:
+        instr, prefix = P.nl2code_humaneval(p.prompt)
+        by_prompt[P.nl2code_prompt(instr, prefix)] = p.canonical_solution + "```\njunk after the block"
+    return lambda prompt: by_prompt.get(prompt, "    return None\n")
+
+
+def test_run_score_report_offline(tmp_path, sandbox, gt_cache):
+    from eval.report import bar_chart, collect, markdown_table
+
+    cfg = EvalConfig(benchmark="humaneval", limit=6, generation=GenerationSettings(batch_size=4))
+    res = run_eval(cfg, ScriptedBackend(_humaneval_oracle()), tmp_path / "he", model_name="oracle", sandbox=sandbox)
+    assert res["summary"]["pass@1"] == 100.0 and res["summary"]["plus_pass@1"] == 100.0
+    lines = (tmp_path / "he" / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and "junk" not in json.loads(lines[0])["solution"]
+
+    crux = EvalConfig(benchmark="cruxeval-o", limit=5)
+    from eval.benchmarks import load_problems
+
+    outputs = {p.code.replace("'", '"')[:60]: p.output for p in load_problems("cruxeval-o")[:5]}
+
+    def crux_answer(prompt):
+        from semcoder_jax.prompts import label_lines
+
+        for code, out in outputs.items():
+            if label_lines(code).split("\n")[0] in prompt:
+                return f"monologue...\n[ANSWER]\nassert f(x) == {out.replace(chr(39), chr(34))}\n"
+        return "[ANSWER]\nassert f(x) == None\n"
+
+    res = run_eval(crux, ScriptedBackend(crux_answer), tmp_path / "crux", model_name="oracle", sandbox=sandbox)
+    assert res["summary"]["pass@1"] >= 80.0  # quote round-trip may alter a literal holding both quote kinds
+    assert json.loads((tmp_path / "crux" / "generations.json").read_text()).keys() == {f"sample_{i}" for i in range(5)}
+
+    rows = collect([tmp_path])
+    table = markdown_table(rows)
+    assert "| oracle | 100.0 (100.0) |" in table and "SemCoder-S (paper) | 79.3 (74.4)" in table
+    bar_chart(rows, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_crashed_run_resumes_without_regenerating(tmp_path, sandbox, gt_cache):
+    cfg = EvalConfig(benchmark="humaneval", limit=6, generation=GenerationSettings(batch_size=2, n=2, temperature=0.8, top_p=0.95))
+    crashing = ScriptedBackend(_humaneval_oracle(), crash_after=2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_eval(cfg, crashing, tmp_path, sandbox=sandbox)
+    assert crashing.prompts == 4
+    # a torn last line, as a kill mid-write leaves it
+    with open(tmp_path / "generations.jsonl", "a") as f:
+        f.write('{"key": "torn')
+    resumed = ScriptedBackend(_humaneval_oracle())
+    res = run_eval(cfg, resumed, tmp_path, sandbox=sandbox)
+    assert resumed.prompts == 2  # only the 2 problems that were never generated
+    assert res["summary"]["pass@1"] == 100.0
+    again = ScriptedBackend(_humaneval_oracle())
+    run_eval(cfg, again, tmp_path, sandbox=sandbox)
+    assert again.calls == 0
+    # other generation settings are another run: nothing reused
+    other = ScriptedBackend(_humaneval_oracle())
+    cfg.generation.temperature = 0.2
+    run_eval(cfg, other, tmp_path, sandbox=sandbox)
+    assert other.prompts == 6
+
+
+def test_refinement_rounds_improve_and_never_show_the_reference(tmp_path, sandbox, gt_cache):
+    from eval.benchmarks import load_problems
+
+    problems = {p.task_id: p for p in load_problems("humaneval")[:3]}
+    seen = []
+
+    def answer(prompt):
+        seen.append(prompt)
+        if prompt.startswith("Debug and Refine"):
+            for p in problems.values():
+                if p.prompt.strip() in prompt:
+                    return f"The bug is ...\n[Refined]\n```python\n{p.prompt}{p.canonical_solution}```\n"
+        return "    return None\n"
+
+    cfg = EvalConfig(benchmark="humaneval", limit=3, refine_rounds=2)
+    res = run_eval(cfg, ScriptedBackend(answer), tmp_path, sandbox=sandbox)
+    assert res["refine"]["pass@1"] == [0.0, 100.0, 100.0]
+    assert res["refine"]["refined"] == [3, 0]
+    refine_prompts = [s for s in seen if s.startswith("Debug and Refine")]
+    assert len(refine_prompts) == 3 and all("Expected output" in s for s in refine_prompts)
+    for p in problems.values():
+        body = p.canonical_solution.strip()
+        assert all(body not in s for s in seen)
+
+
+def test_cli_score_json_and_bad_samples(tmp_path, capsys, sandbox, gt_cache):
+    from eval.benchmarks import load_problems
+    from semcoder_jax.cli.main import main
+
+    probs = load_problems("humaneval")[:3]
+    good = tmp_path / "s.jsonl"
+    good.write_text("\n".join(json.dumps({"task_id": p.task_id, "completion": p.canonical_solution}) for p in probs) + "\n")
+    assert main(["eval", "score", "--benchmark", "humaneval", "--samples", str(good), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["benchmark"] == "humaneval" and out["n_problems"] == 3
+    assert out["pass@1"] == 100.0 and out["plus_pass@1"] == 100.0
+
+    crux = load_problems("cruxeval-o")[:4]
+    gen = tmp_path / "generations.json"
+    gen.write_text(json.dumps({p.task_id: [p.output, "0"] for p in crux}))
+    assert main(["eval", "score", "--benchmark", "cruxeval-o", "--samples", str(gen), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["n_problems"] == 4 and out["pass@1"] == pytest.approx(50.0 if out.get("pass@1") != 100.0 else 100.0)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n" + json.dumps({"task_id": "HumanEval/999", "completion": "x"}) + "\n")
+    assert main(["eval", "score", "--benchmark", "humaneval", "--samples", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl:2" in err and "HumanEval/999" in err and len(err.strip().splitlines()) == 1
+    bad.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n{not json\n")
+    assert main(["eval", "score", "--benchmark", "humaneval", "--samples", str(bad)]) == 2
+    assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+    bad.write_text(json.dumps({"task_id": "HumanEval/0", "completion": 3}) + "\n")
+    assert main(["eval", "score", "--benchmark", "humaneval", "--samples", str(bad)]) == 2
+    assert "bad.jsonl:1: field completion must be a string" in capsys.readouterr().err
+    bad.write_text(json.dumps({"sample_9999": ["1"]}))
+    bad_json = tmp_path / "bad.json"
+    bad.rename(bad_json)
+    assert main(["eval", "score", "--benchmark", "cruxeval-i", "--samples", str(bad_json)]) == 2
+    assert "sample_9999" in capsys.readouterr().err

@@ -1,0 +1,101 @@
+"""LiveCodeBench loaders (local JSONL, packed private tests) and code-generation scoring."""
+
+import base64
+import json
+import pickle
+import zlib
+
+import pytest
+
+from eval.benchmarks import load_problems
+from eval.benchmarks.livecodebench import decode_test_cases
+from eval.scoring import score
+from semcoder_jax.errors import SemcoderError
+
+
+def _pack(obj) -> str:
+    return base64.b64encode(zlib.compress(pickle.dumps(json.dumps(obj)))).decode()
+
+
+STDIN_ROW = {
+    "question_title": "Sum", "question_content": "Read two integers and print their sum.", "platform": "atcoder",
+    "question_id": "abc000_a", "contest_id": "abc000", "contest_date": "2024-05-01T00:00:00", "starter_code": "",
+    "difficulty": "easy",
+    "public_test_cases": json.dumps([{"input": "1 2\n", "output": "3\n", "testtype": "stdin"}]),
+    "private_test_cases": _pack([{"input": "10 -4\n", "output": "6\n", "testtype": "stdin"}, {"input": "0 0\n", "output": "0", "testtype": "stdin"}]),
+    "metadata": "{}",
+}
+FUNC_ROW = {
+    "question_title": "Two Sum Count", "question_content": "Return the number of distinct values.", "platform": "leetcode",
+    "question_id": "3000", "contest_id": "weekly-1", "contest_date": "2024-06-01T00:00:00",
+    "starter_code": "class Solution:\n    def distinct(self, nums: List[int]) -> int:\n        ",
+    "difficulty": "easy",
+    "public_test_cases": json.dumps([{"input": "[1, 1, 2]", "output": "2", "testtype": "functional"}]),
+    "private_test_cases": json.dumps([{"input": "[]", "output": "0", "testtype": "functional"}]),
+    "metadata": json.dumps({"func_name": "distinct"}),
+}
+
+
+@pytest.fixture()
+def lcb_file(tmp_path):
+    path = tmp_path / "lcb.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (STDIN_ROW, FUNC_ROW)) + "\n")
+    return path
+
+
+def test_loads_local_rows_and_unpacks_private_tests(lcb_file):
+    problems = load_problems("lcb-lite", path=lcb_file)
+    assert [p.task_id for p in problems] == ["abc000_a", "3000"]
+    assert [t.input for t in problems[0].tests] == ["1 2\n", "10 -4\n", "0 0\n"]
+    assert problems[1].func_name == "distinct"
+    assert load_problems("lcb-lite", path=lcb_file, start_date="2024-05-15") [0].task_id == "3000"
+
+
+def test_restricted_unpickler_refuses_globals():
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    packed = base64.b64encode(zlib.compress(pickle.dumps(Evil()))).decode()
+    with pytest.raises(pickle.UnpicklingError):
+        decode_test_cases(packed)
+
+
+def test_bad_row_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    row = dict(STDIN_ROW, private_test_cases="@@not-base64@@")
+    path.write_text(json.dumps(FUNC_ROW) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises(SemcoderError, match=r"bad\.jsonl:2: cannot decode test cases"):
+        load_problems("lcb-lite", path=path)
+
+
+def test_code_generation_scoring_stdin_and_functional(lcb_file, sandbox):
+    problems = load_problems("lcb-lite", path=lcb_file)
+    samples = {
+        "abc000_a": [
+            "a, b = map(int, input().split())\nprint(a + b)\n",
+            "import sys\nif __name__ == '__main__':\n    a, b = map(int, sys.stdin.read().split())\n    print(a + b)\n",
+            "a, b = map(int, input().split())\nprint(a - b)\n",
+            "while True:\n    pass\n",
+            "",
+        ],
+        "3000": [
+            "class Solution:\n    def distinct(self, nums):\n        return len(set(nums))\n",
+            "class Solution:\n    def distinct(self, nums):\n        return len(nums)\n",
+        ],
+    }
+    res = score("lcb-lite", problems, samples, sandbox=sandbox)
+    assert [d["passed"] for d in res.details["abc000_a"]] == [True, True, False, False, False]
+    assert [d["passed"] for d in res.details["3000"]] == [True, False]
+    assert res.details["abc000_a"][2]["error_code"] == -2
+    assert res.metrics["pass@1"] == pytest.approx(100 * (2 / 5 + 1 / 2) / 2)
+
+
+def test_lcb_execution_local_rows(tmp_path, sandbox):
+    path = tmp_path / "exec.jsonl"
+    rows = [{"question_id": "1", "contest_id": "c", "contest_date": "2024", "difficulty": "easy", "function_name": "add",
+             "code": "def add(a, b):\n    return a + b", "input": "add(a = 1, b = 2)", "output": "3", "id": "exec_0",
+             "problem_id": "p", "numsteps": 5}]
+    path.write_text(json.dumps(rows[0]) + "\n")
+    problems = load_problems("lcb-exec", path=path)
+    assert score("lcb-exec", problems, {"exec_0": ["3"]}, sandbox=sandbox).metrics["pass@1"] == 100.0
