@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data_pipeline.packing import Example, build_row
-from semcoder_jax.packed_schema import FEATURES
+from semcoder_jax.packed_schema import FEATURES, serialize_example
 
 
 def shard_name(split: str, i: int, n: int) -> str:
@@ -34,23 +34,10 @@ def write_shards(rows: Sequence[Sequence[Example]], out_dir: str | Path, *, spli
         tmp = path.with_name(path.name + ".tmp")
         with tf.io.TFRecordWriter(str(tmp)) as w:
             for row in rows[bounds[i] : bounds[i + 1]]:
-                w.write(serialize_row(build_row(row, seq_len, pad_id)))
+                w.write(serialize_example(build_row(row, seq_len, pad_id)))
         os.replace(tmp, path)
         shards.append({"file": path.name, "rows": bounds[i + 1] - bounds[i], "sha256": sha256_file(path)})
     return shards
-
-
-def serialize_row(row: dict[str, Any]) -> bytes:
-    """``packed_schema.serialize_example`` with deterministic serialisation: protobuf map order
-    otherwise varies between processes, and a resumed build must be byte-identical."""
-    import numpy as np
-    from tensorflow.core.example import example_pb2, feature_pb2
-
-    features = {
-        name: feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=np.asarray(row[name], np.int64).tolist()))
-        for name in FEATURES
-    }
-    return example_pb2.Example(features=feature_pb2.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -47,7 +47,14 @@ class GenerationCache:
         if not rows:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        torn = False
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
         with open(self.path, "a", encoding="utf-8") as f:
+            if torn:  # end a line left unfinished by a killed run, so it stays a single bad line
+                f.write("\n")
             for task_id, sample, prompt, completion in rows:
                 h = prompt_hash(prompt)
                 f.write(json.dumps({"key": self.key, "task_id": task_id, "sample": sample, "prompt_hash": h, "completion": completion}) + "\n")

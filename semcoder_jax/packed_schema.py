@@ -44,14 +44,15 @@ def validate_row(row: Mapping[str, Any], seq_len: int, where: str = "row") -> di
 
 
 def serialize_example(row: Mapping[str, Any]) -> bytes:
-    """A ``tf.train.Example`` of the four int64 features, serialised."""
+    """A ``tf.train.Example`` of the four int64 features, serialised deterministically (protobuf's
+    map order otherwise varies between processes, and a resumed build must be byte-identical)."""
     from tensorflow.core.example import example_pb2, feature_pb2  # protobuf only, no TF runtime
 
     features = {
         name: feature_pb2.Feature(int64_list=feature_pb2.Int64List(value=np.asarray(row[name], np.int64).tolist()))
         for name in FEATURES
     }
-    return example_pb2.Example(features=feature_pb2.Features(feature=features)).SerializeToString()
+    return example_pb2.Example(features=feature_pb2.Features(feature=features)).SerializeToString(deterministic=True)
 
 
 def feature_spec(seq_len: int) -> dict[str, Any]:

@@ -14,7 +14,8 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator, Sequence
 
 import ml_dtypes
 import numpy as np
@@ -230,12 +231,31 @@ def _header_bytes(tensors: Iterable[TensorPlan]) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
+def prefetched(producers: Sequence[Callable[[], np.ndarray]]) -> Iterator[np.ndarray]:
+    """``p()`` for each producer, the next one computed in a thread while the caller uses this one.
+
+    Reading, casting and transposing (numpy and TensorStore release the GIL) then overlap the
+    caller's writes; at most two results are alive at once.
+    """
+    if not producers:
+        return
+    with ThreadPoolExecutor(1) as pool:
+        upcoming = pool.submit(producers[0])
+        for i in range(len(producers)):
+            value = upcoming.result()
+            if i + 1 < len(producers):
+                upcoming = pool.submit(producers[i + 1])
+            yield value
+            del value
+
+
 def write_safetensors(path: Path, tensors: Sequence[TensorPlan]) -> None:
     """One safetensors file, producing and writing one tensor at a time."""
     with open(path, "wb") as f:
         f.write(_header_bytes(tensors))
-        for t in tensors:
-            arr = np.ascontiguousarray(t.produce())
+        for t, produced in zip(tensors, prefetched([t.produce for t in tensors])):
+            arr = np.asarray(produced, order="C")
+            del produced
             if arr.shape != tuple(t.shape) or arr.dtype != np.dtype(t.dtype):
                 raise SemcoderError(
                     f"tensor {t.name}: produced {arr.dtype}{list(arr.shape)}, planned {np.dtype(t.dtype)}{list(t.shape)}"

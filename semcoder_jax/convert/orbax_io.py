@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from semcoder_jax.checkpoint import MODEL_CONFIG_ITEM, PARAMS_ITEM, params_metadata
+from semcoder_jax.convert.hf_io import prefetched
 from semcoder_jax.model.config import ModelConfig
 
 # Writes in flight per array: overlaps reading the next block with compressing/writing this one.
@@ -76,10 +78,12 @@ def _handler_class():
                 )
                 store = await ts.open(ts.Spec(spec), create=True, open=True, context=info.ts_context)
                 pending: collections.deque = collections.deque()
+                blocks = prefetched([functools.partial(value.block, i) for i in range(value.num_blocks)])
                 try:
-                    for i in range(value.num_blocks):
+                    for i, produced in enumerate(blocks):
                         start = i * value.block_rows
-                        block = np.asarray(value.block(i), dtype=value.dtype)
+                        block = np.asarray(produced, dtype=value.dtype)
+                        del produced
                         stop = start + block.shape[0]
                         if block.shape[1:] != value.shape[1:] or stop > value.shape[0]:
                             raise ValueError(f"{info.name}: block {i} has shape {block.shape}, expected rows of {value.shape[1:]}")
@@ -88,6 +92,7 @@ def _handler_class():
                         while len(pending) >= _MAX_PENDING_WRITES:
                             await pending.popleft()
                 finally:  # on failure too, so no write lands after the caller removed the folder
+                    blocks.close()
                     while pending:
                         try:
                             await pending.popleft()

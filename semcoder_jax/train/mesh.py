@@ -77,10 +77,7 @@ def create_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) ->
     sizes = resolve_axis_sizes(cfg, len(devices))
     shape = tuple(sizes[a] for a in MESH_AXES)
     if cfg.dcn_data > 1:
-        from jax.experimental import mesh_utils
-
-        dcn_shape = (cfg.dcn_data, 1, 1)
-        grid = mesh_utils.create_hybrid_device_mesh(shape, dcn_shape, devices=devices)
+        grid = _multi_granule_grid(devices, shape, cfg.dcn_data)
     else:
         try:
             from jax.experimental import mesh_utils
@@ -89,3 +86,17 @@ def create_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) ->
         except (ValueError, NotImplementedError, AssertionError):
             grid = np.asarray(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
+
+
+def _multi_granule_grid(devices: list[jax.Device], shape: tuple[int, ...], dcn_data: int) -> np.ndarray:
+    """Devices for (dcn_data x data, fsdp, tensor): TPU slices via ``slice_index``, GPU nodes by host.
+
+    Only the data axis crosses the slow network; fsdp and tensor stay inside a slice or node.
+    """
+    if hasattr(devices[0], "slice_index"):
+        from jax.experimental import mesh_utils
+
+        return mesh_utils.create_hybrid_device_mesh(shape, (dcn_data, 1, 1), devices=devices)
+    ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
+    grid = np.asarray(ordered, dtype=object).reshape((dcn_data,) + shape)
+    return grid.reshape((dcn_data * shape[0],) + shape[1:])

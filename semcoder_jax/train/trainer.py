@@ -105,23 +105,33 @@ class Trainer:
             init = jax.jit(lambda r: self.llama.init_params(cfg.model, r), out_shardings=self.params_shardings)
             return init(jax.random.PRNGKey(cfg.seed))
         if cfg.init_from.startswith("hf:"):
-            from semcoder_jax.convert import load_hf_params
-
-            src = cfg.init_from[3:]
-            if not Path(src).exists():
-                from huggingface_hub import snapshot_download
-
-                src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
-            params, model_cfg = load_hf_params(src, dtype=cfg.model.param_dtype)
-            check_same_architecture(cfg.model, model_cfg, cfg.init_from)
-            return jax.device_put(params, self.params_shardings)
+            src = self._hf_as_orbax(cfg.init_from[3:])
+        else:
+            src = cfg.init_from[len("orbax:"):]
         from semcoder_jax.checkpoint import load_params
 
-        src, _, step = cfg.init_from[len("orbax:"):].partition("@")
+        src, _, step = src.partition("@")
         params, model_cfg = load_params(src, int(step) if step else None, dtype=cfg.model.param_dtype,
                                         sharding=self.params_shardings)
         check_same_architecture(cfg.model, model_cfg, cfg.init_from)
         return jax.device_put(params, self.params_shardings)
+
+    def _hf_as_orbax(self, src: str) -> str:
+        """Convert a HF folder (or hub id) once into ``run_dir/hf_import``, streamed, for a sharded load."""
+        out = self.run_dir / "hf_import"
+        if jax.process_index() == 0 and not out.exists():
+            from semcoder_jax.convert import hf_to_orbax
+
+            if not Path(src).exists():
+                from huggingface_hub import snapshot_download
+
+                src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
+            hf_to_orbax(src, out, dtype=self.cfg.model.param_dtype)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("hf_import")
+        return str(out)
 
     def initial_state(self) -> tuple[int, State, DataPosition]:
         """Resume from the run folder's latest checkpoint, else start from ``init_from``."""

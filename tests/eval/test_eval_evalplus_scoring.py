@@ -6,7 +6,7 @@ from eval.benchmarks import load_problems
 from eval.scoring import score
 from eval.scoring.evalplus import EvalPlusSettings, score_evalplus
 
-PLUS_SUBSET = EvalPlusSettings(max_plus_inputs=8)
+PLUS_SUBSET = EvalPlusSettings(max_plus_inputs=10)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ HOSTILE = {
 def test_hostile_completions_are_contained_and_fail(humaneval, sandbox, gt_cache):
     p = humaneval[0]
     samples = {p.task_id: [p.prompt + body for body in HOSTILE.values()] + [p.prompt + p.canonical_solution]}
-    res = score_evalplus([p], samples, sandbox=sandbox, settings=EvalPlusSettings(max_plus_inputs=8, min_time_limit=0.2))
+    res = score_evalplus([p], samples, sandbox=sandbox, settings=EvalPlusSettings(max_plus_inputs=10, min_time_limit=0.2))
     got = [r.plus_pass for r in res[p.task_id]]
     assert got == [False] * len(HOSTILE) + [True], dict(zip(list(HOSTILE) + ["canonical"], got))
     # the sandbox still serves after all that

@@ -111,14 +111,18 @@ def _header(path):
         return f.read(n)
 
 
-def test_bfloat16_export_and_import(orbax_models, hf_models, tmp_path):
+def test_bfloat16_export_with_tokenizer_and_import(orbax_models, hf_models, tmp_path, tokenizer_dir):
     """The default export dtype is bf16; importing it back keeps bf16 and the values rounded once."""
     import ml_dtypes
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "hf"
-    assert main(["convert", "orbax-to-hf", "--checkpoint", str(orbax_models["tied"]), "--out", str(out)]) == 0
+    assert main(["convert", "orbax-to-hf", "--checkpoint", str(orbax_models["tied"]), "--out", str(out),
+                 "--tokenizer", str(tokenizer_dir)]) == 0
     assert json.loads((out / "config.json").read_text())["torch_dtype"] == "bfloat16"
+    assert (out / "tokenizer.json").read_bytes() == (tokenizer_dir / "tokenizer.json").read_bytes()
+    assert AutoTokenizer.from_pretrained(str(out)).encode("def f():") == \
+        AutoTokenizer.from_pretrained(str(tokenizer_dir)).encode("def f():")
     back = tmp_path / "orbax"
     assert main(["convert", "hf-to-orbax", "--hf-dir", str(out), "--out", str(back)]) == 0
     params, config = load_params(back)

@@ -69,3 +69,10 @@ def test_schedule_warmup_cosine_floor():
     assert abs(float(sched(10)) - 1e-3) < 1e-9
     assert abs(float(sched(60)) - 5.5e-4) < 1e-7
     assert abs(float(sched(110)) - 1e-4) < 1e-9
+
+
+def test_dcn_data_multiplies_the_data_axis_and_keeps_hosts_contiguous():
+    mesh = create_mesh(MeshConfig(dcn_data=2, data=1, fsdp=-1, tensor=2))
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
+    first_granule = {d.id for d in mesh.devices[0].flat}
+    assert first_granule == {d.id for d in sorted(jax.devices(), key=lambda d: (d.process_index, d.id))[:4]}

@@ -1,0 +1,46 @@
+"""Starting points: an Orbax checkpoint (a training run's step) and a Hugging Face folder."""
+
+import jax
+import numpy as np
+import pytest
+
+from semcoder_jax.config import ConfigError
+from semcoder_jax.train.trainer import Trainer
+
+
+def _initial_params(cfg):
+    trainer = Trainer(cfg)
+    try:
+        step, state, position = trainer.initial_state()
+        assert step == 0 and (position.epoch, position.batch) == (0, 0)
+        return jax.device_get(state["params"]), trainer
+    finally:
+        trainer.close()
+
+
+def _assert_equal_trees(a, b):
+    for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
+
+
+def test_init_from_orbax_and_hf_give_the_checkpoint_params(make_config, fsdp8_run, tmp_path):
+    from semcoder_jax.checkpoint import load_params
+    from semcoder_jax.convert import orbax_to_hf
+
+    ckpt = fsdp8_run["run_dir"] / "checkpoints"
+    expected, _ = load_params(ckpt, 3)
+    expected = jax.device_get(expected)
+    got, trainer = _initial_params(make_config(f"init_from=orbax:{ckpt}@3", "mesh.data=2", "mesh.fsdp=4", run="from_orbax"))
+    _assert_equal_trees(got, expected)
+
+    hf_dir = orbax_to_hf(ckpt, tmp_path / "hf", step=3, dtype="float32")
+    got, trainer = _initial_params(make_config(f"init_from=hf:{hf_dir}", "mesh.fsdp=8", run="from_hf"))
+    _assert_equal_trees(got, expected)
+    assert (trainer.run_dir / "hf_import").is_dir()
+
+
+def test_init_from_checkpoint_of_another_architecture_is_refused(make_config, fsdp8_run):
+    ckpt = fsdp8_run["run_dir"] / "checkpoints"
+    cfg = make_config(f"init_from=orbax:{ckpt}", "model.intermediate_size=256", "mesh.fsdp=8", run="mismatch")
+    with pytest.raises(ConfigError, match="intermediate_size is 128 but the train config says 256"):
+        _initial_params(cfg)
