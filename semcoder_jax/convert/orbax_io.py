@@ -111,10 +111,10 @@ def save_streamed_params(
     of a conversion on a small machine.
     """
     import orbax.checkpoint as ocp
-    from orbax.checkpoint._src.serialization import type_handler_registry as registry_lib
 
-    defaults = [(ty, h) for ty, h in registry_lib._DEFAULT_TYPE_HANDLERS]
-    registry = ocp.type_handlers.create_type_handler_registry(*defaults, (StreamedArray, _handler_class()()))
+    th = ocp.type_handlers
+    defaults = [(ty, th.get_type_handler(ty)) for ty in th.supported_types()]
+    registry = th.create_type_handler_registry(*defaults, (StreamedArray, _handler_class()()))
     options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
     handlers = {
         PARAMS_ITEM: ocp.PyTreeCheckpointHandler(type_handler_registry=registry, use_compression=compress),

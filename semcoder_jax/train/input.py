@@ -56,19 +56,27 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 # ---- in-memory rows (JSONL, synthetic) -------------------------------------------------------
 class ArraySource:
-    """Rows held in memory; epoch ``e`` reads them in ``permutation(seed, e)`` order."""
+    """Rows held in memory; epoch ``e`` reads them in ``permutation(seed, e)`` order.
 
-    def __init__(self, rows: Batch, global_batch: int, seed: int, process_index: int = 0, process_count: int = 1):
+    Either every host holds all rows and takes its slice of each global batch, or
+    (``host_rows``) each host holds only its share and batches from it alone.
+    """
+
+    def __init__(self, rows: Batch, global_batch: int, seed: int, process_index: int = 0, process_count: int = 1,
+                 host_rows: bool = False, total_rows: int | None = None):
         self.data = {k: np.asarray(rows[k], np.int32) for k in FEATURES}
-        self.rows, self.seq_len = self.data["input_ids"].shape
-        self.global_batch, self.seed = global_batch, seed
+        self.local_rows, self.seq_len = self.data["input_ids"].shape
+        self.rows = total_rows if total_rows is not None else self.local_rows
+        self.global_batch, self.seed, self.host_rows = global_batch, seed, host_rows
         self.host_batch = global_batch // process_count
-        self.offset = process_index * self.host_batch
+        self.offset = 0 if host_rows else process_index * self.host_batch
 
     def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.rows)
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.local_rows)
+        stride = self.host_batch if self.host_rows else self.global_batch
         for b in range(start_batch, self.rows // self.global_batch):
-            idx = order[b * self.global_batch + self.offset : b * self.global_batch + self.offset + self.host_batch]
+            at = b * stride + self.offset + np.arange(self.host_batch)
+            idx = order[at % self.local_rows]
             yield {k: v[idx] for k, v in self.data.items()}
 
 
@@ -182,6 +190,95 @@ def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int
     return files, None, None
 
 
+def read_tfrecord_file(path: str) -> Iterator[bytes]:
+    """Records of a TFRecord file without TensorFlow (length-prefixed frames; CRCs not checked)."""
+    import struct
+
+    with open(path, "rb") as f:
+        while True:
+            head = f.read(12)
+            if not head:
+                return
+            if len(head) < 12:
+                raise SchemaError(f"{path}: truncated record header")
+            (length,) = struct.unpack("<Q", head[:8])
+            data = f.read(length)
+            if len(data) < length or len(f.read(4)) < 4:
+                raise SchemaError(f"{path}: truncated record")
+            yield data
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = result = 0
+    while True:
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of a protobuf message: varints and length-delimited only."""
+    i = 0
+    while i < len(buf):
+        key, i = _varint(buf, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            value, i = buf[i : i + n], i + n
+        elif wire == 1:
+            value, i = buf[i : i + 8], i + 8
+        elif wire == 5:
+            value, i = buf[i : i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield num, wire, value
+
+
+def decode_int64_example(record: bytes) -> dict[str, list[int]]:
+    """The int64 features of a serialised ``tf.train.Example``, decoded in pure Python."""
+    out: dict[str, list[int]] = {}
+    for num, _, features in _fields(record):
+        if num != 1:
+            continue
+        for fnum, _, entry in _fields(features):
+            if fnum != 1:
+                continue
+            key, values = None, []
+            for enum, _, ev in _fields(entry):
+                if enum == 1:
+                    key = ev.decode()
+                elif enum == 2:
+                    for knum, kwire, kv in _fields(ev):
+                        if knum == 3:  # int64_list
+                            for vnum, vwire, v in _fields(kv):
+                                if vnum == 1 and vwire == 2:  # packed
+                                    j = 0
+                                    while j < len(v):
+                                        x, j = _varint(v, j)
+                                        values.append(x - (1 << 64) if x >= 1 << 63 else x)
+                                elif vnum == 1:
+                                    values.append(v - (1 << 64) if v >= 1 << 63 else v)
+            if key is not None:
+                out[key] = values
+    return out
+
+
+def read_tfrecord_rows(files: list[str], seq_len: int) -> Batch:
+    """All rows of ``files`` in memory, validated against the packed schema (no TensorFlow)."""
+    rows = []
+    for f in files:
+        for n, rec in enumerate(read_tfrecord_file(f)):
+            rows.append(validate_row(decode_int64_example(rec), seq_len, where=f"{f}: record {n}"))
+    if not rows:
+        raise DataError(f"{files[0] if files else '?'}: no records")
+    return {k: np.stack([r[k] for r in rows]) for k in FEATURES}
+
+
 def _first_record(file: str) -> bytes | None:
     import tensorflow as tf
 
@@ -256,8 +353,20 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
         files, n_rows, seq_len = resolve_tfrecords(cfg.path, cfg.split)
         if seq_len is not None and seq_len != cfg.seq_len:
             raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}")
-        source = TFRecordSource(files, cfg.seq_len, n_rows, cfg.global_batch_size, cfg.shuffle_seed,
-                                cfg.shuffle_buffer, pi, pc)
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            log.warning("tensorflow is not installed: reading %d TFRecord files into memory in Python "
+                        "(a run must keep one reader across restarts: their shuffles differ)", len(files))
+            own = files[pi::pc] if len(files) >= pc else files
+            rows = read_tfrecord_rows(own, cfg.seq_len)
+            if len(files) < pc:
+                rows = {k: v[pi::pc] for k, v in rows.items()}
+            total = n_rows if n_rows is not None else len(rows["input_ids"]) * pc
+            source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc, host_rows=True, total_rows=total)
+        else:
+            source = TFRecordSource(files, cfg.seq_len, n_rows, cfg.global_batch_size, cfg.shuffle_seed,
+                                    cfg.shuffle_buffer, pi, pc)
     if source.rows < cfg.global_batch_size:
         raise DataError(f"data.path {cfg.path or '<synthetic>'!r}: {source.rows} rows, fewer than one global batch of {cfg.global_batch_size}")
     return source

@@ -12,7 +12,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from semcoder_jax.model.config import ModelConfig
-from semcoder_jax.train.loss import LossSums, next_token_loss_sums
+from semcoder_jax.train.loss import LossSums, next_token_loss_sums, target_weights
 from semcoder_jax.train.sharding import Rules, batch_sharding, replicated
 
 State = dict[str, Any]  # {"params": ..., "opt_state": ...}
@@ -37,13 +37,18 @@ def _llama():
     return llama
 
 
-def make_loss_fn(model_config: ModelConfig, z_loss: float) -> Callable[[Any, dict[str, jax.Array]], tuple[jax.Array, LossSums]]:
+def make_loss_fn(model_config: ModelConfig, z_loss: float) -> Callable[..., tuple[jax.Array, LossSums]]:
+    """``loss_fn(params, batch, denom)``: the objective's sum over ``batch`` divided by ``denom``.
+
+    ``denom`` is the global batch's number of target tokens, known from the batch alone, so the
+    gradient comes out token-weighted over the whole batch without a second pass over it.
+    """
     llama = _llama()
 
-    def loss_fn(params: Any, batch: dict[str, jax.Array]) -> tuple[jax.Array, LossSums]:
+    def loss_fn(params: Any, batch: dict[str, jax.Array], denom: jax.Array = 1.0) -> tuple[jax.Array, LossSums]:
         logits = llama.apply(model_config, params, batch["input_ids"], batch["positions"], batch["segment_ids"])
         sums = next_token_loss_sums(logits, batch["input_ids"], batch["loss_mask"], batch["segment_ids"])
-        return sums.loss + z_loss * sums.z_loss, sums
+        return (sums.loss + z_loss * sums.z_loss) / denom, sums
 
     return loss_fn
 
@@ -60,8 +65,9 @@ def make_train_step(
 ) -> Callable[[State, dict[str, jax.Array]], tuple[State, dict[str, jax.Array]]]:
     """``step(state, batch) -> (state, metrics)``; the loss is token-weighted over the global batch.
 
-    Micro-batch ``j`` takes rows ``j, j+M, ...`` so every device keeps its own rows; gradients and
-    loss are accumulated as sums and divided once by the global number of target tokens.
+    Micro-batch ``j`` takes rows ``j, j+M, ...`` so every device keeps its own rows; each
+    micro-batch's loss sum is divided by the global number of target tokens and the gradients
+    summed (not a mean of per-micro-batch means).
     """
     grad_fn = jax.value_and_grad(make_loss_fn(model_config, z_loss), has_aux=True)
     bspec = batch_sharding(mesh, rules).spec
@@ -73,21 +79,21 @@ def make_train_step(
 
     def step(state: State, batch: dict[str, jax.Array]) -> tuple[State, dict[str, jax.Array]]:
         params = state["params"]
+        denom = jnp.maximum(jnp.sum(target_weights(batch["loss_mask"], batch["segment_ids"])), 1.0)
         if micro_batches == 1:
-            (_, sums), grads = grad_fn(params, batch)
+            (_, sums), grads = grad_fn(params, batch, denom)
         else:
             zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
             zero_sums = LossSums(*(jnp.zeros((), jnp.float32) for _ in range(3)))
 
             def body(carry, mb):
                 g_acc, s_acc = carry
-                (_, s), g = grad_fn(params, mb)
+                (_, s), g = grad_fn(params, mb, denom)
                 g_acc = jax.tree.map(lambda a, b: a + b.astype(jnp.float32), g_acc, g)
                 return (g_acc, s_acc + s), None
 
             (grads, sums), _ = jax.lax.scan(body, (zeros, zero_sums), jax.tree.map(split, batch))
-        denom = jnp.maximum(sums.weight, 1.0)
-        grads = jax.tree.map(lambda g, p: (g / denom).astype(p.dtype), grads, params)
+            grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
         updates, opt_state = optimizer.update(grads, state["opt_state"], params)
         new_state = {"params": optax.apply_updates(params, updates), "opt_state": opt_state}
         metrics = {

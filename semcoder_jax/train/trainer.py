@@ -91,7 +91,7 @@ class Trainer:
         batch = {k: shape for k in ("input_ids", "loss_mask", "segment_ids", "positions")}
         try:
             with mesh_context(self.mesh, self.rules, True):
-                jax.eval_shape(loss_fn, self.abstract_params, batch)
+                jax.eval_shape(loss_fn, self.abstract_params, batch, 1.0)
             return True
         except Exception as e:  # noqa: BLE001 - a model bug must not stop training; say so loudly
             warnings.warn(f"activation sharding constraints disabled: the model does not trace under the mesh "
@@ -199,6 +199,8 @@ class Trainer:
                     records.append({"step": step, **record})
                     timer_start, timer_steps = time.perf_counter(), 0
                 stopping = self._stop_requested or step == stop_after or step == kill_at
+                if jax.process_count() > 1:  # every host stops at the same step after a pre-emption notice
+                    stopping = stopping or self.manager.reached_preemption(step)
                 if step % cfg.checkpoint.every == 0 or step == self.total_steps or stopping:
                     saving_since = time.perf_counter()
                     self.save(step, state, batches.position)

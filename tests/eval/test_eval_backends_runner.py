@@ -47,6 +47,9 @@ def test_hf_and_jax_backends_give_identical_greedy_generations(tiny_hf, tmp_path
     hf_to_orbax(tiny_hf, ckpt)
     from_ckpt = get_backend("jax", BackendConfig(checkpoint=str(ckpt), tokenizer=str(tiny_hf), dtype="float32"))
     assert from_ckpt.generate(PROMPTS, **kw) == hf_out
+    # --checkpoint with the hf (or vllm) backend converts to an HF folder in a temporary directory
+    hf_from_ckpt = get_backend("hf", BackendConfig(checkpoint=str(ckpt), dtype="float32", batch_size=2))
+    assert hf_from_ckpt.generate(PROMPTS, **kw) == hf_out
 
 
 def test_cli_run_then_report_with_a_tiny_model(tiny_hf, tmp_path, capsys, sandbox):

@@ -114,3 +114,27 @@ def test_bad_tfrecord_fails_before_any_compute(tiny, make_config, tmp_path, monk
     with pytest.raises(SchemaError, match=rf"{bad}: record 0: {message}"):
         trainer_mod.Trainer(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_tfrecords_without_tensorflow_read_the_same_rows(tiny, tmp_path, monkeypatch):
+    import sys
+
+    from semcoder_jax.train.input import read_tfrecord_rows
+
+    root = _dataset(tiny, tmp_path / "data", n_files=2, rows_per_file=4)
+    files = sorted(str(p) for p in (root / "tfrecords").iterdir())
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=8, shuffle_buffer=100)
+    with_tf = next(BatchIterator(make_source(cfg, 64), 8))
+    py_rows = read_tfrecord_rows(files, SEQ)
+    order = np.argsort(py_rows["input_ids"][:, 0])
+    tf_order = np.argsort(with_tf["input_ids"][:, 0])
+    for k in py_rows:
+        np.testing.assert_array_equal(py_rows[k][order], with_tf[k][tf_order])
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # as on the GPU image
+    source = make_source(cfg, 64)
+    assert source.rows == 8
+    assert sorted(next(BatchIterator(source, 8))["input_ids"][:, 0].tolist()) == sorted(py_rows["input_ids"][:, 0].tolist())
+    bad = tmp_path / "short.tfrecord"
+    bad.write_bytes(open(files[0], "rb").read()[:-3])
+    with pytest.raises(SchemaError, match="short.tfrecord: truncated record"):
+        read_tfrecord_rows([str(bad)], SEQ)

@@ -71,10 +71,12 @@ def test_packed_segments_do_not_interact_through_the_model():
     a, b = rng.integers(1, 128, 9), rng.integers(1, 128, 12)
     ma, mb = np.r_[np.zeros(4), np.ones(5)], np.r_[np.zeros(3), np.ones(9)]
 
+    @jax.jit
+    def loss_sums(ids, mask, seg, pos):
+        return next_token_loss_sums(llama.apply(cfg, params, ids, pos, seg), ids, mask, seg)
+
     def sums(ids, mask, seg, pos):
-        ids, mask, seg, pos = (jnp.asarray(np.asarray(x)[None], jnp.int32) for x in (ids, mask, seg, pos))
-        logits = llama.apply(cfg, params, ids, pos, seg)
-        return np.asarray(next_token_loss_sums(logits, ids, mask, seg))
+        return np.asarray(loss_sums(*(jnp.asarray(np.asarray(x)[None], jnp.int32) for x in (ids, mask, seg, pos))))
 
     pad = 24 - 21
     packed = sums(np.r_[a, b, np.zeros(pad)], np.r_[ma, mb, np.zeros(pad)],
