@@ -69,10 +69,8 @@ def _run(args: argparse.Namespace) -> int:
     from eval.backends import BackendConfig, get_backend
     from eval.config import EvalConfig
     from eval.runner import run_eval
-    from semcoder_jax.config import load_config
+    from semcoder_jax.config import load_config, preset_path
     from semcoder_jax.errors import SemcoderError
-
-    from semcoder_jax.config import preset_path
 
     path = args.config or preset_path("eval", args.benchmark)
     overrides = [f"benchmark={args.benchmark}", *args.overrides]

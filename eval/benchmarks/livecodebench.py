@@ -81,21 +81,55 @@ def _tests(value: Any, where: str) -> list[LcbTest]:
         raise BenchmarkError(f"{where}: cannot decode test cases ({type(e).__name__}: {e})") from None
 
 
-def _rows(path: str | Path | None, hub_name: str, hub_kwargs: dict) -> Iterable[tuple[str, dict]]:
-    if path is not None:
-        for lineno, row in read_jsonl(path):
-            yield f"{path}:{lineno}", row
-        return
+# code_generation_lite's loading script maps a version tag to its JSONL files; newer ``datasets``
+# no longer run loading scripts, so the files are fetched directly when the script path fails.
+_LITE_FILES = ["test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5.jsonl", "test6.jsonl"]
+
+
+def lite_files(version_tag: str) -> list[str]:
+    """``release_vN``: the files of releases 1..N; ``vN``: release N's file alone."""
+    if version_tag.startswith("release_v") and version_tag[9:].isdigit():
+        return _LITE_FILES[: int(version_tag[9:])]
+    if version_tag.startswith("v") and version_tag[1:].isdigit():
+        return [_LITE_FILES[int(version_tag[1:]) - 1]]
+    raise BenchmarkError(f"unknown LiveCodeBench version_tag {version_tag!r} (release_v1..release_v6 or v1..v6)")
+
+
+def _hub_rows(hub_name: str, hub_kwargs: dict) -> Iterable[tuple[str, dict]]:
     try:
         import datasets
     except ImportError:
         raise BenchmarkError("LiveCodeBench needs `datasets` (pip install semcoder-jax[eval]) or a local --data file") from None
     try:
         ds = datasets.load_dataset(hub_name, split="test", **hub_kwargs)
+        for i, row in enumerate(ds):
+            yield f"{hub_name}[{i}]", dict(row)
+        return
+    except Exception as first:  # noqa: BLE001
+        if "version_tag" not in hub_kwargs:
+            raise BenchmarkError(f"cannot load {hub_name} from the hub ({type(first).__name__}: {first}); pass a local JSONL with --data") from None
+        error = first
+    try:
+        from huggingface_hub import hf_hub_download
+
+        paths = [hf_hub_download(hub_name, f, repo_type="dataset") for f in lite_files(hub_kwargs["version_tag"])]
+    except BenchmarkError:
+        raise
     except Exception as e:  # noqa: BLE001
-        raise BenchmarkError(f"cannot load {hub_name} from the hub ({type(e).__name__}: {e}); pass a local JSONL with --data") from None
-    for i, row in enumerate(ds):
-        yield f"{hub_name}[{i}]", dict(row)
+        raise BenchmarkError(
+            f"cannot load {hub_name} from the hub ({type(error).__name__}: {error}; {type(e).__name__}: {e}); pass a local JSONL with --data"
+        ) from None
+    for path in paths:
+        for lineno, row in read_jsonl(path):
+            yield f"{hub_name}/{Path(path).name}:{lineno}", row
+
+
+def _rows(path: str | Path | None, hub_name: str, hub_kwargs: dict) -> Iterable[tuple[str, dict]]:
+    if path is not None:
+        for lineno, row in read_jsonl(path):
+            yield f"{path}:{lineno}", row
+        return
+    yield from _hub_rows(hub_name, hub_kwargs)
 
 
 def load_code_generation(

@@ -19,7 +19,7 @@ from eval.benchmarks.evalplus import EvalPlusProblem
 from eval.scoring.execute import harness_source, returned, run_jobs, sandbox_scope
 from semcoder_jax.errors import SemcoderError
 
-GT_SCHEMA = 2
+GT_SCHEMA = 3
 GT_MAX_RETURN_BYTES = 1 << 30
 SPLITS = ("base", "plus")
 
@@ -77,46 +77,38 @@ def ground_truth(
     cache_dir: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, Path]:
-    """Per task a folder with ``{split}.inputs.pkl`` and ``{split}.json`` (``{"expected": base64
-    pickle, "times": [...]}``), computed once in the sandbox and then reused."""
+    """Per task a folder with ``{split}.inputs.pkl`` and ``{split}.json`` (``{"expected": base64 of
+    zlib of a pickled list of pickled outputs, "times": [...]}``), computed once in the sandbox."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     dirs = {p.task_id: task_dir(cache_dir, p) for p in problems}
     todo = [(p, s) for p in problems for s in splits if not (dirs[p.task_id] / f"{s}.json").exists()]
     if not todo:
         return dirs
     harness = harness_source("harness_evalplus")
-    by_task: dict[str, list[str]] = {}
-    for p, split in todo:
-        by_task.setdefault(p.task_id, []).append(split)
-    problems_by_id = {p.task_id: p for p in problems}
     jobs = []
-    for task_id, task_splits in by_task.items():
-        p, d = problems_by_id[task_id], dirs[task_id]
+    for p, split in todo:  # one split per job: some reference outputs take gigabytes
+        d = dirs[p.task_id]
         d.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for split in task_splits:
-            inputs_path = d / f"{split}.inputs.pkl"
-            inputs_path.write_bytes(pickle.dumps(split_inputs(p, split)))
-            paths.append(str(inputs_path))
+        inputs_path = d / f"{split}.inputs.pkl"
+        inputs_path.write_bytes(pickle.dumps(split_inputs(p, split)))
         code = p.prompt + p.canonical_solution
-        jobs.append((harness, f"_evalplus_ground_truth_splits({code!r}, {p.entry_point!r}, {paths!r})", 1200.0))
+        jobs.append((harness, f"_evalplus_ground_truth({code!r}, {p.entry_point!r}, {str(inputs_path)!r})", 1200.0))
     from semcoder_jax.execution import Sandbox
 
     # Trusted reference code whose outputs can be large: a sandbox without the return-size cap.
     with Sandbox(max_return_repr=GT_MAX_RETURN_BYTES) as gt_sandbox:
         results = run_jobs(jobs, sandbox=gt_sandbox, progress=progress, desc=f"{problems[0].dataset} ground truth")
-    for (task_id, task_splits), res in zip(by_task.items(), results):
-        values = returned(res)
-        if not isinstance(values, list) or len(values) != len(task_splits):
+    for (p, split), res in zip(todo, results):
+        value = returned(res)
+        if not isinstance(value, dict):
             raise SemcoderError(
-                f"{problems_by_id[task_id].dataset} {task_id}: the reference solution failed on its inputs "
+                f"{p.dataset} {p.task_id}: the reference solution failed on its {split} inputs "
                 f"({res.status}: {res.exc_type or ''} {res.exc_message or ''})".strip()
             )
-        for split, value in zip(task_splits, values):
-            path = dirs[task_id] / f"{split}.json"
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(value))
-            tmp.replace(path)
+        path = dirs[p.task_id] / f"{split}.json"
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(value))
+        tmp.replace(path)
     return dirs
 
 

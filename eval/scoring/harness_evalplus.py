@@ -11,6 +11,7 @@ import math as _math
 import pickle as _pickle
 import signal as _signal
 import time as _time
+import zlib as _zlib
 
 _NOT_NONE_TASKS = ("check_str", "text_match_three", "text_starta_endb")
 
@@ -103,7 +104,9 @@ def _evalplus_ground_truth(code, entry_point, inputs_path):
         times.append(_time.time() - start)
     if entry_point in _NOT_NONE_TASKS:
         outs = [o is not None for o in outs]
-    return {"expected": _b64.b64encode(_pickle.dumps(outs)).decode(), "times": times}
+    # One pickle per output, so a check unpickles them one at a time (some outputs are huge).
+    blob = _zlib.compress(_pickle.dumps([_pickle.dumps(o) for o in outs]), 1)
+    return {"expected": _b64.b64encode(blob).decode(), "times": times}
 
 
 def _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path, min_time_limit, factor):
@@ -111,7 +114,7 @@ def _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path
     inputs = _load(inputs_path)
     with open(expected_path) as f:
         gt = _json.load(f)
-    expected = _pickle.loads(_b64.b64decode(gt["expected"]))
+    expected = _pickle.loads(_zlib.decompress(_b64.b64decode(gt.pop("expected"))))
     times = gt["times"]
     limits = [max(min_time_limit, factor * t) for t in times]
     done = 0
@@ -126,7 +129,7 @@ def _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path
                 try:
                     with _time_limit(limits[i]):
                         out = fn(*inp)
-                    exp = expected[i]
+                    exp = _pickle.loads(expected[i])
                     exact_match = out == exp
                     if dataset == "mbpp":
                         if entry_point == "are_equivalent":
@@ -151,7 +154,7 @@ def _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path
                     failure = {
                         "index": i,
                         "input": _short(inp),
-                        "expected": _short(expected[i]),
+                        "expected": _short(_pickle.loads(expected[i])),
                         "output": _short(out),
                         "error": "" if isinstance(e, AssertionError) else f"{type(e).__name__}: {e}"[:300],
                     }
@@ -165,10 +168,6 @@ def _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path
     if status == "pass" and done != len(inputs):
         status = "fail"
     return {"status": status, "passed": done, "failure": failure}
-
-
-def _evalplus_ground_truth_splits(code, entry_point, inputs_paths):
-    return [_evalplus_ground_truth(code, entry_point, path) for path in inputs_paths]
 
 
 def _evalplus_check_splits(code, entry_point, dataset, atol, splits, min_time_limit, factor):

@@ -99,3 +99,13 @@ def test_lcb_execution_local_rows(tmp_path, sandbox):
     path.write_text(json.dumps(rows[0]) + "\n")
     problems = load_problems("lcb-exec", path=path)
     assert score("lcb-exec", problems, {"exec_0": ["3"]}, sandbox=sandbox).metrics["pass@1"] == 100.0
+
+
+def test_version_tags_map_to_release_files():
+    from eval.benchmarks.livecodebench import lite_files
+
+    assert lite_files("release_v1") == ["test.jsonl"]
+    assert lite_files("release_v3") == ["test.jsonl", "test2.jsonl", "test3.jsonl"]
+    assert lite_files("v2") == ["test2.jsonl"]
+    with pytest.raises(SemcoderError, match="version_tag"):
+        lite_files("latest")
