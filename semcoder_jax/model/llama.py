@@ -60,6 +60,28 @@ def segment_positions(segment_ids: jax.Array) -> jax.Array:
     return idx - jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
 
 
+class Projection(nn.Module):
+    """A bias-free projection contracting the last ``in_ndims`` dims of its input.
+
+    The kernel is stored in its final shape, so its logical-axis metadata always matches the
+    array (flax's ``DenseGeneral`` boxes a flattened kernel, which breaks sharding constraints).
+    """
+
+    config: ModelConfig
+    kernel_shape: tuple[int, ...]
+    axes: tuple[str, ...]
+    in_ndims: int = 1
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cfg = self.config
+        kernel = self.param("kernel", _init(cfg, self.axes), self.kernel_shape, _dtype(cfg.param_dtype))
+        dt = _dtype(cfg.dtype)
+        n = self.in_ndims
+        contract = (tuple(range(x.ndim - n, x.ndim)), tuple(range(n)))
+        return jax.lax.dot_general(x.astype(dt), kernel.astype(dt), (contract, ((), ())))
+
+
 class RMSNorm(nn.Module):
     """RMSNorm computed in float32, output in the compute dtype."""
 
@@ -83,13 +105,10 @@ class Attention(nn.Module):
     @nn.compact
     def __call__(self, x, positions, segment_ids, layer_cache, cache_segment_ids):
         cfg = self.config
-        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_size
 
         def proj(name, heads, axes):
-            return nn.DenseGeneral(
-                (heads, hd), use_bias=False, dtype=dt, param_dtype=pdt, kernel_init=_init(cfg, axes), name=name
-            )(x)
+            return Projection(cfg, (cfg.hidden_size, heads, hd), axes, name=name)(x)
 
         q = checkpoint_name(proj("q_proj", h, ("embed", "q_heads", "head_dim")), "query_proj")
         k = checkpoint_name(proj("k_proj", kv, ("embed", "kv_heads", "head_dim")), "key_proj")
@@ -113,10 +132,7 @@ class Attention(nn.Module):
             )
             new_kv = (k.astype(cache_k.dtype), v.astype(cache_v.dtype))
         out = nn.with_logical_constraint(out, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim"))
-        out = nn.DenseGeneral(
-            cfg.hidden_size, axis=(-2, -1), use_bias=False, dtype=dt, param_dtype=pdt,
-            kernel_init=_init(cfg, ("q_heads", "head_dim", "embed")), name="o_proj",
-        )(out)
+        out = Projection(cfg, (h, hd, cfg.hidden_size), ("q_heads", "head_dim", "embed"), in_ndims=2, name="o_proj")(out)
         return checkpoint_name(out, "out_proj"), new_kv
 
 
@@ -126,10 +142,9 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         cfg = self.config
-        dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
 
         def dense(name, features, axes, inp):
-            return nn.Dense(features, use_bias=False, dtype=dt, param_dtype=pdt, kernel_init=_init(cfg, axes), name=name)(inp)
+            return Projection(cfg, (inp.shape[-1], features), axes, name=name)(inp)
 
         gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"), x)
         up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"), x)
@@ -216,10 +231,7 @@ class Transformer(nn.Module):
         if cfg.tie_word_embeddings:
             logits = embed.attend(x)
         else:
-            logits = nn.Dense(
-                cfg.vocab_size, use_bias=False, dtype=dt, param_dtype=pdt,
-                kernel_init=_init(cfg, ("embed", "vocab")), name="lm_head",
-            )(x)
+            logits = Projection(cfg, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), name="lm_head")(x)
         logits = nn.with_logical_constraint(logits, ("activation_batch", "activation_length", "activation_vocab"))
         logits = logits.astype(jnp.float32)
         if cache is None:
