@@ -21,8 +21,8 @@ part() {  # part NAME SECONDS CMD...
 }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import jax, flax, optax, orbax.checkpoint as o; print('jax', jax.__version__, 'flax', flax.__version__, jax.devices())"
-part train_ours ${T_OURS:-200} python3 benchmarks/train_step.py --model deepseek-coder-6.7b --batch 4 --seq 2048 \
+part train_ours ${T_OURS:-190} python3 benchmarks/train_step.py --model deepseek-coder-6.7b --batch 4 --seq 2048 \
   --remat ${REMAT:-save_dots_no_batch} --attention cudnn --packed --steps 5 --warmup-steps 2
-part train_ref_jax ${T_REF:-130} python3 .bench/ref_llama_step.py 6.7b:cudnn:dots_with_no_batch_dims_saveable
-part train_ref_torch ${T_TORCH:-120} python3 .bench/ref_torch_step.py 6.7b:1
-part model_gpu ${T_MODEL:-200} python3 benchmarks/model_gpu.py --repeats 1 --timeout 150
+part train_ref_jax ${T_REF:-115} python3 .bench/ref_llama_step.py 6.7b:cudnn:dots_with_no_batch_dims_saveable
+part train_ref_torch ${T_TORCH:-105} python3 .bench/ref_torch_step.py 6.7b:1
+part model_gpu ${T_MODEL:-175} python3 benchmarks/model_gpu.py --repeats 1 --timeout 55
