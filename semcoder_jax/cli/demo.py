@@ -19,11 +19,11 @@ from semcoder_jax.errors import SemcoderError
 def steps(out: Path, train_steps: int, eval_limit: int) -> list[tuple[str, list[str]]]:
     data, run, hf, ev = out / "data", out / "train", out / "hf", out / "eval"
     return [
-        ("build the demo data", ["data", "build", "--config", "configs/data/demo.yaml", f"output_dir={data}", "seq_len=1024"]),
+        ("build the demo data", ["data", "build", "--config", "configs/data/demo.yaml", f"output_dir={data}", "seq_len=512"]),
         (
             "train the tiny model",
             [
-                "train", "--config", "tiny-cpu", f"run_dir={run}", f"data.path={data}", "data.seq_len=1024",
+                "train", "--config", "tiny-cpu", f"run_dir={run}", f"data.path={data}", "data.seq_len=512",
                 "data.global_batch_size=4", f"max_steps={train_steps}", "checkpoint.every=1000000",
             ],
         ),
@@ -67,6 +67,6 @@ def run_demo(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="run data → train → export → eval end to end on built-in defaults (offline, CPU)")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--train-steps", type=int, default=30)
+    p.add_argument("--train-steps", type=int, default=24)
     p.add_argument("--eval-limit", type=int, default=4, help="CRUXEval-O problems to evaluate")
     p.set_defaults(func=run_demo)

@@ -53,6 +53,9 @@ class Sandbox:
     def __init__(self, config: SandboxConfig | None = None, **overrides):
         self.config = dataclasses.replace(config or SandboxConfig(), **overrides)
         self._lock = threading.Lock()
+        # Writes to the server's stdin take their own lock: a write can block on a full pipe while the
+        # server waits for the reader thread, which needs ``_lock`` to hand results out.
+        self._write_lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._pending: dict[int, concurrent.futures.Future] = {}
         self._ids = itertools.count()
@@ -164,11 +167,14 @@ class Sandbox:
         with self._lock:
             self._pending[jid] = future
             self._owner[jid] = proc
-            try:
+        try:
+            with self._write_lock:
                 proc.stdin.write(line)
                 proc.stdin.flush()
-            except (BrokenPipeError, ValueError, OSError):
-                self._pending.pop(jid, None)
+        except (BrokenPipeError, ValueError, OSError):
+            with self._lock:
+                lost = self._pending.pop(jid, None)
+            if lost is not None:
                 future.set_result({"status": "killed", "exc_type": "SandboxError",
                                    "exc_message": "the fork server is not running"})
         future.add_done_callback(lambda _f, jid=jid: self._owner.pop(jid, None))
