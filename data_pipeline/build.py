@@ -184,7 +184,8 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
         write_jsonl_atomic(out / "records" / f"{kind}.jsonl", rows)
 
     tokenizer = load_tokenizer(config.tokenizer)
-    examples, too_long = tokenize_records(formatted, tokenizer, config.seq_len)
+    trained = [r for r in formatted if r["kind"] in config.train_kinds]
+    examples, too_long = tokenize_records(trained, tokenizer, config.seq_len)
     write_jsonl_atomic(out / "records" / "rejects.jsonl", too_long)
     rows = packing.pack(examples, config.seq_len, mode=config.packing, seed=config.shuffle_seed, pad_id=config.pad_id)
     tf_dir = out / "tfrecords"
@@ -198,7 +199,9 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     packed_ids = {e.id for e in examples}
     stages = dict(stages)
     stages["tokenize_pack"] = {"in": len(formatted), "kept": len(examples), "out": len(examples),
-                               "rejected": {"too_long": len(too_long)} if too_long else {}, "notes": {},
+                               "rejected": {k: v for k, v in (("too_long", len(too_long)),
+                                                              ("kind_not_trained", len(formatted) - len(trained))) if v},
+                               "notes": {},
                                "wall_s": round(time.perf_counter() - start, 3)}
     manifest = {
         "format": "semcoder-packed-v1",

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from semcoder_jax import PROJECT_ROOT
 from semcoder_jax.config import ConfigError
 
+RECORD_KINDS = ("nl2code", "forward", "backward", "refine")
+
 DEFAULT_BENCHMARK_DIRS = ["eval/benchmarks/data", "../shared/benchmarks"]
 
 
@@ -80,6 +82,9 @@ class DataConfig:
     max_repr: int = 200
     tokenizer: str | None = None
     seq_len: int = 2048
+    # Record kinds written to the TFRecords (all are kept under records/): SemCoder trains PYX
+    # (nl2code, forward, backward) first, then PYX-R (refine).
+    train_kinds: list[str] = field(default_factory=lambda: list(RECORD_KINDS))
     packing: str = "best_fit"  # best_fit | pad
     pad_id: int = 0
     shuffle_seed: int = 0
@@ -97,6 +102,9 @@ class DataConfig:
             "pyxr": ("mutation", "llm", "none"),
             "packing": ("best_fit", "pad"),
         }
+        unknown = sorted(set(self.train_kinds) - set(RECORD_KINDS))
+        if unknown or not self.train_kinds:
+            raise ConfigError(f"train_kinds: expected a non-empty subset of {list(RECORD_KINDS)}, got {self.train_kinds}")
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"data config: {key}={getattr(self, key)!r} is not one of {list(allowed)}")

@@ -262,3 +262,22 @@ def test_stats_cli_prints_report_and_writes_plots(demo, capsys):
     assert "decontam" in text and "padding" in text
     for name in ("lengths.png", "coverage.png", "rejections.png"):
         assert (Path(cfg.output_dir) / "plots" / name).stat().st_size > 1000
+
+
+def test_train_kinds_selects_the_stage_of_training(slice_ref, slice_corpus, tmp_path):
+    """PYX-R alone for the refinement stage; finished stages are reused, other kinds are counted out."""
+    import shutil
+
+    cfg, _ = slice_ref
+    out = tmp_path / "pyxr"
+    shutil.copytree(cfg.output_dir, out)
+    refine_cfg = load("demo", slice_overrides(slice_corpus, out) + ["train_kinds=[refine]"])
+    report = runner_local.run(refine_cfg, progress=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    by_kind = manifest["counts"]["records_by_kind"]
+    assert set(manifest["counts"]["packed_by_kind"]) == {"refine"}
+    stage = report["stages"]["tokenize_pack"]
+    assert stage["rejected"]["kind_not_trained"] == sum(n for k, n in by_kind.items() if k != "refine")
+    assert stage["in"] == stage["out"] + sum(stage["rejected"].values())
+    with pytest.raises(Exception, match="train_kinds"):
+        load("demo", slice_overrides(slice_corpus, out) + ["train_kinds=[poetry]"])
