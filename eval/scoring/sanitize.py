@@ -1,13 +1,15 @@
-"""EvalPlus's completion sanitiser (``evalplus.sanitize.sanitize`` as of evalplus 0.3.1), ported so
-that scoring does not need evalplus installed. Same steps: pick the chat code block holding the
-entry point, keep only definitions of it that contain a ``return``, normalise 3-space indents, cut at
-the first top-level statement after it, and drop helper functions that do not parse."""
+"""EvalPlus's completion sanitiser (``evalplus.sanitize.sanitize``, evalplus 0.3.1), ported from its
+tree-sitter implementation to :mod:`ast` so that scoring does not need evalplus or tree-sitter.
+
+Same steps: take the longest run of lines that parses; keep its top-level imports (not
+``__future__``), then the undecorated classes, functions that contain a ``return``, and simple
+assignments reachable from the entry point by name; if that leaves nothing, return the longest
+parsable run itself.
+"""
 
 from __future__ import annotations
 
 import ast
-import re
-from typing import Sequence
 
 
 def _parses(code: str) -> bool:
@@ -18,55 +20,90 @@ def _parses(code: str) -> bool:
     return True
 
 
-def _drop_top_level_lines(code: str, protect_before: str, keep_prefixes: Sequence[str], tails: Sequence[str]) -> str:
-    lines = code.splitlines()
-    cut: set[int] = set()
-    armed = False
-    for i, line in enumerate(lines):
-        if not armed and line.startswith(protect_before):
-            armed = True
+def code_extract(text: str) -> str:
+    """The longest (by non-blank lines) contiguous run of lines that parses."""
+    lines = text.split("\n")
+    best, best_len = (0, 0), 0
+    for i in range(len(lines)):
+        for j in range(i + 1, len(lines)):
+            length = sum(1 for line in lines[i : j + 1] if line.strip())
+            if length > best_len and _parses("\n".join(lines[i : j + 1])):
+                best, best_len = (i, j), length
+    return "\n".join(lines[best[0] : best[1] + 1])
+
+
+def _identifiers(node: ast.AST) -> set[str]:
+    """Every identifier in ``node``, as tree-sitter's ``identifier`` nodes would list them."""
+    names: set[str] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            names.add(sub.id)
+        elif isinstance(sub, ast.Attribute):
+            names.add(sub.attr)
+        elif isinstance(sub, ast.arg):
+            names.add(sub.arg)
+        elif isinstance(sub, ast.keyword) and sub.arg:
+            names.add(sub.arg)
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(sub.name)
+        elif isinstance(sub, (ast.Global, ast.Nonlocal)):
+            names.update(sub.names)
+        elif isinstance(sub, ast.alias):
+            names.update(sub.name.split("."))
+            if sub.asname:
+                names.add(sub.asname)
+        elif isinstance(sub, ast.ExceptHandler) and sub.name:
+            names.add(sub.name)
+    return names
+
+
+def _assigned_name(stmt: ast.stmt) -> str | None:
+    target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target  # type: ignore[union-attr]
+    return target.id if isinstance(target, ast.Name) else None
+
+
+def extract_target_code_or_empty(code: str, entry_point: str | None = None) -> str:
+    code = code_extract(code)
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, MemoryError, ValueError):
+        return ""
+    imports: list[ast.stmt] = []
+    definitions: list[tuple[str | None, ast.stmt]] = []
+    seen: set[str | None] = set()
+    for stmt in tree.body:
+        if isinstance(stmt, ast.Import) or (isinstance(stmt, ast.ImportFrom) and stmt.module != "__future__"):
+            imports.append(stmt)
             continue
-        if not line.strip() or any(line.startswith(p) for p in keep_prefixes):
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if stmt.decorator_list:
+                continue  # a decorated definition is another node type in tree-sitter
+            name: str | None = stmt.name
+            if isinstance(stmt, ast.ClassDef) or any(isinstance(n, ast.Return) for n in ast.walk(stmt)):
+                if name not in seen:
+                    definitions.append((name, stmt))
+                    seen.add(name)
             continue
-        if len(line) == len(line.lstrip()):
-            cut.add(i)
-        if any(line.rstrip().startswith(t) for t in tails):
-            cut.update(range(i, len(lines)))
-            break
-    return "\n".join(line for i, line in enumerate(lines) if i not in cut)
+        if isinstance(stmt, ast.Assign) or (isinstance(stmt, ast.AnnAssign) and stmt.simple):
+            name = _assigned_name(stmt)
+            if name not in seen:
+                definitions.append((name, stmt))
+                seen.add(name)
+    reachable: set[str | None] = set()
+    if entry_point:
+        deps = {name: _identifiers(stmt) for name, stmt in definitions}
+        reachable, queue = {entry_point}, [entry_point]
+        while queue:
+            for dep in deps.get(queue.pop(0), ()):
+                if dep not in reachable:
+                    reachable.add(dep)
+                    queue.append(dep)
+    parts = [ast.get_source_segment(code, stmt) or "" for stmt in imports]
+    parts += [ast.get_source_segment(code, stmt) or "" for name, stmt in definitions if not entry_point or name in reachable]
+    return "\n".join(parts)
 
 
-def _four_space_indents(code: str) -> str:
-    out = []
-    for line in code.splitlines():
-        out.append((" " if len(line) - len(line.lstrip()) == 3 else "") + line + "\n")
-    return "".join(out)
-
-
-def sanitize(code: str, entry_point: str, rm_prefix_lines: str | None = None, eofs: Sequence[str] = ()) -> str:
+def sanitize(code: str, entry_point: str | None = None) -> str:
     """The program EvalPlus would execute for a raw model output ``code``."""
-    if rm_prefix_lines is not None:
-        code = "\n".join(line for line in code.splitlines() if not line.startswith(rm_prefix_lines))
-    code = "\n" + code
-    def_left = "def " + entry_point
-    code = code.replace("\n```python\n", "\n```\n")
-    for chunk in code.split("\n```\n"):
-        if def_left in chunk:
-            code = chunk
-            break
-    chunks = re.split(re.escape(def_left) + r"\s*\(", code)
-    bodies = [c for c in chunks[1:] if "    return " in c.split("\ndef")[0]]
-    def_left += "("
-    body = def_left + def_left.join(bodies) if bodies else ""
-    body = _four_space_indents(body)
-    for eof in eofs:
-        body = body.split(eof)[0]
-    body = _drop_top_level_lines(body, def_left, ("def ", "import ", "from "), ('"""', "if", "print"))
-    code = chunks[0] + body
-    parts = code.split("\ndef ")
-    kept = [parts[0]]
-    for fn in parts[1:]:
-        head = fn.strip()
-        if head.startswith(entry_point + " ") or head.startswith(entry_point + "(") or _parses("\ndef " + fn):
-            kept.append(fn)
-    return "\ndef ".join(kept).strip()
+    sanitized = extract_target_code_or_empty(code, entry_point).strip()
+    return sanitized or code_extract(code)
