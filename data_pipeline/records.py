@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.jsonl import iter_jsonl
 
 
 class RecordError(SemcoderError):
@@ -26,41 +27,20 @@ def read_jsonl(
     path = Path(path)
     required = tuple(required)
     out: list[dict[str, Any]] = []
-    opener = _open_text(path)
-    with opener as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            reason = None
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                reason = f"invalid JSON ({e.msg} at column {e.colno})"
-            else:
-                if not isinstance(obj, dict):
-                    reason = f"expected a JSON object, got {type(obj).__name__}"
-                else:
-                    missing = [k for k in required if k not in obj]
-                    if missing:
-                        reason = f"missing field {missing[0]!r}"
-            if reason is None:
-                out.append(obj)
-                continue
-            if not skip_bad:
-                raise RecordError(f"{path}:{lineno}: {reason}")
-            if rejects is not None:
-                rejects.append({"file": str(path), "line": lineno, "reason": reason, "text": line.rstrip("\n")})
+
+    def bad(lineno: int, text: str, reason: str) -> None:
+        if not skip_bad:
+            raise RecordError(f"{path}:{lineno}: {reason}")
+        if rejects is not None:
+            rejects.append({"file": str(path), "line": lineno, "reason": reason, "text": text})
+
+    for lineno, obj in iter_jsonl(path, error=RecordError, on_bad=bad):
+        missing = [k for k in required if k not in obj]
+        if missing:
+            bad(lineno, json.dumps(obj, ensure_ascii=False), f"missing field {missing[0]!r}")
+        else:
+            out.append(obj)
     return out
-
-
-def _open_text(path: Path):
-    if not path.exists():
-        raise RecordError(f"{path}: file not found")
-    if path.suffix == ".gz":
-        import gzip
-
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
 
 
 def dumps(record: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from semcoder_jax import prompts as P
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.jsonl import iter_jsonl
 
 PROGRAM_BENCHMARKS = ("humaneval", "mbpp", "lcb-lite")
 
@@ -51,10 +52,9 @@ def read_samples(path: str | Path, benchmark: str, problems: Sequence[Any]) -> d
         raise SamplesError(f"{path}: file not found")
     by_id = {p.task_id: p for p in problems}
     out: dict[str, list[str]] = {}
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         try:
-            data = json.loads(text)
+            data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise SamplesError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
         if not isinstance(data, dict):
@@ -69,16 +69,8 @@ def read_samples(path: str | Path, benchmark: str, problems: Sequence[Any]) -> d
                 values = [v if f"def {by_id[task_id].entry_point}" in v else by_id[task_id].prompt + v for v in values]
             out[task_id] = list(values)
     else:
-        for lineno, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
+        for lineno, row in iter_jsonl(path, error=SamplesError):
             where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SamplesError(f"{where}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise SamplesError(f"{where}: expected a JSON object, got {type(row).__name__}")
             task_id = row.get("task_id")
             if not isinstance(task_id, str):
                 raise SamplesError(f"{where}: missing or non-string task_id")

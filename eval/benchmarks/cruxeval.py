@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from eval.benchmarks import DATA_DIR, BenchmarkError
-from eval.benchmarks.jsonl import read_jsonl
+from semcoder_jax.jsonl import iter_jsonl
 
 CRUXEVAL = DATA_DIR / "cruxeval.jsonl.gz"
 
@@ -22,7 +22,7 @@ class CruxProblem:
 def load_cruxeval(path: str | Path | None = None) -> list[CruxProblem]:
     path = Path(path) if path else CRUXEVAL
     problems = []
-    for lineno, row in read_jsonl(path):
+    for lineno, row in iter_jsonl(path):
         missing = [k for k in ("code", "input", "output", "id") if k not in row]
         if missing:
             raise BenchmarkError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.benchmarks import DATA_DIR, BenchmarkError
-from eval.benchmarks.jsonl import read_jsonl
+from semcoder_jax.jsonl import iter_jsonl
 
 HUMANEVAL_PLUS = DATA_DIR / "HumanEvalPlus-v0.1.10.jsonl.gz"
 MBPP_PLUS = DATA_DIR / "MbppPlus-v0.2.0.jsonl.gz"
@@ -32,7 +32,7 @@ class EvalPlusProblem:
 def load_evalplus(dataset: str, path: str | Path | None = None) -> list[EvalPlusProblem]:
     path = Path(path) if path else (HUMANEVAL_PLUS if dataset == "humaneval" else MBPP_PLUS)
     problems = []
-    for lineno, row in read_jsonl(path):
+    for lineno, row in iter_jsonl(path):
         missing = [k for k in REQUIRED if k not in row]
         if missing:
             raise BenchmarkError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")

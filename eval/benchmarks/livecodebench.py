@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from eval.benchmarks import BenchmarkError
-from eval.benchmarks.jsonl import read_jsonl
+from semcoder_jax.jsonl import iter_jsonl
 
 CODE_GENERATION_HUB = "livecodebench/code_generation_lite"
 EXECUTION_HUB = "livecodebench/execution-v2"
@@ -120,13 +120,13 @@ def _hub_rows(hub_name: str, hub_kwargs: dict) -> Iterable[tuple[str, dict]]:
             f"cannot load {hub_name} from the hub ({type(error).__name__}: {error}; {type(e).__name__}: {e}); pass a local JSONL with --data"
         ) from None
     for path in paths:
-        for lineno, row in read_jsonl(path):
+        for lineno, row in iter_jsonl(path):
             yield f"{hub_name}/{Path(path).name}:{lineno}", row
 
 
 def _rows(path: str | Path | None, hub_name: str, hub_kwargs: dict) -> Iterable[tuple[str, dict]]:
     if path is not None:
-        for lineno, row in read_jsonl(path):
+        for lineno, row in iter_jsonl(path):
             yield f"{path}:{lineno}", row
         return
     yield from _hub_rows(hub_name, hub_kwargs)

@@ -35,19 +35,11 @@ def register(subparsers) -> None:
 
 
 def read_prompts(path: str) -> list[dict]:
+    from semcoder_jax.jsonl import iter_jsonl
+
     rows = []
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise SemcoderError(f"{path}: cannot read prompts ({e.strerror})") from None
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise SemcoderError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+    for n, row in iter_jsonl(path):
+        if not isinstance(row.get("prompt"), str):
             raise SemcoderError(f"{path}:{n}: field 'prompt' is missing or not a string")
         rows.append(row)
     return rows

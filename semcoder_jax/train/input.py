@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.jsonl import iter_jsonl
 from semcoder_jax.packed_schema import FEATURES, SchemaError, parse_example, validate_row
 from semcoder_jax.train.config import DataConfig
 
@@ -112,28 +113,21 @@ def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0) -> Batch:
     packed: list[Batch] = []
     loose: list[tuple[np.ndarray, np.ndarray]] = []
     too_long = 0
-    with open(path) as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON: {e.msg}") from None
-            if not isinstance(row, dict) or "input_ids" not in row:
-                raise DataError(f"{where}: expected an object with 'input_ids'")
-            if all(k in row for k in FEATURES):
-                packed.append(validate_row({k: row[k] for k in FEATURES}, seq_len, where))
-                continue
-            ids = np.asarray(row["input_ids"], np.int64)
-            mask = np.asarray(row.get("loss_mask", np.ones_like(ids)), np.int64)
-            if ids.ndim != 1 or mask.shape != ids.shape:
-                raise DataError(f"{where}: 'loss_mask' length {mask.size} differs from 'input_ids' length {ids.size}")
-            if len(ids) > seq_len:
-                too_long += 1
-                continue
-            loose.append((ids, mask))
+    for n, row in iter_jsonl(path, error=DataError):
+        where = f"{path}:{n}"
+        if "input_ids" not in row:
+            raise DataError(f"{where}: expected an object with 'input_ids'")
+        if all(k in row for k in FEATURES):
+            packed.append(validate_row({k: row[k] for k in FEATURES}, seq_len, where))
+            continue
+        ids = np.asarray(row["input_ids"], np.int64)
+        mask = np.asarray(row.get("loss_mask", np.ones_like(ids)), np.int64)
+        if ids.ndim != 1 or mask.shape != ids.shape:
+            raise DataError(f"{where}: 'loss_mask' length {mask.size} differs from 'input_ids' length {ids.size}")
+        if len(ids) > seq_len:
+            too_long += 1
+            continue
+        loose.append((ids, mask))
     if too_long:
         log.warning("%s: skipped %d rows longer than seq_len=%d", path, too_long, seq_len)
     parts = [{k: np.stack([r[k] for r in packed]) for k in FEATURES}] if packed else []

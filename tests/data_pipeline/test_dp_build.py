@@ -244,7 +244,7 @@ def test_malformed_problem_line_cli_error_and_skip_bad(slice_corpus, tmp_path):
            f"output_dir={tmp_path / 'o'}", f"problems_jsonl={bad}", f"corpus_dirs=[{slice_corpus}]"]
     res = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
-    assert f"{bad}:2: invalid JSON" in res.stderr and "Traceback" not in res.stderr
+    assert f"{bad}:2: not valid JSON" in res.stderr and "Traceback" not in res.stderr
     cfg = load("demo", [f"output_dir={tmp_path / 'o2'}", f"problems_jsonl={bad}", f"corpus_dirs=[{slice_corpus}]", "skip_bad=true", "num_shards=2"])
     runner_local.run_stages(cfg, progress=False, only_source=True)
     reports = build.stage_reports(cfg)["seeds"]

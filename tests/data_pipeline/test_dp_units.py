@@ -16,7 +16,7 @@ from semcoder_jax import prompts
 def test_malformed_jsonl_names_file_and_line(tmp_path):
     p = tmp_path / "in.jsonl"
     p.write_text('{"a": 1}\n{"a": 2\n[1, 2]\n{"a": 3}\n')
-    with pytest.raises(RecordError, match=rf"{p}:2: invalid JSON"):
+    with pytest.raises(RecordError, match=rf"{p}:2: not valid JSON"):
         read_jsonl(p)
     rejects = []
     rows = read_jsonl(p, skip_bad=True, rejects=rejects)
