@@ -19,27 +19,24 @@ class SamplesError(SemcoderError):
     """A samples file that cannot be scored."""
 
 
+def _first_string_field(row: dict, keys: Sequence[str], where: str) -> tuple[str, str]:
+    """``(key, value)`` of the first of ``keys`` present in ``row``; its value must be a string."""
+    key = next((k for k in keys if k in row), None)
+    if key is None:
+        raise SamplesError(f"{where}: row has none of the fields {', '.join(keys)}")
+    value = row[key]
+    if not isinstance(value, str):
+        raise SamplesError(f"{where}: field {key} must be a string, got {type(value).__name__}")
+    return key, value
+
+
 def _sample_from_row(benchmark: str, problem: Any, row: dict, where: str) -> str:
     if benchmark in PROGRAM_BENCHMARKS:
-        for key in ("solution", "completion", "code"):
-            if key in row:
-                value = row[key]
-                break
-        else:
-            raise SamplesError(f"{where}: row has none of the fields solution, completion, code")
-        if not isinstance(value, str):
-            raise SamplesError(f"{where}: field {key} must be a string, got {type(value).__name__}")
+        key, value = _first_string_field(row, ("solution", "completion", "code"), where)
         if key == "completion" and benchmark != "lcb-lite":
             return problem.prompt + value  # as evalplus.evaluate does
         return value
-    for key in ("answer", "completion", "generation"):
-        if key in row:
-            value = row[key]
-            break
-    else:
-        raise SamplesError(f"{where}: row has none of the fields answer, completion, generation")
-    if not isinstance(value, str):
-        raise SamplesError(f"{where}: field {key} must be a string, got {type(value).__name__}")
+    key, value = _first_string_field(row, ("answer", "completion", "generation"), where)
     if key == "answer":
         return value
     return P.extract_answer(value, "input" if benchmark == "cruxeval-i" else "output")
