@@ -61,7 +61,7 @@ class ForkServer:
         self.running: dict[int, Running] = {}
         self.buffer = b""
         self.eof = False
-        self.exited = False
+        self.exited: list[int] = []  # pids whose pidfd reported their exit
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -128,7 +128,7 @@ class ForkServer:
             self.sel.unregister(fd)
             os.close(fd)
             del run.fds[fd]
-            self.exited = True
+            self.exited.append(run.pid)
             return
         while True:
             try:
@@ -161,6 +161,20 @@ class ForkServer:
         if run.killed_for is None:
             self.respond(self.compose(run, None))
             run.responded = True
+
+    def reap_exited(self) -> None:
+        """Reap the children whose pidfd fired. The pidfd may report the exit a moment before
+        ``waitpid(-1, WNOHANG)`` sees the zombie, so wait for each such pid; it is already exiting."""
+        exited, self.exited = self.exited, []
+        for pid in exited:
+            run = self.running.pop(pid, None)
+            if run is None:
+                continue
+            try:
+                _, status = os.waitpid(pid, 0)
+            except ChildProcessError:
+                status = 0
+            self.finish(run, status)
 
     def reap(self) -> None:
         while self.running:
@@ -253,9 +267,7 @@ class ForkServer:
                     run = self.running.get(key.data)
                     if run is not None and key.fd in run.fds:
                         self.read_fd(run, key.fd)
-            if self.exited:
-                self.exited = False
-                self.reap()
+            self.reap_exited()
             now = time.monotonic()
             for run in list(self.running.values()):
                 if now >= run.deadline and run.killed_for is None:
