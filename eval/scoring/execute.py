@@ -16,14 +16,14 @@ def harness_source(name: str) -> str:
 
 
 @contextlib.contextmanager
-def sandbox_scope(sandbox: Any = None) -> Iterator[Any]:
-    """Use the caller's sandbox, or open one for the duration."""
+def sandbox_scope(sandbox: Any = None, preload: tuple[str, ...] = ()) -> Iterator[Any]:
+    """Use the caller's sandbox, or open one for the duration (with ``preload`` modules imported ahead)."""
     if sandbox is not None:
         yield sandbox
         return
     from semcoder_jax.execution import Sandbox
 
-    with Sandbox() as sb:
+    with Sandbox(preload=preload) as sb:
         yield sb
 
 
@@ -33,13 +33,14 @@ def run_jobs(
     sandbox: Any = None,
     progress: bool = False,
     desc: str | None = None,
+    preload: tuple[str, ...] = (),
 ) -> list[Any]:
     """``ExecResult`` per job, in input order."""
     if not jobs:
         return []
     from semcoder_jax.execution import Job
 
-    with sandbox_scope(sandbox) as sb:
+    with sandbox_scope(sandbox, preload) as sb:
         return sb.map([Job(src, call, timeout) for src, call, timeout in jobs], progress=progress, desc=desc)
 
 

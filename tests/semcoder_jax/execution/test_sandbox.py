@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from semcoder_jax.execution import ExecResult, Job, Sandbox, SandboxConfig, run_program
+from semcoder_jax.execution import ExecResult, Job, Sandbox, SandboxConfig, SandboxError, run_program
 
 
 def test_call_result_stdout_and_stderr(sandbox):
@@ -137,3 +137,24 @@ def test_lost_fork_server_fails_jobs_and_restarts():
         assert box.run("x = 1", "x + 1").return_repr == "2"  # a new fork server took over
         gone, alive = psutil.wait_procs(kids, timeout=5)
         assert not alive  # the orphaned child died with its server
+
+
+def test_each_child_gets_its_own_random_state(sandbox):
+    draws = [sandbox.run("import random\nprint(random.getrandbits(64))").stdout for _ in range(3)]
+    assert len(set(draws)) == 3
+
+
+def test_preload_imports_ahead_and_names_a_missing_module():
+    probe = "import sys\nprint('unittest.mock' in sys.modules)"
+    with Sandbox(preload=("unittest.mock",)) as box:
+        assert box.run(probe).stdout.strip() == "True"
+    with Sandbox() as box:
+        assert box.run(probe).stdout.strip() == "False"
+    with pytest.raises(SandboxError, match="no_such_module_xyz"):
+        with Sandbox(preload=("no_such_module_xyz",)):
+            pass
+
+
+def test_default_workers_overlap_forking_with_running():
+    assert SandboxConfig().resolved_workers() == (os.cpu_count() or 1) + 2
+    assert SandboxConfig(workers=3).resolved_workers() == 3
