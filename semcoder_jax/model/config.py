@@ -49,6 +49,9 @@ class ModelConfig:
     attention: str = "xla"
     remat_policy: str = "full"
     scan_layers: bool = True
+    # Layers per scan iteration: >1 lets XLA fuse and schedule across layer boundaries, at some
+    # compile time. Ignored when scan_layers is false (fully unrolled).
+    scan_unroll: int = 1
 
     def validate(self) -> "ModelConfig":
         if self.num_heads % self.num_kv_heads:
@@ -62,6 +65,8 @@ class ModelConfig:
         for key in ("dtype", "param_dtype"):
             if getattr(self, key) not in DTYPES:
                 raise ConfigError(f"model.{key} must be one of {DTYPES}, got {getattr(self, key)!r}")
+        if self.scan_unroll < 1:
+            raise ConfigError(f"model.scan_unroll must be >= 1, got {self.scan_unroll}")
         if self.hidden_act != "silu":
             raise ConfigError(f"model.hidden_act {self.hidden_act!r} is not supported (only 'silu')")
         return self

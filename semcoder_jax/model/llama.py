@@ -220,7 +220,7 @@ class Transformer(nn.Module):
             split_rngs={"params": True},
             in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
             length=cfg.num_layers,
-            unroll=1 if cfg.scan_layers else cfg.num_layers,
+            unroll=cfg.scan_unroll if cfg.scan_layers else cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(cfg, name="layers")
         x, new_kv = layers(x, positions, segment_ids, layer_cache, cache_segment_ids)

@@ -92,7 +92,8 @@ def test_remat_policies_and_unrolled_layers_agree():
         return jax.jit(jax.grad(lambda p: jnp.mean(llama.apply(cfg, p, ids) ** 2)))(params)
 
     ref = grads(config)
-    for variant in (dict(remat_policy="full"), dict(remat_policy="save_qkv_proj", scan_layers=False)):
+    for variant in (dict(remat_policy="full"), dict(remat_policy="save_qkv_proj", scan_layers=False),
+                    dict(remat_policy="save_dots_no_batch", scan_unroll=2)):
         got = grads(config.replace(**variant))
         for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=str(variant))
