@@ -34,12 +34,12 @@ try:
 except (OSError, ImportError, AttributeError):  # not Linux/glibc: the server's kill on timeout still applies
     _prctl = None
 
-# Set by ``prepare_server`` so each child only swaps references (fewer copy-on-write page faults).
-_STDIO: tuple | None = None
 RESET_SIGNALS = True  # the server clears this when it supervises children without a SIGCHLD handler
 
 _exit = os._exit
-_write = os.write
+_write = os.write  # the unguarded originals: the guard makes os.write/dup2/closerange spare RESULT_FD
+_dup2 = os.dup2
+_closerange = os.closerange
 _dumps = json.dumps
 _repr = builtins.repr
 _str = builtins.str
@@ -128,17 +128,21 @@ def _run_program(job: dict) -> dict:
 
 
 def prepare_server() -> None:
-    """Work done once in the fork server instead of in every child: the environment programs see,
-    the standard streams they write to (fds 0-2 become /dev/null and the capture pipes after fork)
-    and the job-independent part of the guard. The server must not need what the guard disables."""
-    global _STDIO
+    """Work done once in the fork server instead of in every child: the environment, standard streams,
+    ``argv`` and recursion limit that programs see, the reserved result descriptor and the
+    job-independent part of the guard. The server's fds 0 and 1 are already /dev/null; after fork, 1
+    and 2 become the capture pipes. The server must not need what the guard disables."""
     os.environ.clear()
     os.environ.update(CLEAN_ENV)
-    _STDIO = (
-        open(0, "r", closefd=False),
-        open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
-        open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
-    )
+    sys.stdin = open(0, "r", closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.argv = [PROGRAM_FILENAME]
+    sys.setrecursionlimit(1000)
+    placeholder = os.open(os.devnull, os.O_RDONLY)
+    _dup2(placeholder, RESULT_FD)  # so no pipe of the server's ever takes the result channel's number
+    os.close(placeholder)
+    guard.protect_fd(RESULT_FD)
     guard.disable_destructive()
 
 
@@ -150,25 +154,17 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
         os.setsid()
         if _prctl is not None:
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the fork server
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(out_fd, 1)
-        os.dup2(err_fd, 2)
-        os.dup2(result_fd, RESULT_FD)
-        os.closerange(3, RESULT_FD)
-        os.closerange(RESULT_FD + 1, 4096)
+        _dup2(out_fd, 1)
+        _dup2(err_fd, 2)
+        _dup2(result_fd, RESULT_FD)
+        _closerange(3, RESULT_FD)
+        _closerange(RESULT_FD + 1, 4096)
         if RESET_SIGNALS:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.chdir(sandbox_dir)
         tempfile.tempdir = sandbox_dir
-        if _STDIO is None:
-            raise RuntimeError("prepare_server() was not called in the fork server")
-        sys.stdin, sys.stdout, sys.stderr = _STDIO
-        sys.argv = [PROGRAM_FILENAME]
-        sys.setrecursionlimit(1000)
         set_limits(job)
-        guard.protect_fd(RESULT_FD)
         guard.install_audit_policy(sandbox_dir)
     except BaseException as e:  # noqa: BLE001
         _report({"status": "error", "exc_type": "SandboxError", "exc_message": f"setup failed: {e!r}"})
