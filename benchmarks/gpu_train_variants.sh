@@ -3,14 +3,7 @@
 # in one device call: bash benchmarks/gpu_train_variants.sh 'NAME;XLA_FLAGS;EXTRA TRAIN_STEP ARGS' ...
 # Each part runs in its own process under its own time limit (T_REF, T_VARIANT seconds).
 set -u
-OUT=${OUT:-gpu_results}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 XLA_PYTHON_CLIENT_MEM_FRACTION=0.94
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site:$PWD
-else
-  export PYTHONPATH=$PWD
-fi
+source "$(dirname "$0")/gpu_env.sh"
 part() {  # part NAME SECONDS XLA_FLAGS CMD...
   local name=$1 secs=$2 flags=$3; shift 3
   echo "=== $name ($(date +%T), limit ${secs}s, XLA_FLAGS='$flags'): $*"
