@@ -6,6 +6,10 @@ Builds a random DeepSeek-Coder-6.7B-shaped HF folder on disk one tensor at a tim
 
     python benchmarks/convert_6p7b.py                 # the full 6.7B shape (~40 GB of disk)
     python benchmarks/convert_6p7b.py --layers 2      # a quick check of the script
+    python benchmarks/convert_6p7b.py --warm          # each stage's input cached, as the copy's is
+
+``input_cached_gb`` is how much of a stage's input was in the page cache when it started: with
+three 13 GB folders on a machine with less memory, a stage may read part of its input from disk.
 
 Targets: peak RSS < 6 GB for each direction; each direction within 2x of the copy.
 """
@@ -86,6 +90,26 @@ def copy_once(src: Path, dst: Path, block: int = 64 << 20) -> None:
                 w.write(view[:n])
 
 
+def cached_gb(path: Path) -> float | None:
+    """GB of ``path``'s files in the page cache (``fincore``), or None where it is missing."""
+    files = [str(p) for p in path.rglob("*") if p.is_file()]
+    if not files or not shutil.which("fincore"):
+        return None
+    out = subprocess.run(["fincore", "-b", "-n", "-r", "-o", "RES", *files], capture_output=True, text=True)
+    if out.returncode:
+        return None
+    return round(sum(int(line) for line in out.stdout.split()) / 1e9, 2)
+
+
+def warm(path: Path) -> None:
+    """Read every file of ``path`` once, so a stage starts with its input cached as the copy did."""
+    buf = bytearray(64 << 20)
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        with open(f, "rb", buffering=0) as r:
+            while r.readinto(buf):
+                pass
+
+
 def timed_process(argv: list[str]) -> tuple[float, float, float, int]:
     """Wall seconds, CPU seconds (user + system), peak RSS (GB) of the process, exit status."""
     start = time.perf_counter()
@@ -122,6 +146,8 @@ def main() -> int:
     parser.add_argument("--source-shard-size", type=int, default=5 * 10**9)
     parser.add_argument("--max-shard-size", default="5GB", help="orbax-to-hf output shard size")
     parser.add_argument("--keep", action="store_true", help="keep the files")
+    parser.add_argument("--warm", action="store_true",
+                        help="read each conversion's input just before timing it (the copy reads a cached input)")
     args = parser.parse_args()
 
     overrides = [f"num_layers={args.layers}"] if args.layers else []
@@ -142,29 +168,37 @@ def main() -> int:
         seconds, _ = timed(build_random_hf, hf_in, config, args.source_shard_size)
         emit(stage="generate", seconds=round(seconds, 1), bytes=dir_bytes(hf_in))
 
+        input_cached = cached_gb(hf_in)
         copy_s, copy_cpu = timed(copy_once, hf_in, copy_dir)
         emit(stage="copy_once", seconds=round(copy_s, 1), cpu_s=round(copy_cpu, 1),
-             gb_per_s=round(dir_bytes(copy_dir) / copy_s / 1e9, 3), load_avg=os.getloadavg()[0])
+             gb_per_s=round(dir_bytes(copy_dir) / copy_s / 1e9, 3), input_cached_gb=input_cached,
+             load_avg=os.getloadavg()[0])
         shutil.rmtree(copy_dir)
         startup_s, startup_cpu, _, _ = timed_process(
             [sys.executable, "-c", "import jax, orbax.checkpoint, tensorstore, semcoder_jax.convert"])
         emit(stage="python_startup", seconds=round(startup_s, 1), cpu_s=round(startup_cpu, 1))
 
         cli = [sys.executable, "-m", "semcoder_jax.cli.main", "convert"]
+        if args.warm:
+            warm(hf_in)
         env_note = {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")}
+        input_cached = cached_gb(hf_in)
         seconds, cpu, rss, code = timed_process(cli + ["hf-to-orbax", "--hf-dir", str(hf_in), "--out", str(orbax_dir)])
         emit(stage="hf_to_orbax", exit=code, seconds=round(seconds, 1), cpu_s=round(cpu, 1), peak_rss_gb=round(rss, 2),
              vs_copy=round(seconds / copy_s, 2), out_bytes=dir_bytes(orbax_dir) if code == 0 else None,
-             load_avg=os.getloadavg()[0], **env_note)
+             input_cached_gb=input_cached, load_avg=os.getloadavg()[0], **env_note)
         if code:
             return code
 
+        if args.warm:
+            warm(orbax_dir)
+        input_cached = cached_gb(orbax_dir)
         seconds, cpu, rss, code = timed_process(cli + ["orbax-to-hf", "--checkpoint", str(orbax_dir), "--out", str(hf_out),
                                                   "--dtype", "bfloat16", "--max-shard-size", args.max_shard_size])
         shards = sorted(p.name for p in hf_out.glob("*.safetensors")) if code == 0 else []
         emit(stage="orbax_to_hf", exit=code, seconds=round(seconds, 1), cpu_s=round(cpu, 1), peak_rss_gb=round(rss, 2),
              vs_copy=round(seconds / copy_s, 2), shards=len(shards), out_bytes=dir_bytes(hf_out) if code == 0 else None,
-             load_avg=os.getloadavg()[0])
+             input_cached_gb=input_cached, load_avg=os.getloadavg()[0])
         if code:
             return code
         last = config.num_layers - 1

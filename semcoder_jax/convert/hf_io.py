@@ -9,7 +9,9 @@ from a header planned up front.
 
 from __future__ import annotations
 
+import collections
 import json
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -144,10 +146,17 @@ class HFWeights:
             dtype = _torch_to_numpy_dtype(t.dtype, path, name)
             self.tensors[name] = TensorInfo(name, path, dtype, tuple(t.shape), -1)
 
-    def read(self, name: str) -> np.ndarray:
+    def read(self, name: str, *, mapped: bool = False) -> np.ndarray:
+        """A fresh array, or with ``mapped`` a read-only view of the file's pages (safetensors only).
+
+        A mapped tensor costs neither a copy nor fresh (kernel-zeroed) memory: meant for a caller
+        that copies it at once, e.g. into its transpose. The mapping goes with the last reference.
+        """
         info = self.tensors[name]
         if info.offset < 0:
             return _torch_to_numpy(self._torch[info.file][name])
+        if mapped:
+            return _mapped(info)
         out = np.empty(info.shape, info.dtype)
         with open(info.file, "rb", buffering=0) as f:
             view = memoryview(out.reshape(-1).view(np.uint8))
@@ -158,6 +167,39 @@ class HFWeights:
                     raise SemcoderError(f"{info.file}: truncated data for tensor {name}")
                 got += n
         return out
+
+    def will_need(self, name: str) -> None:
+        """Start reading a tensor into the page cache in the background (a later ``read`` waits less)."""
+        self._advise(name, "POSIX_FADV_WILLNEED")
+
+    def forget(self, name: str) -> None:
+        """Drop a tensor's pages from the page cache (a conversion reads each one once).
+
+        Otherwise, with input and output larger than memory, the kernel evicts the least recently
+        used pages: the tensors not read yet rather than the ones already converted.
+        """
+        self._advise(name, "POSIX_FADV_DONTNEED")
+
+    def _advise(self, name: str, advice: str) -> None:
+        info = self.tensors[name]
+        if info.offset < 0 or not hasattr(os, advice):
+            return
+        nbytes = int(np.prod(info.shape, dtype=np.int64)) * info.dtype.itemsize
+        with open(info.file, "rb", buffering=0) as f:
+            os.posix_fadvise(f.fileno(), info.offset, nbytes, getattr(os, advice))
+
+
+def _mapped(info: TensorInfo) -> np.ndarray:
+    count = int(np.prod(info.shape, dtype=np.int64))
+    nbytes = count * info.dtype.itemsize
+    if nbytes == 0:
+        return np.empty(info.shape, info.dtype)
+    start = info.offset - info.offset % mmap.ALLOCATIONGRANULARITY
+    with open(info.file, "rb", buffering=0) as f:
+        mapping = mmap.mmap(f.fileno(), info.offset + nbytes - start, access=mmap.ACCESS_READ, offset=start)
+    if hasattr(mapping, "madvise"):
+        mapping.madvise(mmap.MADV_WILLNEED)  # read ahead the whole tensor if it is not cached
+    return np.frombuffer(mapping, info.dtype, count, info.offset - start).reshape(info.shape)
 
 
 def _torch_to_numpy_dtype(torch_dtype, path: Path, name: str) -> np.dtype:
@@ -197,6 +239,7 @@ class TensorPlan:
     shape: tuple[int, ...]
     dtype: np.dtype
     produce: Callable[[], np.ndarray]
+    release: Callable[[np.ndarray], None] | None = None  # called with the produced array once written
 
     @property
     def nbytes(self) -> int:
@@ -249,10 +292,37 @@ def prefetched(producers: Sequence[Callable[[], np.ndarray]]) -> Iterator[np.nda
             del value
 
 
-def write_safetensors(path: Path, tensors: Sequence[TensorPlan]) -> None:
-    """One safetensors file, producing and writing one tensor at a time."""
+class _WriteBehind:
+    """Starts writeback of each range written and drops the range written two before it.
+
+    ``POSIX_FADV_DONTNEED`` starts writeback of dirty pages and drops clean ones, so a range is
+    asked twice: its pages are clean by the second time. Output then does not fill the page cache
+    and push out input not read yet (a 13 GB export on a machine with 23 GB of memory).
+    """
+
+    LAG = 2
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.ranges: collections.deque[tuple[int, int]] = collections.deque()
+
+    def written(self, start: int, nbytes: int) -> None:
+        if not hasattr(os, "posix_fadvise") or nbytes == 0:
+            return
+        os.posix_fadvise(self.fd, start, nbytes, os.POSIX_FADV_DONTNEED)
+        self.ranges.append((start, nbytes))
+        if len(self.ranges) > self.LAG:
+            os.posix_fadvise(self.fd, *self.ranges.popleft(), os.POSIX_FADV_DONTNEED)
+
+
+def write_safetensors(path: Path, tensors: Sequence[TensorPlan], *, drop_cache: bool = False) -> None:
+    """One safetensors file, producing and writing one tensor at a time.
+
+    ``drop_cache``: write back each tensor soon and drop it from the page cache (``_WriteBehind``).
+    """
     with open(path, "wb") as f:
         f.write(_header_bytes(tensors))
+        behind = _WriteBehind(f.fileno()) if drop_cache else None
         for t, produced in zip(tensors, prefetched([t.produce for t in tensors])):
             arr = np.asarray(produced, order="C")
             del produced
@@ -260,11 +330,18 @@ def write_safetensors(path: Path, tensors: Sequence[TensorPlan]) -> None:
                 raise SemcoderError(
                     f"tensor {t.name}: produced {arr.dtype}{list(arr.shape)}, planned {np.dtype(t.dtype)}{list(t.shape)}"
                 )
+            start = f.tell()
             f.write(memoryview(arr.reshape(-1).view(np.uint8)))
+            if behind is not None:
+                behind.written(start, arr.nbytes)
+            if t.release is not None:
+                t.release(arr)
             del arr
 
 
-def write_sharded(out_dir: Path, tensors: Sequence[TensorPlan], max_shard_bytes: int) -> list[Path]:
+def write_sharded(
+    out_dir: Path, tensors: Sequence[TensorPlan], max_shard_bytes: int, *, drop_cache: bool = False
+) -> list[Path]:
     """``model.safetensors`` or ``model-0000i-of-0000n.safetensors`` plus the index HF expects."""
     shards = plan_shards(tensors, max_shard_bytes)
     if len(shards) == 1:
@@ -273,7 +350,7 @@ def write_sharded(out_dir: Path, tensors: Sequence[TensorPlan], max_shard_bytes:
         names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
     weight_map: dict[str, str] = {}
     for name, shard in zip(names, shards):
-        write_safetensors(out_dir / name, shard)
+        write_safetensors(out_dir / name, shard, drop_cache=drop_cache)
         weight_map.update({t.name: name for t in shard})
     if len(shards) > 1:
         index = {"metadata": {"total_size": sum(t.nbytes for t in tensors)}, "weight_map": weight_map}

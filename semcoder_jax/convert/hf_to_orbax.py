@@ -94,8 +94,18 @@ def _source_dtype(weights: HFWeights, maps: list[ParamMapping], config: ModelCon
     return weights.tensors[maps[0].hf_names(config)[0]].dtype
 
 
-def _convert(weights: HFWeights, m: ParamMapping, name: str, config: ModelConfig, dtype: np.dtype) -> np.ndarray:
-    return m.to_ours(weights.read(name), config).astype(dtype, copy=False)
+# Layers of a param asked of the page cache ahead of the one converted (input not in memory).
+_READ_AHEAD = 3
+
+
+def _convert(
+    weights: HFWeights, m: ParamMapping, name: str, config: ModelConfig, dtype: np.dtype, *, forget: bool = False
+) -> np.ndarray:
+    # a transposed tensor is read straight from the file's pages: its transpose is the one copy
+    out = m.to_ours(weights.read(name, mapped=m.copies), config).astype(dtype, copy=False)
+    if forget:  # the mapping is gone with the temporary above
+        weights.forget(name)
+    return out
 
 
 def load_hf_params(hf_dir: str | Path, dtype: Any = None) -> tuple[Any, ModelConfig]:
@@ -130,11 +140,16 @@ def hf_to_orbax(hf_dir: str | Path, out_dir: str | Path, dtype: str | None = Non
     for m in maps:
         names = m.hf_names(config)
         if m.stacked:
-            block = lambda i, m=m, names=names: _convert(weights, m, names[i], config, target)[None]  # noqa: E731
+            def block(i, m=m, names=names):
+                for j in range(i + 1, i + _READ_AHEAD + 1) if i == 0 else [i + _READ_AHEAD]:
+                    if j < len(names):
+                        weights.will_need(names[j])
+                return _convert(weights, m, names[i], config, target, forget=True)[None]
+
             value = StreamedArray(m.full_shape(config), target, block, block_rows=1)
         else:
             shape = m.full_shape(config)
-            block = lambda i, m=m: _convert(weights, m, m.hf_name, config, target)  # noqa: E731
+            block = lambda i, m=m: _convert(weights, m, m.hf_name, config, target, forget=True)  # noqa: E731
             value = StreamedArray(shape, target, block, block_rows=shape[0])
         set_path(tree, m.path, value)
 

@@ -20,10 +20,11 @@ import numpy as np
 
 from semcoder_jax.checkpoint import MODEL_CONFIG_ITEM, PARAMS_ITEM, params_metadata
 from semcoder_jax.convert.hf_io import prefetched
+from semcoder_jax.convert.transpose import pooled_root, recycle_unreferenced
 from semcoder_jax.model.config import ModelConfig
 
-# Writes in flight per array: overlaps reading the next block with compressing/writing this one.
-_MAX_PENDING_WRITES = 2
+# Block writes in flight: overlaps producing the next block with encoding/writing these.
+_MAX_PENDING_WRITES = 3
 
 
 @dataclass
@@ -63,6 +64,23 @@ def _handler_class():
         async def _write_all(self, values, infos, args):
             import jax
 
+            # One queue of writes for all params: the next param's blocks are produced while the
+            # last ones of this param are still being encoded and written.
+            pending: collections.deque = collections.deque()
+            written: list[np.ndarray] = []  # pooled buffers under committed blocks
+
+            async def settle(limit: int) -> None:
+                while len(pending) > limit:
+                    future, root = pending.popleft()
+                    await future
+                    if root is not None:
+                        written.append(root)
+                    del future, root
+                recycle_unreferenced(written)  # the ones TensorStore let go of serve later blocks
+
+            # Every array is created before any block is written: with writes in flight, opening
+            # one more in the OCDBT database waits for them (~0.5 s each on a small machine).
+            stores = []
             for value, info, arg in zip(values, infos, args):
                 await info.await_path_creation()
                 use_ocdbt = bool(info.is_ocdbt_checkpoint)
@@ -76,28 +94,32 @@ def _handler_class():
                     metadata_key=self._metadata_key,
                     arg=arg,
                 )
-                store = await ts.open(ts.Spec(spec), create=True, open=True, context=info.ts_context)
-                pending: collections.deque = collections.deque()
-                blocks = prefetched([functools.partial(value.block, i) for i in range(value.num_blocks)])
-                try:
-                    for i, produced in enumerate(blocks):
-                        start = i * value.block_rows
-                        block = np.asarray(produced, dtype=value.dtype)
-                        del produced
-                        stop = start + block.shape[0]
-                        if block.shape[1:] != value.shape[1:] or stop > value.shape[0]:
-                            raise ValueError(f"{info.name}: block {i} has shape {block.shape}, expected rows of {value.shape[1:]}")
-                        pending.append(store[start:stop].write(block))
-                        del block
-                        while len(pending) >= _MAX_PENDING_WRITES:
-                            await pending.popleft()
-                finally:  # on failure too, so no write lands after the caller removed the folder
-                    blocks.close()
-                    while pending:
-                        try:
-                            await pending.popleft()
-                        except Exception:  # noqa: BLE001 - the first error is the one raised
-                            pass
+                stores.append(await ts.open(ts.Spec(spec), create=True, open=True, context=info.ts_context))
+            try:
+                for value, info, store in zip(values, infos, stores):
+                    blocks = prefetched([functools.partial(value.block, i) for i in range(value.num_blocks)])
+                    try:
+                        for i, produced in enumerate(blocks):
+                            start = i * value.block_rows
+                            block = np.asarray(produced, dtype=value.dtype)
+                            del produced
+                            stop = start + block.shape[0]
+                            if block.shape[1:] != value.shape[1:] or stop > value.shape[0]:
+                                raise ValueError(f"{info.name}: block {i} has shape {block.shape}, expected rows of {value.shape[1:]}")
+                            # the block is never modified: TensorStore may keep it rather than copy it
+                            pending.append((store[start:stop].write(block, can_reference_source_data_indefinitely=True),
+                                            pooled_root(block)))
+                            del block
+                            await settle(_MAX_PENDING_WRITES - 1)
+                    finally:
+                        blocks.close()
+                await settle(0)
+            finally:  # on failure too, so no write lands after the caller removed the folder
+                while pending:
+                    try:
+                        await pending.popleft()[0]
+                    except Exception:  # noqa: BLE001 - the first error is the one raised
+                        pass
 
     return StreamedArrayHandler
 
@@ -170,6 +192,9 @@ class ParamReader:
             node = node[key]
         return tuple(node.shape)
 
+    def dtype(self, path: tuple[str, ...]) -> np.dtype:
+        return np.dtype(self.store(path).dtype.numpy_dtype)
+
     def _open(self, name: str, cache_bytes: int):
         import orbax.checkpoint as ocp
         import tensorstore as ts
@@ -195,7 +220,14 @@ class ParamReader:
     def close(self, path: tuple[str, ...]) -> None:
         self._stores.pop(".".join(path), None)
 
-    def read(self, path: tuple[str, ...], index: int | None = None) -> np.ndarray:
+    def read(self, path: tuple[str, ...], index: int | None = None, *, out: np.ndarray | None = None) -> np.ndarray:
+        """The param (or its slice ``index``), in a new array or in ``out`` (of its shape and dtype)."""
         store = self.store(path)
-        return np.asarray((store if index is None else store[index]).read().result())
+        source = store if index is None else store[index]
+        if out is None:
+            return np.asarray(source.read().result())
+        import tensorstore as ts
+
+        ts.array(out, copy=False, write=True).write(source).result()
+        return out
 

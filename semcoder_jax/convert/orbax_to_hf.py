@@ -12,6 +12,7 @@ from semcoder_jax.checkpoint import params_path, read_model_config
 from semcoder_jax.convert.atomic import atomic_output_dir
 from semcoder_jax.convert.hf_io import TensorPlan, numpy_dtype, write_sharded
 from semcoder_jax.convert.mapping import ParamMapping, param_mappings
+from semcoder_jax.convert.transpose import pooled_empty, recycle
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.model.config import ModelConfig
 
@@ -66,13 +67,18 @@ def tensor_plans(reader, config: ModelConfig, dtype) -> list[TensorPlan]:
             last = i == len(names) - 1
 
             def produce(m=m, i=i, last=last):
-                value = reader.read(m.path, i if m.stacked else None)
-                out = m.to_hf(value, config).astype(dtype, copy=False)
+                index = i if m.stacked else None
+                if m.copies:  # read into a reused buffer: only the transpose looks at it
+                    buf = pooled_empty(m.our_shape(config), reader.dtype(m.path))
+                    out = m.to_hf(reader.read(m.path, index, out=buf), config).astype(dtype, copy=False)
+                    recycle(buf)
+                else:
+                    out = m.to_hf(reader.read(m.path, index), config).astype(dtype, copy=False)
                 if last:
                     reader.close(m.path)
                 return out
 
-            plans.append(TensorPlan(name, m.hf_shape(config), dtype, produce))
+            plans.append(TensorPlan(name, m.hf_shape(config), dtype, produce, recycle if m.copies else None))
     return plans
 
 
@@ -121,7 +127,7 @@ def orbax_to_hf(
     _check_params(reader, maps, config, where)
 
     with atomic_output_dir(out_dir) as tmp:
-        write_sharded(tmp, tensor_plans(reader, config, target), max_bytes)
+        write_sharded(tmp, tensor_plans(reader, config, target), max_bytes, drop_cache=True)
         hf_config = config.to_hf_config(torch_dtype=target.name)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         (tmp / "generation_config.json").write_text(json.dumps(generation_config(config), indent=2) + "\n")

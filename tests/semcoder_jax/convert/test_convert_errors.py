@@ -90,11 +90,11 @@ def test_failure_while_writing_leaves_nothing(hf_models, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_read = hf_io.HFWeights.read
 
-    def flaky_read(self, name):
+    def flaky_read(self, name, **kwargs):
         calls["n"] += 1
         if calls["n"] == 6:
             raise OSError("disk went away")
-        return real_read(self, name)
+        return real_read(self, name, **kwargs)
 
     monkeypatch.setattr(hf_io.HFWeights, "read", flaky_read)
     out = tmp_path / "out"
