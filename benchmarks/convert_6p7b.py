@@ -7,6 +7,7 @@ Builds a random DeepSeek-Coder-6.7B-shaped HF folder on disk one tensor at a tim
     python benchmarks/convert_6p7b.py                 # the full 6.7B shape (~40 GB of disk)
     python benchmarks/convert_6p7b.py --layers 2      # a quick check of the script
     python benchmarks/convert_6p7b.py --warm          # each stage's input cached, as the copy's is
+    python benchmarks/convert_6p7b.py --cold          # page cache dropped before each stage (root)
 
 ``input_cached_gb`` is how much of a stage's input was in the page cache when it started: with
 three 13 GB folders on a machine with less memory, a stage may read part of its input from disk.
@@ -110,6 +111,15 @@ def warm(path: Path) -> None:
                 pass
 
 
+def drop_page_cache() -> None:
+    """Write back and drop the page cache, so that a stage reads its input from disk (needs root)."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")
+    except OSError as e:
+        raise SystemExit(f"--cold needs root to write /proc/sys/vm/drop_caches: {e}") from None
+
+
 def timed_process(argv: list[str]) -> tuple[float, float, float, int]:
     """Wall seconds, CPU seconds (user + system), peak RSS (GB) of the process, exit status."""
     start = time.perf_counter()
@@ -146,6 +156,7 @@ def main() -> int:
     parser.add_argument("--source-shard-size", type=int, default=5 * 10**9)
     parser.add_argument("--max-shard-size", default="5GB", help="orbax-to-hf output shard size")
     parser.add_argument("--keep", action="store_true", help="keep the files")
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before each timed stage, copy included")
     parser.add_argument("--warm", action="store_true",
                         help="read each conversion's input just before timing it (the copy reads a cached input)")
     args = parser.parse_args()
@@ -168,6 +179,8 @@ def main() -> int:
         seconds, _ = timed(build_random_hf, hf_in, config, args.source_shard_size)
         emit(stage="generate", seconds=round(seconds, 1), bytes=dir_bytes(hf_in))
 
+        if args.cold:
+            drop_page_cache()
         input_cached = cached_gb(hf_in)
         copy_s, copy_cpu = timed(copy_once, hf_in, copy_dir)
         emit(stage="copy_once", seconds=round(copy_s, 1), cpu_s=round(copy_cpu, 1),
@@ -181,6 +194,8 @@ def main() -> int:
         cli = [sys.executable, "-m", "semcoder_jax.cli.main", "convert"]
         if args.warm:
             warm(hf_in)
+        if args.cold:
+            drop_page_cache()
         env_note = {"JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "")}
         input_cached = cached_gb(hf_in)
         seconds, cpu, rss, code = timed_process(cli + ["hf-to-orbax", "--hf-dir", str(hf_in), "--out", str(orbax_dir)])
@@ -192,6 +207,8 @@ def main() -> int:
 
         if args.warm:
             warm(orbax_dir)
+        if args.cold:
+            drop_page_cache()
         input_cached = cached_gb(orbax_dir)
         seconds, cpu, rss, code = timed_process(cli + ["orbax-to-hf", "--checkpoint", str(orbax_dir), "--out", str(hf_out),
                                                   "--dtype", "bfloat16", "--max-shard-size", args.max_shard_size])
