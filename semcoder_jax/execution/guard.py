@@ -186,9 +186,3 @@ def disable_destructive() -> None:
 def install_audit_policy(real_root: str, record=None) -> None:
     """The per-job layer: the audit policy for sandbox folder ``real_root`` (a resolved path)."""
     sys.addaudithook(make_audit_hook(real_root, record))
-
-
-def reliability_guard(root: str, record=None) -> None:
-    """Disable destructive functions and install the audit policy for sandbox folder ``root``."""
-    disable_destructive()
-    install_audit_policy(os.path.realpath(root), record)
