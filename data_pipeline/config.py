@@ -9,7 +9,7 @@ from semcoder_jax.config import ConfigError
 
 RECORD_KINDS = ("nl2code", "forward", "backward", "refine")
 
-DEFAULT_BENCHMARK_DIRS = ["eval/benchmarks/data", "../shared/benchmarks"]
+DEFAULT_BENCHMARK_DIRS = ["eval/benchmarks/data"]  # the copies the project ships
 
 
 @dataclass
@@ -32,7 +32,8 @@ class LLMConfig:
 @dataclass
 class DecontamConfig:
     enabled: bool = True
-    # Files are looked up in the first of these folders that has them (relative to the project root).
+    # Files (or their .gz) are looked up in the first of these folders that has them (relative to the
+    # project root).
     benchmark_dirs: list[str] = field(default_factory=lambda: list(DEFAULT_BENCHMARK_DIRS))
     benchmarks: list[str] = field(
         default_factory=lambda: ["HumanEvalPlus-v0.1.10.jsonl.gz", "MbppPlus-v0.2.0.jsonl.gz", "cruxeval.jsonl"]

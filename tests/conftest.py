@@ -12,9 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from semcoder_jax import DEFAULT_TOKENIZER_DIR, PROJECT_ROOT
-
-SHARED_DIR = PROJECT_ROOT.parent / "shared"
+from semcoder_jax import DEFAULT_TOKENIZER_DIR
 
 
 @pytest.fixture(scope="session")

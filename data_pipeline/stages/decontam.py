@@ -126,10 +126,12 @@ class BenchmarkIndex:
 
 
 def find_benchmark(name: str, dirs: list[str]) -> Path:
+    """``name`` (or its gzip-compressed ``name.gz``) in the first of ``dirs`` that has it, else as a path."""
     for d in dirs:
-        p = Path(resolve_path(d)) / name
-        if p.exists():
-            return p
+        for candidate in (name, f"{name}.gz"):
+            p = Path(resolve_path(d)) / candidate
+            if p.exists():
+                return p
     p = Path(resolve_path(name))
     if p.exists():
         return p

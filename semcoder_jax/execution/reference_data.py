@@ -1,5 +1,5 @@
-"""Reference benchmark files used by tests and benchmarks: the project's vendored copy when present
-(``eval/benchmarks/data/``), else the read-only shared folder beside the checkout."""
+"""Reference benchmark files used by tests and benchmarks: the copies the project ships in
+``eval/benchmarks/data/`` (plain or gzip-compressed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from semcoder_jax import PROJECT_ROOT
 from semcoder_jax.errors import SemcoderError
 
-SEARCH_DIRS = (PROJECT_ROOT / "eval" / "benchmarks" / "data", PROJECT_ROOT.parent / "shared" / "benchmarks")
+SEARCH_DIRS = (PROJECT_ROOT / "eval" / "benchmarks" / "data",)
 
 
 def find(name: str) -> Path:
