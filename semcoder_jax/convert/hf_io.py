@@ -15,8 +15,8 @@ import mmap
 import os
 import struct
 from dataclasses import dataclass
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import ml_dtypes
@@ -68,6 +68,14 @@ class TensorInfo:
     shape: tuple[int, ...]
     offset: int  # absolute byte offset of the data in ``file``; -1 for torch files
 
+    @property
+    def count(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.count * self.dtype.itemsize
+
 
 def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     try:
@@ -85,13 +93,12 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
         if meta["dtype"] not in _ST_TO_NP:
             raise SemcoderError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
         begin, end = meta["data_offsets"]
-        dtype = _ST_TO_NP[meta["dtype"]]
-        shape = tuple(int(d) for d in meta["shape"])
-        if end - begin != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
-            raise SemcoderError(f"{path}: tensor {name} byte range does not match its shape {list(shape)}")
+        info = TensorInfo(name, path, _ST_TO_NP[meta["dtype"]], tuple(int(d) for d in meta["shape"]), base + begin)
+        if end - begin != info.nbytes:
+            raise SemcoderError(f"{path}: tensor {name} byte range does not match its shape {list(info.shape)}")
         if base + end > file_size:
             raise SemcoderError(f"{path}: truncated, tensor {name} ends past the end of the file")
-        out[name] = TensorInfo(name, path, dtype, shape, base + begin)
+        out[name] = info
     return out
 
 
@@ -184,22 +191,19 @@ class HFWeights:
         info = self.tensors[name]
         if info.offset < 0 or not hasattr(os, advice):
             return
-        nbytes = int(np.prod(info.shape, dtype=np.int64)) * info.dtype.itemsize
         with open(info.file, "rb", buffering=0) as f:
-            os.posix_fadvise(f.fileno(), info.offset, nbytes, getattr(os, advice))
+            os.posix_fadvise(f.fileno(), info.offset, info.nbytes, getattr(os, advice))
 
 
 def _mapped(info: TensorInfo) -> np.ndarray:
-    count = int(np.prod(info.shape, dtype=np.int64))
-    nbytes = count * info.dtype.itemsize
-    if nbytes == 0:
+    if info.nbytes == 0:
         return np.empty(info.shape, info.dtype)
     start = info.offset - info.offset % mmap.ALLOCATIONGRANULARITY
     with open(info.file, "rb", buffering=0) as f:
-        mapping = mmap.mmap(f.fileno(), info.offset + nbytes - start, access=mmap.ACCESS_READ, offset=start)
+        mapping = mmap.mmap(f.fileno(), info.offset + info.nbytes - start, access=mmap.ACCESS_READ, offset=start)
     if hasattr(mapping, "madvise"):
         mapping.madvise(mmap.MADV_WILLNEED)  # read ahead the whole tensor if it is not cached
-    return np.frombuffer(mapping, info.dtype, count, info.offset - start).reshape(info.shape)
+    return np.frombuffer(mapping, info.dtype, info.count, info.offset - start).reshape(info.shape)
 
 
 def _torch_to_numpy_dtype(torch_dtype, path: Path, name: str) -> np.dtype:

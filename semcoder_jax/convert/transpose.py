@@ -128,6 +128,13 @@ def pooled_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
     return buf.view(dtype).reshape(shape)
 
 
+def _base(x: np.ndarray) -> np.ndarray:
+    """The array that owns ``x``'s memory (``x`` itself, or the end of its chain of views)."""
+    while isinstance(x.base, np.ndarray):
+        x = x.base
+    return x
+
+
 def recycle(x: np.ndarray) -> None:
     """Hand back a ``transpose2d`` or ``pooled_empty`` array that nothing uses any more, for reuse.
 
@@ -135,9 +142,7 @@ def recycle(x: np.ndarray) -> None:
     transpose; an array that did not come from ``pooled_empty`` is ignored.
     """
     global _free_bytes
-    root = x
-    while isinstance(root.base, np.ndarray):
-        root = root.base
+    root = _base(x)
     with _pool_lock:
         if _lent.get(id(root)) is not root:
             return
@@ -150,9 +155,7 @@ def recycle(x: np.ndarray) -> None:
 
 def pooled_root(x: np.ndarray) -> np.ndarray | None:
     """The ``pooled_empty`` buffer under ``x``, or None."""
-    root = x
-    while isinstance(root.base, np.ndarray):
-        root = root.base
+    root = _base(x)
     with _pool_lock:
         return root if _lent.get(id(root)) is root else None
 
