@@ -88,7 +88,6 @@ class ForkServer:
         self.buffer = b""
         self.eof = False
         self.exited: list[int] = []  # pids whose pidfd reported their exit
-        self.fork = _raw_fork() if threading.active_count() == 1 else os.fork
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_r, False)
         os.set_blocking(self.wake_w, False)
@@ -282,6 +281,9 @@ class ForkServer:
                               "duration_s": 0.0})
 
     def serve(self) -> None:
+        # Chosen here, after every import (preloaded modules included): a raw fork is only safe
+        # while this process has a single thread.
+        self.fork = _raw_fork() if threading.active_count() == 1 else os.fork
         os.set_blocking(self.req_fd, False)
         self.respond({"ready": True, "network_isolated": self.network_isolated, "pid": os.getpid()})
         while not (self.eof and not self.running):
