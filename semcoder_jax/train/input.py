@@ -233,13 +233,34 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
         yield num, wire, value
 
 
+def _signed(x: int) -> int:
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def _int64_list(feature: bytes) -> list[int]:
+    """The values of a ``Feature`` message's ``int64_list`` (field 3), packed or not."""
+    values: list[int] = []
+    for num, _, kind in _fields(feature):
+        if num != 3:
+            continue
+        for vnum, wire, v in _fields(kind):
+            if vnum == 1 and wire == 2:  # packed
+                j = 0
+                while j < len(v):
+                    x, j = _varint(v, j)
+                    values.append(_signed(x))
+            elif vnum == 1:
+                values.append(_signed(v))
+    return values
+
+
 def decode_int64_example(record: bytes) -> dict[str, list[int]]:
     """The int64 features of a serialised ``tf.train.Example``, decoded in pure Python."""
     out: dict[str, list[int]] = {}
-    for num, _, features in _fields(record):
+    for num, _, features in _fields(record):  # Example.features
         if num != 1:
             continue
-        for fnum, _, entry in _fields(features):
+        for fnum, _, entry in _fields(features):  # one map entry of Features.feature
             if fnum != 1:
                 continue
             key, values = None, []
@@ -247,16 +268,7 @@ def decode_int64_example(record: bytes) -> dict[str, list[int]]:
                 if enum == 1:
                     key = ev.decode()
                 elif enum == 2:
-                    for knum, kwire, kv in _fields(ev):
-                        if knum == 3:  # int64_list
-                            for vnum, vwire, v in _fields(kv):
-                                if vnum == 1 and vwire == 2:  # packed
-                                    j = 0
-                                    while j < len(v):
-                                        x, j = _varint(v, j)
-                                        values.append(x - (1 << 64) if x >= 1 << 63 else x)
-                                elif vnum == 1:
-                                    values.append(v - (1 << 64) if v >= 1 << 63 else v)
+                    values = _int64_list(ev)
             if key is not None:
                 out[key] = values
     return out
