@@ -38,6 +38,37 @@ def matmul_peak_tflops() -> float:
     return 2 * 8192**3 / ((time.perf_counter() - t0) / 20) / 1e12
 
 
+def top_device_ops(trace_dir: str, n: int, steps: int) -> list[dict]:
+    """The ``n`` device ops with the most time per step in a ``jax.profiler`` trace, as HLO ops
+    (the trace's "XLA Ops" line) and as kernels (its stream lines)."""
+    import glob
+    from collections import Counter, defaultdict
+
+    from jax.profiler import ProfileData
+
+    by_line: dict[str, tuple[Counter, Counter]] = defaultdict(lambda: (Counter(), Counter()))
+    for path in glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True):
+        for plane in ProfileData.from_file(path).planes:
+            if not plane.name.startswith("/device:"):
+                continue
+            for line in plane.lines:
+                kind = "ops" if line.name == "XLA Ops" else "kernels" if "stream" in line.name.lower() else None
+                if kind:
+                    total, count = by_line[kind]
+                    for ev in line.events:
+                        total[ev.name] += ev.duration_ns
+                        count[ev.name] += 1
+    rows = []
+    for kind, (total, count) in sorted(by_line.items()):
+        all_ms = sum(total.values()) / steps / 1e6
+        rows.append(dict(kind=kind, op="(all)", ms_per_step=round(all_ms, 3), calls_per_step=sum(count.values()) / steps))
+        rows += [
+            dict(kind=kind, op=name[:160], ms_per_step=round(ns / steps / 1e6, 3), calls_per_step=count[name] / steps)
+            for name, ns in total.most_common(n)
+        ]
+    return rows
+
+
 def synthetic_batch(batch: int, seq: int, vocab: int, segments: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Rows of ``segments`` equal segments (1 = unpacked), prompt half masked out of the loss."""
     rng = np.random.default_rng(seed)
@@ -69,6 +100,8 @@ def main() -> None:
     p.add_argument("--warmup-steps", type=int, default=2, help="untimed steps after the compiling one")
     p.add_argument("--peak-tflops", type=float, default=None, help="per-device peak for mfu_vs_table_peak")
     p.add_argument("--vocab", type=int, default=None, help="override the vocabulary (CPU checks)")
+    p.add_argument("--profile", default=None, metavar="DIR", help="trace the timed steps into DIR (TensorBoard)")
+    p.add_argument("--top-ops", type=int, default=0, metavar="N", help="with --profile: print the N costliest device ops")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra TrainConfig overrides")
     args = p.parse_args()
 
@@ -118,11 +151,15 @@ def main() -> None:
             for _ in range(args.warmup_steps):
                 state, metrics = trainer.step_fn(state, batch)
             jax.block_until_ready(metrics)
+            if args.profile:
+                jax.profiler.start_trace(args.profile)
             t0 = time.perf_counter()
             for _ in range(args.steps):
                 state, metrics = trainer.step_fn(state, batch)
             jax.block_until_ready(metrics)
             step_s = (time.perf_counter() - t0) / args.steps
+            if args.profile:
+                jax.profiler.stop_trace()
         trainer.close()
 
     tokens = args.batch * args.seq
@@ -148,6 +185,9 @@ def main() -> None:
     except Exception:  # noqa: BLE001 - not every backend reports memory
         pass
     print(json.dumps(result), flush=True)
+    if args.profile and args.top_ops:
+        for row in top_device_ops(args.profile, args.top_ops, args.steps):
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

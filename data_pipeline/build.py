@@ -187,7 +187,8 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     trained = [r for r in formatted if r["kind"] in config.train_kinds]
     examples, too_long = tokenize_records(trained, tokenizer, config.seq_len)
     write_jsonl_atomic(out / "records" / "rejects.jsonl", too_long)
-    rows = packing.pack(examples, config.seq_len, mode=config.packing, seed=config.shuffle_seed, pad_id=config.pad_id)
+    rows = packing.pack(examples, config.seq_len, mode=config.packing, seed=config.shuffle_seed, pad_id=config.pad_id,
+                        max_segments=config.max_segments)
     tf_dir = out / "tfrecords"
     for stale in tf_dir.glob("*.tfrecord"):
         stale.unlink()
@@ -223,6 +224,7 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
         "tokens": {"total": tokens, "target": target_tokens, "slots": len(rows) * config.seq_len},
         "padding_fraction": round(packing.padding_fraction(rows, config.seq_len), 6),
         "packing": config.packing,
+        "max_segments": packing.max_segment_runs(rows, config.seq_len),
         "shuffle_seed": config.shuffle_seed,
         "tokenizer": str(config.tokenizer or "deepseek-coder (shipped)"),
         "code_version": tfrecords.code_version(),

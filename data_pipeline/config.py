@@ -87,6 +87,9 @@ class DataConfig:
     # (nl2code, forward, backward) first, then PYX-R (refine).
     train_kinds: list[str] = field(default_factory=lambda: list(RECORD_KINDS))
     packing: str = "best_fit"  # best_fit | pad
+    # Most runs of equal segment id per row (examples + trailing padding); 0 = no limit. Training
+    # with cuDNN attention needs model.max_segments >= this (its packed kernel's cost grows with it).
+    max_segments: int = 8
     pad_id: int = 0
     shuffle_seed: int = 0
     tfrecord_shards: int = 4
@@ -114,6 +117,8 @@ class DataConfig:
                 raise ConfigError(f"data config: seed_kinds entry {kind!r} is not function|class|block")
         if self.num_shards < 1 or self.tfrecord_shards < 1:
             raise ConfigError("data config: num_shards and tfrecord_shards must be >= 1")
+        if self.max_segments == 1 or self.max_segments < 0:
+            raise ConfigError(f"data config: max_segments={self.max_segments} must be 0 (no limit) or >= 2")
         if self.seq_len < 8:
             raise ConfigError(f"data config: seq_len={self.seq_len} is too small")
 

@@ -24,8 +24,11 @@ class Example:
         return len(self.input_ids)
 
 
-def best_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
-    """Bins of example indices, best-fit decreasing; ties broken by index for determinism."""
+def best_fit(lengths: Sequence[int], capacity: int, max_items: int = 0) -> list[list[int]]:
+    """Bins of example indices, best-fit decreasing; ties broken by index for determinism.
+
+    ``max_items`` > 0 closes a bin once it holds that many examples.
+    """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     bins: list[list[int]] = []
     room_keys: list[tuple[int, int]] = []  # sorted (room left, bin index)
@@ -37,10 +40,12 @@ def best_fit(lengths: Sequence[int], capacity: int) -> list[list[int]]:
         if j < len(room_keys):
             room, b = room_keys.pop(j)
             bins[b].append(i)
-            bisect.insort(room_keys, (room - n, b))
+            if len(bins[b]) != max_items:
+                bisect.insort(room_keys, (room - n, b))
         else:
             bins.append([i])
-            bisect.insort(room_keys, (capacity - n, len(bins) - 1))
+            if max_items != 1:
+                bisect.insort(room_keys, (capacity - n, len(bins) - 1))
     return bins
 
 
@@ -58,16 +63,27 @@ def build_row(examples: Sequence[Example], seq_len: int, pad_id: int = 0) -> dic
     return row
 
 
-def pack(examples: Sequence[Example], seq_len: int, *, mode: str = "best_fit", seed: int = 0, pad_id: int = 0) -> list[list[Example]]:
-    """Rows of examples (not yet arrays), shuffled deterministically with ``seed``."""
+def pack(examples: Sequence[Example], seq_len: int, *, mode: str = "best_fit", seed: int = 0, pad_id: int = 0,
+         max_segments: int = 0) -> list[list[Example]]:
+    """Rows of examples (not yet arrays), shuffled deterministically with ``seed``.
+
+    ``max_segments`` > 0 bounds a row's runs of equal segment id, its trailing padding counted as
+    one: rows then hold at most ``max_segments - 1`` examples (see ``model.max_segments``).
+    """
     if mode == "pad":
         rows = [[ex] for ex in examples]
     elif mode == "best_fit":
-        rows = [[examples[i] for i in b] for b in best_fit([len(e) for e in examples], seq_len)]
+        max_items = max_segments - 1 if max_segments else 0
+        rows = [[examples[i] for i in b] for b in best_fit([len(e) for e in examples], seq_len, max_items)]
     else:
         raise ValueError(f"unknown packing mode {mode!r}")
     random.Random(seed).shuffle(rows)
     return rows
+
+
+def max_segment_runs(rows: Sequence[Sequence[Example]], seq_len: int) -> int:
+    """The most runs of equal segment id in any row: its examples, plus one for trailing padding."""
+    return max((len(r) + (sum(len(e) for e in r) < seq_len) for r in rows), default=0)
 
 
 def padding_fraction(rows: Sequence[Sequence[Example]], seq_len: int) -> float:

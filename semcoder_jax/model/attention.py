@@ -7,17 +7,85 @@ attend across examples.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import inspect
+from typing import Callable, Literal, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from semcoder_jax.errors import SemcoderError
+
+try:  # JAX's own cuDNN entry point: the public one has no packed (per-segment) layout.
+    from jax._src.cudnn import fused_attention_stablehlo as _cudnn_fa
+
+    if "q_offsets" not in inspect.signature(_cudnn_fa.dot_product_attention).parameters:
+        _cudnn_fa = None
+except ImportError:  # pragma: no cover - depends on the JAX build
+    _cudnn_fa = None
 
 Implementation = Literal["xla", "cudnn", "splash"]
 
 # Finite rather than -inf so that a fully masked row (padding) gives a finite softmax.
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+# The name under which the packed cuDNN kernel's residuals (q, k, v, output, softmax statistics)
+# are offered to remat policies (``save_dots_attention``).
+RESIDUAL_NAME = "attention_residuals"
+
+
+class PackedSegments(NamedTuple):
+    """Each row's runs of equal segment id in cuDNN's packed layout (made once per forward pass).
+
+    ``seqlen`` [B, M]: run lengths; ``offsets`` [B, M+1]: run starts; both -1 past a row's last
+    run. Padding (segment 0) is a run of its own, so every token belongs to exactly one run and
+    no real token sees it.
+    """
+
+    seqlen: jax.Array
+    offsets: jax.Array
+
+
+def packed_segments(segment_ids: jax.Array, max_segments: int) -> PackedSegments:
+    """The runs of ``segment_ids`` [B, S]. Rows with more than ``max_segments`` runs lose the rest:
+    callers check that first (``count_segment_runs``)."""
+    b, s = segment_ids.shape
+    starts = jnp.concatenate([jnp.ones((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+    offsets = jax.vmap(lambda row: jnp.nonzero(row, size=max_segments + 1, fill_value=-1)[0])(starts)
+    offsets = offsets.astype(jnp.int32)
+    ends = jnp.concatenate([offsets[:, 1:], jnp.full((b, 1), -1, jnp.int32)], axis=1)
+    ends = jnp.where(ends < 0, s, ends)
+    seqlen = jnp.where(offsets >= 0, ends - offsets, -1)[:, :max_segments]
+    offsets = offsets.at[:, max_segments].set(-1)
+    return PackedSegments(seqlen, offsets)
+
+
+def count_segment_runs(segment_ids) -> "jax.Array":
+    """Runs of equal segment id per row (numpy or JAX), as ``packed_segments`` counts them."""
+    return 1 + (segment_ids[:, 1:] != segment_ids[:, :-1]).sum(axis=1)
+
+
+def packed_cudnn_available() -> bool:
+    """Whether this JAX has the cuDNN entry point that takes packed segments."""
+    return _cudnn_fa is not None
+
+
+def with_saveable_residuals(fn: Callable[..., jax.Array], name: str) -> Callable[..., jax.Array]:
+    """``fn`` whose VJP residuals are tagged ``checkpoint_name(name)``.
+
+    A kernel behind its own ``custom_vjp`` (cuDNN attention) keeps its residuals out of sight of
+    remat policies, so the backward pass runs its forward again. Tagged, a policy that saves
+    ``name`` keeps them instead.
+    """
+    wrapped = jax.custom_vjp(fn)
+
+    def fwd(*args):
+        out, vjp = jax.vjp(fn, *args)
+        return out, jax.tree.map(lambda r: checkpoint_name(r, name), vjp)
+
+    wrapped.defvjp(fwd, lambda vjp, g: vjp(g))
+    return wrapped
 
 
 def attention_mask(
@@ -79,8 +147,21 @@ def cached_attention(
     return out.reshape(b, s, h, hd).astype(q.dtype)
 
 
+def _cudnn_packed(q, k, v, packed: PackedSegments, causal, scale):
+    """cuDNN fused attention over packed runs (no [S, T] mask or bias is ever built)."""
+    mask_type = _cudnn_fa.MaskType.PADDING_CAUSAL if causal else _cudnn_fa.MaskType.PADDING
+
+    def kernel(q, k, v, seqlen, offsets):
+        return _cudnn_fa.dot_product_attention(
+            q, k, v, q_seqlen=seqlen, kv_seqlen=seqlen, q_offsets=offsets, kv_offsets=offsets,
+            scale=scale, mask_type=mask_type, qkv_layout="BTNH",
+        )
+
+    return with_saveable_residuals(kernel, RESIDUAL_NAME)(q, k, v, packed.seqlen, packed.offsets)
+
+
 def _cudnn(q, k, v, segment_ids_q, segment_ids_kv, causal, scale):
-    """cuDNN fused attention; segments enter as an additive bias (fastest public path measured)."""
+    """cuDNN fused attention through the public API; segments enter as an additive bias."""
     same = (segment_ids_q[:, :, None] == segment_ids_kv[:, None, :]) & (segment_ids_kv[:, None, :] != 0)
     bias = jnp.where(same, 0.0, -1e9).astype(q.dtype)[:, None]  # [B, 1, S, T]
     return jax.nn.dot_product_attention(
@@ -117,11 +198,14 @@ def dot_product_attention(
     causal: bool = True,
     implementation: Implementation = "xla",
     q_offset: jax.Array | int = 0,
+    packed: Optional[PackedSegments] = None,
 ) -> jax.Array:
     """Attention of q [B, S, H, hd] over k, v [B, T, KV, hd] (H a multiple of KV) -> [B, S, H, hd].
 
     ``segment_ids_*`` [B, S] / [B, T] default to all ones. ``q_offset`` (xla only) places query i
     at key index i + q_offset for the causal mask, as when decoding against a KV cache.
+    ``packed`` (self-attention, cudnn only) the runs of ``segment_ids_q``: cuDNN then attends
+    within each run, which is the segment mask without building it.
     """
     b, s, h, hd = q.shape
     t, kv = k.shape[1], k.shape[2]
@@ -136,6 +220,8 @@ def dot_product_attention(
         return _xla(q, k, v, segment_ids_q, segment_ids_kv, causal, q_offset, scale)
     if not (isinstance(q_offset, int) and q_offset == 0) or (causal and s != t):
         raise SemcoderError(f"attention {implementation!r}: a query offset / ragged causal mask needs 'xla'")
+    if implementation == "cudnn" and packed is not None and packed_cudnn_available() and s == t:
+        return _cudnn_packed(q, k, v, packed, causal, scale)
     if implementation == "cudnn":
         return _cudnn(q, k, v, segment_ids_q, segment_ids_kv, causal, scale)
     if implementation == "splash":

@@ -11,7 +11,9 @@ from typing import Any, Optional
 from semcoder_jax.config import ConfigError, load_config, preset_path
 
 ATTENTION_IMPLS = ("xla", "cudnn", "splash")
-REMAT_POLICIES = ("none", "full", "save_dots", "save_dots_no_batch", "save_qkv_proj", "save_out_proj")
+REMAT_POLICIES = (
+    "none", "full", "save_dots", "save_dots_no_batch", "save_dots_attention", "save_qkv_proj", "save_out_proj",
+)
 DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -52,6 +54,10 @@ class ModelConfig:
     # Layers per scan iteration: >1 lets XLA fuse and schedule across layer boundaries, at some
     # compile time. Ignored when scan_layers is false (fully unrolled).
     scan_unroll: int = 1
+    # cuDNN attention: the most runs of equal segment id (padding included) a row may hold, for
+    # cuDNN's packed layout, whose cost grows with it; 0 uses a segment-mask bias instead
+    # (slower, no limit). The data pipeline packs at most this many runs per row.
+    max_segments: int = 8
 
     def validate(self) -> "ModelConfig":
         if self.num_heads % self.num_kv_heads:
@@ -65,6 +71,8 @@ class ModelConfig:
         for key in ("dtype", "param_dtype"):
             if getattr(self, key) not in DTYPES:
                 raise ConfigError(f"model.{key} must be one of {DTYPES}, got {getattr(self, key)!r}")
+        if self.max_segments < 0:
+            raise ConfigError(f"model.max_segments must be >= 0, got {self.max_segments}")
         if self.scan_unroll < 1:
             raise ConfigError(f"model.scan_unroll must be >= 1, got {self.scan_unroll}")
         if self.hidden_act != "silu":

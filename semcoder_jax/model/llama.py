@@ -12,16 +12,23 @@ cache passed in and returned); both use the same parameter tree.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
-from semcoder_jax.model.attention import cached_attention, dot_product_attention
+from semcoder_jax.model.attention import (
+    RESIDUAL_NAME,
+    PackedSegments,
+    cached_attention,
+    dot_product_attention,
+    packed_cudnn_available,
+    packed_segments,
+)
 from semcoder_jax.model.config import ModelConfig
-from semcoder_jax.model.rope import apply_rope
+from semcoder_jax.model.rope import RopeTables, rope_tables, rotate
 
 Params = dict[str, Any]
 Cache = dict[str, jax.Array]
@@ -37,6 +44,12 @@ def _init(config: ModelConfig, axes: tuple[str, ...]):
     return nn.with_logical_partitioning(nn.initializers.normal(config.initializer_range), axes)
 
 
+def uses_packed_attention(config: ModelConfig) -> bool:
+    """Whether full-sequence passes use packed cuDNN attention, which bounds a row's segment runs
+    by ``config.max_segments``."""
+    return config.attention == "cudnn" and config.max_segments > 0 and packed_cudnn_available()
+
+
 def remat_policy(name: str):
     """The ``jax.checkpoint`` policy for ``ModelConfig.remat_policy`` (None: no remat)."""
     policies = jax.checkpoint_policies
@@ -47,6 +60,9 @@ def remat_policy(name: str):
         "save_dots_no_batch": policies.dots_with_no_batch_dims_saveable,
         "save_qkv_proj": policies.save_only_these_names("query_proj", "key_proj", "value_proj"),
         "save_out_proj": policies.save_only_these_names("out_proj"),
+        "save_dots_attention": policies.save_from_both_policies(
+            policies.dots_saveable, policies.save_only_these_names(RESIDUAL_NAME)
+        ),
     }[name]
 
 
@@ -60,26 +76,28 @@ def segment_positions(segment_ids: jax.Array) -> jax.Array:
     return idx - jax.lax.cummax(jnp.where(starts, idx, 0), axis=1)
 
 
-class Projection(nn.Module):
-    """A bias-free projection contracting the last ``in_ndims`` dims of its input.
+class Kernel(nn.Module):
+    """A bias-free projection's kernel, stored in its final shape, returned in the compute dtype.
 
-    The kernel is stored in its final shape, so its logical-axis metadata always matches the
-    array (flax's ``DenseGeneral`` boxes a flattened kernel, which breaks sharding constraints).
+    Storing the final shape keeps the logical-axis metadata equal to the array's (flax's
+    ``DenseGeneral`` boxes a flattened kernel, which breaks sharding constraints).
     """
 
     config: ModelConfig
-    kernel_shape: tuple[int, ...]
+    shape: tuple[int, ...]
     axes: tuple[str, ...]
-    in_ndims: int = 1
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def __call__(self) -> jax.Array:
         cfg = self.config
-        kernel = self.param("kernel", _init(cfg, self.axes), self.kernel_shape, _dtype(cfg.param_dtype))
-        dt = _dtype(cfg.dtype)
-        n = self.in_ndims
-        contract = (tuple(range(x.ndim - n, x.ndim)), tuple(range(n)))
-        return jax.lax.dot_general(x.astype(dt), kernel.astype(dt), (contract, ((), ())))
+        kernel = self.param("kernel", _init(cfg, self.axes), self.shape, _dtype(cfg.param_dtype))
+        return kernel.astype(_dtype(cfg.dtype))
+
+
+def project(x: jax.Array, kernel: jax.Array, in_ndims: int = 1) -> jax.Array:
+    """Contract the last ``in_ndims`` dims of ``x`` with the first of ``kernel`` (compute dtype)."""
+    contract = (tuple(range(x.ndim - in_ndims, x.ndim)), tuple(range(in_ndims)))
+    return jax.lax.dot_general(x.astype(kernel.dtype), kernel, (contract, ((), ())))
 
 
 class RMSNorm(nn.Module):
@@ -99,41 +117,49 @@ class RMSNorm(nn.Module):
         return (y * scale.astype(jnp.float32)).astype(self.dtype)
 
 
+class LayerInputs(NamedTuple):
+    """What every layer reads besides the residual stream, made once per forward pass."""
+
+    rope: RopeTables
+    segment_ids: jax.Array
+    packed: Optional[PackedSegments]  # for packed cuDNN attention, else None
+
+
 class Attention(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, segment_ids, layer_cache, cache_segment_ids):
+    def __call__(self, x, inputs: LayerInputs, layer_cache, cache_segment_ids):
         cfg = self.config
-        h, kv, hd = cfg.num_heads, cfg.num_kv_heads, cfg.head_size
-
-        def proj(name, heads, axes):
-            return Projection(cfg, (cfg.hidden_size, heads, hd), axes, name=name)(x)
-
-        q = checkpoint_name(proj("q_proj", h, ("embed", "q_heads", "head_dim")), "query_proj")
-        k = checkpoint_name(proj("k_proj", kv, ("embed", "kv_heads", "head_dim")), "key_proj")
-        v = checkpoint_name(proj("v_proj", kv, ("embed", "kv_heads", "head_dim")), "value_proj")
+        h, kv, hd, d = cfg.num_heads, cfg.num_kv_heads, cfg.head_size, cfg.hidden_size
+        wq = Kernel(cfg, (d, h, hd), ("embed", "q_heads", "head_dim"), name="q_proj")()
+        wk = Kernel(cfg, (d, kv, hd), ("embed", "kv_heads", "head_dim"), name="k_proj")()
+        wv = Kernel(cfg, (d, kv, hd), ("embed", "kv_heads", "head_dim"), name="v_proj")()
+        q = checkpoint_name(project(x, wq), "query_proj")
+        k = checkpoint_name(project(x, wk), "key_proj")
+        v = checkpoint_name(project(x, wv), "value_proj")
         q = nn.with_logical_constraint(q, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim"))
         kv_axes = ("activation_batch", "activation_length", "activation_kv_heads", "activation_head_dim")
         k = nn.with_logical_constraint(k, kv_axes)
         v = nn.with_logical_constraint(v, kv_axes)
-        q = apply_rope(q, positions, theta=cfg.rope_theta, scaling_factor=cfg.rope_scaling_factor)
-        k = apply_rope(k, positions, theta=cfg.rope_theta, scaling_factor=cfg.rope_scaling_factor)
+        q = rotate(q, inputs.rope)
+        k = rotate(k, inputs.rope)
 
         if layer_cache is None:
             out = dot_product_attention(
-                q, k, v, segment_ids_q=segment_ids, segment_ids_kv=segment_ids, implementation=cfg.attention
+                q, k, v, segment_ids_q=inputs.segment_ids, segment_ids_kv=inputs.segment_ids,
+                implementation=cfg.attention, packed=inputs.packed,
             )
             new_kv = None
         else:
             cache_k, cache_v = layer_cache
             out = cached_attention(
-                q, k, v, cache_k, cache_v, segment_ids_q=segment_ids, segment_ids_cache=cache_segment_ids
+                q, k, v, cache_k, cache_v, segment_ids_q=inputs.segment_ids, segment_ids_cache=cache_segment_ids
             )
             new_kv = (k.astype(cache_k.dtype), v.astype(cache_v.dtype))
         out = nn.with_logical_constraint(out, ("activation_batch", "activation_length", "activation_heads", "activation_head_dim"))
-        out = Projection(cfg, (h, hd, cfg.hidden_size), ("q_heads", "head_dim", "embed"), in_ndims=2, name="o_proj")(out)
-        return checkpoint_name(out, "out_proj"), new_kv
+        wo = Kernel(cfg, (h, hd, d), ("q_heads", "head_dim", "embed"), name="o_proj")()
+        return checkpoint_name(project(out, wo, in_ndims=2), "out_proj"), new_kv
 
 
 class MLP(nn.Module):
@@ -142,14 +168,12 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         cfg = self.config
-
-        def dense(name, features, axes, inp):
-            return Projection(cfg, (inp.shape[-1], features), axes, name=name)(inp)
-
-        gate = dense("gate_proj", cfg.intermediate_size, ("embed", "mlp"), x)
-        up = dense("up_proj", cfg.intermediate_size, ("embed", "mlp"), x)
-        hidden = nn.with_logical_constraint(nn.silu(gate) * up, ("activation_batch", "activation_length", "activation_mlp"))
-        return dense("down_proj", cfg.hidden_size, ("mlp", "embed"), hidden)
+        d, f = cfg.hidden_size, cfg.intermediate_size
+        w_gate = Kernel(cfg, (d, f), ("embed", "mlp"), name="gate_proj")()
+        w_up = Kernel(cfg, (d, f), ("embed", "mlp"), name="up_proj")()
+        hidden = nn.with_logical_constraint(nn.silu(project(x, w_gate)) * project(x, w_up), ("activation_batch", "activation_length", "activation_mlp"))
+        w_down = Kernel(cfg, (f, d), ("mlp", "embed"), name="down_proj")()
+        return project(hidden, w_down)
 
 
 class DecoderLayer(nn.Module):
@@ -158,12 +182,12 @@ class DecoderLayer(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x, positions, segment_ids, layer_cache, cache_segment_ids):
+    def __call__(self, x, inputs: LayerInputs, layer_cache, cache_segment_ids):
         cfg = self.config
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         x = nn.with_logical_constraint(x, BATCH_LENGTH_EMBED)
         h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="attn_norm")(x)
-        attn, new_kv = Attention(cfg, name="attn")(h, positions, segment_ids, layer_cache, cache_segment_ids)
+        attn, new_kv = Attention(cfg, name="attn")(h, inputs, layer_cache, cache_segment_ids)
         x = x + attn
         h = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="mlp_norm")(x)
         x = x + MLP(cfg, name="mlp")(h)
@@ -200,12 +224,16 @@ class Transformer(nn.Module):
             positions = segment_positions(segment_ids)
         positions = positions.astype(jnp.int32)
 
+        # Looked up in the parameter dtype, so that a token's gradients add up in it.
         embed = nn.Embed(
-            cfg.vocab_size, cfg.hidden_size, dtype=dt, param_dtype=pdt,
+            cfg.vocab_size, cfg.hidden_size, dtype=pdt, param_dtype=pdt,
             embedding_init=_init(cfg, ("vocab", "embed")), name="embed",
         )
-        x = embed(input_ids)
+        x = embed(input_ids).astype(dt)
         x = nn.with_logical_constraint(x, BATCH_LENGTH_EMBED)
+        rope = rope_tables(positions, cfg.head_size, theta=cfg.rope_theta, scaling_factor=cfg.rope_scaling_factor)
+        packed = packed_segments(segment_ids, cfg.max_segments) if cache is None and uses_packed_attention(cfg) else None
+        inputs = LayerInputs(rope, segment_ids, packed)
 
         layer_cache = None if cache is None else (cache["k"], cache["v"])
         cache_segment_ids = None if cache is None else cache["segment_ids"]
@@ -218,20 +246,20 @@ class Transformer(nn.Module):
             layer_cls,
             variable_axes={"params": 0},
             split_rngs={"params": True},
-            in_axes=(nn.broadcast, nn.broadcast, 0, nn.broadcast),
+            in_axes=(nn.broadcast, 0, nn.broadcast),
             length=cfg.num_layers,
             unroll=cfg.scan_unroll if cfg.scan_layers else cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(cfg, name="layers")
-        x, new_kv = layers(x, positions, segment_ids, layer_cache, cache_segment_ids)
+        x, new_kv = layers(x, inputs, layer_cache, cache_segment_ids)
 
         x = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="final_norm")(x)
         if last_only:
             x = x[:, -1:]
         if cfg.tie_word_embeddings:
-            logits = embed.attend(x)
+            logits = project(x, embed.embedding.astype(dt).T)
         else:
-            logits = Projection(cfg, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), name="lm_head")(x)
+            logits = project(x, Kernel(cfg, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), name="lm_head")())
         logits = nn.with_logical_constraint(logits, ("activation_batch", "activation_length", "activation_vocab"))
         logits = logits.astype(jnp.float32)
         if cache is None:
@@ -279,6 +307,19 @@ def init_params(config: ModelConfig, rng: jax.Array) -> Params:
     return init(rng)
 
 
+def cast_kernels(config: ModelConfig, params: Params) -> Params:
+    """The params with every projection kernel in the compute dtype (norms and embedding as they are).
+
+    Done once per step, outside the layer scan, rather than by every layer (and again by remat's
+    recomputation); FSDP then gathers compute-dtype weights. Gradients are the same: a kernel's
+    gradient is a compute-dtype matmul either way.
+    """
+    dt = _dtype(config.dtype)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, p: p.astype(dt) if getattr(path[-1], "key", None) == "kernel" else p, params
+    )
+
+
 def apply(
     config: ModelConfig,
     params: Params,
@@ -287,4 +328,4 @@ def apply(
     segment_ids: Optional[jax.Array] = None,
 ) -> jax.Array:
     """Logits [B, S, V] float32."""
-    return Transformer(config).apply({"params": params}, input_ids, positions, segment_ids)
+    return Transformer(config).apply({"params": cast_kernels(config, params)}, input_ids, positions, segment_ids)

@@ -19,6 +19,7 @@ import numpy as np
 
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.jsonl import iter_jsonl
+from semcoder_jax.model.attention import count_segment_runs
 from semcoder_jax.packed_schema import FEATURES, SchemaError, parse_example, validate_row
 from semcoder_jax.train.config import DataConfig
 
@@ -47,6 +48,8 @@ class DataPosition:
 class RowSource(Protocol):
     rows: int
     seq_len: int
+    max_runs: int | None  # most runs of equal segment id in a row, where known before reading
+
 
     def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]: ...
 
@@ -71,6 +74,7 @@ class ArraySource:
         self.global_batch, self.seed, self.host_rows = global_batch, seed, host_rows
         self.host_batch = global_batch // process_count
         self.offset = 0 if host_rows else process_index * self.host_batch
+        self.max_runs = int(count_segment_runs(self.data["segment_ids"]).max())
 
     def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
         order = np.random.default_rng([self.seed, epoch]).permutation(self.local_rows)
@@ -81,8 +85,10 @@ class ArraySource:
             yield {k: v[idx] for k, v in self.data.items()}
 
 
-def pack_examples(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, pad_id: int = 0) -> Batch:
-    """Greedy in-order packing of (input_ids, loss_mask) examples into rows of ``seq_len``."""
+def pack_examples(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, pad_id: int = 0,
+                  max_segments: int = 0) -> Batch:
+    """Greedy in-order packing of (input_ids, loss_mask) examples into rows of ``seq_len``;
+    ``max_segments`` > 0: at most ``max_segments - 1`` examples a row (padding is one more run)."""
     rows: list[Batch] = []
     cur: list[tuple[np.ndarray, np.ndarray]] = []
     used = 0
@@ -98,7 +104,7 @@ def pack_examples(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, p
         rows.append({"input_ids": ids, "loss_mask": mask, "segment_ids": seg, "positions": pos})
 
     for ids, mask in examples:
-        if used + len(ids) > seq_len and cur:
+        if cur and (used + len(ids) > seq_len or len(cur) + 1 == max_segments):
             flush()
             cur, used = [], 0
         cur.append((ids, mask))
@@ -108,7 +114,7 @@ def pack_examples(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, p
     return {k: np.stack([r[k] for r in rows]) for k in FEATURES}
 
 
-def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0) -> Batch:
+def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segments: int = 0) -> Batch:
     """Packed rows (all four features) as they are; unpacked ``{input_ids, loss_mask}`` packed here."""
     packed: list[Batch] = []
     loose: list[tuple[np.ndarray, np.ndarray]] = []
@@ -132,7 +138,7 @@ def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0) -> Batch:
         log.warning("%s: skipped %d rows longer than seq_len=%d", path, too_long, seq_len)
     parts = [{k: np.stack([r[k] for r in packed]) for k in FEATURES}] if packed else []
     if loose:
-        parts.append(pack_examples(loose, seq_len, pad_id))
+        parts.append(pack_examples(loose, seq_len, pad_id, max_segments))
     if not parts:
         raise DataError(f"{path}: no usable rows")
     return {k: np.concatenate([p[k] for p in parts]) for k in FEATURES}
@@ -158,8 +164,8 @@ def synthetic_rows(n_rows: int, seq_len: int, vocab_size: int, seed: int = 0, se
 
 
 # ---- TFRecords ---------------------------------------------------------------------------------
-def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int | None]:
-    """Files, rows (when a manifest says) and seq_len (idem) for a data folder or a glob."""
+def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int | None, int | None]:
+    """Files, and rows, seq_len and most runs a row (when a manifest says) for a folder or a glob."""
     p = Path(path)
     if p.is_dir():
         manifest = p / "manifest.json"
@@ -167,7 +173,7 @@ def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int
             files = sorted(glob.glob(str(p / "**" / "*.tfrecord*"), recursive=True))
             if not files:
                 raise DataError(f"{p}: no manifest.json and no *.tfrecord files")
-            return files, None, None
+            return files, None, None, None
         try:
             meta = json.loads(manifest.read_text())
             entry = meta["splits"][split]
@@ -177,11 +183,11 @@ def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int
         missing = [f for f in files if not Path(f).exists()]
         if missing:
             raise DataError(f"{manifest}: listed file not found: {missing[0]}")
-        return files, entry.get("rows"), meta.get("seq_len")
+        return files, entry.get("rows"), meta.get("seq_len"), meta.get("max_segments")
     files = sorted(glob.glob(path))
     if not files:
         raise DataError(f"data.path {path!r}: no files match")
-    return files, None, None
+    return files, None, None, None
 
 
 def read_tfrecord_file(path: str) -> Iterator[bytes]:
@@ -297,7 +303,7 @@ class TFRecordSource:
     """tf.data over this host's share of the files; epoch ``e`` is a seeded file order and shuffle."""
 
     def __init__(self, files: list[str], seq_len: int, rows: int | None, global_batch: int, seed: int,
-                 shuffle_buffer: int, process_index: int = 0, process_count: int = 1):
+                 shuffle_buffer: int, process_index: int = 0, process_count: int = 1, max_runs: int | None = None):
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")
@@ -315,6 +321,7 @@ class TFRecordSource:
         if rows is None:
             rows = sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
         self.rows = rows
+        self.max_runs = max_runs
 
     def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
         import tensorflow as tf
@@ -342,7 +349,8 @@ class TFRecordSource:
 
 
 def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = None,
-                process_count: int | None = None) -> RowSource:
+                process_count: int | None = None, max_segments: int = 0) -> RowSource:
+    """``max_segments`` > 0: JSONL examples are packed at most ``max_segments - 1`` to a row."""
     pi = jax.process_index() if process_index is None else process_index
     pc = jax.process_count() if process_count is None else process_count
     if cfg.global_batch_size % pc:
@@ -353,10 +361,10 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
     elif cfg.path.endswith(".jsonl"):
         if not Path(cfg.path).exists():
             raise DataError(f"data.path {cfg.path!r}: file not found")
-        rows = read_jsonl_rows(cfg.path, cfg.seq_len, cfg.pad_id)
+        rows = read_jsonl_rows(cfg.path, cfg.seq_len, cfg.pad_id, max_segments)
         source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc)
     else:
-        files, n_rows, seq_len = resolve_tfrecords(cfg.path, cfg.split)
+        files, n_rows, seq_len, max_runs = resolve_tfrecords(cfg.path, cfg.split)
         if seq_len is not None and seq_len != cfg.seq_len:
             raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}")
         try:
@@ -372,10 +380,20 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
             source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc, host_rows=True, total_rows=total)
         else:
             source = TFRecordSource(files, cfg.seq_len, n_rows, cfg.global_batch_size, cfg.shuffle_seed,
-                                    cfg.shuffle_buffer, pi, pc)
+                                    cfg.shuffle_buffer, pi, pc, max_runs)
     if source.rows < cfg.global_batch_size:
         raise DataError(f"data.path {cfg.path or '<synthetic>'!r}: {source.rows} rows, fewer than one global batch of {cfg.global_batch_size}")
     return source
+
+
+def check_segment_runs(segment_ids: np.ndarray, max_segments: int, where: str) -> None:
+    """Refuse rows with more runs of equal segment id than packed cuDNN attention was built for."""
+    runs = count_segment_runs(np.asarray(segment_ids))
+    if runs.max(initial=0) > max_segments:
+        row = int(np.argmax(runs > max_segments))
+        raise DataError(f"{where}, row {row}: {int(runs[row])} runs of segment ids (padding counted) exceed "
+                        f"model.max_segments={max_segments}; raise it, or repack the data with "
+                        f"max_segments={max_segments}")
 
 
 def steps_per_epoch(source: RowSource, global_batch: int) -> int:

@@ -19,7 +19,15 @@ from semcoder_jax.config import ConfigError, save_config
 from semcoder_jax.model.config import ModelConfig
 from semcoder_jax.train import checkpointing
 from semcoder_jax.train.config import TrainConfig
-from semcoder_jax.train.input import BatchIterator, DataPosition, make_source, to_global, total_steps
+from semcoder_jax.train.input import (
+    BatchIterator,
+    DataError,
+    DataPosition,
+    check_segment_runs,
+    make_source,
+    to_global,
+    total_steps,
+)
 from semcoder_jax.train.mesh import create_mesh
 from semcoder_jax.train.metrics import MetricsWriter, mfu, peak_tflops_per_device
 from semcoder_jax.train.optimizer import make_optimizer
@@ -58,13 +66,18 @@ class Trainer:
         self.mesh = create_mesh(cfg.mesh)
         self.rules = cfg.mesh.rules()
         _check_batch_divides(cfg, self.mesh)
-        self.source = make_source(cfg.data, cfg.model.vocab_size)
+        from semcoder_jax.model import llama
+
+        # Rows may hold at most this many segment runs (0: any number).
+        self.max_segments = cfg.model.max_segments if llama.uses_packed_attention(cfg.model) else 0
+        self.source = make_source(cfg.data, cfg.model.vocab_size, max_segments=self.max_segments)
+        if self.max_segments and (self.source.max_runs or 0) > self.max_segments:
+            raise DataError(f"data.path {cfg.data.path or '<synthetic>'!r}: rows hold up to {self.source.max_runs} "
+                            f"runs of segment ids (padding counted), more than model.max_segments="
+                            f"{self.max_segments} allows")
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else total_steps(self.source, cfg.data)
         self.optimizer, self.schedule = make_optimizer(cfg.optimizer, self.total_steps)
         self.batch_sharding = batch_sharding(self.mesh, self.rules)
-
-        from semcoder_jax.model import llama
-
         self.llama = llama
         rng = jax.random.PRNGKey(cfg.seed)
         self.abstract_params = jax.eval_shape(lambda r: llama.init_params(cfg.model, r), rng)
@@ -173,7 +186,11 @@ class Trainer:
         timer_start, timer_steps = None, 0
         try:
             while step < self.total_steps:
-                batch = to_global(next(batches), self.batch_sharding, cfg.data.global_batch_size)
+                where = f"data epoch {batches.position.epoch}, batch {batches.position.batch}"
+                host_batch = next(batches)
+                if self.max_segments:
+                    check_segment_runs(host_batch["segment_ids"], self.max_segments, where)
+                batch = to_global(host_batch, self.batch_sharding, cfg.data.global_batch_size)
                 with mesh_context(self.mesh, self.rules, self.constrain_activations):
                     state, metrics = self.step_fn(state, batch)
                 step += 1

@@ -108,6 +108,17 @@ def test_best_fit_packing_is_valid_and_tight():
         packing.best_fit([10, 2000], 1024)
 
 
+def test_packing_bounds_segment_runs_per_row():
+    lengths = [30] * 40 + [900] * 3
+    free = packing.pack(_examples(lengths), 1024)
+    assert packing.max_segment_runs(free, 1024) > 8
+    rows = packing.pack(_examples(lengths), 1024, max_segments=8)
+    assert sorted(e.id for r in rows for e in r) == sorted(f"e{i}" for i in range(len(lengths)))
+    assert max(len(r) for r in rows) == 7 and packing.max_segment_runs(rows, 1024) == 8
+    full = [packing.Example("a", (1,) * 512, (1,) * 512), packing.Example("b", (1,) * 512, (1,) * 512)]
+    assert packing.max_segment_runs([full], 1024) == 2  # no padding run
+
+
 def test_build_row_segments_and_positions():
     exs = _examples([3, 4])
     row = packing.build_row(exs, 10, pad_id=7)

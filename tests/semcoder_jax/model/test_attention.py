@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from semcoder_jax.errors import SemcoderError
-from semcoder_jax.model.attention import dot_product_attention
+from semcoder_jax.model.attention import (
+    RESIDUAL_NAME,
+    count_segment_runs,
+    dot_product_attention,
+    packed_segments,
+    with_saveable_residuals,
+)
 
 
 def _naive(q, k, v, seg, causal=True):
@@ -67,3 +73,37 @@ def test_splash_off_tpu_and_unknown_implementation_are_clear_errors():
         dot_product_attention(q, q, q, implementation="flash")
     with pytest.raises(SemcoderError, match="multiple"):
         dot_product_attention(q, jnp.ones((1, 4, 3, 8)), jnp.ones((1, 4, 3, 8)))
+
+
+def test_packed_segments_cover_every_run_and_count_padding():
+    seg = jnp.array([[1, 1, 2, 2, 2, 0, 0, 0], [1] * 8, [1, 2, 3, 4, 4, 4, 4, 4]])
+    packed = packed_segments(seg, 4)
+    np.testing.assert_array_equal(packed.seqlen, [[2, 3, 3, -1], [8, -1, -1, -1], [1, 1, 1, 5]])
+    np.testing.assert_array_equal(packed.offsets, [[0, 2, 5, -1, -1], [0, -1, -1, -1, -1], [0, 1, 2, 3, -1]])
+    np.testing.assert_array_equal(count_segment_runs(seg), [3, 1, 4])
+    np.testing.assert_array_equal(count_segment_runs(np.asarray(seg)), [3, 1, 4])
+
+
+def test_saveable_residuals_spare_the_forward_recompute():
+    """Tagged residuals give the same gradients; a policy that saves them skips the kernel's
+    forward in the backward pass (here: one softmax's exp fewer)."""
+    from semcoder_jax.model.llama import remat_policy
+
+    def kernel(q, k, v, seg):
+        return dot_product_attention(q, k, v, segment_ids_q=seg, segment_ids_kv=seg)
+
+    q, k, v = (jax.random.normal(r, (2, 16, 2, 8)) for r in jax.random.split(jax.random.PRNGKey(0), 3))
+    seg = jnp.array([[1] * 6 + [2] * 10, [1] * 16])
+    tagged = with_saveable_residuals(kernel, RESIDUAL_NAME)
+
+    def loss(fn):
+        return lambda q, k, v: jnp.tanh(fn(jnp.sin(q), k, v, seg)).sum()
+
+    want = jax.grad(loss(kernel), argnums=(0, 1, 2))(q, k, v)
+    exps = {}
+    for policy in ("save_dots", "save_dots_attention"):
+        f = jax.grad(jax.checkpoint(loss(tagged), policy=remat_policy(policy)), argnums=(0, 1, 2))
+        for a, b in zip(f(q, k, v), want):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+        exps[policy] = str(jax.make_jaxpr(f)(q, k, v)).count(" exp ")
+    assert exps["save_dots_attention"] < exps["save_dots"]

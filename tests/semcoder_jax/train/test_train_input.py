@@ -11,6 +11,8 @@ from semcoder_jax.train.input import (
     BatchIterator,
     DataError,
     DataPosition,
+    check_segment_runs,
+    count_segment_runs,
     make_source,
     pack_examples,
     read_jsonl_rows,
@@ -87,6 +89,25 @@ def test_jsonl_bad_line_names_file_and_line(tmp_path):
     path.write_text(json.dumps({"input_ids": [1, 2], "loss_mask": [1, 1]}) + "\n" + json.dumps({"input_ids": [1, 2], "loss_mask": [1]}) + "\n")
     with pytest.raises(DataError, match=r"bad\.jsonl:2: 'loss_mask' length 1"):
         read_jsonl_rows(path, SEQ)
+
+
+def test_jsonl_packing_and_training_respect_max_segments(make_config, tmp_path, monkeypatch):
+    examples = [(np.arange(1, 4), np.ones(3)) for _ in range(10)]
+    assert count_segment_runs(pack_examples(examples, SEQ)["segment_ids"]).max() == 6  # 5 examples + padding
+    assert count_segment_runs(pack_examples(examples, SEQ, max_segments=3)["segment_ids"]).max() == 3
+    with pytest.raises(DataError, match=r"epoch 0, batch 2, row 1: 5 runs .* exceed model.max_segments=4"):
+        check_segment_runs(np.array([[1, 1, 2, 2, 0], [1, 2, 3, 4, 0], [1, 2, 3, 4, 4]]), 4, "epoch 0, batch 2")
+    check_segment_runs(np.array([[1, 2, 3, 4]]), 4, "fine")
+
+    import semcoder_jax.train.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "make_train_step", lambda *a, **k: pytest.fail("compiled a step"))
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"input_ids": [1, 2, 3], "loss_mask": [0, 1, 1]}) + "\n" for _ in range(40)))
+    source = make_source(DataConfig(path=str(path), seq_len=SEQ, global_batch_size=4), 64, max_segments=4)
+    assert source.max_runs == 4  # 3 examples + padding a row
+    with pytest.raises(DataError, match=r"up to 4 runs .* model.max_segments=3"):  # synthetic rows: 4 segments
+        trainer_mod.Trainer(make_config("model.attention=cudnn", "model.max_segments=3"))
 
 
 @pytest.mark.parametrize("defect, message", [("missing", "missing feature 'positions'"), ("short", "feature 'loss_mask' has length 12, expected 16")])
