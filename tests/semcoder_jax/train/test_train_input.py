@@ -106,6 +106,10 @@ def test_jsonl_packing_and_training_respect_max_segments(make_config, tmp_path, 
     path.write_text("".join(json.dumps({"input_ids": [1, 2, 3], "loss_mask": [0, 1, 1]}) + "\n" for _ in range(40)))
     source = make_source(DataConfig(path=str(path), seq_len=SEQ, global_batch_size=4), 64, max_segments=4)
     assert source.max_runs == 4  # 3 examples + padding a row
+    from semcoder_jax.model.attention import packed_cudnn_available
+
+    if not packed_cudnn_available():
+        pytest.skip("this JAX has no packed cuDNN entry point, so the trainer sets no bound")
     with pytest.raises(DataError, match=r"up to 4 runs .* model.max_segments=3"):  # synthetic rows: 4 segments
         trainer_mod.Trainer(make_config("model.attention=cudnn", "model.max_segments=3"))
 
