@@ -50,7 +50,6 @@ class RowSource(Protocol):
     seq_len: int
     max_runs: int | None  # most runs of equal segment id in a row, where known before reading
 
-
     def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]: ...
 
 

@@ -75,6 +75,8 @@ class Trainer:
             raise DataError(f"data.path {cfg.data.path or '<synthetic>'!r}: rows hold up to {self.source.max_runs} "
                             f"runs of segment ids (padding counted), more than model.max_segments="
                             f"{self.max_segments} allows")
+        # Only a source that could not tell its rows' runs up front has each batch checked.
+        self.check_batch_runs = bool(self.max_segments) and self.source.max_runs is None
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else total_steps(self.source, cfg.data)
         self.optimizer, self.schedule = make_optimizer(cfg.optimizer, self.total_steps)
         self.batch_sharding = batch_sharding(self.mesh, self.rules)
@@ -186,10 +188,10 @@ class Trainer:
         timer_start, timer_steps = None, 0
         try:
             while step < self.total_steps:
-                where = f"data epoch {batches.position.epoch}, batch {batches.position.batch}"
+                at = batches.position
                 host_batch = next(batches)
-                if self.max_segments:
-                    check_segment_runs(host_batch["segment_ids"], self.max_segments, where)
+                if self.check_batch_runs:
+                    check_segment_runs(host_batch["segment_ids"], self.max_segments, f"data epoch {at.epoch}, batch {at.batch}")
                 batch = to_global(host_batch, self.batch_sharding, cfg.data.global_batch_size)
                 with mesh_context(self.mesh, self.rules, self.constrain_activations):
                     state, metrics = self.step_fn(state, batch)
