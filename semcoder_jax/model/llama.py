@@ -207,14 +207,18 @@ class Transformer(nn.Module):
         segment_ids: Optional[jax.Array] = None,
         cache: Optional[Cache] = None,
         last_only: bool = False,
+        return_hidden: bool = False,
     ):
         """``segment_ids`` 0 marks padding; ``positions`` default to restarting per segment.
 
         With ``cache`` the new tokens attend to every cached token of their segment and to each
         other causally, and are written at ``cache["index"]``; returns ``(logits, new_cache)``.
-        ``last_only`` computes logits for the last position only (generation).
+        ``last_only`` computes logits for the last position only (generation). ``return_hidden``
+        returns the final-normed hidden states instead of logits (see ``output_head``).
         """
         cfg = self.config
+        if return_hidden and cache is not None:
+            raise ValueError("return_hidden is for full-sequence passes, not with a KV cache")
         dt, pdt = _dtype(cfg.dtype), _dtype(cfg.param_dtype)
         input_ids = input_ids.astype(jnp.int32)
         if segment_ids is None:
@@ -254,6 +258,8 @@ class Transformer(nn.Module):
         x, new_kv = layers(x, inputs, layer_cache, cache_segment_ids)
 
         x = RMSNorm(cfg.rms_norm_eps, dt, pdt, name="final_norm")(x)
+        if return_hidden:
+            return x
         if last_only:
             x = x[:, -1:]
         if cfg.tie_word_embeddings:
@@ -329,3 +335,25 @@ def apply(
 ) -> jax.Array:
     """Logits [B, S, V] float32."""
     return Transformer(config).apply({"params": cast_kernels(config, params)}, input_ids, positions, segment_ids)
+
+
+def output_head(config: ModelConfig, params: Params) -> jax.Array:
+    """The output projection [d, V] in the compute dtype (the embedding's transpose when tied)."""
+    dt = _dtype(config.dtype)
+    if config.tie_word_embeddings:
+        return params["embed"]["embedding"].astype(dt).T
+    return params["lm_head"]["kernel"].astype(dt)
+
+
+def apply_hidden(
+    config: ModelConfig,
+    params: Params,
+    input_ids: jax.Array,
+    positions: Optional[jax.Array] = None,
+    segment_ids: Optional[jax.Array] = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The final-normed hidden states [B, S, d] and the output head [d, V], both in the compute
+    dtype, for a loss that applies the head itself (``train.loss.head_loss``)."""
+    params = cast_kernels(config, params)
+    hidden = Transformer(config).apply({"params": params}, input_ids, positions, segment_ids, return_hidden=True)
+    return hidden, output_head(config, params)

@@ -157,6 +157,9 @@ class TrainConfig:
     max_steps: Optional[int] = None
     log_every: int = 10
     z_loss: float = 0.0
+    # Fuse the output head with the cross-entropy, this many positions at a time (0: whole rows),
+    # so the [batch, seq, vocab] float32 logits are never held; null: full logits.
+    loss_chunk_size: Optional[int] = None
     seed: int = 0
     peak_tflops: Optional[float] = None  # per device; default from the device-kind table
     tensorboard: bool = True
@@ -172,6 +175,10 @@ class TrainConfig:
             raise ConfigError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.log_every < 1 or self.checkpoint.every < 1 or self.checkpoint.keep < 1:
             raise ConfigError("log_every, checkpoint.every and checkpoint.keep must be >= 1")
+        if self.loss_chunk_size is not None and (
+            self.loss_chunk_size < 0 or (self.loss_chunk_size and self.data.seq_len % self.loss_chunk_size)
+        ):
+            raise ConfigError(f"loss_chunk_size ({self.loss_chunk_size}) must be null, 0, or a positive divisor of data.seq_len ({self.data.seq_len})")
         if self.data.seq_len > self.model.max_position_embeddings:
             raise ConfigError(f"data.seq_len ({self.data.seq_len}) exceeds model.max_position_embeddings ({self.model.max_position_embeddings})")
         return self

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -12,7 +12,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from semcoder_jax.model.config import ModelConfig
-from semcoder_jax.train.loss import LossSums, next_token_loss_sums, target_weights
+from semcoder_jax.train.loss import LossSums, head_loss, next_token_loss_sums, target_weights
 from semcoder_jax.train.sharding import Rules, batch_sharding, replicated
 
 State = dict[str, Any]  # {"params": ..., "opt_state": ...}
@@ -37,18 +37,27 @@ def _llama():
     return llama
 
 
-def make_loss_fn(model_config: ModelConfig, z_loss: float) -> Callable[..., tuple[jax.Array, LossSums]]:
+def make_loss_fn(
+    model_config: ModelConfig, z_loss: float, loss_chunk_size: Optional[int] = None
+) -> Callable[..., tuple[jax.Array, LossSums]]:
     """``loss_fn(params, batch, denom)``: the objective's sum over ``batch`` divided by ``denom``.
 
     ``denom`` is the global batch's number of target tokens, known from the batch alone, so the
     gradient comes out token-weighted over the whole batch without a second pass over it.
+    ``loss_chunk_size`` None computes full-row logits; otherwise the output head and the
+    cross-entropy are fused, ``loss_chunk_size`` positions at a time (0: whole rows).
     """
     llama = _llama()
 
     def loss_fn(params: Any, batch: dict[str, jax.Array], denom: jax.Array = 1.0) -> tuple[jax.Array, LossSums]:
-        logits = llama.apply(model_config, params, batch["input_ids"], batch["positions"], batch["segment_ids"])
-        sums = next_token_loss_sums(logits, batch["input_ids"], batch["loss_mask"], batch["segment_ids"])
-        return (sums.loss + z_loss * sums.z_loss) / denom, sums
+        ids, mask, segments = batch["input_ids"], batch["loss_mask"], batch["segment_ids"]
+        if loss_chunk_size is None:
+            sums = next_token_loss_sums(llama.apply(model_config, params, ids, batch["positions"], segments), ids, mask, segments)
+            objective = sums.objective(z_loss)
+        else:
+            hidden, head = llama.apply_hidden(model_config, params, ids, batch["positions"], segments)
+            objective, sums = head_loss(hidden, head, ids, mask, segments, z_loss=z_loss, chunk_size=loss_chunk_size)
+        return objective / denom, sums
 
     return loss_fn
 
@@ -62,6 +71,7 @@ def make_train_step(
     *,
     micro_batches: int = 1,
     z_loss: float = 0.0,
+    loss_chunk_size: Optional[int] = None,
 ) -> Callable[[State, dict[str, jax.Array]], tuple[State, dict[str, jax.Array]]]:
     """``step(state, batch) -> (state, metrics)``; the loss is token-weighted over the global batch.
 
@@ -69,7 +79,7 @@ def make_train_step(
     micro-batch's loss sum is divided by the global number of target tokens and the gradients
     summed (not a mean of per-micro-batch means).
     """
-    grad_fn = jax.value_and_grad(make_loss_fn(model_config, z_loss), has_aux=True)
+    grad_fn = jax.value_and_grad(make_loss_fn(model_config, z_loss, loss_chunk_size), has_aux=True)
     bspec = batch_sharding(mesh, rules).spec
     micro_sharding = NamedSharding(mesh, P(None, *bspec))
 

@@ -94,7 +94,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.manager = checkpointing.open_manager(self.run_dir / cfg.checkpoint.dir, cfg.checkpoint)
         self.step_fn = make_train_step(cfg.model, self.optimizer, self.mesh, self.rules, self.state_shardings,
-                                       micro_batches=cfg.data.micro_batches, z_loss=cfg.z_loss)
+                                       micro_batches=cfg.data.micro_batches, z_loss=cfg.z_loss,
+                                       loss_chunk_size=cfg.loss_chunk_size)
         self.constrain_activations = cfg.mesh.constrain_activations and self._model_traces_under_mesh()
         self._stop_requested = False
 
@@ -102,11 +103,11 @@ class Trainer:
         """Whether the model's activation constraints trace under the mesh (else run without them)."""
         cfg = self.cfg
         shape = jax.ShapeDtypeStruct((cfg.data.global_batch_size // cfg.data.micro_batches, cfg.data.seq_len), jnp.int32)
-        loss_fn = make_loss_fn(cfg.model, cfg.z_loss)
+        loss_fn = make_loss_fn(cfg.model, cfg.z_loss, cfg.loss_chunk_size)
         batch = {k: shape for k in ("input_ids", "loss_mask", "segment_ids", "positions")}
         try:
             with mesh_context(self.mesh, self.rules, True):
-                jax.eval_shape(loss_fn, self.abstract_params, batch, 1.0)
+                jax.eval_shape(jax.value_and_grad(loss_fn, has_aux=True), self.abstract_params, batch, 1.0)
             return True
         except Exception as e:  # noqa: BLE001 - a model bug must not stop training; say so loudly
             warnings.warn(f"activation sharding constraints disabled: the model does not trace under the mesh "

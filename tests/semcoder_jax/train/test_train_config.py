@@ -42,6 +42,14 @@ def test_unknown_key_names_file_and_key(tmp_path):
         load_train_config(None, ["optimizer.warmup_stepz=3"])
 
 
+def test_loss_chunk_size_must_divide_the_sequence():
+    assert load_train_config(None, ["data.seq_len=64", "loss_chunk_size=16"]).loss_chunk_size == 16
+    assert load_train_config(None, ["loss_chunk_size=0"]).loss_chunk_size == 0
+    for bad in ("24", "-1"):
+        with pytest.raises(ConfigError, match=rf"loss_chunk_size \({bad}\) must be .* data.seq_len \(64\)"):
+            load_train_config(None, ["data.seq_len=64", f"loss_chunk_size={bad}"])
+
+
 def test_mesh_that_does_not_divide_the_devices():
     assert len(jax.devices()) == 8
     with pytest.raises(ConfigError, match=r"data=3 x fsdp=-1 x tensor=1 does not divide the 8 devices"):

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from semcoder_jax.train.loss import next_token_loss_sums, target_weights
 
@@ -85,3 +86,70 @@ def test_packed_segments_do_not_interact_through_the_model():
     alone_b = sums(b, mb, np.ones(12), np.arange(12))
     np.testing.assert_allclose(packed, alone_a + alone_b, rtol=1e-5)
     assert packed[2] == ma[1:].sum() + mb[1:].sum()
+
+
+def _largest_intermediate(fn, *args) -> int:
+    """The element count of the largest value any equation (scan bodies included) of ``fn`` makes."""
+    from jax.extend.core import ClosedJaxpr, Jaxpr
+
+    def walk(jaxpr) -> int:
+        best = 0
+        for eqn in jaxpr.eqns:
+            best = max([best] + [int(np.prod(v.aval.shape)) for v in eqn.outvars if hasattr(v.aval, "shape")])
+            for p in eqn.params.values():
+                for sub in p if isinstance(p, (tuple, list)) else [p]:
+                    if isinstance(sub, ClosedJaxpr):
+                        best = max(best, walk(sub.jaxpr))
+                    elif isinstance(sub, Jaxpr):
+                        best = max(best, walk(sub))
+        return best
+
+    return walk(jax.make_jaxpr(fn)(*args).jaxpr)
+
+
+@pytest.mark.parametrize("z_loss", [0.0, 1e-2])
+@pytest.mark.parametrize("chunk", [0, 4])
+def test_fused_head_loss_equals_full_logits(z_loss, chunk):
+    from semcoder_jax.train.loss import head_loss
+
+    rng = np.random.default_rng(4)
+    ids, mask, seg = (jnp.asarray(x) for x in _row(rng))
+    hidden = jnp.asarray(rng.normal(size=(2, 16, 8)), jnp.float32)
+    kernel = jnp.asarray(rng.normal(size=(8, 32)), jnp.float32)
+
+    def full(h, k):
+        sums = next_token_loss_sums(h @ k, ids, mask, seg)
+        return sums.objective(z_loss), sums
+
+    def fused(h, k):
+        return head_loss(h, k, ids, mask, seg, z_loss=z_loss, chunk_size=chunk)
+
+    grad = lambda f: jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))  # noqa: E731
+    (obj, sums), grads = grad(full)(hidden, kernel)
+    (fused_obj, fused_sums), fused_grads = grad(fused)(hidden, kernel)
+    np.testing.assert_allclose(float(fused_obj), float(obj), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(fused_sums), np.asarray(sums), rtol=1e-6)
+    assert float(fused_sums.weight) > 0 and (z_loss == 0) == (float(fused_obj) == float(fused_sums.loss))
+    for g, ref in zip(fused_grads, grads):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(ref), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(jax.jit(fused)(hidden, kernel)[0]), float(obj), rtol=1e-6)  # primal path
+
+
+def test_fused_head_loss_never_holds_the_whole_logits():
+    from semcoder_jax.train.loss import head_loss
+
+    rng = np.random.default_rng(5)
+    ids, mask, seg = (jnp.asarray(x) for x in _row(rng))
+    hidden, kernel = jnp.ones((2, 16, 8)), jnp.ones((8, 32))
+    full = lambda h, k: next_token_loss_sums(h @ k, ids, mask, seg).loss  # noqa: E731
+    fused = lambda h, k: head_loss(h, k, ids, mask, seg, chunk_size=4)[0]  # noqa: E731
+    assert _largest_intermediate(jax.grad(full, argnums=(0, 1)), hidden, kernel) >= 2 * 15 * 32
+    assert _largest_intermediate(jax.grad(fused, argnums=(0, 1)), hidden, kernel) <= 2 * 4 * 32  # one chunk's logits
+
+
+def test_fused_head_loss_needs_a_dividing_chunk():
+    from semcoder_jax.train.loss import head_loss
+
+    ids, mask, seg = (jnp.asarray(x) for x in _row(np.random.default_rng(6)))
+    with pytest.raises(ValueError, match="chunk size 5 does not divide the sequence length 16"):
+        head_loss(jnp.ones((2, 16, 8)), jnp.ones((8, 32)), ids, mask, seg, chunk_size=5)

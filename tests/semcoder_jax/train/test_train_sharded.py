@@ -1,5 +1,5 @@
 """5 tiny steps give the same losses and parameters on 1 device, (data 2, fsdp 2, tensor 2) and (fsdp 8);
-4 micro-batches equal one full batch; a checkpoint restored on another mesh continues the same."""
+4 micro-batches and the fused chunked loss equal one full batch; a checkpoint restored on another mesh continues the same."""
 
 import shutil
 
@@ -33,6 +33,13 @@ def test_meshes_match_one_device(tiny, make_config, fsdp8_run, one_device_run):
 
 def test_four_micro_batches_equal_one_batch(tiny, make_config, one_device_run):
     losses, params, _ = tiny.train(make_config("mesh.fsdp=2", "mesh.tensor=4", "data.micro_batches=4", *tiny.FIVE_STEPS))
+    np.testing.assert_allclose(losses, one_device_run["losses"], rtol=1e-5)
+    assert_trees_close(params, one_device_run["params"])
+
+
+def test_fused_chunked_loss_matches_full_logits(tiny, make_config, one_device_run):
+    """The fused output head + cross-entropy, sharded over (data 2, fsdp 2, tensor 2), trains the same."""
+    losses, params, _ = tiny.train(make_config(*tiny.DP_FSDP_TP, "loss_chunk_size=8", *tiny.FIVE_STEPS))
     np.testing.assert_allclose(losses, one_device_run["losses"], rtol=1e-5)
     assert_trees_close(params, one_device_run["params"])
 
