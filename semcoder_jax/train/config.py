@@ -124,6 +124,26 @@ class DataConfig:
 
 
 @dataclass
+class ValidationConfig:
+    """Held-out loss every ``every`` steps (0: never) and at the last step.
+
+    ``path`` empty: ``split`` of ``data.path`` (a data-pipeline folder), or held-out synthetic rows
+    when ``data.path`` is empty too; else a folder, TFRecord glob or JSONL as for ``data.path``.
+    The rows are read once into host memory; ``max_batches`` > 0 evaluates only the first ones.
+    """
+
+    path: str = ""
+    split: str = "validation"
+    every: int = 0
+    max_batches: int = 0
+
+    def validate(self) -> "ValidationConfig":
+        if self.every < 0 or self.max_batches < 0:
+            raise ConfigError(f"validation.every and validation.max_batches must be >= 0, got {self.every} and {self.max_batches}")
+        return self
+
+
+@dataclass
 class CheckpointConfig:
     """Orbax checkpoints in ``run_dir/<dir>``: every ``every`` steps and at the end, keep ``keep``."""
 
@@ -132,6 +152,20 @@ class CheckpointConfig:
     keep: int = 3
     async_save: bool = True
     save_on_sigterm: bool = True
+
+
+@dataclass
+class ProfileConfig:
+    """A ``jax.profiler`` trace of steps ``start_step`` .. ``start_step + steps - 1`` (0: none) into
+    ``run_dir/profile``, for TensorBoard's profile plugin or Perfetto."""
+
+    start_step: int = 0
+    steps: int = 3
+
+    def validate(self) -> "ProfileConfig":
+        if self.start_step < 0 or self.steps < 1:
+            raise ConfigError(f"profile.start_step must be >= 0 and profile.steps >= 1, got {self.start_step} and {self.steps}")
+        return self
 
 
 @dataclass
@@ -150,8 +184,10 @@ class TrainConfig:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
+    profile: ProfileConfig = field(default_factory=ProfileConfig)
     run_dir: str = "runs/default"
     init_from: str = "scratch"  # scratch | hf:DIR_OR_ID | orbax:DIR[@STEP]
     max_steps: Optional[int] = None
@@ -169,6 +205,8 @@ class TrainConfig:
         self.mesh.validate()
         self.optimizer.validate()
         self.data.validate()
+        self.validation.validate()
+        self.profile.validate()
         if not (self.init_from == "scratch" or self.init_from.startswith(("hf:", "orbax:"))):
             raise ConfigError(f"init_from must be 'scratch', 'hf:DIR_OR_ID' or 'orbax:DIR[@STEP]', got {self.init_from!r}")
         if self.max_steps is not None and self.max_steps < 0:

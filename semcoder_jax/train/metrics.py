@@ -1,4 +1,4 @@
-"""Training metrics: MFU, and writers for stdout, ``metrics.jsonl``, TensorBoard and W&B."""
+"""Training metrics: MFU; writers for stdout, ``metrics.jsonl``, TensorBoard and W&B; a step profiler."""
 
 from __future__ import annotations
 
@@ -117,7 +117,31 @@ class MetricsWriter:
 
 def progress_line(r: dict[str, Any]) -> str:
     parts = [f"step {r['step']}", f"loss {r['loss']:.4f}"]
-    for key, fmt in (("lr", "{:.3e}"), ("grad_norm", "{:.3f}"), ("tokens_per_s", "{:,.0f}"), ("step_time_s", "{:.3f}s"), ("mfu", "{:.1%}"), ("epoch", "{}")):
+    for key, fmt in (("eval_loss", "{:.4f}"), ("lr", "{:.3e}"), ("grad_norm", "{:.3f}"), ("tokens_per_s", "{:,.0f}"), ("step_time_s", "{:.3f}s"), ("mfu", "{:.1%}"), ("epoch", "{}")):
         if r.get(key) is not None:
             parts.append(f"{key} " + fmt.format(r[key]))
     return " | ".join(parts)
+
+
+class StepProfiler:
+    """Traces steps ``start .. start + steps - 1`` (1-based; ``start`` 0: none) with ``jax.profiler``."""
+
+    def __init__(self, start: int, steps: int, logdir: Path):
+        self.start, self.end, self.logdir = start, start + steps - 1, logdir
+        self.active = False
+
+    def before_step(self, step: int) -> None:
+        if self.start and step == self.start:
+            jax.profiler.start_trace(str(self.logdir))
+            self.active = True
+
+    def after_step(self, step: int, outputs: Any) -> None:
+        if self.active and step >= self.end:
+            jax.block_until_ready(outputs)
+            self.stop()
+
+    def stop(self) -> None:
+        if self.active:
+            jax.profiler.stop_trace()
+            self.active = False
+            log.info("profile of steps %d-%d written to %s", self.start, self.end, self.logdir)

@@ -12,6 +12,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from semcoder_jax.model.config import ModelConfig
+from semcoder_jax.packed_schema import FEATURES
 from semcoder_jax.train.loss import LossSums, head_loss, next_token_loss_sums, target_weights
 from semcoder_jax.train.sharding import Rules, batch_sharding, replicated
 
@@ -29,6 +30,10 @@ def mesh_context(mesh: Mesh, rules: Rules, constrain_activations: bool = True) -
         stack.enter_context(set_mesh(mesh))
     stack.enter_context(nn.logical_axis_rules(rules))
     return stack
+
+
+def _batch_shardings(mesh: Mesh, rules: Rules) -> dict[str, NamedSharding]:
+    return {k: batch_sharding(mesh, rules) for k in FEATURES}
 
 
 def _llama():
@@ -114,10 +119,24 @@ def make_train_step(
         }
         return new_state, metrics
 
-    data = {k: batch_sharding(mesh, rules) for k in ("input_ids", "loss_mask", "segment_ids", "positions")}
+    data = _batch_shardings(mesh, rules)
     return jax.jit(
         step,
         in_shardings=(state_shardings, data),
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=(0,),
     )
+
+
+def make_eval_step(
+    model_config: ModelConfig,
+    mesh: Mesh,
+    rules: Rules,
+    params_shardings: Any,
+    *,
+    loss_chunk_size: Optional[int] = None,
+) -> Callable[[Any, dict[str, jax.Array]], LossSums]:
+    """``evaluate(params, batch) -> LossSums``: the cross-entropy sums of a batch, no gradient."""
+    loss_fn = make_loss_fn(model_config, 0.0, loss_chunk_size)
+    return jax.jit(lambda params, batch: loss_fn(params, batch)[1],
+                   in_shardings=(params_shardings, _batch_shardings(mesh, rules)), out_shardings=replicated(mesh))

@@ -29,10 +29,11 @@ from semcoder_jax.train.input import (
     total_steps,
 )
 from semcoder_jax.train.mesh import create_mesh
-from semcoder_jax.train.metrics import MetricsWriter, mfu, peak_tflops_per_device
+from semcoder_jax.train.metrics import MetricsWriter, StepProfiler, mfu, peak_tflops_per_device
 from semcoder_jax.train.optimizer import make_optimizer
 from semcoder_jax.train.sharding import batch_sharding, logical_to_shardings, opt_state_shardings
-from semcoder_jax.train.step import State, make_loss_fn, make_train_step, mesh_context
+from semcoder_jax.train.step import State, make_eval_step, make_loss_fn, make_train_step, mesh_context
+from semcoder_jax.train.validation import eval_batches, load_validation_rows
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ class Trainer:
             raise DataError(f"data.path {cfg.data.path or '<synthetic>'!r}: rows hold up to {self.source.max_runs} "
                             f"runs of segment ids (padding counted), more than model.max_segments="
                             f"{self.max_segments} allows")
+        self.validation_rows = (load_validation_rows(cfg, cfg.model.vocab_size, self.max_segments)
+                                if cfg.validation.every else None)
         # Only a source that could not tell its rows' runs up front has each batch checked.
         self.check_batch_runs = bool(self.max_segments) and self.source.max_runs is None
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else total_steps(self.source, cfg.data)
@@ -97,6 +100,9 @@ class Trainer:
                                        micro_batches=cfg.data.micro_batches, z_loss=cfg.z_loss,
                                        loss_chunk_size=cfg.loss_chunk_size)
         self.constrain_activations = cfg.mesh.constrain_activations and self._model_traces_under_mesh()
+        if self.validation_rows is not None:
+            self.eval_fn = make_eval_step(cfg.model, self.mesh, self.rules, self.params_shardings,
+                                          loss_chunk_size=cfg.loss_chunk_size)
         self._stop_requested = False
 
     def _model_traces_under_mesh(self) -> bool:
@@ -163,6 +169,19 @@ class Trainer:
     def save(self, step: int, state: State, position: DataPosition) -> None:
         checkpointing.save(self.manager, step, state["params"], state["opt_state"], position.to_json(), self.cfg.model)
 
+    def evaluate(self, params: Any) -> dict[str, Any]:
+        """The validation loss (token-weighted cross-entropy) of ``params`` and its target count."""
+        cfg = self.cfg
+        rows = cfg.data.global_batch_size // cfg.data.micro_batches
+        total = None
+        with mesh_context(self.mesh, self.rules, self.constrain_activations):
+            for host_batch in eval_batches(self.validation_rows, rows, jax.process_index(), jax.process_count(),
+                                           cfg.validation.max_batches, cfg.data.pad_id):
+                sums = self.eval_fn(params, to_global(host_batch, self.batch_sharding, rows))
+                total = sums if total is None else total + sums
+        total = jax.device_get(total)
+        return {"eval_loss": float(total.loss) / max(float(total.weight), 1.0), "eval_tokens": int(total.weight)}
+
     # ---- loop ----------------------------------------------------------------------------------
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         log.warning("SIGTERM: saving a checkpoint after the current step, then exiting")
@@ -185,10 +204,12 @@ class Trainer:
         if cfg.checkpoint.save_on_sigterm and _is_main_thread():
             previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         records: list[dict[str, Any]] = []
+        profiling = StepProfiler(cfg.profile.start_step, cfg.profile.steps, self.run_dir / "profile")
         last_saved = step
         timer_start, timer_steps = None, 0
         try:
             while step < self.total_steps:
+                profiling.before_step(step + 1)
                 at = batches.position
                 host_batch = next(batches)
                 if self.check_batch_runs:
@@ -197,11 +218,13 @@ class Trainer:
                 with mesh_context(self.mesh, self.rules, self.constrain_activations):
                     state, metrics = self.step_fn(state, batch)
                 step += 1
+                profiling.after_step(step, metrics)
                 timer_steps += 1
                 if timer_start is None:  # the first step compiles: time from its end
                     jax.block_until_ready(metrics)
                     timer_start, timer_steps = time.perf_counter(), 0
-                if step % cfg.log_every == 0 or step == self.total_steps:
+                evaluating = bool(cfg.validation.every) and (step % cfg.validation.every == 0 or step == self.total_steps)
+                if step % cfg.log_every == 0 or step == self.total_steps or evaluating:
                     metrics = jax.device_get(metrics)
                     now = time.perf_counter()
                     record = {"loss": float(metrics["loss"])}
@@ -215,6 +238,8 @@ class Trainer:
                         tps = tokens_per_step / dt
                         record.update(step_time_s=dt, tokens_per_s=tps,
                                       mfu=mfu(tps, flops_per_token, self.mesh.devices.size, peak))
+                    if evaluating:
+                        record.update(self.evaluate(state["params"]))
                     writer.write(step, record)
                     records.append({"step": step, **record})
                     timer_start, timer_steps = time.perf_counter(), 0
@@ -235,6 +260,7 @@ class Trainer:
                 self.save(step, state, batches.position)
             self.manager.wait_until_finished()
         finally:
+            profiling.stop()
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
             writer.close()

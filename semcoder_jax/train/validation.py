@@ -1,0 +1,101 @@
+"""Held-out rows for the validation loss: read once into host memory, batched in order, padded.
+
+Validation splits are small (a data-pipeline build holds out a fraction of its problems), so every
+host keeps all rows and takes its slice of each global batch; the last batch is filled with empty
+rows (segment 0, no target), which add nothing to the loss.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from semcoder_jax.packed_schema import FEATURES
+from semcoder_jax.train.config import TrainConfig
+from semcoder_jax.train.input import (
+    Batch,
+    DataError,
+    check_segment_runs,
+    read_jsonl_rows,
+    read_tfrecord_rows,
+    resolve_tfrecords,
+    synthetic_rows,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _read_tfrecords(files: list[str], seq_len: int) -> Batch:
+    """All rows of ``files``: with tf.data when TensorFlow is installed, else the Python reader."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return read_tfrecord_rows(files, seq_len)
+    from semcoder_jax.packed_schema import SchemaError, feature_spec
+
+    spec = feature_spec(seq_len)
+    ds = tf.data.TFRecordDataset(files).batch(1024).map(lambda r: tf.io.parse_example(r, spec))
+    try:
+        parts = list(ds.as_numpy_iterator())
+    except tf.errors.InvalidArgumentError as e:
+        raise SchemaError(f"{', '.join(files)}: a record does not match the packed schema "
+                          f"(seq_len {seq_len}): {str(e).splitlines()[0]}") from None
+    if not parts:
+        raise DataError(f"{files[0]}: no records")
+    return {k: np.concatenate([p[k] for p in parts]) for k in FEATURES}
+
+
+def _describe(cfg: TrainConfig) -> str:
+    v, d = cfg.validation, cfg.data
+    if v.path:
+        return v.path if v.path.endswith(".jsonl") else f"{v.path} (split {v.split!r})"
+    return f"{d.path} (split {v.split!r})" if d.path else "<synthetic, held out>"
+
+
+def load_validation_rows(cfg: TrainConfig, vocab_size: int, max_segments: int = 0) -> Batch:
+    """The validation rows of ``cfg.validation`` (see ``ValidationConfig``), all four features;
+    ``max_segments`` > 0: rows with more segment runs are refused, as for training data."""
+    rows = _read_validation_rows(cfg, vocab_size, max_segments)
+    where = f"validation {_describe(cfg)}"
+    if max_segments:
+        check_segment_runs(rows["segment_ids"], max_segments, where)
+    log.info("%s: %d rows", where, len(rows["input_ids"]))
+    return rows
+
+
+def _read_validation_rows(cfg: TrainConfig, vocab_size: int, max_segments: int) -> Batch:
+    v, d = cfg.validation, cfg.data
+    if v.path.endswith(".jsonl"):
+        return read_jsonl_rows(v.path, d.seq_len, d.pad_id, max_segments)
+    if not v.path:
+        if not d.path:
+            return synthetic_rows(max(d.synthetic_rows // 4, 1), d.seq_len, vocab_size, seed=d.shuffle_seed + 1)
+        if not (Path(d.path) / "manifest.json").exists():
+            raise DataError(f"data.path {d.path!r} has no manifest.json to name a {v.split!r} split: set validation.path")
+    path = v.path or d.path
+    files, _, seq_len, _ = resolve_tfrecords(path, v.split)
+    if seq_len is not None and seq_len != d.seq_len:
+        raise DataError(f"{path}: manifest seq_len is {seq_len} but data.seq_len is {d.seq_len}")
+    return _read_tfrecords(files, d.seq_len)
+
+
+def eval_batches(rows: Batch, batch_rows: int, process_index: int = 0, process_count: int = 1,
+                 max_batches: int = 0, pad_id: int = 0) -> Iterator[Batch]:
+    """This host's part of each global batch of ``batch_rows`` rows, in order, the last one padded."""
+    n = len(rows["input_ids"])
+    count = math.ceil(n / batch_rows)
+    if max_batches:
+        count = min(count, max_batches)
+    host = batch_rows // process_count
+    for b in range(count):
+        at = b * batch_rows + process_index * host
+        part = {k: np.asarray(v[at : at + host], np.int32) for k, v in rows.items()}
+        short = host - len(part["input_ids"])
+        if short:
+            part = {k: np.concatenate([v, np.full((short, v.shape[1]), pad_id if k == "input_ids" else 0, np.int32)])
+                    for k, v in part.items()}
+        yield part

@@ -1,0 +1,17 @@
+"""Run outputs besides metrics.jsonl: the progress line and the profile of chosen steps."""
+
+from semcoder_jax.train.metrics import progress_line
+
+
+def test_progress_line_shows_the_validation_loss_when_there_is_one():
+    assert progress_line({"step": 4, "loss": 1.23456, "eval_loss": 2.5, "lr": 1e-3}) == \
+        "step 4 | loss 1.2346 | eval_loss 2.5000 | lr 1.000e-03"
+    assert "eval_loss" not in progress_line({"step": 5, "loss": 1.0})
+
+
+def test_profile_traces_the_chosen_steps_into_the_run_folder(tiny, make_config):
+    cfg = make_config(*tiny.ONE_DEVICE, "max_steps=4", "profile.start_step=2", "profile.steps=2")
+    losses, _, trainer = tiny.train(cfg)
+    assert len(losses) == 4
+    traces = list((trainer.run_dir / "profile").rglob("*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
