@@ -9,6 +9,8 @@ Output folder layout::
     OUT/stages/<stage>/shard-00000.done    the shard's report (written last)
     OUT/records/<kind>.jsonl               formatted records: id, kind, prompt, response, ...
     OUT/tfrecords/train-00000-of-0000N.tfrecord
+    OUT/tfrecords/validation-00000-of-0000M.tfrecord   with validation_fraction > 0
+    OUT/splits.json                        example ids of each split (with validation_fraction > 0)
     OUT/manifest.json, OUT/report.json
 """
 
@@ -166,13 +168,40 @@ def final_problems(config: DataConfig) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: r["id"])
 
 
-def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[str, Any], *, runner: str) -> dict[str, Any]:
-    """records/ JSONL, tokenise, pack, TFRecords, manifest.json and report.json."""
+def _pack_split(config: DataConfig, examples, tf_dir: Path, split: str, num_shards: int) -> tuple[list, dict[str, Any], list[dict[str, Any]]]:
+    """Pack one split's examples and write its shards: (rows, manifest entry, shards)."""
     from data_pipeline import packing, tfrecords
+
+    rows = packing.pack(examples, config.seq_len, mode=config.packing, seed=config.shuffle_seed, pad_id=config.pad_id,
+                        max_segments=config.max_segments)
+    shards = tfrecords.write_shards(rows, tf_dir, split=split, num_shards=num_shards, seq_len=config.seq_len, pad_id=config.pad_id)
+    entry = {"files": [f"tfrecords/{s['file']}" for s in shards], "rows": len(rows), "examples": len(examples),
+             "shard_rows": [s["rows"] for s in shards],
+             "tokens": {"total": sum(len(e) for e in examples), "target": sum(sum(e.loss_mask) for e in examples),
+                        "slots": len(rows) * config.seq_len},
+             "padding_fraction": round(packing.padding_fraction(rows, config.seq_len), 6),
+             "max_segments": packing.max_segment_runs(rows, config.seq_len)}
+    return rows, entry, shards
+
+
+def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[str, Any], *, runner: str) -> dict[str, Any]:
+    """records/ JSONL, tokenise, pack, TFRecords, manifest.json and report.json.
+
+    With ``validation_fraction`` > 0 the trained examples are split by problem
+    (``data_pipeline/splits.py``) into ``train`` and ``validation``, each packed alone with the same
+    settings and written as ``tfrecords/<split>-*.tfrecord``; ``splits.json`` lists the example ids
+    of each split. Manifest figures: ``splits.<name>`` has each split's files, rows, examples,
+    shard rows, problems, tokens, padding fraction and most segment runs; the top-level ``tokens``,
+    ``padding_fraction`` and ``counts.packed_by_*`` describe the ``train`` split only (what is
+    trained on; the same as before when nothing is held out); the top-level ``max_segments`` is the
+    most over all splits (the trainer checks it against ``model.max_segments`` for any split).
+    """
+    import math
+    import time
+
+    from data_pipeline import splits, tfrecords
     from data_pipeline.tokenization import tokenize_records
     from semcoder_jax.tokenizer import load_tokenizer
-
-    import time
 
     start = time.perf_counter()
     out = Path(config.output_dir)
@@ -187,22 +216,40 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     trained = [r for r in formatted if r["kind"] in config.train_kinds]
     examples, too_long = tokenize_records(trained, tokenizer, config.seq_len)
     write_jsonl_atomic(out / "records" / "rejects.jsonl", too_long)
-    rows = packing.pack(examples, config.seq_len, mode=config.packing, seed=config.shuffle_seed, pad_id=config.pad_id,
-                        max_segments=config.max_segments)
+    # Split after tokenising, so that both splits hold examples (a problem whose every record is
+    # too long is in neither).
+    record_of = {r["id"]: r for r in trained}
+    split_of = splits.assign([record_of[e.id] for e in examples], config.validation_fraction, config.shuffle_seed)
+    by_split = {name: [e for e in examples if split_of[e.id] == name] for name in (splits.TRAIN, splits.VALIDATION)}
+    problems = {name: len({splits.problem_key(record_of[e.id]) for e in exs}) for name, exs in by_split.items()}
     tf_dir = out / "tfrecords"
-    for stale in tf_dir.glob("*.tfrecord"):
+    for stale in tf_dir.glob("*.tfrecord"):  # every split's shards of an earlier build
         stale.unlink()
-    shards = tfrecords.write_shards(rows, tf_dir, split="train", num_shards=config.tfrecord_shards, seq_len=config.seq_len, pad_id=config.pad_id)
-    tokens = sum(len(e) for e in examples)
-    target_tokens = sum(sum(e.loss_mask) for e in examples)
+    rows, train_entry, shards = _pack_split(config, by_split[splits.TRAIN], tf_dir, splits.TRAIN, config.tfrecord_shards)
+    split_entries = {splits.TRAIN: {**train_entry, "problems": problems[splits.TRAIN]}}
+    all_shards = list(shards)
+    (out / "splits.json").unlink(missing_ok=True)
+    if config.validation_fraction > 0:
+        val_examples = by_split[splits.VALIDATION]
+        # Shards in proportion to the split's share of the examples, at least one.
+        n_val = max(1, min(config.tfrecord_shards, math.ceil(config.tfrecord_shards * len(val_examples) / max(1, len(examples)))))
+        _, val_entry, val_shards = _pack_split(config, val_examples, tf_dir, splits.VALIDATION, n_val)
+        split_entries[splits.VALIDATION] = {**val_entry, "problems": problems[splits.VALIDATION]}
+        all_shards += val_shards
+        write_json_atomic(out / "splits.json", {
+            "key": "problem_id (record id where absent)", "validation_fraction": config.validation_fraction,
+            "shuffle_seed": config.shuffle_seed, **{name: [e.id for e in exs] for name, exs in by_split.items()}})
+    train_examples = by_split[splits.TRAIN]
     kind_of = {r["id"]: r["kind"] for r in formatted}
     source_of = {r["id"]: r.get("source", "unknown") for r in formatted}
-    packed_ids = {e.id for e in examples}
+    n_val_examples = len(by_split[splits.VALIDATION])
     stages = dict(stages)
+    # "out" counts every packed example (train and validation); notes say how many were held out.
     stages["tokenize_pack"] = {"in": len(formatted), "kept": len(examples), "out": len(examples),
                                "rejected": {k: v for k, v in (("too_long", len(too_long)),
                                                               ("kind_not_trained", len(formatted) - len(trained))) if v},
-                               "notes": {},
+                               "notes": {k: v for k, v in (("held_out_validation", n_val_examples),
+                                                           ("held_out_validation_problems", problems[splits.VALIDATION])) if v},
                                "wall_s": round(time.perf_counter() - start, 3)}
     manifest = {
         "format": "semcoder-packed-v1",
@@ -211,28 +258,33 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
         "pad_id": config.pad_id,
         "bos_id": tokenizer.bos_token_id,
         "eos_id": tokenizer.eos_token_id,
-        "splits": {"train": {"files": [f"tfrecords/{s['file']}" for s in shards], "rows": len(rows), "examples": len(examples),
-                            "shard_rows": [s["rows"] for s in shards]}},
-        "checksums": {f"tfrecords/{s['file']}": s["sha256"] for s in shards},
+        "splits": split_entries,
+        "checksums": {f"tfrecords/{s['file']}": s["sha256"] for s in all_shards},
         "counts": {
             "records_by_kind": dict(sorted(Counter(r["kind"] for r in formatted).items())),
             "records_by_source": dict(sorted(Counter(r.get("source", "unknown") for r in formatted).items())),
-            "packed_by_kind": dict(sorted(Counter(kind_of[i] for i in packed_ids).items())),
-            "packed_by_source": dict(sorted(Counter(source_of[i] for i in packed_ids).items())),
+            "packed_by_kind": dict(sorted(Counter(kind_of[e.id] for e in train_examples).items())),
+            "packed_by_source": dict(sorted(Counter(source_of[e.id] for e in train_examples).items())),
             "stages": {k: {"in": v["in"], "out": v["out"], "rejected": sum(v["rejected"].values())} for k, v in stages.items()},
         },
-        "tokens": {"total": tokens, "target": target_tokens, "slots": len(rows) * config.seq_len},
-        "padding_fraction": round(packing.padding_fraction(rows, config.seq_len), 6),
+        "tokens": train_entry["tokens"],
+        "padding_fraction": train_entry["padding_fraction"],
         "packing": config.packing,
-        "max_segments": packing.max_segment_runs(rows, config.seq_len),
+        "max_segments": max(e["max_segments"] for e in split_entries.values()),
+        "validation_fraction": config.validation_fraction,
         "shuffle_seed": config.shuffle_seed,
         "tokenizer": str(config.tokenizer or "deepseek-coder (shipped)"),
         "code_version": tfrecords.code_version(),
         "config": dataclasses.asdict(config),
     }
+    if splits.VALIDATION in split_entries:
+        manifest["counts"]["validation_by_kind"] = dict(sorted(Counter(kind_of[e.id] for e in by_split[splits.VALIDATION]).items()))
+        manifest["counts"]["validation_by_source"] = dict(sorted(Counter(source_of[e.id] for e in by_split[splits.VALIDATION]).items()))
     write_json_atomic(out / "manifest.json", manifest)
     report = {"runner": runner, "stages": stages, "padding_fraction": manifest["padding_fraction"],
-              "rows": len(rows), "examples": len(examples), "records_by_kind": manifest["counts"]["records_by_kind"]}
+              "rows": len(rows), "examples": len(train_examples), "records_by_kind": manifest["counts"]["records_by_kind"]}
+    if splits.VALIDATION in split_entries:
+        report["validation"] = {k: split_entries[splits.VALIDATION][k] for k in ("rows", "examples", "problems", "padding_fraction")}
     write_json_atomic(out / "report.json", report)
     from data_pipeline.tfds_builder import write_tfds_metadata
 

@@ -40,8 +40,11 @@ def _build(args: argparse.Namespace) -> int:
         from data_pipeline.runner_local import run
 
         report = run(cfg, progress=not args.no_progress)
-    print(json.dumps({"output_dir": cfg.output_dir, "rows": report["rows"], "examples": report["examples"],
-                      "padding_fraction": report["padding_fraction"], "records_by_kind": report["records_by_kind"]}))
+    summary = {"output_dir": cfg.output_dir, "rows": report["rows"], "examples": report["examples"],
+               "padding_fraction": report["padding_fraction"], "records_by_kind": report["records_by_kind"]}
+    if "validation" in report:
+        summary["validation"] = report["validation"]
+    print(json.dumps(summary))
     return 0
 
 

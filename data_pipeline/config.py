@@ -93,6 +93,10 @@ class DataConfig:
     pad_id: int = 0
     shuffle_seed: int = 0
     tfrecord_shards: int = 4
+    # Fraction of the trained problems held out as split "validation" (0 = none; 0 <= x < 1). Held
+    # out by problem (all records of a problem in one split) with a hash seeded by shuffle_seed;
+    # see data_pipeline/splits.py.
+    validation_fraction: float = 0.0
     seed: int = 0
     decontam: DecontamConfig = field(default_factory=DecontamConfig)
     released: ReleasedConfig = field(default_factory=ReleasedConfig)
@@ -119,6 +123,8 @@ class DataConfig:
             raise ConfigError("data config: num_shards and tfrecord_shards must be >= 1")
         if self.max_segments == 1 or self.max_segments < 0:
             raise ConfigError(f"data config: max_segments={self.max_segments} must be 0 (no limit) or >= 2")
+        if not (isinstance(self.validation_fraction, (int, float)) and 0.0 <= self.validation_fraction < 1.0):
+            raise ConfigError(f"data config: validation_fraction={self.validation_fraction!r} must be >= 0 and < 1")
         if self.seq_len < 8:
             raise ConfigError(f"data config: seq_len={self.seq_len} is too small")
 

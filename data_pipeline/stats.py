@@ -27,8 +27,12 @@ def stage_order(stages: dict[str, Any]) -> list[str]:
 def format_report(report: dict[str, Any], manifest: dict[str, Any]) -> str:
     lines = [f"runner: {report.get('runner')}  rows: {report['rows']}  examples: {report['examples']}  seq_len: {manifest['seq_len']}",
              f"tokens: {manifest['tokens']['total']} (target {manifest['tokens']['target']})  padding: {100 * manifest['padding_fraction']:.2f}%",
-             f"records by kind: {json.dumps(manifest['counts']['records_by_kind'])}", "",
-             f"{'stage':<16}{'in':>8}{'out':>8}{'rejected':>10}  reasons / notes"]
+             f"records by kind: {json.dumps(manifest['counts']['records_by_kind'])}"]
+    if "validation" in manifest["splits"]:
+        val = manifest["splits"]["validation"]
+        lines.append(f"validation (held out by problem): rows: {val['rows']}  examples: {val['examples']}  problems: {val['problems']}"
+                     f"  padding: {100 * val['padding_fraction']:.2f}%  (figures above: train)")
+    lines += ["", f"{'stage':<16}{'in':>8}{'out':>8}{'rejected':>10}  reasons / notes"]
     for name in stage_order(report["stages"]):
         st = report["stages"][name]
         rej = sum(st["rejected"].values())

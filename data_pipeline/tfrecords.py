@@ -1,7 +1,9 @@
 """Sharded TFRecord writer and the ``manifest.json`` the trainer reads.
 
-Manifest shape (kept stable for the trainer): ``{"seq_len": int, "splits": {"train": {"files":
-[relative paths], "rows": N}}, ...}`` plus counts, tokens, padding, config, code version, checksums.
+Manifest shape (kept stable for the trainer): ``{"seq_len": int, "max_segments": int, "splits":
+{"train": {"files": [relative paths], "rows": N, ...}, "validation": {...} (with
+validation_fraction > 0)}, ...}`` plus counts, tokens, padding, config, code version, checksums
+(see ``build.finalize``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Formatted training records: SemCoder's templates with the response as the target.
 
 Each built problem becomes one ``nl2code`` record, its ``forward``/``backward`` monologues and its
-``refine`` (PYX-R) records. Prompt = template with an empty response.
+``refine`` (PYX-R) records, all with the problem's id in ``problem_id`` (the key that keeps a
+problem's records in one split, see ``data_pipeline/splits.py``). Prompt = template with an empty
+response.
 """
 
 from __future__ import annotations
@@ -22,14 +24,14 @@ def formatted(rid: str, kind: str, instruction: str, response: str, **extra: Any
 
 def format_problem(record: dict[str, Any]) -> list[dict[str, Any]]:
     pid = record["id"]
-    out = [formatted(f"{pid}-nl2code", "nl2code", record["problem"], record["response"])]
+    out = [formatted(f"{pid}-nl2code", "nl2code", record["problem"], record["response"], problem_id=pid)]
     for kind in ("forward", "backward"):
         for i, item in enumerate(record.get(kind, [])):
             side = {"input": item["input"]} if kind == "forward" else {"output": item["output"]}
             instruction = prompts.execution_instruction(record["code"], **side)
             out.append(formatted(f"{pid}-{kind}-{i}", kind, instruction, item["response"],
-                                 code=record["code"], input=item["input"], output=item["output"]))
+                                 code=record["code"], input=item["input"], output=item["output"], problem_id=pid))
     for i, item in enumerate(record.get("refine", [])):
         instruction = refine_instruction(record["problem"], item["buggy"], item["failed_test"])
-        out.append(formatted(f"{pid}-refine-{i}", "refine", instruction, item["response"]))
+        out.append(formatted(f"{pid}-refine-{i}", "refine", instruction, item["response"], problem_id=pid))
     return out

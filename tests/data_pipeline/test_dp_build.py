@@ -281,3 +281,98 @@ def test_train_kinds_selects_the_stage_of_training(slice_ref, slice_corpus, tmp_
     assert stage["in"] == stage["out"] + sum(stage["rejected"].values())
     with pytest.raises(Exception, match="train_kinds"):
         load("demo", slice_overrides(slice_corpus, out) + ["train_kinds=[poetry]"])
+
+
+VAL_FRACTION = 0.4
+
+
+def build_with_validation(slice_ref, slice_corpus, out, fraction=VAL_FRACTION):
+    """The slice's finished stages copied to ``out`` and finalised with ``validation_fraction``."""
+    import shutil
+
+    cfg, _ = slice_ref
+    if not out.exists():
+        shutil.copytree(cfg.output_dir, out)
+    val_cfg = load("demo", slice_overrides(slice_corpus, out) + [f"validation_fraction={fraction}"])
+    return val_cfg, runner_local.run(val_cfg, progress=False)
+
+
+@pytest.fixture(scope="module")
+def slice_val(slice_ref, slice_corpus, tmp_path_factory):
+    return build_with_validation(slice_ref, slice_corpus, tmp_path_factory.mktemp("val") / "out")
+
+
+def test_validation_split_holds_out_whole_problems(slice_val, tokenizer):
+    from data_pipeline.tfds_builder import builder
+    from semcoder_jax.train.input import read_tfrecord_rows, resolve_tfrecords
+
+    cfg, report = slice_val
+    out = Path(cfg.output_dir)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["splits"]) == {"train", "validation"}
+    decoded = {}
+    for split, entry in manifest["splits"].items():
+        files, rows, seq_len, max_runs = resolve_tfrecords(str(out), split)
+        assert files == [str(out / f) for f in entry["files"]] and all(Path(f).name.startswith(f"{split}-") for f in files)
+        assert seq_len == cfg.seq_len and max_runs == manifest["max_segments"] >= entry["max_segments"]
+        batch = read_tfrecord_rows(files, seq_len)
+        assert len(batch["input_ids"]) == rows == entry["rows"] == sum(entry["shard_rows"]) > 0
+        assert len(list(builder(out).as_dataset(split=split).as_numpy_iterator())) == rows
+        decoded[split] = Counter(tuple(ids[seg == s].tolist()) for ids, seg in zip(batch["input_ids"], batch["segment_ids"])
+                                 for s in range(1, seg.max() + 1))
+    assert manifest["max_segments"] == max(e["max_segments"] for e in manifest["splits"].values())
+
+    records = {r["id"]: r for f in sorted((out / "records").glob("*.jsonl")) if f.stem != "rejects" for r in read_jsonl(f)}
+    too_long = {r["record"]["id"] for r in read_jsonl(out / "records" / "rejects.jsonl")}
+    ids = json.loads((out / "splits.json").read_text())
+    train, val = set(ids["train"]), set(ids["validation"])
+    assert train and val and not train & val and train | val == set(records) - too_long  # every packed record in one split
+    problem_of = lambda rid: records[rid]["problem_id"]
+    assert all(rid.startswith(problem_of(rid) + "-") for rid in records)
+    assert not {problem_of(r) for r in train} & {problem_of(r) for r in val}
+    for split, rids in (("train", train), ("validation", val)):  # the shards hold exactly their split's records
+        expected = Counter()
+        for rid in rids:
+            p = tokenizer(records[rid]["prompt"], add_special_tokens=False)["input_ids"]
+            q = tokenizer(records[rid]["response"], add_special_tokens=False)["input_ids"]
+            expected[(tokenizer.bos_token_id, *p, *q, tokenizer.eos_token_id)] += 1
+        assert decoded[split] == expected, split
+        entry = manifest["splits"][split]
+        assert entry["examples"] == len(rids) and entry["problems"] == len({problem_of(r) for r in rids})
+
+    stage = report["stages"]["tokenize_pack"]
+    assert stage["in"] == stage["out"] + sum(stage["rejected"].values()) == len(records)
+    assert stage["out"] == len(train) + len(val) and stage["rejected"].get("too_long", 0) == len(too_long)
+    assert stage["notes"]["held_out_validation"] == len(val) == report["validation"]["examples"]
+    assert report["examples"] == len(train) and manifest["counts"]["packed_by_kind"] == dict(Counter(records[r]["kind"] for r in train))
+    assert manifest["tokens"] == manifest["splits"]["train"]["tokens"]
+
+
+def test_validation_split_is_deterministic_and_stale_shards_go(slice_val, slice_ref, slice_corpus, tmp_path):
+    cfg, _ = slice_val
+    again, _ = build_with_validation(slice_ref, slice_corpus, tmp_path / "again")
+    assert (Path(again.output_dir) / "splits.json").read_bytes() == (Path(cfg.output_dir) / "splits.json").read_bytes()
+    assert outputs_of(Path(again.output_dir)) == outputs_of(Path(cfg.output_dir))
+    # The same folder rebuilt without a validation split: the earlier validation shards are gone and
+    # the output is that of a build that never held anything out.
+    build_with_validation(slice_ref, slice_corpus, tmp_path / "again", fraction=0.0)
+    manifest = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert set(manifest["splits"]) == {"train"} and not (tmp_path / "again" / "splits.json").exists()
+    assert outputs_of(tmp_path / "again") == outputs_of(Path(slice_ref[0].output_dir))
+
+
+def test_trainer_evaluates_on_the_built_validation_split(slice_val, tmp_path):
+    from semcoder_jax.train.config import load_train_config
+    from semcoder_jax.train.trainer import train
+
+    cfg, report = slice_val
+    manifest = json.loads((Path(cfg.output_dir) / "manifest.json").read_text())
+    train_cfg = load_train_config(None, [
+        "model=tiny", f"data.path={cfg.output_dir}", f"data.seq_len={cfg.seq_len}", "data.global_batch_size=2",
+        "max_steps=1", "validation.every=1", "tensorboard=false", "mesh.num_devices=1", "mesh.fsdp=1",
+        f"run_dir={tmp_path / 'run'}",
+    ])
+    (record,) = train(train_cfg)
+    # Every response token of the held-out examples is scored once (a segment's first token is prompt).
+    assert record["eval_tokens"] == manifest["splits"]["validation"]["tokens"]["target"] > 0
+    assert 0 < record["eval_loss"] < 20
