@@ -19,12 +19,14 @@ from semcoder_jax.errors import SemcoderError
 def steps(out: Path, train_steps: int, eval_limit: int) -> list[tuple[str, list[str]]]:
     data, run, hf, ev = out / "data", out / "train", out / "hf", out / "eval"
     return [
-        ("build the demo data", ["data", "build", "--config", "configs/data/demo.yaml", f"output_dir={data}", "seq_len=512"]),
+        ("build the demo data", ["data", "build", "--config", "configs/data/demo.yaml", f"output_dir={data}", "seq_len=512",
+                                 "validation_fraction=0.2"]),
         (
             "train the tiny model",
             [
                 "train", "--config", "tiny-cpu", f"run_dir={run}", f"data.path={data}", "data.seq_len=512",
                 "data.global_batch_size=4", f"max_steps={train_steps}", "checkpoint.every=1000000",
+                f"validation.every={max(train_steps // 3, 1)}",
             ],
         ),
         ("export to Hugging Face", ["convert", "orbax-to-hf", "--checkpoint", str(run / "checkpoints"), "--out", str(hf), "--dtype", "float32"]),
