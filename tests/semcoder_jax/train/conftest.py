@@ -68,6 +68,31 @@ def train_tiny(cfg, stop_after=None):
         trainer.close()
 
 
+def semcoder_train(config, run_dir, *overrides, env=None, **kw):
+    """``semcoder train --config CONFIG run_dir=RUN_DIR ...`` in a subprocess (stdout and stderr piped)."""
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "semcoder_jax.cli.main", "train", "--config", str(config), f"run_dir={run_dir}", *overrides]
+    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def logged(run_dir: Path) -> list[dict]:
+    """The records of ``run_dir/metrics.jsonl`` (none before the first log)."""
+    import json
+
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    ckpt = run_dir / "checkpoints"
+    return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.exists() else []
+
+
 @pytest.fixture(scope="session")
 def fsdp8_run(tmp_path_factory):
     """The reference: 5 steps on (fsdp 8), checkpoints at steps 3 and 5 in ``run_dir``."""
@@ -91,4 +116,5 @@ def tiny():
     return types.SimpleNamespace(
         ONE_DEVICE=ONE_DEVICE, DP_FSDP_TP=DP_FSDP_TP, FSDP8=FSDP8, FIVE_STEPS=FIVE_STEPS,
         TINY=TINY, train=train_tiny, config=tiny_config, write_tfrecords=write_tfrecords,
+        semcoder_train=semcoder_train, logged=logged, checkpoint_steps=checkpoint_steps,
     )

@@ -1,10 +1,7 @@
 """Pre-emption: a SIGKILL'd run resumes with exactly the uninterrupted losses; SIGTERM saves and exits 0."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
@@ -12,55 +9,38 @@ import pytest
 from semcoder_jax.train.trainer import KILL_AT_STEP_ENV
 
 
-def _semcoder_train(config, run_dir, *overrides, env=None, **kw):
-    cmd = [sys.executable, "-m", "semcoder_jax.cli.main", "train", "--config", str(config), f"run_dir={run_dir}", *overrides]
-    return subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
-
-
-def _logged(run_dir):
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _steps(run_dir):
-    ckpt = run_dir / "checkpoints"
-    return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.exists() else []
-
-
 @pytest.mark.slow
-def test_sigkill_then_restart_logs_the_uninterrupted_losses(fsdp8_run, tmp_path):
+def test_sigkill_then_restart_logs_the_uninterrupted_losses(tiny, fsdp8_run, tmp_path):
     config = fsdp8_run["run_dir"] / "config.yaml"  # the reference run's resolved config
     run_dir = tmp_path / "killed"
-    proc = _semcoder_train(config, run_dir, env={KILL_AT_STEP_ENV: "3"})
+    proc = tiny.semcoder_train(config, run_dir, env={KILL_AT_STEP_ENV: "3"})
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == -signal.SIGKILL, out
-    assert [r["step"] for r in _logged(run_dir)] == [1, 2, 3] and _steps(run_dir) == [3]
+    assert [r["step"] for r in tiny.logged(run_dir)] == [1, 2, 3] and tiny.checkpoint_steps(run_dir) == [3]
 
-    proc = _semcoder_train(config, run_dir)
+    proc = tiny.semcoder_train(config, run_dir)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
-    logged = _logged(run_dir)
+    logged = tiny.logged(run_dir)
     assert [r["step"] for r in logged] == [1, 2, 3, 4, 5]
     assert [r["loss"] for r in logged] == fsdp8_run["losses"]  # exactly, before and after the kill
-    assert _steps(run_dir) == [3, 5]
+    assert tiny.checkpoint_steps(run_dir) == [3, 5]
 
 
 @pytest.mark.slow
-def test_sigterm_saves_at_the_step_reached_and_exits_cleanly(fsdp8_run, tmp_path):
+def test_sigterm_saves_at_the_step_reached_and_exits_cleanly(tiny, fsdp8_run, tmp_path):
     config = fsdp8_run["run_dir"] / "config.yaml"
     run_dir = tmp_path / "preempted"
-    proc = _semcoder_train(config, run_dir, "max_steps=100000", "checkpoint.every=100000")
+    proc = tiny.semcoder_train(config, run_dir, "max_steps=100000", "checkpoint.every=100000")
     deadline = time.time() + 600
-    while len(_logged(run_dir)) < 3:
+    while len(tiny.logged(run_dir)) < 3:
         assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "timeout"
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
-    last = _logged(run_dir)[-1]["step"]
+    last = tiny.logged(run_dir)[-1]["step"]
     assert 3 <= last < 100000
-    assert _steps(run_dir) == [last]
+    assert tiny.checkpoint_steps(run_dir) == [last]
     data_state = json.loads((run_dir / "checkpoints" / str(last) / "data_state" / "metadata").read_text())
     assert data_state["epoch"] * 4 + data_state["batch"] == last  # 32 rows / batch 8 = 4 batches per epoch
