@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data_pipeline.packing import Example, build_row
-from semcoder_jax.packed_schema import FEATURES, serialize_example
+from semcoder_jax.packed_schema import serialize_example
 
 
 def shard_name(split: str, i: int, n: int) -> str:

@@ -8,7 +8,6 @@ import ast as _ast
 import json as _json
 import signal as _signal
 import sys as _sys
-import time as _time
 from decimal import Decimal as _Decimal
 from io import StringIO as _StringIO
 from types import ModuleType as _ModuleType

@@ -1,13 +1,12 @@
 """Next-token cross-entropy over response tokens of packed rows, as sums for token weighting.
 
 Two paths compute the same sums: ``next_token_loss_sums`` from full-row logits, and
-``head_loss_sums``, which applies the output head itself in sequence chunks so that the
+``head_loss``, which applies the output head itself in sequence chunks so that the
 [B, S, V] float32 logits (and their gradient) are never held whole.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import flax.linen as nn

@@ -144,7 +144,7 @@ def test_builtin_monologue_values_come_from_the_trace(demo):
                         assert m.group(1) == trace.return_repr == r["output"], (r["id"], line)
                         assert m.lastindex == 1 or m.group(2) == r["input"], (r["id"], line)
                         checked += 1
-                    if line.startswith(f"The input `"):
+                    if line.startswith("The input `"):
                         assert f"`{r['input']}` makes `f` return `{trace.return_repr}`" in line
     assert checked > 200
 

@@ -1,6 +1,5 @@
 """Train configs: presets load, bad keys and meshes fail with one clear line before any compute."""
 
-from pathlib import Path
 
 import jax
 import pytest
