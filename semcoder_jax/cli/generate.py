@@ -28,10 +28,16 @@ def register(subparsers) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--stop", nargs="*", default=[], help="stop strings (not included in the completion)")
+    p.add_argument("--stop", nargs="*", default=[], type=unescape,
+                   help=r"stop strings (not included in the completion); backslash escapes such as \n are read as in Python")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                    help="params and compute dtype (default: bfloat16 on GPU/TPU, float32 on CPU)")
     p.set_defaults(func=run)
+
+
+def unescape(text: str) -> str:
+    r"""``\n``, ``\t``, ``\\`` and other Python escapes in a command-line string; other text as is."""
+    return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
 def read_prompts(path: str) -> list[dict]:

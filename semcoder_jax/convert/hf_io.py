@@ -90,10 +90,13 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     for name, meta in header.items():
         if name == "__metadata__":
             continue
-        if meta["dtype"] not in _ST_TO_NP:
-            raise SemcoderError(f"{path}: tensor {name} has unsupported dtype {meta['dtype']}")
-        begin, end = meta["data_offsets"]
-        info = TensorInfo(name, path, _ST_TO_NP[meta["dtype"]], tuple(int(d) for d in meta["shape"]), base + begin)
+        try:
+            dtype, shape, (begin, end) = meta["dtype"], tuple(int(d) for d in meta["shape"]), meta["data_offsets"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise SemcoderError(f"{path}: tensor {name} has a malformed header entry {meta!r} ({e!r})") from None
+        if dtype not in _ST_TO_NP:
+            raise SemcoderError(f"{path}: tensor {name} has unsupported dtype {dtype}")
+        info = TensorInfo(name, path, _ST_TO_NP[dtype], shape, base + begin)
         if end - begin != info.nbytes:
             raise SemcoderError(f"{path}: tensor {name} byte range does not match its shape {list(info.shape)}")
         if base + end > file_size:

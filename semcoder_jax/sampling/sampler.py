@@ -32,7 +32,9 @@ def sample_logits(
     logits = logits / jnp.maximum(temperature, 1e-6)
     sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
     probs = jax.nn.softmax(sorted_logits, axis=-1)
-    keep = (jnp.cumsum(probs, axis=-1) - probs) < top_p  # the most likely token is always kept
+    # The most likely token is always kept; top_p = 1 keeps all (the float32 running sum can reach
+    # 1 before the tail).
+    keep = ((jnp.cumsum(probs, axis=-1) - probs) < top_p) | (top_p >= 1.0)
     threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
     logits = jnp.where(logits >= threshold, logits, -jnp.inf)
     return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
@@ -130,6 +132,8 @@ class Sampler:
                 raise SemcoderError(f"generate: prompt {i} is empty (needs at least one token, e.g. BOS)")
         if stop and self.tokenizer is None:
             raise SemcoderError("generate: stop strings need a tokenizer (Sampler(..., tokenizer=...))")
+        if any(not s for s in stop):  # "" is in every text: each completion would be cut to nothing
+            raise SemcoderError(f"generate: stop strings must not be empty, got {list(stop)!r}")
         if max_new_tokens < 1:
             raise SemcoderError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
         if temperature < 0 or not 0 < top_p <= 1:

@@ -74,3 +74,11 @@ def test_generate_cli_rejects_a_row_without_prompt(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and f"{bad}:2" in err and "prompt" in err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_stop_strings_read_backslash_escapes():
+    from semcoder_jax.cli.generate import unescape
+
+    assert unescape(r"\n```") == "\n```"
+    assert unescape(r"déf\tx\\n") == "déf\tx\\n"
+    assert unescape("plain </s>") == "plain </s>"

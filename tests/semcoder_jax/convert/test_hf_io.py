@@ -65,6 +65,16 @@ def test_truncated_file_is_error(tmp_path):
         HFWeights(tmp_path)
 
 
+def test_malformed_header_entry_names_file_and_tensor(tmp_path):
+    import json
+    import struct
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2]}}).encode()  # no data_offsets
+    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+    with pytest.raises(SemcoderError, match=r"model\.safetensors: tensor w has a malformed header entry"):
+        HFWeights(tmp_path)
+
+
 def test_no_weights_is_error(tmp_path):
     with pytest.raises(SemcoderError, match="no model.safetensors"):
         HFWeights(tmp_path)

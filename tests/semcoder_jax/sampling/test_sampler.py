@@ -92,3 +92,24 @@ def test_bad_arguments_are_clear_errors(tiny_sampler):
         tiny_sampler.generate([[1]], top_p=0.0)
     with pytest.raises(SemcoderError, match="tokenizer"):
         Sampler(tiny_sampler.config, tiny_sampler.params).generate([[1]], stop=["x"])
+
+
+def test_empty_stop_string_is_an_error_not_an_empty_completion(tiny_sampler):
+    # ``--stop "$UNSET"`` passes "": it is in every text, so each completion would silently become "".
+    with pytest.raises(SemcoderError, match="stop strings must not be empty"):
+        tiny_sampler.generate_text(["def f(x):"], max_new_tokens=4, eos_id=-1, stop=["\ndef", ""])
+
+
+def test_top_p_one_keeps_every_token(monkeypatch):
+    """With top_p = 1 no token is filtered, even where the float32 running sum reaches 1 early."""
+    import jax.numpy as jnp
+
+    from semcoder_jax.sampling.sampler import sample_logits
+
+    seen = []
+    monkeypatch.setattr(jax.random, "categorical", lambda key, logits, axis=-1: seen.append(logits) or jnp.zeros(1, jnp.int32))
+    logits = jnp.array([[30.0, 0.0, -1.0]])  # softmax rounds the top probability to 1.0
+    sample_logits(logits, jax.random.PRNGKey(0), jnp.float32(1.0), jnp.float32(1.0), greedy=False)
+    sample_logits(logits, jax.random.PRNGKey(0), jnp.float32(1.0), jnp.float32(0.5), greedy=False)
+    np.testing.assert_array_equal(np.isfinite(seen[0]), [[True, True, True]])
+    np.testing.assert_array_equal(np.isfinite(seen[1]), [[True, False, False]])
