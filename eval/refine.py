@@ -101,7 +101,8 @@ def refine(
             t: P.refine_prompt(problem_text(bench, by_id[t]), code[t], failure_text(bench, by_id[t], code[t], detail[t], cfg.refine_with_trace))
             for t in failing
         }
-        cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(backend.identity(), generation_settings(cfg, refine_round=rnd, n=1, temperature=0.0)))
+        cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(backend.identity(), generation_settings(
+            cfg, refine_round=rnd, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg.refine_max_new_tokens)))
         outs = generate_cached(
             backend, prompts, cache, n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg.refine_max_new_tokens,
             stop=(REFINED_STOP,), seed=cfg.generation.seed, batch_size=cfg.generation.batch_size,

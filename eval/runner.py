@@ -13,6 +13,7 @@ from eval.benchmarks import load_problems
 from eval.cache import GenerationCache, run_key
 from eval.config import EvalConfig
 from eval.tasks import build_prompt, stop_strings, to_sample
+from semcoder_jax.errors import SemcoderError
 
 RESULTS_FILE = "results.json"
 GENERATIONS_FILE = "generations.jsonl"
@@ -42,13 +43,24 @@ def generate_cached(
     """Completions per task; only tasks missing from the cache reach the backend, and each batch is
     on disk before the next one starts."""
     todo = [t for t, p in prompts.items() if any(cache.get(t, i, p) is None for i in range(n))]
-    for start in range(0, len(todo), max(1, batch_size)):
-        batch = todo[start : start + batch_size]
+    bs = max(1, batch_size)  # a batch size of 0 would send empty batches and leave every sample ""
+    for start in range(0, len(todo), bs):
+        batch = todo[start : start + bs]
         outs = backend.generate(
             [prompts[t] for t in batch], n=n, temperature=temperature, top_p=top_p,
-            max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed,
+            max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + start,  # fresh noise per batch
         )
-        cache.put_many([(t, i, prompts[t], text) for t, texts in zip(batch, outs) for i, text in enumerate(texts[:n])])
+        outs = list(outs)
+        short = [(t, len(texts)) for t, texts in zip(batch, outs) if len(texts) < n]
+        short += [(t, 0) for t in batch[len(outs):]]
+        done = [(t, texts) for t, texts in zip(batch, outs) if len(texts) >= n]
+        cache.put_many([(t, i, prompts[t], text) for t, texts in done for i, text in enumerate(texts[:n])])
+        if short:
+            got = ", ".join(f"{t}: {k}" for t, k in short[:5])
+            raise SemcoderError(
+                f"backend {getattr(backend, 'name', type(backend).__name__)} returned fewer than n={n} completions "
+                f"for {len(short)} of {len(batch)} prompts ({got}); nothing was scored"
+            )
         if on_batch:
             on_batch(start + len(batch), len(todo))
     return {t: [cache.get(t, i, p) or "" for i in range(n)] for t, p in prompts.items()}

@@ -66,6 +66,28 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[: min(cuts)] if cuts else text
 
 
+def pin_step(config: BackendConfig) -> BackendConfig:
+    """``config`` with the checkpoint step that will be loaded: ``--step`` left out means the newest
+    one, resolved here once, so that loading and the cache identity (:func:`model_source`) agree."""
+    if not config.checkpoint or config.step is not None:
+        return config
+    from semcoder_jax.checkpoint import params_path
+
+    _, step = params_path(config.checkpoint, None)  # None for a params-only checkpoint
+    return dataclasses.replace(config, step=step)
+
+
+def model_source(config: BackendConfig) -> str:
+    """The model's identity for the generation cache: the HF folder, or the checkpoint folder with
+    the step loaded (give a config from :func:`pin_step`), so that evaluating the same folder again
+    after more training does not reuse the older step's generations."""
+    if config.hf_dir and not config.checkpoint:
+        return config.hf_dir
+    from pathlib import Path
+
+    return f"{Path(config.checkpoint).absolute()}@{config.step}"
+
+
 def get_backend(name: str, config: BackendConfig) -> Backend:
     if name not in BACKENDS:
         raise SemcoderError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")

@@ -6,7 +6,7 @@ import contextlib
 import tempfile
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop, resolve_tokenizer
+from eval.backends import BackendConfig, cut_at_stop, model_source, pin_step, resolve_tokenizer
 from semcoder_jax.errors import SemcoderError
 
 
@@ -32,6 +32,7 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM
 
+        config = pin_step(config)
         self.config = config
         self._stack = contextlib.ExitStack()
         model_dir = self._stack.enter_context(hf_model_dir(config))
@@ -40,7 +41,7 @@ class HFBackend:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
         self._stack.close()  # weights are in memory; a temporary conversion can go
-        self.source = config.hf_dir or f"{config.checkpoint}@{config.step}"
+        self.source = model_source(config)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "hf", "model": self.source, "dtype": str(self.model.dtype)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop, resolve_tokenizer
+from eval.backends import BackendConfig, cut_at_stop, model_source, pin_step, resolve_tokenizer
 
 
 class JaxBackend:
@@ -14,6 +14,7 @@ class JaxBackend:
     def __init__(self, config: BackendConfig):
         from semcoder_jax.sampling import Sampler, load_model_for_inference
 
+        config = pin_step(config)
         self.config = config
         model_config, params = load_model_for_inference(
             checkpoint=config.checkpoint, step=config.step, hf_dir=config.hf_dir if not config.checkpoint else None, dtype=config.dtype
@@ -21,7 +22,7 @@ class JaxBackend:
         self.tokenizer = resolve_tokenizer(config, config.hf_dir)
         self.model_config = model_config
         self.sampler = Sampler(model_config, params, self.tokenizer)
-        self.source = config.hf_dir if not config.checkpoint else f"{config.checkpoint}@{config.step}"
+        self.source = model_source(config)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "jax", "model": self.source, "dtype": self.model_config.dtype}

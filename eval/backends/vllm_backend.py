@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig
+from eval.backends import BackendConfig, model_source, pin_step
 from eval.backends.hf import hf_model_dir
 from semcoder_jax.errors import SemcoderError
 
@@ -19,6 +19,7 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError:
             raise SemcoderError("the vllm backend needs vLLM (pip install vllm); use --backend hf or jax otherwise") from None
+        config = pin_step(config)
         self.config = config
         self._stack = contextlib.ExitStack()
         model_dir = self._stack.enter_context(hf_model_dir(config))
@@ -33,7 +34,7 @@ class VLLMBackend:
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
         self.llm = LLM(**kwargs)
-        self.source = config.hf_dir or f"{config.checkpoint}@{config.step}"
+        self.source = model_source(config)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "vllm", "model": self.source, "dtype": self.config.dtype or "bfloat16"}

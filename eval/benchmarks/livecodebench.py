@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime
 import io
 import json
 import pickle
@@ -132,6 +133,16 @@ def _rows(path: str | Path | None, hub_name: str, hub_kwargs: dict) -> Iterable[
     yield from _hub_rows(hub_name, hub_kwargs)
 
 
+def _parse_date(value: Any, what: str) -> datetime.datetime:
+    """An ISO date or datetime (``2023-08-21`` or ``2023-08-21T00:00:00``) as a naive datetime."""
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None)
+    try:
+        return datetime.datetime.fromisoformat(str(value)).replace(tzinfo=None)
+    except ValueError:
+        raise BenchmarkError(f"{what}: expected an ISO date such as 2023-08-21, got {value!r}") from None
+
+
 def load_code_generation(
     path: str | Path | None = None,
     *,
@@ -141,14 +152,20 @@ def load_code_generation(
 ) -> list[LcbGenerationProblem]:
     """LCB-Lite problems; ``start_date``/``end_date`` (ISO) filter on contest_date as lcb_runner does."""
     problems = []
+    # lcb_runner compares datetimes: ``strptime(start, "%Y-%m-%d") <= contest_date <= strptime(end, ...)``,
+    # so a contest at midnight of the end date is in the window.
+    start = _parse_date(start_date, "start_date") if start_date else None
+    end = _parse_date(end_date, "end_date") if end_date else None
     kwargs = {"version_tag": version_tag, "trust_remote_code": True}
     for where, row in _rows(path, CODE_GENERATION_HUB, kwargs):
         missing = [k for k in GENERATION_FIELDS if k not in row]
         if missing:
             raise BenchmarkError(f"{where}: missing field(s) {', '.join(missing)}")
         date = str(row.get("contest_date", ""))
-        if (start_date and date < start_date) or (end_date and date > end_date):
-            continue
+        if start_date or end_date:
+            when = _parse_date(row.get("contest_date"), f"{where}: field contest_date")
+            if (start and when < start) or (end and when > end):
+                continue
         meta = row["metadata"]
         if isinstance(meta, str):
             try:

@@ -1,8 +1,9 @@
 """HumanEval(+) / MBPP(+) scoring with EvalPlus's semantics (evalplus.evaluate, evalplus 0.3.1):
 expected outputs come from running the reference solution on every input (in the sandbox, cached),
 each input gets ``max(min_time_limit, gt_time_limit_factor * t_ref)`` seconds, a solution stops at
-its first failing input, floats compare with atol (1e-6 when the task gives 0), the special oracles
-(HumanEval/32 ``find_zero``: |poly(x)| <= atol; MBPP's not-None tasks, Mbpp/164, Mbpp/295) apply,
+its first failing input, floats compare with atol (1e-6 when the task gives 0) after a type and
+length check, the special oracles (HumanEval/32 ``find_zero``: |poly(x)| <= atol; MBPP's not-None
+and set-equality tasks, Mbpp/164, Mbpp/295, Mbpp/558, Mbpp/581) apply,
 and a sample is plus-correct when it passes both base and plus inputs."""
 
 from __future__ import annotations

@@ -14,6 +14,11 @@ import time as _time
 import zlib as _zlib
 
 _NOT_NONE_TASKS = ("check_str", "text_match_three", "text_starta_endb")
+# evalplus.eval._special_oracle (0.3.1): MBPP+ tasks whose lists are compared as sets.
+_SET_EQ_TASKS = (
+    "similar_elements", "find_char_long", "common_in_nested_lists", "extract_singly",
+    "larg_nnum", "intersection_array", "find_dissimilar", "Diff",
+)
 
 
 class _TimeLimit(Exception):
@@ -67,10 +72,23 @@ def _poly(xs, x):
     return sum([coeff * _math.pow(x, i) for i, coeff in enumerate(xs)])
 
 
+def _surface_Area(base_edge, height):
+    """Mbpp/581's special oracle: "height" read as the pyramid's perpendicular height."""
+    slant_height = _math.sqrt((base_edge / 2) ** 2 + height**2)
+    return round(base_edge**2 + 4 * (base_edge * slant_height) / 2)
+
+
+def _digit_distance_nums(num1, num2):
+    """Mbpp/558's special oracle: the shorter number padded with leading zeros."""
+    s1, s2 = str(num1), str(num2)
+    width = max(len(s1), len(s2))
+    return sum(abs(int(a) - int(b)) for a, b in zip(s1.zfill(width), s2.zfill(width)))
+
+
 def _is_floats(x):
     if isinstance(x, float):
         return True
-    if isinstance(x, (list, tuple)):
+    if isinstance(x, (list, tuple)) and x:
         return all(isinstance(i, float) for i in x)
     if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
         import numpy as np
@@ -90,6 +108,14 @@ def _short(x, n=300):
 def _load(path):
     with open(path, "rb") as f:
         return _pickle.loads(f.read())
+
+
+def _pristine(inputs_path, i, inp):
+    """Input ``i`` as it was before the call: a solution may have mutated its arguments in place."""
+    try:
+        return _load(inputs_path)[i]
+    except BaseException:
+        return inp
 
 
 def _evalplus_ground_truth(code, entry_point, inputs_path):
@@ -136,6 +162,12 @@ def _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path
                             exact_match = True
                         elif entry_point == "sum_div":
                             exact_match = exact_match or out == 0
+                        elif entry_point == "surface_Area":
+                            exact_match = exact_match or abs(out - _surface_Area(*inp)) <= atol
+                        elif entry_point == "digit_distance_nums":
+                            exact_match = exact_match or out == _digit_distance_nums(*inp)
+                        elif entry_point in _SET_EQ_TASKS:
+                            exact_match = set(out) == set(exp)
                         elif entry_point in _NOT_NONE_TASKS:
                             exact_match = out == exp if isinstance(out, bool) else exp == (out is not None)
                     if dataset == "humaneval" and entry_point == "find_zero":
@@ -147,13 +179,16 @@ def _evalplus_check(code, entry_point, dataset, atol, inputs_path, expected_path
                     if not exact_match and atol != 0:
                         import numpy as np
 
-                        np.testing.assert_allclose(out, exp, atol=atol)
+                        assert type(out) == type(exp)
+                        if isinstance(exp, (list, tuple)):
+                            assert len(out) == len(exp)
+                        assert np.allclose(out, exp, rtol=1e-07, atol=atol)
                     else:
                         assert exact_match
                 except BaseException as e:
                     failure = {
                         "index": i,
-                        "input": _short(inp),
+                        "input": _short(_pristine(inputs_path, i, inp)),
                         "expected": _short(_pickle.loads(expected[i])),
                         "output": _short(out),
                         "error": "" if isinstance(e, AssertionError) else f"{type(e).__name__}: {e}"[:300],

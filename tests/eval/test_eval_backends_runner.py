@@ -220,3 +220,101 @@ def test_cli_score_json_and_bad_samples(tmp_path, capsys, sandbox, gt_cache):
     bad.rename(bad_json)
     assert main(["eval", "score", "--benchmark", "cruxeval-i", "--samples", str(bad_json)]) == 2
     assert "sample_9999" in capsys.readouterr().err
+
+
+def test_checkpoint_identity_names_the_step_loaded_so_newer_steps_are_not_served_from_cache(tmp_path):
+    # `--checkpoint DIR` without `--step` loads the newest step: the cache identity must name that step,
+    # or evaluating the same folder after more training would reuse the older step's generations.
+    import numpy as np
+
+    from eval.backends import model_source, pin_step
+    from eval.cache import run_key
+    from semcoder_jax.checkpoint import save_params
+    from semcoder_jax.convert.mapping import param_mappings, set_path
+    from semcoder_jax.model.config import get_model_config
+
+    config = get_model_config("tiny", ["vocab_size=256", "hidden_size=32", "intermediate_size=48"])
+    params: dict = {}
+    for m in param_mappings(config):
+        set_path(params, m.path, np.zeros(m.full_shape(config), np.float32))
+    ckpt = tmp_path / "ckpt"
+    save_params(ckpt, 1, params, config)
+    first = pin_step(BackendConfig(checkpoint=str(ckpt)))
+    assert first.step == 1 and model_source(first).endswith("@1")
+    backend = get_backend("jax", BackendConfig(checkpoint=str(ckpt), dtype="float32"))
+    assert backend.identity()["model"] == model_source(first)
+    save_params(ckpt, 2, params, config)
+    later = get_backend("jax", BackendConfig(checkpoint=str(ckpt), dtype="float32"))
+    assert later.identity()["model"].endswith("@2")
+    assert run_key(later.identity(), {}) != run_key(backend.identity(), {})
+    assert model_source(pin_step(BackendConfig(checkpoint=str(ckpt), step=1))) == model_source(first)
+
+
+def test_refinement_cache_is_keyed_by_the_refinement_token_budget(tmp_path, sandbox, gt_cache):
+    # A rerun with a larger refine_max_new_tokens must not be served the truncated refinements of a
+    # smaller budget from generations.jsonl.
+    from eval.benchmarks import load_problems
+
+    p = load_problems("humaneval")[0]
+    budgets = []
+
+    class Budgeted(ScriptedBackend):
+        def generate(self, prompts, *, n=1, temperature=0.0, top_p=1.0, max_new_tokens=512, stop=(), seed=0):
+            if prompts[0].startswith("Debug and Refine"):
+                budgets.append(max_new_tokens)
+            return super().generate(prompts, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=stop, seed=seed)
+
+    def answer(prompt):
+        if prompt.startswith("Debug and Refine"):
+            code = f"{p.prompt}{p.canonical_solution}" if budgets[-1] >= 1024 else p.prompt + "    return"
+            return f"[Refined]\n```python\n{code}```\n"
+        return "    return None\n"
+
+    cfg = EvalConfig(benchmark="humaneval", limit=1, refine_rounds=1, refine_max_new_tokens=16)
+    assert run_eval(cfg, Budgeted(answer), tmp_path, sandbox=sandbox)["refine"]["pass@1"] == [0.0, 0.0]
+    cfg.refine_max_new_tokens = 1024
+    assert run_eval(cfg, Budgeted(answer), tmp_path, sandbox=sandbox)["refine"]["pass@1"] == [0.0, 100.0]
+    assert budgets == [16, 1024]
+
+
+def test_a_backend_returning_too_few_completions_is_an_error_not_empty_samples(tmp_path):
+    # e.g. an OpenAI-compatible server that ignores `n`: the missing samples must not be scored as "".
+    from semcoder_jax.errors import SemcoderError
+
+    class OneOnly(ScriptedBackend):
+        def generate(self, prompts, **kw):
+            return [outs[:1] for outs in super().generate(prompts, **kw)]
+
+    cfg = EvalConfig(benchmark="cruxeval-o", limit=2, generation=GenerationSettings(n=3, temperature=0.8))
+    with pytest.raises(SemcoderError, match=r"fewer than n=3 completions for 2 of 2 prompts \(sample_0: 1, sample_1: 1\)"):
+        run_eval(cfg, OneOnly(lambda p: "[ANSWER]\nassert f(x) == 1\n"), tmp_path)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_batch_size_zero_still_generates_every_problem(tmp_path):
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    backend = ScriptedBackend(lambda p: p.upper())
+    prompts = {"a": "x", "b": "y"}
+    out = generate_cached(backend, prompts, GenerationCache(tmp_path / "g.jsonl", "k"), n=1, temperature=0.0, top_p=1.0,
+                          max_new_tokens=8, stop=(), seed=0, batch_size=0)
+    assert out == {"a": ["X"], "b": ["Y"]} and backend.prompts == 2
+
+
+def test_each_batch_gets_its_own_seed(tmp_path):
+    """Row i of every batch must not reuse the same random stream (correlated samples across problems)."""
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    seeds = []
+
+    class Seeded(ScriptedBackend):
+        def generate(self, prompts, *, seed=0, **kw):
+            seeds.append(seed)
+            return super().generate(prompts, seed=seed, **kw)
+
+    prompts = {t: t for t in "abcde"}
+    generate_cached(Seeded(lambda p: p), prompts, GenerationCache(tmp_path / "g.jsonl", "k"), n=1, temperature=0.8,
+                    top_p=1.0, max_new_tokens=8, stop=(), seed=7, batch_size=2)
+    assert seeds == [7, 9, 11]

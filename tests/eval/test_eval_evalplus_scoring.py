@@ -111,3 +111,40 @@ def test_mbpp_inputs_are_deserialised_like_evalplus():
     assert mbpp_deserialize_inputs("Mbpp/124", [[1, "1+2j"]]) == [(1.0, 1 + 2j)]
     assert mbpp_deserialize_inputs("Mbpp/580", [[[1, [2, 3]], 4]]) == [((1, (2, 3)), 4)]
     assert mbpp_deserialize_inputs("Mbpp/3", [[5]]) == [[5]]
+
+
+MBPP_SPECIAL_ORACLES = {
+    # Mbpp/2 (MBPP_OUTPUT_SET_EQ_TASKS): the shared elements in any order and container
+    "Mbpp/2": "def similar_elements(a, b):\n    return sorted(set(a) & set(b), reverse=True)\n",
+    # Mbpp/581: "height" as the perpendicular height (evalplus's _surface_Area)
+    "Mbpp/581": "import math\ndef surface_Area(b, h):\n    s = math.sqrt((b / 2) ** 2 + h ** 2)\n    return round(b * b + 2 * b * s)\n",
+    # Mbpp/558: numbers of different lengths padded with zeros (evalplus's _digit_distance_nums)
+    "Mbpp/558": "def digit_distance_nums(a, b):\n    x, y = str(a), str(b)\n    m = max(len(x), len(y))\n    return sum(abs(int(c) - int(d)) for c, d in zip(x.zfill(m), y.zfill(m)))\n",
+}
+
+
+def test_mbpp_special_oracles_of_evalplus_0_3_1(mbpp, sandbox, gt_cache):
+    by_id = {p.task_id: p for p in mbpp}
+    probs = [by_id[t] for t in MBPP_SPECIAL_ORACLES]
+    samples = {t: [by_id[t].prompt + s, by_id[t].prompt + f"def {by_id[t].entry_point}(*a):\n    return 12345\n"] for t, s in MBPP_SPECIAL_ORACLES.items()}
+    res = score_evalplus(probs, samples, sandbox=sandbox, settings=EvalPlusSettings(max_plus_inputs=20))
+    assert {t: [r.plus_pass for r in rs] for t, rs in res.items()} == {t: [True, False] for t in MBPP_SPECIAL_ORACLES}
+
+
+def test_float_outputs_need_the_expected_type_and_length(humaneval, sandbox, gt_cache):
+    # evalplus 0.3.1 compares floats with np.allclose only after type(out) == type(exp) (and equal
+    # lengths): a tuple where a list of floats is expected fails, however close its values.
+    p = next(x for x in humaneval if x.task_id == "HumanEval/21")
+    body = "    lo, hi = min(numbers), max(numbers)\n    return {}((x - lo) / (hi - lo) for x in numbers)\n"
+    samples = {p.task_id: [p.prompt + body.format("list"), p.prompt + body.format("tuple")]}
+    res = score_evalplus([p], samples, sandbox=sandbox, settings=PLUS_SUBSET)
+    assert [r.base_pass for r in res[p.task_id]] == [True, False]
+
+
+def test_failure_report_shows_the_input_as_given_not_as_the_solution_left_it(humaneval, sandbox, gt_cache):
+    # The failing input feeds refinement prompts (and the traced rerun): a solution that mutates its
+    # arguments in place must not change what is reported.
+    p = humaneval[0]
+    mutating = p.prompt + "    numbers.reverse()\n    numbers.append(99.0)\n    return None\n"
+    r = score_evalplus([p], {p.task_id: [mutating]}, sandbox=sandbox, settings=PLUS_SUBSET)[p.task_id][0]
+    assert r.failure["index"] == 0 and r.failure["input"] == repr(p.base_input[0])

@@ -109,3 +109,16 @@ def test_version_tags_map_to_release_files():
     assert lite_files("v2") == ["test2.jsonl"]
     with pytest.raises(SemcoderError, match="version_tag"):
         lite_files("latest")
+
+
+def test_date_window_includes_contests_on_its_end_date_like_lcb_runner(lcb_file, tmp_path):
+    # lcb_runner: strptime(start) <= datetime.fromisoformat(contest_date) <= strptime(end); the rows'
+    # contest dates are midnight, so a window ending on a contest's day contains it.
+    ids = lambda **kw: [p.task_id for p in load_problems("lcb-lite", path=lcb_file, **kw)]  # noqa: E731
+    assert ids(end_date="2024-05-01") == ["abc000_a"]
+    assert ids(start_date="2024-05-01", end_date="2024-06-01") == ["abc000_a", "3000"]
+    assert ids(start_date="2024-05-02", end_date="2024-05-31") == []
+    bad = tmp_path / "nodate.jsonl"
+    bad.write_text(json.dumps(dict(STDIN_ROW, contest_date="soon")) + "\n")
+    with pytest.raises(SemcoderError, match=r"nodate\.jsonl:1: field contest_date"):
+        load_problems("lcb-lite", path=bad, end_date="2024-05-01")
