@@ -60,6 +60,8 @@ def params_path(directory: str | Path, step: int | None = None) -> tuple[Path, i
     """The Orbax PyTree folder holding the params, and the step it belongs to."""
     directory = Path(directory).absolute()
     if is_pytree_checkpoint(directory):
+        if step is not None:
+            raise SemcoderError(f"checkpoint {directory}: a params-only checkpoint has no steps, but step {step} was asked for")
         return directory, None
     step = resolve_step(directory, step)
     path = directory / str(step) / PARAMS_ITEM

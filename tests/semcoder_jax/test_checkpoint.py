@@ -102,6 +102,8 @@ def test_params_only_pytree_checkpoint(tmp_path):
     params, got_config = load_params(path)
     assert got_config == config and "lm_head" not in params
     _assert_tree_equal(params, _params(config))
+    with pytest.raises(SemcoderError, match="params-only checkpoint has no steps, but step 3 was asked for"):
+        load_params(path, 3)
 
 
 def test_bad_model_config_item_names_key(tmp_path):
