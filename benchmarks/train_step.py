@@ -8,6 +8,8 @@ N = matmul weights incl. the output head) and the same measured bf16 matmul peak
   python benchmarks/train_step.py --model deepseek-coder-6.7b --batch 4 --seq 2048 \
       --remat save_dots_no_batch --attention cudnn --packed
   python benchmarks/train_step.py --model tiny --batch 2 --seq 64        # CPU check
+  python benchmarks/train_step.py --model deepseek-coder-6.7b --batch 4 --seq 2048 --compile-only \
+      --set model.num_layers=4 loss_chunk_size=512                        # memory, nothing allocated
 """
 
 from __future__ import annotations
@@ -82,6 +84,30 @@ def synthetic_batch(batch: int, seq: int, vocab: int, segments: int, seed: int =
     return {"input_ids": ids, "loss_mask": tile(mask), "segment_ids": tile(seg), "positions": tile(pos)}
 
 
+def compiled_memory(trainer, batch: int, seq: int) -> dict:
+    """XLA's buffer sizes (GB per device) for the train step compiled on abstract state: what a
+    configuration needs before any memory is allocated."""
+    from semcoder_jax.packed_schema import FEATURES
+    from semcoder_jax.train.step import mesh_context
+
+    state = {"params": trainer.abstract_params, "opt_state": trainer.abstract_opt_state}
+    rows = {k: jax.ShapeDtypeStruct((batch, seq), jnp.int32, sharding=trainer.batch_sharding) for k in FEATURES}
+    t0 = time.perf_counter()
+    with mesh_context(trainer.mesh, trainer.rules, trainer.constrain_activations):
+        compiled = trainer.step_fn.lower(state, rows).compile()
+    stats = compiled.memory_analysis()
+    gb = lambda n: round(n / 1e9, 2)  # noqa: E731
+    return dict(
+        cfg=trainer.cfg.model.name, backend=jax.default_backend(), mesh=dict(trainer.mesh.shape),
+        compile_s=round(time.perf_counter() - t0, 1), arguments_gb=gb(stats.argument_size_in_bytes),
+        outputs_gb=gb(stats.output_size_in_bytes), aliased_gb=gb(stats.alias_size_in_bytes),
+        temp_gb=gb(stats.temp_size_in_bytes),
+        # Donated state is updated in place, so outputs aliasing arguments add nothing.
+        total_gb=gb(stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
+                    + stats.temp_size_in_bytes),
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="model preset or YAML/HF config path")
@@ -102,6 +128,8 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=None, help="override the vocabulary (CPU checks)")
     p.add_argument("--profile", default=None, metavar="DIR", help="trace the timed steps into DIR (TensorBoard)")
     p.add_argument("--top-ops", type=int, default=0, metavar="N", help="with --profile: print the N costliest device ops")
+    p.add_argument("--compile-only", action="store_true",
+                   help="compile the step for abstract state (nothing allocated) and print XLA's memory figures per device")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra TrainConfig overrides")
     args = p.parse_args()
 
@@ -137,6 +165,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = load_train_config(None, overrides + [f"run_dir={run_dir}"])
         trainer = Trainer(cfg)
+        if args.compile_only:
+            print(json.dumps(compiled_memory(trainer, args.batch, args.seq)), flush=True)
+            trainer.close()
+            return
         t0 = time.perf_counter()
         _, state, _ = trainer.initial_state()
         jax.block_until_ready(state)
