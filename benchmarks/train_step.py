@@ -96,7 +96,7 @@ def compiled_memory(trainer, batch: int, seq: int) -> dict:
     with mesh_context(trainer.mesh, trainer.rules, trainer.constrain_activations):
         compiled = trainer.step_fn.lower(state, rows).compile()
     stats = compiled.memory_analysis()
-    gb = lambda n: round(n / 1e9, 2)  # noqa: E731
+    gb = lambda n: round(n / 1e9, 3)  # noqa: E731
     return dict(
         cfg=trainer.cfg.model.name, backend=jax.default_backend(), mesh=dict(trainer.mesh.shape),
         compile_s=round(time.perf_counter() - t0, 1), arguments_gb=gb(stats.argument_size_in_bytes),
