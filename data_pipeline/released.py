@@ -28,11 +28,14 @@ def load_rows(source: str, split: str = "train", *, skip_bad: bool = False, reje
 
 
 def pyx_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
+    not_text = [k for k in (*PYX_FIELDS, "response") if row.get(k) is not None and not isinstance(row[k], str)]
+    if not_text:
+        raise RecordError(f"{where}: row {index}: field {not_text[0]!r} is not text")
     present = [k for k in PYX_FIELDS if (row.get(k) or "").strip()]
     if len(present) != 1:
         raise RecordError(f"{where}: row {index}: expected exactly one of nl/fwd_mnl/bwd_mnl non-empty, got {present or 'none'}")
-    if "response" not in row:
-        raise RecordError(f"{where}: row {index}: missing field 'response'")
+    if not (row.get("response") or "").strip():
+        raise RecordError(f"{where}: row {index}: missing or empty field 'response'")
     kind = PYX_FIELDS[present[0]]
     return formatted(f"pyx-{index:07d}", kind, row[present[0]], row["response"], source="released-pyx")
 

@@ -45,6 +45,19 @@ def normalize_code(code: str) -> str:
     return ast.unparse(tree)
 
 
+def _expr_key(text: str) -> str:
+    """The expression's AST, so quoting and spacing do not matter (``"a"`` == ``'a'``, ``(1, )`` == ``(1,)``)."""
+    try:
+        return ast.dump(ast.parse(text, mode="eval"))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return " ".join(text.split())
+
+
+def io_key(inp: str, out: str) -> tuple[str, str]:
+    """The key of an input/output pair (input as the arguments of a call)."""
+    return _expr_key(f"f({inp.strip()})"), _expr_key(out.strip())
+
+
 def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     toks = _TOKEN.findall(text)
     return {tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)}
@@ -88,7 +101,7 @@ class BenchmarkIndex:
         for g in ngrams(text, self.config.ngram):
             self.text_grams[g].add(i)
         if "input" in row and "output" in row and "cruxeval" in bench.lower():
-            self.io_pairs[(str(row["input"]).strip(), str(row["output"]).strip())] = self.names[i]
+            self.io_pairs[io_key(str(row["input"]), str(row["output"]))] = self.names[i]
 
     def _overlap(self, grams: set, table: dict) -> tuple[float, int | None]:
         if not grams:
@@ -122,7 +135,7 @@ class BenchmarkIndex:
         inp, out = inp.strip(), out.strip()
         if len(inp) + len(out) < self.config.min_io_chars:
             return None
-        return self.io_pairs.get((inp, out))
+        return self.io_pairs.get(io_key(inp, out))
 
 
 def find_benchmark(name: str, dirs: list[str]) -> Path:

@@ -75,16 +75,39 @@ def _same_expr(a: str, b: str) -> bool:
         return False
 
 
+def _typed(value: Any) -> Any:
+    """A hashable form of a literal that keeps types (``1``, ``1.0`` and ``True`` differ)."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_typed(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", frozenset((_typed(k), _typed(v)) for k, v in value.items()))
+    if isinstance(value, (set, frozenset)):
+        return (type(value).__name__, frozenset(_typed(v) for v in value))
+    return (type(value).__name__, value)
+
+
+def same_literal(a: str, b: str) -> bool:
+    """Both texts are Python literals with the same value and the same types throughout."""
+    try:
+        return _typed(ast.literal_eval(a)) == _typed(ast.literal_eval(b))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+
+
 def answer_acceptable(kind: str, response: str, test: dict[str, str]) -> str | None:
-    """The assertion to execute if the response's answer keeps the given side fixed, else None."""
-    answer = extract_answer(response)
-    if answer is None:
+    """The assertion to execute if the response's answer keeps the given side fixed, else None.
+
+    A forward answer must also state the real output as a literal (typed equality with the
+    recorded output): ``assert f(2) == f(2)`` or ``== 4.0`` for ``4`` would pass ``==`` in the sandbox.
+    """
+    if len(_ANSWER.findall(response)) != 1:  # none, or several (possibly different) answers
         return None
+    answer = extract_answer(response)
     parts = answer_parts(answer)
     if parts is None:
         return None
     inp, out = parts
-    if kind == "forward" and not _same_expr(f"({inp},)", f"({test['input']},)"):
+    if kind == "forward" and not (_same_expr(f"f({inp})", f"f({test['input']})") and same_literal(out, test["output"])):
         return None
     if kind == "backward" and not _same_expr(out, test["output"]):
         return None

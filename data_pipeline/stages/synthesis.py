@@ -46,6 +46,11 @@ def parse_synthesis_reply(text: str) -> dict[str, Any] | None:
     if entry is None:
         return None
     calls = sections.get("example calls", "")
+    # The entry point is the top-level function the example calls call (a helper may come first).
+    defined = set(top_level_functions(code))
+    called = [n for n in (called_name(ln.strip()) for ln in calls.splitlines()) if n in defined]
+    if called:
+        entry = called[0]
     seed_inputs = [a for a in (call_arguments(ln.strip(), entry) for ln in calls.splitlines()) if a is not None]
     return {"problem": problem, "solution": code, "response": solution_text, "entry_point": entry, "seed_inputs": seed_inputs}
 
@@ -59,6 +64,24 @@ def first_function_name(code: str) -> str | None:
         if isinstance(node, ast.FunctionDef):
             return node.name
     return None
+
+
+def top_level_functions(code: str) -> list[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []
+    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+
+
+def called_name(line: str) -> str | None:
+    """``name`` of a line ``name(...)`` (``>>>`` and a trailing ``;`` allowed), else None."""
+    line = line.removeprefix(">>>").strip().rstrip(";")
+    try:
+        node = ast.parse(line, mode="eval").body
+    except SyntaxError:
+        return None
+    return node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
 
 
 def call_arguments(line: str, name: str) -> str | None:
@@ -75,7 +98,8 @@ def call_arguments(line: str, name: str) -> str | None:
             ast.literal_eval(a)
     except ValueError:
         return None
-    inner = line[line.index("(") + 1 : line.rindex(")")]
+    call = ast.get_source_segment(line, node)  # the call alone, without a trailing comment
+    inner = call[call.index("(") + 1 : call.rindex(")")]
     return inner.strip()
 
 

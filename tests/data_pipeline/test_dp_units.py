@@ -42,6 +42,21 @@ def test_parse_synthesis_reply():
     assert synthesis.parse_synthesis_reply("no sections here") is None
 
 
+def test_call_arguments_ignore_a_trailing_comment():
+    assert synthesis.call_arguments("dbl(3)  # -> (6)", "dbl") == "3"
+    assert synthesis.call_arguments(">>> dbl([1, (2)])  # gives (2, 4)", "dbl") == "[1, (2)]"
+    assert synthesis.call_arguments('dbl("é)")', "dbl") == '"é)"'
+
+
+def test_synthesis_entry_point_is_the_function_the_example_calls_call():
+    reply = ("[Problem Description]\nSum the primes in a list.\n\n[Solution]\nUse a helper.\n```python\n"
+             "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n\n"
+             "def sum_primes(xs):\n    return sum(x for x in xs if is_prime(x))\n```\n"
+             "[Example Calls]\nsum_primes([1, 2, 3])\nsum_primes([4])\n")
+    out = synthesis.parse_synthesis_reply(reply)
+    assert out["entry_point"] == "sum_primes" and out["seed_inputs"] == ["[1, 2, 3]", "[4]"]
+
+
 def test_answer_checks_keep_the_given_side():
     test = {"input": "[1, 2], 3", "output": "6"}
     good = "[ANSWER]\nassert f([1, 2], 3) == 6\n[/ANSWER]"
@@ -50,6 +65,33 @@ def test_answer_checks_keep_the_given_side():
     assert monologue.answer_acceptable("backward", good.replace("== 6", "== 7"), test) is None
     assert monologue.answer_acceptable("backward", "[ANSWER]\nassert f([0], 6) == 6\n[/ANSWER]", test) is not None
     assert monologue.answer_acceptable("forward", "no answer", test) is None
+
+
+def test_forward_answer_must_state_the_real_output_as_a_typed_literal():
+    test = {"input": "2", "output": "4"}
+    wrap = "[MONOLOGUE]\n...\n[/MONOLOGUE]\n[ANSWER]\n{}\n[/ANSWER]".format
+    # These all pass ``assert`` in the sandbox, but none states the real output 4.
+    for bad in ("assert f(2) == f(2)", "assert f(2) == 4.0", "assert f(2) == 2 + 2"):
+        assert monologue.answer_acceptable("forward", wrap(bad), test) is None, bad
+    assert monologue.answer_acceptable("forward", wrap("assert f(True) == True"), {"input": "True", "output": "1"}) is None
+    assert monologue.answer_acceptable("forward", wrap("assert f(2) == 4"), test) == "assert f(2) == 4"
+    # Equal literals written differently are the same answer.
+    assert monologue.answer_acceptable("forward", wrap('assert f("a") == ["a",  (1,)]'), {"input": "'a'", "output": "['a', (1,)]"})
+    assert monologue.answer_acceptable("forward", wrap("assert f() == {'b': 1, 'a': 2}"), {"input": "", "output": "{'a': 2, 'b': 1}"})
+
+
+def test_response_with_two_answers_is_rejected():
+    test = {"input": "2", "output": "4"}
+    two = "[MONOLOGUE]\n...\n[/MONOLOGUE]\n[ANSWER]\nassert f(2) == 4\n[/ANSWER]\nOr rather:\n[ANSWER]\nassert f(2) == 5\n[/ANSWER]"
+    assert monologue.answer_acceptable("forward", two, test) is None
+    assert monologue.answer_acceptable("backward", two.replace("== 5", "== 4"), test) is None
+
+
+def test_forward_answer_with_keyword_input_is_accepted():
+    test = {"input": "xs=[1, 2]", "output": "3"}
+    good = "[ANSWER]\nassert f(xs=[1, 2]) == 3\n[/ANSWER]"
+    assert monologue.answer_acceptable("forward", good, test) == "assert f(xs=[1, 2]) == 3"
+    assert monologue.answer_acceptable("forward", good.replace("xs=", "ys="), test) is None
 
 
 def test_as_f_renames_entry_and_recursion():
@@ -232,3 +274,34 @@ def test_validation_fraction_must_be_a_fraction(bad):
     with pytest.raises(ConfigError, match=r"validation_fraction=.* must be >= 0 and < 1"):
         load("demo", [f"validation_fraction={bad}"])
     assert load("demo", ["validation_fraction=0.05"]).validation_fraction == 0.05
+
+
+def test_cruxeval_io_pairs_match_whatever_the_quoting_and_spacing():
+    from data_pipeline.config import DecontamConfig
+    from data_pipeline.stages.decontam import BenchmarkIndex
+
+    index = BenchmarkIndex(DecontamConfig())
+    index.add_row("cruxeval", {"id": "sample_1", "code": "def f(a, b, c):\n    return a", "input": "(1, ), (1, ), (1, 2)",
+                               "output": "{1: None, 2: None}"})
+    index.add_row("cruxeval", {"id": "sample_2", "code": "def f(text):\n    return text", "input": "'hbtofdeiequ'",
+                               "output": "'hbtofdeiequ'"})
+    assert index.match_io("(1,), (1,), (1, 2)", "{1: None, 2: None}") == "cruxeval:sample_1"
+    assert index.match_io('"hbtofdeiequ"', "'hbtofdeiequ'") == "cruxeval:sample_2"
+    assert index.match_io("'hbtofdeiequ'", "'hbtofdeiequ'") == "cruxeval:sample_2"
+    assert index.match_io("'hbtofdeiequx'", "'hbtofdeiequ'") is None
+    assert index.match_io("(1,), (1,), (1, 3)", "{1: None, 2: None}") is None
+
+
+def test_released_pyx_rows_with_null_or_non_text_fields_are_rejected(tmp_path):
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text("\n".join(json.dumps(r) for r in [
+        {"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "def add(a, b): return a + b"},
+        {"nl": "Write sub.", "fwd_mnl": None, "bwd_mnl": None, "response": None},
+        {"nl": "Write mul.", "fwd_mnl": 7, "bwd_mnl": "", "response": "def mul(a, b): return a * b"}]) + "\n")
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", skip_bad=True, released=ReleasedConfig(pyx=str(pyx)))
+    recs, stages = released_records(cfg)
+    assert [r["response"] for r in recs] == ["def add(a, b): return a + b"]
+    assert stages["released_pyx"]["rejected"] == {"malformed_row": 2} and stages["released_pyx"]["in"] == 3
