@@ -32,6 +32,9 @@ from semcoder_jax.execution import child, coverage, determinism, guard, tracer  
 
 CLONE_NEWNET = 0x40000000
 READ_CHUNK = 1 << 16
+# The result channel is capped too (a program can write to it): beyond the largest legitimate result
+# (return repr and trace payload, JSON-escaped), the child is killed for ``output_limit``.
+RESULT_BASE_BYTES = 64 << 20
 
 
 def _raw_fork():
@@ -69,7 +72,7 @@ def isolate_network() -> bool:
 
 class Running:
     __slots__ = ("job", "pid", "dir", "fds", "out", "err", "result", "start", "deadline", "killed_for", "cap",
-                 "responded")
+                 "responded", "result_cap")
 
     def __init__(self, job, pid, sandbox_dir, fds, start, deadline, cap):
         self.job, self.pid, self.dir, self.start, self.deadline, self.cap = job, pid, sandbox_dir, start, deadline, cap
@@ -77,6 +80,8 @@ class Running:
         self.out, self.err, self.result = bytearray(), bytearray(), bytearray()
         self.killed_for: str | None = None
         self.responded = False
+        trace_bytes = (job.get("trace_options") or {}).get("max_bytes", 0)
+        self.result_cap = RESULT_BASE_BYTES + 12 * (int(job.get("max_return_repr", 1_000_000)) + int(trace_bytes))
 
 
 class ForkServer:
@@ -172,6 +177,9 @@ class ForkServer:
                 del run.fds[fd]
                 return
             if kind == "result":
+                if len(run.result) + len(chunk) > run.result_cap:
+                    self.kill(run, "output_limit")  # and keep draining, discarding
+                    continue
                 run.result += chunk
                 if run.result.endswith(b"\n") and not run.responded:
                     self.respond_early(run)
@@ -240,7 +248,9 @@ class ForkServer:
         if run.result:
             try:
                 result = json.loads(run.result)
-            except ValueError:
+            except Exception:  # noqa: BLE001 - ValueError, RecursionError: the program can write here
+                result = None
+            if not isinstance(result, dict):
                 result = None
         if run.killed_for is not None:
             result = {"status": run.killed_for, "exc_type": None,

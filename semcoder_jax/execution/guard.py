@@ -31,6 +31,15 @@ BLOCKED_EVENTS = frozenset(
         "http.client.connect", "smtplib.connect", "os.chdir", "os.fchdir",
     }
 )
+# Native modules that get around this policy: ``_posixsubprocess.fork_exec`` starts programs without an
+# audit event, a subinterpreter has no audit hook, ``_cffi_backend`` calls C without one.
+BLOCKED_MODULES = frozenset(
+    {
+        "_posixsubprocess", "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_interpchannels",
+        "_interpqueues", "_testcapi", "_testinternalcapi", "_testmultiphase", "_testsinglephase",
+        "_cffi_backend",
+    }
+)
 # Events whose first argument is a path: allowed only inside the sandbox folder.
 PATH_EVENTS = frozenset(
     {
@@ -80,7 +89,7 @@ def _proc_allowed(path: object) -> bool:
 def make_audit_hook(root: str, record=None):
     """The audit policy for sandbox folder ``root``; ``record(event, args)`` sees every allowed event."""
     blocked, path_events, inside, proc_ok = BLOCKED_EVENTS, PATH_EVENTS, _inside, _proc_allowed
-    write_flags = _WRITE_FLAGS
+    write_flags, blocked_modules, isdir = _WRITE_FLAGS, BLOCKED_MODULES, os.path.isdir
 
     def hook(event: str, args: tuple) -> None:
         if event == "open":
@@ -92,6 +101,12 @@ def make_audit_hook(root: str, record=None):
                 raise PermissionError(f"sandbox: writing {path!r} outside the sandbox folder is not allowed")
             if not proc_ok(path):
                 raise PermissionError(f"sandbox: reading {path!r} is not allowed")
+            # A folder's descriptor is a ``dir_fd`` for writes that the audit events name only relatively.
+            if not writes and isinstance(path, (str, bytes, os.PathLike)) and isdir(path) and not inside(path, root):
+                raise PermissionError(f"sandbox: opening the folder {path!r} outside the sandbox folder is not allowed")
+        elif event == "import":
+            if args and args[0] in blocked_modules:
+                raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
         elif event in blocked:
             raise PermissionError(f"sandbox: {event} is not allowed")
         elif event in path_events:
@@ -179,6 +194,12 @@ def disable_destructive() -> None:
     shutil.move = None
     shutil.chown = None
     subprocess.Popen = None
+    import _posixsubprocess  # imported by subprocess; the audit policy refuses importing it again
+
+    def fork_exec(*args, **kwargs):
+        raise PermissionError("sandbox: _posixsubprocess.fork_exec is not allowed")
+
+    _posixsubprocess.fork_exec = fork_exec
     for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
         sys.modules[name] = None
 

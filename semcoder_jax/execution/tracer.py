@@ -31,6 +31,21 @@ def safe_repr(value: Any, limit: int) -> str:
     return r if len(r) <= limit else r[:limit] + "..."
 
 
+def safe_str(value: Any, limit: int) -> str:
+    """``str(value)[:limit]`` with addresses masked; a user ``__str__`` may raise."""
+    try:
+        s = str(value)
+    except BaseException as e:  # noqa: BLE001 - raising here would replace the program's exception
+        s = f"<str failed: {type(e).__name__}>"
+    if " at 0x" in s:
+        s = _ADDRESS.sub(" at 0x?", s)
+    return s[:limit]
+
+
+def mask_addresses(text: str | None) -> str | None:
+    return _ADDRESS.sub(" at 0x?", text) if text and " at 0x" in text else text
+
+
 def loop_bodies(source: str) -> dict[int, tuple[int, int]]:
     """Loop header line -> (first, last) line of its body."""
     out = {}
@@ -141,7 +156,7 @@ class Collector:
         elif event == "exception":
             exc_type, exc, _ = arg
             st.raising = True
-            msg = safe_repr(exc, self.max_repr) if not isinstance(exc, BaseException) else str(exc)[: self.max_repr]
+            msg = safe_repr(exc, self.max_repr) if not isinstance(exc, BaseException) else safe_str(exc, self.max_repr)
             self._emit({"kind": "exception", "line": frame.f_lineno, "type": exc_type.__name__, "message": msg,
                         "depth": st.depth, "frame": st.fid}, 64 + len(msg))
         return self.local_trace
@@ -215,11 +230,11 @@ def trace_many(items, *, sandbox=None, max_events: int = 10_000, max_repr: int =
         payload = r.payload or {}
         exception = None
         if r.status not in ("passed",):
-            exception = {"type": r.exc_type or r.status, "message": r.exc_message or ""}
+            exception = {"type": r.exc_type or r.status, "message": mask_addresses(r.exc_message) or ""}
         traces.append(Trace(
             call=call, status=r.status, events=payload.get("events", []),
             loop_counts={int(k): v for k, v in payload.get("loop_counts", {}).items()},
-            return_repr=r.return_repr, exception=exception,
+            return_repr=mask_addresses(r.return_repr), exception=exception,
             truncated=bool(payload.get("truncated", False)) or r.status in ("timeout", "memory", "output_limit", "killed"),
             stdout=r.stdout,
         ))

@@ -125,3 +125,66 @@ def test_hostile_programs_are_contained(tmp_path, monkeypatch):
     assert snapshot() == before
     leftover = [p for p in psutil.Process().children(recursive=True) if p.pid not in children_before]
     assert not leftover, leftover
+
+
+def test_native_escapes_from_the_audit_policy_are_refused(sandbox, tmp_path):
+    """Ways around the audit hook: ``_posixsubprocess`` (what multiprocessing's spawn uses) runs programs
+    unguarded, a subinterpreter (``_xxsubinterpreters``, ``_testcapi``) has no audit hook, ``cffi``
+    calls libc; and a directory descriptor opened outside the sandbox folder lets ``dir_fd=`` write
+    or delete there while the audit event names only a relative path."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "sentinel.txt").write_text("precious\n")
+    shell = f"echo pwned > {victim}/marker"
+    inner = f"import os; os.system({shell!r})"
+    programs = {
+        "fork_exec": "import _posixsubprocess, posix\nr, w = posix.pipe()\n"
+                     f"_posixsubprocess.fork_exec([b'/bin/sh', b'-c', {shell.encode()!r}], [b'/bin/sh'], True, (), None,"
+                     " None, -1, -1, -1, -1, -1, -1, r, w, False, False, -1, None, None, None, -1, None, False)",
+        "fork_exec reimported": "import sys, subprocess\ndel sys.modules['_posixsubprocess']\nimport _posixsubprocess",
+        "subinterpreter": "import _xxsubinterpreters as si\n"
+                          f"si.run_string(si.create(), {inner!r})",
+        "testcapi subinterpreter": f"import _testcapi\n_testcapi.run_in_subinterp({inner!r})",
+        "cffi": "import _cffi_backend as b\nlib = b.load_library(None)\n"
+                "f = lib.load_function(b.new_function_type((b.new_pointer_type(b.new_primitive_type('char')),),"
+                f" b.new_primitive_type('int'), False), 'system')\nf({shell.encode()!r})",
+        "dir_fd create": f"import os\nfd = os.open({str(victim)!r}, os.O_RDONLY)\n"
+                         "os.close(os.open('marker', os.O_WRONLY | os.O_CREAT, dir_fd=fd))",
+        "dir_fd unlink": f"import posix\nfd = posix.open({str(victim)!r}, posix.O_RDONLY)\n"
+                         "posix.unlink('sentinel.txt', dir_fd=fd)",
+        "dir_fd from a Path": f"import os, pathlib\nfd = os.open(pathlib.Path({str(victim)!r}), os.O_RDONLY)\n"
+                              "os.close(os.open('marker', os.O_WRONLY | os.O_CREAT, dir_fd=fd))",
+        "dir_fd via /proc/self/root": f"import posix\nfd = posix.open('/proc/self/root{victim}', posix.O_RDONLY)\n"
+                                      "posix.unlink('sentinel.txt', dir_fd=fd)",
+    }
+    results = sandbox.map([Job(src) for src in programs.values()])
+    for name, r in zip(programs, results):
+        assert r.status == "error" and "sandbox:" in (r.exc_message or ""), (name, r)
+    assert sorted(p.name for p in victim.iterdir()) == ["sentinel.txt"]
+    # What programs legitimately do still works: folders inside the sandbox, reading files outside it.
+    ok = sandbox.run("import os\nos.mkdir('d')\nfd = os.open('d', os.O_RDONLY)\n"
+                     "os.close(os.open('x', os.O_WRONLY | os.O_CREAT, dir_fd=fd))\n"
+                     f"text = open({str(victim / 'sentinel.txt')!r}).read()\nimport json, fractions", "text")
+    assert (ok.status, ok.return_repr) == ("passed", "'precious\\n'"), ok
+
+
+def test_flooding_the_result_channel_is_an_output_limit():
+    """The result channel was read without a cap: a program writing to it (``posix.write`` is not the
+    guarded ``os.write``) grew the fork server by gigabytes a second until the job's deadline."""
+    with Sandbox(memory_bytes=1 << 30, timeout_s=3) as box:
+        r = box.run("import posix\nb = b'x' * (1 << 20)\nwhile True:\n    posix.write(99, b)")
+        assert r.status == "output_limit" and r.duration_s < 2.5, r
+        assert box.run("x = 1", "x + 1").return_repr == "2"
+
+
+def test_a_malformed_result_line_does_not_take_the_fork_server_down(sandbox):
+    """A result line that is JSON but not an object, or nested past the decoder's recursion limit, used
+    to raise in the fork server, which exited and failed every job running beside it."""
+    pid = sandbox._proc.pid
+    forged = ["import posix\nposix.write(99, b'[1]\\n')\nposix._exit(0)",
+              "import posix\nposix.write(99, b'[' * 100000 + b'\\n')\nposix._exit(0)"]
+    slow = Job("import time\ntime.sleep(0.5)", "'survived'")
+    results = sandbox.map([slow, *(Job(src) for src in forged)])
+    assert (results[0].status, results[0].return_repr) == ("passed", "'survived'"), results[0]
+    assert [r.status for r in results[1:]] == ["error", "error"], results
+    assert sandbox._proc.pid == pid

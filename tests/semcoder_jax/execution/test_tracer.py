@@ -109,3 +109,24 @@ def test_renderers(sandbox):
     assert sum(line.startswith("[L9] {") for line in concise) == MAX_CONCISE_STATES
     assert concise.count("[L9] ... [/L9]") == 1
     assert concise[-3:] == ["[OUTPUT]", "30", "[/OUTPUT]"]
+
+
+def test_exception_whose_str_raises_is_traced_not_replaced(sandbox):
+    """The tracer formats exceptions inside its trace function: a failing ``__str__`` there used to replace
+    the program's exception with its own and switch tracing off for the rest of the call."""
+    src = ("class E(Exception):\n    def __str__(self):\n        raise RuntimeError('no str')\n\n"
+           "def f(x):\n    try:\n        raise E()\n    except E:\n        x += 1\n    y = x * 2\n    raise E()\n")
+    t = trace_call(src, "f(1)", sandbox=sandbox)
+    assert t.status == "error" and t.exception["type"] == "E", t.exception
+    assert [e["line"] for e in t.events if e["kind"] == "exception"] == [7, 11]
+    assert [e["locals"] for e in t.events if e["kind"] == "line" and e["line"] == 10] == [{"y": "4"}]
+
+
+def test_addresses_masked_in_exception_messages_and_return_value(sandbox):
+    src = "class A:\n    pass\n\ndef f(d):\n    k = object()\n    raise KeyError(k)\n\ndef g():\n    return A()\n"
+    t = trace_call(src, "f({})", sandbox=sandbox)
+    messages = [e["message"] for e in t.events if e["kind"] == "exception"] + [t.exception["message"]]
+    assert all(m == "<object object at 0x?>" for m in messages), messages
+    assert render_exception(t) == "[EXCEPTION] KeyError: <object object at 0x?> [/EXCEPTION]"
+    r = trace_call(src, "g()", sandbox=sandbox)
+    assert r.return_repr == "<__main__.A object at 0x?>" == r.events[-1]["value"]
