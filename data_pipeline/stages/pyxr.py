@@ -103,10 +103,13 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
         blocks = _CODE_BLOCK.findall(sample)
         buggy = (blocks[0] if blocks else sample).strip("\n")
         try:
-            ast.parse(buggy)
+            tree = ast.parse(buggy)
         except SyntaxError:
             continue
-        fails = _failing(buggy, entry, tests, ctx)
+        if not any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry for n in tree.body):
+            continue  # a missing or renamed function is not a bug to debug
+        # As for mutants: a wrong answer or an exception; a timeout may be a slow but correct program.
+        fails = [(i, s) for i, s in _failing(buggy, entry, tests, ctx) if s in ("failed", "error")]
         if not fails:
             continue
         failed_test = _test_assertion(entry, tests[fails[0][0]])

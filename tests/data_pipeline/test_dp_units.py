@@ -305,3 +305,30 @@ def test_released_pyx_rows_with_null_or_non_text_fields_are_rejected(tmp_path):
     recs, stages = released_records(cfg)
     assert [r["response"] for r in recs] == ["def add(a, b): return a + b"]
     assert stages["released_pyx"]["rejected"] == {"malformed_row": 2} and stages["released_pyx"]["in"] == 3
+
+
+def test_llm_pyxr_bug_must_define_the_function_and_fail_not_time_out():
+    """A sample that renames the function, or is merely slow, is not the buggy code of a PYX-R record."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.base import StageContext
+
+    class ScriptedLLM:
+        def __init__(self, samples):
+            self.samples = samples
+
+        def chat(self, messages, n=1, **kw):
+            return self.samples if n > 1 else "[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]"
+
+    record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "tests": [{"input": "1", "output": "2"}]}
+    slow_but_right = "def f(x):\n    import time\n    time.sleep(5)\n    return x + 1\n"
+    renamed = "def g(x):\n    return x - 1\n"
+    wrong = "def f(x):\n    return x - 1\n"
+    ctx = StageContext(DataConfig(pyxr="llm", llm_samples=3))
+    try:
+        for samples, expected in (([slow_but_right, renamed], None), ([slow_but_right, renamed, wrong], wrong)):
+            ctx._llm = ScriptedLLM(samples)
+            (out,) = pyxr.process(record, ctx)
+            assert [r["buggy"] for r in out["refine"]] == ([expected.strip()] if expected else [])
+    finally:
+        if ctx._sandbox is not None:
+            ctx._sandbox.__exit__(None, None, None)
