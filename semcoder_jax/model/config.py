@@ -60,10 +60,19 @@ class ModelConfig:
     max_segments: int = 8
 
     def validate(self) -> "ModelConfig":
+        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        if self.head_dim is not None and (self.head_dim < 2 or self.head_dim % 2):
+            raise ConfigError(f"model.head_dim must be a positive even number (rotary embeddings), got {self.head_dim}")
+        if self.rope_scaling_factor is not None and self.rope_scaling_factor <= 0:
+            raise ConfigError(f"model.rope_scaling_factor must be > 0 (or null), got {self.rope_scaling_factor}")
         if self.num_heads % self.num_kv_heads:
             raise ConfigError(f"model.num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
         if self.head_dim is None and self.hidden_size % self.num_heads:
             raise ConfigError(f"model.hidden_size ({self.hidden_size}) must divide by num_heads ({self.num_heads})")
+        if self.head_size % 2:
+            raise ConfigError(f"model.hidden_size / num_heads = {self.head_size} must be even (rotary embeddings); set model.head_dim")
         if self.attention not in ATTENTION_IMPLS:
             raise ConfigError(f"model.attention must be one of {ATTENTION_IMPLS}, got {self.attention!r}")
         if self.remat_policy not in REMAT_POLICIES:

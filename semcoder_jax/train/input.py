@@ -228,6 +228,8 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
             value, i = _varint(buf, i)
         elif wire == 2:
             n, i = _varint(buf, i)
+            if i + n > len(buf):
+                raise ValueError(f"field {num} runs past the end of the message")
             value, i = buf[i : i + n], i + n
         elif wire == 1:
             value, i = buf[i : i + 8], i + 8
@@ -284,7 +286,11 @@ def read_tfrecord_rows(files: list[str], seq_len: int) -> Batch:
     rows = []
     for f in files:
         for n, rec in enumerate(read_tfrecord_file(f)):
-            rows.append(validate_row(decode_int64_example(rec), seq_len, where=f"{f}: record {n}"))
+            try:
+                example = decode_int64_example(rec)
+            except (IndexError, ValueError, UnicodeDecodeError) as e:
+                raise SchemaError(f"{f}: record {n}: not a tf.train.Example ({e})") from None
+            rows.append(validate_row(example, seq_len, where=f"{f}: record {n}"))
     if not rows:
         raise DataError(f"{files[0] if files else '?'}: no records")
     return {k: np.stack([r[k] for r in rows]) for k in FEATURES}

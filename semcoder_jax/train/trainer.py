@@ -157,6 +157,10 @@ class Trainer:
         """Resume from the run folder's latest checkpoint, else start from ``init_from``."""
         latest = self.manager.latest_step()
         if latest is not None:
+            from semcoder_jax.checkpoint import read_model_config
+
+            where = f"checkpoint {self.manager.directory} step {latest}"
+            check_same_architecture(self.cfg.model, read_model_config(self.manager.directory, latest), where)
             params, opt_state, data_state = checkpointing.restore(self.manager, latest, self.abstract_params, self.abstract_opt_state)
             log.info("resuming from %s step %d", self.manager.directory, latest)
             return latest, {"params": params, "opt_state": opt_state}, DataPosition.from_json(data_state)
@@ -199,7 +203,10 @@ class Trainer:
         peak = peak_tflops_per_device(self.mesh.devices.flat[0], cfg.peak_tflops)
         kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
         previous = None
-        if cfg.checkpoint.save_on_sigterm and _is_main_thread():
+        # Several processes: JAX's preemption service catches SIGTERM (on any one host) and every
+        # host learns it at the same step through ``reached_preemption``; a Python handler here would
+        # replace the service's and let each host stop at the step it alone saw the signal.
+        if cfg.checkpoint.save_on_sigterm and _is_main_thread() and jax.process_count() == 1:
             previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         records: list[dict[str, Any]] = []
         profiling = StepProfiler(cfg.profile.start_step, cfg.profile.steps, self.run_dir / "profile")

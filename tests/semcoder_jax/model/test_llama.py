@@ -143,3 +143,17 @@ def test_compile_time_does_not_grow_with_depth():
     if t16 >= 2 * t2:  # one re-measurement: the test machine is shared
         t2, t16 = min(t2, _compile_seconds(2)), min(t16, _compile_seconds(16))
     assert t16 < 2 * t2, (t2, t16)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("num_kv_heads=0", "model.num_kv_heads must be >= 1, got 0"),
+    ("head_dim=7", "model.head_dim must be a positive even number"),
+    ("num_heads=64", r"model.hidden_size / num_heads = 1 must be even"),
+    ("rope_scaling_factor=-2", "model.rope_scaling_factor must be > 0"),
+])
+def test_config_refuses_sizes_that_fail_later_naming_the_field(override, message):
+    """A bad size is a ConfigError naming the field, not a ZeroDivisionError or a shape error at init."""
+    from semcoder_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        get_model_config("tiny", [override])

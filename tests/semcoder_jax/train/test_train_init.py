@@ -44,3 +44,18 @@ def test_init_from_checkpoint_of_another_architecture_is_refused(make_config, fs
     cfg = make_config(f"init_from=orbax:{ckpt}", "model.intermediate_size=256", "mesh.fsdp=8", run="mismatch")
     with pytest.raises(ConfigError, match="intermediate_size is 128 but the train config says 256"):
         _initial_params(cfg)
+
+
+def test_resume_with_another_architecture_names_the_field(make_config, fsdp8_run, tmp_path):
+    """A run folder whose checkpoints hold another architecture: a ConfigError naming the field and
+    the checkpoint, not Orbax's shape error from deep inside the restore."""
+    import shutil
+
+    run = tmp_path / "run" / "resumed"
+    shutil.copytree(fsdp8_run["run_dir"] / "checkpoints", run / "checkpoints")
+    trainer = Trainer(make_config("model.intermediate_size=96", "mesh.fsdp=8", run="run/resumed"))
+    try:
+        with pytest.raises(ConfigError, match=r"checkpoint .*checkpoints step 5: model.intermediate_size is 128 but the train config says 96"):
+            trainer.initial_state()
+    finally:
+        trainer.close()

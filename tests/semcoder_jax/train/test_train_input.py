@@ -163,3 +163,19 @@ def test_tfrecords_without_tensorflow_read_the_same_rows(tiny, tmp_path, monkeyp
     bad.write_bytes(open(files[0], "rb").read()[:-3])
     with pytest.raises(SchemaError, match="short.tfrecord: truncated record"):
         read_tfrecord_rows([str(bad)], SEQ)
+
+
+@pytest.mark.parametrize("payload", [b"\x0a\x05\x0a\x03\x0a", b"\x0b\x01", b"\xff"], ids=["overrun", "wire-type", "varint"])
+def test_corrupt_record_without_tensorflow_names_file_and_record(tmp_path, payload):
+    """The Python reader's protobuf errors name the file and record, not a bare IndexError."""
+    import struct
+
+    from semcoder_jax.train.input import read_tfrecord_rows
+
+    def frame(data):
+        return struct.pack("<Q", len(data)) + b"\0" * 4 + data + b"\0" * 4
+
+    bad = tmp_path / "part-0.tfrecord"
+    bad.write_bytes(frame(payload))
+    with pytest.raises(SchemaError, match=rf"{bad}: record 0: not a tf.train.Example"):
+        read_tfrecord_rows([str(bad)], SEQ)

@@ -51,3 +51,36 @@ def test_two_processes_train_checkpoint_and_evaluate_like_one(tiny, fsdp8_run, t
     sums = next_token_loss_sums(logits, rows["input_ids"], rows["loss_mask"], rows["segment_ids"])
     assert logged[-1]["eval_tokens"] == int(sums.weight)
     np.testing.assert_allclose(logged[-1]["eval_loss"], float(sums.loss / sums.weight), rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_sigterm_on_one_host_stops_both_at_the_same_step(tiny, fsdp8_run, tmp_path):
+    """A maintenance notice reaches one VM only: both processes must save the same step and exit 0
+    (with a per-host flag, host 0 saved and left while host 1 waited in the next step forever)."""
+    import signal
+    import time
+
+    config = fsdp8_run["run_dir"] / "config.yaml"
+    run_dir = tmp_path / "preempted"
+    port = _free_port()
+    procs = [
+        tiny.semcoder_train(config, run_dir, "max_steps=100000", "checkpoint.every=100000", env={
+            "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
+            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        })
+        for i in range(2)
+    ]
+    try:
+        deadline = time.time() + 600
+        while len(tiny.logged(run_dir)) < 3:
+            assert all(p.poll() is None for p in procs) and time.time() < deadline, "did not train"
+            time.sleep(0.2)
+        procs[1].send_signal(signal.SIGTERM)
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    steps = tiny.checkpoint_steps(run_dir)
+    assert len(steps) == 1 and 3 <= steps[0] < 100000
