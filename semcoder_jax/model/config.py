@@ -80,8 +80,8 @@ class ModelConfig:
         for key in ("dtype", "param_dtype"):
             if getattr(self, key) not in DTYPES:
                 raise ConfigError(f"model.{key} must be one of {DTYPES}, got {getattr(self, key)!r}")
-        if self.max_segments < 0:
-            raise ConfigError(f"model.max_segments must be >= 0, got {self.max_segments}")
+        if self.max_segments < 0 or self.max_segments == 1:
+            raise ConfigError(f"model.max_segments must be 0 (no packed layout) or >= 2 (padding is a run too), got {self.max_segments}")
         if self.scan_unroll < 1:
             raise ConfigError(f"model.scan_unroll must be >= 1, got {self.scan_unroll}")
         if self.hidden_act != "silu":
@@ -109,14 +109,15 @@ class ModelConfig:
         return self.num_layers * self.layer_params() + embed + head + self.hidden_size
 
     def flops_per_token(self, seq_len: int) -> float:
-        """Training FLOPs per token, 6·N + 12·L·d·S (PaLM convention, attention not halved).
+        """Training FLOPs per token, 6·N + 12·L·(h·hd)·S (PaLM convention, attention not halved).
 
         N counts the matmul weights: every layer's projections plus the output head, not the
-        embedding lookup, as the reference step scripts do.
+        embedding lookup, as the reference step scripts do. The attention width h·hd is the
+        hidden size d for every shipped preset (the reference scripts write 12·L·d·S).
         """
         d, L = self.hidden_size, self.num_layers
         n_matmul = L * (self.layer_params() - 2 * d) + d * self.vocab_size
-        return 6.0 * n_matmul + 12.0 * L * d * seq_len
+        return 6.0 * n_matmul + 12.0 * L * self.num_heads * self.head_size * seq_len
 
     # ---- Hugging Face ----------------------------------------------------------------------
     def to_hf_config(self, torch_dtype: str = "bfloat16") -> dict[str, Any]:

@@ -88,8 +88,13 @@ class OptimizerConfig:
             raise ConfigError(f"optimizer.moment_dtype must be one of {MOMENT_DTYPES}, got {self.moment_dtype!r}")
         if not (0.0 <= self.warmup_ratio < 1.0):
             raise ConfigError(f"optimizer.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.lr < 0 or self.min_lr < 0 or self.warmup_steps < 0:
-            raise ConfigError("optimizer.lr, min_lr and warmup_steps must be >= 0")
+        if self.lr < 0 or self.min_lr < 0 or self.warmup_steps < 0 or self.weight_decay < 0 or self.eps < 0:
+            raise ConfigError("optimizer.lr, min_lr, warmup_steps, weight_decay and eps must be >= 0")
+        if self.min_lr > self.lr:
+            raise ConfigError(f"optimizer.min_lr ({self.min_lr}) must not exceed optimizer.lr ({self.lr})")
+        for key in ("b1", "b2"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ConfigError(f"optimizer.{key} must be in [0, 1), got {getattr(self, key)}")
         return self
 
 
@@ -120,6 +125,8 @@ class DataConfig:
             raise ConfigError(f"data.seq_len must be >= 2, got {self.seq_len}")
         if self.epochs <= 0:
             raise ConfigError(f"data.epochs must be > 0, got {self.epochs}")
+        if self.shuffle_buffer < 1:
+            raise ConfigError(f"data.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
         return self
 
 
@@ -213,6 +220,8 @@ class TrainConfig:
             raise ConfigError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.log_every < 1 or self.checkpoint.every < 1 or self.checkpoint.keep < 1:
             raise ConfigError("log_every, checkpoint.every and checkpoint.keep must be >= 1")
+        if self.z_loss < 0:
+            raise ConfigError(f"z_loss must be >= 0, got {self.z_loss}")
         if self.loss_chunk_size is not None and (
             self.loss_chunk_size < 0 or (self.loss_chunk_size and self.data.seq_len % self.loss_chunk_size)
         ):

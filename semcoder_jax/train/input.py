@@ -172,6 +172,12 @@ def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int
             files = sorted(glob.glob(str(p / "**" / "*.tfrecord*"), recursive=True))
             if not files:
                 raise DataError(f"{p}: no manifest.json and no *.tfrecord files")
+            # Files named by split (``train-00000-of-00004.tfrecord``): only this split's.
+            named = [f for f in files if Path(f).name.startswith(("train-", "validation-"))]
+            if named:
+                files = [f for f in named if Path(f).name.startswith(f"{split}-")]
+                if not files:
+                    raise DataError(f"{p}: no manifest.json and no {split}-*.tfrecord files")
             return files, None, None, None
         try:
             meta = json.loads(manifest.read_text())

@@ -24,6 +24,7 @@ PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
     ("v5p", 459.0),
     ("v5 lite", 197.0),
     ("v5e", 197.0),
+    ("v5", 459.0),  # v5p reports itself as "TPU v5"
     ("v6", 918.0),
     ("v4", 275.0),
 )

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jax
 import flax.linen as nn
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+log = logging.getLogger(__name__)
 
 Rules = tuple[tuple[str, Any], ...]
 
@@ -32,15 +35,27 @@ def _fit(spec: P, shape: tuple[int, ...], mesh: Mesh) -> P:
 
 
 def logical_to_shardings(logical: Any, shapes: Any, mesh: Mesh, rules: Rules) -> Any:
-    """NamedShardings for a tree of logical PartitionSpecs and a matching tree of shapes."""
+    """NamedShardings for a tree of logical PartitionSpecs and a matching tree of shapes.
+
+    Dimensions left unsharded because they do not divide their mesh axes are logged: a large one
+    (e.g. hidden size 4096 on fsdp=48) replicates a weight and its moments on every device.
+    """
     mesh_specs = nn.logical_to_mesh(logical, rules)
     is_spec = lambda x: isinstance(x, P)
-    return jax.tree.map(
-        lambda spec, s: NamedSharding(mesh, _fit(spec, tuple(s.shape), mesh)),
-        mesh_specs,
-        shapes,
-        is_leaf=is_spec,
-    )
+    dropped: list[str] = []
+
+    def fit(path, spec, s):
+        fitted = _fit(spec, tuple(s.shape), mesh)
+        lost = [f"dim {i} ({s.shape[i]}) on {a}" for i, (a, b) in enumerate(zip(spec, fitted)) if a is not None and b is None]
+        if lost:
+            dropped.append(f"{jax.tree_util.keystr(path)}: {', '.join(lost)}")
+        return NamedSharding(mesh, fitted)
+
+    out = jax.tree_util.tree_map_with_path(fit, mesh_specs, shapes, is_leaf=is_spec)
+    if dropped:
+        log.warning("left unsharded (size does not divide the mesh axes) in %d arrays: %s", len(dropped),
+                    "; ".join(dropped[:8]) + (" ..." if len(dropped) > 8 else ""))
+    return out
 
 
 def batch_sharding(mesh: Mesh, rules: Rules) -> NamedSharding:

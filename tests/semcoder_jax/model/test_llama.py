@@ -157,3 +157,14 @@ def test_config_refuses_sizes_that_fail_later_naming_the_field(override, message
 
     with pytest.raises(ConfigError, match=message):
         get_model_config("tiny", [override])
+
+
+def test_flops_per_token_is_the_reference_scripts_count():
+    """6·N + 12·L·d·S with N = L·(4d² + 3df) + dV, as ../shared/bench/ref_llama_step.py counts."""
+    cfg = get_model_config("deepseek-coder-6.7b")
+    d, L, f, V, S = cfg.hidden_size, cfg.num_layers, cfg.intermediate_size, cfg.vocab_size, 2048
+    assert cfg.flops_per_token(S) == 6 * (L * (4 * d * d + 3 * d * f) + d * V) + 12 * L * d * S
+    wide = get_model_config("tiny", ["head_dim=32"])  # attention width 4 · 32 = 128, not hidden_size 64
+    narrow = get_model_config("tiny")
+    attention = lambda c: c.flops_per_token(S) - 6 * (c.num_layers * (c.layer_params() - 2 * c.hidden_size) + c.hidden_size * c.vocab_size)  # noqa: E731
+    assert attention(wide) == 12 * wide.num_layers * 128 * S and attention(narrow) == 12 * narrow.num_layers * 64 * S

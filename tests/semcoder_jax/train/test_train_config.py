@@ -49,6 +49,19 @@ def test_loss_chunk_size_must_divide_the_sequence():
             load_train_config(None, ["data.seq_len=64", f"loss_chunk_size={bad}"])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("optimizer.b2=1.0", r"optimizer\.b2 must be in \[0, 1\)"),
+    ("optimizer.min_lr=1.0", r"optimizer\.min_lr \(1\.0\) must not exceed"),
+    ("optimizer.weight_decay=-0.1", "weight_decay"),
+    ("z_loss=-1e-4", "z_loss must be >= 0"),
+    ("data.shuffle_buffer=0", "data.shuffle_buffer must be >= 1"),
+    ("model.max_segments=1", "model.max_segments must be 0"),
+])
+def test_values_that_would_fail_mid_run_are_refused_up_front(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_train_config(None, [override])
+
+
 def test_mesh_that_does_not_divide_the_devices():
     assert len(jax.devices()) == 8
     with pytest.raises(ConfigError, match=r"data=3 x fsdp=-1 x tensor=1 does not divide the 8 devices"):

@@ -16,6 +16,7 @@ from semcoder_jax.train.input import (
     make_source,
     pack_examples,
     read_jsonl_rows,
+    resolve_tfrecords,
     synthetic_rows,
 )
 
@@ -179,3 +180,14 @@ def test_corrupt_record_without_tensorflow_names_file_and_record(tmp_path, paylo
     bad.write_bytes(frame(payload))
     with pytest.raises(SchemaError, match=rf"{bad}: record 0: not a tf.train.Example"):
         read_tfrecord_rows([str(bad)], SEQ)
+
+
+def test_folder_without_manifest_keeps_validation_files_out_of_training(tiny, tmp_path):
+    for name in ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "validation-00000-of-00001.tfrecord"):
+        tiny.write_tfrecords(tmp_path / "tfrecords" / name, _rows(1))
+    names = lambda split: [f.rsplit("/", 1)[-1] for f in resolve_tfrecords(str(tmp_path), split)[0]]  # noqa: E731
+    assert names("train") == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert names("validation") == ["validation-00000-of-00001.tfrecord"]
+    other = tmp_path / "other"  # files not named by split are all read
+    tiny.write_tfrecords(other / "part-0.tfrecord", _rows(1))
+    assert [f.rsplit("/", 1)[-1] for f in resolve_tfrecords(str(other), "train")[0]] == ["part-0.tfrecord"]

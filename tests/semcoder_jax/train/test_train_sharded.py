@@ -64,3 +64,24 @@ def test_model_activation_constraints_trace_under_the_mesh(make_config):
     trainer.close()
     reasons = [str(w.message) for w in caught if "activation sharding" in str(w.message)]
     assert trainer.constrain_activations, reasons
+
+
+def test_dimensions_left_unsharded_are_logged(caplog):
+    """2 KV heads cannot split over tensor=4: the k/v kernels stay whole there, and the log says so."""
+    import logging
+
+    from semcoder_jax.model import llama
+    from semcoder_jax.model.config import get_model_config
+    from semcoder_jax.train.config import MeshConfig
+    from semcoder_jax.train.mesh import create_mesh
+    from semcoder_jax.train.sharding import logical_to_shardings
+
+    cfg = get_model_config("tiny", ["vocab_size=512"])
+    mesh_cfg = MeshConfig(fsdp=2, tensor=4)
+    shapes = jax.eval_shape(lambda: llama.init_params(cfg, jax.random.PRNGKey(0)))
+    with caplog.at_level(logging.WARNING, logger="semcoder_jax.train.sharding"):
+        shardings = logical_to_shardings(llama.logical_axes(cfg), shapes, create_mesh(mesh_cfg), mesh_cfg.rules())
+    assert tuple(shardings["layers"]["attn"]["k_proj"]["kernel"].spec) == (None, "fsdp", None, None)
+    assert tuple(shardings["layers"]["attn"]["q_proj"]["kernel"].spec) == (None, "fsdp", "tensor", None)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "['layers']['attn']['k_proj']['kernel']: dim 2 (2) on tensor" in message and "q_proj" not in message
