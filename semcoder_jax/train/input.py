@@ -351,12 +351,20 @@ class TFRecordSource:
         opts = tf.data.Options()
         opts.deterministic = True
         ds = ds.with_options(opts)
-        try:
-            for batch in ds.as_numpy_iterator():
-                yield {k: v.astype(np.int32) for k, v in batch.items()}
-        except tf.errors.InvalidArgumentError as e:
-            raise SchemaError(f"{', '.join(self.files)}: a record does not match the packed schema "
-                              f"(seq_len {self.seq_len}): {str(e).splitlines()[0]}") from None
+        yield from numpy_batches(ds, self.files, self.seq_len)
+
+
+def numpy_batches(ds: Any, files: list[str], seq_len: int) -> Iterator[Batch]:
+    """The int32 batches of a tf.data dataset of parsed packed rows read from ``files``; a record
+    that does not match the schema is a ``SchemaError`` naming the files."""
+    import tensorflow as tf
+
+    try:
+        for batch in ds.as_numpy_iterator():
+            yield {k: v.astype(np.int32) for k, v in batch.items()}
+    except tf.errors.InvalidArgumentError as e:
+        raise SchemaError(f"{', '.join(files)}: a record does not match the packed schema "
+                          f"(seq_len {seq_len}): {str(e).splitlines()[0]}") from None
 
 
 def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = None,

@@ -20,6 +20,7 @@ from semcoder_jax.train.input import (
     Batch,
     DataError,
     check_segment_runs,
+    numpy_batches,
     read_jsonl_rows,
     read_tfrecord_rows,
     resolve_tfrecords,
@@ -35,15 +36,11 @@ def _read_tfrecords(files: list[str], seq_len: int) -> Batch:
         import tensorflow as tf
     except ImportError:
         return read_tfrecord_rows(files, seq_len)
-    from semcoder_jax.packed_schema import SchemaError, feature_spec
+    from semcoder_jax.packed_schema import feature_spec
 
     spec = feature_spec(seq_len)
     ds = tf.data.TFRecordDataset(files).batch(1024).map(lambda r: tf.io.parse_example(r, spec))
-    try:
-        parts = list(ds.as_numpy_iterator())
-    except tf.errors.InvalidArgumentError as e:
-        raise SchemaError(f"{', '.join(files)}: a record does not match the packed schema "
-                          f"(seq_len {seq_len}): {str(e).splitlines()[0]}") from None
+    parts = list(numpy_batches(ds, files, seq_len))
     if not parts:
         raise DataError(f"{files[0]}: no records")
     return {k: np.concatenate([p[k] for p in parts]) for k in FEATURES}
