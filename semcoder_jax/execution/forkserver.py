@@ -1,11 +1,14 @@
 """The fork server: one long-lived process per ``Sandbox`` that forks one discarded child per job.
 
 Started with a fixed ``PYTHONHASHSEED`` and a scrubbed environment, it imports the modules programs
-commonly use, moves itself into an empty network namespace (children inherit it), then serves JSON
-lines: a job in on stdin, its result out on stdout. A single-threaded selector loop supervises all
-running children: it collects their stdout/stderr up to a cap, enforces the wall-clock deadline by
-killing the child's process group, reaps them and removes their temporary folders. On end of input it
-kills whatever still runs and exits, so it never outlives its ``Sandbox``.
+commonly use, moves itself into an empty network namespace and a private mount namespace (children
+inherit both; without root, inside a user namespace of its own), then serves JSON lines: a job in on
+stdin, its result out on stdout. Each job's folder is a tmpfs of its own, sized to the job's disk
+budget, so a program cannot fill the host's disk however many files it writes (an emptied one is
+reused: mounting costs more than a trivial job). A single-threaded
+selector loop supervises all running children: it collects their stdout/stderr up to a cap, enforces
+the wall-clock deadline by killing the child's process group, reaps them and unmounts their folders.
+On end of input it kills whatever still runs and exits, so it never outlives its ``Sandbox``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ from shutil import rmtree  # the guard sets shutil.rmtree to None in this proces
 
 from semcoder_jax.execution import child, coverage, determinism, guard, tracer  # noqa: F401
 
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+MNT_DETACH = 0x2
+# A job's tmpfs holds at most this many files and folders (each costs kernel memory beyond its size).
+MAX_INODES = 1 << 16
 READ_CHUNK = 1 << 16
 # The result channel is capped too (a program can write to it): beyond the largest legitimate result
 # (return repr and trace payload, JSON-escaped), the child is killed for ``output_limit``.
@@ -61,21 +70,66 @@ def _raw_fork():
     return raw_fork
 
 
-def isolate_network() -> bool:
-    """Move this process into a new, empty network namespace (needs CAP_SYS_ADMIN, e.g. root)."""
+_libc = None
+
+
+def _libc_call(name: str, *args) -> bool:
+    global _libc
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.unshare(CLONE_NEWNET) == 0
+        if _libc is None:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        return getattr(_libc, name)(*args) == 0
     except (OSError, AttributeError):
         return False
 
 
-class Running:
-    __slots__ = ("job", "pid", "dir", "fds", "out", "err", "result", "start", "deadline", "killed_for", "cap",
-                 "responded", "result_cap")
+def _enter_user_namespace() -> bool:
+    """Become privileged over new namespaces without root: a user namespace mapping our own ids."""
+    uid, gid = os.geteuid(), os.getegid()
+    if not _libc_call("unshare", CLONE_NEWUSER):
+        return False
+    try:
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    except OSError:
+        return False
+    return True
 
-    def __init__(self, job, pid, sandbox_dir, fds, start, deadline, cap):
+
+def isolate(network: bool, disk: bool) -> tuple[bool, bool]:
+    """Move this process into an empty network namespace and a private mount namespace.
+
+    Root (CAP_SYS_ADMIN) can do both directly; anyone else through a user namespace where the
+    kernel allows unprivileged ones. Returns which of the two took effect; either may fail alone.
+    """
+    if not (network or disk):
+        return False, False
+    if os.geteuid() != 0 and not _enter_user_namespace():
+        return False, False
+    net = network and _libc_call("unshare", CLONE_NEWNET)
+    # Mounts made here must not propagate back to the host's namespace.
+    mnt = disk and _libc_call("unshare", CLONE_NEWNS) and _libc_call("mount", b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    return net, mnt
+
+
+def mount_job_folder(path: str, size_bytes: int) -> bool:
+    """A tmpfs of ``size_bytes`` at ``path``: the job's disk budget, whatever number of files it writes."""
+    options = f"size={size_bytes},nr_inodes={MAX_INODES},mode=0700".encode()
+    return _libc_call("mount", b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options)
+
+
+def unmount_job_folder(path: str) -> None:
+    _libc_call("umount2", path.encode(), MNT_DETACH)
+
+
+class Running:
+    __slots__ = ("job", "pid", "dir", "tmpfs_bytes", "fds", "out", "err", "result", "start", "deadline",
+                 "killed_for", "cap", "responded", "result_cap")
+
+    def __init__(self, job, pid, sandbox_dir, tmpfs_bytes, fds, start, deadline, cap):
         self.job, self.pid, self.dir, self.start, self.deadline, self.cap = job, pid, sandbox_dir, start, deadline, cap
+        self.tmpfs_bytes = tmpfs_bytes  # 0: a plain folder
         self.fds = fds  # fd -> "result" | "out" | "err" | "exit" (a pidfd)
         self.out, self.err, self.result = bytearray(), bytearray(), bytearray()
         self.killed_for: str | None = None
@@ -85,9 +139,9 @@ class Running:
 
 
 class ForkServer:
-    def __init__(self, req_fd: int, resp_fd: int, network_isolated: bool):
+    def __init__(self, req_fd: int, resp_fd: int, network_isolated: bool, disk_isolated: bool):
         self.req_fd, self.resp_fd = req_fd, resp_fd
-        self.network_isolated = network_isolated
+        self.network_isolated, self.disk_isolated = network_isolated, disk_isolated
         self.sel = selectors.DefaultSelector()
         self.running: dict[int, Running] = {}
         self.buffer = b""
@@ -106,6 +160,8 @@ class ForkServer:
         self.sel.register(req_fd, selectors.EVENT_READ, "req")
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         self.jobs_started = 0
+        self.folders_made = 0
+        self.free_tmpfs: dict[int, list[str]] = {}  # size -> emptied, still mounted job folders
         self.tmp_root = os.path.realpath(tempfile.mkdtemp(prefix="semcoder-sandbox-"))
 
     def respond(self, obj: dict) -> None:
@@ -116,8 +172,7 @@ class ForkServer:
 
     def start(self, job: dict) -> None:
         self.jobs_started += 1
-        sandbox_dir = f"{self.tmp_root}/{self.jobs_started}"  # tmp_root is private (0700) to this server
-        os.mkdir(sandbox_dir, 0o700)
+        sandbox_dir, tmpfs_bytes = self.job_folder(int(job.get("max_disk_bytes") or 0))
         r_res, w_res = os.pipe()
         r_out, w_out = os.pipe()
         r_err, w_err = os.pipe()
@@ -133,7 +188,7 @@ class ForkServer:
         for fd in (w_res, w_out, w_err):
             os.close(fd)
         fds = {r_res: "result", r_out: "out", r_err: "err"}
-        run = Running(job, pid, sandbox_dir, fds, start, start + float(job["timeout_s"]), int(job["max_output_bytes"]))
+        run = Running(job, pid, sandbox_dir, tmpfs_bytes, fds, start, start + float(job["timeout_s"]), int(job["max_output_bytes"]))
         for fd in fds:
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, pid)
@@ -142,6 +197,36 @@ class ForkServer:
             fds[pidfd] = "exit"
             self.sel.register(pidfd, selectors.EVENT_READ, pid)
         self.running[pid] = run
+
+    def job_folder(self, disk_bytes: int) -> tuple[str, int]:
+        """An empty folder private to one job, and the size of its tmpfs (0: a plain folder)."""
+        tmpfs = self.disk_isolated and disk_bytes > 0
+        if tmpfs and self.free_tmpfs.get(disk_bytes):
+            return self.free_tmpfs[disk_bytes].pop(), disk_bytes
+        self.folders_made += 1
+        path = f"{self.tmp_root}/{self.folders_made}"  # tmp_root is private (0700) to this server
+        os.mkdir(path, 0o700)
+        if tmpfs and not mount_job_folder(path, disk_bytes):
+            errno = ctypes.get_errno()
+            os.rmdir(path)
+            raise OSError(errno, f"could not mount the job's {disk_bytes}-byte tmpfs")
+        return path, disk_bytes if tmpfs else 0
+
+    def release_folder(self, run: Running) -> None:
+        """Keep an emptied tmpfs for the next job; unmount and remove anything else."""
+        if run.tmpfs_bytes:
+            try:
+                if not os.listdir(run.dir):  # most programs leave their folder empty
+                    os.chmod(run.dir, 0o700)
+                    self.free_tmpfs.setdefault(run.tmpfs_bytes, []).append(run.dir)
+                    return
+            except OSError:
+                pass
+            unmount_job_folder(run.dir)
+        try:
+            os.rmdir(run.dir)
+        except OSError:
+            rmtree(run.dir, ignore_errors=True)
 
     def kill(self, run: Running, reason: str) -> None:
         if run.killed_for is None:
@@ -236,10 +321,7 @@ class ForkServer:
         for fd in list(run.fds):
             self.sel.unregister(fd)
             os.close(fd)
-        try:
-            os.rmdir(run.dir)  # most programs leave their folder empty
-        except OSError:
-            rmtree(run.dir, ignore_errors=True)
+        self.release_folder(run)
         if not run.responded:
             self.respond(self.compose(run, wait_status, duration))
 
@@ -295,7 +377,8 @@ class ForkServer:
         # while this process has a single thread.
         self.fork = _raw_fork() if threading.active_count() == 1 else os.fork
         os.set_blocking(self.req_fd, False)
-        self.respond({"ready": True, "network_isolated": self.network_isolated, "pid": os.getpid()})
+        self.respond({"ready": True, "network_isolated": self.network_isolated, "disk_isolated": self.disk_isolated,
+                      "pid": os.getpid(), "tmp_root": self.tmp_root})
         while not (self.eof and not self.running):
             timeout = None
             if self.running:
@@ -321,7 +404,6 @@ class ForkServer:
                 for run in self.running.values():
                     self.kill(run, "killed")
             self.reap()
-        rmtree(self.tmp_root, ignore_errors=True)
 
 
 def _pidfd_works() -> bool:
@@ -356,9 +438,10 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    network_isolated = isolate_network() if os.environ.get("SEMCODER_SANDBOX_NETWORK", "isolate") == "isolate" else False
+    network_isolated, disk_isolated = isolate(network=os.environ.get("SEMCODER_SANDBOX_NETWORK", "isolate") == "isolate",
+                                              disk=os.environ.get("SEMCODER_SANDBOX_DISK", "tmpfs") == "tmpfs")
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    server = ForkServer(req_fd, resp_fd, network_isolated)
+    server = ForkServer(req_fd, resp_fd, network_isolated, disk_isolated)
     for name in filter(None, os.environ.get("SEMCODER_SANDBOX_PRELOAD", "").split(",")):
         try:
             importlib.import_module(name)
@@ -379,6 +462,11 @@ def main() -> None:
                 os.killpg(run.pid, signal.SIGKILL)
             except OSError:
                 pass
+            if run.tmpfs_bytes:
+                unmount_job_folder(run.dir)
+        for folders in server.free_tmpfs.values():
+            for path in folders:
+                unmount_job_folder(path)
         rmtree(server.tmp_root, ignore_errors=True)
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -36,6 +37,9 @@ class SandboxConfig:
     memory_bytes: int = 4 << 30
     max_output_bytes: int = 1 << 20
     max_file_bytes: int = 64 << 20
+    # All a program may write, in any number of files: its folder is a tmpfs of this size (held in
+    # memory) where the fork server can make a private mount namespace; 0 = a plain folder.
+    max_disk_bytes: int = 256 << 20
     max_open_files: int = 256
     max_processes: int = 64
     max_return_repr: int = 1_000_000
@@ -67,6 +71,8 @@ class Sandbox:
         self._siblings: dict[int, Sandbox] = {}
         self._owner: dict[int, subprocess.Popen] = {}
         self.network_isolated = False
+        self.disk_isolated = False
+        self._server_dir: str | None = None
         self.closed = False
         self._pid = os.getpid()
 
@@ -93,6 +99,7 @@ class Sandbox:
                 "PYTHONPATH": str(semcoder_jax.PROJECT_ROOT),
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "SEMCODER_SANDBOX_NETWORK": "isolate" if self.config.isolate_network else "host",
+                "SEMCODER_SANDBOX_DISK": "tmpfs" if self.config.max_disk_bytes > 0 else "host",
                 "SEMCODER_SANDBOX_PRELOAD": ",".join(self.config.preload),
             }
             proc = subprocess.Popen(
@@ -110,8 +117,10 @@ class Sandbox:
                 proc.wait()
                 raise SandboxError(f"fork server failed to start: {info.get('error')}")
             self.network_isolated = bool(info.get("network_isolated"))
+            self.disk_isolated = bool(info.get("disk_isolated"))
+            self._server_dir = info.get("tmp_root")
             self._proc = proc
-            threading.Thread(target=self._read_results, args=(proc,), daemon=True, name="sandbox-reader").start()
+            threading.Thread(target=self._read_results, args=(proc, self._server_dir), daemon=True, name="sandbox-reader").start()
             return proc
 
     def close(self) -> None:
@@ -140,7 +149,7 @@ class Sandbox:
                 self._siblings[hash_seed] = Sandbox(self.config, hash_seed=hash_seed)
             return self._siblings[hash_seed]
 
-    def _read_results(self, proc: subprocess.Popen) -> None:
+    def _read_results(self, proc: subprocess.Popen, server_dir: str | None) -> None:
         for line in proc.stdout:
             try:
                 response = json.loads(line)
@@ -151,6 +160,8 @@ class Sandbox:
             if future is not None:
                 future.set_result(response)
         proc.wait()
+        if server_dir and os.path.basename(server_dir).startswith("semcoder-sandbox-"):
+            shutil.rmtree(server_dir, ignore_errors=True)  # a killed server could not remove it itself
         with self._lock:
             lost = [jid for jid in self._pending if self._owner.get(jid) is proc]
             orphans = [self._pending.pop(jid) for jid in lost]
@@ -166,8 +177,8 @@ class Sandbox:
         jid = next(self._ids)
         full = {
             "timeout_s": c.timeout_s, "memory_bytes": c.memory_bytes, "max_output_bytes": c.max_output_bytes,
-            "max_file_bytes": c.max_file_bytes, "max_open_files": c.max_open_files,
-            "max_processes": c.max_processes, "max_return_repr": c.max_return_repr,
+            "max_file_bytes": c.max_file_bytes, "max_disk_bytes": c.max_disk_bytes,
+            "max_open_files": c.max_open_files, "max_processes": c.max_processes, "max_return_repr": c.max_return_repr,
             **{k: v for k, v in job.items() if v is not None}, "id": jid,
         }
         future: concurrent.futures.Future = concurrent.futures.Future()

@@ -90,16 +90,24 @@ def test_run_program_uses_a_shared_sandbox():
     assert isinstance(r, ExecResult) and r.return_repr == "42"
 
 
-def test_temp_folder_is_private_and_removed(sandbox):
+def test_temp_folder_is_private_and_emptied(sandbox):
     r1 = sandbox.run("import tempfile\nopen('mine.txt', 'w').write('a')\nprint(tempfile.gettempdir())")
     where = r1.stdout.strip()
     assert r1.status == "passed" and where.startswith("/")
     deadline = time.monotonic() + 5
-    while os.path.exists(where) and time.monotonic() < deadline:  # removed when the child is reaped
-        time.sleep(0.05)
-    assert not os.path.exists(where)
-    r2 = sandbox.run("import os\nprint(os.listdir('.'))")
-    assert r2.stdout.strip() == "[]"
+    while os.path.exists(os.path.join(where, "mine.txt")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # emptied when the child is reaped (on the host it was never there with a tmpfs)
+    assert not os.path.exists(os.path.join(where, "mine.txt"))
+    seen = []
+    for _ in range(6):  # emptied folders are reused, and start as new ones do
+        r2 = sandbox.run("import os, tempfile\nprint(os.listdir('.'), oct(os.stat('.').st_mode & 0o777))\n"
+                         "print(tempfile.gettempdir())\nos.chmod('.', 0o755)\nopen('t', 'w').write('b')\nos.remove('t')")
+        listing, folder = r2.stdout.splitlines()
+        assert listing == "[] 0o700"
+        seen.append(folder)
+        time.sleep(0.1)
+    if sandbox.disk_isolated:
+        assert len(set(seen)) < len(seen)
 
 
 def test_config_defaults():
@@ -158,3 +166,121 @@ def test_preload_imports_ahead_and_names_a_missing_module():
 def test_default_workers_overlap_forking_with_running():
     assert SandboxConfig().resolved_workers() == (os.cpu_count() or 1) + 2
     assert SandboxConfig(workers=3).resolved_workers() == 3
+
+
+def _in_forked_child(fn) -> object:
+    """Run ``fn`` in a forked child (it may change namespaces or drop privileges); return its result."""
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            try:
+                out = fn()
+            except BaseException as e:  # noqa: BLE001 - reported to the parent
+                out = e
+            os.write(w, pickle.dumps(out))
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 1 << 16):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    out = pickle.loads(data)
+    if isinstance(out, BaseException):
+        raise out
+    return out
+
+
+def _can_unshare(flags: int) -> bool:
+    import ctypes
+
+    return _in_forked_child(lambda: ctypes.CDLL(None, use_errno=True).unshare(flags) == 0)
+
+
+def test_disk_budget_bounds_all_files_together():
+    from semcoder_jax.execution.forkserver import CLONE_NEWNS
+
+    with Sandbox(max_disk_bytes=4 << 20, max_file_bytes=1 << 20, workers=1) as box:
+        box.run("pass")
+        if not box.disk_isolated:
+            assert not _can_unshare(CLONE_NEWNS), "a mount namespace is possible here, but the sandbox made none"
+            pytest.skip("this machine allows no mount namespace")
+        many = box.run("for i in range(100):\n    open(f'f{i}', 'wb').write(b'x' * (200 << 10))\n")
+        assert many.status == "error" and "No space left" in many.exc_message
+        # Every job has a budget of its own: the next one starts empty.
+        assert box.run("open('g', 'wb').write(b'x' * (900 << 10))\nprint('ok')").stdout == "ok\n"
+    with Sandbox(max_disk_bytes=0, workers=1) as plain:
+        assert plain.run("for i in range(10):\n    open(f'f{i}', 'wb').write(b'x' * (800 << 10))\n").status == "passed"
+        assert not plain.disk_isolated
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
+def test_unprivileged_server_isolates_through_a_user_namespace():
+    """Without root, the fork server's namespaces come from a user namespace of its own."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from semcoder_jax.execution import forkserver
+
+    nobody, PR_SET_DUMPABLE = 65534, 4
+    root = Path(tempfile.mkdtemp())  # under /tmp: pytest's tmp_path is not reachable by other users
+    work = root / "job"
+    work.mkdir()
+    os.chown(root, nobody, nobody)
+    os.chown(work, nobody, nobody)
+
+    def as_nobody():
+        import ctypes
+        import encodings.idna  # noqa: F401 - socket needs it; the interpreter's files are root's only
+        import socket
+
+        os.setgroups([])
+        os.setgid(nobody)
+        os.setuid(nobody)
+        # As a process started by that user would be: /proc/self stays its own after the switch.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1)
+        if not _can_unshare(forkserver.CLONE_NEWUSER):
+            return None
+        net, disk = forkserver.isolate(network=True, disk=True)
+        mounted = forkserver.mount_job_folder(str(work), 1 << 20)
+        try:
+            with open(work / "big", "wb") as f:
+                f.write(b"x" * (2 << 20))
+            wrote = "all"
+        except OSError as e:
+            wrote = e.strerror
+        try:
+            socket.create_connection(("127.0.0.1", 22), timeout=1)
+            reached = True
+        except OSError:
+            reached = False
+        return net, disk, mounted, wrote, reached, os.getuid()
+
+    try:
+        out = _in_forked_child(as_nobody)
+        if out is None:
+            pytest.skip("this kernel allows no unprivileged user namespaces")
+        assert out == (True, True, True, "No space left on device", False, nobody)
+        assert not os.listdir(work)  # the tmpfs lived in the child's namespace only
+    finally:
+        shutil.rmtree(root)
+
+
+def test_a_killed_server_leaves_no_folder_behind():
+    import signal
+
+    with Sandbox(workers=1) as box:
+        box.run("open('x', 'w').write('x')")
+        server_dir = box._server_dir
+        assert server_dir and os.path.isdir(server_dir)
+        os.kill(box._proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while os.path.exists(server_dir) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(server_dir)
