@@ -74,7 +74,8 @@ class HFBackend:
             mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
             kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad, "eos_token_id": eos}
             if temperature > 0:
-                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, num_return_sequences=n)
+                # top_k=0: no top-k cut, as the other backends, whatever the model's generation config says.
+                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0, num_return_sequences=n)
             else:
                 kwargs.update(do_sample=False, num_return_sequences=1, temperature=None, top_p=None, top_k=None)
             with torch.no_grad():

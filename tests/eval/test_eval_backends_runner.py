@@ -318,3 +318,23 @@ def test_each_batch_gets_its_own_seed(tmp_path):
     generate_cached(Seeded(lambda p: p), prompts, GenerationCache(tmp_path / "g.jsonl", "k"), n=1, temperature=0.8,
                     top_p=1.0, max_new_tokens=8, stop=(), seed=7, batch_size=2)
     assert seeds == [7, 9, 11]
+
+
+def test_sampling_keeps_the_whole_vocabulary_in_every_backend(tmp_path, tokenizer):
+    """Temperature/top-p sampling means no top-k cut, whatever the model's generation config says
+    (transformers 4.x's default is top_k=50): every backend samples from the same distribution."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(vocab_size=32256, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                      max_position_embeddings=64, bos_token_id=32013, eos_token_id=32014, tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(1e-3)  # a next-token distribution close to uniform, without ties
+    model.generation_config.top_k = 50
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    tokenizer.save_pretrained(tmp_path)
+    for name in ("hf", "jax"):
+        backend = get_backend(name, BackendConfig(hf_dir=str(tmp_path), dtype="float32", batch_size=1))
+        [samples] = backend.generate(["x"], n=100, temperature=1.0, top_p=1.0, max_new_tokens=1, seed=3)
+        assert len(set(samples)) > 60, (name, len(set(samples)))
