@@ -54,11 +54,12 @@ def _run_args(p: argparse.ArgumentParser, refine_default: int = 0) -> None:
     p.add_argument("--limit", type=int, help="first N problems only")
     p.add_argument("--data", help="local benchmark data file")
     p.add_argument("--dtype")
-    p.add_argument("--batch-size", type=int, default=16, help="backend batch size (hf, jax)")
+    p.add_argument("--batch-size", type=int, default=16, help="backend batch size (hf, jax); requests in flight (openai)")
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--base-url", help="openai: server URL")
     p.add_argument("--model", help="openai: model name")
     p.add_argument("--chat", action="store_true", help="openai: use chat completions")
+    p.add_argument("--max-retries", type=int, default=5, help="openai: retries per request (rate limits, server errors)")
     p.add_argument("--refine-rounds", type=int, default=refine_default)
     p.add_argument("--with-trace", action="store_true", help="refine: add the failing run's trace")
     p.add_argument("--progress", action="store_true")
@@ -91,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     bcfg = BackendConfig(
         checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, tokenizer=args.tokenizer, dtype=args.dtype,
         batch_size=args.batch_size, tensor_parallel_size=args.tensor_parallel_size, base_url=args.base_url,
-        model=args.model, chat=args.chat,
+        model=args.model, chat=args.chat, max_retries=args.max_retries,
     )
     backend = get_backend(args.backend, bcfg)
     out = Path(args.out or Path("eval_out") / args.benchmark)

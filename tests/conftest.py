@@ -8,6 +8,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -26,3 +30,84 @@ def tokenizer(tokenizer_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(tokenizer_dir))
+
+
+class ScriptedLLM:
+    """``reply(messages, n) -> list[str]`` decides the answers (a completion request's prompt comes
+    as one user message); ``errors`` are served first; ``delay_s`` holds each reply back."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.errors: list[int] = []
+        self.requests = 0
+        self.served = 0
+        self.bodies: list[dict] = []
+        self.delay_s = 0.0
+        self.active = 0
+        self.max_active = 0
+        self.lock = threading.Lock()
+
+
+def _handler(state: ScriptedLLM):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _send(self, code, obj):
+            body = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with state.lock:
+                state.requests += 1
+                state.bodies.append(body)
+                error = state.errors.pop(0) if state.errors else None
+            if self.path not in ("/v1/chat/completions", "/v1/completions"):
+                return self._send(404, {"error": {"message": "not found"}})
+            if error is not None:
+                return self._send(error, {"error": {"message": f"injected {error}", "type": "server_error"}})
+            chat = self.path == "/v1/chat/completions"
+            with state.lock:
+                state.active += 1
+                state.max_active = max(state.max_active, state.active)
+            time.sleep(state.delay_s)
+            texts = state.reply(body["messages"] if chat else [{"role": "user", "content": body["prompt"]}], body.get("n", 1))
+            with state.lock:
+                state.active -= 1
+                state.served += 1
+            if chat:
+                choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                           for i, t in enumerate(texts)]
+            else:
+                choices = [{"index": i, "text": t, "finish_reason": "stop", "logprobs": None} for i, t in enumerate(texts)]
+            self._send(200, {
+                "id": "cmpl-test", "object": "chat.completion" if chat else "text_completion", "created": 0,
+                "model": body["model"], "choices": choices[::-1],  # in no particular order, as servers may
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            })
+
+    return Handler
+
+
+@pytest.fixture
+def llm_server():
+    """A local OpenAI-compatible server (chat and completions) with scripted replies and injected
+    HTTP errors: ``start(reply) -> (state, base_url)``; servers are shut down after the test."""
+    servers = []
+
+    def start(reply):
+        state = ScriptedLLM(reply)
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return state, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()

@@ -29,7 +29,7 @@ class BackendConfig:
     hf_dir: str | None = None  # Hugging Face model folder
     tokenizer: str | None = None  # default: the model's, else the shipped DeepSeek-Coder tokenizer
     dtype: str | None = None  # e.g. bfloat16; default per backend
-    batch_size: int = 16
+    batch_size: int = 16  # openai: requests in flight
     tensor_parallel_size: int = 1  # vllm
     gpu_memory_utilization: float = 0.9  # vllm
     max_model_len: int | None = None  # vllm
@@ -37,6 +37,7 @@ class BackendConfig:
     model: str | None = None  # openai model name
     api_key_env: str = "OPENAI_API_KEY"  # openai: the environment variable holding the key
     chat: bool = False  # openai: chat.completions instead of completions
+    max_retries: int = 5  # openai: per request, on rate limits, timeouts and server errors
 
 
 class Backend(Protocol):

@@ -1,7 +1,9 @@
-"""Any OpenAI-compatible server (vLLM's, TGI's, OpenAI's) through the ``openai`` package."""
+"""Any OpenAI-compatible server (vLLM's, TGI's, OpenAI's) through the ``openai`` package, with
+``batch_size`` requests in flight; the client retries rate limits and server errors itself."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 from typing import Any, Sequence
 
@@ -20,7 +22,8 @@ class OpenAIBackend:
         if not config.model:
             raise SemcoderError("the openai backend needs --model NAME (and --base-url for a local server)")
         self.config = config
-        self.client = openai.OpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env, "EMPTY"))
+        self.client = openai.OpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env, "EMPTY"),
+                                    max_retries=config.max_retries)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "openai", "model": self.config.model, "base_url": self.config.base_url, "chat": self.config.chat}
@@ -36,19 +39,28 @@ class OpenAIBackend:
         stop: Sequence[str] = (),
         seed: int = 0,
     ) -> list[list[str]]:
-        stop_list = list(stop)[:4] or None  # the API takes at most four
+        stop_list = list(stop)[:4] or None  # the API takes at most four; cut_at_stop applies them all
         common = {"model": self.config.model, "n": n, "temperature": temperature, "top_p": top_p,
                   "max_tokens": max_new_tokens, "stop": stop_list, "seed": seed}
-        out = []
-        for prompt in prompts:
-            if self.config.chat:
-                resp = self.client.chat.completions.create(messages=[{"role": "user", "content": prompt}], **common)
-                texts = [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
-            else:
-                resp = self.client.completions.create(prompt=prompt, **common)
-                texts = [c.text for c in sorted(resp.choices, key=lambda c: c.index)]
-            out.append([cut_at_stop(t, stop) for t in texts])
-        return out
+
+        def complete(i: int) -> list[str]:
+            import openai
+
+            try:
+                if self.config.chat:
+                    resp = self.client.chat.completions.create(messages=[{"role": "user", "content": prompts[i]}], **common)
+                    texts = [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
+                else:
+                    resp = self.client.completions.create(prompt=prompts[i], **common)
+                    texts = [c.text for c in sorted(resp.choices, key=lambda c: c.index)]
+            except openai.OpenAIError as e:
+                raise SemcoderError(f"openai backend: the request for prompt {i} failed "
+                                    f"(after the client's retries): {type(e).__name__}: {e}") from None
+            return [cut_at_stop(t, stop) for t in texts]
+
+        # ``batch_size`` requests in flight at once; results in prompt order.
+        with concurrent.futures.ThreadPoolExecutor(max(1, self.config.batch_size)) as pool:
+            return list(pool.map(complete, range(len(prompts))))
 
     def close(self) -> None:
         self.client = None

@@ -338,3 +338,31 @@ def test_sampling_keeps_the_whole_vocabulary_in_every_backend(tmp_path, tokenize
         backend = get_backend(name, BackendConfig(hf_dir=str(tmp_path), dtype="float32", batch_size=1))
         [samples] = backend.generate(["x"], n=100, temperature=1.0, top_p=1.0, max_new_tokens=1, seed=3)
         assert len(set(samples)) > 60, (name, len(set(samples)))
+
+
+def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, monkeypatch):
+    """Replies come back in prompt order and choice order, cut at every stop string (the API takes
+    four), with ``batch_size`` requests in flight; retries are the client's; a failing request names its prompt."""
+    from semcoder_jax.errors import SemcoderError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    state, url = llm_server(lambda messages, n: [f"{messages[-1]['content']}|{i} A\nB\nC\nD\nE" for i in range(n)])
+    state.delay_s = 0.2
+    stops = ["\nE", "\nD", "\nC", "\nX", "\nB"]  # the fifth is cut on our side
+    prompts = [f"p{i}" for i in range(8)]
+    for chat in (False, True):
+        backend = get_backend("openai", BackendConfig(base_url=url, model="m", chat=chat, batch_size=4, max_retries=0))
+        out = backend.generate(prompts, n=2, temperature=0.7, max_new_tokens=9, stop=stops, seed=5)
+        assert out == [[f"p{i}|0 A", f"p{i}|1 A"] for i in range(8)]
+        assert backend.identity()["chat"] is chat
+    assert state.max_active == 4
+    sent = state.bodies[-1]
+    assert sent["stop"] == stops[:4] and sent["n"] == 2 and sent["seed"] == 5 and sent["max_tokens"] == 9
+    assert "messages" in sent and "prompt" in state.bodies[0]
+
+    state.errors = [503, 500]
+    retrying = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=1, max_retries=2))
+    assert retrying.generate(["q"], max_new_tokens=4) == [["q|0 A\nB\nC\nD\nE"]]
+    state.errors = [400]
+    with pytest.raises(SemcoderError, match="request for prompt 0 failed.*BadRequestError"):
+        retrying.generate(["a", "b"], max_new_tokens=4)
