@@ -96,14 +96,21 @@ def get_backend(name: str, config: BackendConfig) -> Backend:
     return getattr(importlib.import_module(module), cls)(config)
 
 
+def tokenizer_source(config: BackendConfig, model_dir: str | None = None) -> str:
+    """``--tokenizer``, else the model folder's own, else the shipped DeepSeek-Coder tokenizer (a
+    converted training checkpoint carries none unless conversion was given one)."""
+    from pathlib import Path
+
+    from semcoder_jax import DEFAULT_TOKENIZER_DIR
+
+    if config.tokenizer:
+        return config.tokenizer
+    if model_dir and any((Path(model_dir) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return str(model_dir)
+    return str(DEFAULT_TOKENIZER_DIR)
+
+
 def resolve_tokenizer(config: BackendConfig, model_dir: str | None = None) -> Any:
     from semcoder_jax.tokenizer import load_tokenizer
 
-    if config.tokenizer:
-        return load_tokenizer(config.tokenizer)
-    if model_dir:
-        from pathlib import Path
-
-        if (Path(model_dir) / "tokenizer.json").exists() or (Path(model_dir) / "tokenizer_config.json").exists():
-            return load_tokenizer(model_dir)
-    return load_tokenizer(None)
+    return load_tokenizer(tokenizer_source(config, model_dir))

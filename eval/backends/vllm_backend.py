@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, model_source, pin_step
+from eval.backends import BackendConfig, model_source, pin_step, tokenizer_source
 from eval.backends.hf import hf_model_dir
 from semcoder_jax.errors import SemcoderError
 
@@ -28,9 +28,8 @@ class VLLMBackend:
             "tensor_parallel_size": config.tensor_parallel_size,
             "gpu_memory_utilization": config.gpu_memory_utilization,
             "dtype": config.dtype or "bfloat16",
+            "tokenizer": tokenizer_source(config, model_dir),
         }
-        if config.tokenizer:
-            kwargs["tokenizer"] = config.tokenizer
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
         self.llm = LLM(**kwargs)

@@ -366,3 +366,41 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
     state.errors = [400]
     with pytest.raises(SemcoderError, match="request for prompt 0 failed.*BadRequestError"):
         retrying.generate(["a", "b"], max_new_tokens=4)
+
+
+def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch):
+    """vLLM needs a GPU; a stand-in module checks what the backend hands it: the converted folder and
+    a tokenizer (the shipped one when the checkpoint carries none), and greedy = one sample repeated."""
+    import sys
+    import types
+
+    from semcoder_jax import DEFAULT_TOKENIZER_DIR
+    from semcoder_jax.convert import hf_to_orbax
+
+    seen = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            seen["kwargs"] = kwargs
+            seen["files"] = sorted(p.name for p in __import__("pathlib").Path(kwargs["model"]).iterdir())
+
+        def generate(self, prompts, params):
+            seen["params"] = params
+            out = lambda text: types.SimpleNamespace(text=text)  # noqa: E731
+            return [types.SimpleNamespace(outputs=[out(f"{p}:{i}") for i in range(params.n)]) for p in prompts]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = LLM, lambda **kw: types.SimpleNamespace(**kw)
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    ckpt = tmp_path / "ckpt"
+    hf_to_orbax(tiny_hf, ckpt)
+    backend = get_backend("vllm", BackendConfig(checkpoint=str(ckpt), dtype="float32"))
+    assert seen["kwargs"]["tokenizer"] == str(DEFAULT_TOKENIZER_DIR)
+    assert "config.json" in seen["files"] and any(f.endswith(".safetensors") for f in seen["files"])
+    assert backend.generate(["a", "b"], n=3, temperature=0.0, stop=["\n"]) == [["a:0"] * 3, ["b:0"] * 3]
+    assert seen["params"].n == 1 and seen["params"].stop == ["\n"]
+    assert backend.generate(["a"], n=2, temperature=0.8, top_p=0.9, seed=4) == [["a:0", "a:1"]]
+    assert (seen["params"].n, seen["params"].top_p, seen["params"].seed) == (2, 0.9, 4)
+    backend.close()
+    get_backend("vllm", BackendConfig(hf_dir=str(tiny_hf)))
+    assert seen["kwargs"]["tokenizer"] == str(tiny_hf)
