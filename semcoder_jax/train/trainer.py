@@ -23,12 +23,13 @@ from semcoder_jax.train.input import (
     DataPosition,
     check_segment_runs,
     make_source,
+    steps_per_epoch,
     to_global,
     total_steps,
 )
 from semcoder_jax.train.mesh import create_mesh
 from semcoder_jax.train.metrics import MetricsWriter, StepProfiler, mfu, peak_tflops_per_device
-from semcoder_jax.train.optimizer import make_optimizer
+from semcoder_jax.train.optimizer import make_optimizer, warmup_steps
 from semcoder_jax.train.sharding import batch_sharding, logical_to_shardings, opt_state_shardings
 from semcoder_jax.train.step import State, make_eval_step, make_loss_fn, make_train_step, mesh_context
 from semcoder_jax.train.validation import eval_batches, load_validation_rows
@@ -118,6 +119,26 @@ class Trainer:
                           f"({type(e).__name__}: {str(e).splitlines()[0][:300]})")
             return False
 
+    def summary(self) -> str:
+        """What this run is about to do, logged at its start: the figures to check before a long run."""
+        cfg, m, d = self.cfg, self.cfg.model, self.cfg.data
+        state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves((self.abstract_params, self.abstract_opt_state)))
+        warm = warmup_steps(cfg.optimizer, self.total_steps)
+        return "\n".join([
+            f"model: {m.num_params():,} parameters ({m.num_layers} layers, hidden {m.hidden_size}), "
+            f"{m.param_dtype} weights, {m.dtype} compute, attention {m.attention}, remat {m.remat_policy}",
+            f"mesh: {dict(self.mesh.shape)} over {self.mesh.devices.size} {self.mesh.devices.flat[0].device_kind} "
+            f"devices, {jax.process_count()} process(es)",
+            f"data: {d.path or '<synthetic>'}: {self.source.rows:,} rows of {d.seq_len} tokens; batch "
+            f"{d.global_batch_size} rows ({d.micro_batches} micro-batch(es)), {d.global_batch_size * d.seq_len:,} "
+            f"tokens a step, {steps_per_epoch(self.source, d.global_batch_size):,} steps an epoch",
+            f"schedule: {self.total_steps:,} steps; lr {cfg.optimizer.lr:g}, {warm} warm-up steps, cosine to "
+            f"{cfg.optimizer.min_lr:g}",
+            f"state: {_size(state_bytes)} of weights and optimiser moments, "
+            f"{_size(state_bytes / self.mesh.devices.size)} a device when fully sharded",
+            f"run folder: {self.run_dir} (init_from {cfg.init_from})",
+        ])
+
     # ---- state ---------------------------------------------------------------------------------
     def _initial_params(self) -> Any:
         cfg = self.cfg
@@ -195,6 +216,7 @@ class Trainer:
         is_main = jax.process_index() == 0
         if is_main:
             save_config(cfg, self.run_dir / "config.yaml")
+            log.info("%s", self.summary())
         writer = MetricsWriter(cfg, self.run_dir, is_main)
         step, state, position = self.initial_state()
         batches = BatchIterator(self.source, cfg.data.global_batch_size, position)
@@ -274,6 +296,10 @@ class Trainer:
 
     def close(self) -> None:
         self.manager.close()
+
+
+def _size(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e9 else f"{n_bytes / 1e6:.1f} MB"
 
 
 def _is_main_thread() -> bool:

@@ -26,3 +26,21 @@ def test_profile_traces_the_chosen_steps_into_the_run_folder(tiny, make_config):
     assert len(losses) == 4
     traces = list((trainer.run_dir / "profile").rglob("*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 0
+
+
+def test_run_start_summary_states_the_figures_of_the_run(tiny, make_config, caplog):
+    """Parameter count, mesh, rows, steps and state size, logged before the first step."""
+    import logging
+
+    import jax
+
+    cfg = make_config(*tiny.ONE_DEVICE, "max_steps=2", "data.micro_batches=2", "optimizer.moment_dtype=bfloat16")
+    with caplog.at_level(logging.INFO, logger="semcoder_jax.train.trainer"):
+        _, params, trainer = tiny.train(cfg)
+    [summary] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model: ")]
+    n = sum(x.size for x in jax.tree.leaves(params))
+    assert f"model: {n:,} parameters (2 layers" in summary
+    assert "data: <synthetic>: 32 rows of 32 tokens; batch 8 rows (2 micro-batch(es)), 256 tokens a step, 4 steps an epoch" in summary
+    assert "schedule: 2 steps; lr 0.001, 1 warm-up steps" in summary
+    state_mb = (n * 4 + n * 2 + n * 4) / 1e6  # fp32 weights, bf16 first moment, fp32 second moment (+ counters)
+    assert f"state: {state_mb:.1f} MB" in summary
