@@ -41,15 +41,17 @@ def register(subparsers) -> None:
 
 
 def _run_args(p: argparse.ArgumentParser, refine_default: int = 0) -> None:
-    p.add_argument("--benchmark", required=True, choices=BENCHMARKS)
+    p.add_argument("--benchmark", required=True, type=_benchmark_list, metavar="NAME[,NAME...]",
+                   help=f"one or more of {', '.join(BENCHMARKS)}, comma-separated: the model loads once for all")
     p.add_argument("--backend", required=True, choices=("vllm", "hf", "jax", "openai"))
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="Orbax training checkpoint directory")
     src.add_argument("--hf-dir", help="Hugging Face model directory")
     p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model's or the shipped one)")
-    p.add_argument("--config", help="eval YAML (default: configs/eval/<benchmark>.yaml)")
-    p.add_argument("--out", default=None, help="output directory (default: eval_out/<benchmark>)")
+    p.add_argument("--config", help="eval YAML (default: configs/eval/<benchmark>.yaml); one benchmark only")
+    p.add_argument("--out", default=None, help="output directory (default: eval_out/<benchmark>; "
+                   "with several benchmarks, OUT/<benchmark> each)")
     p.add_argument("--name", help="model name for reports")
     p.add_argument("--limit", type=int, help="first N problems only")
     p.add_argument("--data", help="local benchmark data file")
@@ -66,6 +68,15 @@ def _run_args(p: argparse.ArgumentParser, refine_default: int = 0) -> None:
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. generation.n=10")
 
 
+def _benchmark_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown benchmark {', '.join(unknown) or repr(text)}; "
+                                         f"choose from {', '.join(BENCHMARKS)}")
+    return list(dict.fromkeys(names))
+
+
 def _run(args: argparse.Namespace) -> int:
     from eval.backends import BackendConfig, get_backend
     from eval.config import EvalConfig
@@ -73,8 +84,10 @@ def _run(args: argparse.Namespace) -> int:
     from semcoder_jax.config import load_config, preset_path
     from semcoder_jax.errors import SemcoderError
 
-    path = args.config or preset_path("eval", args.benchmark)
-    overrides = [f"benchmark={args.benchmark}", *args.overrides]
+    names = args.benchmark
+    if len(names) > 1 and (args.config or args.data):
+        raise SemcoderError("--config and --data belong to one benchmark; run several benchmarks with their presets")
+    overrides = [*args.overrides]
     if args.limit is not None:
         overrides.append(f"limit={args.limit}")
     if args.data:
@@ -83,10 +96,12 @@ def _run(args: argparse.Namespace) -> int:
         overrides.append(f"refine_rounds={args.refine_rounds}")
     if args.with_trace:
         overrides.append("refine_with_trace=true")
-    try:
-        cfg = load_config(EvalConfig, path, overrides)
-    except ValueError as e:
-        raise SemcoderError(str(e)) from None
+    configs = {}
+    for name in names:  # every config is checked before the model loads
+        try:
+            configs[name] = load_config(EvalConfig, args.config or preset_path("eval", name), [f"benchmark={name}", *overrides])
+        except ValueError as e:
+            raise SemcoderError(str(e)) from None
     if args.backend != "openai" and not (args.checkpoint or args.hf_dir):
         raise SemcoderError(f"--backend {args.backend} needs --checkpoint DIR or --hf-dir DIR")
     bcfg = BackendConfig(
@@ -95,13 +110,18 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model, chat=args.chat, max_retries=args.max_retries,
     )
     backend = get_backend(args.backend, bcfg)
-    out = Path(args.out or Path("eval_out") / args.benchmark)
     try:
-        res = run_eval(cfg, backend, out, model_name=args.name, progress=args.progress, log=lambda s: print(s, file=sys.stderr))
+        for name, cfg in configs.items():
+            if len(names) == 1:
+                out = Path(args.out or Path("eval_out") / name)
+            else:
+                out = Path(args.out or "eval_out") / name
+            res = run_eval(cfg, backend, out, model_name=args.name, progress=args.progress, log=lambda s: print(s, file=sys.stderr))
+            summary = {"benchmark": name, **res["summary"]}
+            print(json.dumps(summary | ({"refine_pass@1": res["refine"]["pass@1"]} if "refine" in res else {})), flush=True)
+            print(f"wrote {out / 'results.json'}", file=sys.stderr)
     finally:
         backend.close()
-    print(json.dumps(res["summary"] | ({"refine_pass@1": res["refine"]["pass@1"]} if "refine" in res else {})))
-    print(f"wrote {out / 'results.json'}", file=sys.stderr)
     return 0
 
 

@@ -68,6 +68,20 @@ def test_cli_run_then_report_with_a_tiny_model(tiny_hf, tmp_path, capsys, sandbo
     assert main(["eval", "run", "--benchmark", "humaneval", "--backend", "hf"]) == 2
     assert "needs --checkpoint DIR or --hf-dir DIR" in capsys.readouterr().err
 
+    # Several benchmarks with one model load: OUT/<benchmark> each, one summary line each.
+    both = tmp_path / "both"
+    argv = ["eval", "run", "--benchmark", "cruxeval-i,cruxeval-o", "--backend", "hf", "--hf-dir", str(tiny_hf),
+            "--dtype", "float32", "--limit", "2", "--out", str(both), "generation.max_new_tokens=4"]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [(r["benchmark"], r["n_problems"]) for r in lines] == [("cruxeval-i", 2), ("cruxeval-o", 2)]
+    assert all((both / b / "results.json").exists() for b in ("cruxeval-i", "cruxeval-o"))
+    assert main([*argv[:4], "--config", "x.yaml", *argv[4:]]) == 2
+    assert "--config and --data belong to one benchmark" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "run", "--benchmark", "humaneval,nope", "--backend", "hf"])
+    assert "unknown benchmark nope" in capsys.readouterr().err
+
 
 class ScriptedBackend:
     """Answers with the reference (or junk) and counts what it is asked; can crash after k calls."""
