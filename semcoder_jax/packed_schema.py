@@ -33,7 +33,10 @@ def validate_row(row: Mapping[str, Any], seq_len: int, where: str = "row") -> di
     for name in FEATURES:
         if name not in row:
             raise SchemaError(f"{where}: missing feature {name!r}")
-        arr = np.asarray(row[name], dtype=np.int64)
+        try:
+            arr = np.asarray(row[name], dtype=np.int64)
+        except (TypeError, ValueError):
+            raise SchemaError(f"{where}: feature {name!r} is not a list of integers") from None
         if arr.shape != (seq_len,):
             raise SchemaError(f"{where}: feature {name!r} has length {arr.shape[0] if arr.ndim else 0}, expected {seq_len}")
         out[name] = arr

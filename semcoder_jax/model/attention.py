@@ -8,7 +8,7 @@ attend across examples.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Literal, NamedTuple, Optional
+from typing import Any, Callable, Literal, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -160,10 +160,16 @@ def _cudnn_packed(q, k, v, packed: PackedSegments, causal, scale):
     return with_saveable_residuals(kernel, RESIDUAL_NAME)(q, k, v, packed.seqlen, packed.offsets)
 
 
+def segment_bias(segment_ids_q: jax.Array, segment_ids_kv: jax.Array, dtype: Any) -> jax.Array:
+    """[B, 1, S, T] additive bias keeping attention within segments; finite in ``dtype`` (float16
+    included), so a padding row, masked throughout, gets a finite softmax."""
+    same = (segment_ids_q[:, :, None] == segment_ids_kv[:, None, :]) & (segment_ids_kv[:, None, :] != 0)
+    return jnp.where(same, 0.0, -0.7 * float(jnp.finfo(dtype).max)).astype(dtype)[:, None]
+
+
 def _cudnn(q, k, v, segment_ids_q, segment_ids_kv, causal, scale):
     """cuDNN fused attention through the public API; segments enter as an additive bias."""
-    same = (segment_ids_q[:, :, None] == segment_ids_kv[:, None, :]) & (segment_ids_kv[:, None, :] != 0)
-    bias = jnp.where(same, 0.0, -1e9).astype(q.dtype)[:, None]  # [B, 1, S, T]
+    bias = segment_bias(segment_ids_q, segment_ids_kv, q.dtype)
     return jax.nn.dot_product_attention(
         q, k, v, bias=bias, scale=scale, is_causal=causal, implementation="cudnn"
     )

@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, NamedTuple, Protocol
 
 import jax
 import numpy as np
@@ -113,6 +113,13 @@ def pack_examples(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, p
     return {k: np.stack([r[k] for r in rows]) for k in FEATURES}
 
 
+def _int_array(value: Any, name: str, where: str) -> np.ndarray:
+    try:
+        return np.asarray(value, np.int64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: {name!r} is not a list of integers") from None
+
+
 def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segments: int = 0) -> Batch:
     """Packed rows (all four features) as they are; unpacked ``{input_ids, loss_mask}`` packed here."""
     packed: list[Batch] = []
@@ -125,8 +132,8 @@ def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segment
         if all(k in row for k in FEATURES):
             packed.append(validate_row({k: row[k] for k in FEATURES}, seq_len, where))
             continue
-        ids = np.asarray(row["input_ids"], np.int64)
-        mask = np.asarray(row.get("loss_mask", np.ones_like(ids)), np.int64)
+        ids = _int_array(row["input_ids"], "input_ids", where)
+        mask = _int_array(row["loss_mask"], "loss_mask", where) if "loss_mask" in row else np.ones_like(ids)
         if ids.ndim != 1 or mask.shape != ids.shape:
             raise DataError(f"{where}: 'loss_mask' length {mask.size} differs from 'input_ids' length {ids.size}")
         if len(ids) > seq_len:
@@ -163,8 +170,18 @@ def synthetic_rows(n_rows: int, seq_len: int, vocab_size: int, seed: int = 0, se
 
 
 # ---- TFRecords ---------------------------------------------------------------------------------
-def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int | None, int | None]:
-    """Files, and rows, seq_len and most runs a row (when a manifest says) for a folder or a glob."""
+class TFRecordSet(NamedTuple):
+    """A split's files, and what a manifest says of them (None without one)."""
+
+    files: list[str]
+    rows: int | None
+    seq_len: int | None
+    max_runs: int | None  # most runs of equal segment id in a row
+    file_rows: list[int] | None  # rows of each file
+
+
+def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
+    """A split's files, and their manifest's figures, for a folder or a glob."""
     p = Path(path)
     if p.is_dir():
         manifest = p / "manifest.json"
@@ -178,7 +195,7 @@ def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int
                 files = [f for f in named if Path(f).name.startswith(f"{split}-")]
                 if not files:
                     raise DataError(f"{p}: no manifest.json and no {split}-*.tfrecord files")
-            return files, None, None, None
+            return TFRecordSet(files, None, None, None, None)
         try:
             meta = json.loads(manifest.read_text())
             entry = meta["splits"][split]
@@ -188,11 +205,14 @@ def resolve_tfrecords(path: str, split: str) -> tuple[list[str], int | None, int
         missing = [f for f in files if not Path(f).exists()]
         if missing:
             raise DataError(f"{manifest}: listed file not found: {missing[0]}")
-        return files, entry.get("rows"), meta.get("seq_len"), meta.get("max_segments")
+        file_rows = entry.get("shard_rows")
+        if not (isinstance(file_rows, list) and len(file_rows) == len(files)):
+            file_rows = None
+        return TFRecordSet(files, entry.get("rows"), meta.get("seq_len"), meta.get("max_segments"), file_rows)
     files = sorted(glob.glob(path))
     if not files:
         raise DataError(f"data.path {path!r}: no files match")
-    return files, None, None, None
+    return TFRecordSet(files, None, None, None, None)
 
 
 def read_tfrecord_file(path: str) -> Iterator[bytes]:
@@ -211,6 +231,42 @@ def read_tfrecord_file(path: str) -> Iterator[bytes]:
             if len(data) < length or len(f.read(4)) < 4:
                 raise SchemaError(f"{path}: truncated record")
             yield data
+
+
+def count_records(path: str) -> int:
+    """Records of a TFRecord file, from its frame headers alone (the data is skipped, not read)."""
+    import os
+    import struct
+
+    size, n = os.path.getsize(path), 0
+    with open(path, "rb") as f:
+        while head := f.read(12):
+            if len(head) < 12:
+                raise SchemaError(f"{path}: truncated record header")
+            (length,) = struct.unpack("<Q", head[:8])
+            if f.seek(length + 4, 1) > size:
+                raise SchemaError(f"{path}: truncated record")
+            n += 1
+    return n
+
+
+def hosts_rows(files: list[str], process_count: int, file_rows: list[int] | None = None) -> int:
+    """Rows all hosts together read an epoch: the smallest host's share, times the hosts.
+
+    Each host reads its files (``files[i::process_count]``; rows ``i::process_count`` when there
+    are fewer files than hosts), and every host must take as many batches, so a host with a larger
+    share leaves rows out (others each epoch) rather than a smaller one repeating rows to keep up.
+    ``file_rows`` (a manifest's) spares counting the records of every file.
+    """
+    counts = file_rows if file_rows is not None else [count_records(f) for f in files]
+    if len(files) < process_count:
+        share = sum(counts) // process_count
+    else:
+        share = min(sum(counts[h::process_count]) for h in range(process_count))
+    if share * process_count < sum(counts):
+        log.warning("the %d rows of %d files split unevenly over %d hosts: each epoch reads %d of them",
+                    sum(counts), len(files), process_count, share * process_count)
+    return share * process_count
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -330,7 +386,7 @@ class TFRecordSource:
                 continue
             parse_example(rec, seq_len, where=f"{f}: record 0")
         if rows is None:
-            rows = sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
+            rows = sum(count_records(f) for f in files)
         self.rows = rows
         self.max_runs = max_runs
 
@@ -356,14 +412,14 @@ class TFRecordSource:
 
 def numpy_batches(ds: Any, files: list[str], seq_len: int) -> Iterator[Batch]:
     """The int32 batches of a tf.data dataset of parsed packed rows read from ``files``; a record
-    that does not match the schema is a ``SchemaError`` naming the files."""
+    that is cut off or does not match the schema is a ``SchemaError`` naming the files."""
     import tensorflow as tf
 
     try:
         for batch in ds.as_numpy_iterator():
             yield {k: v.astype(np.int32) for k, v in batch.items()}
-    except tf.errors.InvalidArgumentError as e:
-        raise SchemaError(f"{', '.join(files)}: a record does not match the packed schema "
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+        raise SchemaError(f"{', '.join(files)}: a record is truncated or does not match the packed schema "
                           f"(seq_len {seq_len}): {str(e).splitlines()[0]}") from None
 
 
@@ -383,9 +439,11 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
         rows = read_jsonl_rows(cfg.path, cfg.seq_len, cfg.pad_id, max_segments)
         source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc)
     else:
-        files, n_rows, seq_len, max_runs = resolve_tfrecords(cfg.path, cfg.split)
+        files, n_rows, seq_len, max_runs, file_rows = resolve_tfrecords(cfg.path, cfg.split)
         if seq_len is not None and seq_len != cfg.seq_len:
             raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}")
+        if pc > 1:
+            n_rows = hosts_rows(files, pc, file_rows)
         try:
             import tensorflow  # noqa: F401
         except ImportError:

@@ -74,7 +74,7 @@ def _read_validation_rows(cfg: TrainConfig, vocab_size: int, max_segments: int) 
         if not (Path(d.path) / "manifest.json").exists():
             raise DataError(f"data.path {d.path!r} has no manifest.json to name a {v.split!r} split: set validation.path")
     path = v.path or d.path
-    files, _, seq_len, _ = resolve_tfrecords(path, v.split)
+    files, seq_len = (found := resolve_tfrecords(path, v.split)).files, found.seq_len
     if seq_len is not None and seq_len != d.seq_len:
         raise DataError(f"{path}: manifest seq_len is {seq_len} but data.seq_len is {d.seq_len}")
     return _read_tfrecords(files, d.seq_len)

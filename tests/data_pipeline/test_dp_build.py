@@ -312,7 +312,8 @@ def test_validation_split_holds_out_whole_problems(slice_val, tokenizer):
     assert set(manifest["splits"]) == {"train", "validation"}
     decoded = {}
     for split, entry in manifest["splits"].items():
-        files, rows, seq_len, max_runs = resolve_tfrecords(str(out), split)
+        files, rows, seq_len, max_runs, file_rows = resolve_tfrecords(str(out), split)
+        assert file_rows == entry["shard_rows"]
         assert files == [str(out / f) for f in entry["files"]] and all(Path(f).name.startswith(f"{split}-") for f in files)
         assert seq_len == cfg.seq_len and max_runs == manifest["max_segments"] >= entry["max_segments"]
         batch = read_tfrecord_rows(files, seq_len)

@@ -107,3 +107,18 @@ def test_saveable_residuals_spare_the_forward_recompute():
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
         exps[policy] = str(jax.make_jaxpr(f)(q, k, v)).count(" exp ")
     assert exps["save_dots_attention"] < exps["save_dots"]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_segment_bias_keeps_padding_rows_finite_in_every_dtype(dtype):
+    """The cuDNN bias path: a padding row is masked throughout, and its softmax must stay finite
+    (a -1e9 bias is -inf in float16, and the row would be NaN)."""
+    from semcoder_jax.model.attention import segment_bias
+
+    seg = jnp.array([[1, 1, 2, 0]])
+    bias = segment_bias(seg, seg, jnp.dtype(dtype))
+    assert bias.dtype == jnp.dtype(dtype) and bool(jnp.isfinite(bias).all())
+    assert (bias[0, 0] == 0).tolist() == [[True, True, False, False], [True, True, False, False],
+                                          [False, False, True, False], [False, False, False, False]]
+    scores = jnp.zeros((1, 1, 4, 4), jnp.dtype(dtype)) + bias
+    assert bool(jnp.isfinite(jax.nn.softmax(scores.astype(jnp.float32), axis=-1)).all())

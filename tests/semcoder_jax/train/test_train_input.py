@@ -35,7 +35,8 @@ def _dataset(tiny, root, n_files=4, rows_per_file=6):
             r["input_ids"] = r["input_ids"].copy()
             r["input_ids"][0] = 1000 + f * 100 + i  # a unique tag per row
         files.append(tiny.write_tfrecords(root / "tfrecords" / f"train-{f:05d}-of-{n_files:05d}.tfrecord", rows))
-    manifest = {"seq_len": SEQ, "splits": {"train": {"files": [str(p.relative_to(root)) for p in files], "rows": n_files * rows_per_file}}}
+    manifest = {"seq_len": SEQ, "splits": {"train": {"files": [str(p.relative_to(root)) for p in files], "rows": n_files * rows_per_file,
+                                    "shard_rows": [rows_per_file] * n_files}}}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
@@ -71,6 +72,30 @@ def test_hosts_read_disjoint_shares(tiny, tmp_path):
     assert shares[0] and shares[1] and not shares[0] & shares[1]
 
 
+@pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "python"])
+
+
+@pytest.mark.parametrize("layout, n_files, rows_per_file, per_host", [("folder", 3, 4, 4), ("glob", 3, 4, 4), ("glob", 1, 5, 2)])
+
+
+def test_hosts_read_each_row_once_an_epoch_when_shares_differ(tiny, tmp_path, monkeypatch, tensorflow, layout, n_files, rows_per_file, per_host):
+    """Files or rows that do not divide among the hosts: every host takes as many batches, the
+    smallest share's, and none repeats a row to keep up with the others."""
+    import sys
+
+    root = _dataset(tiny, tmp_path / "data", n_files=n_files, rows_per_file=rows_per_file)
+    if not tensorflow:
+        monkeypatch.setitem(sys.modules, "tensorflow", None)
+    path = str(root) if layout == "folder" else str(root / "tfrecords" / "*.tfrecord")
+    cfg = DataConfig(path=path, seq_len=SEQ, global_batch_size=2)
+    epochs = []
+    for host in range(2):
+        it = BatchIterator(make_source(cfg, 64, process_index=host, process_count=2), 2)
+        epochs.append(sum(_tags(next(it) for _ in range(it.per_epoch)), []))
+    assert len(epochs[0]) == len(epochs[1]) == per_host
+    assert all(len(set(e)) == len(e) for e in epochs) and not set(epochs[0]) & set(epochs[1])
+
+
 def test_jsonl_unpacked_rows_are_packed_into_segments(tmp_path):
     path = tmp_path / "rows.jsonl"
     examples = [([5, 6, 7, 8, 9], [0, 0, 1, 1, 1]), ([10, 11, 12], [0, 1, 1]), ([13] * 9, [1] * 9), ([1] * 40, [1] * 40)]
@@ -89,6 +114,21 @@ def test_jsonl_bad_line_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"input_ids": [1, 2], "loss_mask": [1, 1]}) + "\n" + json.dumps({"input_ids": [1, 2], "loss_mask": [1]}) + "\n")
     with pytest.raises(DataError, match=r"bad\.jsonl:2: 'loss_mask' length 1"):
+        read_jsonl_rows(path, SEQ)
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"input_ids": [1, 2, "x"], "loss_mask": [0, 1, 1]}, "'input_ids' is not a list of integers"),
+    ({"input_ids": [1, 2, 3], "loss_mask": None}, "'loss_mask' is not a list of integers"),
+    ({"input_ids": [[1, 2], [3]]}, "'input_ids' is not a list of integers"),
+    ({k: [1] * SEQ for k in ("input_ids", "loss_mask", "segment_ids")} | {"positions": [None] * SEQ}, "feature 'positions' is not a list of integers"),
+], ids=["string", "null", "ragged", "packed"])
+
+
+def test_jsonl_values_that_are_not_integers_name_file_line_and_field(tmp_path, row, message):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"input_ids": [1, 2], "loss_mask": [1, 1]}) + "\n" + json.dumps(row) + "\n")
+    with pytest.raises((DataError, SchemaError), match=rf"bad\.jsonl:2: {message}"):
         read_jsonl_rows(path, SEQ)
 
 
@@ -116,6 +156,8 @@ def test_jsonl_packing_and_training_respect_max_segments(make_config, tmp_path, 
 
 
 @pytest.mark.parametrize("defect, message", [("missing", "missing feature 'positions'"), ("short", "feature 'loss_mask' has length 12, expected 16")])
+
+
 def test_bad_tfrecord_fails_before_any_compute(tiny, make_config, tmp_path, monkeypatch, defect, message):
     rows = _rows(8)
     for r in rows:
@@ -166,7 +208,26 @@ def test_tfrecords_without_tensorflow_read_the_same_rows(tiny, tmp_path, monkeyp
         read_tfrecord_rows([str(bad)], SEQ)
 
 
+@pytest.mark.parametrize("layout", ["folder", "glob"])
+
+
+def test_truncated_tfrecord_with_tensorflow_names_the_file(tiny, tmp_path, layout):
+    """A cut-off shard (an interrupted copy) is a SchemaError naming it, when rows are counted
+    (glob) and when a manifest spares the count and the cut shows only while reading."""
+    root = _dataset(tiny, tmp_path / "data", n_files=2, rows_per_file=4)
+    cut = root / "tfrecords" / "train-00001-of-00002.tfrecord"
+    cut.write_bytes(cut.read_bytes()[:-3])
+    path = str(root) if layout == "folder" else str(root / "tfrecords" / "*.tfrecord")
+    cfg = DataConfig(path=path, seq_len=SEQ, global_batch_size=2)
+    with pytest.raises(SchemaError, match=rf"{cut}"):
+        it = BatchIterator(make_source(cfg, 64), 2)
+        for _ in range(it.per_epoch):
+            next(it)
+
+
 @pytest.mark.parametrize("payload", [b"\x0a\x05\x0a\x03\x0a", b"\x0b\x01", b"\xff"], ids=["overrun", "wire-type", "varint"])
+
+
 def test_corrupt_record_without_tensorflow_names_file_and_record(tmp_path, payload):
     """The Python reader's protobuf errors name the file and record, not a bare IndexError."""
     import struct
@@ -191,3 +252,15 @@ def test_folder_without_manifest_keeps_validation_files_out_of_training(tiny, tm
     other = tmp_path / "other"  # files not named by split are all read
     tiny.write_tfrecords(other / "part-0.tfrecord", _rows(1))
     assert [f.rsplit("/", 1)[-1] for f in resolve_tfrecords(str(other), "train")[0]] == ["part-0.tfrecord"]
+
+
+def test_hosts_take_file_rows_from_the_manifest_without_counting(tiny, tmp_path, monkeypatch):
+    """With a manifest's per-file rows, no host reads every file's record headers at start."""
+    from semcoder_jax.train import input as train_input
+
+    root = _dataset(tiny, tmp_path / "data", n_files=3, rows_per_file=4)
+    found = resolve_tfrecords(str(root), "train")
+    assert found.file_rows == [4, 4, 4] and found.rows == 12
+    monkeypatch.setattr(train_input, "count_records", lambda path: pytest.fail(f"counted {path}"))
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=2)
+    assert make_source(cfg, 64, process_index=1, process_count=2).rows == 8  # 4 of one file, 8 of two: 2 x 4
