@@ -186,7 +186,8 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
     if p.is_dir():
         manifest = p / "manifest.json"
         if not manifest.exists():
-            files = sorted(glob.glob(str(p / "**" / "*.tfrecord*"), recursive=True))
+            files = sorted(f for f in glob.glob(str(p / "**" / "*.tfrecord*"), recursive=True)
+                           if not f.endswith(".tmp"))  # an interrupted build's unfinished shard
             if not files:
                 raise DataError(f"{p}: no manifest.json and no *.tfrecord files")
             # Files named by split (``train-00000-of-00004.tfrecord``): only this split's.

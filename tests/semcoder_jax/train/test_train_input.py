@@ -243,8 +243,9 @@ def test_corrupt_record_without_tensorflow_names_file_and_record(tmp_path, paylo
         read_tfrecord_rows([str(bad)], SEQ)
 
 
-def test_folder_without_manifest_keeps_validation_files_out_of_training(tiny, tmp_path):
-    for name in ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "validation-00000-of-00001.tfrecord"):
+def test_folder_without_manifest_keeps_validation_and_unfinished_files_out_of_training(tiny, tmp_path):
+    for name in ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "validation-00000-of-00001.tfrecord",
+                 "train-00002-of-00003.tfrecord.tmp"):  # the last: an interrupted build's unfinished shard
         tiny.write_tfrecords(tmp_path / "tfrecords" / name, _rows(1))
     names = lambda split: [f.rsplit("/", 1)[-1] for f in resolve_tfrecords(str(tmp_path), split)[0]]  # noqa: E731
     assert names("train") == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
