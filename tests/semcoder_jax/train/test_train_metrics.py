@@ -20,25 +20,31 @@ def test_progress_line_shows_the_validation_loss_when_there_is_one():
     assert "eval_loss" not in progress_line({"step": 5, "loss": 1.0})
 
 
-def test_profile_traces_the_chosen_steps_into_the_run_folder(tiny, make_config):
+def test_profile_traces_the_chosen_steps_into_the_run_folder(tiny, make_config, caplog):
+    import logging
+
     cfg = make_config(*tiny.ONE_DEVICE, "max_steps=4", "profile.start_step=2", "profile.steps=2")
-    losses, _, trainer = tiny.train(cfg)
+    with caplog.at_level(logging.INFO, logger="semcoder_jax.train.trainer"):
+        losses, _, trainer = tiny.train(cfg)
     assert len(losses) == 4
     traces = list((trainer.run_dir / "profile").rglob("*.xplane.pb"))
     assert len(traces) == 1 and traces[0].stat().st_size > 0
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("model: ")] == [trainer.summary()]
 
 
-def test_run_start_summary_states_the_figures_of_the_run(tiny, make_config, caplog):
+def test_run_start_summary_states_the_figures_of_the_run(tiny, make_config):
     """Parameter count, mesh, rows, steps and state size, logged before the first step."""
-    import logging
-
     import jax
 
+    from semcoder_jax.train.trainer import Trainer
+
     cfg = make_config(*tiny.ONE_DEVICE, "max_steps=2", "data.micro_batches=2", "optimizer.moment_dtype=bfloat16")
-    with caplog.at_level(logging.INFO, logger="semcoder_jax.train.trainer"):
-        _, params, trainer = tiny.train(cfg)
-    [summary] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("model: ")]
-    n = sum(x.size for x in jax.tree.leaves(params))
+    trainer = Trainer(cfg)
+    try:
+        summary = trainer.summary()
+    finally:
+        trainer.close()
+    n = sum(x.size for x in jax.tree.leaves(trainer.abstract_params))
     assert f"model: {n:,} parameters (2 layers" in summary
     assert "data: <synthetic>: 32 rows of 32 tokens; batch 8 rows (2 micro-batch(es)), 256 tokens a step, 4 steps an epoch" in summary
     assert "schedule: 2 steps; lr 0.001, 1 warm-up steps" in summary
