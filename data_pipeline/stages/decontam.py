@@ -112,7 +112,7 @@ class BenchmarkIndex:
                 hits[i] += 1
         if not hits:
             return 0.0, None
-        i, n = hits.most_common(1)[0]
+        i, n = max(hits.items(), key=lambda kv: (kv[1], -kv[0]))  # ties: the first benchmark item, not the first hit
         return n / len(grams), i
 
     def match_problem(self, solution: str, problem: str) -> tuple[str, str] | None:

@@ -9,6 +9,7 @@ import ast
 from typing import Any
 
 from data_pipeline.stages.base import Reject, StageContext, sandbox_map, record_seed
+from data_pipeline.stages.monologue import same_literal
 from data_pipeline.stages.synthesis import call_arguments
 
 INPUTS_PROMPT = """Here is a Python function:
@@ -19,10 +20,15 @@ Give 5 diverse example calls of `{entry}` that exercise different branches, one 
 
 
 def literal_output(return_repr: str | None) -> bool:
+    """The repr evaluates to a literal whose own repr evaluates back to the same typed value.
+
+    Compared as values, not text: a set's repr is ordered by the hash seed, which differs between the
+    sandbox and this process.
+    """
     if return_repr is None:
         return False
     try:
-        return repr(ast.literal_eval(return_repr)) == return_repr
+        return same_literal(repr(ast.literal_eval(return_repr)), return_repr)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
 

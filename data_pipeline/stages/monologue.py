@@ -64,7 +64,7 @@ def answer_parts(answer: str) -> tuple[str, str] | None:
     if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "f"):
         return None
     args = [ast.get_source_segment(answer, a) for a in call.args]
-    args += [f"{k.arg}={ast.get_source_segment(answer, k.value)}" for k in call.keywords]
+    args += [f"{'**' if k.arg is None else k.arg + '='}{ast.get_source_segment(answer, k.value)}" for k in call.keywords]
     return ", ".join(args), ast.get_source_segment(answer, test.comparators[0])
 
 

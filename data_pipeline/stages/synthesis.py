@@ -74,21 +74,29 @@ def top_level_functions(code: str) -> list[str]:
     return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
 
 
+def _unwrap_print(node: ast.expr) -> ast.expr:
+    """``call`` of ``print(call)``: LLMs often write their example calls that way."""
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+            and len(node.args) == 1 and not node.keywords and isinstance(node.args[0], ast.Call)):
+        return node.args[0]
+    return node
+
+
 def called_name(line: str) -> str | None:
-    """``name`` of a line ``name(...)`` (``>>>`` and a trailing ``;`` allowed), else None."""
+    """``name`` of a line ``name(...)`` or ``print(name(...))`` (``>>>`` and a trailing ``;`` allowed), else None."""
     line = line.removeprefix(">>>").strip().rstrip(";")
     try:
-        node = ast.parse(line, mode="eval").body
+        node = _unwrap_print(ast.parse(line, mode="eval").body)
     except SyntaxError:
         return None
     return node.func.id if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) else None
 
 
 def call_arguments(line: str, name: str) -> str | None:
-    """``name(1, [2])`` -> ``"1, [2]"`` when it is a call of ``name`` with literal arguments."""
+    """``name(1, [2])`` (or ``print(name(1, [2]))``) -> ``"1, [2]"`` when it calls ``name`` with literal arguments."""
     line = line.removeprefix(">>>").strip().rstrip(";")
     try:
-        node = ast.parse(line, mode="eval").body
+        node = _unwrap_print(ast.parse(line, mode="eval").body)
     except SyntaxError:
         return None
     if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == name):

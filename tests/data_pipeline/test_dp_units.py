@@ -332,3 +332,54 @@ def test_llm_pyxr_bug_must_define_the_function_and_fail_not_time_out():
     finally:
         if ctx._sandbox is not None:
             ctx._sandbox.__exit__(None, None, None)
+
+
+def test_set_outputs_are_literals_whatever_this_process_hash_seed():
+    """The sandbox orders a set's repr by its own hash seed; keeping the test must not depend on ours."""
+    from data_pipeline.stages.inputs import literal_output
+
+    words = ["hello", "world", "foo", "bar"]
+    other_order = "{" + ", ".join(repr(w) for w in reversed(list(set(words)))) + "}"
+    assert other_order != repr(set(words))
+    assert literal_output(other_order) and literal_output("frozenset()") is False
+    for bad in (None, "inf", "1e309", "<object at 0x1>", "[1, 2"):
+        assert not literal_output(bad), bad
+
+
+def test_forward_answer_with_double_star_input_is_accepted():
+    test = {"input": "**{'xs': [1, 2]}", "output": "3"}
+    good = "[ANSWER]\nassert f(**{'xs': [1, 2]}) == 3\n[/ANSWER]"
+    assert monologue.answer_parts("assert f(**{'xs': [1, 2]}) == 3") == ("**{'xs': [1, 2]}", "3")
+    assert monologue.answer_acceptable("forward", good, test) == "assert f(**{'xs': [1, 2]}) == 3"
+    assert monologue.answer_acceptable("forward", good.replace("'xs'", "'ys'"), test) is None
+
+
+def test_ngram_overlap_ties_name_the_same_benchmark_item_every_time():
+    """The benchmark item named in a reject must not depend on set iteration order (the hash seed)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from data_pipeline.config import DecontamConfig\n"
+        "from data_pipeline.stages.decontam import BenchmarkIndex, ngrams\n"
+        "index = BenchmarkIndex(DecontamConfig(ngram=2))\n"
+        "words = [f'w{i}' for i in range(12)]\n"
+        "for i in range(11):\n"
+        "    index.add_row('bench', {'task_id': f't{i}', 'prompt': ' '.join(words[i:i + 2])})\n"
+        "print(index._overlap(ngrams(' '.join(words), 2), index.text_grams))\n"
+    )
+    seen = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(s)},
+                           capture_output=True, text=True, check=True).stdout for s in range(6)}
+    assert len(seen) == 1, seen
+
+
+def test_printed_example_calls_give_the_entry_point_and_inputs():
+    """``print(name(...))`` is how LLMs often write example calls; a helper defined first is not the entry."""
+    reply = ("[Problem Description]\nSum the primes in a list.\n\n[Solution]\nUse a helper.\n```python\n"
+             "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n\n"
+             "def sum_primes(xs):\n    return sum(x for x in xs if is_prime(x))\n```\n"
+             "[Example Calls]\n```python\nprint(sum_primes([1, 2, 3]))  # 5\n>>> print(sum_primes([4]))\nprint(len([1]))\n```\n")
+    out = synthesis.parse_synthesis_reply(reply)
+    assert out["entry_point"] == "sum_primes" and out["seed_inputs"] == ["[1, 2, 3]", "[4]"]
+    assert synthesis.call_arguments("print(g(1), g(2))", "g") is None
