@@ -216,6 +216,9 @@ class TrainConfig:
         self.profile.validate()
         if not (self.init_from == "scratch" or self.init_from.startswith(("hf:", "orbax:"))):
             raise ConfigError(f"init_from must be 'scratch', 'hf:DIR_OR_ID' or 'orbax:DIR[@STEP]', got {self.init_from!r}")
+        if "://" in self.run_dir:  # a local folder named "gs:" otherwise: each host would keep its own
+            raise ConfigError(f"run_dir {self.run_dir!r} must be a filesystem path; on several hosts, a folder "
+                              f"they all have mounted (NFS/Filestore, or a bucket through gcsfuse)")
         if self.max_steps is not None and self.max_steps < 0:
             raise ConfigError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.log_every < 1 or self.checkpoint.every < 1 or self.checkpoint.keep < 1:

@@ -19,10 +19,11 @@ log = logging.getLogger(__name__)
 def maybe_initialize_distributed() -> bool:
     """``jax.distributed.initialize()`` on TPU pods and under SLURM/multi-process launches.
 
-    JAX detects the coordinator itself on Cloud TPU and SLURM; a single-host run is left alone.
+    JAX detects the coordinator itself on Cloud TPU and SLURM; a single-host GPU/CPU run is left alone.
     """
     multi_env = (
-        int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        _on_cloud_tpu_vm()
+        or int(os.environ.get("SLURM_NTASKS", "1")) > 1
         or len([w for w in os.environ.get("TPU_WORKER_HOSTNAMES", "").split(",") if w]) > 1
         or os.environ.get("MEGASCALE_COORDINATOR_ADDRESS")
         or os.environ.get("JAX_COORDINATOR_ADDRESS")
@@ -39,6 +40,14 @@ def maybe_initialize_distributed() -> bool:
     jax.distributed.initialize(**kwargs)
     log.info("jax.distributed: process %d of %d", jax.process_index(), jax.process_count())
     return True
+
+
+def _on_cloud_tpu_vm() -> bool:
+    """JAX's own finding at import (TPU chips and libtpu present). A TPU VM pod's workers have no
+    environment naming each other: JAX finds them in the VM metadata, so this alone can tell."""
+    from jax._src import cloud_tpu_init
+
+    return bool(getattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False))
 
 
 def resolve_axis_sizes(cfg: MeshConfig, num_devices: int) -> dict[str, int]:

@@ -53,7 +53,7 @@ class MetricsWriter:
         self.is_main = is_main
         self.path = run_dir / "metrics.jsonl"
         self._tb = self._open_tensorboard(run_dir / "tensorboard") if (is_main and cfg.tensorboard) else None
-        self._wandb = self._open_wandb(cfg) if is_main else None
+        self._wandb = self._open_wandb(cfg, run_dir) if is_main else None
 
     def _open_tensorboard(self, logdir: Path) -> Any:
         try:
@@ -85,7 +85,8 @@ class MetricsWriter:
             warnings.warn("TensorBoard logging skipped: neither tensorflow nor torch.utils.tensorboard is importable")
             return None
 
-    def _open_wandb(self, cfg: TrainConfig) -> Any:
+    def _open_wandb(self, cfg: TrainConfig, run_dir: Path) -> Any:
+        """The run's W&B run, by an id kept in ``run_dir``: ``resume="allow"`` resumes only a given id."""
         if not cfg.wandb.project:
             return None
         try:
@@ -94,9 +95,14 @@ class MetricsWriter:
             warnings.warn("wandb.project is set but wandb is not installed; skipping W&B logging")
             return None
         import dataclasses
+        import uuid
 
+        id_file = run_dir / "wandb_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:16]
+        id_file.write_text(run_id)
         return wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity or None, name=cfg.wandb.name or None,
-                          tags=list(cfg.wandb.tags) or None, config=dataclasses.asdict(cfg), resume="allow")
+                          tags=list(cfg.wandb.tags) or None, config=dataclasses.asdict(cfg), id=run_id,
+                          resume="allow")
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.is_main:

@@ -274,6 +274,7 @@ class Trainer:
                 if jax.process_count() > 1:  # every host stops at the same step after a pre-emption notice
                     stopping = stopping or self.manager.reached_preemption(step)
                 if step % cfg.checkpoint.every == 0 or step == self.total_steps or stopping:
+                    jax.block_until_ready(state)  # the steps still running count as step time, not saving
                     saving_since = time.perf_counter()
                     self.save(step, state, batches.position)
                     last_saved = step

@@ -1,10 +1,15 @@
-"""Train configs: presets load, bad keys and meshes fail with one clear line before any compute."""
+"""Train configs: presets load, bad keys and meshes fail with one clear line before any compute;
+the launch scripts run the command they should."""
 
+import json
+import os
+import subprocess
+import sys
 
 import jax
 import pytest
 
-from semcoder_jax import CONFIG_DIR
+from semcoder_jax import CONFIG_DIR, PROJECT_ROOT
 from semcoder_jax.cli.main import main
 from semcoder_jax.config import ConfigError
 from semcoder_jax.train.config import MeshConfig, load_train_config
@@ -96,3 +101,67 @@ def test_dcn_data_multiplies_the_data_axis_and_keeps_hosts_contiguous():
     assert dict(mesh.shape) == {"data": 2, "fsdp": 2, "tensor": 2}
     first_granule = {d.id for d in mesh.devices[0].flat}
     assert first_granule == {d.id for d in sorted(jax.devices(), key=lambda d: (d.process_index, d.id))[:4]}
+
+
+def test_run_dir_must_be_a_local_or_mounted_path():
+    """``Path('gs://b/r')`` is the local folder ``gs:/b/r``: each worker would checkpoint to its own disk."""
+    with pytest.raises(ConfigError, match=r"run_dir 'gs://bucket/runs/x'.*mounted"):
+        load_train_config(None, ["run_dir=gs://bucket/runs/x"])
+
+
+# ---- launch scripts, run against stub commands that print their argv ----------------------------
+
+def _stubs(tmp_path, *names):
+    """A PATH folder whose ``names`` print ``[name, *argv]`` as JSON (exit status $STUB_EXIT)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        stub = bin_dir / name
+        stub.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                        "print(json.dumps([os.path.basename(sys.argv[0]), *sys.argv[1:]]))\n"
+                        "sys.exit(int(os.environ.get('STUB_EXIT', '0')))\n")
+        stub.chmod(0o755)
+    return bin_dir
+
+
+def _run(script, *args, path, **env):
+    full_env = {**os.environ, "PATH": f"{path}:{os.environ['PATH']}", **env}
+    return subprocess.run(["bash", str(PROJECT_ROOT / "scripts" / script), *args], env=full_env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_slurm_launch_lets_every_task_see_its_nodes_gpus(tmp_path):
+    """jax.distributed's SLURM detection makes local task i drive GPU i of the node's GPUs: with one
+    GPU bound per task (``--gpus-per-task=1``) every task but the first finds no GPU i."""
+    done = _run("launch_slurm.sbatch", "configs/train/semcoder-6.7b.yaml", "data.path=/shared/my pyx",
+                path=_stubs(tmp_path, "srun"), SLURM_NNODES="2")
+    assert done.returncode == 0, done.stderr
+    argv = json.loads(done.stdout)
+    srun_opts = argv[1:argv.index("semcoder")]
+    assert not any(o.startswith("--gpus-per-task") for o in srun_opts) and "--gpu-bind=none" in srun_opts
+    assert argv[argv.index("semcoder"):] == ["semcoder", "train", "--config", "configs/train/semcoder-6.7b.yaml",
+                                             "mesh.dcn_data=2", "data.path=/shared/my pyx"]
+
+
+@pytest.mark.parametrize("args", [(), ("mesh=tpu-v5p-64", "run_dir=/mnt/shared/runs/a b", "wandb.name=it's")])
+def test_tpu_pod_launch_runs_the_given_command_in_the_workers_repo(tmp_path, args):
+    """The remote command, run as a worker's shell would: ``~`` is the worker's home, the overrides
+    arrive unchanged (none: no empty argument), and a failed run fails the command."""
+    local_home, remote_home = tmp_path / "local", tmp_path / "remote"
+    (remote_home / "semcoder-jax").mkdir(parents=True)
+    local_home.mkdir()
+    done = _run("launch_tpu_pod.sh", "configs/train/semcoder-6.7b.yaml", *args, path=_stubs(tmp_path, "gcloud"),
+                TPU_NAME="tpu", ZONE="z", HOME=str(local_home))
+    assert done.returncode == 0, done.stderr
+    gcloud = json.loads(done.stdout)
+    assert gcloud[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "tpu", "--zone", "z"]
+    command = gcloud[gcloud.index("--command") + 1]
+    remote = tmp_path / "remote_bin"
+    _stubs(remote, "semcoder")
+    for exit_status in (0, 3):
+        ran = subprocess.run(["bash", "-c", command], cwd=remote_home, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "HOME": str(remote_home), "STUB_EXIT": str(exit_status),
+                                  "PATH": f"{remote / 'bin'}:{os.environ['PATH']}"})
+        assert ran.returncode == exit_status, ran.stderr
+        assert json.loads(ran.stdout.splitlines()[0]) == ["semcoder", "train", "--config",
+                                                          "configs/train/semcoder-6.7b.yaml", *args]

@@ -50,3 +50,54 @@ def test_run_start_summary_states_the_figures_of_the_run(tiny, make_config):
     assert "schedule: 2 steps; lr 0.001, 1 warm-up steps" in summary
     state_mb = (n * 4 + n * 2 + n * 4) / 1e6  # fp32 weights, bf16 first moment, fp32 second moment (+ counters)
     assert f"state: {state_mb:.1f} MB" in summary
+
+
+def test_wandb_run_resumes_with_the_run_folder(tmp_path, monkeypatch):
+    """A restarted run (pre-emption, requeue) logs on into the same W&B run: ``resume="allow"``
+    resumes only a run whose id is given, so the id is kept in the run folder."""
+    import sys
+
+    from semcoder_jax.train.config import load_train_config
+    from semcoder_jax.train.metrics import MetricsWriter
+
+    inits = []
+    fake = types.SimpleNamespace(init=lambda **kw: inits.append(kw) or types.SimpleNamespace(finish=lambda: None))
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = load_train_config(None, ["wandb.project=semcoder", "tensorboard=false"])
+    for run_dir in (tmp_path / "a", tmp_path / "a", tmp_path / "b"):
+        run_dir.mkdir(exist_ok=True)
+        MetricsWriter(cfg, run_dir).close()
+    ids = [kw.get("id") for kw in inits]
+    assert ids[0] and ids[0] == ids[1] != ids[2] and all(kw["resume"] == "allow" for kw in inits)
+    assert MetricsWriter(cfg, tmp_path / "a", is_main=False)._wandb is None and len(inits) == 3
+
+
+def test_step_time_counts_the_steps_a_checkpoint_waits_for(tiny, make_config):
+    """Steps run asynchronously: a save between two logged steps first waits for the steps still
+    running, and that wait is their compute time, not checkpoint time to leave out."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+
+    from semcoder_jax.train.trainer import Trainer
+
+    @jax.jit
+    def busy(tree):
+        m = jax.lax.fori_loop(0, 40, lambda i, a: jnp.tanh(a @ a), jnp.full((512, 512), 0.01) + tree[1]["loss"])
+        return jax.tree.map(lambda x: x + (0 * m[0, 0]).astype(x.dtype), tree)
+
+    x = busy(({}, {"loss": jnp.float32(0)}))
+    costs = []
+    for _ in range(3):
+        start = time.perf_counter()
+        jax.block_until_ready(busy(x))
+        costs.append(time.perf_counter() - start)
+    trainer = Trainer(make_config(*tiny.ONE_DEVICE, "max_steps=4", "log_every=4", "checkpoint.every=3"))
+    step_fn = trainer.step_fn
+    trainer.step_fn = lambda state, batch: busy(step_fn(state, batch))
+    try:
+        (record,) = trainer.run()
+    finally:
+        trainer.close()
+    assert record["step_time_s"] >= 0.7 * min(costs), (record["step_time_s"], costs)

@@ -84,3 +84,20 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(tiny, fsdp8_run, tmp_pa
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
     steps = tiny.checkpoint_steps(run_dir)
     assert len(steps) == 1 and 3 <= steps[0] < 100000
+
+
+@pytest.mark.parametrize("on_tpu_vm", [True, False])
+def test_cloud_tpu_vm_workers_initialize_jax_distributed(monkeypatch, on_tpu_vm):
+    """A TPU VM pod's workers get no environment naming each other (JAX reads the VM metadata), yet
+    multi-host checkpointing and pre-emption need jax.distributed: initialise on any Cloud TPU VM."""
+    from jax._src import cloud_tpu_init
+
+    from semcoder_jax.train import mesh
+
+    for var in ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "JAX_COORDINATOR_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(cloud_tpu_init, "running_in_cloud_tpu_vm", on_tpu_vm)
+    calls = []
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    assert mesh.maybe_initialize_distributed() is on_tpu_vm
+    assert calls == ([{}] if on_tpu_vm else [])
