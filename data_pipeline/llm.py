@@ -1,13 +1,17 @@
 """The one OpenAI-compatible chat client of every LLM stage (OpenAI, or a local ``vllm serve``).
 
 Retries 429/5xx/timeouts with exponential backoff, caps concurrent requests, and caches every reply
-on disk under a hash of the request, so a rerun of a build makes no requests at all.
+on disk under a hash of the request, so a rerun of a build makes no requests at all. A request the
+server refuses on its own account (400/413/422: a prompt beyond the model's context, a content
+filter) fails that record alone; other client errors (a wrong key, model or URL) stop the build, as
+does a server that has refused every one of its first requests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -18,9 +22,15 @@ from data_pipeline.config import LLMConfig
 from data_pipeline.records import write_json_atomic
 from semcoder_jax.errors import SemcoderError
 
+log = logging.getLogger(__name__)
+
 
 class LLMError(SemcoderError):
     pass
+
+
+REFUSED_STATUS = (400, 413, 422)
+REFUSALS_BEFORE_GIVING_UP = 20  # refusals with no success yet: the requests themselves are malformed
 
 
 class LLMClient:
@@ -33,6 +43,8 @@ class LLMClient:
         self.requests = 0  # HTTP requests sent, retries included
         self.cache_hits = 0
         self.failures = 0
+        self.succeeded = 0
+        self.refused = 0
 
     def _openai(self):
         if self._client is None:
@@ -82,16 +94,33 @@ class LLMClient:
                     self.requests += 1
                 try:
                     resp = self._openai().chat.completions.create(**request)
+                    with self._lock:
+                        self.succeeded += 1
                     return [c.message.content or "" for c in resp.choices]
                 except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError):
                     pass
                 except openai.APIStatusError as e:
+                    message = f"LLM request to {self.config.model!r} failed: HTTP {e.status_code}: {str(e)[:200]}"
+                    if e.status_code in REFUSED_STATUS:
+                        self._refused(message)
+                        return None
                     if e.status_code < 500 and e.status_code != 429:
-                        raise LLMError(f"LLM request to {self.config.model!r} failed: HTTP {e.status_code}: {str(e)[:200]}") from None
+                        raise LLMError(message) from None
             if attempt < self.config.max_retries:
                 time.sleep(min(delay, self.config.max_backoff_s))
                 delay *= 2
         return None
+
+    def _refused(self, message: str) -> None:
+        with self._lock:
+            self.refused += 1
+            first = self.refused == 1
+            # Cached replies count as successes: a resumed build sends mostly what was refused before.
+            hopeless = self.refused >= REFUSALS_BEFORE_GIVING_UP and not (self.succeeded or self.cache_hits)
+        if hopeless:
+            raise LLMError(f"the server refused each of the first {self.refused} requests; the last: {message}")
+        if first:
+            log.warning("%s (this record fails; the build goes on)", message)
 
     def _cache_path(self, key: str) -> Path:
         assert self.cache_dir is not None

@@ -49,6 +49,18 @@ def extract_answer(response: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+def training_response(sample: str, block: str = "ANSWER") -> str | None:
+    """An LLM sample in the training target's layout, ``[MONOLOGUE] … [/MONOLOGUE]`` then
+    ``[ANSWER] … [/ANSWER]`` (PYX-R: ``[Refined]``) and nothing around them (evaluation prompts end
+    with ``[MONOLOGUE]``, so a preamble or a postscript would be learnt as part of the answer);
+    None without reasoning."""
+    tag = re.escape(block)
+    m = re.search(rf"\[MONOLOGUE\](.*?)\[/MONOLOGUE\]\s*\[{tag}\].*?\[/{tag}\]", sample, re.DOTALL)
+    if m is None or not m.group(1).strip():
+        return None
+    return m.group(0)
+
+
 def answer_parts(answer: str) -> tuple[str, str] | None:
     """(input text, output text) of ``assert f(<input>) == <output>``."""
     try:
@@ -139,8 +151,9 @@ def _llm_monologue(kind: str, code: str, test: dict[str, str], ctx: StageContext
     samples = ctx.llm.chat(messages, n=ctx.config.llm_samples, temperature=0.8, seed=seed % (2**31))
     if not samples:
         return None
-    candidates = [(s, answer_acceptable(kind, s, test)) for s in samples]
-    candidates = [(s, a) for s, a in candidates if a is not None]
+    responses = [r for r in map(training_response, samples) if r is not None]
+    candidates = [(r, answer_acceptable(kind, r, test)) for r in responses]
+    candidates = [(r, a) for r, a in candidates if a is not None]
     if not candidates:
         return None
     ok = verify(code, [a for _, a in candidates], ctx)

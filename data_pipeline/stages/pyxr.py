@@ -114,12 +114,12 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
             continue
         failed_test = _test_assertion(entry, tests[fails[0][0]])
         instruction = refine_instruction(record["problem"], buggy, failed_test)
-        from data_pipeline.stages.monologue import fewshot_messages
+        from data_pipeline.stages.monologue import fewshot_messages, training_response
 
         messages = fewshot_messages("refine") + [{"role": "user", "content": prompts.render("refine", instruction)}]
-        response = ctx.llm.chat(messages, seed=seed)
+        response = training_response(ctx.llm.chat(messages, seed=seed) or "", "Refined")
         if response:
-            return {"buggy": buggy, "failed_test": failed_test, "response": response.strip()}
+            return {"buggy": buggy, "failed_test": failed_test, "response": response}
     return None
 
 

@@ -5,6 +5,8 @@ import json
 import re
 import shutil
 
+import pytest
+
 from data_pipeline.config import DataConfig, DecontamConfig, LLMConfig
 from data_pipeline.llm import LLMClient
 from data_pipeline.records import read_jsonl
@@ -98,3 +100,27 @@ def test_llm_build_through_errors_then_rerun_makes_no_requests(llm_server, tmp_p
     assert state.requests == seen  # every reply came from the on-disk cache
     assert (out / "tfrecords" / "train-00000-of-00001.tfrecord").read_bytes() == before
     assert json.loads((out / "manifest.json").read_text())["splits"]["train"]["rows"] >= 1
+
+
+def test_a_refused_request_fails_its_record_alone_and_a_server_refusing_everything_stops(llm_server, tmp_path):
+    """HTTP 400 (say a seed beyond the model's context) is that record's failure, not the build's; a
+    wrong key (401) stops the build at once; so does a server that refuses every request it gets."""
+    from data_pipeline.llm import REFUSALS_BEFORE_GIVING_UP, LLMError
+
+    state, url = llm_server(lambda messages, n: ["pong"] * n)
+    client = LLMClient(LLMConfig(model="m", base_url=url, backoff_s=0.01, max_retries=3))
+    state.errors = [400]
+    assert client.chat([{"role": "user", "content": "far too long"}]) is None
+    assert state.requests == 1  # not retried
+    assert client.chat([{"role": "user", "content": "fine"}]) == "pong"
+    state.errors = [400] * (REFUSALS_BEFORE_GIVING_UP + 5)
+    assert all(client.chat([{"role": "user", "content": f"x{i}"}]) is None for i in range(REFUSALS_BEFORE_GIVING_UP + 5))
+    state.errors = [401]
+    with pytest.raises(LLMError, match="HTTP 401"):
+        client.chat([{"role": "user", "content": "y"}])
+
+    hopeless = LLMClient(LLMConfig(model="m", base_url=url, backoff_s=0.01, max_retries=3))
+    state.errors = [422] * REFUSALS_BEFORE_GIVING_UP
+    with pytest.raises(LLMError, match=f"refused each of the first {REFUSALS_BEFORE_GIVING_UP} requests.*HTTP 422"):
+        for i in range(REFUSALS_BEFORE_GIVING_UP):
+            hopeless.chat([{"role": "user", "content": f"z{i}"}])

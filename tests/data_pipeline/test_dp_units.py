@@ -317,7 +317,8 @@ def test_llm_pyxr_bug_must_define_the_function_and_fail_not_time_out():
             self.samples = samples
 
         def chat(self, messages, n=1, **kw):
-            return self.samples if n > 1 else "[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]"
+            return self.samples if n > 1 else ("[MONOLOGUE]\nIt subtracts one instead of adding it.\n[/MONOLOGUE]\n"
+                                               "[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]")
 
     record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "tests": [{"input": "1", "output": "2"}]}
     slow_but_right = "def f(x):\n    import time\n    time.sleep(5)\n    return x + 1\n"
@@ -383,3 +384,15 @@ def test_printed_example_calls_give_the_entry_point_and_inputs():
     out = synthesis.parse_synthesis_reply(reply)
     assert out["entry_point"] == "sum_primes" and out["seed_inputs"] == ["[1, 2, 3]", "[4]"]
     assert synthesis.call_arguments("print(g(1), g(2))", "g") is None
+
+
+def test_llm_samples_are_kept_in_the_training_layout_only():
+    """What is trained on runs from [MONOLOGUE] to [/ANSWER]: no preamble, no postscript, and no
+    sample without reasoning."""
+    body = "[MONOLOGUE]\nx doubles.\n[/MONOLOGUE]\n[ANSWER]\nassert f(2) == 4\n[/ANSWER]"
+    assert monologue.training_response(f"Sure! Here it is:\n{body}\nHope this helps.") == body
+    assert monologue.training_response("[MONOLOGUE]\n \n[/MONOLOGUE]\n[ANSWER]\nassert f(2) == 4\n[/ANSWER]") is None
+    assert monologue.training_response("[ANSWER]\nassert f(2) == 4\n[/ANSWER]") is None
+    assert monologue.training_response("[MONOLOGUE]\nthinking\n[/MONOLOGUE]\nno answer") is None
+    refine = "[MONOLOGUE]\nThe bug: x + 1.\n[/MONOLOGUE]\n[Refined]\n```python\ndef f(x):\n    return x\n```\n[/Refined]"
+    assert monologue.training_response(f"Here:\n{refine}\nDone.", "Refined") == refine
