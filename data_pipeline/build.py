@@ -42,9 +42,15 @@ def source_records(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[
         bad: list[dict[str, Any]] = []
         rows = read_jsonl(resolve_path(config.problems_jsonl), skip_bad=config.skip_bad, rejects=bad, required=("problem", "solution"))
         rejects += [{"record": {"file": b["file"], "line": b["line"], "text": b["text"]}, "reason": "malformed_jsonl", "detail": b["reason"]} for b in bad]
+        seen: set[str] = set()
         for row in rows:
-            code = f"{row['problem']}\n{row['solution']}"
-            records.append({**row, "id": f"seed-{short_hash(code)}", "seed_kind": "problem", "source_file": config.problems_jsonl})
+            rid = f"seed-{short_hash(row['problem'] + chr(10) + row['solution'])}"
+            if rid in seen:  # the same problem and solution again: it would be trained on twice
+                rejects.append({"record": {**row, "id": rid, "source_file": config.problems_jsonl},
+                                "reason": "duplicate_problem", "detail": f"same problem and solution as {rid}"})
+                continue
+            seen.add(rid)
+            records.append({**row, "id": rid, "seed_kind": "problem", "source_file": config.problems_jsonl})
     records.sort(key=lambda r: r["id"])
     return records, rejects
 

@@ -245,12 +245,16 @@ def test_malformed_problem_line_cli_error_and_skip_bad(slice_corpus, tmp_path):
     res = subprocess.run(cmd, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert f"{bad}:2: not valid JSON" in res.stderr and "Traceback" not in res.stderr
+    again = '{"problem": "Add.", "solution": "def add(a, b):\\n    return a + b", "seed_inputs": ["3, 4"]}\n'
+    bad.write_text(bad.read_text() + again)  # the same problem and solution: trained twice if kept
     cfg = load("demo", [f"output_dir={tmp_path / 'o2'}", f"problems_jsonl={bad}", f"corpus_dirs=[{slice_corpus}]", "skip_bad=true", "num_shards=2"])
     runner_local.run_stages(cfg, progress=False, only_source=True)
     reports = build.stage_reports(cfg)["seeds"]
-    assert reports["in"] == reports["out"] + 1 == len(SLICE_FUNCS) + 1 + 1 + 1
-    rejects = [r for i in range(2) for r in read_jsonl(build.shard_paths(cfg, "seeds", i)[1])]
-    assert [(r["reason"], r["record"]["line"], r["record"]["text"]) for r in rejects] == [("malformed_jsonl", 2, '{"problem": oops}')]
+    assert reports["in"] == reports["out"] + 2 == len(SLICE_FUNCS) + 1 + 1 + 1 + 1
+    rejects = sorted((r for i in range(2) for r in read_jsonl(build.shard_paths(cfg, "seeds", i)[1])), key=lambda r: r["reason"])
+    assert [r["reason"] for r in rejects] == ["duplicate_problem", "malformed_jsonl"]
+    assert rejects[0]["record"]["seed_inputs"] == ["3, 4"]
+    assert (rejects[1]["record"]["line"], rejects[1]["record"]["text"]) == (2, '{"problem": oops}')
 
 
 def test_stats_cli_prints_report_and_writes_plots(demo, capsys):
