@@ -108,6 +108,10 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
             continue
         if not any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == entry for n in tree.body):
             continue  # a missing or renamed function is not a bug to debug
+        from semcoder_jax.execution import Job
+
+        if sandbox_map(ctx, [Job(buggy)])[0].status != "passed":
+            continue  # its own example code fails (input(), a wrong assert): every test would, whatever the function
         # As for mutants: a wrong answer or an exception; a timeout may be a slow but correct program.
         fails = [(i, s) for i, s in _failing(buggy, entry, tests, ctx) if s in ("failed", "error")]
         if not fails:

@@ -308,7 +308,8 @@ def test_released_pyx_rows_with_null_or_non_text_fields_are_rejected(tmp_path):
 
 
 def test_llm_pyxr_bug_must_define_the_function_and_fail_not_time_out():
-    """A sample that renames the function, or is merely slow, is not the buggy code of a PYX-R record."""
+    """A sample that renames the function, is merely slow, or whose own example code fails is not the
+    buggy code of a PYX-R record."""
     from data_pipeline.config import DataConfig
     from data_pipeline.stages.base import StageContext
 
@@ -324,9 +325,11 @@ def test_llm_pyxr_bug_must_define_the_function_and_fail_not_time_out():
     slow_but_right = "def f(x):\n    import time\n    time.sleep(5)\n    return x + 1\n"
     renamed = "def g(x):\n    return x - 1\n"
     wrong = "def f(x):\n    return x - 1\n"
+    right_but_bad_example = "def f(x):\n    return x + 1\n\nassert f(1) == 3\n"
     ctx = StageContext(DataConfig(pyxr="llm", llm_samples=3))
     try:
-        for samples, expected in (([slow_but_right, renamed], None), ([slow_but_right, renamed, wrong], wrong)):
+        for samples, expected in (([slow_but_right, renamed, right_but_bad_example], None),
+                                  ([slow_but_right, renamed, wrong], wrong)):
             ctx._llm = ScriptedLLM(samples)
             (out,) = pyxr.process(record, ctx)
             assert [r["buggy"] for r in out["refine"]] == ([expected.strip()] if expected else [])
