@@ -48,13 +48,19 @@ def test_call_arguments_ignore_a_trailing_comment():
     assert synthesis.call_arguments('dbl("é)")', "dbl") == '"é)"'
 
 
-def test_synthesis_entry_point_is_the_function_the_example_calls_call():
+@pytest.mark.parametrize("calls", ["sum_primes([1, 2, 3])\nsum_primes([4])\n",
+                                   "```python\nprint(sum_primes([1, 2, 3]))  # 5\n>>> print(sum_primes([4]))\nprint(len([1]))\n```\n"],
+                         ids=["bare", "printed"])
+def test_synthesis_entry_point_is_the_function_the_example_calls_call(calls):
+    """Example calls as written, or inside ``print(...)`` as LLMs often write them; a helper defined
+    first is not the entry point."""
     reply = ("[Problem Description]\nSum the primes in a list.\n\n[Solution]\nUse a helper.\n```python\n"
              "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n\n"
              "def sum_primes(xs):\n    return sum(x for x in xs if is_prime(x))\n```\n"
-             "[Example Calls]\nsum_primes([1, 2, 3])\nsum_primes([4])\n")
+             f"[Example Calls]\n{calls}")
     out = synthesis.parse_synthesis_reply(reply)
     assert out["entry_point"] == "sum_primes" and out["seed_inputs"] == ["[1, 2, 3]", "[4]"]
+    assert synthesis.call_arguments("print(g(1), g(2))", "g") is None
 
 
 def test_answer_checks_keep_the_given_side():
@@ -376,17 +382,6 @@ def test_ngram_overlap_ties_name_the_same_benchmark_item_every_time():
     seen = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(s)},
                            capture_output=True, text=True, check=True).stdout for s in range(6)}
     assert len(seen) == 1, seen
-
-
-def test_printed_example_calls_give_the_entry_point_and_inputs():
-    """``print(name(...))`` is how LLMs often write example calls; a helper defined first is not the entry."""
-    reply = ("[Problem Description]\nSum the primes in a list.\n\n[Solution]\nUse a helper.\n```python\n"
-             "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n\n"
-             "def sum_primes(xs):\n    return sum(x for x in xs if is_prime(x))\n```\n"
-             "[Example Calls]\n```python\nprint(sum_primes([1, 2, 3]))  # 5\n>>> print(sum_primes([4]))\nprint(len([1]))\n```\n")
-    out = synthesis.parse_synthesis_reply(reply)
-    assert out["entry_point"] == "sum_primes" and out["seed_inputs"] == ["[1, 2, 3]", "[4]"]
-    assert synthesis.call_arguments("print(g(1), g(2))", "g") is None
 
 
 def test_llm_samples_are_kept_in_the_training_layout_only():

@@ -168,38 +168,13 @@ def test_default_workers_overlap_forking_with_running():
     assert SandboxConfig(workers=3).resolved_workers() == 3
 
 
-def _in_forked_child(fn) -> object:
-    """Run ``fn`` in a forked child (it may change namespaces or drop privileges); return its result."""
-    import pickle
-
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(r)
-            try:
-                out = fn()
-            except BaseException as e:  # noqa: BLE001 - reported to the parent
-                out = e
-            os.write(w, pickle.dumps(out))
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 1 << 16):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    out = pickle.loads(data)
-    if isinstance(out, BaseException):
-        raise out
-    return out
-
-
 def _can_unshare(flags: int) -> bool:
-    import ctypes
+    """Whether a fresh process may make these namespaces (not this one: JAX's threads forbid it)."""
+    import subprocess
+    import sys
 
-    return _in_forked_child(lambda: ctypes.CDLL(None, use_errno=True).unshare(flags) == 0)
+    probe = f"import ctypes, sys; sys.exit(ctypes.CDLL(None).unshare({flags}) != 0)"
+    return subprocess.run([sys.executable, "-c", probe]).returncode == 0
 
 
 def test_disk_budget_bounds_all_files_together():
@@ -219,54 +194,61 @@ def test_disk_budget_bounds_all_files_together():
         assert not plain.disk_isolated
 
 
+# Run by a fresh, single-threaded root process: it forks a child that becomes ``nobody`` (the
+# interpreter's own files are root's only here) and makes the fork server's namespaces there.
+_AS_NOBODY = """
+import ctypes, json, os, socket, sys
+from semcoder_jax.execution import forkserver
+
+nobody, work = 65534, sys.argv[1]
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setgroups([]); os.setgid(nobody); os.setuid(nobody)
+    ctypes.CDLL(None).prctl(4, 1)  # PR_SET_DUMPABLE: /proc/self stays ours, as for a process started by that user
+    net, disk = forkserver.isolate(network=True, disk=True)
+    mounted = forkserver.mount_job_folder(work, 1 << 20)
+    try:
+        with open(os.path.join(work, "big"), "wb") as f:
+            f.write(b"x" * (2 << 20))
+        wrote = "all"
+    except OSError as e:
+        wrote = e.strerror
+    try:
+        socket.socket().connect(("127.0.0.1", 22))
+        reached = True
+    except OSError:
+        reached = False
+    os.write(w, json.dumps([net, disk, mounted, wrote, reached, os.getuid()]).encode())
+    os._exit(0)
+os.close(w)
+print(os.read(r, 1 << 16).decode())
+"""
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
 def test_unprivileged_server_isolates_through_a_user_namespace():
     """Without root, the fork server's namespaces come from a user namespace of its own."""
     import shutil
+    import subprocess
+    import sys
     import tempfile
     from pathlib import Path
 
-    from semcoder_jax.execution import forkserver
+    from semcoder_jax import PROJECT_ROOT
+    from semcoder_jax.execution.forkserver import CLONE_NEWUSER
 
-    nobody, PR_SET_DUMPABLE = 65534, 4
+    if not _can_unshare(CLONE_NEWUSER):
+        pytest.skip("this kernel allows no user namespaces")
     root = Path(tempfile.mkdtemp())  # under /tmp: pytest's tmp_path is not reachable by other users
     work = root / "job"
     work.mkdir()
-    os.chown(root, nobody, nobody)
-    os.chown(work, nobody, nobody)
-
-    def as_nobody():
-        import ctypes
-        import encodings.idna  # noqa: F401 - socket needs it; the interpreter's files are root's only
-        import socket
-
-        os.setgroups([])
-        os.setgid(nobody)
-        os.setuid(nobody)
-        # As a process started by that user would be: /proc/self stays its own after the switch.
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 1)
-        if not _can_unshare(forkserver.CLONE_NEWUSER):
-            return None
-        net, disk = forkserver.isolate(network=True, disk=True)
-        mounted = forkserver.mount_job_folder(str(work), 1 << 20)
-        try:
-            with open(work / "big", "wb") as f:
-                f.write(b"x" * (2 << 20))
-            wrote = "all"
-        except OSError as e:
-            wrote = e.strerror
-        try:
-            socket.create_connection(("127.0.0.1", 22), timeout=1)
-            reached = True
-        except OSError:
-            reached = False
-        return net, disk, mounted, wrote, reached, os.getuid()
-
+    os.chown(root, 65534, 65534)
+    os.chown(work, 65534, 65534)
     try:
-        out = _in_forked_child(as_nobody)
-        if out is None:
-            pytest.skip("this kernel allows no unprivileged user namespaces")
-        assert out == (True, True, True, "No space left on device", False, nobody)
+        out = subprocess.run([sys.executable, "-c", _AS_NOBODY, str(work)], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=60)
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == [True, True, True, "No space left on device", False, 65534]
         assert not os.listdir(work)  # the tmpfs lived in the child's namespace only
     finally:
         shutil.rmtree(root)
