@@ -5,10 +5,10 @@ commonly use, moves itself into an empty network namespace and a private mount n
 inherit both; without root, inside a user namespace of its own), then serves JSON lines: a job in on
 stdin, its result out on stdout. Each job's folder is a tmpfs of its own, sized to the job's disk
 budget, so a program cannot fill the host's disk however many files it writes (an emptied one is
-reused: mounting costs more than a trivial job). A single-threaded
-selector loop supervises all running children: it collects their stdout/stderr up to a cap, enforces
-the wall-clock deadline by killing the child's process group, reaps them and unmounts their folders.
-On end of input it kills whatever still runs and exits, so it never outlives its ``Sandbox``.
+reused: mounting costs more than a trivial job). A single-threaded selector loop supervises all
+running children: it collects their stdout/stderr up to a cap, enforces the wall-clock deadline by
+killing the child's process group, reaps them and empties or unmounts their folders. On end of input
+it kills whatever still runs and exits, so it never outlives its ``Sandbox``.
 """
 
 from __future__ import annotations
