@@ -8,11 +8,13 @@ and a sample is plus-correct when it passes both base and plus inputs."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import json
 import os
 import pickle
+import zlib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,6 +24,7 @@ from semcoder_jax.errors import SemcoderError
 
 GT_SCHEMA = 3
 GT_MAX_RETURN_BYTES = 1 << 30
+GT_PARTS = 4  # jobs over one task's plus inputs
 SPLITS = ("base", "plus")
 
 
@@ -71,6 +74,22 @@ def split_inputs(p: EvalPlusProblem, split: str) -> list:
     return [p.plus_input[i] for i in _plus_subset(p.plus_input, limit)]
 
 
+def _parts(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous ranges covering ``range(n)`` (fewer when n is smaller; one when n is 0)."""
+    parts = max(1, min(parts, n))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    return list(zip(bounds, bounds[1:]))
+
+
+def _merge_parts(values: list[dict]) -> dict:
+    """One split's expected outputs and times from its parts' results, in input order."""
+    outputs: list[bytes] = []
+    for v in values:
+        outputs += pickle.loads(zlib.decompress(base64.b64decode(v["expected"])))
+    blob = base64.b64encode(zlib.compress(pickle.dumps(outputs), 1)).decode()
+    return {"expected": blob, "times": [t for v in values for t in v["times"]]}
+
+
 def ground_truth(
     problems: Sequence[EvalPlusProblem],
     *,
@@ -79,36 +98,52 @@ def ground_truth(
     progress: bool = False,
 ) -> dict[str, Path]:
     """Per task a folder with ``{split}.inputs.pkl`` and ``{split}.json`` (``{"expected": base64 of
-    zlib of a pickled list of pickled outputs, "times": [...]}``), computed once in the sandbox."""
+    zlib of a pickled list of pickled outputs, "times": [...]}``), computed once in the sandbox.
+
+    Plus inputs run in ``GT_PARTS`` jobs a task, so a task whose reference is slow on some inputs
+    (Mbpp/599 takes about a minute on one core) spreads over the cores instead of ending last alone.
+    """
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     dirs = {p.task_id: task_dir(cache_dir, p) for p in problems}
     todo = [(p, s) for p in problems for s in splits if not (dirs[p.task_id] / f"{s}.json").exists()]
     if not todo:
         return dirs
     harness = harness_source("harness_evalplus")
-    jobs = []
-    for p, split in todo:  # one split per job: some reference outputs take gigabytes
+    jobs, owner, part_files = [], [], []
+    for p, split in todo:  # one split per job at least: some reference outputs take gigabytes
         d = dirs[p.task_id]
         d.mkdir(parents=True, exist_ok=True)
-        inputs_path = d / f"{split}.inputs.pkl"
-        inputs_path.write_bytes(pickle.dumps(split_inputs(p, split)))
+        inputs = list(split_inputs(p, split))  # Mbpp/793's plus inputs are an empty dict
+        (d / f"{split}.inputs.pkl").write_bytes(pickle.dumps(inputs))
         code = p.prompt + p.canonical_solution
-        jobs.append((harness, f"_evalplus_ground_truth({code!r}, {p.entry_point!r}, {str(inputs_path)!r})", 1200.0))
+        for k, (a, b) in enumerate(_parts(len(inputs), 1 if split == "base" else GT_PARTS)):
+            part = d / f"{split}.inputs.part{k}.pkl"
+            part.write_bytes(pickle.dumps(inputs[a:b]))
+            part_files.append(part)
+            jobs.append((harness, f"_evalplus_ground_truth({code!r}, {p.entry_point!r}, {str(part)!r})", 1200.0))
+            owner.append((p, split))
     from semcoder_jax.execution import Sandbox
 
     # Trusted reference code whose outputs can be large: a sandbox without the return-size cap.
-    with Sandbox(max_return_repr=GT_MAX_RETURN_BYTES) as gt_sandbox:
-        results = run_jobs(jobs, sandbox=gt_sandbox, progress=progress, desc=f"{problems[0].dataset} ground truth")
-    for (p, split), res in zip(todo, results):
+    try:
+        with Sandbox(max_return_repr=GT_MAX_RETURN_BYTES) as gt_sandbox:
+            results = run_jobs(jobs, sandbox=gt_sandbox, progress=progress, desc=f"{problems[0].dataset} ground truth")
+    finally:
+        for part in part_files:
+            part.unlink(missing_ok=True)
+    values: dict[tuple[str, str], list[dict]] = {}
+    for (p, split), res in zip(owner, results):
         value = returned(res)
         if not isinstance(value, dict):
             raise SemcoderError(
                 f"{p.dataset} {p.task_id}: the reference solution failed on its {split} inputs "
                 f"({res.status}: {res.exc_type or ''} {res.exc_message or ''})".strip()
             )
+        values.setdefault((p.task_id, split), []).append(value)
+    for p, split in todo:
         path = dirs[p.task_id] / f"{split}.json"
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(value))
+        tmp.write_text(json.dumps(_merge_parts(values[(p.task_id, split)])))
         tmp.replace(path)
     return dirs
 

@@ -148,3 +148,33 @@ def test_failure_report_shows_the_input_as_given_not_as_the_solution_left_it(hum
     mutating = p.prompt + "    numbers.reverse()\n    numbers.append(99.0)\n    return None\n"
     r = score_evalplus([p], {p.task_id: [mutating]}, sandbox=sandbox, settings=PLUS_SUBSET)[p.task_id][0]
     assert r.failure["index"] == 0 and r.failure["input"] == repr(p.base_input[0])
+
+
+def test_ground_truth_in_parts_equals_one_job_per_split(mbpp, tmp_path, monkeypatch):
+    """Plus inputs computed in several jobs give the same outputs, in order, as one job, and no
+    part files are left behind."""
+    import base64
+    import json
+    import pickle
+    import zlib
+
+    from eval.scoring import evalplus
+
+    probs = [p for p in mbpp if p.task_id in ("Mbpp/2", "Mbpp/3", "Mbpp/559", "Mbpp/793")]  # 793: no plus inputs
+
+    def outputs(parts, where):
+        monkeypatch.setattr(evalplus, "GT_PARTS", parts)
+        dirs = evalplus.ground_truth(probs, cache_dir=where)
+        got = {}
+        for p in probs:
+            for split in evalplus.SPLITS:
+                gt = json.loads((dirs[p.task_id] / f"{split}.json").read_text())
+                values = [pickle.loads(o) for o in pickle.loads(zlib.decompress(base64.b64decode(gt["expected"])))]
+                assert len(gt["times"]) == len(values) == len(evalplus.split_inputs(p, split))
+                got[p.task_id, split] = values
+            assert sorted(f.name for f in dirs[p.task_id].iterdir()) == sorted(
+                f"{s}.{kind}" for s in evalplus.SPLITS for kind in ("json", "inputs.pkl"))
+        return got
+
+    assert outputs(4, tmp_path / "parts") == outputs(1, tmp_path / "whole")
+    assert evalplus._parts(10, 4) == [(0, 2), (2, 5), (5, 7), (7, 10)] and evalplus._parts(0, 4) == [(0, 0)]
