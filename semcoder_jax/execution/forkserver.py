@@ -163,6 +163,9 @@ class ForkServer:
         self.folders_made = 0
         self.free_tmpfs: dict[int, list[str]] = {}  # size -> emptied, still mounted job folders
         self.tmp_root = os.path.realpath(tempfile.mkdtemp(prefix="semcoder-sandbox-"))
+        if self.disk_isolated:  # a mount namespace where tmpfs mounts still fail (some container runtimes)
+            self.disk_isolated = mount_job_folder(self.tmp_root, 1 << 20)
+            unmount_job_folder(self.tmp_root)
 
     def respond(self, obj: dict) -> None:
         data = memoryview((json.dumps(obj) + "\n").encode())
