@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 # Dense bf16 peak TFLOP/s per device, by a substring of ``device.device_kind`` (first match wins).
 PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
     ("H200", 989.0),
+    ("H100 PCIe", 756.0),  # before "H100": the SXM part's figure is higher
     ("H100", 989.0),
     ("GH200", 989.0),
     ("A100", 312.0),

@@ -7,7 +7,7 @@ import pytest
 from semcoder_jax.train.metrics import peak_tflops_per_device, progress_line
 
 
-@pytest.mark.parametrize("kind, peak", [("NVIDIA H200", 989.0), ("NVIDIA H100 80GB HBM3", 989.0), ("TPU v5", 459.0),
+@pytest.mark.parametrize("kind, peak", [("NVIDIA H200", 989.0), ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("TPU v5", 459.0),
                                         ("TPU v5p", 459.0), ("TPU v5 lite", 197.0), ("TPU v6 lite", 918.0),
                                         ("TPU v4", 275.0), ("cpu", None)])
 def test_peak_table_by_device_kind(kind, peak):
