@@ -112,10 +112,7 @@ def _run(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend, bcfg)
     try:
         for name, cfg in configs.items():
-            if len(names) == 1:
-                out = Path(args.out or Path("eval_out") / name)
-            else:
-                out = Path(args.out or "eval_out") / name
+            out = Path(args.out) if args.out and len(names) == 1 else Path(args.out or "eval_out") / name
             res = run_eval(cfg, backend, out, model_name=args.name, progress=args.progress, log=lambda s: print(s, file=sys.stderr))
             summary = {"benchmark": name, **res["summary"]}
             print(json.dumps(summary | ({"refine_pass@1": res["refine"]["pass@1"]} if "refine" in res else {})), flush=True)

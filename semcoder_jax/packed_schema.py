@@ -27,16 +27,21 @@ class SchemaError(SemcoderError):
     pass
 
 
+def int64_array(value: Any, what: str) -> np.ndarray:
+    """``value`` as int64, or a ``SchemaError`` saying that ``what`` is not a list of integers."""
+    try:
+        return np.asarray(value, dtype=np.int64)
+    except (TypeError, ValueError):
+        raise SchemaError(f"{what} is not a list of integers") from None
+
+
 def validate_row(row: Mapping[str, Any], seq_len: int, where: str = "row") -> dict[str, np.ndarray]:
     """Check a row's features and lengths; returns int64 arrays."""
     out = {}
     for name in FEATURES:
         if name not in row:
             raise SchemaError(f"{where}: missing feature {name!r}")
-        try:
-            arr = np.asarray(row[name], dtype=np.int64)
-        except (TypeError, ValueError):
-            raise SchemaError(f"{where}: feature {name!r} is not a list of integers") from None
+        arr = int64_array(row[name], f"{where}: feature {name!r}")
         if arr.shape != (seq_len,):
             raise SchemaError(f"{where}: feature {name!r} has length {arr.shape[0] if arr.ndim else 0}, expected {seq_len}")
         out[name] = arr

@@ -112,10 +112,10 @@ def answer_acceptable(kind: str, response: str, test: dict[str, str]) -> str | N
     A forward answer must also state the real output as a literal (typed equality with the
     recorded output): ``assert f(2) == f(2)`` or ``== 4.0`` for ``4`` would pass ``==`` in the sandbox.
     """
-    if len(_ANSWER.findall(response)) != 1:  # none, or several (possibly different) answers
+    answers = _ANSWER.findall(response)
+    if len(answers) != 1:  # none, or several (possibly different) answers
         return None
-    answer = extract_answer(response)
-    parts = answer_parts(answer)
+    parts = answer_parts(answers[0].strip())
     if parts is None:
         return None
     inp, out = parts
@@ -123,7 +123,7 @@ def answer_acceptable(kind: str, response: str, test: dict[str, str]) -> str | N
         return None
     if kind == "backward" and not _same_expr(out, test["output"]):
         return None
-    return answer
+    return answers[0].strip()
 
 
 def verify(code: str, assertions: list[str], ctx: StageContext) -> list[bool]:

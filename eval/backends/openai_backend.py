@@ -39,13 +39,13 @@ class OpenAIBackend:
         stop: Sequence[str] = (),
         seed: int = 0,
     ) -> list[list[str]]:
+        import openai
+
         stop_list = list(stop)[:4] or None  # the API takes at most four; cut_at_stop applies them all
         common = {"model": self.config.model, "n": n, "temperature": temperature, "top_p": top_p,
                   "max_tokens": max_new_tokens, "stop": stop_list, "seed": seed}
 
         def complete(i: int) -> list[str]:
-            import openai
-
             try:
                 if self.config.chat:
                     resp = self.client.chat.completions.create(messages=[{"role": "user", "content": prompts[i]}], **common)

@@ -83,6 +83,8 @@ def _parts(n: int, parts: int) -> list[tuple[int, int]]:
 
 def _merge_parts(values: list[dict]) -> dict:
     """One split's expected outputs and times from its parts' results, in input order."""
+    if len(values) == 1:
+        return values[0]
     outputs: list[bytes] = []
     for v in values:
         outputs += pickle.loads(zlib.decompress(base64.b64decode(v["expected"])))
@@ -114,12 +116,16 @@ def ground_truth(
         d = dirs[p.task_id]
         d.mkdir(parents=True, exist_ok=True)
         inputs = list(split_inputs(p, split))  # Mbpp/793's plus inputs are an empty dict
-        (d / f"{split}.inputs.pkl").write_bytes(pickle.dumps(inputs))
+        whole = d / f"{split}.inputs.pkl"
+        whole.write_bytes(pickle.dumps(inputs))
         code = p.prompt + p.canonical_solution
-        for k, (a, b) in enumerate(_parts(len(inputs), 1 if split == "base" else GT_PARTS)):
-            part = d / f"{split}.inputs.part{k}.pkl"
-            part.write_bytes(pickle.dumps(inputs[a:b]))
-            part_files.append(part)
+        parts = _parts(len(inputs), 1 if split == "base" else GT_PARTS)
+        for k, (a, b) in enumerate(parts):
+            part = whole
+            if len(parts) > 1:
+                part = d / f"{split}.inputs.part{k}.pkl"
+                part.write_bytes(pickle.dumps(inputs[a:b]))
+                part_files.append(part)
             jobs.append((harness, f"_evalplus_ground_truth({code!r}, {p.entry_point!r}, {str(part)!r})", 1200.0))
             owner.append((p, split))
     from semcoder_jax.execution import Sandbox

@@ -20,7 +20,7 @@ import numpy as np
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.jsonl import iter_jsonl
 from semcoder_jax.model.attention import count_segment_runs
-from semcoder_jax.packed_schema import FEATURES, SchemaError, parse_example, validate_row
+from semcoder_jax.packed_schema import FEATURES, SchemaError, int64_array, parse_example, validate_row
 from semcoder_jax.train.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -113,13 +113,6 @@ def pack_examples(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, p
     return {k: np.stack([r[k] for r in rows]) for k in FEATURES}
 
 
-def _int_array(value: Any, name: str, where: str) -> np.ndarray:
-    try:
-        return np.asarray(value, np.int64)
-    except (TypeError, ValueError):
-        raise DataError(f"{where}: {name!r} is not a list of integers") from None
-
-
 def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segments: int = 0) -> Batch:
     """Packed rows (all four features) as they are; unpacked ``{input_ids, loss_mask}`` packed here."""
     packed: list[Batch] = []
@@ -132,8 +125,8 @@ def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segment
         if all(k in row for k in FEATURES):
             packed.append(validate_row({k: row[k] for k in FEATURES}, seq_len, where))
             continue
-        ids = _int_array(row["input_ids"], "input_ids", where)
-        mask = _int_array(row["loss_mask"], "loss_mask", where) if "loss_mask" in row else np.ones_like(ids)
+        ids = int64_array(row["input_ids"], f"{where}: 'input_ids'")
+        mask = int64_array(row["loss_mask"], f"{where}: 'loss_mask'") if "loss_mask" in row else np.ones_like(ids)
         if ids.ndim != 1 or mask.shape != ids.shape:
             raise DataError(f"{where}: 'loss_mask' length {mask.size} differs from 'input_ids' length {ids.size}")
         if len(ids) > seq_len:
@@ -216,39 +209,32 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
     return TFRecordSet(files, None, None, None, None)
 
 
-def read_tfrecord_file(path: str) -> Iterator[bytes]:
-    """Records of a TFRecord file without TensorFlow (length-prefixed frames; CRCs not checked)."""
-    import struct
-
-    with open(path, "rb") as f:
-        while True:
-            head = f.read(12)
-            if not head:
-                return
-            if len(head) < 12:
-                raise SchemaError(f"{path}: truncated record header")
-            (length,) = struct.unpack("<Q", head[:8])
-            data = f.read(length)
-            if len(data) < length or len(f.read(4)) < 4:
-                raise SchemaError(f"{path}: truncated record")
-            yield data
-
-
-def count_records(path: str) -> int:
-    """Records of a TFRecord file, from its frame headers alone (the data is skipped, not read)."""
+def _frames(path: str, read: bool) -> Iterator[bytes | None]:
+    """A TFRecord file's length-prefixed frames (CRCs not checked): each record's bytes, or None for
+    each one when only counting (the data is skipped, not read)."""
     import os
     import struct
 
-    size, n = os.path.getsize(path), 0
+    size = os.path.getsize(path)
     with open(path, "rb") as f:
         while head := f.read(12):
             if len(head) < 12:
                 raise SchemaError(f"{path}: truncated record header")
             (length,) = struct.unpack("<Q", head[:8])
-            if f.seek(length + 4, 1) > size:
+            data = f.read(length) if read else None
+            if f.seek(4 if read else length + 4, 1) > size:  # past the end: the data or its CRC is cut off
                 raise SchemaError(f"{path}: truncated record")
-            n += 1
-    return n
+            yield data
+
+
+def read_tfrecord_file(path: str) -> Iterator[bytes]:
+    """Records of a TFRecord file without TensorFlow."""
+    yield from _frames(path, read=True)
+
+
+def count_records(path: str) -> int:
+    """Records of a TFRecord file, from its frame headers alone."""
+    return sum(1 for _ in _frames(path, read=False))
 
 
 def hosts_rows(files: list[str], process_count: int, file_rows: list[int] | None = None) -> int:
