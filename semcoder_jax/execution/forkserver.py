@@ -159,7 +159,6 @@ class ForkServer:
         child.RESET_SIGNALS = not self.use_pidfd
         self.sel.register(req_fd, selectors.EVENT_READ, "req")
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
-        self.jobs_started = 0
         self.folders_made = 0
         self.free_tmpfs: dict[int, list[str]] = {}  # size -> emptied, still mounted job folders
         self.tmp_root = os.path.realpath(tempfile.mkdtemp(prefix="semcoder-sandbox-"))
@@ -174,7 +173,6 @@ class ForkServer:
             data = data[n:]
 
     def start(self, job: dict) -> None:
-        self.jobs_started += 1
         sandbox_dir, tmpfs_bytes = self.job_folder(int(job.get("max_disk_bytes") or 0))
         r_res, w_res = os.pipe()
         r_out, w_out = os.pipe()
