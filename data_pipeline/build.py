@@ -7,6 +7,7 @@ Output folder layout::
     OUT/stages/<stage>/shard-00000.jsonl   records out of the stage
     OUT/stages/<stage>/rejects-00000.jsonl {record, reason, detail}
     OUT/stages/<stage>/shard-00000.done    the shard's report (written last)
+    OUT/stages/settings.json               the settings the shards were built with (a resume must match)
     OUT/records/<kind>.jsonl               formatted records: id, kind, prompt, response, ...
     OUT/tfrecords/train-00000-of-0000N.tfrecord
     OUT/tfrecords/validation-00000-of-0000M.tfrecord   with validation_fraction > 0
@@ -17,6 +18,7 @@ Output folder layout::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import signal
@@ -27,6 +29,7 @@ from typing import Any, Callable, Sequence
 from data_pipeline.config import DataConfig, resolve_path
 from data_pipeline.records import RecordError, read_jsonl, write_json_atomic, write_jsonl_atomic
 from data_pipeline.stages.base import Reject, STAGE_ORDER, StageContext, short_hash
+from semcoder_jax.config import ConfigError
 from semcoder_jax.errors import SemcoderError
 
 SOURCE_STAGE = "seeds"
@@ -53,6 +56,42 @@ def source_records(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[
             records.append({**row, "id": rid, "seed_kind": "problem", "source_file": config.problems_jsonl})
     records.sort(key=lambda r: r["id"])
     return records, rejects
+
+
+# Settings that only the final format/tokenise/pack step, scheduling or transport read: changing
+# them keeps a build's finished stage shards valid.
+FINALIZE_SETTINGS = frozenset({"output_dir", "source", "released", "skip_bad", "workers", "tokenizer", "seq_len", "train_kinds",
+                               "packing", "max_segments", "pad_id", "shuffle_seed", "tfrecord_shards", "validation_fraction"})
+TRANSPORT_LLM_SETTINGS = frozenset({"base_url", "api_key_env", "concurrency", "max_retries", "backoff_s", "max_backoff_s",
+                                    "timeout_s", "cache_dir"})
+
+
+def stage_settings(config: DataConfig) -> dict[str, Any]:
+    """The settings the stage shards depend on, flattened to dotted keys."""
+    flat: dict[str, Any] = {}
+    for key, value in dataclasses.asdict(config).items():
+        if key in FINALIZE_SETTINGS:
+            continue
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items() if not (key == "llm" and k in TRANSPORT_LLM_SETTINGS)})
+        else:
+            flat[key] = value
+    return flat
+
+
+def check_stage_settings(config: DataConfig) -> None:
+    """Refuse to resume over stage shards built with other stage settings, which would mix in
+    stale records (with another ``num_shards``: skip some records and repeat others)."""
+    root = Path(config.output_dir) / "stages"
+    path = root / "settings.json"
+    now = json.loads(json.dumps(stage_settings(config)))
+    if path.exists() and any(root.glob("*/shard-*.done")):
+        before = json.loads(path.read_text())
+        changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+        if changed:
+            raise ConfigError(f"{config.output_dir}: finished stage shards were built with other settings ({'; '.join(changed)}); "
+                              f"use another output_dir, or delete {root} to rebuild (LLM replies stay cached)")
+    write_json_atomic(path, now)
 
 
 def shard_records(records: Sequence[dict[str, Any]], num_shards: int) -> list[list[dict[str, Any]]]:
@@ -207,7 +246,6 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
 
     from data_pipeline import splits, tfrecords
     from data_pipeline.tokenization import tokenize_records
-    from semcoder_jax.tokenizer import load_tokenizer
 
     start = time.perf_counter()
     out = Path(config.output_dir)
@@ -215,10 +253,13 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for r in formatted:
         by_kind.setdefault(r["kind"], []).append(r)
+    for stale in (out / "records").glob("*.jsonl"):  # an earlier build's kinds that this one has not
+        if stale.stem not in by_kind:
+            stale.unlink()
     for kind, rows in by_kind.items():
         write_jsonl_atomic(out / "records" / f"{kind}.jsonl", rows)
 
-    tokenizer = load_tokenizer(config.tokenizer)
+    tokenizer = _tokenizer(config.tokenizer)
     trained = [r for r in formatted if r["kind"] in config.train_kinds]
     examples, too_long = tokenize_records(trained, tokenizer, config.seq_len)
     write_jsonl_atomic(out / "records" / "rejects.jsonl", too_long)
@@ -304,9 +345,24 @@ def format_all(problems: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for p in problems for r in format_problem(p)]
 
 
+@functools.lru_cache(maxsize=2)
+def _tokenizer(source: str | None) -> Any:
+    from semcoder_jax.tokenizer import load_tokenizer
+
+    return load_tokenizer(source)
+
+
 def save_config(config: DataConfig) -> None:
+    """Checked before any stage runs: the tokenizer, which only the last step uses, and the settings
+    of a build to resume."""
     from semcoder_jax.config import save_config as save
 
+    try:
+        _tokenizer(config.tokenizer)
+    except SemcoderError as e:
+        raise ConfigError(f"data config: tokenizer: {e}") from None
+    if config.source == "build":  # refused before config.yaml stops describing the finished shards
+        check_stage_settings(config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save(config, out / "config.yaml")

@@ -127,6 +127,33 @@ class DataConfig:
             raise ConfigError(f"data config: validation_fraction={self.validation_fraction!r} must be >= 0 and < 1")
         if self.seq_len < 8:
             raise ConfigError(f"data config: seq_len={self.seq_len} is too small")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Values outside these ranges are accepted by the types but lose records silently
+        (``max_seeds=-1`` drops the last seed, ``decontam.ngram=0`` rejects every problem)."""
+        at_least = {
+            "max_seeds": (self.max_seeds, 0), "workers": (self.workers, 0), "min_seed_lines": (self.min_seed_lines, 0),
+            "fix_attempts": (self.fix_attempts, 0), "num_inputs": (self.num_inputs, 1),
+            "forward_per_problem": (self.forward_per_problem, 0), "backward_per_problem": (self.backward_per_problem, 0),
+            "llm_samples": (self.llm_samples, 1), "pyxr_tests": (self.pyxr_tests, 1), "max_trace_steps": (self.max_trace_steps, 1),
+            "max_repr": (self.max_repr, 1), "decontam.ngram": (self.decontam.ngram, 1), "decontam.min_io_chars": (self.decontam.min_io_chars, 0),
+            "released.limit": (self.released.limit, 0), "llm.concurrency": (self.llm.concurrency, 1),
+            "llm.max_retries": (self.llm.max_retries, 0), "llm.max_tokens": (self.llm.max_tokens, 1),
+        }
+        for key, (value, low) in at_least.items():
+            if value < low:
+                raise ConfigError(f"data config: {key}={value} must be >= {low}")
+        within = {
+            "coverage_target": (self.coverage_target, 1.0), "decontam.ngram_overlap": (self.decontam.ngram_overlap, 1.0),
+            "decontam.edit_similarity": (self.decontam.edit_similarity, 100.0),
+        }
+        for key, (value, high) in within.items():
+            if not 0.0 <= value <= high:
+                raise ConfigError(f"data config: {key}={value} must be between 0 and {high}")
+        for key, value in (("exec_timeout_s", self.exec_timeout_s), ("llm.timeout_s", self.llm.timeout_s)):
+            if not value > 0:  # nan too
+                raise ConfigError(f"data config: {key}={value} must be > 0")
 
 
 def resolve_path(path: str) -> str:

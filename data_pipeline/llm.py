@@ -1,10 +1,11 @@
 """The one OpenAI-compatible chat client of every LLM stage (OpenAI, or a local ``vllm serve``).
 
-Retries 429/5xx/timeouts with exponential backoff, caps concurrent requests, and caches every reply
+Retries 408/409/429/5xx and timeouts with exponential backoff, caps concurrent requests, and caches every reply
 on disk under a hash of the request, so a rerun of a build makes no requests at all. A request the
 server refuses on its own account (400/413/422: a prompt beyond the model's context, a content
-filter) fails that record alone; other client errors (a wrong key, model or URL) stop the build, as
-does a server that has refused every one of its first requests.
+filter) fails that record alone, and so does one that runs out of retries, unless several in a row
+do (the server is down: the build stops, and a rerun sends them again); other client errors (a wrong
+key, model or URL) stop the build, as does a server that has refused every one of its first requests.
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ class LLMError(SemcoderError):
 
 
 REFUSED_STATUS = (400, 413, 422)
+RETRIED_CLIENT_STATUS = (408, 409, 429)  # request timeout, conflict, rate limit: transient, as the OpenAI client treats them
 REFUSALS_BEFORE_GIVING_UP = 20  # refusals with no success yet: the requests themselves are malformed
+# Requests in a row that ran out of retries: the server is down, and a record failed now would stay
+# failed in its finished shard; stopping leaves the shard to a rerun, which sends them again.
+FAILURES_IN_A_ROW_BEFORE_STOPPING = 8
 
 
 class LLMClient:
@@ -45,6 +50,7 @@ class LLMClient:
         self.failures = 0
         self.succeeded = 0
         self.refused = 0
+        self.failures_in_a_row = 0
 
     def _openai(self):
         if self._client is None:
@@ -60,6 +66,12 @@ class LLMClient:
 
     def chat(self, messages: list[dict[str, str]], *, n: int = 1, temperature: float | None = None, seed: int | None = None) -> Any:
         """The reply text (``n == 1``) or list of ``n`` texts; None when retries ran out."""
+        texts = self.samples(messages, n, temperature=temperature, seed=seed)
+        return texts[0] if texts is not None and n == 1 else texts
+
+    def samples(self, messages: list[dict[str, str]], n: int, *, temperature: float | None = None, seed: int | None = None) -> list[str] | None:
+        """A list of ``n`` reply texts whatever ``n`` (so ``llm_samples=1`` is one sample, not its
+        characters); None when retries ran out."""
         request = {
             "model": self.config.model,
             "messages": messages,
@@ -82,7 +94,7 @@ class LLMClient:
                     self.failures += 1
                 return None
             self._cache_put(key, {"request": request, "choices": texts})
-        return texts[0] if n == 1 else texts
+        return texts
 
     def _send(self, request: dict[str, Any]) -> list[str] | None:
         import openai
@@ -96,6 +108,7 @@ class LLMClient:
                     resp = self._openai().chat.completions.create(**request)
                     with self._lock:
                         self.succeeded += 1
+                        self.failures_in_a_row = 0
                     return [c.message.content or "" for c in resp.choices]
                 except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError):
                     pass
@@ -104,11 +117,18 @@ class LLMClient:
                     if e.status_code in REFUSED_STATUS:
                         self._refused(message)
                         return None
-                    if e.status_code < 500 and e.status_code != 429:
+                    if e.status_code < 500 and e.status_code not in RETRIED_CLIENT_STATUS:
                         raise LLMError(message) from None
             if attempt < self.config.max_retries:
                 time.sleep(min(delay, self.config.max_backoff_s))
                 delay *= 2
+        with self._lock:
+            self.failures_in_a_row += 1
+            down = self.failures_in_a_row >= FAILURES_IN_A_ROW_BEFORE_STOPPING
+        if down:
+            raise LLMError(f"{self.failures_in_a_row} requests in a row to {self.config.model!r} got no reply after "
+                           f"{self.config.max_retries} retries each; stopping so that a rerun sends them again "
+                           "(finished shards and cached replies are kept)")
         return None
 
     def _refused(self, message: str) -> None:

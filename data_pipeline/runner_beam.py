@@ -60,6 +60,7 @@ def run_stages(config: DataConfig, beam_options: str = "") -> None:
 
     from data_pipeline.runner_local import run_stages as local_run_stages
 
+    build.check_stage_settings(config)
     n = config.num_shards
     if not all(build.shard_done(config, build.SOURCE_STAGE, i) for i in range(n)):
         # The source (listing and parsing the corpus) runs in the launcher, like a Beam Create.

@@ -23,6 +23,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def run_stages(config: DataConfig, *, progress: bool = True, only_source: bool = False) -> None:
+    build.check_stage_settings(config)
     n = config.num_shards
     if not all(build.shard_done(config, build.SOURCE_STAGE, i) for i in range(n)):
         start = time.perf_counter()

@@ -41,6 +41,10 @@ class EvalConfig:
         check_style(self.benchmark, self.prompt_style)
         if self.generation.n < 1:
             raise ValueError(f"generation.n must be >= 1, got {self.generation.n}")
+        from eval.refine import REFINABLE
+
+        if self.refine_rounds > 0 and self.benchmark not in REFINABLE:
+            raise ValueError(f"refine_rounds: self-refinement is defined for {', '.join(REFINABLE)}, not {self.benchmark}")
 
     @property
     def use_quotes(self) -> bool:

@@ -1,8 +1,8 @@
 """Iterative self-refinement (the paper's Table 3): after the first greedy generation, every
-problem that still fails gets the refine prompt with the problem, its current code and the first
-failing test (input, expected and actual output, optionally the tracer's view of the failing run),
-up to ``refine_rounds`` times; pass@1 is recorded after each round. The reference solution never
-enters a prompt: expected outputs are shown, as a test report would show them."""
+problem that still fails gets the refine prompt in the PYX-R training format (problem, current code,
+first failing test as ``assert f(args) == expected``, optionally the tracer's view of the failing
+run), up to ``refine_rounds`` times; pass@1 is recorded after each round. The reference solution
+never enters a prompt: expected outputs are shown, as a test report would show them."""
 
 from __future__ import annotations
 
@@ -30,24 +30,41 @@ def problem_text(benchmark: str, problem: Any) -> str:
 
 
 def failure_text(benchmark: str, problem: Any, code: str, detail: dict, with_trace: bool = False) -> str:
+    """The failed test as PYX-R records show it, ``assert f(args) == expected``; without a failing
+    input (the program did not load), or for stdin problems, what the test report says."""
     f = detail.get("failure") or {}
     if benchmark == "lcb-lite":
         f = detail
     lines = []
-    if f.get("inputs") or f.get("input"):
-        lines.append(f"Input: {f.get('inputs') or f.get('input')}")
-    if f.get("expected") is not None:
-        lines.append(f"Expected output: {f['expected']}")
-    if f.get("output") is not None:
-        lines.append(f"Actual output: {f['output']}")
-    err = f.get("error") or (f.get("error_message") if benchmark == "lcb-lite" else "")
-    if err:
-        lines.append(f"Error: {err}")
+    call = _call(benchmark, problem, f)
+    if call and f.get("expected") is not None:
+        lines.append(f"assert {call} == {f['expected']}")
+    else:
+        if f.get("inputs") or f.get("input"):
+            lines.append(f"Input: {f.get('inputs') or f.get('input')}")
+        if f.get("expected") is not None:
+            lines.append(f"Expected output: {f['expected']}")
+        if f.get("output") is not None:
+            lines.append(f"Actual output: {f['output']}")
+        err = f.get("error") or (f.get("error_message") if benchmark == "lcb-lite" else "")
+        if err:
+            lines.append(f"Error: {err}")
     if with_trace and benchmark in ("humaneval", "mbpp") and f.get("input") and " ... " not in f["input"]:
         trace = _trace(code, f"{problem.entry_point}(*{f['input']})")
         if trace:
             lines.append(f"[Trace]\n{trace}\n[/Trace]")
     return "\n".join(lines) or "The code fails the tests."
+
+
+def _call(benchmark: str, problem: Any, f: dict) -> str | None:
+    """``entry(args)`` of the failing input, or None for stdin problems and load failures."""
+    if benchmark in ("humaneval", "mbpp"):
+        args = f.get("input")  # the repr of the argument list
+        return f"{problem.entry_point}({args[1:-1]})" if args and args[0] in "[(" else None
+    if benchmark == "lcb-lite" and problem.func_name and f.get("inputs") is not None:
+        args = ", ".join(f["inputs"].split("\n"))  # one JSON argument a line
+        return f"{problem.func_name}({args})"
+    return None
 
 
 def _trace(code: str, call: str) -> str | None:
@@ -64,7 +81,7 @@ def extract_refined(completion: str) -> str | None:
     if "[Refined]" not in text:
         return None
     code = text.split("[Refined]", 1)[1]
-    fence = re.search(r"```(?:python)?\n(.*?)(?:```|$)", code, re.S)
+    fence = re.search(r"```[\w+-]*[ \t]*\r?\n(.*?)(?:```|$)", code, re.S)  # any language tag: ```py as PYX-R allows
     return (fence.group(1) if fence else code).strip("\n")
 
 
@@ -98,7 +115,10 @@ def refine(
             history.append(history[-1])
             continue
         prompts = {
-            t: P.refine_prompt(problem_text(bench, by_id[t]), code[t], failure_text(bench, by_id[t], code[t], detail[t], cfg.refine_with_trace))
+            t: P.render("refine", P.refine_instruction(
+                problem_text(bench, by_id[t]).strip(), code[t].strip(),
+                failure_text(bench, by_id[t], code[t], detail[t], cfg.refine_with_trace),
+            ))
             for t in failing
         }
         cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(backend.identity(), generation_settings(

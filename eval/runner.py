@@ -48,7 +48,8 @@ def generate_cached(
         batch = todo[start : start + bs]
         outs = backend.generate(
             [prompts[t] for t in batch], n=n, temperature=temperature, top_p=top_p,
-            max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + start,  # fresh noise per batch
+            # one seed per row of the run: backends offset it per prompt or row, so no two batches share noise
+            max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + start * n,
         )
         outs = list(outs)
         short = [(t, len(texts)) for t, texts in zip(batch, outs) if len(texts) < n]

@@ -16,8 +16,17 @@ PROMPT_STYLES = {
     "lcb-lite": ("semcoder", "generic"),
 }
 
-# Stops for plain completion of a HumanEval/MBPP prompt by a base model (EvalPlus's codegen stops).
-PLAIN_CODE_STOPS = ("\nif __name__", "\nprint(", "\nassert ", '\n"""', "\n```")
+# Stops for plain completion of a HumanEval/MBPP prompt by a base model: EvalPlus 0.3.1's codegen
+# stops (provider/utility.py ``EOS + extra_eos_for_direct_completion``), so a HumanEval completion
+# ends at the next top-level definition as it does there.
+_EVALPLUS_EOS = ("<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint(")
+PLAIN_CODE_STOPS = {
+    "humaneval": _EVALPLUS_EOS + ("\ndef ", "\nclass ", "\nimport ", "\nfrom ", "\nassert "),
+    "mbpp": _EVALPLUS_EOS + ('\n"""', "\nassert"),
+}
+
+# lcb_runner's default ``--stop``: a base model's next "### Question" never reaches extract_code.
+LCB_STOPS = ("###",)
 
 
 def check_style(benchmark: str, style: str) -> None:
@@ -43,9 +52,9 @@ def build_prompt(benchmark: str, problem: Any, style: str = "semcoder", quotes: 
 
 def stop_strings(benchmark: str, style: str = "semcoder") -> tuple[str, ...]:
     if benchmark in ("humaneval", "mbpp"):
-        return ("```",) if style == "semcoder" else PLAIN_CODE_STOPS
+        return ("```",) if style == "semcoder" else PLAIN_CODE_STOPS[benchmark]
     if benchmark == "lcb-lite":
-        return ("```",) if style == "semcoder" else ()
+        return ("```",) if style == "semcoder" else LCB_STOPS
     return (P.ANSWER_STOP,)
 
 

@@ -84,8 +84,22 @@ def _field_type(cls: type, name: str) -> Any:
     return hints[name]
 
 
+def _dotted_field_type(cls: type, key: str) -> Any:
+    """The declared type of ``key`` (``data.path``) in ``cls``; None where no field has that name."""
+    ftype: Any = cls
+    for part in key.split("."):
+        if not (dataclasses.is_dataclass(ftype) and part in {f.name for f in dataclasses.fields(ftype)}):
+            return None
+        ftype = _field_type(ftype, part)
+    return ftype
+
+
 def _split_overrides(cls: type, overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
-    """Preset overrides (``model=deepseek-coder-1.3b``) are applied before the dotlist."""
+    """Preset overrides (``model=deepseek-coder-1.3b``) are applied before the dotlist.
+
+    ``key=`` on a string field means the empty string (OmegaConf's dotlist reads it as null,
+    which a ``str`` field refuses), so ``data.path=`` selects synthetic data as documented.
+    """
     presets: dict[str, Any] = {}
     rest: list[str] = []
     for item in overrides:
@@ -96,6 +110,8 @@ def _split_overrides(cls: type, overrides: Sequence[str]) -> tuple[dict[str, Any
             if dataclasses.is_dataclass(_field_type(cls, key)):
                 presets[key] = value
                 continue
+        if value == "" and _dotted_field_type(cls, key) is str:
+            item = f"{key}=''"
         rest.append(item)
     return presets, rest
 

@@ -28,11 +28,17 @@ class SchemaError(SemcoderError):
 
 
 def int64_array(value: Any, what: str) -> np.ndarray:
-    """``value`` as int64, or a ``SchemaError`` saying that ``what`` is not a list of integers."""
+    """``value`` as int64, or a ``SchemaError`` saying that ``what`` is not a list of integers
+    (floats and strings too: ``1.5`` or ``"12"`` would otherwise be read as 1 and 12 without a word)."""
     try:
-        return np.asarray(value, dtype=np.int64)
+        arr = np.asarray(value)
     except (TypeError, ValueError):
-        raise SchemaError(f"{what} is not a list of integers") from None
+        arr = None
+    if arr is None or (arr.size and arr.dtype.kind not in "iub"):
+        kinds = {"f": "numbers with a fraction", "U": "text", "S": "text", "c": "complex numbers"}
+        found = f" (found {kinds[arr.dtype.kind]})" if arr is not None and arr.dtype.kind in kinds else ""
+        raise SchemaError(f"{what} is not a list of integers{found}")
+    return arr.astype(np.int64)
 
 
 def validate_row(row: Mapping[str, Any], seq_len: int, where: str = "row") -> dict[str, np.ndarray]:

@@ -50,10 +50,17 @@ def render(kind: str, instruction: str, response: str = "") -> str:
     return template.format(instruction=instruction, response=response)
 
 
+def source_lines(code: str) -> list[str]:
+    """Lines as Python numbers them (``f_lineno``): ``str.splitlines`` also breaks at form feeds and
+    U+2028 (in a string literal, say), which would shift every later line."""
+    lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
+
+
 def label_lines(code: str, offset: int = LINE_LABEL_OFFSET) -> str:
     """Suffix each non-blank line ``i`` (counting from 1) with ``# [L{i+offset}]``."""
     out = []
-    for i, line in enumerate(code.splitlines(), start=1):
+    for i, line in enumerate(source_lines(code), start=1):
         out.append(f"{line} # [L{i + offset}]" if line.strip() else line)
     return "\n".join(out)
 
@@ -162,10 +169,11 @@ def lcb_generation_prompt(question: str, starter_code: str = "", *, style: str =
     raise ValueError(f"unknown LCB generation prompt style {style!r}; expected semcoder or generic")
 
 
-def refine_prompt(problem: str, code: str, failure: str) -> str:
-    """Self-refinement turn: the problem, the failing code and its failure (never the reference)."""
-    instruction = f"{problem.strip()}\n\n[Buggy Code]\n```python\n{code.strip()}\n```\n\n[Failed Test]\n{failure.strip()}"
-    return render("refine", instruction)
+def refine_instruction(problem: str, buggy: str, failed_test: str) -> str:
+    """The PYX-R instruction, for training records and self-refinement alike: the layout of SemCoder's
+    ``run_refine_evalplus.py`` (with its closing newline), so evaluation asks what training taught."""
+    return (f"### Problem\n{problem}\n\n### Buggy Solution\n```python\n{buggy}\n```\n\n"
+            f"### Failed Test\n```python\n{failed_test}\n```\n")
 
 
 def extract_answer(generation: str, mode: str) -> str:

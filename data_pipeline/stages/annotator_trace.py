@@ -12,7 +12,7 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
-from semcoder_jax.prompts import LINE_LABEL_OFFSET
+from semcoder_jax.prompts import LINE_LABEL_OFFSET, source_lines
 
 
 @dataclass
@@ -176,7 +176,7 @@ def refine_rationale(buggy: str, fixed: str, failing_input: str, expected: str, 
         lines.append(f"- ... {skipped} more steps run in the same way ...")
     lines += [step_sentence(s, None) for s in tail]
     lines.append(f"- The function {outcome}, but the test expects `{expected}`.")
-    b_lines, f_lines = buggy.splitlines(), fixed.splitlines()
+    b_lines, f_lines = source_lines(buggy), source_lines(fixed)
     lines += ["", "### Root Cause Analysis"]
     for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=b_lines, b=f_lines).get_opcodes():
         if tag == "equal":

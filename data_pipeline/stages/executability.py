@@ -84,7 +84,9 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
         attempts += 1
         ctx.note("executability.fix_requests")
         reply = ctx.llm.chat([{"role": "user", "content": FIX_PROMPT.format(problem=record["problem"], solution=solution, call=failure[0], error=failure[1])}])
-        blocks = _CODE_BLOCK.findall(reply or "")
+        if reply is None:  # retries ran out or the server refused: not a verdict on the solution
+            return Reject("llm_failed", f"no reply to the fix request for {failure[0]}")
+        blocks = _CODE_BLOCK.findall(reply)
         if not blocks:
             return Reject("not_executable", "no fix in LLM reply")
         solution = blocks[0].strip("\n")

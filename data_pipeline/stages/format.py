@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from data_pipeline.stages.pyxr import refine_instruction
 from semcoder_jax import prompts
 
 KINDS = ("nl2code", "forward", "backward", "refine")
@@ -32,6 +31,6 @@ def format_problem(record: dict[str, Any]) -> list[dict[str, Any]]:
             out.append(formatted(f"{pid}-{kind}-{i}", kind, instruction, item["response"],
                                  code=record["code"], input=item["input"], output=item["output"], problem_id=pid))
     for i, item in enumerate(record.get("refine", [])):
-        instruction = refine_instruction(record["problem"], item["buggy"], item["failed_test"])
+        instruction = prompts.refine_instruction(record["problem"], item["buggy"], item["failed_test"])
         out.append(formatted(f"{pid}-refine-{i}", "refine", instruction, item["response"], problem_id=pid))
     return out

@@ -148,7 +148,7 @@ def fewshot_messages(kind: str) -> list[dict[str, str]]:
 def _llm_monologue(kind: str, code: str, test: dict[str, str], ctx: StageContext, seed: int) -> str | None:
     instruction = prompts.execution_instruction(code, **({"input": test["input"]} if kind == "forward" else {"output": test["output"]}))
     messages = fewshot_messages(kind) + [{"role": "user", "content": prompts.render(kind, instruction)}]
-    samples = ctx.llm.chat(messages, n=ctx.config.llm_samples, temperature=0.8, seed=seed % (2**31))
+    samples = ctx.llm.samples(messages, ctx.config.llm_samples, temperature=0.8, seed=seed % (2**31))
     if not samples:
         return None
     responses = [r for r in map(training_response, samples) if r is not None]

@@ -63,10 +63,6 @@ def _failing(code: str, entry: str, tests: list[dict[str, str]], ctx: StageConte
     return [(i, r.status) for i, r in enumerate(results) if r.status != "passed"]
 
 
-def refine_instruction(problem: str, buggy: str, failed_test: str) -> str:
-    return f"### Problem\n{problem}\n\n### Buggy Solution\n```python\n{buggy}\n```\n\n### Failed Test\n```python\n{failed_test}\n```"
-
-
 def refined_code(response: str) -> str | None:
     m = _REFINED.search(response)
     if not m:
@@ -98,7 +94,7 @@ def _mutation_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: Stag
 def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageContext) -> dict[str, Any] | None:
     entry = record["entry_point"]
     seed = record_seed(record["id"], ctx.config.seed, "pyxr") % (2**31)
-    samples = ctx.llm.chat([{"role": "user", "content": prompts.render("nl2code", record["problem"])}], n=ctx.config.llm_samples, temperature=0.8, seed=seed) or []
+    samples = ctx.llm.samples([{"role": "user", "content": prompts.render("nl2code", record["problem"])}], ctx.config.llm_samples, temperature=0.8, seed=seed) or []
     for sample in samples:
         blocks = _CODE_BLOCK.findall(sample)
         buggy = (blocks[0] if blocks else sample).strip("\n")
@@ -117,7 +113,7 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
         if not fails:
             continue
         failed_test = _test_assertion(entry, tests[fails[0][0]])
-        instruction = refine_instruction(record["problem"], buggy, failed_test)
+        instruction = prompts.refine_instruction(record["problem"], buggy, failed_test)
         from data_pipeline.stages.monologue import fewshot_messages, training_response
 
         messages = fewshot_messages("refine") + [{"role": "user", "content": prompts.render("refine", instruction)}]

@@ -49,9 +49,10 @@ def _dedent_segment(segment: str, col: int) -> str:
 
 
 def collect_seeds(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Seed records from every ``*.py`` under the corpus folders, plus rejects (unparsable files)."""
+    """Seed records from every ``*.py`` under the corpus folders, plus rejects (unparsable files, repeated code)."""
     records: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
+    first_of: dict[str, str] = {}  # seed code -> id of its first occurrence
     for corpus in config.corpus_dirs:
         root = Path(resolve_path(corpus))
         if not root.exists():
@@ -63,13 +64,18 @@ def collect_seeds(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[s
             rel = path.name if root.is_file() else str(path.relative_to(root))
             try:
                 seeds = extract_seeds(path.read_text(encoding="utf-8"), kinds=tuple(config.seed_kinds), min_lines=config.min_seed_lines)
-            except (SyntaxError, UnicodeDecodeError, ValueError) as e:
-                rejects.append({"record": {"source_file": rel}, "reason": "unparsable_file", "detail": str(e).splitlines()[0]})
+            except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError) as e:  # generated files nest deeply
+                rejects.append({"record": {"source_file": rel}, "reason": "unparsable_file", "detail": (str(e).splitlines() or [type(e).__name__])[0]})
                 continue
             for s in seeds:
                 key = f"{rel}:{s['lineno']}:{s['seed_kind']}:{s['code']}"
                 rid = f"seed-{short_hash(key)}"
-                records.append({"id": rid, "source_file": rel, **s})
+                record = {"id": rid, "source_file": rel, **s}
+                if s["code"] in first_of:  # a copy (two corpus folders, a vendored file): one problem trained twice
+                    rejects.append({"record": record, "reason": "duplicate_seed", "detail": f"same code as {first_of[s['code']]}"})
+                    continue
+                first_of[s["code"]] = rid
+                records.append(record)
     if config.max_seeds:
         records = records[: config.max_seeds]
     return records, rejects

@@ -79,14 +79,34 @@ def pin_step(config: BackendConfig) -> BackendConfig:
 
 
 def model_source(config: BackendConfig) -> str:
-    """The model's identity for the generation cache: the HF folder, or the checkpoint folder with
-    the step loaded (give a config from :func:`pin_step`), so that evaluating the same folder again
-    after more training does not reuse the older step's generations."""
-    if config.hf_dir and not config.checkpoint:
-        return config.hf_dir
+    """The model's identity for the generation cache: the HF folder (with its weight files' sizes and
+    times) or hub id, or the checkpoint folder with the step loaded (give a config from
+    :func:`pin_step`), so that evaluating the same folder again after more training or another
+    export does not reuse the older model's generations."""
     from pathlib import Path
 
+    if config.hf_dir and not config.checkpoint:
+        folder = Path(config.hf_dir)
+        if not folder.is_dir():  # a hub id
+            return config.hf_dir
+        return f"{folder.absolute()}#{_weights_fingerprint(folder)}"
     return f"{Path(config.checkpoint).absolute()}@{config.step}"
+
+
+def _weights_fingerprint(folder: Any) -> str:
+    """Size and modification time of each weight file: a model exported again into the same folder is
+    another model, while rereading the same files keeps the key (hashing gigabytes would not)."""
+    import hashlib
+
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
+    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    return hashlib.sha256(repr(stats).encode()).hexdigest()[:12]
+
+
+def tokenizer_identity(config: BackendConfig) -> dict[str, str]:
+    """``--tokenizer`` for the cache identity: the same model read with another tokenizer generates
+    other text. Left out when not given, so the default's key is unchanged."""
+    return {"tokenizer": config.tokenizer} if config.tokenizer else {}
 
 
 def get_backend(name: str, config: BackendConfig) -> Backend:

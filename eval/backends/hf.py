@@ -6,7 +6,7 @@ import contextlib
 import tempfile
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop, model_source, pin_step, resolve_tokenizer
+from eval.backends import BackendConfig, cut_at_stop, model_source, pin_step, resolve_tokenizer, tokenizer_identity
 from semcoder_jax.errors import SemcoderError
 
 
@@ -44,7 +44,7 @@ class HFBackend:
         self.source = model_source(config)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "hf", "model": self.source, "dtype": str(self.model.dtype)}
+        return {"backend": "hf", "model": self.source, "dtype": str(self.model.dtype), **tokenizer_identity(self.config)}
 
     def generate(
         self,

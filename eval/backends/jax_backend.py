@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop, model_source, pin_step, resolve_tokenizer
+from eval.backends import BackendConfig, cut_at_stop, model_source, pin_step, resolve_tokenizer, tokenizer_identity
 
 
 class JaxBackend:
@@ -25,7 +25,7 @@ class JaxBackend:
         self.source = model_source(config)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "jax", "model": self.source, "dtype": self.model_config.dtype}
+        return {"backend": "jax", "model": self.source, "dtype": self.model_config.dtype, **tokenizer_identity(self.config)}
 
     def generate(
         self,

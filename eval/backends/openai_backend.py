@@ -43,15 +43,16 @@ class OpenAIBackend:
 
         stop_list = list(stop)[:4] or None  # the API takes at most four; cut_at_stop applies them all
         common = {"model": self.config.model, "n": n, "temperature": temperature, "top_p": top_p,
-                  "max_tokens": max_new_tokens, "stop": stop_list, "seed": seed}
+                  "max_tokens": max_new_tokens, "stop": stop_list}
 
         def complete(i: int) -> list[str]:
+            seeded = {**common, "seed": seed + i}  # per prompt: a server seeds each request's sampling
             try:
                 if self.config.chat:
-                    resp = self.client.chat.completions.create(messages=[{"role": "user", "content": prompts[i]}], **common)
+                    resp = self.client.chat.completions.create(messages=[{"role": "user", "content": prompts[i]}], **seeded)
                     texts = [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
                 else:
-                    resp = self.client.completions.create(prompt=prompts[i], **common)
+                    resp = self.client.completions.create(prompt=prompts[i], **seeded)
                     texts = [c.text for c in sorted(resp.choices, key=lambda c: c.index)]
             except openai.OpenAIError as e:
                 raise SemcoderError(f"openai backend: the request for prompt {i} failed "

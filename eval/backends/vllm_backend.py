@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, model_source, pin_step, tokenizer_source
+from eval.backends import BackendConfig, model_source, pin_step, tokenizer_identity, tokenizer_source
 from eval.backends.hf import hf_model_dir
 from semcoder_jax.errors import SemcoderError
 
@@ -36,7 +36,7 @@ class VLLMBackend:
         self.source = model_source(config)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "vllm", "model": self.source, "dtype": self.config.dtype or "bfloat16"}
+        return {"backend": "vllm", "model": self.source, "dtype": self.config.dtype or "bfloat16", **tokenizer_identity(self.config)}
 
     def generate(
         self,
@@ -52,10 +52,15 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         greedy = temperature == 0
-        params = SamplingParams(
-            n=1 if greedy else n, temperature=temperature, top_p=1.0 if greedy else top_p,
-            max_tokens=max_new_tokens, stop=list(stop) or None, seed=seed,
-        )
+        # A seed per prompt: vLLM seeds each request's generator, so one shared seed would give every
+        # prompt of the batch the same noise.
+        params = [
+            SamplingParams(
+                n=1 if greedy else n, temperature=temperature, top_p=1.0 if greedy else top_p,
+                max_tokens=max_new_tokens, stop=list(stop) or None, seed=seed + i,
+            )
+            for i in range(len(prompts))
+        ]
         outputs = self.llm.generate(list(prompts), params)
         return [[o.text for o in out.outputs] * (n if greedy else 1) for out in outputs]
 

@@ -47,7 +47,8 @@ def score(
         from eval.scoring.execution_prediction import score_execution_prediction
 
         res = score_execution_prediction(benchmark, problems, samples, sandbox=sandbox, progress=progress)
-        metrics = mean_pass_at_k(res.values())
+        generated = min((len(a) for a in samples.values()), default=0) if benchmark.startswith("cruxeval") else None
+        metrics = mean_pass_at_k(res.values(), n_samples=generated)
         details = {t: [{"passed": bool(x)} for x in rs] for t, rs in res.items()}
     elif benchmark == "lcb-lite":
         from eval.scoring.livecodebench import score_code_generation

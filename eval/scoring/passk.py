@@ -18,12 +18,17 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def mean_pass_at_k(results: Iterable[Sequence[bool]], ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
-    """``{"pass@k": percent}`` over problems, for every k that all problems have samples for."""
+def mean_pass_at_k(
+    results: Iterable[Sequence[bool]], ks: Sequence[int] = DEFAULT_KS, n_samples: int | None = None
+) -> dict[str, float]:
+    """``{"pass@k": percent}`` over problems, for every k that all problems have samples for.
+
+    ``n_samples``: the samples generated per problem, when a harness may score fewer (CRUXEval drops
+    skipped answers but still reports every k up to the generated n)."""
     counts = [(len(r), sum(bool(x) for x in r)) for r in results]
     if not counts:
         return {}
-    n_min = min(n for n, _ in counts)
+    n_min = min(n for n, _ in counts) if n_samples is None else n_samples
     out = {}
     for k in ks:
         if k <= n_min:

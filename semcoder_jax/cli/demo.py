@@ -46,6 +46,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from semcoder_jax.cli.main import main
 
     out = Path(args.out).resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # the export step would refuse it minutes in
+        raise SemcoderError(f"--out {out}: already exists and is not an empty folder; pick a new one or remove it")
     out.mkdir(parents=True, exist_ok=True)
     plan = steps(out, args.train_steps, args.eval_limit)
     import os
@@ -68,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="run data → train → export → eval end to end on built-in defaults (offline, CPU)")
-    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--out", default="runs/demo", help="new or empty output folder (default: runs/demo)")
     p.add_argument("--train-steps", type=int, default=24)
     p.add_argument("--eval-limit", type=int, default=4, help="CRUXEval-O problems to evaluate")
     p.set_defaults(func=run_demo)

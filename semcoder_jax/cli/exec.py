@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 from pathlib import Path
 
 from semcoder_jax.errors import SemcoderError
@@ -40,8 +42,8 @@ def _read(path: Path) -> str:
 
 
 def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and not timeout > 0:
-        raise SemcoderError(f"--timeout: must be a positive number of seconds, got {timeout}")
+    if timeout is not None and not 0 < timeout < math.inf:
+        raise SemcoderError(f"--timeout: must be a positive, finite number of seconds, got {timeout}")
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -56,6 +58,8 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         if result.stdout:
             print(result.stdout, end="" if result.stdout.endswith("\n") else "\n")
+        if result.stderr:
+            print(result.stderr, end="" if result.stderr.endswith("\n") else "\n", file=sys.stderr)
         line = f"status: {result.status} ({result.duration_s:.3f} s)"
         if result.return_repr is not None:
             line += f"\nreturn: {result.return_repr}"

@@ -79,13 +79,17 @@ class TensorInfo:
 
 def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     try:
+        file_size = path.stat().st_size
         with open(path, "rb") as f:
             (n,) = struct.unpack("<Q", f.read(8))
+            if n > file_size - 8:  # e.g. a Git LFS pointer: reading n bytes would ask for exabytes
+                raise ValueError(f"header length {n} exceeds the file's {file_size} bytes; a Git LFS pointer?")
             header = json.loads(f.read(n))
-    except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (OSError, struct.error, ValueError) as e:  # ValueError covers JSON and UTF-8 decoding errors
         raise SemcoderError(f"{path}: not a readable safetensors file ({e})") from None
+    if not isinstance(header, dict):
+        raise SemcoderError(f"{path}: not a readable safetensors file (its header is not a JSON object)")
     base = 8 + n
-    file_size = path.stat().st_size
     out: dict[str, TensorInfo] = {}
     for name, meta in header.items():
         if name == "__metadata__":

@@ -127,10 +127,10 @@ def orbax_to_hf(
     _check_params(reader, maps, config, where)
 
     with atomic_output_dir(out_dir) as tmp:
+        if tokenizer is not None:  # first: a mistyped --tokenizer must not cost the whole export
+            save_tokenizer(tokenizer, tmp)
         write_sharded(tmp, tensor_plans(reader, config, target), max_bytes, drop_cache=True)
         hf_config = config.to_hf_config(torch_dtype=target.name)
         (tmp / "config.json").write_text(json.dumps(hf_config, indent=2) + "\n")
         (tmp / "generation_config.json").write_text(json.dumps(generation_config(config), indent=2) + "\n")
-        if tokenizer is not None:
-            save_tokenizer(tokenizer, tmp)
     return Path(out_dir)

@@ -94,10 +94,9 @@ def _run_program(job: dict) -> dict:
     try:
         code = compile(job["source"], PROGRAM_FILENAME, "exec")
         if mode == "cover":
-            exec(code, env)
             from semcoder_jax.execution import coverage
 
-            out["payload"] = coverage.run_batch(env, job["func_name"], job["inputs"], job.get("per_input_timeout_s", 1.0))
+            out["payload"] = coverage.run_batch(code, job["func_name"], job["inputs"], job.get("per_input_timeout_s", 1.0))
             return out
         if audit_log is not None:
             audit_log.active = True

@@ -8,7 +8,10 @@ line-to-line arcs of program frames; the parent scores them against the function
 from __future__ import annotations
 
 import ast
+import builtins
+import contextlib
 import dataclasses
+import io
 import signal
 import sys
 import types
@@ -21,14 +24,18 @@ class InputTimeout(BaseException):
     """One input ran past its time slice (BaseException so user ``except Exception`` cannot swallow it)."""
 
 
-def run_batch(env: dict, func_name: str, inputs: list[str], per_input_timeout_s: float) -> list[dict]:
-    """Inside the child: call ``func_name(<input>)`` for each input, each under a timer; collect arcs."""
+def run_batch(code: types.CodeType, func_name: str, inputs: list[str], per_input_timeout_s: float) -> list[dict]:
+    """Inside the child: call ``func_name(<input>)`` for each input, each under a timer; collect arcs.
+
+    The program runs afresh (output discarded) before each input, as it does when one input is traced
+    alone: a mutable default argument or a global that an earlier call changed would otherwise decide
+    whether a later input passes.
+    """
     results = []
 
     def on_alarm(signum, frame):
         raise InputTimeout()
 
-    signal.signal(signal.SIGALRM, on_alarm)
     for text in inputs:
         lines: set[int] = set()
         arcs: set[tuple[int, int]] = set()
@@ -53,6 +60,9 @@ def run_batch(env: dict, func_name: str, inputs: list[str], per_input_timeout_s:
 
         entry = {"input": text, "ok": False, "exc_type": None, "return_repr": None, "args_repr": None}
         try:
+            env = {"__name__": "__main__", "__builtins__": builtins}
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                exec(code, env)
             args, kwargs = eval(compile(f"(lambda *a, **k: (a, k))({text})", "<input>", "eval"), env)
             if not kwargs:
                 try:
@@ -60,6 +70,7 @@ def run_batch(env: dict, func_name: str, inputs: list[str], per_input_timeout_s:
                 except BaseException:  # noqa: BLE001
                     pass
             func = env[func_name]
+            signal.signal(signal.SIGALRM, on_alarm)  # after the program, which may have set its own
             signal.setitimer(signal.ITIMER_REAL, per_input_timeout_s)
             sys.settrace(global_trace)
             try:

@@ -15,14 +15,28 @@ import sys
 
 _CLOCK = ("time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "process_time",
           "process_time_ns", "thread_time", "thread_time_ns")
-_CLOCK_IF_NO_ARG = ("localtime", "gmtime", "ctime", "asctime", "strftime")
+# Functions that read the clock when their time argument (at this position) is left out or None.
+_CLOCK_IF_NO_TIME = {"localtime": 0, "gmtime": 0, "ctime": 0, "asctime": 0, "strftime": 1}
+_PROGRAM_FILES = ("<program>", "<call>")  # child.PROGRAM_FILENAME, CALL_FILENAME
 _RANDOM_FUNCS = ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss",
                  "getrandbits", "triangular", "betavariate", "expovariate", "normalvariate", "lognormvariate",
                  "vonmisesvariate", "gammavariate", "paretovariate", "weibullvariate", "randbytes", "binomialvariate")
 
 
+def _importing() -> bool:
+    """Whether a module is being imported (importlib's frozen frames are on the stack): the import
+    system lists package folders, and modules read the environment or the clock as they load
+    (numpy, logging), which says nothing about the program's result."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 class AuditLog:
-    """Reasons a run was not deterministic, collected only while ``active``."""
+    """Reasons a run was not deterministic, collected only while ``active`` and not while importing."""
 
     def __init__(self):
         self.active = False
@@ -30,16 +44,18 @@ class AuditLog:
         self.seeded = False
 
     def note(self, reason: str) -> None:
-        if self.active and reason not in self.reasons and len(self.reasons) < 50:
+        if self.active and reason not in self.reasons and len(self.reasons) < 50 and not _importing():
             self.reasons.append(reason)
 
     def report(self) -> dict:
         return {"reasons": list(self.reasons)}
 
 
-def _wrap(log: AuditLog, reason: str, fn, only_without_args: bool = False, skip_if_seeded: bool = False):
+def _wrap(log: AuditLog, reason: str, fn, time_arg: int | None = None, skip_if_seeded: bool = False):
+    """``fn`` noting ``reason`` when called (with ``time_arg``: only when that argument is missing or None)."""
     def wrapper(*args, **kwargs):
-        if not (only_without_args and (args or kwargs)) and not (skip_if_seeded and log.seeded):
+        reads = time_arg is None or len(args) <= time_arg or args[time_arg] is None
+        if reads and not (skip_if_seeded and log.seeded):
             log.note(reason)
         return fn(*args, **kwargs)
 
@@ -103,8 +119,8 @@ def instrument() -> AuditLog:
     for name in _CLOCK:
         if hasattr(time, name):
             setattr(time, name, _wrap(log, f"reads the clock (time.{name})", getattr(time, name)))
-    for name in _CLOCK_IF_NO_ARG:
-        setattr(time, name, _wrap(log, f"reads the clock (time.{name})", getattr(time, name), only_without_args=True))
+    for name, position in _CLOCK_IF_NO_TIME.items():
+        setattr(time, name, _wrap(log, f"reads the clock (time.{name})", getattr(time, name), time_arg=position))
 
     class _DateTime(datetime.datetime):
         @classmethod
@@ -163,7 +179,16 @@ def instrument() -> AuditLog:
         mod.environ = _EnvironProxy(log, dict(os.environ))
     for name in ("uuid1", "uuid4"):
         setattr(uuid, name, _wrap(log, f"uses randomness (uuid.{name})", getattr(uuid, name)))
-    builtins.id = _wrap(log, "depends on object identity (id)", builtins.id)
+    real_id = builtins.id
+
+    def program_id(obj, /):
+        # Only the program's own calls: copy.deepcopy, pprint and dataclass reprs use id() for
+        # bookkeeping that does not reach their result.
+        if sys._getframe(1).f_code.co_filename in _PROGRAM_FILES:
+            log.note("depends on object identity (id)")
+        return real_id(obj)
+
+    builtins.id = program_id
 
     roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if os.path.isabs(p)}
     library_roots = tuple(sorted(r for r in roots if r != "/"))
@@ -202,6 +227,7 @@ def check_determinism(source: str, call: str | None, *, sandbox=None, other_hash
 def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None = None) -> list[DeterminismReport]:
     """``check_determinism`` over ``(source, call)`` pairs, concurrently; reports in input order."""
     from semcoder_jax.execution.sandbox import default_sandbox
+    from semcoder_jax.execution.tracer import mask_addresses
 
     box = sandbox or default_sandbox()
     other = box.sibling(other_hash_seed if other_hash_seed is not None else box.config.hash_seed + 1)
@@ -218,8 +244,10 @@ def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None =
             reasons.append(f"blocked by the sandbox ({msg})")
         if a.get("status") == "timeout" or r1.get("status") == "timeout":
             reasons.append("timed out")
+        # Messages compared as traces show them (addresses masked): "[EXCEPTION] ValueError: {'b', 'a'}" is data too.
         key = ("status", "return_repr", "stdout", "exc_type")
-        if any(r1.get(k) != r2.get(k) for k in key):
+        messages = [mask_addresses(r.get("exc_message")) for r in (r1, r2)]
+        if any(r1.get(k) != r2.get(k) for k in key) or messages[0] != messages[1]:
             reasons.append(f"result differs between hash seeds {box.config.hash_seed} and {other.config.hash_seed}")
         reports.append(DeterminismReport(deterministic=not reasons, reasons=reasons))
     return reports

@@ -41,9 +41,12 @@ MNT_DETACH = 0x2
 # A job's tmpfs holds at most this many files and folders (each costs kernel memory beyond its size).
 MAX_INODES = 1 << 16
 READ_CHUNK = 1 << 16
+MAX_WAIT_S = 3600.0
 # The result channel is capped too (a program can write to it): beyond the largest legitimate result
 # (return repr and trace payload, JSON-escaped), the child is killed for ``output_limit``.
 RESULT_BASE_BYTES = 64 << 20
+# Outside JSON strings the text is ASCII, so each of these is a lone surrogate inside a string.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _raw_fork():
@@ -167,7 +170,12 @@ class ForkServer:
             unmount_job_folder(self.tmp_root)
 
     def respond(self, obj: dict) -> None:
-        data = memoryview((json.dumps(obj) + "\n").encode())
+        text = json.dumps(obj, ensure_ascii=False)
+        try:
+            raw = text.encode()
+        except UnicodeEncodeError:  # lone surrogates (a program's str(exc) or __repr__): written as text, "\\udc80"
+            raw = _SURROGATE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text).encode()
+        data = memoryview(raw + b"\n")
         while data:
             n = os.write(self.resp_fd, data)
             data = data[n:]
@@ -383,7 +391,8 @@ class ForkServer:
         while not (self.eof and not self.running):
             timeout = None
             if self.running:
-                timeout = max(0.0, min(r.deadline for r in self.running.values()) - time.monotonic())
+                # Capped: epoll refuses a timeout past ~24 days (a job's timeout_s may be that long).
+                timeout = min(max(0.0, min(r.deadline for r in self.running.values()) - time.monotonic()), MAX_WAIT_S)
             for key, _ in self.sel.select(timeout):
                 if key.data == "req":
                     self.handle_requests()

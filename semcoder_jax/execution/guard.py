@@ -32,12 +32,13 @@ BLOCKED_EVENTS = frozenset(
     }
 )
 # Native modules that get around this policy: ``_posixsubprocess.fork_exec`` starts programs without an
-# audit event, a subinterpreter has no audit hook, ``_cffi_backend`` calls C without one.
+# audit event, a subinterpreter has no audit hook, ``_cffi_backend`` calls C without one, and SQLite and
+# dbm create and write files (``ATTACH``, ``VACUUM INTO``) anywhere without an ``open`` event.
 BLOCKED_MODULES = frozenset(
     {
         "_posixsubprocess", "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_interpchannels",
         "_interpqueues", "_testcapi", "_testinternalcapi", "_testmultiphase", "_testsinglephase",
-        "_cffi_backend",
+        "_cffi_backend", "_sqlite3", "_dbm", "_gdbm",
     }
 )
 # Events whose first argument is a path: allowed only inside the sandbox folder.
@@ -61,24 +62,30 @@ _HUMAN_EVAL_OS = (
 _protected_fd = -1
 
 
-def _inside(path: object, root: str) -> bool:
-    """Whether ``path`` (relative paths are relative to ``root``, the fixed cwd) lies inside ``root``."""
-    if isinstance(path, int):
-        return True
+def _resolve(path: object, root: str) -> str | None:
+    """The real path of ``path`` (relative paths are relative to ``root``, the fixed cwd); None if invalid."""
     try:
         p = os.fsdecode(path)
-        p = os.path.realpath(p if os.path.isabs(p) else os.path.join(root, p))
+        return os.path.realpath(p if os.path.isabs(p) else os.path.join(root, p))
     except (TypeError, ValueError, OSError):
-        return False
-    return p == root or p.startswith(root + os.sep) or p == "/dev/null"
+        return None
 
 
-def _proc_allowed(path: object) -> bool:
+def _inside(path: object, root: str) -> bool:
+    """Whether ``path`` lies inside ``root``."""
     if isinstance(path, int):
         return True
-    try:
-        p = os.path.normpath(os.fsdecode(path))
-    except (TypeError, ValueError):
+    p = _resolve(path, root)
+    return p is not None and (p == root or p.startswith(root + os.sep) or p == "/dev/null")
+
+
+def _proc_allowed(path: object, root: str) -> bool:
+    """Whether ``path`` is not another process's ``/proc`` entry. Resolved, not just normalised: ``//proc``,
+    a relative ``../../proc`` or ``/dev/fd/../..`` reach the same entries. ``None``: the cwd (``os.listdir()``)."""
+    if path is None or isinstance(path, int):
+        return True
+    p = _resolve(path, root)
+    if p is None:
         return False
     if not p.startswith("/proc/"):
         return True
@@ -99,7 +106,7 @@ def make_audit_hook(root: str, record=None):
             writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool((flags or 0) & write_flags)
             if writes and not inside(path, root):
                 raise PermissionError(f"sandbox: writing {path!r} outside the sandbox folder is not allowed")
-            if not proc_ok(path):
+            if not proc_ok(path, root):
                 raise PermissionError(f"sandbox: reading {path!r} is not allowed")
             # A folder's descriptor is a ``dir_fd`` for writes that the audit events name only relatively.
             if not writes and isinstance(path, (str, bytes, os.PathLike)) and isdir(path) and not inside(path, root):
@@ -114,7 +121,7 @@ def make_audit_hook(root: str, record=None):
                 if isinstance(a, (str, bytes, os.PathLike)) and not inside(a, root):
                     raise PermissionError(f"sandbox: {event} on {a!r} outside the sandbox folder is not allowed")
         elif event == "os.listdir" or event == "os.scandir":
-            if args and not proc_ok(args[0]):
+            if args and not proc_ok(args[0], root):
                 raise PermissionError(f"sandbox: listing {args[0]!r} is not allowed")
         if record is not None:
             record(event, args)

@@ -3,9 +3,10 @@
 An input is argument text such that ``f(<input>)`` is the call (``"[1, 2], 3"``). Inputs are parsed
 with ``ast.literal_eval`` only (never evaluated in the parent), mutated by type (ints ±1, floats
 perturbed, bools flipped, strings edited, containers grown, shrunk and mutated recursively, values
-swapped for "ingredients" found in the program and the seeds), and kept only if the function returns
-without exception inside the time limit. Inputs that add coverage are kept first; the rest fill up
-to ``n`` once the coverage target or the round budget is reached.
+swapped for "ingredients" found in the program and the seeds), and kept only if they fit the
+parameters' type annotations and the function returns without exception inside the time limit.
+Inputs that add coverage are kept first; the rest fill up to ``n`` once the coverage target or the
+round budget is reached.
 """
 
 from __future__ import annotations
@@ -169,6 +170,78 @@ def mutate_value(v: Any, rng: random.Random, pool: dict, depth: int = 0) -> Any:
     return v
 
 
+_SCALARS: dict[str, tuple[type, ...]] = {
+    "int": (int,), "float": (int, float), "complex": (int, float, complex), "bool": (bool,), "str": (str,),
+    "bytes": (bytes,), "None": (type(None),), "NoneType": (type(None),),
+}
+_CONTAINERS: dict[str, type] = {
+    "list": list, "List": list, "set": set, "Set": set, "frozenset": frozenset, "FrozenSet": frozenset,
+    "dict": dict, "Dict": dict, "tuple": tuple, "Tuple": tuple,
+}
+
+
+def _name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):  # typing.List
+        return node.attr
+    if isinstance(node, ast.Constant) and node.value is None:
+        return "None"
+    return None
+
+
+def fits(value: Any, ann: ast.expr | None) -> bool:
+    """Whether ``value`` has the type annotation ``ann`` says (read from the source, never evaluated).
+
+    Builtin scalars, containers with their element types, ``Optional``, ``Union`` and ``|`` are checked;
+    any other annotation (a class of the program, ``Sequence``, ``Any``) accepts every value.
+    """
+    if ann is None:
+        return True
+    if isinstance(ann, ast.Constant) and isinstance(ann.value, str):  # a quoted annotation
+        try:
+            return fits(value, ast.parse(ann.value, mode="eval").body)
+        except SyntaxError:
+            return True
+    if isinstance(ann, ast.BinOp) and isinstance(ann.op, ast.BitOr):
+        return fits(value, ann.left) or fits(value, ann.right)
+    if isinstance(ann, ast.Subscript):
+        outer = _name(ann.value)
+        params = list(ann.slice.elts) if isinstance(ann.slice, ast.Tuple) else [ann.slice]
+        if outer == "Optional":
+            return value is None or fits(value, params[0])
+        if outer == "Union":
+            return any(fits(value, p) for p in params)
+        kind = _CONTAINERS.get(outer or "")
+        if kind is None:
+            return True
+        if not isinstance(value, kind):
+            return False
+        if kind is dict:
+            return len(params) != 2 or all(fits(k, params[0]) and fits(v, params[1]) for k, v in value.items())
+        if kind is tuple and not (len(params) == 2 and isinstance(params[1], ast.Constant) and params[1].value is ...):
+            return len(params) == len(value) and all(fits(v, p) for v, p in zip(value, params))
+        return all(fits(v, params[0]) for v in value)
+    name = _name(ann)
+    if name in _SCALARS:
+        return isinstance(value, _SCALARS[name])
+    if name in _CONTAINERS:
+        return isinstance(value, _CONTAINERS[name])
+    return True
+
+
+def parameter_annotations(source: str, func_name: str) -> list[ast.expr | None]:
+    """Annotations of the top-level function's positional parameters, in order (None where missing)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    node = next((n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == func_name), None)
+    if node is None:
+        return []
+    return [a.annotation for a in node.args.posonlyargs + node.args.args]
+
+
 def mutate_input(args: tuple, rng: random.Random, pool: dict) -> tuple:
     """Mutate one or two arguments of an argument tuple."""
     if not args:
@@ -186,6 +259,7 @@ def generate_inputs(source: str, func_name: str, seed_inputs: list[str], *, n: i
     """Up to ``n`` valid, distinct inputs for ``func_name``, seeds first, chosen to raise coverage."""
     rng = random.Random(seed)
     shape = function_shape(source, func_name)
+    annotations = parameter_annotations(source, func_name)
     seeds = [(text, parse_args(text)) for text in seed_inputs]
     pool = ingredients(source, [a for _, a in seeds if a is not None])
     lines: set[int] = set()
@@ -238,7 +312,10 @@ def generate_inputs(source: str, func_name: str, seed_inputs: list[str], *, n: i
         for _ in range(batch * 4):
             if len(batch_inputs) >= batch:
                 break
-            text = format_args(mutate_input(rng.choice(parents), rng, pool))
+            args = mutate_input(rng.choice(parents), rng, pool)
+            if not all(fits(a, t) for a, t in zip(args, annotations)):  # e.g. a str grown into a list[int]
+                continue
+            text = format_args(args)
             if text is not None and text not in seen:
                 seen.add(text)
                 batch_inputs.append(text)

@@ -8,7 +8,7 @@ line in the labelled code shown beside it.
 from __future__ import annotations
 
 from semcoder_jax.execution.tracer import Trace
-from semcoder_jax.prompts import LINE_LABEL_OFFSET, label_lines
+from semcoder_jax.prompts import LINE_LABEL_OFFSET, label_lines, source_lines
 
 MAX_CONCISE_STATES = 3
 
@@ -68,7 +68,7 @@ def render_next(code: str, trace: Trace, *, max_depth: int = 1, offset: int = LI
     for k, (ev, _) in enumerate(_steps(trace, max_depth)):
         per_line.setdefault(ev["line"], []).append(f"[STATE-{k}] {_state_text(ev['locals'])} [/STATE-{k}]")
     lines = []
-    for n, line in enumerate(code.splitlines(), start=1):
+    for n, line in enumerate(source_lines(code), start=1):
         if line.strip():
             line = f"{line} # [L{n + offset}]"
             if n in per_line:

@@ -12,6 +12,7 @@ import concurrent.futures
 import dataclasses
 import itertools
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -181,6 +182,8 @@ class Sandbox:
             "max_open_files": c.max_open_files, "max_processes": c.max_processes, "max_return_repr": c.max_return_repr,
             **{k: v for k, v in job.items() if v is not None}, "id": jid,
         }
+        if not math.isfinite(float(full["timeout_s"])):
+            raise ValueError(f"timeout_s must be a finite number of seconds, got {full['timeout_s']!r}")
         future: concurrent.futures.Future = concurrent.futures.Future()
         line = (json.dumps(full) + "\n").encode()
         with self._lock:
@@ -204,7 +207,7 @@ class Sandbox:
         the server enforces the job's own deadline)."""
         limit = float(job.get("timeout_s") or self.config.timeout_s) + SERVER_GRACE_S
         try:
-            return future.result(timeout=limit)
+            return future.result(timeout=min(limit, threading.TIMEOUT_MAX))
         except concurrent.futures.TimeoutError:
             return {"status": "killed", "exc_type": "SandboxError",
                     "exc_message": f"no answer from the fork server within {limit:.0f} s"}
@@ -236,7 +239,12 @@ class Sandbox:
         for job in jobs:
             limit.acquire()
             self._slots.acquire()  # shared by every caller of this sandbox: at most `workers` children
-            future = self.submit_raw(job)
+            try:
+                future = self.submit_raw(job)
+            except BaseException:
+                self._slots.release()
+                limit.release()
+                raise
             future.add_done_callback(done)
             submitted.append((future, job))
         results = [self._wait(f, job) for f, job in submitted]

@@ -16,6 +16,8 @@ import re
 import sys
 from typing import Any
 
+from semcoder_jax.prompts import source_lines
+
 PROGRAM_FILENAME = "<program>"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 TRUNCATION_MARKER = "...<truncated>"
@@ -77,7 +79,7 @@ class Collector:
 
     def __init__(self, source: str, *, max_events: int = 10_000, max_bytes: int = 1_000_000,
                  max_repr: int = 256, max_depth: int = 3):
-        self.lines = source.splitlines()
+        self.lines = source_lines(source)
         self.loops = loop_bodies(source)
         self.max_events, self.max_bytes, self.max_repr, self.max_depth = max_events, max_bytes, max_repr, max_depth
         self.events: list[dict] = []
@@ -148,9 +150,13 @@ class Collector:
         elif event == "return":
             if not self.truncated:
                 self._line_done(frame, st)
-            value = safe_repr(arg, self.max_repr)
-            self._emit({"kind": "return", "func": st.func, "line": frame.f_lineno, "value": value,
-                        "depth": st.depth, "frame": st.fid}, 48 + len(value))
+            # Also sent when an exception leaves the frame, with ``arg`` None: that frame returned nothing.
+            value = None if st.raising else safe_repr(arg, self.max_repr)
+            record = {"kind": "return", "func": st.func, "line": frame.f_lineno, "value": value, "depth": st.depth,
+                      "frame": st.fid}
+            if st.raising:
+                record["raised"] = True
+            self._emit(record, 48 + len(value or ""))
             del self.frames[frame]
             self.depth -= 1
         elif event == "exception":
@@ -176,6 +182,7 @@ class Collector:
 @dataclasses.dataclass
 class Trace:
     """A traced call. ``events`` are dicts with ``kind`` in call/line/return/exception (see module doc);
+    a frame left by an exception has a ``return`` event with ``value`` None and ``raised``;
     ``exception`` is ``{"type", "message"}`` when the call raised."""
 
     call: str

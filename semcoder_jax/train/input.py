@@ -460,6 +460,16 @@ def check_segment_runs(segment_ids: np.ndarray, max_segments: int, where: str) -
                         f"max_segments={max_segments}")
 
 
+def check_token_ids(input_ids: np.ndarray, vocab_size: int, where: str) -> None:
+    """Refuse token ids outside the vocabulary: the embedding lookup gives NaN for them, and one
+    such row turns the loss, the gradients and then every weight into NaN without an error."""
+    if input_ids.size == 0 or (input_ids.min() >= 0 and input_ids.max() < vocab_size):
+        return
+    row, pos = (int(i[0]) for i in np.nonzero((input_ids < 0) | (input_ids >= vocab_size)))
+    raise DataError(f"{where}, row {row}: token id {int(input_ids[row, pos])} at position {pos} is outside the "
+                    f"vocabulary (model.vocab_size={vocab_size}); was the data tokenised for another model?")
+
+
 def steps_per_epoch(source: RowSource, global_batch: int) -> int:
     return source.rows // global_batch
 

@@ -50,13 +50,17 @@ def mfu(tokens_per_s: float, flops_per_token: float, num_devices: int, peak_tflo
 class MetricsWriter:
     """One JSON object per logged step in ``run_dir/metrics.jsonl``, a progress line, TB and W&B."""
 
-    def __init__(self, cfg: TrainConfig, run_dir: Path, is_main: bool = True):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, is_main: bool = True, resumed_step: int = 0):
+        """``resumed_step``: the checkpoint a resumed run starts from. Steps logged after it, by a run
+        that died before its next checkpoint, are dropped: they are logged again as the run replays them."""
         self.is_main = is_main
         self.path = run_dir / "metrics.jsonl"
-        self._tb = self._open_tensorboard(run_dir / "tensorboard") if (is_main and cfg.tensorboard) else None
+        if is_main:
+            drop_steps_after(self.path, resumed_step)
+        self._tb = self._open_tensorboard(run_dir / "tensorboard", resumed_step) if (is_main and cfg.tensorboard) else None
         self._wandb = self._open_wandb(cfg, run_dir) if is_main else None
 
-    def _open_tensorboard(self, logdir: Path) -> Any:
+    def _open_tensorboard(self, logdir: Path, resumed_step: int) -> Any:
         try:
             import tensorflow as tf  # noqa: F401
 
@@ -74,7 +78,7 @@ class MetricsWriter:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
-            tb = SummaryWriter(str(logdir))
+            tb = SummaryWriter(str(logdir), purge_step=resumed_step + 1 if resumed_step else None)
 
             def write(step: int, scalars: dict[str, float]) -> None:
                 for k, v in scalars.items():
@@ -121,6 +125,26 @@ class MetricsWriter:
     def close(self) -> None:
         if self._wandb:
             self._wandb.finish()
+
+
+def drop_steps_after(path: Path, step: int) -> None:
+    """Keep the records of ``path`` (``metrics.jsonl``) up to ``step``; a line torn by a crash goes too."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines.pop()
+    kept = [line for line in lines if _logged_step(line) <= step]
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(kept))
+    tmp.replace(path)
+
+
+def _logged_step(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except (json.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return 0
 
 
 def progress_line(r: dict[str, Any]) -> str:

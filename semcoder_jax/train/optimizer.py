@@ -12,9 +12,9 @@ from semcoder_jax.train.config import OptimizerConfig
 
 
 def warmup_steps(cfg: OptimizerConfig, total_steps: int) -> int:
-    if cfg.warmup_steps:
-        return min(cfg.warmup_steps, max(total_steps - 1, 0))
-    return int(math.ceil(cfg.warmup_ratio * total_steps))
+    """Steps or ratio alike end before the last step, so that some step trains at the peak ``lr``."""
+    steps = cfg.warmup_steps or int(math.ceil(cfg.warmup_ratio * total_steps))
+    return min(steps, max(total_steps - 1, 0))
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import time
 import warnings
@@ -22,6 +23,7 @@ from semcoder_jax.train.input import (
     DataError,
     DataPosition,
     check_segment_runs,
+    check_token_ids,
     make_source,
     steps_per_epoch,
     to_global,
@@ -149,25 +151,31 @@ class Trainer:
             src = self._hf_as_orbax(cfg.init_from[3:])
         else:
             src = cfg.init_from[len("orbax:"):]
-        from semcoder_jax.checkpoint import load_params
+        from semcoder_jax.checkpoint import load_params, read_model_config
 
-        src, _, step = src.partition("@")
-        params, model_cfg = load_params(src, int(step) if step else None, dtype=cfg.model.param_dtype,
-                                        sharding=self.params_shardings)
-        check_same_architecture(cfg.model, model_cfg, cfg.init_from)
+        head, _, tail = src.rpartition("@")
+        src, step = (head, int(tail)) if head and tail.isdigit() else (src, None)  # a folder may hold an "@"
+        # Before reading any array: shapes of another architecture fail deep inside Orbax instead.
+        check_same_architecture(cfg.model, read_model_config(src, step), cfg.init_from)
+        params, _ = load_params(src, step, dtype=cfg.model.param_dtype, sharding=self.params_shardings)
         return jax.device_put(params, self.params_shardings)
 
     def _hf_as_orbax(self, src: str) -> str:
         """Convert a HF folder (or hub id) once into ``run_dir/hf_import``, streamed, for a sharded load."""
-        out = self.run_dir / "hf_import"
-        if jax.process_index() == 0 and not out.exists():
+        out, record = self.run_dir / "hf_import", self.run_dir / "hf_import.source"
+        source = str(Path(src).absolute()) if Path(src).exists() else src
+        if jax.process_index() == 0 and not (out.exists() and record.exists() and record.read_text() == source):
             from semcoder_jax.convert import hf_to_orbax
 
+            if out.exists():  # converted from another init_from
+                log.info("%s was converted from another source than %s: converting again", out, source)
+                shutil.rmtree(out)
             if not Path(src).exists():
                 from huggingface_hub import snapshot_download
 
                 src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
             hf_to_orbax(src, out, dtype=self.cfg.model.param_dtype)
+            record.write_text(source)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils
 
@@ -183,14 +191,29 @@ class Trainer:
             where = f"checkpoint {self.manager.directory} step {latest}"
             check_same_architecture(self.cfg.model, read_model_config(self.manager.directory, latest), where)
             params, opt_state, data_state = checkpointing.restore(self.manager, latest, self.abstract_params, self.abstract_opt_state)
+            self._check_same_data_order(data_state, where)
             log.info("resuming from %s step %d", self.manager.directory, latest)
             return latest, {"params": params, "opt_state": opt_state}, DataPosition.from_json(data_state)
         params = self._initial_params()
         opt_state = jax.jit(self.optimizer.init, out_shardings=self.state_shardings["opt_state"])(params)
         return 0, {"params": params, "opt_state": opt_state}, DataPosition()
 
+    def _data_order(self) -> dict[str, int]:
+        """What fixes the batch at a data position; a resumed run must agree with its checkpoint on it."""
+        data = self.cfg.data
+        return {"rows": self.source.rows, "global_batch_size": data.global_batch_size, "shuffle_seed": data.shuffle_seed}
+
+    def _check_same_data_order(self, data_state: dict[str, Any], where: str) -> None:
+        for key, value in self._data_order().items():
+            saved = data_state.get(key, value)  # checkpoints from before these were recorded
+            if saved != value:
+                name = "the training data's row count" if key == "rows" else f"data.{key}"
+                raise ConfigError(f"{where}: {name} was {saved} but is {value} now, so the run cannot resume where "
+                                  f"it stopped; start a new run_dir with init_from=orbax:{self.manager.directory}")
+
     def save(self, step: int, state: State, position: DataPosition) -> None:
-        checkpointing.save(self.manager, step, state["params"], state["opt_state"], position.to_json(), self.cfg.model)
+        checkpointing.save(self.manager, step, state["params"], state["opt_state"],
+                           {**position.to_json(), **self._data_order()}, self.cfg.model)
 
     def evaluate(self, params: Any) -> dict[str, Any]:
         """The validation loss (token-weighted cross-entropy) of ``params`` and its target count."""
@@ -217,8 +240,8 @@ class Trainer:
         if is_main:
             save_config(cfg, self.run_dir / "config.yaml")
             log.info("%s", self.summary())
-        writer = MetricsWriter(cfg, self.run_dir, is_main)
         step, state, position = self.initial_state()
+        writer = MetricsWriter(cfg, self.run_dir, is_main, resumed_step=step)
         batches = BatchIterator(self.source, cfg.data.global_batch_size, position)
         tokens_per_step = cfg.data.global_batch_size * cfg.data.seq_len
         flops_per_token = cfg.model.flops_per_token(cfg.data.seq_len)
@@ -239,8 +262,10 @@ class Trainer:
                 profiling.before_step(step + 1)
                 at = batches.position
                 host_batch = next(batches)
+                where = f"data.path {cfg.data.path or '<synthetic>'!r}: epoch {at.epoch}, batch {at.batch}"
+                check_token_ids(host_batch["input_ids"], cfg.model.vocab_size, where)
                 if self.check_batch_runs:
-                    check_segment_runs(host_batch["segment_ids"], self.max_segments, f"data epoch {at.epoch}, batch {at.batch}")
+                    check_segment_runs(host_batch["segment_ids"], self.max_segments, where)
                 batch = to_global(host_batch, self.batch_sharding, cfg.data.global_batch_size)
                 with mesh_context(self.mesh, self.rules, self.constrain_activations):
                     state, metrics = self.step_fn(state, batch)

@@ -20,6 +20,7 @@ from semcoder_jax.train.input import (
     Batch,
     DataError,
     check_segment_runs,
+    check_token_ids,
     numpy_batches,
     read_jsonl_rows,
     read_tfrecord_rows,
@@ -58,6 +59,7 @@ def load_validation_rows(cfg: TrainConfig, vocab_size: int, max_segments: int = 
     ``max_segments`` > 0: rows with more segment runs are refused, as for training data."""
     rows = _read_validation_rows(cfg, vocab_size, max_segments)
     where = f"validation {_describe(cfg)}"
+    check_token_ids(rows["input_ids"], vocab_size, where)
     if max_segments:
         check_segment_runs(rows["segment_ids"], max_segments, where)
     log.info("%s: %d rows", where, len(rows["input_ids"]))

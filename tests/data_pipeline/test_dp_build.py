@@ -283,7 +283,9 @@ def test_train_kinds_selects_the_stage_of_training(slice_ref, slice_corpus, tmp_
     stage = report["stages"]["tokenize_pack"]
     assert stage["rejected"]["kind_not_trained"] == sum(n for k, n in by_kind.items() if k != "refine")
     assert stage["in"] == stage["out"] + sum(stage["rejected"].values())
-    with pytest.raises(Exception, match="train_kinds"):
+    from semcoder_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train_kinds: expected a non-empty subset .* got \['poetry'\]"):
         load("demo", slice_overrides(slice_corpus, out) + ["train_kinds=[poetry]"])
 
 
@@ -381,3 +383,16 @@ def test_trainer_evaluates_on_the_built_validation_split(slice_val, tmp_path):
     # Every response token of the held-out examples is scored once (a segment's first token is prompt).
     assert record["eval_tokens"] == manifest["splits"]["validation"]["tokens"]["target"] > 0
     assert 0 < record["eval_loss"] < 20
+
+
+def test_records_of_kinds_a_rebuild_no_longer_has_are_removed(tmp_path):
+    """records/<kind>.jsonl of an earlier build in the same folder stayed beside the new ones."""
+    from data_pipeline.config import DataConfig, ReleasedConfig
+
+    pyx, pyxr = tmp_path / "pyx.jsonl", tmp_path / "pyxr.jsonl"
+    pyx.write_text(json.dumps({"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "def add(a, b): return a + b"}) + "\n")
+    pyxr.write_text(json.dumps({"fault": "### Problem\nAdd.", "response": "[Refined]\ndef add(a, b): return a + b\n[/Refined]"}) + "\n")
+    out = tmp_path / "out"
+    for released in (ReleasedConfig(pyx=str(pyx), pyxr=str(pyxr)), ReleasedConfig(pyxr=str(pyxr))):
+        runner_local.run(DataConfig(output_dir=str(out), source="released", released=released, seq_len=256, tfrecord_shards=1), progress=False)
+    assert sorted(p.name for p in (out / "records").glob("*.jsonl")) == ["refine.jsonl", "rejects.jsonl"]

@@ -66,6 +66,33 @@ def test_llm_client_retries_and_caches(llm_server, tmp_path):
     assert LLMClient(LLMConfig(model="m", base_url=url, backoff_s=0.01, max_retries=2)).chat([{"role": "user", "content": "x"}]) is None
 
 
+def test_request_timeout_and_conflict_are_retried_not_fatal(llm_server):
+    """HTTP 408 (a proxy's request timeout) and 409 stopped the whole build instead of being retried."""
+    state, url = llm_server(lambda messages, n: ["pong"] * n)
+    state.errors = [408, 409]
+    client = LLMClient(LLMConfig(model="m", base_url=url, backoff_s=0.01, max_retries=4))
+    assert client.chat([{"role": "user", "content": "ping"}]) == "pong"
+    assert state.requests == 3
+
+
+def test_a_server_that_stays_down_stops_the_build_but_one_lost_request_does_not(llm_server):
+    """Records failed during an outage would stay failed in their finished shards: several requests in
+    a row without a reply stop the build instead, so that a rerun sends them again."""
+    from data_pipeline.llm import FAILURES_IN_A_ROW_BEFORE_STOPPING, LLMError
+
+    state, url = llm_server(lambda messages, n: ["pong"] * n)
+    client = LLMClient(LLMConfig(model="m", base_url=url, backoff_s=0.01, max_retries=1))
+    lost = FAILURES_IN_A_ROW_BEFORE_STOPPING - 1
+    state.errors = [503] * (2 * lost)
+    assert all(client.chat([{"role": "user", "content": f"a{i}"}]) is None for i in range(lost))
+    assert state.errors == []  # each took both attempts; the server is back for one request:
+    assert client.chat([{"role": "user", "content": "b"}]) == "pong"
+    state.errors = [503] * (2 * FAILURES_IN_A_ROW_BEFORE_STOPPING)
+    assert all(client.chat([{"role": "user", "content": f"c{i}"}]) is None for i in range(lost))
+    with pytest.raises(LLMError, match=f"{FAILURES_IN_A_ROW_BEFORE_STOPPING} requests in a row .* no reply after 1 retries"):
+        client.chat([{"role": "user", "content": "d"}])
+
+
 def test_llm_build_through_errors_then_rerun_makes_no_requests(llm_server, tmp_path):
     from data_pipeline import runner_local
 

@@ -153,7 +153,7 @@ def test_best_fit_packing_is_valid_and_tight():
     assert packing.pack(_examples(lengths), 1024, seed=1) == rows  # deterministic
     pad_rows = packing.pack(_examples(lengths), 1024, mode="pad")
     assert len(pad_rows) == 400 and packing.padding_fraction(pad_rows, 1024) > 0.4
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="example 1 has 2000 tokens > capacity 1024"):
         packing.best_fit([10, 2000], 1024)
 
 
@@ -320,12 +320,15 @@ def test_llm_pyxr_bug_must_define_the_function_and_fail_not_time_out():
     from data_pipeline.stages.base import StageContext
 
     class ScriptedLLM:
-        def __init__(self, samples):
-            self.samples = samples
+        def __init__(self, replies):
+            self.replies = replies
 
-        def chat(self, messages, n=1, **kw):
-            return self.samples if n > 1 else ("[MONOLOGUE]\nIt subtracts one instead of adding it.\n[/MONOLOGUE]\n"
-                                               "[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]")
+        def samples(self, messages, n, **kw):
+            return self.replies
+
+        def chat(self, messages, **kw):
+            return ("[MONOLOGUE]\nIt subtracts one instead of adding it.\n[/MONOLOGUE]\n"
+                    "[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]")
 
     record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "tests": [{"input": "1", "output": "2"}]}
     slow_but_right = "def f(x):\n    import time\n    time.sleep(5)\n    return x + 1\n"
@@ -394,3 +397,128 @@ def test_llm_samples_are_kept_in_the_training_layout_only():
     assert monologue.training_response("[MONOLOGUE]\nthinking\n[/MONOLOGUE]\nno answer") is None
     refine = "[MONOLOGUE]\nThe bug: x + 1.\n[/MONOLOGUE]\n[Refined]\n```python\ndef f(x):\n    return x\n```\n[/Refined]"
     assert monologue.training_response(f"Here:\n{refine}\nDone.", "Refined") == refine
+
+
+@pytest.mark.parametrize("bad", ["max_seeds=-1", "decontam.ngram=0", "decontam.ngram_overlap=1.5", "exec_timeout_s=0",
+                                 "num_inputs=0", "llm_samples=0", "workers=-2", "llm.concurrency=0", "coverage_target=2"])
+def test_out_of_range_values_are_config_errors_naming_the_key(bad):
+    """``max_seeds=-1`` dropped the last seed and ``decontam.ngram=0`` rejected every problem, silently."""
+    from data_pipeline.cli import load
+
+    key, value = bad.split("=")
+    with pytest.raises(ConfigError, match=rf"data config: {key.replace('.', '[.]')}={value}(\.0)? must be"):
+        load("demo", [bad])
+
+
+def test_repeated_seed_code_is_rejected_once_per_copy(tmp_path):
+    """The same file in two corpus folders gave every seed twice under one id: each problem trained twice."""
+    from data_pipeline import build
+    from data_pipeline.config import DataConfig
+
+    code = "def twice(x):\n    y = x * 2\n    return y\n"
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "m.py").write_text(code)
+    (tmp_path / "a" / "other.py").write_text("\n\n" + code)  # the same code elsewhere in a corpus
+    records, rejects = build.source_records(DataConfig(corpus_dirs=[str(tmp_path / "a"), str(tmp_path / "b")], seed_kinds=["function"]))
+    assert len(records) == len({r["id"] for r in records}) == 1
+    assert [r["reason"] for r in rejects] == ["duplicate_seed"] * 2
+    assert all(r["detail"] == f"same code as {records[0]['id']}" for r in rejects)
+
+
+def test_resuming_with_other_stage_settings_is_refused_naming_them(tmp_path):
+    """A rerun with another num_shards reused the finished shards 0..n-1 of the old sharding: half
+    the records were lost (or, with more shards, repeated) without a word."""
+    from data_pipeline import build, runner_local
+    from data_pipeline.cli import load
+
+    out = [f"output_dir={tmp_path}"]
+    cfg = load("demo", out)
+    build.save_config(cfg)
+    runner_local.run_stages(cfg, progress=False, only_source=True)
+    seeds = sorted(r["id"] for i in range(cfg.num_shards) for r in build.read_shard(cfg, "seeds", i))
+    with pytest.raises(ConfigError, match=r"num_shards: 4 -> 2.*delete"):
+        runner_local.run_stages(load("demo", out + ["num_shards=2"]), progress=False, only_source=True)
+    with pytest.raises(ConfigError, match="num_shards"):
+        build.save_config(load("demo", out + ["num_shards=2"]))
+    assert "num_shards: 4" in (tmp_path / "config.yaml").read_text()  # still describes the shards
+    with pytest.raises(ConfigError, match=r"decontam\.ngram: 10 -> 8; llm\.model: 'gpt-4o-mini' -> 'm'"):
+        runner_local.run_stages(load("demo", out + ["llm.model=m", "decontam.ngram=8"]), progress=False, only_source=True)
+    # Settings of the final step alone keep the finished shards.
+    runner_local.run_stages(load("demo", out + ["seq_len=512", "train_kinds=[refine]", "workers=1"]), progress=False, only_source=True)
+    assert sorted(r["id"] for i in range(cfg.num_shards) for r in build.read_shard(cfg, "seeds", i)) == seeds
+
+
+def test_a_tokenizer_that_does_not_load_stops_the_build_before_any_stage(tmp_path):
+    """Only the last step tokenises: a wrong path used to cost a whole build before failing."""
+    from data_pipeline import runner_local
+    from data_pipeline.cli import load
+
+    cfg = load("demo", [f"output_dir={tmp_path}", f"tokenizer={tmp_path / 'no-such-tokenizer'}"])
+    with pytest.raises(ConfigError, match=r"data config: tokenizer: cannot load tokenizer .*no-such-tokenizer"):
+        runner_local.run(cfg, progress=False)
+    assert not (tmp_path / "stages").exists()
+
+
+def test_a_failed_fix_request_is_counted_as_llm_failed_not_as_the_solutions_fault():
+    """Retries running out were counted as ``not_executable``: a server outage read as bad solutions."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import executability
+    from data_pipeline.stages.base import StageContext
+
+    class Unreachable:
+        def chat(self, messages, **kw):
+            return None  # what LLMClient.chat gives when retries run out
+
+    record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "solution": "def f(x):\n    return x + one\n", "seed_inputs": ["1"]}
+    ctx = StageContext(DataConfig(synthesis="llm"))
+    ctx._llm = Unreachable()
+    try:
+        assert executability.process(record, ctx).reason == "llm_failed"
+    finally:
+        ctx.close()
+
+
+def test_a_corpus_file_too_deep_to_parse_is_rejected_not_fatal(tmp_path):
+    """One generated file with a huge expression stopped the whole build with a RecursionError."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.seeds import collect_seeds
+
+    (tmp_path / "deep.py").write_text("def g(x):\n    y = x\n    return " + "+".join(["x"] * 100_000) + "\n")
+    (tmp_path / "ok.py").write_text("def h(x):\n    y = x + 1\n    return y\n")
+    records, rejects = collect_seeds(DataConfig(corpus_dirs=[str(tmp_path)]))
+    assert [r["name"] for r in records] == ["h"]
+    assert [(r["record"]["source_file"], r["reason"]) for r in rejects] == [("deep.py", "unparsable_file")]
+
+
+def test_one_llm_sample_is_one_reply_not_its_characters():
+    """With ``llm_samples=1`` the client gave the bare text and the stages iterated its characters:
+    no LLM monologue and no LLM PYX-R record was ever kept."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.llm import LLMClient
+    from data_pipeline.stages.base import StageContext
+
+    class OneReply(LLMClient):
+        def _send(self, request):
+            text = request["messages"][-1]["content"]
+            if "Simulate the Execution" in text:
+                x = int(text.split("assert f(")[1].split(")")[0])
+                reply = f"[MONOLOGUE]\nIt doubles {x}.\n[/MONOLOGUE]\n[ANSWER]\nassert f({x}) == {2 * x}\n[/ANSWER]"
+            elif "Debug and Refine" in text:
+                reply = "[MONOLOGUE]\nIt adds instead.\n[/MONOLOGUE]\n[Refined]\n```python\ndef d(x):\n    return x * 2\n```\n[/Refined]"
+            else:
+                reply = "```python\ndef d(x):\n    return x + 2\n```"
+            return [reply] * request["n"]
+
+    record = {"id": "p", "problem": "Double x.", "solution": "def d(x):\n    return x * 2", "entry_point": "d",
+              "tests": [{"input": "2", "output": "4"}, {"input": "3", "output": "6"}]}
+    cfg = DataConfig(annotator="llm", pyxr="llm", llm_samples=1, forward_per_problem=1, backward_per_problem=0)
+    ctx = StageContext(cfg)
+    ctx._llm = OneReply(cfg.llm)
+    try:
+        (out,) = monologue.process(record, ctx)
+        assert len(out["forward"]) == 1
+        (out,) = pyxr.process(record, ctx)
+        assert [r["buggy"] for r in out["refine"]] == ["def d(x):\n    return x + 2"]
+    finally:
+        ctx.close()

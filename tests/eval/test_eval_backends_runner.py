@@ -192,7 +192,7 @@ def test_refinement_rounds_improve_and_never_show_the_reference(tmp_path, sandbo
     assert res["refine"]["pass@1"] == [0.0, 100.0, 100.0]
     assert res["refine"]["refined"] == [3, 0]
     refine_prompts = [s for s in seen if s.startswith("Debug and Refine")]
-    assert len(refine_prompts) == 3 and all("Expected output" in s for s in refine_prompts)
+    assert len(refine_prompts) == 3 and all("### Failed Test\n```python\nassert " in s for s in refine_prompts)
     for p in problems.values():
         body = p.canonical_solution.strip()
         assert all(body not in s for s in seen)
@@ -262,6 +262,25 @@ def test_checkpoint_identity_names_the_step_loaded_so_newer_steps_are_not_served
     assert later.identity()["model"].endswith("@2")
     assert run_key(later.identity(), {}) != run_key(backend.identity(), {})
     assert model_source(pin_step(BackendConfig(checkpoint=str(ckpt), step=1))) == model_source(first)
+
+
+def test_a_model_exported_again_into_the_same_folder_is_another_model(tmp_path):
+    import os
+
+    from eval.backends import model_source
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    weights = hf / "model.safetensors"
+    weights.write_bytes(b"a" * 16)
+    config = BackendConfig(hf_dir=str(hf))
+    before = model_source(config)
+    assert model_source(BackendConfig(hf_dir=str(hf))) == before  # the same files: cached generations apply
+    weights.write_bytes(b"b" * 16)
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert model_source(config) != before
+    assert model_source(BackendConfig(hf_dir="deepseek-ai/deepseek-coder-6.7b-base")) == "deepseek-ai/deepseek-coder-6.7b-base"
 
 
 def test_refinement_cache_is_keyed_by_the_refinement_token_budget(tmp_path, sandbox, gt_cache):
@@ -357,11 +376,20 @@ def test_sampling_keeps_the_whole_vocabulary_in_every_backend(tmp_path, tokenize
 def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, monkeypatch):
     """Replies come back in prompt order and choice order, cut at every stop string (the API takes
     four), with ``batch_size`` requests in flight; retries are the client's; a failing request names its prompt."""
+    import time
+
     from semcoder_jax.errors import SemcoderError
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    state, url = llm_server(lambda messages, n: [f"{messages[-1]['content']}|{i} A\nB\nC\nD\nE" for i in range(n)])
-    state.delay_s = 0.2
+    deadline = time.monotonic() + 20
+
+    def reply(messages, n):
+        while state.max_active < 4 and time.monotonic() < deadline:  # however slowly the client's threads start
+            time.sleep(0.01)
+        return [f"{messages[-1]['content']}|{i} A\nB\nC\nD\nE" for i in range(n)]
+
+    state, url = llm_server(reply)
+    state.delay_s = 0.2  # time for a fifth request in flight, if there were one, to arrive
     stops = ["\nE", "\nD", "\nC", "\nX", "\nB"]  # the fifth is cut on our side
     prompts = [f"p{i}" for i in range(8)]
     for chat in (False, True):
@@ -371,7 +399,9 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
         assert backend.identity()["chat"] is chat
     assert state.max_active == 4
     sent = state.bodies[-1]
-    assert sent["stop"] == stops[:4] and sent["n"] == 2 and sent["seed"] == 5 and sent["max_tokens"] == 9
+    assert sent["stop"] == stops[:4] and sent["n"] == 2 and sent["max_tokens"] == 9
+    seeds = {b.get("prompt") or b["messages"][-1]["content"]: b["seed"] for b in state.bodies[-8:]}
+    assert seeds == {f"p{i}": 5 + i for i in range(8)}  # a seed per request, or every prompt draws the same noise
     assert "messages" in sent and "prompt" in state.bodies[0]
 
     state.errors = [503, 500]
@@ -399,9 +429,11 @@ def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch
             seen["files"] = sorted(p.name for p in __import__("pathlib").Path(kwargs["model"]).iterdir())
 
         def generate(self, prompts, params):
-            seen["params"] = params
+            assert len(params) == len(prompts)
+            seen["params"] = params[0]
+            seen["seeds"] = [p.seed for p in params]
             out = lambda text: types.SimpleNamespace(text=text)  # noqa: E731
-            return [types.SimpleNamespace(outputs=[out(f"{p}:{i}") for i in range(params.n)]) for p in prompts]
+            return [types.SimpleNamespace(outputs=[out(f"{p}:{i}") for i in range(sp.n)]) for p, sp in zip(prompts, params)]
 
     fake = types.ModuleType("vllm")
     fake.LLM, fake.SamplingParams = LLM, lambda **kw: types.SimpleNamespace(**kw)
@@ -415,6 +447,105 @@ def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch
     assert seen["params"].n == 1 and seen["params"].stop == ["\n"]
     assert backend.generate(["a"], n=2, temperature=0.8, top_p=0.9, seed=4) == [["a:0", "a:1"]]
     assert (seen["params"].n, seen["params"].top_p, seen["params"].seed) == (2, 0.9, 4)
+    backend.generate(["a", "b", "c"], n=2, temperature=0.8, seed=4)
+    assert seen["seeds"] == [4, 5, 6]  # vLLM seeds each request: a shared seed is shared noise
     backend.close()
     get_backend("vllm", BackendConfig(hf_dir=str(tiny_hf)))
     assert seen["kwargs"]["tokenizer"] == str(tiny_hf)
+
+
+def test_refining_a_benchmark_without_refinement_fails_before_the_model_loads(monkeypatch, capsys):
+    # `eval refine` on an execution-prediction benchmark used to generate and score everything, then
+    # die with a traceback in refine() before results.json was written.
+    import eval.backends
+    from semcoder_jax.cli.main import main
+
+    def no_backend(*a, **k):
+        raise AssertionError("the backend must not be built for an invalid config")
+
+    monkeypatch.setattr(eval.backends, "get_backend", no_backend)
+    assert main(["eval", "refine", "--benchmark", "humaneval,cruxeval-o", "--backend", "openai", "--model", "m"]) == 2
+    err = capsys.readouterr().err
+    assert "cruxeval-o" in err and "refine" in err and len(err.strip().splitlines()) == 1
+
+
+def test_no_two_sampler_calls_of_a_sampled_run_share_a_seed(tmp_path):
+    """The same seed draws the same noise: across the runner's batches and the jax backend's
+    sub-batches (n rows a prompt) every sampler call needs its own seed, or problems' samples correlate."""
+    import types
+
+    from eval.backends.jax_backend import JaxBackend
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    seeds = []
+
+    class Sampler:
+        def generate(self, ids, *, seed, **kw):
+            seeds.append(seed)
+            return [[1] for _ in ids]
+
+    class Tokenizer:
+        eos_token_id = 0
+
+        def __call__(self, text):
+            return types.SimpleNamespace(input_ids=[1])
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "x"
+
+    backend = JaxBackend.__new__(JaxBackend)
+    backend.config, backend.tokenizer, backend.sampler = BackendConfig(batch_size=4), Tokenizer(), Sampler()
+    backend.model_config = types.SimpleNamespace(eos_token_id=0)
+    prompts = {f"t{i}": f"p{i}" for i in range(6)}
+    out = generate_cached(backend, prompts, GenerationCache(tmp_path / "g.jsonl", "k"), n=3, temperature=0.8, top_p=1.0,
+                          max_new_tokens=4, stop=(), seed=0, batch_size=2)
+    assert out == {t: ["x"] * 3 for t in prompts}
+    assert len(seeds) == 6 and len(set(seeds)) == 6, seeds
+
+
+def test_a_different_tokenizer_is_a_different_run_in_the_generation_cache():
+    # A rerun with --tokenizer after a run with the wrong (default) one must not be served its generations.
+    import types
+
+    from eval.backends.jax_backend import JaxBackend
+    from eval.cache import run_key
+
+    def identity(tokenizer):
+        backend = JaxBackend.__new__(JaxBackend)
+        backend.config, backend.source = BackendConfig(checkpoint="/c", step=1, tokenizer=tokenizer), "/c@1"
+        backend.model_config = types.SimpleNamespace(dtype="bfloat16")
+        return backend.identity()
+
+    keys = {run_key(identity(t), {}) for t in (None, "/tok/a", "/tok/b")}
+    assert len(keys) == 3
+
+
+def test_refinement_prompt_is_the_pyx_r_training_format(tmp_path, sandbox, gt_cache):
+    # The refine model is trained on PYX-R records in the layout of SemCoder's run_refine_evalplus.py
+    # ("### Problem / ### Buggy Solution / ### Failed Test" with an assertion); evaluation must ask in that format.
+    from eval.benchmarks import load_problems
+    from semcoder_jax import prompts as P
+
+    p = load_problems("humaneval")[0]
+    seen = []
+
+    def answer(prompt):
+        seen.append(prompt)
+        return "    return None\n"
+
+    cfg = EvalConfig(benchmark="humaneval", limit=1, refine_rounds=1)
+    run_eval(cfg, ScriptedBackend(answer), tmp_path, sandbox=sandbox)
+    code = json.loads((tmp_path / "samples.jsonl").read_text())["solution"]
+    failed = "assert has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3) == True"
+    instruction = (f"### Problem\n{p.prompt.strip()}\n\n### Buggy Solution\n```python\n{code.strip()}\n```\n\n"
+                   f"### Failed Test\n```python\n{failed}\n```\n")
+    assert seen[1] == P.REFINE_TEMPLATE.format(instruction=instruction, response="")
+
+
+@pytest.mark.parametrize("fence", ["```python", "```py", "```Python ", "```"])
+def test_refined_code_is_read_whatever_the_fence_language_tag(fence):
+    from eval.refine import extract_refined
+
+    text = f"The bug ...\n[Refined]\n{fence}\ndef f(x):\n    return x + 1\n```\n"
+    assert extract_refined(text) == "def f(x):\n    return x + 1"

@@ -73,3 +73,13 @@ def test_hostile_answers_are_contained(crux, sandbox):
     hostile = ["__import__('os')._exit(0)", "(lambda: [0] * 10**11)()", "exec('while True: pass')", "__import__('os').system('true')"]
     s = score_execution_prediction("cruxeval-o", [p], {p.task_id: hostile}, sandbox=sandbox)
     assert s[p.task_id] == [False] * 4
+
+
+def test_pass_at_5_is_reported_when_skipped_answers_shorten_a_problems_list(crux, sandbox):
+    # CRUXEval's evaluate_generations computes pass@5 on every problem's list, however short the skip
+    # rule left it (n - c < k gives 1.0); the metric must not vanish from the summary.
+    p, q = crux[0], crux[1]
+    answers = {p.task_id: [p.output] + ["None"] * 3 + [f"f({p.input})"] * 6, q.task_id: ["None"] * 10}
+    s = score("cruxeval-o", [p, q], answers, sandbox=sandbox)
+    assert s.metrics["pass@1"] == pytest.approx(100 * (1 / 4 + 0) / 2)
+    assert s.metrics["pass@5"] == pytest.approx(100 * (1.0 + 0) / 2)

@@ -1,5 +1,7 @@
 """HumanEval(+)/MBPP(+) scoring: the reference solutions score 100%, empty/wrong/hostile ones 0."""
 
+import ast
+
 import pytest
 
 from eval.benchmarks import load_problems
@@ -56,13 +58,15 @@ def test_empty_and_wrong_solutions_score_zero(humaneval, sandbox, gt_cache):
 
 
 def test_plus_tests_catch_what_base_tests_miss(humaneval, sandbox, gt_cache):
-    # HumanEval/0 has_close_elements: compare only neighbours in the given order (passes base, fails plus).
+    # HumanEval/0 has_close_elements: the base inputs have at most 6 numbers, so looking at the first 6
+    # only passes them; longer plus inputs catch it.
     p = humaneval[0]
-    sloppy = p.prompt + "    return any(abs(a - b) < threshold for a, b in zip(numbers, numbers[1:]))\n"
+    sloppy = p.prompt + ("    numbers = numbers[:6]\n"
+                         "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n")
     res = score_evalplus([p], {p.task_id: [sloppy]}, sandbox=sandbox)
     r = res[p.task_id][0]
-    assert r.base_status == "fail" or (r.base_pass and not r.plus_pass)
-    assert r.failure and r.failure["input"]
+    assert (r.base_status, r.plus_status) == ("pass", "fail"), r
+    assert len(ast.literal_eval(r.failure["input"])[0]) > 6, r.failure
 
 
 def test_find_zero_accepts_any_root_within_atol(humaneval, sandbox, gt_cache):

@@ -122,3 +122,15 @@ def test_date_window_includes_contests_on_its_end_date_like_lcb_runner(lcb_file,
     bad.write_text(json.dumps(dict(STDIN_ROW, contest_date="soon")) + "\n")
     with pytest.raises(SemcoderError, match=r"nodate\.jsonl:1: field contest_date"):
         load_problems("lcb-lite", path=bad, end_date="2024-05-01")
+
+
+def test_generic_style_generation_stops_at_lcbs_stop_token(lcb_file):
+    # lcb_runner generates with stop "###": a base model that goes on to a next "### Question" with its
+    # own code block would otherwise be graded on that block (extract_code takes the last one).
+    from eval.backends import cut_at_stop
+    from eval.tasks import stop_strings, to_sample
+
+    p = load_problems("lcb-lite", path=lcb_file)[0]
+    raw = "```python\nprint(sum(map(int, input().split())))\n```\n\n### Question:\nNext one\n\n### Answer:\n```python\nprint(0)\n```\n"
+    completion = cut_at_stop(raw, stop_strings("lcb-lite", "generic"))
+    assert to_sample("lcb-lite", p, completion, style="generic") == "print(sum(map(int, input().split())))"

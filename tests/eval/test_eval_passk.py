@@ -24,5 +24,5 @@ def test_mean_pass_at_k_reports_only_ks_every_problem_supports():
 
 
 def test_pass_at_k_rejects_impossible_counts():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="got n=3, c=4, k=1"):
         pass_at_k(3, 4, 1)

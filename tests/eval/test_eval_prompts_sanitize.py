@@ -98,3 +98,21 @@ def test_sanitize_equals_evalplus_0_3_1_outputs(raw, expected):
 def test_sanitize_matches_installed_evalplus(raw):
     evalplus_sanitize = pytest.importorskip("evalplus.sanitize").sanitize
     assert sanitize(raw, "add") == evalplus_sanitize(raw, "add")
+
+
+
+# evalplus 0.3.1 provider/utility.py: EOS + extra_eos_for_direct_completion(dataset).
+EVALPLUS_EOS = ["<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint("]
+EVALPLUS_DIRECT_STOPS = {
+    "humaneval": EVALPLUS_EOS + ["\ndef ", "\nclass ", "\nimport ", "\nfrom ", "\nassert "],
+    "mbpp": EVALPLUS_EOS + ['\n"""', "\nassert"],
+}
+
+
+@pytest.mark.parametrize("dataset", ["humaneval", "mbpp"])
+def test_plain_style_stops_are_evalplus_direct_completion_stops(dataset):
+    # A HumanEval completion stops at the next top-level def, as EvalPlus's codegen does: a helper the
+    # model writes after the function is not part of the solution.
+    assert sorted(stop_strings(dataset, "plain")) == sorted(EVALPLUS_DIRECT_STOPS[dataset])
+    utility = pytest.importorskip("evalplus.provider.utility")
+    assert utility.EOS + utility.extra_eos_for_direct_completion(dataset) == EVALPLUS_DIRECT_STOPS[dataset]

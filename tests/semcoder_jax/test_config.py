@@ -85,6 +85,17 @@ def test_nested_preset_by_name_and_override(tmp_path):
     assert run.model.name == "tiny"
 
 
+def test_empty_override_of_a_string_field_is_the_empty_string():
+    """``data.path=`` (empty: synthetic data) must not become null, which a ``str`` field refuses."""
+    from semcoder_jax.config import preset_path
+    from semcoder_jax.train.config import load_train_config
+
+    cfg = load_train_config(preset_path("train", "semcoder-6.7b"), ["data.path=", "wandb.project=", "max_steps="])
+    assert (cfg.data.path, cfg.wandb.project, cfg.max_steps) == ("", "", None)
+    with pytest.raises(ConfigError, match="model.num_layers"):
+        load_train_config(None, ["model.num_layers="])
+
+
 def test_save_and_reload(tmp_path):
     c = get_model_config("deepseek-coder-33b")
     save_config(c, tmp_path / "c.yaml")

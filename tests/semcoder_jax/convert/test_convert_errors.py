@@ -145,3 +145,22 @@ def test_orbax_unknown_model_config_key(orbax_models, tmp_path, capsys):
     out = tmp_path / "out"
     err = _run_failing(capsys, ["convert", "orbax-to-hf", "--checkpoint", str(tmp_path / "pytree"), "--out", str(out)], out)
     assert "use_flash" in err and MODEL_CONFIG_FILE in err
+
+
+@pytest.mark.parametrize("tokenizer", ["no-such-org/no-such-tokenizer", "empty_folder"])
+def test_bad_tokenizer_fails_before_any_weight_is_written(orbax_models, tmp_path, capsys, monkeypatch, tokenizer):
+    """The tokenizer was saved after every shard was written: a mistyped ``--tokenizer`` failed only at
+    the end of the export (minutes for a 6.7B model) and threw the written shards away."""
+    import importlib
+
+    orbax_to_hf = importlib.import_module("semcoder_jax.convert.orbax_to_hf")  # the package exports the function
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    if tokenizer == "empty_folder":
+        (tmp_path / tokenizer).mkdir()
+        tokenizer = str(tmp_path / tokenizer)
+    shards = []
+    monkeypatch.setattr(orbax_to_hf, "write_sharded", lambda *a, **k: shards.append(a))
+    out = tmp_path / "out"
+    err = _run_failing(capsys, ["convert", "orbax-to-hf", "--checkpoint", str(orbax_models["gqa"]), "--out", str(out),
+                                "--tokenizer", tokenizer], out)
+    assert "tokenizer" in err and shards == []

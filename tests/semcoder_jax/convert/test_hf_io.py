@@ -65,6 +65,14 @@ def test_truncated_file_is_error(tmp_path):
         HFWeights(tmp_path)
 
 
+def test_git_lfs_pointer_is_a_one_line_error(tmp_path):
+    """A repository cloned without Git LFS holds pointer files; their first 8 bytes read as a header
+    length of exabytes, and reading that many raised MemoryError instead of naming the file."""
+    (tmp_path / "model.safetensors").write_text("version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 9\n")
+    with pytest.raises(SemcoderError, match=r"model\.safetensors: not a readable safetensors file .*Git LFS"):
+        HFWeights(tmp_path)
+
+
 def test_malformed_header_entry_names_file_and_tensor(tmp_path):
     import json
     import struct
@@ -94,6 +102,7 @@ def test_torch_bin_input_and_in_memory_load(hf_models, orbax_models, tmp_path):
     from_safe, config_safe = load_hf_params(hf_dir)
     from_orbax, _ = load_params(orbax_models["tied"])
     assert config_bin.num_kv_heads == config_safe.num_kv_heads == 4 and config_bin.tie_word_embeddings
+    assert jax.tree.structure(from_bin) == jax.tree.structure(from_safe) == jax.tree.structure(from_orbax)
     for a, b, c in zip(jax.tree.leaves(from_bin), jax.tree.leaves(from_safe), jax.tree.leaves(from_orbax)):
         assert np.array_equal(np.asarray(a), np.asarray(b)) and np.array_equal(np.asarray(b), np.asarray(c))
 

@@ -36,7 +36,7 @@ def test_transpose_of_a_view_and_default_threads():
 
 
 def test_transpose_rejects_other_ranks():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"needs a 2-D array, got shape \(2, 3, 4\)"):
         transpose2d(np.zeros((2, 3, 4), np.float32))
 
 

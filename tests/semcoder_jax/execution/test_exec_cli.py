@@ -12,6 +12,15 @@ def test_run_json(tmp_path, capsys):
     assert {"stderr", "duration_s"} <= set(out)
 
 
+def test_run_shows_the_programs_stderr(tmp_path, capsys):
+    """Without ``--json`` only stdout was printed: warnings and logs the program wrote were lost."""
+    prog = tmp_path / "p.py"
+    prog.write_text("import sys\nprint('out')\nprint('careful', file=sys.stderr)\n")
+    assert main(["exec", "run", str(prog)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("out\nstatus: passed") and captured.err == "careful\n"
+
+
 def test_run_timeout_and_failure_exit_code(tmp_path, capsys):
     prog = tmp_path / "loop.py"
     prog.write_text("while True:\n    pass\n")
@@ -36,4 +45,6 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     prog = tmp_path / "p.py"
     prog.write_text("x = 1\n")
     assert main(["exec", "run", str(prog), "--timeout", "-1"]) == 2
+    assert "--timeout" in capsys.readouterr().err
+    assert main(["exec", "run", str(prog), "--timeout", "inf"]) == 2
     assert "--timeout" in capsys.readouterr().err

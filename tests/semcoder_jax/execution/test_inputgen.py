@@ -3,9 +3,9 @@ import random
 
 import pytest
 
-from semcoder_jax.execution import generate_inputs, measure_coverage, mutate_input, reference_data
+from semcoder_jax.execution import generate_inputs, measure_coverage, mutate_input, reference_data, run_inputs
 from semcoder_jax.execution.coverage import function_shape
-from semcoder_jax.execution.inputgen import format_args, ingredients, mutate_value, parse_args
+from semcoder_jax.execution.inputgen import fits, format_args, ingredients, mutate_value, parse_args
 
 BRANCHY = """def f(s, n):
     out = []
@@ -50,6 +50,38 @@ def test_mutate_input_changes_arguments_only_by_literal_values():
     assert all(len(ast.literal_eval(f"({o},)")) == 3 for o in outs if o)
 
 
+@pytest.mark.parametrize(
+    "annotation, good, bad",
+    [
+        ("int", [3, True], [3.0, "3", None]),
+        ("float", [3, 2.5], ["2.5"]),
+        ("list[int]", [[], [1, 2]], [["a"], [1, "a"], (1,)]),
+        ("List[List[str]]", [[["a"], []]], [[["a", 1]]]),
+        ("dict[str, int]", [{}, {"a": 1}], [{"a": "b"}, {1: 1}, [("a", 1)]]),
+        ("tuple[int, str]", [(1, "a")], [(1, 2), (1,), [1, "a"]]),
+        ("tuple[int, ...]", [(), (1, 2, 3)], [(1, "a")]),
+        ("Optional[str]", [None, "a"], [1]),
+        ("int | None", [None, 1], ["a"]),
+        ("typing.Union[int, str]", [1, "a"], [[1]]),
+        ("'list[int]'", [[1]], [["a"]]),
+        ("Sequence[int]", [[1], "anything"], []),
+        ("MyClass", [1, "a"], []),
+    ],
+)
+def test_fits_reads_annotations_without_evaluating_them(annotation, good, bad):
+    ann = ast.parse(annotation, mode="eval").body
+    assert all(fits(v, ann) for v in good) and not any(fits(v, ann) for v in bad)
+
+
+def test_generated_inputs_respect_type_hints(sandbox):
+    """Mutation grew an empty ``list[int]`` with the program's string constants, and the function took them,
+    so a ``list[int]`` parameter was traced with ``['many']``."""
+    src = "def f(xs: list[int]) -> str:\n    if len(xs) > 2:\n        return 'many'\n    return 'few'\n"
+    got = generate_inputs(src, "f", ["[]"], n=10, sandbox=sandbox)
+    assert len(got.inputs) == 10
+    assert all(isinstance(x, int) for text in got.inputs for x in parse_args(text)[0]), got.inputs
+
+
 def test_function_shape_and_coverage(sandbox):
     shape = function_shape(BRANCHY, "f")
     assert shape.lines == frozenset(range(2, 13)) - {10}  # `else:` has no code
@@ -59,6 +91,18 @@ def test_function_shape_and_coverage(sandbox):
     assert 0 < branch_cov < 1
     full = measure_coverage(BRANCHY, "f", ["'a1', 5", "'', -1", "'b', 2"], sandbox=sandbox)
     assert full == (1.0, 1.0)
+
+
+def test_each_input_runs_as_if_alone(sandbox):
+    """The inputs of a batch shared one run of the program: a mutable default argument (or a global)
+    that earlier calls changed made later inputs pass here that fail when traced alone, and the
+    program's own SIGALRM handler must not take the per-input timer."""
+    src = "def f(x, seen=[]):\n    seen.append(x)\n    return 10 // (len(seen) - 1)\n"
+    assert [e["ok"] for e in run_inputs(src, "f", ["1", "2", "3"], sandbox=sandbox)] == [False] * 3
+    loud = "import signal\nprint('x' * 100_000)\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n" \
+           "def f(n):\n    while n:\n        pass\n    return n\n"
+    entries = run_inputs(loud, "f", ["0", "1", "0"] + ["0"] * 20, sandbox=sandbox, per_input_timeout_s=0.2)
+    assert [e["exc_type"] for e in entries[:3]] == [None, "timeout", None] and all(e["ok"] for e in entries[3:])
 
 
 def test_generate_inputs_are_valid_distinct_and_raise_coverage(sandbox):

@@ -65,6 +65,17 @@ def test_exception_is_recorded_and_rendered(sandbox):
     assert render_scratchpad(LOOP, t).endswith(text)
 
 
+def test_a_frame_left_by_an_exception_does_not_return_none(sandbox):
+    """Python sends a frame's ``return`` trace event (with None) when an exception leaves it, so the
+    trace read "g returned None" for a ``g`` that raised."""
+    src = "def g(x):\n    raise ValueError(x)\n\ndef f(x):\n    try:\n        return g(x)\n    except ValueError:\n        return None\n"
+    t = trace_call(src, "f(1)", sandbox=sandbox)
+    returns = {e["func"]: e for e in t.events if e["kind"] == "return"}
+    assert (returns["g"]["value"], returns["g"].get("raised")) == (None, True)
+    assert (returns["f"]["value"], returns["f"].get("raised")) == ("None", None)
+    render_concise(src, t)
+
+
 def test_caps_mark_truncation_but_keep_the_result(sandbox):
     src = "def f(n):\n    s = 0\n    for i in range(n):\n        s += i\n    return s\n"
     t = trace_call(src, "f(10000)", sandbox=sandbox, max_events=50)
@@ -93,6 +104,17 @@ def test_label_code_matches_prompts_offset():
     code = "def f(x):\n\n    return x\n"
     assert label_code(code) == "def f(x): # [L5]\n\n    return x # [L7]"
     assert label_code(code, offset=0).splitlines()[0] == "def f(x): # [L1]"
+
+
+def test_labels_follow_python_line_numbers_past_form_feeds_and_line_separators(sandbox):
+    """``str.splitlines`` breaks at a form feed (a PEP 8 page break) and at U+2028 in a string literal,
+    which Python does not: every later label, and the traced lines' source text, were one line off."""
+    code = "def f(x):\n    s = 'a\u2028b'\n\x0c\n    y = x + len(s)\n    return y\n"
+    t = trace_call(code, "f(1)", sandbox=sandbox)
+    assert [(e["line"], e["source"]) for e in t.events if e["kind"] == "line"][-2:] == [(4, "y = x + len(s)"), (5, "return y")]
+    assert "    y = x + len(s) # [L8]" in label_code(code).split("\n")
+    assert render_concise(code, t).startswith("[L6] {'s': 'a\\u2028b'} [/L6]\n[L8] {'y': 4} [/L8]")
+    assert "    return y # [L9]" in render_next(code, t)
 
 
 def test_renderers(sandbox):

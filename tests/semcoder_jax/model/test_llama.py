@@ -1,7 +1,5 @@
 """The Flax decoder against Hugging Face's LlamaForCausalLM, packing, cache and compile time."""
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -127,22 +125,19 @@ def test_kv_cache_prefill_and_decode_match_full_forward():
     assert int(cache["index"]) == 12
 
 
-def _compile_seconds(num_layers: int) -> float:
+def _program_size(num_layers: int) -> int:
+    """Characters of the lowered training step: what XLA compiles, so what its compile time follows."""
     config = _tiny(num_layers=num_layers, remat_policy="full")
     shapes = jax.eval_shape(lambda: llama.init_params(config, jax.random.PRNGKey(0)))
     ids = jax.ShapeDtypeStruct((2, 64), jnp.int32)
     step = jax.jit(jax.value_and_grad(lambda p, x: jnp.mean(llama.apply(config, p, x))))
-    start = time.perf_counter()
-    step.lower(shapes, ids).compile()
-    return time.perf_counter() - start
+    return len(step.lower(shapes, ids).as_text())
 
 
 def test_compile_time_does_not_grow_with_depth():
-    _compile_seconds(1)  # warm up caches shared by both
-    t2, t16 = _compile_seconds(2), _compile_seconds(16)
-    if t16 >= 2 * t2:  # one re-measurement: the test machine is shared
-        t2, t16 = min(t2, _compile_seconds(2)), min(t16, _compile_seconds(16))
-    assert t16 < 2 * t2, (t2, t16)
+    """The layers are scanned: 16 lower to the program of 2 (unrolled they lower to twice its size).
+    Sizes, not compile seconds, which a shared machine makes noisy."""
+    assert _program_size(16) < 1.05 * _program_size(2)
 
 
 @pytest.mark.parametrize("override, message", [

@@ -14,7 +14,7 @@ from semcoder_jax.cli.main import main
 from semcoder_jax.config import ConfigError
 from semcoder_jax.train.config import MeshConfig, load_train_config
 from semcoder_jax.train.mesh import create_mesh
-from semcoder_jax.train.optimizer import make_schedule
+from semcoder_jax.train.optimizer import make_schedule, warmup_steps
 from semcoder_jax.train.config import OptimizerConfig
 
 
@@ -94,6 +94,14 @@ def test_schedule_warmup_cosine_floor():
     assert abs(float(sched(10)) - 1e-3) < 1e-9
     assert abs(float(sched(60)) - 5.5e-4) < 1e-7
     assert abs(float(sched(110)) - 1e-4) < 1e-9
+
+
+@pytest.mark.parametrize("warmup", [dict(warmup_steps=50), dict(warmup_ratio=0.03)])
+def test_warmup_ends_before_the_last_step(warmup):
+    """A 1-step run (a smoke test) trains at ``lr``; a warm-up as long as the run would give it lr 0."""
+    cfg = OptimizerConfig(lr=1e-3, min_lr=1e-4, **warmup)
+    assert warmup_steps(cfg, 1) == 0 and float(make_schedule(cfg, 1)(0)) == pytest.approx(1e-3)
+    assert warmup_steps(cfg, 10) == (9 if "warmup_steps" in warmup else 1)
 
 
 def test_dcn_data_multiplies_the_data_axis_and_keeps_hosts_contiguous():

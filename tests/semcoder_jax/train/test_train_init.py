@@ -32,17 +32,32 @@ def test_init_from_orbax_and_hf_give_the_checkpoint_params(make_config, fsdp8_ru
     expected = jax.device_get(expected)
     got, trainer = _initial_params(make_config(f"init_from=orbax:{ckpt}@3", "mesh.data=2", "mesh.fsdp=4", run="from_orbax"))
     _assert_equal_trees(got, expected)
+    import shutil
+
+    at_host = shutil.copytree(ckpt, tmp_path / "user@host" / "checkpoints")  # only the last "@N" is a step
+    got, _ = _initial_params(make_config(f"init_from=orbax:{at_host}@3", "mesh.fsdp=8", run="from_at"))
+    _assert_equal_trees(got, expected)
 
     hf_dir = orbax_to_hf(ckpt, tmp_path / "hf", step=3, dtype="float32")
     got, trainer = _initial_params(make_config(f"init_from=hf:{hf_dir}", "mesh.fsdp=8", run="from_hf"))
     _assert_equal_trees(got, expected)
     assert (trainer.run_dir / "hf_import").is_dir()
 
+    # The same run folder, started again from another HF folder: that folder's weights, not the import's.
+    other = orbax_to_hf(ckpt, tmp_path / "hf5", step=5, dtype="float32")
+    got, _ = _initial_params(make_config(f"init_from=hf:{other}", "mesh.fsdp=8", run="from_hf"))
+    _assert_equal_trees(got, jax.device_get(load_params(ckpt, 5)[0]))
 
-def test_init_from_checkpoint_of_another_architecture_is_refused(make_config, fsdp8_run):
+
+@pytest.mark.parametrize("overrides, message", [
+    (("model.intermediate_size=256", "mesh.fsdp=8"), "intermediate_size is 128 but the train config says 256"),
+    # The checkpoint's 2 KV heads do not divide tensor=4: refused before Orbax reads a shard.
+    (("model.num_kv_heads=4", "mesh.fsdp=2", "mesh.tensor=4"), "num_kv_heads is 2 but the train config says 4"),
+], ids=["shards-fit", "shards-do-not-fit"])
+def test_init_from_checkpoint_of_another_architecture_is_refused(make_config, fsdp8_run, overrides, message):
     ckpt = fsdp8_run["run_dir"] / "checkpoints"
-    cfg = make_config(f"init_from=orbax:{ckpt}", "model.intermediate_size=256", "mesh.fsdp=8", run="mismatch")
-    with pytest.raises(ConfigError, match="intermediate_size is 128 but the train config says 256"):
+    cfg = make_config(f"init_from=orbax:{ckpt}", *overrides, run="mismatch")
+    with pytest.raises(ConfigError, match=message):
         _initial_params(cfg)
 
 

@@ -73,11 +73,7 @@ def test_hosts_read_disjoint_shares(tiny, tmp_path):
 
 
 @pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "python"])
-
-
 @pytest.mark.parametrize("layout, n_files, rows_per_file, per_host", [("folder", 3, 4, 4), ("glob", 3, 4, 4), ("glob", 1, 5, 2)])
-
-
 def test_hosts_read_each_row_once_an_epoch_when_shares_differ(tiny, tmp_path, monkeypatch, tensorflow, layout, n_files, rows_per_file, per_host):
     """Files or rows that do not divide among the hosts: every host takes as many batches, the
     smallest share's, and none repeats a row to keep up with the others."""
@@ -121,10 +117,10 @@ def test_jsonl_bad_line_names_file_and_line(tmp_path):
     ({"input_ids": [1, 2, "x"], "loss_mask": [0, 1, 1]}, "'input_ids' is not a list of integers"),
     ({"input_ids": [1, 2, 3], "loss_mask": None}, "'loss_mask' is not a list of integers"),
     ({"input_ids": [[1, 2], [3]]}, "'input_ids' is not a list of integers"),
+    ({"input_ids": [1, 2.5, 3]}, r"'input_ids' is not a list of integers \(found numbers with a fraction\)"),
+    ({"input_ids": ["1", "2", "3"]}, r"'input_ids' is not a list of integers \(found text\)"),
     ({k: [1] * SEQ for k in ("input_ids", "loss_mask", "segment_ids")} | {"positions": [None] * SEQ}, "feature 'positions' is not a list of integers"),
-], ids=["string", "null", "ragged", "packed"])
-
-
+], ids=["string", "null", "ragged", "fraction", "text", "packed"])
 def test_jsonl_values_that_are_not_integers_name_file_line_and_field(tmp_path, row, message):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"input_ids": [1, 2], "loss_mask": [1, 1]}) + "\n" + json.dumps(row) + "\n")
@@ -155,9 +151,29 @@ def test_jsonl_packing_and_training_respect_max_segments(make_config, tmp_path, 
         trainer_mod.Trainer(make_config("model.attention=cudnn", "model.max_segments=3"))
 
 
+def test_token_ids_outside_the_vocabulary_are_refused_before_a_step(make_config, tmp_path):
+    """Out-of-vocabulary ids embed as NaN: the loss and then every weight would be NaN, silently."""
+    from semcoder_jax.train.trainer import Trainer
+    from semcoder_jax.train.validation import load_validation_rows
+
+    path = tmp_path / "rows.jsonl"
+    rows = [{"input_ids": list(range(i, i + 16)), "loss_mask": [0] * 4 + [1] * 12} for i in range(16)]  # 8 rows: one batch
+    rows[7]["input_ids"][9] = 600  # the tiny config's vocabulary has 512 ids
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = make_config(f"data.path={path}", "max_steps=2")
+    trainer = Trainer(cfg)
+    trainer.step_fn = lambda *a: pytest.fail("ran a step on out-of-vocabulary ids")
+    try:
+        with pytest.raises(DataError, match=r"rows\.jsonl'?: epoch 0, batch \d+, row \d+: token id 600 at position \d+ .*vocab_size=512"):
+            trainer.run()
+    finally:
+        trainer.close()
+    cfg.validation.path = str(path)
+    with pytest.raises(DataError, match=r"validation .*rows\.jsonl, row \d+: token id 600"):
+        load_validation_rows(cfg, 512)
+
+
 @pytest.mark.parametrize("defect, message", [("missing", "missing feature 'positions'"), ("short", "feature 'loss_mask' has length 12, expected 16")])
-
-
 def test_bad_tfrecord_fails_before_any_compute(tiny, make_config, tmp_path, monkeypatch, defect, message):
     rows = _rows(8)
     for r in rows:
@@ -209,8 +225,6 @@ def test_tfrecords_without_tensorflow_read_the_same_rows(tiny, tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("layout", ["folder", "glob"])
-
-
 def test_truncated_tfrecord_with_tensorflow_names_the_file(tiny, tmp_path, layout):
     """A cut-off shard (an interrupted copy) is a SchemaError naming it, when rows are counted
     (glob) and when a manifest spares the count and the cut shows only while reading."""
@@ -226,8 +240,6 @@ def test_truncated_tfrecord_with_tensorflow_names_the_file(tiny, tmp_path, layou
 
 
 @pytest.mark.parametrize("payload", [b"\x0a\x05\x0a\x03\x0a", b"\x0b\x01", b"\xff"], ids=["overrun", "wire-type", "varint"])
-
-
 def test_corrupt_record_without_tensorflow_names_file_and_record(tmp_path, payload):
     """The Python reader's protobuf errors name the file and record, not a bare IndexError."""
     import struct

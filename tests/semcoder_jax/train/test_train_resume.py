@@ -3,6 +3,7 @@
 import json
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +45,36 @@ def test_sigterm_saves_at_the_step_reached_and_exits_cleanly(tiny, fsdp8_run, tm
     assert tiny.checkpoint_steps(run_dir) == [last]
     data_state = json.loads((run_dir / "checkpoints" / str(last) / "data_state" / "metadata").read_text())
     assert data_state["epoch"] * 4 + data_state["batch"] == last  # 32 rows / batch 8 = 4 batches per epoch
+
+
+def test_resumed_run_logs_each_step_once(tiny, make_config, one_device_run):
+    """A run that died after logging step 4 (and part of step 5's line) but saving only step 3:
+    the restart replays 4 and 5, and ``metrics.jsonl`` holds each step once, with the losses of an
+    uninterrupted run."""
+    cfg = make_config(*tiny.ONE_DEVICE, *tiny.FIVE_STEPS)
+    run_dir = Path(cfg.run_dir)
+    tiny.train(cfg, stop_after=3)
+    with open(run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({**tiny.logged(run_dir)[-1], "step": 4, "loss": 99.0}) + "\n" + '{"step": 5, "lo')
+    losses, _, _ = tiny.train(cfg)
+    logged = tiny.logged(run_dir)
+    assert [r["step"] for r in logged] == [1, 2, 3, 4, 5]
+    assert [r["loss"] for r in logged] == one_device_run["losses"]
+    assert losses == one_device_run["losses"][3:]
+
+
+def test_resume_with_another_batch_size_is_refused(make_config, fsdp8_run, tmp_path):
+    """The checkpoint's data position counts batches of the size it was trained with."""
+    import shutil
+
+    from semcoder_jax.config import ConfigError
+    from semcoder_jax.train.trainer import Trainer
+
+    run = tmp_path / "run" / "resumed"
+    shutil.copytree(fsdp8_run["run_dir"] / "checkpoints", run / "checkpoints")
+    trainer = Trainer(make_config("mesh.fsdp=8", "data.global_batch_size=16", run="run/resumed"))
+    try:
+        with pytest.raises(ConfigError, match=r"step 5: data.global_batch_size was 8 but is 16 now.*init_from=orbax:"):
+            trainer.initial_state()
+    finally:
+        trainer.close()
