@@ -149,7 +149,7 @@ def spot_check(src: Path, exported: Path, names: list[str]) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="/tmp/semcoder-convert-bench")
     parser.add_argument("--model", default="deepseek-coder-6.7b")
     parser.add_argument("--layers", type=int, default=None, help="override the number of layers (quick runs)")

@@ -37,7 +37,7 @@ def replicated_corpus(dst: Path, n: int) -> int:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=32_000, help="problems (PYX has ~32k)")
     ap.add_argument("--out", default="/tmp/semcoder_bench_data")
     ap.add_argument("--workers", type=int, default=0, help="threads per stage (0 = CPU count)")

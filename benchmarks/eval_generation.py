@@ -23,7 +23,7 @@ from eval.tasks import build_prompt  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hf-dir", required=True)
     ap.add_argument("--benchmark", default="humaneval")
     ap.add_argument("--prompts", type=int, default=64)

@@ -86,7 +86,7 @@ def run_evalplus(name: str, problems, rows: list[dict], workdir: Path, parallel:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=["humaneval", "mbpp"])
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--parallel", type=int, default=os.cpu_count() or 2)

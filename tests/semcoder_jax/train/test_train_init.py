@@ -61,16 +61,21 @@ def test_init_from_checkpoint_of_another_architecture_is_refused(make_config, fs
         _initial_params(cfg)
 
 
-def test_resume_with_another_architecture_names_the_field(make_config, fsdp8_run, tmp_path):
-    """A run folder whose checkpoints hold another architecture: a ConfigError naming the field and
-    the checkpoint, not Orbax's shape error from deep inside the restore."""
+@pytest.mark.parametrize("override, message", [
+    ("model.intermediate_size=96", "model.intermediate_size is 128 but the train config says 96"),
+    # the saved data position counts batches of the size it was trained with
+    ("data.global_batch_size=16", "data.global_batch_size was 8 but is 16 now.*init_from=orbax:"),
+], ids=["architecture", "batch-size"])
+def test_resume_with_another_architecture_or_batch_names_the_field(make_config, fsdp8_run, tmp_path, override, message):
+    """A run folder whose checkpoints do not fit the config: a ConfigError naming the field and the
+    checkpoint, not Orbax's shape error from deep inside the restore, nor a silent jump in the data."""
     import shutil
 
     run = tmp_path / "run" / "resumed"
     shutil.copytree(fsdp8_run["run_dir"] / "checkpoints", run / "checkpoints")
-    trainer = Trainer(make_config("model.intermediate_size=96", "mesh.fsdp=8", run="run/resumed"))
+    trainer = Trainer(make_config(override, "mesh.fsdp=8", run="run/resumed"))
     try:
-        with pytest.raises(ConfigError, match=r"checkpoint .*checkpoints step 5: model.intermediate_size is 128 but the train config says 96"):
+        with pytest.raises(ConfigError, match=rf"checkpoint .*checkpoints step 5: {message}"):
             trainer.initial_state()
     finally:
         trainer.close()

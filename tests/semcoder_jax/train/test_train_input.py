@@ -277,3 +277,11 @@ def test_hosts_take_file_rows_from_the_manifest_without_counting(tiny, tmp_path,
     monkeypatch.setattr(train_input, "count_records", lambda path: pytest.fail(f"counted {path}"))
     cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=2)
     assert make_source(cfg, 64, process_index=1, process_count=2).rows == 8  # 4 of one file, 8 of two: 2 x 4
+
+
+def test_a_built_folder_of_another_row_length_says_which_to_set(tmp_path):
+    (tmp_path / "train-00000-of-00001.tfrecord").write_bytes(b"")
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"seq_len": 2048, "splits": {"train": {"files": ["train-00000-of-00001.tfrecord"], "rows": 0}}}))
+    with pytest.raises(DataError, match=r"manifest seq_len is 2048 but data.seq_len is 64; set data.seq_len=2048"):
+        make_source(DataConfig(path=str(tmp_path), seq_len=64, global_batch_size=1), vocab_size=512, process_index=0, process_count=1)

@@ -66,5 +66,5 @@ def test_validation_without_a_split_fails_before_any_compute(make_config, tmp_pa
     folder = tmp_path / "built"
     folder.mkdir()
     (folder / "manifest.json").write_text(json.dumps({"seq_len": 32, "splits": {"train": {"files": []}}}))
-    with pytest.raises(DataError, match=r"manifest\.json: cannot read split 'validation'"):
+    with pytest.raises(DataError, match=r"manifest\.json: no split 'validation' \(it has train\); build with validation_fraction="):
         load_validation_rows(make_config(f"data.path={folder}", "validation.every=5"), 512)
