@@ -26,8 +26,11 @@ PAPER = {
 
 
 def collect(dirs: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
-    """``{model: {benchmark: pass@1 or (base, plus)}}`` from results.json files in ``dirs`` (searched recursively)."""
+    """``{model: {benchmark: pass@1 or (base, plus)}}`` from results.json files in ``dirs`` (searched
+    recursively). A run on a ``--limit`` slice is a row of its own, named so; two results for one
+    model and benchmark are refused, since either could be the one meant."""
     rows: dict[str, dict[str, Any]] = {}
+    seen: dict[tuple[str, str], Path] = {}
     for d in dirs:
         d = Path(d)
         files = [d] if d.is_file() else sorted(d.rglob("results.json"))
@@ -38,8 +41,14 @@ def collect(dirs: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
                 res = json.loads(f.read_text())
                 s = res["summary"]
                 bench, model = res["benchmark"], res.get("model") or f.parent.name
-            except (OSError, ValueError, KeyError, TypeError) as e:
+                limit = (res.get("config") or {}).get("limit")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 raise SemcoderError(f"{f}: not a results file ({type(e).__name__}: {e})") from None
+            if limit:
+                model = f"{model} (first {limit} problems)"
+            if (model, bench) in seen:
+                raise SemcoderError(f"{seen[model, bench]} and {f} both hold {bench} results of {model}; report one of them")
+            seen[model, bench] = f
             value: Any = s.get("pass@1")
             if "plus_pass@1" in s:
                 value = (s.get("pass@1"), s["plus_pass@1"])

@@ -79,34 +79,38 @@ def pin_step(config: BackendConfig) -> BackendConfig:
 
 
 def model_source(config: BackendConfig) -> str:
-    """The model's identity for the generation cache: the HF folder (with its weight files' sizes and
-    times) or hub id, or the checkpoint folder with the step loaded (give a config from
-    :func:`pin_step`), so that evaluating the same folder again after more training or another
-    export does not reuse the older model's generations."""
+    """The model as results name it: the HF folder (absolute) or hub id, or the checkpoint folder with
+    the step loaded (give a config from :func:`pin_step`)."""
     from pathlib import Path
 
     if config.hf_dir and not config.checkpoint:
-        folder = Path(config.hf_dir)
-        if not folder.is_dir():  # a hub id
-            return config.hf_dir
-        return f"{folder.absolute()}#{_weights_fingerprint(folder)}"
+        return str(Path(config.hf_dir).absolute()) if Path(config.hf_dir).is_dir() else config.hf_dir
     return f"{Path(config.checkpoint).absolute()}@{config.step}"
 
 
+def model_identity(config: BackendConfig) -> dict[str, str]:
+    """What decides the generations besides the settings, for the cache key: the model (a
+    checkpoint's step, so that more training is a new model; a HF folder's weight files, so that a
+    new export into the same folder is one) and ``--tokenizer`` (the same model read with another
+    tokenizer writes other text; left out when not given)."""
+    from pathlib import Path
+
+    ident = {"model": model_source(config)}
+    if config.hf_dir and not config.checkpoint and Path(config.hf_dir).is_dir():
+        ident["weights"] = _weights_fingerprint(Path(config.hf_dir))
+    if config.tokenizer:
+        ident["tokenizer"] = config.tokenizer
+    return ident
+
+
 def _weights_fingerprint(folder: Any) -> str:
-    """Size and modification time of each weight file: a model exported again into the same folder is
-    another model, while rereading the same files keeps the key (hashing gigabytes would not)."""
+    """Size and modification time of each weight file: rereading the same files keeps the key, and
+    hashing gigabytes of weights is not needed to see that they were written again."""
     import hashlib
 
     files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
     stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
     return hashlib.sha256(repr(stats).encode()).hexdigest()[:12]
-
-
-def tokenizer_identity(config: BackendConfig) -> dict[str, str]:
-    """``--tokenizer`` for the cache identity: the same model read with another tokenizer generates
-    other text. Left out when not given, so the default's key is unchanged."""
-    return {"tokenizer": config.tokenizer} if config.tokenizer else {}
 
 
 def get_backend(name: str, config: BackendConfig) -> Backend:

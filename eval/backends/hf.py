@@ -6,7 +6,7 @@ import contextlib
 import tempfile
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop, model_source, pin_step, resolve_tokenizer, tokenizer_identity
+from eval.backends import BackendConfig, cut_at_stop, model_identity, pin_step, resolve_tokenizer
 from semcoder_jax.errors import SemcoderError
 
 
@@ -41,10 +41,10 @@ class HFBackend:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
         self._stack.close()  # weights are in memory; a temporary conversion can go
-        self.source = model_source(config)
+        self.source = model_identity(config)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "hf", "model": self.source, "dtype": str(self.model.dtype), **tokenizer_identity(self.config)}
+        return {"backend": "hf", **self.source, "dtype": str(self.model.dtype)}
 
     def generate(
         self,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop, model_source, pin_step, resolve_tokenizer, tokenizer_identity
+from eval.backends import BackendConfig, cut_at_stop, model_identity, pin_step, resolve_tokenizer
 
 
 class JaxBackend:
@@ -22,10 +22,10 @@ class JaxBackend:
         self.tokenizer = resolve_tokenizer(config, config.hf_dir)
         self.model_config = model_config
         self.sampler = Sampler(model_config, params, self.tokenizer)
-        self.source = model_source(config)
+        self.source = model_identity(config)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "jax", "model": self.source, "dtype": self.model_config.dtype, **tokenizer_identity(self.config)}
+        return {"backend": "jax", **self.source, "dtype": self.model_config.dtype}
 
     def generate(
         self,

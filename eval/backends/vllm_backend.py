@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, model_source, pin_step, tokenizer_identity, tokenizer_source
+from eval.backends import BackendConfig, model_identity, pin_step, tokenizer_source
 from eval.backends.hf import hf_model_dir
 from semcoder_jax.errors import SemcoderError
 
@@ -33,10 +33,10 @@ class VLLMBackend:
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
         self.llm = LLM(**kwargs)
-        self.source = model_source(config)
+        self.source = model_identity(config)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "vllm", "model": self.source, "dtype": self.config.dtype or "bfloat16", **tokenizer_identity(self.config)}
+        return {"backend": "vllm", **self.source, "dtype": self.config.dtype or "bfloat16"}
 
     def generate(
         self,

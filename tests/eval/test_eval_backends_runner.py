@@ -64,7 +64,7 @@ def test_cli_run_then_report_with_a_tiny_model(tiny_hf, tmp_path, capsys, sandbo
     assert len((out / "generations.jsonl").read_text().splitlines()) == 3
     assert main(["eval", "report", str(tmp_path), "--out", str(tmp_path / "table.md")]) == 0
     table = (tmp_path / "table.md").read_text()
-    assert "| tiny |" in table and (tmp_path / "table.png").exists()
+    assert "| tiny (first 3 problems) |" in table and (tmp_path / "table.png").exists()  # not a full-benchmark row
     assert main(["eval", "run", "--benchmark", "humaneval", "--backend", "hf"]) == 2
     assert "needs --checkpoint DIR or --hf-dir DIR" in capsys.readouterr().err
 
@@ -145,9 +145,16 @@ def test_run_score_report_offline(tmp_path, sandbox, gt_cache):
 
     rows = collect([tmp_path])
     table = markdown_table(rows)
-    assert "| oracle | 100.0 (100.0) |" in table and "SemCoder-S (paper) | 79.3 (74.4)" in table
+    assert "| oracle (first 6 problems) | 100.0 (100.0) |" in table and "SemCoder-S (paper) | 79.3 (74.4)" in table
     bar_chart(rows, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    import shutil
+
+    from semcoder_jax.errors import SemcoderError
+
+    shutil.copytree(tmp_path / "he", tmp_path / "he-again")  # which of the two would the table show?
+    with pytest.raises(SemcoderError, match=r"he/results.json and .*he-again/results.json both hold humaneval results of oracle"):
+        collect([tmp_path])
 
 
 def test_crashed_run_resumes_without_regenerating(tmp_path, sandbox, gt_cache):
@@ -267,20 +274,20 @@ def test_checkpoint_identity_names_the_step_loaded_so_newer_steps_are_not_served
 def test_a_model_exported_again_into_the_same_folder_is_another_model(tmp_path):
     import os
 
-    from eval.backends import model_source
+    from eval.backends import model_identity
 
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text("{}")
     weights = hf / "model.safetensors"
     weights.write_bytes(b"a" * 16)
-    config = BackendConfig(hf_dir=str(hf))
-    before = model_source(config)
-    assert model_source(BackendConfig(hf_dir=str(hf))) == before  # the same files: cached generations apply
+    before = model_identity(BackendConfig(hf_dir=str(hf)))
+    assert before["model"] == str(hf)  # results name the folder; the weights only key the cache
+    assert model_identity(BackendConfig(hf_dir=str(hf))) == before  # the same files: cached generations apply
     weights.write_bytes(b"b" * 16)
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
-    assert model_source(config) != before
-    assert model_source(BackendConfig(hf_dir="deepseek-ai/deepseek-coder-6.7b-base")) == "deepseek-ai/deepseek-coder-6.7b-base"
+    assert model_identity(BackendConfig(hf_dir=str(hf))) != before
+    assert model_identity(BackendConfig(hf_dir="deepseek-ai/deepseek-coder-6.7b-base")) == {"model": "deepseek-ai/deepseek-coder-6.7b-base"}
 
 
 def test_refinement_cache_is_keyed_by_the_refinement_token_budget(tmp_path, sandbox, gt_cache):
@@ -508,12 +515,14 @@ def test_a_different_tokenizer_is_a_different_run_in_the_generation_cache():
     # A rerun with --tokenizer after a run with the wrong (default) one must not be served its generations.
     import types
 
+    from eval.backends import model_identity
     from eval.backends.jax_backend import JaxBackend
     from eval.cache import run_key
 
     def identity(tokenizer):
         backend = JaxBackend.__new__(JaxBackend)
-        backend.config, backend.source = BackendConfig(checkpoint="/c", step=1, tokenizer=tokenizer), "/c@1"
+        backend.config = BackendConfig(checkpoint="/c", step=1, tokenizer=tokenizer)
+        backend.source = model_identity(backend.config)
         backend.model_config = types.SimpleNamespace(dtype="bfloat16")
         return backend.identity()
 
