@@ -71,6 +71,9 @@ def timings() -> None:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     print("jax", jax.__version__, jax.devices(), flush=True)
     check()
     timings()

@@ -49,7 +49,11 @@ def top_device_ops(trace_dir: str, n: int, steps: int) -> list[dict]:
     from jax.profiler import ProfileData
 
     by_line: dict[str, tuple[Counter, Counter]] = defaultdict(lambda: (Counter(), Counter()))
-    for path in glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True):
+    paths = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
+    if paths:  # this run's trace only: a reused folder holds earlier runs' too
+        newest = max({os.path.dirname(p) for p in paths}, key=os.path.getmtime)
+        paths = [p for p in paths if os.path.dirname(p) == newest]
+    for path in paths:
         for plane in ProfileData.from_file(path).planes:
             if not plane.name.startswith("/device:"):
                 continue
@@ -218,7 +222,8 @@ def main() -> None:
         pass
     print(json.dumps(result), flush=True)
     if args.profile and args.top_ops:
-        for row in top_device_ops(args.profile, args.top_ops, args.steps):
+        rows = top_device_ops(args.profile, args.top_ops, args.steps)
+        for row in rows or [{"top_ops": f"no device ops in the trace under {args.profile} (a CPU run records none)"}]:
             print(json.dumps(row), flush=True)
 
 

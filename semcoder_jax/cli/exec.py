@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.prompts import LINE_LABEL_OFFSET
 
 
 def register(subparsers) -> None:
@@ -27,7 +28,9 @@ def register(subparsers) -> None:
     trace = sub.add_parser("trace", help="trace one call line by line")
     trace.add_argument("file", type=Path)
     trace.add_argument("--call", required=True, help="the call to trace, e.g. 'f([1, 2])'")
-    trace.add_argument("--format", default="json", choices=("json", "scratchpad", "next", "concise"))
+    trace.add_argument("--format", default="json", choices=("json", "scratchpad", "next", "concise"),
+                       help="json: events with the program's own line numbers; the others render as the "
+                            f"training data does, labelling program line i as [L{{i+{LINE_LABEL_OFFSET}}}] (SemCoder's offset)")
     trace.add_argument("--timeout", type=float, default=None)
     trace.add_argument("--max-events", type=int, default=10_000)
     trace.add_argument("--max-repr", type=int, default=256)

@@ -83,6 +83,9 @@ class Trainer:
         self.check_batch_runs = bool(self.max_segments) and self.source.max_runs is None
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else total_steps(self.source, cfg.data)
         self.optimizer, self.schedule = make_optimizer(cfg.optimizer, self.total_steps)
+        if cfg.optimizer.warmup_steps > warmup_steps(cfg.optimizer, self.total_steps):
+            log.warning("optimizer.warmup_steps=%d shortened to %d, to end before the last of the run's %d steps",
+                        cfg.optimizer.warmup_steps, warmup_steps(cfg.optimizer, self.total_steps), self.total_steps)
         self.batch_sharding = batch_sharding(self.mesh, self.rules)
         self.llama = llama
         rng = jax.random.PRNGKey(cfg.seed)
@@ -192,6 +195,9 @@ class Trainer:
             check_same_architecture(self.cfg.model, read_model_config(self.manager.directory, latest), where)
             params, opt_state, data_state = checkpointing.restore(self.manager, latest, self.abstract_params, self.abstract_opt_state)
             self._check_same_data_order(data_state, where)
+            if data_state.get("total_steps", self.total_steps) != self.total_steps:
+                log.warning("%s was trained on a %d-step schedule; this run's has %d steps, which the learning rate "
+                            "follows from step %d on", where, data_state["total_steps"], self.total_steps, latest + 1)
             log.info("resuming from %s step %d", self.manager.directory, latest)
             return latest, {"params": params, "opt_state": opt_state}, DataPosition.from_json(data_state)
         params = self._initial_params()
@@ -213,7 +219,7 @@ class Trainer:
 
     def save(self, step: int, state: State, position: DataPosition) -> None:
         checkpointing.save(self.manager, step, state["params"], state["opt_state"],
-                           {**position.to_json(), **self._data_order()}, self.cfg.model)
+                           {**position.to_json(), **self._data_order(), "total_steps": self.total_steps}, self.cfg.model)
 
     def evaluate(self, params: Any) -> dict[str, Any]:
         """The validation loss (token-weighted cross-entropy) of ``params`` and its target count."""

@@ -79,3 +79,21 @@ def test_resume_with_another_architecture_or_batch_names_the_field(make_config, 
             trainer.initial_state()
     finally:
         trainer.close()
+
+
+def test_a_resume_on_another_schedule_or_a_shortened_warmup_says_so(make_config, fsdp8_run, tmp_path, caplog):
+    import logging
+    import shutil
+
+    run = tmp_path / "run" / "longer"
+    shutil.copytree(fsdp8_run["run_dir"] / "checkpoints", run / "checkpoints")
+    with caplog.at_level(logging.WARNING, logger="semcoder_jax.train.trainer"):
+        trainer = Trainer(make_config("mesh.fsdp=8", "max_steps=2", "optimizer.warmup_steps=4", run="run/longer"))
+        trainer.close()
+        assert "optimizer.warmup_steps=4 shortened to 1, to end before the last of the run's 2 steps" in caplog.text
+        trainer = Trainer(make_config("mesh.fsdp=8", "max_steps=8", run="run/longer"))
+        try:
+            trainer.initial_state()
+        finally:
+            trainer.close()
+    assert "step 5 was trained on a 5-step schedule; this run's has 8 steps, which the learning rate follows from step 6 on" in caplog.text
