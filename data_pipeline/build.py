@@ -87,7 +87,8 @@ def check_stage_settings(config: DataConfig) -> None:
     now = json.loads(json.dumps(stage_settings(config)))
     if path.exists() and any(root.glob("*/shard-*.done")):
         before = json.loads(path.read_text())
-        changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+        # Keys on one side only are settings added or removed since those shards: nothing to compare.
+        changed = [f"{k}: {before[k]!r} -> {now[k]!r}" for k in sorted(set(before) & set(now)) if before[k] != now[k]]
         if changed:
             raise ConfigError(f"{config.output_dir}: finished stage shards were built with other settings ({'; '.join(changed)}); "
                               f"use another output_dir, or delete {root} to rebuild (LLM replies stay cached)")

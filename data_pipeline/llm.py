@@ -119,6 +119,7 @@ class LLMClient:
                                        "set llm.base_url or OPENAI_BASE_URL") from None
                 except openai.APIStatusError as e:
                     message = f"LLM request to {self.config.model!r} failed: HTTP {e.status_code}: {str(e)[:200]}"
+                    last = message
                     if e.status_code in REFUSED_STATUS:
                         self._refused(message)
                         return None

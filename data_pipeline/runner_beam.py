@@ -19,6 +19,7 @@ from typing import Any, Iterable
 
 from data_pipeline import build
 from data_pipeline.config import DataConfig
+from data_pipeline.records import RecordError
 from data_pipeline.stages.base import STAGE_ORDER
 
 
@@ -81,10 +82,18 @@ def run_stages(config: DataConfig, beam_options: str = "") -> None:
 
 
 def _complete_empty_shards(config: DataConfig) -> None:
+    """A missing shard is empty only when its input shard is finished and empty; otherwise the workers
+    wrote it where the launcher cannot see, and completing it would silently drop its records."""
+    prev = build.SOURCE_STAGE
     for stage in STAGE_ORDER:
         for i in range(config.num_shards):
-            if not build.shard_done(config, stage, i):
-                build.write_shard(config, stage, i, [], [], {"in": 0, "kept": 0, "out": 0, "rejected": {}, "notes": {}})
+            if build.shard_done(config, stage, i):
+                continue
+            if not build.shard_done(config, prev, i) or build.read_shard(config, prev, i):
+                raise RecordError(f"{build.shard_paths(config, stage, i)[2]}: missing after the Beam pipeline finished although its "
+                                  f"input shard has records; output_dir must be a filesystem every worker sees")
+            build.write_shard(config, stage, i, [], [], {"in": 0, "kept": 0, "out": 0, "rejected": {}, "notes": {}})
+        prev = stage
 
 
 def run(config: DataConfig, *, beam_options: str = "", progress: bool = True) -> dict[str, Any]:

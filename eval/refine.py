@@ -6,6 +6,7 @@ never enters a prompt: expected outputs are shown, as a test report would show t
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +37,7 @@ def failure_text(benchmark: str, problem: Any, code: str, detail: dict, with_tra
     if benchmark == "lcb-lite":
         f = detail
     lines = []
-    call = _call(benchmark, problem, f)
+    call = _call(benchmark, problem, code, f)
     if call and f.get("expected") is not None:
         lines.append(f"assert {call} == {f['expected']}")
     else:
@@ -56,14 +57,19 @@ def failure_text(benchmark: str, problem: Any, code: str, detail: dict, with_tra
     return "\n".join(lines) or "The code fails the tests."
 
 
-def _call(benchmark: str, problem: Any, f: dict) -> str | None:
-    """``entry(args)`` of the failing input, or None for stdin problems and load failures."""
+def _call(benchmark: str, problem: Any, code: str, f: dict) -> str | None:
+    """``entry(args)`` of the failing input in Python, or None for stdin problems, load failures and
+    inputs shown shortened (`` ... ``), which no call could spell."""
     if benchmark in ("humaneval", "mbpp"):
         args = f.get("input")  # the repr of the argument list
-        return f"{problem.entry_point}({args[1:-1]})" if args and args[0] in "[(" else None
+        return f"{problem.entry_point}({args[1:-1]})" if args and args[0] in "[(" and " ... " not in args else None
     if benchmark == "lcb-lite" and problem.func_name and f.get("inputs") is not None:
-        args = ", ".join(f["inputs"].split("\n"))  # one JSON argument a line
-        return f"{problem.func_name}({args})"
+        try:  # one JSON argument a line: true/null are not Python
+            args = ", ".join(repr(json.loads(line)) for line in f["inputs"].split("\n"))
+        except ValueError:
+            return None
+        owner = "Solution()." if "class Solution" in code else ""  # as the LCB harness calls it
+        return f"{owner}{problem.func_name}({args})"
     return None
 
 

@@ -47,7 +47,7 @@ def collect(dirs: Sequence[str | Path]) -> dict[str, dict[str, Any]]:
             if limit:
                 model = f"{model} (first {limit} problems)"
             if (model, bench) in seen:
-                raise SemcoderError(f"{seen[model, bench]} and {f} both hold {bench} results of {model}; report one of them")
+                raise SemcoderError(f"{seen[model, bench]} and {f} both hold {bench} results of {model}; report one of them, or tell runs apart with `eval run --name`")
             seen[model, bench] = f
             value: Any = s.get("pass@1")
             if "plus_pass@1" in s:

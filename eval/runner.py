@@ -99,12 +99,13 @@ def run_eval(
     style, quotes = cfg.prompt_style, cfg.use_quotes
     prompts = {p.task_id: build_prompt(cfg.benchmark, p, style, quotes) for p in problems}
     identity = backend.identity()
-    cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(identity, generation_settings(cfg)))
+    stop = stop_strings(cfg.benchmark, style)  # generations are stored cut at these: part of the key
+    cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(identity, generation_settings(cfg, stop=list(stop))))
     g = cfg.generation
     t0 = time.time()
     completions = generate_cached(
         backend, prompts, cache, n=g.n, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
-        stop=stop_strings(cfg.benchmark, style), seed=g.seed, batch_size=g.batch_size,
+        stop=stop, seed=g.seed, batch_size=g.batch_size,
         on_batch=lambda done, total: log(f"generated {done}/{total} uncached problems"),
     )
     gen_s = time.time() - t0

@@ -35,7 +35,7 @@ def int64_array(value: Any, what: str) -> np.ndarray:
     except (TypeError, ValueError):
         arr = None
     if arr is None or (arr.size and arr.dtype.kind not in "iub"):
-        kinds = {"f": "numbers with a fraction", "U": "text", "S": "text", "c": "complex numbers"}
+        kinds = {"f": "floats", "U": "text", "S": "text", "c": "complex numbers"}
         found = f" (found {kinds[arr.dtype.kind]})" if arr is not None and arr.dtype.kind in kinds else ""
         raise SchemaError(f"{what} is not a list of integers{found}")
     return arr.astype(np.int64)

@@ -39,13 +39,15 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     cfg = ctx.config
     solution, entry = record["solution"], record["entry_point"]
     seeds = list(record.get("seed_inputs") or [])
+    llm_failed = False
     if cfg.synthesis == "llm" or cfg.annotator == "llm":
         reply = ctx.llm.chat([{"role": "user", "content": INPUTS_PROMPT.format(solution=solution, entry=entry)}])
+        llm_failed = reply is None
         proposed = [a for a in (call_arguments(ln.strip().strip("`"), entry) for ln in (reply or "").splitlines()) if a is not None]
         ctx.note("inputs.llm_proposed", len(proposed))
         seeds += [p for p in proposed if p not in seeds]
-    if not seeds:
-        return Reject("no_seed_inputs")
+    if not seeds:  # with no reply to ask for inputs, that is the reason, not the problem itself
+        return Reject("llm_failed", "no reply to the inputs request") if llm_failed else Reject("no_seed_inputs")
     inputset = generate_inputs(
         solution, entry, seeds, n=cfg.num_inputs, coverage_target=cfg.coverage_target,
         seed=record_seed(record["id"], cfg.seed, "inputs") % (2**31), sandbox=ctx.sandbox,

@@ -8,6 +8,7 @@ from typing import Any
 
 from data_pipeline.config import DataConfig, resolve_path
 from data_pipeline.stages.base import short_hash
+from semcoder_jax.prompts import source_lines
 
 _BLOCK_NODES = (ast.For, ast.While, ast.If, ast.With, ast.Try)
 
@@ -43,7 +44,7 @@ def extract_seeds(source: str, *, kinds: tuple[str, ...] = ("function", "class",
 
 
 def _dedent_segment(segment: str, col: int) -> str:
-    lines = segment.splitlines()
+    lines = source_lines(segment)
     rest = [ln[col:] if ln[:col].strip() == "" else ln.lstrip() for ln in lines[1:]]
     return "\n".join([lines[0], *rest])
 

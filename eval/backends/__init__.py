@@ -79,12 +79,12 @@ def pin_step(config: BackendConfig) -> BackendConfig:
 
 
 def model_source(config: BackendConfig) -> str:
-    """The model as results name it: the HF folder (absolute) or hub id, or the checkpoint folder with
+    """The model as results name it: the HF folder or hub id as given, or the checkpoint folder with
     the step loaded (give a config from :func:`pin_step`)."""
     from pathlib import Path
 
     if config.hf_dir and not config.checkpoint:
-        return str(Path(config.hf_dir).absolute()) if Path(config.hf_dir).is_dir() else config.hf_dir
+        return config.hf_dir
     return f"{Path(config.checkpoint).absolute()}@{config.step}"
 
 
@@ -92,7 +92,8 @@ def model_identity(config: BackendConfig) -> dict[str, str]:
     """What decides the generations besides the settings, for the cache key: the model (a
     checkpoint's step, so that more training is a new model; a HF folder's weight files, so that a
     new export into the same folder is one) and ``--tokenizer`` (the same model read with another
-    tokenizer writes other text; left out when not given)."""
+    tokenizer writes other text; left out when not given). Take it before loading the model: files
+    written while it loads belong to the next run."""
     from pathlib import Path
 
     ident = {"model": model_source(config)}

@@ -33,7 +33,7 @@ class HFBackend:
         from transformers import AutoModelForCausalLM
 
         config = pin_step(config)
-        self.config = config
+        self.config, self.source = config, model_identity(config)
         self._stack = contextlib.ExitStack()
         model_dir = self._stack.enter_context(hf_model_dir(config))
         self.tokenizer = resolve_tokenizer(config, model_dir)
@@ -41,7 +41,6 @@ class HFBackend:
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
         self._stack.close()  # weights are in memory; a temporary conversion can go
-        self.source = model_identity(config)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "hf", **self.source, "dtype": str(self.model.dtype)}

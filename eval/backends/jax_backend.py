@@ -15,14 +15,13 @@ class JaxBackend:
         from semcoder_jax.sampling import Sampler, load_model_for_inference
 
         config = pin_step(config)
-        self.config = config
+        self.config, self.source = config, model_identity(config)
         model_config, params = load_model_for_inference(
             checkpoint=config.checkpoint, step=config.step, hf_dir=config.hf_dir if not config.checkpoint else None, dtype=config.dtype
         )
         self.tokenizer = resolve_tokenizer(config, config.hf_dir)
         self.model_config = model_config
         self.sampler = Sampler(model_config, params, self.tokenizer)
-        self.source = model_identity(config)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "jax", **self.source, "dtype": self.model_config.dtype}

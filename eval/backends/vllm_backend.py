@@ -20,7 +20,7 @@ class VLLMBackend:
         except ImportError:
             raise SemcoderError("the vllm backend needs vLLM (pip install vllm); use --backend hf or jax otherwise") from None
         config = pin_step(config)
-        self.config = config
+        self.config, self.source = config, model_identity(config)
         self._stack = contextlib.ExitStack()
         model_dir = self._stack.enter_context(hf_model_dir(config))
         kwargs: dict[str, Any] = {
@@ -33,7 +33,6 @@ class VLLMBackend:
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
         self.llm = LLM(**kwargs)
-        self.source = model_identity(config)
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "vllm", **self.source, "dtype": self.config.dtype or "bfloat16"}

@@ -14,6 +14,7 @@ import datetime
 import io
 import json
 import pickle
+import re
 import zlib
 from pathlib import Path
 from typing import Any, Iterable
@@ -88,12 +89,20 @@ _LITE_FILES = ["test.jsonl", "test2.jsonl", "test3.jsonl", "test4.jsonl", "test5
 
 
 def lite_files(version_tag: str) -> list[str]:
-    """``release_vN``: the files of releases 1..N; ``vN``: release N's file alone."""
-    if version_tag.startswith("release_v") and version_tag[9:].isdigit():
-        return _LITE_FILES[: int(version_tag[9:])]
-    if version_tag.startswith("v") and version_tag[1:].isdigit():
-        return [_LITE_FILES[int(version_tag[1:]) - 1]]
-    raise BenchmarkError(f"unknown LiveCodeBench version_tag {version_tag!r} (release_v1..release_v6 or v1..v6)")
+    """The files the dataset script selects: ``release_vN`` releases 1..N, ``release_latest`` all,
+    ``vN`` release N alone, ``vM_vN`` releases M..N; any other tag is refused rather than mapped to
+    another release's problems."""
+    n = len(_LITE_FILES)
+    if version_tag == "release_latest":
+        return list(_LITE_FILES)
+    cumulative = re.fullmatch(r"release_v(\d+)", version_tag)
+    if cumulative and 1 <= int(cumulative[1]) <= n:
+        return _LITE_FILES[: int(cumulative[1])]
+    span = re.fullmatch(r"v(\d+)(?:_v(\d+))?", version_tag)
+    if span and 1 <= int(span[1]) <= int(span[2] or span[1]) <= n:
+        return _LITE_FILES[int(span[1]) - 1 : int(span[2] or span[1])]
+    raise BenchmarkError(f"unknown LiveCodeBench version_tag {version_tag!r} (release_v1..release_v{n}, release_latest, "
+                         f"v1..v{n} or vM_vN)")
 
 
 def _hub_rows(hub_name: str, hub_kwargs: dict) -> Iterable[tuple[str, dict]]:

@@ -12,11 +12,12 @@ TEST_TIMEOUT_S = 6
 
 
 def extract_code(output: str) -> str:
-    """lcb_runner's ``extract_code``: the last fenced block; the text itself when there is none."""
+    """lcb_runner's ``extract_code``: between the last two lines containing a fence; nothing (a
+    failed sample) when there are fewer than two, so unfenced text is never graded as code."""
     lines = output.split("\n")
-    fences = [i for i, line in enumerate(lines) if line.startswith("```")]
+    fences = [i for i, line in enumerate(lines) if "```" in line]
     if len(fences) < 2:
-        return output if not fences else "\n".join(lines[: fences[0]])
+        return ""
     return "\n".join(lines[fences[-2] + 1 : fences[-1]])
 
 

@@ -16,7 +16,8 @@ import signal
 import sys
 import types
 
-PROGRAM_FILENAME = "<program>"
+from semcoder_jax.execution.child import PROGRAM_FILENAME
+
 EXIT = 0  # arc target for "left the frame"
 
 

@@ -13,11 +13,13 @@ import dataclasses
 import os
 import sys
 
+from semcoder_jax.execution.child import CALL_FILENAME, PROGRAM_FILENAME
+
 _CLOCK = ("time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "process_time",
           "process_time_ns", "thread_time", "thread_time_ns")
 # Functions that read the clock when their time argument (at this position) is left out or None.
 _CLOCK_IF_NO_TIME = {"localtime": 0, "gmtime": 0, "ctime": 0, "asctime": 0, "strftime": 1}
-_PROGRAM_FILES = ("<program>", "<call>")  # child.PROGRAM_FILENAME, CALL_FILENAME
+_PROGRAM_FILES = (PROGRAM_FILENAME, CALL_FILENAME)
 _RANDOM_FUNCS = ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss",
                  "getrandbits", "triangular", "betavariate", "expovariate", "normalvariate", "lognormvariate",
                  "vonmisesvariate", "gammavariate", "paretovariate", "weibullvariate", "randbytes", "binomialvariate")

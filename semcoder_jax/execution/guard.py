@@ -79,18 +79,31 @@ def _inside(path: object, root: str) -> bool:
     return p is not None and (p == root or p.startswith(root + os.sep) or p == "/dev/null")
 
 
+def _other_process_entry(path: str) -> bool:
+    if not path.startswith("/proc/"):
+        return False
+    head = path.split("/")[2]
+    return head.isdigit() and head != str(os.getpid())
+
+
 def _proc_allowed(path: object, root: str) -> bool:
-    """Whether ``path`` is not another process's ``/proc`` entry. Resolved, not just normalised: ``//proc``,
-    a relative ``../../proc`` or ``/dev/fd/../..`` reach the same entries. ``None``: the cwd (``os.listdir()``)."""
+    """Whether no prefix of ``path`` is another process's ``/proc`` entry. Each prefix is resolved in
+    turn: ``//proc``, ``../../proc`` and ``/dev/fd/../..`` reach those entries too, and from them the
+    magic links (``fd/N``, ``cwd``, ``root``) lead to files outside ``/proc``, so neither the path as
+    written nor its final real path would do. ``None``: the cwd (``os.listdir()``)."""
     if path is None or isinstance(path, int):
         return True
-    p = _resolve(path, root)
-    if p is None:
+    try:
+        p = os.fsdecode(path)
+    except (TypeError, ValueError):
         return False
-    if not p.startswith("/proc/"):
-        return True
-    head = p.split("/")[2]
-    return head in ("self", "thread-self", str(os.getpid())) or not head.isdigit()
+    current = "/" if os.path.isabs(p) else root
+    for part in p.split("/"):
+        if part:
+            current = os.path.realpath(os.path.join(current, part))
+            if _other_process_entry(current):
+                return False
+    return True
 
 
 def make_audit_hook(root: str, record=None):

@@ -195,7 +195,7 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
             entry = meta["splits"][split]
             files = [str(p / f) for f in entry["files"]]
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            if isinstance(e, KeyError) and isinstance(meta.get("splits"), dict):
+            if isinstance(e, KeyError) and isinstance(meta.get("splits"), dict) and split not in meta["splits"]:
                 hint = "; build with validation_fraction=F, or set validation.path=" if split == "validation" else ""
                 raise DataError(f"{manifest}: no split {split!r} (it has {', '.join(sorted(meta['splits']))}){hint}") from None
             raise DataError(f"{manifest}: cannot read split {split!r}: {e!r}") from None

@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from semcoder_jax.config import ConfigError, save_config
 from semcoder_jax.model.config import ModelConfig
@@ -83,9 +84,10 @@ class Trainer:
         self.check_batch_runs = bool(self.max_segments) and self.source.max_runs is None
         self.total_steps = cfg.max_steps if cfg.max_steps is not None else total_steps(self.source, cfg.data)
         self.optimizer, self.schedule = make_optimizer(cfg.optimizer, self.total_steps)
-        if cfg.optimizer.warmup_steps > warmup_steps(cfg.optimizer, self.total_steps):
+        warm = warmup_steps(cfg.optimizer, self.total_steps)
+        if cfg.optimizer.warmup_steps > warm:
             log.warning("optimizer.warmup_steps=%d shortened to %d, to end before the last of the run's %d steps",
-                        cfg.optimizer.warmup_steps, warmup_steps(cfg.optimizer, self.total_steps), self.total_steps)
+                        cfg.optimizer.warmup_steps, warm, self.total_steps)
         self.batch_sharding = batch_sharding(self.mesh, self.rules)
         self.llama = llama
         rng = jax.random.PRNGKey(cfg.seed)
@@ -207,13 +209,14 @@ class Trainer:
     def _data_order(self) -> dict[str, int]:
         """What fixes the batch at a data position; a resumed run must agree with its checkpoint on it."""
         data = self.cfg.data
-        return {"rows": self.source.rows, "global_batch_size": data.global_batch_size, "shuffle_seed": data.shuffle_seed}
+        return {"rows": self.source.rows, "global_batch_size": data.global_batch_size, "shuffle_seed": data.shuffle_seed,
+                "processes": jax.process_count()}  # each process reads its own share of the files
 
     def _check_same_data_order(self, data_state: dict[str, Any], where: str) -> None:
         for key, value in self._data_order().items():
             saved = data_state.get(key, value)  # checkpoints from before these were recorded
             if saved != value:
-                name = "the training data's row count" if key == "rows" else f"data.{key}"
+                name = {"rows": "the training data's row count", "processes": "the number of processes"}.get(key, f"data.{key}")
                 raise ConfigError(f"{where}: {name} was {saved} but is {value} now, so the run cannot resume where "
                                   f"it stopped; start a new run_dir with init_from=orbax:{self.manager.directory}")
 
@@ -233,6 +236,26 @@ class Trainer:
                 total = sums if total is None else total + sums
         total = jax.device_get(total)
         return {"eval_loss": float(total.loss) / max(float(total.weight), 1.0), "eval_tokens": int(total.weight)}
+
+    def _check_host_batch(self, host_batch: dict[str, Any], where: str) -> None:
+        """Token ids and segment runs of this host's rows. Several processes: all stop at the same step,
+        since one that stopped alone would leave the others waiting in the step's collectives."""
+        try:
+            check_token_ids(host_batch["input_ids"], self.cfg.model.vocab_size, where)
+            if self.check_batch_runs:
+                check_segment_runs(host_batch["segment_ids"], self.max_segments, where)
+            problem = None
+        except DataError as e:
+            problem = e
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            bad = np.asarray(multihost_utils.process_allgather(np.array(problem is not None)))
+            if bad.any() and problem is None:
+                problem = DataError(f"{where}: process(es) {np.flatnonzero(bad).tolist()} found rows they cannot "
+                                    "train on (their logs say which); every process stops")
+        if problem is not None:
+            raise problem
 
     # ---- loop ----------------------------------------------------------------------------------
     def _on_sigterm(self, signum: int, frame: Any) -> None:
@@ -268,10 +291,7 @@ class Trainer:
                 profiling.before_step(step + 1)
                 at = batches.position
                 host_batch = next(batches)
-                where = f"data.path {cfg.data.path or '<synthetic>'!r}: epoch {at.epoch}, batch {at.batch}"
-                check_token_ids(host_batch["input_ids"], cfg.model.vocab_size, where)
-                if self.check_batch_runs:
-                    check_segment_runs(host_batch["segment_ids"], self.max_segments, where)
+                self._check_host_batch(host_batch, f"data.path {cfg.data.path or '<synthetic>'!r}: epoch {at.epoch}, batch {at.batch}")
                 batch = to_global(host_batch, self.batch_sharding, cfg.data.global_batch_size)
                 with mesh_context(self.mesh, self.rules, self.constrain_activations):
                     state, metrics = self.step_fn(state, batch)

@@ -225,16 +225,47 @@ def test_killed_build_resumes_to_identical_tfrecords(slice_ref, slice_corpus, tm
     assert outputs_of(out) == outputs_of(Path(ref_cfg.output_dir))
 
 
-def test_beam_direct_runner_matches_local(slice_ref, slice_corpus, tmp_path):
+def test_beam_direct_runner_matches_local(slice_ref, slice_corpus, tmp_path, monkeypatch):
     from data_pipeline import runner_beam
 
     ref_cfg, ref_report = slice_ref
-    cfg = load("demo", slice_overrides(slice_corpus, tmp_path / "beam"))
+    # More shards than seeds: empty shards never reach a Beam stage and are completed by the launcher;
+    # records do not depend on the sharding, so the output still equals the 3-shard local build.
+    cfg = load("demo", slice_overrides(slice_corpus, tmp_path / "beam") + ["num_shards=8"])
+    write, written = build.write_shard, []
+
+    def fail_after_ten(*args):  # the first run dies part-way through the stages; the second resumes it
+        if len(written) >= 10:
+            raise RuntimeError("worker lost")
+        written.append(args[1])
+        write(*args)
+
+    monkeypatch.setattr(build, "write_shard", fail_after_ten)
+    with pytest.raises(Exception, match="worker lost"):
+        runner_beam.run(cfg, progress=False)
+    monkeypatch.undo()
+    done = sorted(Path(cfg.output_dir).glob("stages/*/*.done"))
+    assert len(done) == 10 and set(written) == {"seeds", "synthesis"}
+    mtimes = {p: p.stat().st_mtime_ns for p in done}
     report = runner_beam.run(cfg, progress=False)
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())  # finished shards were not redone
     assert report["runner"] == "beam"
     assert outputs_of(Path(cfg.output_dir)) == outputs_of(Path(ref_cfg.output_dir))
     strip = lambda st: {k: {kk: vv for kk, vv in v.items() if kk != "wall_s"} for k, v in st.items()}
     assert strip(report["stages"]) == strip(ref_report["stages"])
+
+
+def test_beam_refuses_stage_shards_its_workers_wrote_elsewhere(slice_corpus, tmp_path, monkeypatch):
+    # Workers that do not share output_dir leave the launcher without stage shards; completing those
+    # as empty would finish a build with no records and no error.
+    from data_pipeline import runner_beam
+    from semcoder_jax.errors import SemcoderError
+
+    cfg = load("demo", slice_overrides(slice_corpus, tmp_path / "out"))
+    write = build.write_shard
+    monkeypatch.setattr(build, "write_shard", lambda config, stage, *a: write(config, stage, *a) if stage == build.SOURCE_STAGE else None)
+    with pytest.raises(SemcoderError, match=r"synthesis/shard-00000\.done.*every worker"):
+        runner_beam.run_stages(cfg)
 
 
 def test_malformed_problem_line_cli_error_and_skip_bad(slice_corpus, tmp_path):

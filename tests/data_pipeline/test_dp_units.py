@@ -444,6 +444,10 @@ def test_resuming_with_other_stage_settings_is_refused_naming_them(tmp_path):
     assert "num_shards: 4" in (tmp_path / "config.yaml").read_text()  # still describes the shards
     with pytest.raises(ConfigError, match=r"decontam\.ngram: 10 -> 8; llm\.model: 'gpt-4o-mini' -> 'm'"):
         runner_local.run_stages(load("demo", out + ["llm.model=m", "decontam.ngram=8"]), progress=False, only_source=True)
+    # A settings file from before a stage setting existed (here: max_trace_steps) still resumes.
+    settings = tmp_path / "stages" / "settings.json"
+    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items() if k != "max_trace_steps"}))
+    runner_local.run_stages(load("demo", out), progress=False, only_source=True)
     # Settings of the final step alone keep the finished shards.
     runner_local.run_stages(load("demo", out + ["seq_len=512", "train_kinds=[refine]", "workers=1"]), progress=False, only_source=True)
     assert sorted(r["id"] for i in range(cfg.num_shards) for r in build.read_shard(cfg, "seeds", i)) == seeds
@@ -470,11 +474,16 @@ def test_a_failed_fix_request_is_counted_as_llm_failed_not_as_the_solutions_faul
         def chat(self, messages, **kw):
             return None  # what LLMClient.chat gives when retries run out
 
+    from data_pipeline.stages import inputs
+
     record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "solution": "def f(x):\n    return x + one\n", "seed_inputs": ["1"]}
     ctx = StageContext(DataConfig(synthesis="llm"))
     ctx._llm = Unreachable()
     try:
         assert executability.process(record, ctx).reason == "llm_failed"
+        # with no seed inputs of its own, a problem asks the LLM for some
+        no_seeds = dict(record, solution="def f(x):\n    return x + 1\n", seed_inputs=[])
+        assert inputs.process(no_seeds, ctx).reason == "llm_failed"
     finally:
         ctx.close()
 

@@ -157,6 +157,20 @@ def test_run_score_report_offline(tmp_path, sandbox, gt_cache):
         collect([tmp_path])
 
 
+def test_other_stop_strings_are_another_run_in_the_generation_cache(tmp_path, sandbox, monkeypatch):
+    # Generations are stored already cut at the stop strings: new stops must not reuse the old cuts.
+    import eval.runner as runner
+
+    cfg = EvalConfig(benchmark="cruxeval-o", limit=2)
+    backend = ScriptedBackend(lambda prompt: "[ANSWER]\nassert f(x) == 1\n[/ANSWER]")
+    for _ in range(2):
+        run_eval(cfg, backend, tmp_path, sandbox=sandbox)
+    assert backend.prompts == 2  # the rerun came from the cache
+    monkeypatch.setattr(runner, "stop_strings", lambda benchmark, style: ("[/ANSWER]", "\nassert"))
+    run_eval(cfg, backend, tmp_path, sandbox=sandbox)
+    assert backend.prompts == 4
+
+
 def test_crashed_run_resumes_without_regenerating(tmp_path, sandbox, gt_cache):
     cfg = EvalConfig(benchmark="humaneval", limit=6, generation=GenerationSettings(batch_size=2, n=2, temperature=0.8, top_p=0.95))
     crashing = ScriptedBackend(_humaneval_oracle(), crash_after=2)
@@ -558,3 +572,19 @@ def test_refined_code_is_read_whatever_the_fence_language_tag(fence):
 
     text = f"The bug ...\n[Refined]\n{fence}\ndef f(x):\n    return x + 1\n```\n"
     assert extract_refined(text) == "def f(x):\n    return x + 1"
+
+
+def test_refinement_shows_the_failed_test_as_python_the_model_could_run():
+    """LCB inputs are JSON lines (true, null) and LeetCode methods live on Solution; shortened
+    inputs cannot be spelled as a call and stay a report."""
+    import types
+
+    from eval.refine import failure_text
+
+    lcb = types.SimpleNamespace(func_name="pick")
+    code = "class Solution:\n    def pick(self, xs, flag, other):\n        return xs[0]\n"
+    detail = {"inputs": "[1, 2]\ntrue\nnull", "expected": "2", "output": "1"}
+    assert failure_text("lcb-lite", lcb, code, detail) == "assert Solution().pick([1, 2], True, None) == 2"
+    he = types.SimpleNamespace(entry_point="f")
+    long = {"failure": {"input": "[[1, 2, ... , 9]]", "expected": "3", "output": "1"}}
+    assert failure_text("humaneval", he, "def f(xs): return 1", long).splitlines()[0] == "Input: [[1, 2, ... , 9]]"

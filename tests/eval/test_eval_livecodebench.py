@@ -107,8 +107,11 @@ def test_version_tags_map_to_release_files():
     assert lite_files("release_v1") == ["test.jsonl"]
     assert lite_files("release_v3") == ["test.jsonl", "test2.jsonl", "test3.jsonl"]
     assert lite_files("v2") == ["test2.jsonl"]
-    with pytest.raises(SemcoderError, match="version_tag"):
-        lite_files("latest")
+    assert lite_files("v1_v3") == ["test.jsonl", "test2.jsonl", "test3.jsonl"]
+    assert lite_files("release_latest") == lite_files("release_v6")
+    for tag in ("latest", "release_v0", "release_v7", "v0", "v7", "v3_v2"):  # not silently another release
+        with pytest.raises(SemcoderError, match="version_tag"):
+            lite_files(tag)
 
 
 def test_date_window_includes_contests_on_its_end_date_like_lcb_runner(lcb_file, tmp_path):
@@ -134,3 +137,14 @@ def test_generic_style_generation_stops_at_lcbs_stop_token(lcb_file):
     raw = "```python\nprint(sum(map(int, input().split())))\n```\n\n### Question:\nNext one\n\n### Answer:\n```python\nprint(0)\n```\n"
     completion = cut_at_stop(raw, stop_strings("lcb-lite", "generic"))
     assert to_sample("lcb-lite", p, completion, style="generic") == "print(sum(map(int, input().split())))"
+
+
+def test_extract_code_follows_lcb_runner():
+    # lcb_runner's extract_code: fences are lines *containing* ```, the last two delimit the code, and
+    # with fewer than two nothing is graded (an unfenced completion is not run as a program).
+    from eval.scoring.livecodebench import extract_code
+
+    assert extract_code("Solution:\n  ```python\n  print(1)\n  ```\n") == "  print(1)"
+    assert extract_code("```python\nprint(0)\n```\nBetter:\n```python\nprint(1)\n```") == "print(1)"
+    assert extract_code("print(sum(map(int, input().split())))\n") == ""
+    assert extract_code("```python\nprint(1)\n") == ""

@@ -3,6 +3,7 @@ the sandbox changes, no process is left behind."""
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import psutil
@@ -201,9 +202,17 @@ def test_other_processes_proc_entries_are_refused_however_spelled(sandbox):
     pid = os.getpid()
     spellings = [f"//proc/{pid}/environ", f"/dev/fd/../../{pid}/environ", f"../../../../../../proc/{pid}/environ",
                  f"/proc/thread-self/../../../{pid}/environ"]
-    programs = [f"open({p!r}).read()" for p in spellings] + [f"import os\nos.listdir('//proc/{pid}/fd')"]
-    for src, r in zip(programs, sandbox.map(programs)):
-        assert r.status == "error" and "sandbox:" in (r.exc_message or ""), (src, r)
+    # From a /proc/<pid> entry, magic links lead outside /proc: a file only that process holds, its cwd, its root.
+    held = tempfile.TemporaryFile()
+    spellings += [f"/proc/{pid}/fd/{held.fileno()}", f"/proc/{pid}/cwd/{os.path.relpath(__file__)}",
+                  f"/proc/{pid}/root/etc/hostname", f"/dev/fd/../../{pid}/root/etc/hostname"]
+    programs = [f"open({p!r}).read()" for p in spellings] + [f"import os\nos.listdir('//proc/{pid}/fd')",
+                                                              f"import os\nos.symlink('/proc/{pid}', 'l')\nopen('l/environ').read()"]
+    with held:
+        held.write(b"s3cret")
+        held.flush()
+        for src, r in zip(programs, sandbox.map(programs)):
+            assert r.status == "error" and "sandbox:" in (r.exc_message or ""), (src, r)
     ok = sandbox.run("import os\nopen('f', 'w').close()\nnames = os.listdir() + [e.name for e in os.scandir()]\n"
                      "status = open('/proc/self/status').read()", "names")
     assert (ok.status, ok.return_repr) == ("passed", "['f', 'f']"), ok

@@ -117,7 +117,7 @@ def test_jsonl_bad_line_names_file_and_line(tmp_path):
     ({"input_ids": [1, 2, "x"], "loss_mask": [0, 1, 1]}, "'input_ids' is not a list of integers"),
     ({"input_ids": [1, 2, 3], "loss_mask": None}, "'loss_mask' is not a list of integers"),
     ({"input_ids": [[1, 2], [3]]}, "'input_ids' is not a list of integers"),
-    ({"input_ids": [1, 2.5, 3]}, r"'input_ids' is not a list of integers \(found numbers with a fraction\)"),
+    ({"input_ids": [1, 2.5, 3]}, r"'input_ids' is not a list of integers \(found floats\)"),
     ({"input_ids": ["1", "2", "3"]}, r"'input_ids' is not a list of integers \(found text\)"),
     ({k: [1] * SEQ for k in ("input_ids", "loss_mask", "segment_ids")} | {"positions": [None] * SEQ}, "feature 'positions' is not a list of integers"),
 ], ids=["string", "null", "ragged", "fraction", "text", "packed"])

@@ -86,6 +86,38 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(tiny, fsdp8_run, tmp_pa
     assert len(steps) == 1 and 3 <= steps[0] < 100000
 
 
+@pytest.mark.slow
+def test_a_bad_row_on_one_host_stops_every_host(tiny, fsdp8_run, tmp_path):
+    """A token id beyond the vocabulary in one host's rows: that host names it, and the other stops at
+    the same step instead of waiting in the step's collectives for a peer that has gone."""
+    import json
+
+    from semcoder_jax.train.input import synthetic_rows
+
+    rows = synthetic_rows(32, 32, 512)
+    rows["input_ids"][17, 3] = 600  # model.vocab_size is 512
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps({k: v[i].tolist() for k, v in rows.items()}) + "\n" for i in range(32)))
+    port = _free_port()
+    procs = [
+        tiny.semcoder_train(fsdp8_run["run_dir"] / "config.yaml", tmp_path / "run", f"data.path={data}", env={
+            "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
+            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        })
+        for i in range(2)
+    ]
+    try:
+        outs = [p.communicate(timeout=300)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert [p.returncode for p in procs] == [2, 2], "\n".join(o[-3000:] for o in outs)
+    named = [o for o in outs if "token id 600 at position 3 is outside the vocabulary" in o]
+    told = [o for o in outs if "found rows they cannot train on" in o and "every process stops" in o]
+    assert len(named) == 1 and len(told) == 1, "\n".join(o[-3000:] for o in outs)
+
+
 @pytest.mark.parametrize("on_tpu_vm", [True, False])
 def test_cloud_tpu_vm_workers_initialize_jax_distributed(monkeypatch, on_tpu_vm):
     """A TPU VM pod's workers get no environment naming each other (JAX reads the VM metadata), yet
