@@ -81,7 +81,7 @@ class OptimizerConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     clip_norm: float = 1.0  # <= 0 disables clipping
-    moment_dtype: str = "float32"
+    moment_dtype: str = "float32"  # the first moment's (optax mu_dtype); the second stays float32
 
     def validate(self) -> "OptimizerConfig":
         if self.moment_dtype not in MOMENT_DTYPES:

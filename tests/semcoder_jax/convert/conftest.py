@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+# DeepSeek-Coder's RoPE (theta 1e5, linear factor 4) and norm epsilon, which are also ModelConfig's
+# defaults; "mha_untied" takes Llama-2's instead, so a value dropped on the way shows.
+DEEPSEEK_ROPE = dict(rms_norm_eps=1e-6, rope_theta=100000.0, rope_scaling={"type": "linear", "factor": 4.0})
 VARIANTS = {
-    "mha_untied": dict(num_key_value_heads=4, tie_word_embeddings=False),
-    "gqa": dict(num_key_value_heads=2, tie_word_embeddings=False),
-    "tied": dict(num_key_value_heads=4, tie_word_embeddings=True),
+    "mha_untied": dict(num_key_value_heads=4, tie_word_embeddings=False, rms_norm_eps=1e-5, rope_theta=10000.0,
+                       rope_scaling=None),
+    "gqa": dict(num_key_value_heads=2, tie_word_embeddings=False, **DEEPSEEK_ROPE),
+    "tied": dict(num_key_value_heads=4, tie_word_embeddings=True, **DEEPSEEK_ROPE),
 }
 
 
@@ -23,9 +27,6 @@ def make_hf_model(out_dir: Path, variant: str, seed: int = 0, num_layers: int = 
         intermediate_size=96,
         num_hidden_layers=num_layers,
         num_attention_heads=4,
-        rms_norm_eps=1e-6,
-        rope_theta=100000.0,
-        rope_scaling={"type": "linear", "factor": 4.0},
         max_position_embeddings=512,
         bos_token_id=1,
         eos_token_id=2,
