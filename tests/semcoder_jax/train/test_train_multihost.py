@@ -1,5 +1,6 @@
 """Multi-host: two JAX processes (jax.distributed, gloo CPU collectives) train as one process does."""
 
+import contextlib
 import socket
 
 import jax
@@ -14,6 +15,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def two_processes(tiny, config, run_dir, *overrides):
+    """``semcoder train`` as processes 0 and 1 of one jax.distributed job (4 CPU devices each);
+    whichever is still running at the end is killed."""
+    port = _free_port()
+    procs = [
+        tiny.semcoder_train(config, run_dir, *overrides, env={
+            "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
+            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        })
+        for i in range(2)
+    ]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+
+
 @pytest.mark.slow
 def test_two_processes_train_checkpoint_and_evaluate_like_one(tiny, fsdp8_run, tmp_path):
     from semcoder_jax.checkpoint import load_params
@@ -24,15 +45,8 @@ def test_two_processes_train_checkpoint_and_evaluate_like_one(tiny, fsdp8_run, t
 
     config = fsdp8_run["run_dir"] / "config.yaml"  # 5 steps on (fsdp 8), checkpoints at 3 and 5
     run_dir = tmp_path / "two_hosts"
-    port = _free_port()
-    procs = [
-        tiny.semcoder_train(config, run_dir, "validation.every=5", env={
-            "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
-            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        })
-        for i in range(2)
-    ]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
+    with two_processes(tiny, config, run_dir, "validation.every=5") as procs:
+        outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
     assert "jax.distributed: process 1 of 2" in outs[1]
 
@@ -62,25 +76,13 @@ def test_sigterm_on_one_host_stops_both_at_the_same_step(tiny, fsdp8_run, tmp_pa
 
     config = fsdp8_run["run_dir"] / "config.yaml"
     run_dir = tmp_path / "preempted"
-    port = _free_port()
-    procs = [
-        tiny.semcoder_train(config, run_dir, "max_steps=100000", "checkpoint.every=100000", env={
-            "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
-            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        })
-        for i in range(2)
-    ]
-    try:
+    with two_processes(tiny, config, run_dir, "max_steps=100000", "checkpoint.every=100000") as procs:
         deadline = time.time() + 600
         while len(tiny.logged(run_dir)) < 3:
             assert all(p.poll() is None for p in procs) and time.time() < deadline, "did not train"
             time.sleep(0.2)
         procs[1].send_signal(signal.SIGTERM)
         outs = [p.communicate(timeout=120)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
     steps = tiny.checkpoint_steps(run_dir)
     assert len(steps) == 1 and 3 <= steps[0] < 100000
@@ -98,20 +100,8 @@ def test_a_bad_row_on_one_host_stops_every_host(tiny, fsdp8_run, tmp_path):
     rows["input_ids"][17, 3] = 600  # model.vocab_size is 512
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps({k: v[i].tolist() for k, v in rows.items()}) + "\n" for i in range(32)))
-    port = _free_port()
-    procs = [
-        tiny.semcoder_train(fsdp8_run["run_dir"] / "config.yaml", tmp_path / "run", f"data.path={data}", env={
-            "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
-            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-        })
-        for i in range(2)
-    ]
-    try:
+    with two_processes(tiny, fsdp8_run["run_dir"] / "config.yaml", tmp_path / "run", f"data.path={data}") as procs:
         outs = [p.communicate(timeout=300)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
     assert [p.returncode for p in procs] == [2, 2], "\n".join(o[-3000:] for o in outs)
     named = [o for o in outs if "token id 600 at position 3 is outside the vocabulary" in o]
     told = [o for o in outs if "found rows they cannot train on" in o and "every process stops" in o]
