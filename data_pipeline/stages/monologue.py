@@ -149,7 +149,8 @@ def _llm_monologue(kind: str, code: str, test: dict[str, str], ctx: StageContext
     instruction = prompts.execution_instruction(code, **({"input": test["input"]} if kind == "forward" else {"output": test["output"]}))
     messages = fewshot_messages(kind) + [{"role": "user", "content": prompts.render(kind, instruction)}]
     samples = ctx.llm.samples(messages, ctx.config.llm_samples, temperature=0.8, seed=seed % (2**31))
-    if not samples:
+    if samples is None:  # no reply: counted apart from samples that were wrong
+        ctx.note("monologue.llm_failed")
         return None
     responses = [r for r in map(training_response, samples) if r is not None]
     candidates = [(r, answer_acceptable(kind, r, test)) for r in responses]

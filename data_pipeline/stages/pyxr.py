@@ -94,7 +94,10 @@ def _mutation_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: Stag
 def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageContext) -> dict[str, Any] | None:
     entry = record["entry_point"]
     seed = record_seed(record["id"], ctx.config.seed, "pyxr") % (2**31)
-    samples = ctx.llm.samples([{"role": "user", "content": prompts.render("nl2code", record["problem"])}], ctx.config.llm_samples, temperature=0.8, seed=seed) or []
+    samples = ctx.llm.samples([{"role": "user", "content": prompts.render("nl2code", record["problem"])}], ctx.config.llm_samples, temperature=0.8, seed=seed)
+    if samples is None:  # no reply: counted apart from samples that held no bug
+        ctx.note("pyxr.llm_failed")
+        return None
     for sample in samples:
         blocks = _CODE_BLOCK.findall(sample)
         buggy = (blocks[0] if blocks else sample).strip("\n")
@@ -117,7 +120,11 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
         from data_pipeline.stages.monologue import fewshot_messages, training_response
 
         messages = fewshot_messages("refine") + [{"role": "user", "content": prompts.render("refine", instruction)}]
-        response = training_response(ctx.llm.chat(messages, seed=seed) or "", "Refined")
+        reply = ctx.llm.chat(messages, seed=seed)
+        if reply is None:
+            ctx.note("pyxr.llm_failed")
+            return None
+        response = training_response(reply, "Refined")
         if response:
             return {"buggy": buggy, "failed_test": failed_test, "response": response}
     return None

@@ -474,6 +474,9 @@ def test_a_failed_fix_request_is_counted_as_llm_failed_not_as_the_solutions_faul
         def chat(self, messages, **kw):
             return None  # what LLMClient.chat gives when retries run out
 
+        def samples(self, messages, n, **kw):
+            return None
+
     from data_pipeline.stages import inputs
 
     record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "solution": "def f(x):\n    return x + one\n", "seed_inputs": ["1"]}
@@ -484,6 +487,12 @@ def test_a_failed_fix_request_is_counted_as_llm_failed_not_as_the_solutions_faul
         # with no seed inputs of its own, a problem asks the LLM for some
         no_seeds = dict(record, solution="def f(x):\n    return x + 1\n", seed_inputs=[])
         assert inputs.process(no_seeds, ctx).reason == "llm_failed"
+        # monologue and PYX-R samples: no reply is counted apart from wrong samples
+        from data_pipeline.stages import monologue, pyxr
+
+        assert monologue._llm_monologue("forward", no_seeds["solution"], {"input": "1", "output": "2"}, ctx, 0) is None
+        assert pyxr._llm_bug(dict(no_seeds, problem="Add one."), [{"input": "1", "output": "2"}], ctx) is None
+        assert ctx.notes["monologue.llm_failed"] == 1 and ctx.notes["pyxr.llm_failed"] == 1
     finally:
         ctx.close()
 
