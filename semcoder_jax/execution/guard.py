@@ -97,12 +97,18 @@ def _proc_allowed(path: object, root: str) -> bool:
         p = os.fsdecode(path)
     except (TypeError, ValueError):
         return False
-    current = "/" if os.path.isabs(p) else root
+    current = "/" if os.path.isabs(p) else root  # resolved at every step, so ".." is its real parent
     for part in p.split("/"):
-        if part:
-            current = os.path.realpath(os.path.join(current, part))
-            if _other_process_entry(current):
-                return False
+        if part in ("", "."):
+            continue
+        if part == "..":
+            current = os.path.dirname(current)
+            continue
+        current = os.path.join(current, part)
+        if os.path.islink(current):  # one lstat a component; only links need resolving
+            current = os.path.realpath(current)
+        if _other_process_entry(current):
+            return False
     return True
 
 
