@@ -1,8 +1,6 @@
-"""Evaluation prompts in SemCoder's formats, answer extraction, and the EvalPlus sanitiser port."""
+"""Benchmark prompts, stop strings and answer extraction follow SemCoder and the official harnesses."""
 
 import pytest
-
-from eval.scoring.sanitize import sanitize
 from eval.tasks import build_prompt, stop_strings, to_sample
 from semcoder_jax import prompts as P
 
@@ -68,41 +66,9 @@ def test_humaneval_prompt_and_sample_follow_semcoder():
     assert build_prompt("mbpp", mbpp).endswith("Your code should satisfy the following assertion:\n```python\nassert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))\n```\n\n<Code>\n```python")
 
 
-RAW = [
-    'Here is the code:\n```python\ndef add(a, b):\n    return a + b\n```\nHope it helps',
-    'def add(a, b):\n   return a + b\n\nprint(add(1, 2))\nassert add(1, 2) == 3\n',
-    "import math\ndef helper(x):\n    return x\ndef add(a, b):\n    return helper(a) + b\nif __name__ == '__main__':\n    add(1, 2)\n",
-    'def add(a, b):\n    return a + b\ndef broken(:\n    pass\n',
-    'no code here',
-    'def add(a, b):\n    pass\n',
-    'from __future__ import annotations\nimport os\nX: int = 3\nY = X + 1\n@cache\ndef g(): return 1\nclass C:\n    pass\nasync def add(a, b):\n    return Y + C()\n',
-]
-# What evalplus 0.3.1's tree-sitter sanitiser returns for each of RAW (recorded from evalplus 0.3.1).
-EVALPLUS_0_3_1 = [
-    'def add(a, b):\n    return a + b',
-    'def add(a, b):\n   return a + b',
-    'import math\ndef helper(x):\n    return x\ndef add(a, b):\n    return helper(a) + b',
-    'def add(a, b):\n    return a + b',
-    'no code here',
-    'def add(a, b):\n    pass',
-    'import os\nX: int = 3\nY = X + 1\nclass C:\n    pass\nasync def add(a, b):\n    return Y + C()',
-]
-
-
-@pytest.mark.parametrize("raw, expected", list(zip(RAW, EVALPLUS_0_3_1)))
-def test_sanitize_equals_evalplus_0_3_1_outputs(raw, expected):
-    assert sanitize(raw, "add") == expected
-
-
-@pytest.mark.parametrize("raw", RAW)
-def test_sanitize_matches_installed_evalplus(raw):
-    evalplus_sanitize = pytest.importorskip("evalplus.sanitize").sanitize
-    assert sanitize(raw, "add") == evalplus_sanitize(raw, "add")
-
-
-
-# evalplus 0.3.1 provider/utility.py: EOS + extra_eos_for_direct_completion(dataset).
 EVALPLUS_EOS = ["<|endoftext|>", "<|endofmask|>", "</s>", "\nif __name__", "\ndef main(", "\nprint("]
+
+
 EVALPLUS_DIRECT_STOPS = {
     "humaneval": EVALPLUS_EOS + ["\ndef ", "\nclass ", "\nimport ", "\nfrom ", "\nassert "],
     "mbpp": EVALPLUS_EOS + ['\n"""', "\nassert"],

@@ -1,0 +1,30 @@
+"""Monologues written from a recorded execution trace, without an LLM."""
+
+from data_pipeline.stages import annotator_trace
+from semcoder_jax import prompts
+
+
+def test_builtin_monologue_from_a_recorded_trace():
+    code = "def f(a):\n    s = 0\n    for x in a:\n        s += x\n    return s"
+    trace = {"events": [
+        {"kind": "call", "line": 1, "locals": {"a": "[2, 3]"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 2, "source": "s = 0", "locals": {"s": "0"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 3, "source": "for x in a:", "locals": {"x": "2"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 4, "source": "s += x", "locals": {"s": "2"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 3, "source": "for x in a:", "locals": {"x": "3"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 4, "source": "s += x", "locals": {"s": "5"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 3, "source": "for x in a:", "locals": {}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 5, "source": "return s", "locals": {}, "depth": 1, "frame": 0},
+        {"kind": "return", "line": 5, "value": "5", "depth": 1, "frame": 0}], "return_repr": "5", "truncated": False}
+    fwd = annotator_trace.forward_monologue(code, "[2, 3]", trace)
+    for section in ("[MONOLOGUE]", "### Understanding the Function", "### Key Properties and Constraints",
+                    "### Execution Simulation", "### Conclusion", "[/MONOLOGUE]"):
+        assert section in fwd
+    assert "- [L6]: `s = 0` sets `s` to `0`." in fwd  # line 2 of the code is labelled L6
+    assert "- [L8]: `s += x` sets `s` to `5`." in fwd
+    assert fwd.endswith("[ANSWER]\nassert f([2, 3]) == 5\n[/ANSWER]")
+    assert "[L6]" in prompts.label_lines(code).splitlines()[1]
+    bwd = annotator_trace.backward_monologue(code, "[2, 3]", "5", trace)
+    assert "### Reverse Deduction" in bwd and "### Execution Simulation" not in bwd
+    assert bwd.index("sets `s` to `5`") < bwd.index("sets `s` to `2`")  # reasons from the output back
+    assert "binds `a` to `[2, 3]`" in bwd

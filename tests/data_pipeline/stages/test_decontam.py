@@ -1,0 +1,38 @@
+"""Decontamination against the benchmarks: I/O pairs and n-gram overlap."""
+
+
+
+def test_cruxeval_io_pairs_match_whatever_the_quoting_and_spacing():
+    from data_pipeline.config import DecontamConfig
+    from data_pipeline.stages.decontam import BenchmarkIndex
+
+    index = BenchmarkIndex(DecontamConfig())
+    index.add_row("cruxeval", {"id": "sample_1", "code": "def f(a, b, c):\n    return a", "input": "(1, ), (1, ), (1, 2)",
+                               "output": "{1: None, 2: None}"})
+    index.add_row("cruxeval", {"id": "sample_2", "code": "def f(text):\n    return text", "input": "'hbtofdeiequ'",
+                               "output": "'hbtofdeiequ'"})
+    assert index.match_io("(1,), (1,), (1, 2)", "{1: None, 2: None}") == "cruxeval:sample_1"
+    assert index.match_io('"hbtofdeiequ"', "'hbtofdeiequ'") == "cruxeval:sample_2"
+    assert index.match_io("'hbtofdeiequ'", "'hbtofdeiequ'") == "cruxeval:sample_2"
+    assert index.match_io("'hbtofdeiequx'", "'hbtofdeiequ'") is None
+    assert index.match_io("(1,), (1,), (1, 3)", "{1: None, 2: None}") is None
+
+
+def test_ngram_overlap_ties_name_the_same_benchmark_item_every_time():
+    """The benchmark item named in a reject must not depend on set iteration order (the hash seed)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from data_pipeline.config import DecontamConfig\n"
+        "from data_pipeline.stages.decontam import BenchmarkIndex, ngrams\n"
+        "index = BenchmarkIndex(DecontamConfig(ngram=2))\n"
+        "words = [f'w{i}' for i in range(12)]\n"
+        "for i in range(11):\n"
+        "    index.add_row('bench', {'task_id': f't{i}', 'prompt': ' '.join(words[i:i + 2])})\n"
+        "print(index._overlap(ngrams(' '.join(words), 2), index.text_grams))\n"
+    )
+    seen = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(s)},
+                           capture_output=True, text=True, check=True).stdout for s in range(6)}
+    assert len(seen) == 1, seen

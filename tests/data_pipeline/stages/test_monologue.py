@@ -1,0 +1,111 @@
+"""Monologue answers: what counts as stating the real input or output, and what is kept for training."""
+
+from data_pipeline.stages import monologue, pyxr
+from semcoder_jax import prompts
+
+
+def test_answer_checks_keep_the_given_side():
+    test = {"input": "[1, 2], 3", "output": "6"}
+    good = "[ANSWER]\nassert f([1, 2], 3) == 6\n[/ANSWER]"
+    assert monologue.answer_acceptable("forward", good, test) == "assert f([1, 2], 3) == 6"
+    assert monologue.answer_acceptable("forward", good.replace("3)", "4)"), test) is None  # input changed
+    assert monologue.answer_acceptable("backward", good.replace("== 6", "== 7"), test) is None
+    assert monologue.answer_acceptable("backward", "[ANSWER]\nassert f([0], 6) == 6\n[/ANSWER]", test) is not None
+    assert monologue.answer_acceptable("forward", "no answer", test) is None
+
+
+def test_forward_answer_must_state_the_real_output_as_a_typed_literal():
+    test = {"input": "2", "output": "4"}
+    wrap = "[MONOLOGUE]\n...\n[/MONOLOGUE]\n[ANSWER]\n{}\n[/ANSWER]".format
+    # These all pass ``assert`` in the sandbox, but none states the real output 4.
+    for bad in ("assert f(2) == f(2)", "assert f(2) == 4.0", "assert f(2) == 2 + 2"):
+        assert monologue.answer_acceptable("forward", wrap(bad), test) is None, bad
+    assert monologue.answer_acceptable("forward", wrap("assert f(True) == True"), {"input": "True", "output": "1"}) is None
+    assert monologue.answer_acceptable("forward", wrap("assert f(2) == 4"), test) == "assert f(2) == 4"
+    # Equal literals written differently are the same answer.
+    assert monologue.answer_acceptable("forward", wrap('assert f("a") == ["a",  (1,)]'), {"input": "'a'", "output": "['a', (1,)]"})
+    assert monologue.answer_acceptable("forward", wrap("assert f() == {'b': 1, 'a': 2}"), {"input": "", "output": "{'a': 2, 'b': 1}"})
+
+
+def test_response_with_two_answers_is_rejected():
+    test = {"input": "2", "output": "4"}
+    two = "[MONOLOGUE]\n...\n[/MONOLOGUE]\n[ANSWER]\nassert f(2) == 4\n[/ANSWER]\nOr rather:\n[ANSWER]\nassert f(2) == 5\n[/ANSWER]"
+    assert monologue.answer_acceptable("forward", two, test) is None
+    assert monologue.answer_acceptable("backward", two.replace("== 5", "== 4"), test) is None
+
+
+def test_forward_answer_with_keyword_input_is_accepted():
+    test = {"input": "xs=[1, 2]", "output": "3"}
+    good = "[ANSWER]\nassert f(xs=[1, 2]) == 3\n[/ANSWER]"
+    assert monologue.answer_acceptable("forward", good, test) == "assert f(xs=[1, 2]) == 3"
+    assert monologue.answer_acceptable("forward", good.replace("xs=", "ys="), test) is None
+
+
+def test_forward_answer_with_double_star_input_is_accepted():
+    test = {"input": "**{'xs': [1, 2]}", "output": "3"}
+    good = "[ANSWER]\nassert f(**{'xs': [1, 2]}) == 3\n[/ANSWER]"
+    assert monologue.answer_parts("assert f(**{'xs': [1, 2]}) == 3") == ("**{'xs': [1, 2]}", "3")
+    assert monologue.answer_acceptable("forward", good, test) == "assert f(**{'xs': [1, 2]}) == 3"
+    assert monologue.answer_acceptable("forward", good.replace("'xs'", "'ys'"), test) is None
+
+
+def test_as_f_renames_entry_and_recursion():
+    code = "def fact(n):\n    return 1 if n <= 1 else n * fact(n - 1)"
+    assert monologue.as_f(code, "fact") == "def f(n):\n    return 1 if n <= 1 else n * f(n - 1)"
+
+
+def test_llm_samples_are_kept_in_the_training_layout_only():
+    """What is trained on runs from [MONOLOGUE] to [/ANSWER]: no preamble, no postscript, and no
+    sample without reasoning."""
+    body = "[MONOLOGUE]\nx doubles.\n[/MONOLOGUE]\n[ANSWER]\nassert f(2) == 4\n[/ANSWER]"
+    assert monologue.training_response(f"Sure! Here it is:\n{body}\nHope this helps.") == body
+    assert monologue.training_response("[MONOLOGUE]\n \n[/MONOLOGUE]\n[ANSWER]\nassert f(2) == 4\n[/ANSWER]") is None
+    assert monologue.training_response("[ANSWER]\nassert f(2) == 4\n[/ANSWER]") is None
+    assert monologue.training_response("[MONOLOGUE]\nthinking\n[/MONOLOGUE]\nno answer") is None
+    refine = "[MONOLOGUE]\nThe bug: x + 1.\n[/MONOLOGUE]\n[Refined]\n```python\ndef f(x):\n    return x\n```\n[/Refined]"
+    assert monologue.training_response(f"Here:\n{refine}\nDone.", "Refined") == refine
+
+
+def test_shipped_fewshot_examples_are_wellformed():
+    for kind in ("forward", "backward", "refine"):
+        msgs = monologue.fewshot_messages(kind)
+        assert len(msgs) >= 2 and [m["role"] for m in msgs] == ["user", "assistant"] * (len(msgs) // 2)
+        assert all(m["content"].startswith(prompts.TEMPLATES[kind].split("{")[0].strip()[:30]) for m in msgs[::2])
+        for user, assistant in zip(msgs[::2], msgs[1::2]):
+            if kind == "refine":
+                assert pyxr.refined_code(assistant["content"])
+            else:
+                assert monologue.answer_parts(monologue.extract_answer(assistant["content"])) is not None
+
+
+def test_one_llm_sample_is_one_reply_not_its_characters():
+    """With ``llm_samples=1`` the client gave the bare text and the stages iterated its characters:
+    no LLM monologue and no LLM PYX-R record was ever kept."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.llm import LLMClient
+    from data_pipeline.stages.base import StageContext
+
+    class OneReply(LLMClient):
+        def _send(self, request):
+            text = request["messages"][-1]["content"]
+            if "Simulate the Execution" in text:
+                x = int(text.split("assert f(")[1].split(")")[0])
+                reply = f"[MONOLOGUE]\nIt doubles {x}.\n[/MONOLOGUE]\n[ANSWER]\nassert f({x}) == {2 * x}\n[/ANSWER]"
+            elif "Debug and Refine" in text:
+                reply = "[MONOLOGUE]\nIt adds instead.\n[/MONOLOGUE]\n[Refined]\n```python\ndef d(x):\n    return x * 2\n```\n[/Refined]"
+            else:
+                reply = "```python\ndef d(x):\n    return x + 2\n```"
+            return [reply] * request["n"]
+
+    record = {"id": "p", "problem": "Double x.", "solution": "def d(x):\n    return x * 2", "entry_point": "d",
+              "tests": [{"input": "2", "output": "4"}, {"input": "3", "output": "6"}]}
+    cfg = DataConfig(annotator="llm", pyxr="llm", llm_samples=1, forward_per_problem=1, backward_per_problem=0)
+    ctx = StageContext(cfg)
+    ctx._llm = OneReply(cfg.llm)
+    try:
+        (out,) = monologue.process(record, ctx)
+        assert len(out["forward"]) == 1
+        (out,) = pyxr.process(record, ctx)
+        assert [r["buggy"] for r in out["refine"]] == ["def d(x):\n    return x + 2"]
+    finally:
+        ctx.close()

@@ -1,0 +1,38 @@
+"""Seed extraction from a code corpus: kinds, duplicates, unparsable files."""
+
+from data_pipeline.stages.seeds import extract_seeds
+
+
+def test_extract_seeds_kinds():
+    src = "class A:\n    def m(self, x):\n        y = x + 1\n        return y\n\nfor i in range(3):\n    print(i)\n    print(i * 2)\n"
+    seeds = extract_seeds(src, min_lines=3)
+    assert [s["seed_kind"] for s in seeds] == ["class", "function", "block"]
+    assert seeds[1]["code"].startswith("def m(self, x):\n    y = x + 1")
+
+
+def test_repeated_seed_code_is_rejected_once_per_copy(tmp_path):
+    """The same file in two corpus folders gave every seed twice under one id: each problem trained twice."""
+    from data_pipeline import build
+    from data_pipeline.config import DataConfig
+
+    code = "def twice(x):\n    y = x * 2\n    return y\n"
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "m.py").write_text(code)
+    (tmp_path / "a" / "other.py").write_text("\n\n" + code)  # the same code elsewhere in a corpus
+    records, rejects = build.source_records(DataConfig(corpus_dirs=[str(tmp_path / "a"), str(tmp_path / "b")], seed_kinds=["function"]))
+    assert len(records) == len({r["id"] for r in records}) == 1
+    assert [r["reason"] for r in rejects] == ["duplicate_seed"] * 2
+    assert all(r["detail"] == f"same code as {records[0]['id']}" for r in rejects)
+
+
+def test_a_corpus_file_too_deep_to_parse_is_rejected_not_fatal(tmp_path):
+    """One generated file with a huge expression stopped the whole build with a RecursionError."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.seeds import collect_seeds
+
+    (tmp_path / "deep.py").write_text("def g(x):\n    y = x\n    return " + "+".join(["x"] * 100_000) + "\n")
+    (tmp_path / "ok.py").write_text("def h(x):\n    y = x + 1\n    return y\n")
+    records, rejects = collect_seeds(DataConfig(corpus_dirs=[str(tmp_path)]))
+    assert [r["name"] for r in records] == ["h"]
+    assert [(r["record"]["source_file"], r["reason"]) for r in rejects] == [("deep.py", "unparsable_file")]

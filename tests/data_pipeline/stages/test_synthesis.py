@@ -1,0 +1,45 @@
+"""Parsing the LLM's synthesised problems: sections, example calls, the entry point."""
+
+import pytest
+from data_pipeline.stages import Reject, synthesis
+
+
+def test_parse_synthesis_reply():
+    reply = ("[Problem Description]\nDouble a number.\n\n[Solution]\nMultiply by two.\n```python\ndef dbl(x):\n    return 2 * x\n```\n"
+             "[Example Calls]\ndbl(3)\ndbl(-1)\nprint(1)\n")
+    out = synthesis.parse_synthesis_reply(reply)
+    assert out["problem"] == "Double a number."
+    assert out["entry_point"] == "dbl" and out["seed_inputs"] == ["3", "-1"]
+    assert synthesis.parse_synthesis_reply("no sections here") is None
+
+
+def test_call_arguments_ignore_a_trailing_comment():
+    assert synthesis.call_arguments("dbl(3)  # -> (6)", "dbl") == "3"
+    assert synthesis.call_arguments(">>> dbl([1, (2)])  # gives (2, 4)", "dbl") == "[1, (2)]"
+    assert synthesis.call_arguments('dbl("é)")', "dbl") == '"é)"'
+
+
+@pytest.mark.parametrize("calls", ["sum_primes([1, 2, 3])\nsum_primes([4])\n",
+                                   "```python\nprint(sum_primes([1, 2, 3]))  # 5\n>>> print(sum_primes([4]))\nprint(len([1]))\n```\n"],
+                         ids=["bare", "printed"])
+def test_synthesis_entry_point_is_the_function_the_example_calls_call(calls):
+    """Example calls as written, or inside ``print(...)`` as LLMs often write them; a helper defined
+    first is not the entry point."""
+    reply = ("[Problem Description]\nSum the primes in a list.\n\n[Solution]\nUse a helper.\n```python\n"
+             "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n\n"
+             "def sum_primes(xs):\n    return sum(x for x in xs if is_prime(x))\n```\n"
+             f"[Example Calls]\n{calls}")
+    out = synthesis.parse_synthesis_reply(reply)
+    assert out["entry_point"] == "sum_primes" and out["seed_inputs"] == ["[1, 2, 3]", "[4]"]
+    assert synthesis.call_arguments("print(g(1), g(2))", "g") is None
+
+
+def test_given_problems_skip_synthesis_in_any_mode():
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.base import StageContext
+
+    seed = {"id": "seed-x", "seed_kind": "problem", "problem": "Add.", "solution": "def add(a, b):\n    return a + b", "seed_inputs": ["1, 2"]}
+    for mode in ("offline", "llm"):
+        (out,) = synthesis.process(seed, StageContext(DataConfig(synthesis=mode)))
+        assert out["id"] == "prob-x" and out["entry_point"] == "add" and out["seed_inputs"] == ["1, 2"]
+    assert isinstance(synthesis.process({**seed, "solution": "x = 1"}, StageContext(DataConfig())), Reject)

@@ -1,0 +1,24 @@
+"""Data config values out of range are errors naming the key."""
+
+import pytest
+from semcoder_jax.config import ConfigError
+
+
+@pytest.mark.parametrize("bad", ["1.0", "-0.1", "2", "nan"])
+def test_validation_fraction_must_be_a_fraction(bad):
+    from data_pipeline.cli import load
+
+    with pytest.raises(ConfigError, match=r"validation_fraction=.* must be >= 0 and < 1"):
+        load("demo", [f"validation_fraction={bad}"])
+    assert load("demo", ["validation_fraction=0.05"]).validation_fraction == 0.05
+
+
+@pytest.mark.parametrize("bad", ["max_seeds=-1", "decontam.ngram=0", "decontam.ngram_overlap=1.5", "exec_timeout_s=0",
+                                 "num_inputs=0", "llm_samples=0", "workers=-2", "llm.concurrency=0", "coverage_target=2"])
+def test_out_of_range_values_are_config_errors_naming_the_key(bad):
+    """``max_seeds=-1`` dropped the last seed and ``decontam.ngram=0`` rejected every problem, silently."""
+    from data_pipeline.cli import load
+
+    key, value = bad.split("=")
+    with pytest.raises(ConfigError, match=rf"data config: {key.replace('.', '[.]')}={value}(\.0)? must be"):
+        load("demo", [bad])

@@ -1,0 +1,43 @@
+"""Reading SemCoder's released PYX / PYX-R rows."""
+
+import json
+import pytest
+from data_pipeline.records import RecordError
+from semcoder_jax import prompts
+
+
+def test_released_rows(tmp_path):
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text("\n".join(json.dumps(r) for r in [
+        {"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "def add(a, b): return a + b"},
+        {"nl": "", "fwd_mnl": "[PYTHON]\ndef f(x): return x\nassert f(1) == ??\n[/PYTHON]", "bwd_mnl": "", "response": "[ANSWER]assert f(1) == 1[/ANSWER]"},
+        {"nl": "", "fwd_mnl": "", "bwd_mnl": "[PYTHON]...[/PYTHON]", "response": "r"},
+        {"nl": "both", "fwd_mnl": "set", "bwd_mnl": "", "response": "r"}]) + "\n")
+    pyxr_path = tmp_path / "pyxr.jsonl"
+    pyxr_path.write_text(json.dumps({"fault": "### Problem\n...", "response": "[MONOLOGUE]..."}) + "\n")
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyx=str(pyx), pyxr=str(pyxr_path)))
+    with pytest.raises(RecordError, match="row 3: expected exactly one of nl/fwd_mnl/bwd_mnl"):
+        released_records(cfg)
+    cfg.skip_bad = True
+    recs, stages = released_records(cfg)
+    assert [r["kind"] for r in recs] == ["nl2code", "forward", "backward", "refine"]
+    assert recs[1]["prompt"] == prompts.render("forward", "[PYTHON]\ndef f(x): return x\nassert f(1) == ??\n[/PYTHON]")
+    assert stages["released_pyx"] == {"in": 4, "kept": 3, "out": 3, "rejected": {"malformed_row": 1}, "notes": {}}
+
+
+def test_released_pyx_rows_with_null_or_non_text_fields_are_rejected(tmp_path):
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text("\n".join(json.dumps(r) for r in [
+        {"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "def add(a, b): return a + b"},
+        {"nl": "Write sub.", "fwd_mnl": None, "bwd_mnl": None, "response": None},
+        {"nl": "Write mul.", "fwd_mnl": 7, "bwd_mnl": "", "response": "def mul(a, b): return a * b"}]) + "\n")
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", skip_bad=True, released=ReleasedConfig(pyx=str(pyx)))
+    recs, stages = released_records(cfg)
+    assert [r["response"] for r in recs] == ["def add(a, b): return a + b"]
+    assert stages["released_pyx"]["rejected"] == {"malformed_row": 2} and stages["released_pyx"]["in"] == 3

@@ -1,0 +1,43 @@
+"""The local runner: resume safety and checks before any stage runs."""
+
+import json
+import pytest
+from semcoder_jax.config import ConfigError
+
+
+def test_resuming_with_other_stage_settings_is_refused_naming_them(tmp_path):
+    """A rerun with another num_shards reused the finished shards 0..n-1 of the old sharding: half
+    the records were lost (or, with more shards, repeated) without a word."""
+    from data_pipeline import build, runner_local
+    from data_pipeline.cli import load
+
+    out = [f"output_dir={tmp_path}"]
+    cfg = load("demo", out)
+    build.save_config(cfg)
+    runner_local.run_stages(cfg, progress=False, only_source=True)
+    seeds = sorted(r["id"] for i in range(cfg.num_shards) for r in build.read_shard(cfg, "seeds", i))
+    with pytest.raises(ConfigError, match=r"num_shards: 4 -> 2.*delete"):
+        runner_local.run_stages(load("demo", out + ["num_shards=2"]), progress=False, only_source=True)
+    with pytest.raises(ConfigError, match="num_shards"):
+        build.save_config(load("demo", out + ["num_shards=2"]))
+    assert "num_shards: 4" in (tmp_path / "config.yaml").read_text()  # still describes the shards
+    with pytest.raises(ConfigError, match=r"decontam\.ngram: 10 -> 8; llm\.model: 'gpt-4o-mini' -> 'm'"):
+        runner_local.run_stages(load("demo", out + ["llm.model=m", "decontam.ngram=8"]), progress=False, only_source=True)
+    # A settings file from before a stage setting existed (here: max_trace_steps) still resumes.
+    settings = tmp_path / "stages" / "settings.json"
+    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items() if k != "max_trace_steps"}))
+    runner_local.run_stages(load("demo", out), progress=False, only_source=True)
+    # Settings of the final step alone keep the finished shards.
+    runner_local.run_stages(load("demo", out + ["seq_len=512", "train_kinds=[refine]", "workers=1"]), progress=False, only_source=True)
+    assert sorted(r["id"] for i in range(cfg.num_shards) for r in build.read_shard(cfg, "seeds", i)) == seeds
+
+
+def test_a_tokenizer_that_does_not_load_stops_the_build_before_any_stage(tmp_path):
+    """Only the last step tokenises: a wrong path used to cost a whole build before failing."""
+    from data_pipeline import runner_local
+    from data_pipeline.cli import load
+
+    cfg = load("demo", [f"output_dir={tmp_path}", f"tokenizer={tmp_path / 'no-such-tokenizer'}"])
+    with pytest.raises(ConfigError, match=r"data config: tokenizer: cannot load tokenizer .*no-such-tokenizer"):
+        runner_local.run(cfg, progress=False)
+    assert not (tmp_path / "stages").exists()

@@ -1,0 +1,88 @@
+"""The eval CLI: run then report with a tiny model, score files, early refusals."""
+
+import json
+import pytest
+
+
+def test_cli_run_then_report_with_a_tiny_model(tiny_hf, tmp_path, capsys, sandbox):
+    from semcoder_jax.cli.main import main
+
+    out = tmp_path / "run"
+    argv = ["eval", "run", "--benchmark", "cruxeval-o", "--backend", "hf", "--hf-dir", str(tiny_hf), "--dtype", "float32",
+            "--limit", "3", "--out", str(out), "--name", "tiny", "generation.max_new_tokens=8"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["benchmark"] == "cruxeval-o" and summary["n_problems"] == 3 and 0.0 <= summary["pass@1"] <= 100.0
+    assert len((out / "generations.jsonl").read_text().splitlines()) == 3
+    assert main(["eval", "report", str(tmp_path), "--out", str(tmp_path / "table.md")]) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert "| tiny (first 3 problems) |" in table and (tmp_path / "table.png").exists()  # not a full-benchmark row
+    assert main(["eval", "run", "--benchmark", "humaneval", "--backend", "hf"]) == 2
+    assert "needs --checkpoint DIR or --hf-dir DIR" in capsys.readouterr().err
+
+    # Several benchmarks with one model load: OUT/<benchmark> each, one summary line each.
+    both = tmp_path / "both"
+    argv = ["eval", "run", "--benchmark", "cruxeval-i,cruxeval-o", "--backend", "hf", "--hf-dir", str(tiny_hf),
+            "--dtype", "float32", "--limit", "2", "--out", str(both), "generation.max_new_tokens=4"]
+    assert main(argv) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [(r["benchmark"], r["n_problems"]) for r in lines] == [("cruxeval-i", 2), ("cruxeval-o", 2)]
+    assert all((both / b / "results.json").exists() for b in ("cruxeval-i", "cruxeval-o"))
+    assert main([*argv[:4], "--config", "x.yaml", *argv[4:]]) == 2
+    assert "--config and --data belong to one benchmark" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "run", "--benchmark", "humaneval,nope", "--backend", "hf"])
+    assert "unknown benchmark nope" in capsys.readouterr().err
+
+
+def test_cli_score_json_and_bad_samples(tmp_path, capsys, sandbox, gt_cache):
+    from eval.benchmarks import load_problems
+    from semcoder_jax.cli.main import main
+
+    probs = load_problems("humaneval")[:3]
+    good = tmp_path / "s.jsonl"
+    good.write_text("\n".join(json.dumps({"task_id": p.task_id, "completion": p.canonical_solution}) for p in probs) + "\n")
+    assert main(["eval", "score", "--benchmark", "humaneval", "--samples", str(good), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["benchmark"] == "humaneval" and out["n_problems"] == 3
+    assert out["pass@1"] == 100.0 and out["plus_pass@1"] == 100.0
+
+    crux = load_problems("cruxeval-o")[:4]
+    gen = tmp_path / "generations.json"
+    gen.write_text(json.dumps({p.task_id: [p.output, "0"] for p in crux}))
+    assert main(["eval", "score", "--benchmark", "cruxeval-o", "--samples", str(gen), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = 100 * sum((1 + (p.output == "0")) / 2 for p in crux) / len(crux)
+    assert out["n_problems"] == 4 and out["pass@1"] == pytest.approx(expected)
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n" + json.dumps({"task_id": "HumanEval/999", "completion": "x"}) + "\n")
+    assert main(["eval", "score", "--benchmark", "humaneval", "--samples", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.jsonl:2" in err and "HumanEval/999" in err and len(err.strip().splitlines()) == 1
+    bad.write_text(json.dumps({"task_id": "HumanEval/0", "completion": "x"}) + "\n{not json\n")
+    assert main(["eval", "score", "--benchmark", "humaneval", "--samples", str(bad)]) == 2
+    assert "bad.jsonl:2: not valid JSON" in capsys.readouterr().err
+    bad.write_text(json.dumps({"task_id": "HumanEval/0", "completion": 3}) + "\n")
+    assert main(["eval", "score", "--benchmark", "humaneval", "--samples", str(bad)]) == 2
+    assert "bad.jsonl:1: field completion must be a string" in capsys.readouterr().err
+    bad.write_text(json.dumps({"sample_9999": ["1"]}))
+    bad_json = tmp_path / "bad.json"
+    bad.rename(bad_json)
+    assert main(["eval", "score", "--benchmark", "cruxeval-i", "--samples", str(bad_json)]) == 2
+    assert "sample_9999" in capsys.readouterr().err
+
+
+def test_refining_a_benchmark_without_refinement_fails_before_the_model_loads(monkeypatch, capsys):
+    # `eval refine` on an execution-prediction benchmark used to generate and score everything, then
+    # die with a traceback in refine() before results.json was written.
+    import eval.backends
+    from semcoder_jax.cli.main import main
+
+    def no_backend(*a, **k):
+        raise AssertionError("the backend must not be built for an invalid config")
+
+    monkeypatch.setattr(eval.backends, "get_backend", no_backend)
+    assert main(["eval", "refine", "--benchmark", "humaneval,cruxeval-o", "--backend", "openai", "--model", "m"]) == 2
+    err = capsys.readouterr().err
+    assert "cruxeval-o" in err and "refine" in err and len(err.strip().splitlines()) == 1

@@ -1,0 +1,162 @@
+"""run -> score -> report offline, the generation cache across crashes, seeds per call."""
+
+import json
+import pytest
+from eval.backends import BackendConfig
+from eval.config import EvalConfig, GenerationSettings
+from eval.runner import run_eval
+
+
+def test_run_score_report_offline(tmp_path, sandbox, gt_cache, scripted_backend, humaneval_oracle):
+    from eval.report import bar_chart, collect, markdown_table
+
+    cfg = EvalConfig(benchmark="humaneval", limit=6, generation=GenerationSettings(batch_size=4))
+    res = run_eval(cfg, scripted_backend(humaneval_oracle), tmp_path / "he", model_name="oracle", sandbox=sandbox)
+    assert res["summary"]["pass@1"] == 100.0 and res["summary"]["plus_pass@1"] == 100.0
+    lines = (tmp_path / "he" / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and "junk" not in json.loads(lines[0])["solution"]
+
+    crux = EvalConfig(benchmark="cruxeval-o", limit=5)
+    from eval.benchmarks import load_problems
+
+    outputs = {p.code.replace("'", '"')[:60]: p.output for p in load_problems("cruxeval-o")[:5]}
+
+    def crux_answer(prompt):
+        from semcoder_jax.prompts import label_lines
+
+        for code, out in outputs.items():
+            if label_lines(code).split("\n")[0] in prompt:
+                return f"monologue...\n[ANSWER]\nassert f(x) == {out.replace(chr(39), chr(34))}\n"
+        return "[ANSWER]\nassert f(x) == None\n"
+
+    res = run_eval(crux, scripted_backend(crux_answer), tmp_path / "crux", model_name="oracle", sandbox=sandbox)
+    assert res["summary"]["pass@1"] >= 80.0  # quote round-trip may alter a literal holding both quote kinds
+    assert json.loads((tmp_path / "crux" / "generations.json").read_text()).keys() == {f"sample_{i}" for i in range(5)}
+
+    rows = collect([tmp_path])
+    table = markdown_table(rows)
+    assert "| oracle (first 6 problems) | 100.0 (100.0) |" in table and "SemCoder-S (paper) | 79.3 (74.4)" in table
+    bar_chart(rows, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    import shutil
+
+    from semcoder_jax.errors import SemcoderError
+
+    shutil.copytree(tmp_path / "he", tmp_path / "he-again")  # which of the two would the table show?
+    with pytest.raises(SemcoderError, match=r"he/results.json and .*he-again/results.json both hold humaneval results of oracle"):
+        collect([tmp_path])
+
+
+def test_other_stop_strings_are_another_run_in_the_generation_cache(tmp_path, sandbox, monkeypatch, scripted_backend):
+    # Generations are stored already cut at the stop strings: new stops must not reuse the old cuts.
+    import eval.runner as runner
+
+    cfg = EvalConfig(benchmark="cruxeval-o", limit=2)
+    backend = scripted_backend(lambda prompt: "[ANSWER]\nassert f(x) == 1\n[/ANSWER]")
+    for _ in range(2):
+        run_eval(cfg, backend, tmp_path, sandbox=sandbox)
+    assert backend.prompts == 2  # the rerun came from the cache
+    monkeypatch.setattr(runner, "stop_strings", lambda benchmark, style: ("[/ANSWER]", "\nassert"))
+    run_eval(cfg, backend, tmp_path, sandbox=sandbox)
+    assert backend.prompts == 4
+
+
+def test_crashed_run_resumes_without_regenerating(tmp_path, sandbox, gt_cache, scripted_backend, humaneval_oracle):
+    cfg = EvalConfig(benchmark="humaneval", limit=6, generation=GenerationSettings(batch_size=2, n=2, temperature=0.8, top_p=0.95))
+    crashing = scripted_backend(humaneval_oracle, crash_after=2)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_eval(cfg, crashing, tmp_path, sandbox=sandbox)
+    assert crashing.prompts == 4
+    # a torn last line, as a kill mid-write leaves it
+    with open(tmp_path / "generations.jsonl", "a") as f:
+        f.write('{"key": "torn')
+    resumed = scripted_backend(humaneval_oracle)
+    res = run_eval(cfg, resumed, tmp_path, sandbox=sandbox)
+    assert resumed.prompts == 2  # only the 2 problems that were never generated
+    assert res["summary"]["pass@1"] == 100.0
+    again = scripted_backend(humaneval_oracle)
+    run_eval(cfg, again, tmp_path, sandbox=sandbox)
+    assert again.calls == 0
+    # other generation settings are another run: nothing reused
+    other = scripted_backend(humaneval_oracle)
+    cfg.generation.temperature = 0.2
+    run_eval(cfg, other, tmp_path, sandbox=sandbox)
+    assert other.prompts == 6
+
+
+def test_a_backend_returning_too_few_completions_is_an_error_not_empty_samples(tmp_path, scripted_backend):
+    # e.g. an OpenAI-compatible server that ignores `n`: the missing samples must not be scored as "".
+    from semcoder_jax.errors import SemcoderError
+
+    class OneOnly(scripted_backend):
+        def generate(self, prompts, **kw):
+            return [outs[:1] for outs in super().generate(prompts, **kw)]
+
+    cfg = EvalConfig(benchmark="cruxeval-o", limit=2, generation=GenerationSettings(n=3, temperature=0.8))
+    with pytest.raises(SemcoderError, match=r"fewer than n=3 completions for 2 of 2 prompts \(sample_0: 1, sample_1: 1\)"):
+        run_eval(cfg, OneOnly(lambda p: "[ANSWER]\nassert f(x) == 1\n"), tmp_path)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_batch_size_zero_still_generates_every_problem(tmp_path, scripted_backend):
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    backend = scripted_backend(lambda p: p.upper())
+    prompts = {"a": "x", "b": "y"}
+    out = generate_cached(backend, prompts, GenerationCache(tmp_path / "g.jsonl", "k"), n=1, temperature=0.0, top_p=1.0,
+                          max_new_tokens=8, stop=(), seed=0, batch_size=0)
+    assert out == {"a": ["X"], "b": ["Y"]} and backend.prompts == 2
+
+
+def test_each_batch_gets_its_own_seed(tmp_path, scripted_backend):
+    """Row i of every batch must not reuse the same random stream (correlated samples across problems)."""
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    seeds = []
+
+    class Seeded(scripted_backend):
+        def generate(self, prompts, *, seed=0, **kw):
+            seeds.append(seed)
+            return super().generate(prompts, seed=seed, **kw)
+
+    prompts = {t: t for t in "abcde"}
+    generate_cached(Seeded(lambda p: p), prompts, GenerationCache(tmp_path / "g.jsonl", "k"), n=1, temperature=0.8,
+                    top_p=1.0, max_new_tokens=8, stop=(), seed=7, batch_size=2)
+    assert seeds == [7, 9, 11]
+
+
+def test_no_two_sampler_calls_of_a_sampled_run_share_a_seed(tmp_path):
+    """The same seed draws the same noise: across the runner's batches and the jax backend's
+    sub-batches (n rows a prompt) every sampler call needs its own seed, or problems' samples correlate."""
+    import types
+
+    from eval.backends.jax_backend import JaxBackend
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    seeds = []
+
+    class Sampler:
+        def generate(self, ids, *, seed, **kw):
+            seeds.append(seed)
+            return [[1] for _ in ids]
+
+    class Tokenizer:
+        eos_token_id = 0
+
+        def __call__(self, text):
+            return types.SimpleNamespace(input_ids=[1])
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "x"
+
+    backend = JaxBackend.__new__(JaxBackend)
+    backend.config, backend.tokenizer, backend.sampler = BackendConfig(batch_size=4), Tokenizer(), Sampler()
+    backend.model_config = types.SimpleNamespace(eos_token_id=0)
+    prompts = {f"t{i}": f"p{i}" for i in range(6)}
+    out = generate_cached(backend, prompts, GenerationCache(tmp_path / "g.jsonl", "k"), n=3, temperature=0.8, top_p=1.0,
+                          max_new_tokens=4, stop=(), seed=0, batch_size=2)
+    assert out == {t: ["x"] * 3 for t in prompts}
+    assert len(seeds) == 6 and len(set(seeds)) == 6, seeds
