@@ -3,7 +3,7 @@
 # devices): one `semcoder train` process per worker; jax.distributed.initialize() finds the
 # coordinator itself on TPU VMs.
 #   TPU_NAME=my-v5p ZONE=us-east5-a scripts/launch_tpu_pod.sh configs/train/semcoder-6.7b.yaml \
-#       mesh=tpu-v5p-64 model.attention=splash data.path=/mnt/shared/pyx run_dir=/mnt/shared/runs/sc67
+#       mesh=tpu-v5p-64 data.path=/mnt/shared/pyx run_dir=/mnt/shared/runs/sc67
 # data.path and run_dir must be paths that every worker mounts (Filestore/NFS, or a bucket through
 # gcsfuse): all workers write each checkpoint into one folder, and process 0 alone writes the rest.
 # The repository must be checked out (and `pip install -e ".[train,tpu]"` run) at $REPO on every worker

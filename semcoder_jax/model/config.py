@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from semcoder_jax.config import ConfigError, load_config, preset_path
 
-ATTENTION_IMPLS = ("xla", "cudnn", "splash")
+ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")
 REMAT_POLICIES = (
     "none", "full", "save_dots", "save_dots_no_batch", "save_dots_attention", "save_qkv_proj", "save_out_proj",
 )
@@ -48,7 +48,8 @@ class ModelConfig:
     # Runtime (not part of the checkpoint's identity).
     dtype: str = "bfloat16"
     param_dtype: str = "float32"
-    attention: str = "xla"
+    # auto: cuDNN on GPU (bf16/fp16 compute), splash on TPU, XLA otherwise; see ``attention_kernel``.
+    attention: str = "auto"
     remat_policy: str = "full"
     scan_layers: bool = True
     # Layers per scan iteration: >1 lets XLA fuse and schedule across layer boundaries, at some
@@ -87,6 +88,19 @@ class ModelConfig:
         if self.hidden_act != "silu":
             raise ConfigError(f"model.hidden_act {self.hidden_act!r} is not supported (only 'silu')")
         return self
+
+    def attention_kernel(self, backend: str | None = None) -> str:
+        """The attention kernel to run on ``backend`` (default: JAX's): ``attention`` unless it is
+        ``auto``, so one config trains at full speed on GPU and TPU and still runs on CPU."""
+        if self.attention != "auto":
+            return self.attention
+        if backend is None:
+            import jax
+
+            backend = jax.default_backend()
+        if backend in ("gpu", "cuda", "rocm") and self.dtype in ("bfloat16", "float16"):
+            return "cudnn"
+        return "splash" if backend == "tpu" else "xla"
 
     @property
     def head_size(self) -> int:

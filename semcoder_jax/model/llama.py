@@ -47,7 +47,7 @@ def _init(config: ModelConfig, axes: tuple[str, ...]):
 def uses_packed_attention(config: ModelConfig) -> bool:
     """Whether full-sequence passes use packed cuDNN attention, which bounds a row's segment runs
     by ``config.max_segments``."""
-    return config.attention == "cudnn" and config.max_segments > 0 and packed_cudnn_available()
+    return config.attention_kernel() == "cudnn" and config.max_segments > 0 and packed_cudnn_available()
 
 
 def remat_policy(name: str):
@@ -148,7 +148,7 @@ class Attention(nn.Module):
         if layer_cache is None:
             out = dot_product_attention(
                 q, k, v, segment_ids_q=inputs.segment_ids, segment_ids_kv=inputs.segment_ids,
-                implementation=cfg.attention, packed=inputs.packed,
+                implementation=cfg.attention_kernel(), packed=inputs.packed,
             )
             new_kv = None
         else:

@@ -122,3 +122,15 @@ def test_segment_bias_keeps_padding_rows_finite_in_every_dtype(dtype):
                                           [False, False, True, False], [False, False, False, False]]
     scores = jnp.zeros((1, 1, 4, 4), jnp.dtype(dtype)) + bias
     assert bool(jnp.isfinite(jax.nn.softmax(scores.astype(jnp.float32), axis=-1)).all())
+
+
+def test_auto_attention_picks_the_fast_kernel_of_each_backend():
+    """One config for GPU and TPU: ``auto`` is cuDNN on GPU (half-precision compute only: cuDNN has no
+    float32 kernel), splash on TPU, XLA on CPU; an explicit choice is kept everywhere."""
+    from semcoder_jax.model.config import ModelConfig
+
+    auto = ModelConfig(attention="auto")
+    assert [auto.attention_kernel(b) for b in ("gpu", "tpu", "cpu")] == ["cudnn", "splash", "xla"]
+    assert ModelConfig(attention="auto", dtype="float32").attention_kernel("gpu") == "xla"
+    assert ModelConfig(attention="xla").attention_kernel("gpu") == "xla"
+    assert ModelConfig().attention == "auto" and ModelConfig().attention_kernel() == "xla"  # this CPU
