@@ -453,6 +453,21 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
     return source
 
 
+def stop_together(problem: Exception | None, where: str) -> None:
+    """Raise ``problem`` on this process and a ``DataError`` on every other one, if any process has
+    a problem: the same decision everywhere, since a process that stopped alone would leave the
+    others waiting for it in the next collective."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        bad = np.asarray(multihost_utils.process_allgather(np.array(problem is not None)))
+        if bad.any() and problem is None:
+            problem = DataError(f"{where}: process(es) {np.flatnonzero(bad).tolist()} found rows they cannot "
+                                "train on (their logs say which); every process stops")
+    if problem is not None:
+        raise problem
+
+
 def check_segment_runs(segment_ids: np.ndarray, max_segments: int, where: str) -> None:
     """Refuse rows with more runs of equal segment id than packed cuDNN attention was built for."""
     runs = count_segment_runs(np.asarray(segment_ids))

@@ -32,6 +32,10 @@ def maybe_initialize_distributed() -> bool:
         return False
     kwargs = {}
     if os.environ.get("JAX_COORDINATOR_ADDRESS"):
+        missing = [v for v in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID") if not os.environ.get(v, "").strip().isdigit()]
+        if missing:
+            raise ConfigError(f"JAX_COORDINATOR_ADDRESS is set, so {' and '.join(missing)} must be set too "
+                              "(a process count and this process's index, from 0)")
         kwargs = dict(
             coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
             num_processes=int(os.environ["JAX_NUM_PROCESSES"]),

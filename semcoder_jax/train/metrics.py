@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,38 +58,8 @@ class MetricsWriter:
         self.path = run_dir / "metrics.jsonl"
         if is_main:
             drop_steps_after(self.path, resumed_step)
-        self._tb = self._open_tensorboard(run_dir / "tensorboard", resumed_step) if (is_main and cfg.tensorboard) else None
+        self._tb = open_tensorboard(run_dir / "tensorboard", resumed_step) if (is_main and cfg.tensorboard) else None
         self._wandb = self._open_wandb(cfg, run_dir) if is_main else None
-
-    def _open_tensorboard(self, logdir: Path, resumed_step: int) -> Any:
-        try:
-            import tensorflow as tf  # noqa: F401
-
-            writer = tf.summary.create_file_writer(str(logdir))
-
-            def write(step: int, scalars: dict[str, float]) -> None:
-                with writer.as_default(step=step):
-                    for k, v in scalars.items():
-                        tf.summary.scalar(k, v)
-                writer.flush()
-
-            return write
-        except ImportError:
-            pass
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb = SummaryWriter(str(logdir), purge_step=resumed_step + 1 if resumed_step else None)
-
-            def write(step: int, scalars: dict[str, float]) -> None:
-                for k, v in scalars.items():
-                    tb.add_scalar(k, v, step)
-                tb.flush()
-
-            return write
-        except ImportError:
-            warnings.warn("TensorBoard logging skipped: neither tensorflow nor torch.utils.tensorboard is importable")
-            return None
 
     def _open_wandb(self, cfg: TrainConfig, run_dir: Path) -> Any:
         """The run's W&B run, by an id kept in ``run_dir``: ``resume="allow"`` resumes only a given id."""
@@ -118,13 +89,48 @@ class MetricsWriter:
         print(progress_line(record), file=sys.stdout, flush=True)
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
         if self._tb:
-            self._tb(step, scalars)
+            self._tb.write(step, scalars)
         if self._wandb:
             self._wandb.log(scalars, step=step)
 
     def close(self) -> None:
+        if self._tb:
+            self._tb.close()
         if self._wandb:
             self._wandb.finish()
+
+
+class TensorBoardWriter:
+    """Scalars in a new event file of ``logdir``, written with TensorBoard's own writer (no TensorFlow
+    or torch). Its first event is a ``SessionLog.START`` at ``first_step``: TensorBoard drops the
+    events at that step and after that earlier files logged, so a resumed run's replayed steps show
+    once, with their new values (``metrics.jsonl`` drops them the same way)."""
+
+    def __init__(self, logdir: Path, first_step: int):
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._event, self._summary = Event, Summary
+        self._writer = EventFileWriter(str(logdir))
+        self._writer.add_event(Event(wall_time=time.time(), step=first_step, session_log=SessionLog(status=SessionLog.START)))
+        self._writer.flush()
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        summary = self._summary(value=[self._summary.Value(tag=k, simple_value=v) for k, v in scalars.items()])
+        self._writer.add_event(self._event(wall_time=time.time(), step=step, summary=summary))
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def open_tensorboard(logdir: Path, resumed_step: int) -> TensorBoardWriter | None:
+    try:
+        return TensorBoardWriter(logdir, first_step=resumed_step + 1)
+    except ImportError:
+        warnings.warn("TensorBoard logging skipped: the tensorboard package is not installed")
+        return None
 
 
 def drop_steps_after(path: Path, step: int) -> None:

@@ -13,20 +13,22 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from semcoder_jax.config import ConfigError, save_config
 from semcoder_jax.model.config import ModelConfig
+from semcoder_jax.packed_schema import SchemaError
 from semcoder_jax.train import checkpointing
 from semcoder_jax.train.config import TrainConfig
 from semcoder_jax.train.input import (
     BatchIterator,
     DataError,
     DataPosition,
+    RowSource,
     check_segment_runs,
     check_token_ids,
     make_source,
     steps_per_epoch,
+    stop_together,
     to_global,
     total_steps,
 )
@@ -73,11 +75,7 @@ class Trainer:
 
         # Rows may hold at most this many segment runs (0: any number).
         self.max_segments = cfg.model.max_segments if llama.uses_packed_attention(cfg.model) else 0
-        self.source = make_source(cfg.data, cfg.model.vocab_size, max_segments=self.max_segments)
-        if self.max_segments and (self.source.max_runs or 0) > self.max_segments:
-            raise DataError(f"data.path {cfg.data.path or '<synthetic>'!r}: rows hold up to {self.source.max_runs} "
-                            f"runs of segment ids (padding counted), more than model.max_segments="
-                            f"{self.max_segments} allows")
+        self.source = self._open_source()
         self.validation_rows = (load_validation_rows(cfg, cfg.model.vocab_size, self.max_segments)
                                 if cfg.validation.every else None)
         # Only a source that could not tell its rows' runs up front has each batch checked.
@@ -111,6 +109,23 @@ class Trainer:
                                           loss_chunk_size=cfg.loss_chunk_size)
         self._stop_requested = False
 
+    def _open_source(self) -> RowSource:
+        """The training rows, refused on every process if any process cannot read or train on its
+        share: hosts read different files, and one that stopped alone would leave the others waiting
+        in the first step's collectives."""
+        cfg = self.cfg
+        where = f"data.path {cfg.data.path or '<synthetic>'!r}"
+        source, problem = None, None
+        try:
+            source = make_source(cfg.data, cfg.model.vocab_size, max_segments=self.max_segments)
+            if self.max_segments and (source.max_runs or 0) > self.max_segments:
+                raise DataError(f"{where}: rows hold up to {source.max_runs} runs of segment ids (padding counted), "
+                                f"more than model.max_segments={self.max_segments} allows")
+        except (DataError, SchemaError) as e:
+            problem = e
+        stop_together(problem, where)
+        return source
+
     def _model_traces_under_mesh(self) -> bool:
         """Whether the model's activation constraints trace under the mesh (else run without them)."""
         cfg = self.cfg
@@ -133,7 +148,7 @@ class Trainer:
         warm = warmup_steps(cfg.optimizer, self.total_steps)
         return "\n".join([
             f"model: {m.num_params():,} parameters ({m.num_layers} layers, hidden {m.hidden_size}), "
-            f"{m.param_dtype} weights, {m.dtype} compute, attention {m.attention}, remat {m.remat_policy}",
+            f"{m.param_dtype} weights, {m.dtype} compute, attention {m.attention_kernel()}, remat {m.remat_policy}",
             f"mesh: {dict(self.mesh.shape)} over {self.mesh.devices.size} {self.mesh.devices.flat[0].device_kind} "
             f"devices, {jax.process_count()} process(es)",
             f"data: {d.path or '<synthetic>'}: {self.source.rows:,} rows of {d.seq_len} tokens; batch "
@@ -247,15 +262,7 @@ class Trainer:
             problem = None
         except DataError as e:
             problem = e
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            bad = np.asarray(multihost_utils.process_allgather(np.array(problem is not None)))
-            if bad.any() and problem is None:
-                problem = DataError(f"{where}: process(es) {np.flatnonzero(bad).tolist()} found rows they cannot "
-                                    "train on (their logs say which); every process stops")
-        if problem is not None:
-            raise problem
+        stop_together(problem, where)
 
     # ---- loop ----------------------------------------------------------------------------------
     def _on_sigterm(self, signum: int, frame: Any) -> None:

@@ -1,5 +1,6 @@
 """Run outputs besides metrics.jsonl: the progress line and the profile of chosen steps."""
 
+import json
 import types
 
 import pytest
@@ -99,3 +100,36 @@ def test_step_time_counts_the_steps_a_checkpoint_waits_for(tiny, make_config):
     finally:
         trainer.close()
     assert record["step_time_s"] >= floor_s, record  # leaving the save's wait out gives about a third of it
+
+
+def test_tensorboard_shows_each_replayed_step_once_with_its_new_values(tmp_path):
+    """A run killed after logging step 5 resumes from its step-2 checkpoint and logs steps 3..5 again:
+    TensorBoard must show each step once, the replay's values winning (as in metrics.jsonl)."""
+    import time
+
+    from tensorboard.backend.event_processing import event_accumulator, plugin_event_accumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    from semcoder_jax.train.config import load_train_config
+    from semcoder_jax.train.metrics import MetricsWriter
+
+    cfg = load_train_config(None, ["tensorboard=true"])
+    first = MetricsWriter(cfg, tmp_path)
+    for step in range(1, 6):
+        first.write(step, {"loss": float(step)})
+    first.close()
+    time.sleep(1.0)  # event files are read in name order, and a name starts with the second it was opened
+    resumed = MetricsWriter(cfg, tmp_path, resumed_step=2)
+    for step in range(3, 6):
+        resumed.write(step, {"loss": 10.0 * step})
+    resumed.close()
+
+    expected = [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0), (5, 50.0)]
+    # TensorBoard's loader takes a run's first SessionLog.START as its start, and only a later one as a restart.
+    loader = plugin_event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"tensors": 0})
+    loader.Reload()
+    assert [(e.step, float(make_ndarray(e.tensor_proto))) for e in loader.Tensors("loss")] == expected
+    legacy = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"scalars": 0})
+    legacy.Reload()
+    assert [(e.step, e.value) for e in legacy.Scalars("loss")] == expected
+    assert [r["step"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3, 4, 5]

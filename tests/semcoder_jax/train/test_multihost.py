@@ -1,7 +1,9 @@
 """Multi-host: two JAX processes (jax.distributed, gloo CPU collectives) train as one process does."""
 
 import contextlib
+import os
 import socket
+import subprocess
 
 import jax
 import jax.numpy as jnp
@@ -16,14 +18,15 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def two_processes(tiny, config, run_dir, *overrides):
-    """``semcoder train`` as processes 0 and 1 of one jax.distributed job (4 CPU devices each);
-    whichever is still running at the end is killed."""
+def two_processes(tiny, config, run_dir, *overrides, env=None):
+    """``semcoder train`` as processes 0 and 1 of one jax.distributed job (4 CPU devices each), ``env``
+    added to their environment; whichever is still running at the end is killed."""
     port = _free_port()
     procs = [
         tiny.semcoder_train(config, run_dir, *overrides, env={
             "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
             "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+            **(env or {}),
         })
         for i in range(2)
     ]
@@ -123,3 +126,48 @@ def test_cloud_tpu_vm_workers_initialize_jax_distributed(monkeypatch, on_tpu_vm)
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
     assert mesh.maybe_initialize_distributed() is on_tpu_vm
     assert calls == ([{}] if on_tpu_vm else [])
+
+
+@pytest.mark.slow
+def test_rows_over_max_segments_on_one_host_stop_every_host_before_a_step(tiny, tmp_path):
+    """Without TensorFlow each host reads only its own files, so only host 1 sees rows with more
+    segment runs than packed attention allows: both must refuse the data at start-up (host 0 alone
+    went on into the collectives of the first step and waited there for a peer that had gone)."""
+    from semcoder_jax.config import save_config
+    from semcoder_jax.train.input import synthetic_rows
+
+    for host, segments in ((0, 2), (1, 8)):  # a file a host; model.max_segments=4 fits host 0's rows only
+        rows = synthetic_rows(8, 32, 512, segments=segments)
+        tiny.write_tfrecords(tmp_path / "data" / f"part-{host}.tfrecord", [{k: v[i] for k, v in rows.items()} for i in range(8)])
+    config = tmp_path / "config.yaml"
+    save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=2", "model.attention=cudnn", "model.max_segments=4",
+                            f"data.path={tmp_path / 'data'}/*.tfrecord"), config)
+    no_tf = tmp_path / "no_tf"  # as on the GPU image
+    no_tf.mkdir()
+    (no_tf / "sitecustomize.py").write_text("import sys\nsys.modules['tensorflow'] = None\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(no_tf), os.environ.get("PYTHONPATH")]))}
+    with two_processes(tiny, config, tmp_path / "run", env=env) as procs:
+        try:
+            outs = [p.communicate(timeout=240)[0] for p in procs]
+        except subprocess.TimeoutExpired:
+            pytest.fail("a process was still running: one host stopped and the other waited for it")
+    assert [p.returncode for p in procs] == [2, 2], "\n".join(o[-3000:] for o in outs)
+    assert "rows hold up to 8 runs" in outs[1] and "model.max_segments=4" in outs[1], outs[1][-3000:]
+    assert "process(es) [1] found rows they cannot train on" in outs[0], outs[0][-3000:]
+    assert tiny.checkpoint_steps(tmp_path / "run") == []
+
+
+@pytest.mark.parametrize("given", [{}, {"JAX_NUM_PROCESSES": "2"}, {"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "one"}])
+def test_a_coordinator_address_without_the_process_count_and_index_names_what_is_missing(monkeypatch, given):
+    """Any other launcher sets three variables; one missing was a bare ``KeyError`` from the trainer."""
+    from semcoder_jax.config import ConfigError
+    from semcoder_jax.train import mesh
+
+    for var in ("JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
+    for var, value in given.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: pytest.fail("initialised without a process index"))
+    with pytest.raises(ConfigError, match="so .*JAX_PROCESS_ID must be set too"):
+        mesh.maybe_initialize_distributed()
