@@ -12,13 +12,28 @@ import builtins
 import contextlib
 import dataclasses
 import io
+import json
+import os
+import select
 import signal
 import sys
+import time
 import types
 
+from semcoder_jax.execution import child, guard
 from semcoder_jax.execution.child import PROGRAM_FILENAME
 
 EXIT = 0  # arc target for "left the frame"
+
+
+# Beyond an input's time slice, before its process is killed: its own timer did not stop it (the
+# program ignored SIGALRM in the call, or a long C call such as ``10 ** 10 ** 8`` held the signal back).
+KILL_GRACE_S = 0.5
+# Far beyond an entry's size (two reprs of at most 10,000 characters, the lines and arcs of one call).
+MAX_ENTRY_BYTES = 16 << 20
+# A top level at least this slow runs once per batch, its inputs each in a fork (about 5 ms each on a
+# loaded 2-core machine); a faster one runs again before each input.
+FORK_ABOVE_S = 0.005
 
 
 class InputTimeout(BaseException):
@@ -28,68 +43,149 @@ class InputTimeout(BaseException):
 def run_batch(code: types.CodeType, func_name: str, inputs: list[str], per_input_timeout_s: float) -> list[dict]:
     """Inside the child: call ``func_name(<input>)`` for each input, each under a timer; collect arcs.
 
-    The program runs afresh (output discarded) before each input, as it does when one input is traced
-    alone: a mutable default argument or a global that an earlier call changed would otherwise decide
-    whether a later input passes.
+    Each input sees the program as if traced alone: a mutable default argument or a global that an
+    earlier call changed must not decide whether a later input passes. A top level that takes
+    ``FORK_ABOVE_S`` or more (a table built at import) runs once and each input runs in a process forked
+    from that state, which also keeps apart what a call changes in imported modules; a cheaper one
+    (most programs) runs afresh before each input in this process, which costs less than a fork. Where
+    ``fork`` fails (the process limit), an input runs afresh too.
     """
+    start = time.perf_counter()
+    try:
+        env = _load(code)
+    except BaseException as e:  # noqa: BLE001 - every input fails as the program does
+        return [_failed(text, type(e).__name__) for text in inputs]
+    forked = time.perf_counter() - start >= FORK_ABOVE_S
+    signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm the top level set must not end this process,
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # nor its handler for the exits of the inputs' processes
     results = []
+    for i, text in enumerate(inputs):
+        entry = _in_fork(env, func_name, text, per_input_timeout_s) if forked else None
+        if entry is None:
+            try:
+                entry = _call(env if i == 0 and not forked else _load(code), func_name, text, per_input_timeout_s)
+            except BaseException as e:  # noqa: BLE001
+                entry = _failed(text, type(e).__name__)
+        results.append(entry)
+    return results
+
+
+def _load(code: types.CodeType) -> dict:
+    env = {"__name__": "__main__", "__builtins__": builtins}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        exec(code, env)
+    return env
+
+
+def _failed(text: str, exc_type: str | None) -> dict:
+    return {"input": text, "ok": False, "exc_type": exc_type, "return_repr": None, "args_repr": None,
+            "lines": [], "arcs": []}
+
+
+def _in_fork(env: dict, func_name: str, text: str, per_input_timeout_s: float) -> dict | None:
+    """``_call`` in a forked process that reports on a pipe and is killed once past its time slice and
+    ``KILL_GRACE_S``; None if ``fork`` fails. The audit policy lets this function, and only in the
+    child itself, fork and kill."""
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(r)
+        os.close(w)
+        return None
+    if pid == 0:
+        try:
+            guard.confine_forked()
+            os.close(r)
+            child._dup2(w, child.RESULT_FD)  # the guard keeps the program from closing or writing to it
+            os.close(w)
+            child._report(_call(env, func_name, text, per_input_timeout_s))
+        finally:
+            child._exit(0)
+    os.close(w)
+    data = bytearray()
+    deadline = time.monotonic() + per_input_timeout_s + KILL_GRACE_S
+    failure = "timeout"
+    try:
+        while (left := deadline - time.monotonic()) > 0 and select.select([r], [], [], left)[0]:
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                failure = "crashed"  # unless the entry came whole
+                break
+            data += chunk
+            if len(data) > MAX_ENTRY_BYTES:  # the program writes to the channel itself
+                failure = "output_limit"
+                break
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(r)
+    try:
+        entry = json.loads(data)
+    except (ValueError, RecursionError):
+        entry = None
+    if not isinstance(entry, dict) or entry.get("input") != text:
+        return _failed(text, failure)
+    return entry
+
+
+def _call(env: dict, func_name: str, text: str, per_input_timeout_s: float) -> dict:
+    """The entry of one call ``func_name(<text>)`` in the program's namespace ``env``, under a timer."""
+    lines: set[int] = set()
+    arcs: set[tuple[int, int]] = set()
+    prev: dict = {}
 
     def on_alarm(signum, frame):
         raise InputTimeout()
 
-    for text in inputs:
-        lines: set[int] = set()
-        arcs: set[tuple[int, int]] = set()
-        prev: dict = {}
+    def local(frame, event, arg):
+        if event == "line":
+            line = frame.f_lineno
+            lines.add(line)
+            p = prev.get(frame)
+            if p is not None:
+                arcs.add((p, line))
+            prev[frame] = line
+        elif event == "return":
+            p = prev.pop(frame, None)
+            if p is not None:
+                arcs.add((p, EXIT))
+        return local
 
-        def local(frame, event, arg):
-            if event == "line":
-                line = frame.f_lineno
-                lines.add(line)
-                p = prev.get(frame)
-                if p is not None:
-                    arcs.add((p, line))
-                prev[frame] = line
-            elif event == "return":
-                p = prev.pop(frame, None)
-                if p is not None:
-                    arcs.add((p, EXIT))
-            return local
+    def global_trace(frame, event, arg):
+        return local if frame.f_code.co_filename == PROGRAM_FILENAME else None
 
-        def global_trace(frame, event, arg):
-            return local if frame.f_code.co_filename == PROGRAM_FILENAME else None
-
-        entry = {"input": text, "ok": False, "exc_type": None, "return_repr": None, "args_repr": None}
-        try:
-            env = {"__name__": "__main__", "__builtins__": builtins}
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                exec(code, env)
-            args, kwargs = eval(compile(f"(lambda *a, **k: (a, k))({text})", "<input>", "eval"), env)
-            if not kwargs:
-                try:
-                    entry["args_repr"] = repr(args)[:10_000]
-                except BaseException:  # noqa: BLE001
-                    pass
-            func = env[func_name]
-            signal.signal(signal.SIGALRM, on_alarm)  # after the program, which may have set its own
-            signal.setitimer(signal.ITIMER_REAL, per_input_timeout_s)
-            sys.settrace(global_trace)
+    entry = {"input": text, "ok": False, "exc_type": None, "return_repr": None, "args_repr": None}
+    try:
+        args, kwargs = eval(compile(f"(lambda *a, **k: (a, k))({text})", "<input>", "eval"), env)
+        if not kwargs:
             try:
-                value = func(*args, **kwargs)
-            finally:
-                sys.settrace(None)
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            entry["ok"] = True
-            r = repr(value)
-            entry["return_repr"] = r[:10_000]
-        except InputTimeout:
-            entry["exc_type"] = "timeout"
-        except BaseException as e:  # noqa: BLE001 - the input is rejected, the batch goes on
-            entry["exc_type"] = type(e).__name__
-        entry["lines"] = sorted(lines)
-        entry["arcs"] = sorted(arcs)
-        results.append(entry)
-    return results
+                entry["args_repr"] = repr(args)[:10_000]
+            except BaseException:  # noqa: BLE001
+                pass
+        func = env[func_name]
+        signal.signal(signal.SIGALRM, on_alarm)  # after the program, which may have set its own
+        signal.setitimer(signal.ITIMER_REAL, per_input_timeout_s)
+        sys.settrace(global_trace)
+        try:
+            value = func(*args, **kwargs)
+        finally:
+            sys.settrace(None)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        entry["ok"] = True
+        r = repr(value)
+        entry["return_repr"] = r[:10_000]
+    except InputTimeout:
+        entry["exc_type"] = "timeout"
+    except BaseException as e:  # noqa: BLE001 - the input is rejected, the batch goes on
+        entry["exc_type"] = type(e).__name__
+    entry["lines"] = sorted(lines)
+    entry["arcs"] = sorted(arcs)
+    return entry
+
+
+# The code objects the sandbox's audit policy lets fork and kill in a ``cover`` job's child.
+TRUSTED_CODE = frozenset({_in_fork.__code__})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +266,7 @@ def run_inputs(source: str, func_name: str, inputs: list[str], *, sandbox=None, 
     def job(batch):
         return {"mode": "cover", "source": source, "func_name": func_name, "inputs": batch,
                 "per_input_timeout_s": per_input_timeout_s,
-                "timeout_s": per_input_timeout_s * len(batch) + box.config.timeout_s}
+                "timeout_s": (per_input_timeout_s + KILL_GRACE_S) * len(batch) + box.config.timeout_s}
 
     out: list[dict] = []
     for batch, response in zip(batches, box.map_raw(job(b) for b in batches)):
@@ -179,13 +275,10 @@ def run_inputs(source: str, func_name: str, inputs: list[str], *, sandbox=None, 
             out.extend(payload)
             continue
         if len(batch) == 1:
-            out.append({"input": batch[0], "ok": False, "exc_type": response.get("exc_type") or response.get("status"),
-                        "return_repr": None, "lines": [], "arcs": []})
+            out.append(_failed(batch[0], response.get("exc_type") or response.get("status")))
             continue
         singles = box.map_raw(job([x]) for x in batch)
         for x, r in zip(batch, singles):
             p = r.get("payload")
-            out.extend(p if isinstance(p, list) and len(p) == 1 else
-                       [{"input": x, "ok": False, "exc_type": r.get("exc_type") or r.get("status"),
-                         "return_repr": None, "lines": [], "arcs": []}])
+            out.extend(p if isinstance(p, list) and len(p) == 1 else [_failed(x, r.get("exc_type") or r.get("status"))])
     return out

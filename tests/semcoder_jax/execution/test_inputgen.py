@@ -105,6 +105,26 @@ def test_each_input_runs_as_if_alone(sandbox):
     assert [e["exc_type"] for e in entries[:3]] == [None, "timeout", None] and all(e["ok"] for e in entries[3:])
 
 
+def test_a_slow_top_level_runs_once_per_batch_and_inputs_stay_apart(sandbox):
+    """The top level ran again before every input, so one that builds a table at import took N times as
+    long (and, past the job's deadline, fell back to one job per input). Now it runs once and each input
+    runs in a fork of that state: the count of runs kept in ``builtins`` stays 1, and neither the mutable
+    default nor ``builtins`` carries one input's changes to the next."""
+    src = "import builtins, time\ntime.sleep(0.02)\nbuiltins.runs = getattr(builtins, 'runs', 0) + 1\n" \
+          "def f(x, seen=[]):\n    seen.append(x)\n    builtins.runs += 10\n    return builtins.runs, len(seen)\n"
+    entries = run_inputs(src, "f", [str(i) for i in range(10)], sandbox=sandbox)
+    assert [e["return_repr"] for e in entries] == ["(11, 1)"] * 10, entries
+    assert all(e["lines"] == [5, 6, 7] for e in entries)
+
+
+def test_an_input_that_ignores_its_timer_is_killed_and_the_batch_goes_on(sandbox):
+    """An input whose call turns SIGALRM off is killed once past its slice; the others keep their verdict."""
+    src = "import signal, time\ntime.sleep(0.02)\n" \
+          "def f(n):\n    signal.signal(signal.SIGALRM, signal.SIG_IGN)\n    while n:\n        pass\n    return n\n"
+    entries = run_inputs(src, "f", ["0", "1", "0"], sandbox=sandbox, per_input_timeout_s=0.2)
+    assert [(e["ok"], e["exc_type"]) for e in entries] == [(True, None), (False, "timeout"), (True, None)], entries
+
+
 def test_generate_inputs_are_valid_distinct_and_raise_coverage(sandbox):
     result = generate_inputs(BRANCHY, "f", ["'ab', 1"], n=8, seed=0, sandbox=sandbox)
     assert result.inputs[0] == "'ab', 1"

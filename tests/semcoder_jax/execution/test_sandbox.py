@@ -176,6 +176,37 @@ def test_lost_fork_server_fails_jobs_and_restarts():
         assert not alive  # the orphaned child died with its server
 
 
+_ORPHAN = """
+import os, sys
+from semcoder_jax.execution import child
+r, w = os.pipe()
+if os.fork() == 0:  # the fork server, killed before its child asked to die with it
+    child.SERVER_PID = os.getpid()
+    if os.fork():
+        os._exit(0)
+    while os.getppid() == child.SERVER_PID:
+        pass
+    out = os.open(os.devnull, os.O_WRONLY)
+    child.child_main({"mode": "run", "source": "open('ran', 'w').close()", "timeout_s": 5}, sys.argv[1], w, out, out)
+os.close(w)
+print(repr(os.read(r, 1 << 16)))
+"""
+
+
+def test_a_child_whose_server_died_before_it_started_does_not_run(tmp_path):
+    """A child asks to die with its fork server (PR_SET_PDEATHSIG), but a server killed before the child was
+    scheduled left it to run its job to the end: an orphan that could outlive its Sandbox by hours."""
+    import subprocess
+    import sys
+
+    from semcoder_jax import PROJECT_ROOT
+
+    out = subprocess.run([sys.executable, "-c", _ORPHAN, str(tmp_path)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    assert (out.returncode, out.stdout) == (0, "b''\n"), out
+    assert not (tmp_path / "ran").exists()
+
+
 def test_each_child_gets_its_own_random_state(sandbox):
     draws = [sandbox.run("import random\nprint(random.getrandbits(64))").stdout for _ in range(3)]
     assert len(set(draws)) == 3
@@ -241,6 +272,7 @@ if os.fork() == 0:
         os.write(w, b'"no user namespaces for unprivileged users"')
         os._exit(0)
     net, disk = forkserver.isolate(network=True, disk=True)
+    read_only = forkserver.read_only_host(work)
     mounted = forkserver.mount_job_folder(work, 1 << 20)
     try:
         with open(os.path.join(work, "big"), "wb") as f:
@@ -249,11 +281,16 @@ if os.fork() == 0:
     except OSError as e:
         wrote = e.strerror
     try:
+        open(os.path.join(os.path.dirname(work), "outside"), "w").close()  # a folder this user owns
+        outside = "written"
+    except OSError as e:
+        outside = e.strerror
+    try:
         socket.socket().connect(("127.0.0.1", 22))
         reached = True
     except OSError:
         reached = False
-    os.write(w, json.dumps([net, disk, mounted, wrote, reached, os.getuid()]).encode())
+    os.write(w, json.dumps([net, disk, read_only, mounted, wrote, outside, reached, os.getuid()]).encode())
     os._exit(0)
 os.close(w)
 print(os.read(r, 1 << 16).decode())
@@ -262,7 +299,8 @@ print(os.read(r, 1 << 16).decode())
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to an unprivileged user")
 def test_unprivileged_server_isolates_through_a_user_namespace():
-    """Without root, the fork server's namespaces come from a user namespace of its own."""
+    """Without root, the fork server's namespaces come from a user namespace of its own, and the host's
+    file system is read-only in it but for the sandbox's folder."""
     import shutil
     import subprocess
     import sys
@@ -283,8 +321,8 @@ def test_unprivileged_server_isolates_through_a_user_namespace():
         found = json.loads(out.stdout)
         if isinstance(found, str):
             pytest.skip(found)
-        assert found == [True, True, True, "No space left on device", False, 65534]
-        assert not os.listdir(work)  # the tmpfs lived in the child's namespace only
+        assert found == [True, True, True, True, "No space left on device", "Read-only file system", False, 65534]
+        assert not os.listdir(work) and sorted(os.listdir(root)) == ["job"]  # the namespace's mounts stayed in it
     finally:
         shutil.rmtree(root)
 
