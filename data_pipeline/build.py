@@ -63,7 +63,7 @@ def source_records(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[
 FINALIZE_SETTINGS = frozenset({"output_dir", "source", "released", "skip_bad", "workers", "tokenizer", "seq_len", "train_kinds",
                                "packing", "max_segments", "pad_id", "shuffle_seed", "tfrecord_shards", "validation_fraction"})
 TRANSPORT_LLM_SETTINGS = frozenset({"base_url", "api_key_env", "concurrency", "max_retries", "backoff_s", "max_backoff_s",
-                                    "timeout_s", "cache_dir"})
+                                    "timeout_s", "cache_dir", "wait_for_server_s"})
 
 
 def stage_settings(config: DataConfig) -> dict[str, Any]:

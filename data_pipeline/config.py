@@ -14,7 +14,12 @@ DEFAULT_BENCHMARK_DIRS = ["eval/benchmarks/data"]  # the copies the project ship
 
 @dataclass
 class LLMConfig:
-    """One OpenAI-compatible endpoint; ``base_url``/key default to OPENAI_BASE_URL/OPENAI_API_KEY."""
+    """One OpenAI-compatible endpoint; ``base_url``/key default to OPENAI_BASE_URL/OPENAI_API_KEY.
+
+    ``wait_for_server_s``: before its first request the client polls ``{base_url}/models`` for up
+    to this long while the server refuses connections, so a ``vllm serve`` started beside the build
+    (as in a SLURM script) can load its weights (minutes for 6.7B-33B); 0 fails at once.
+    """
 
     model: str = "gpt-4o-mini"
     base_url: str | None = None
@@ -24,6 +29,7 @@ class LLMConfig:
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
     timeout_s: float = 120.0
+    wait_for_server_s: float = 600.0
     temperature: float = 0.0
     max_tokens: int = 2048
     cache_dir: str | None = None  # default: <output_dir>/llm_cache
@@ -154,6 +160,8 @@ class DataConfig:
         for key, value in (("exec_timeout_s", self.exec_timeout_s), ("llm.timeout_s", self.llm.timeout_s)):
             if not value > 0:  # nan too
                 raise ConfigError(f"data config: {key}={value} must be > 0")
+        if not self.llm.wait_for_server_s >= 0:
+            raise ConfigError(f"data config: llm.wait_for_server_s={self.llm.wait_for_server_s} must be >= 0")
 
 
 def resolve_path(path: str) -> str:

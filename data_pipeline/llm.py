@@ -6,6 +6,8 @@ server refuses on its own account (400/413/422: a prompt beyond the model's cont
 filter) fails that record alone, and so does one that runs out of retries, unless several in a row
 do (the server is down: the build stops, and a rerun sends them again); other client errors (a wrong
 key, model or URL) stop the build, as does a server that has refused every one of its first requests.
+Before its first request the client waits up to ``llm.wait_for_server_s`` for a server that refuses
+connections (one still loading its weights); one that cannot be reached by then stops the build.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from pathlib import Path
@@ -36,6 +39,8 @@ REFUSALS_BEFORE_GIVING_UP = 20  # refusals with no success yet: the requests the
 # Requests in a row that ran out of retries: the server is down, and a record failed now would stay
 # failed in its finished shard; stopping leaves the shard to a rerun, which sends them again.
 FAILURES_IN_A_ROW_BEFORE_STOPPING = 8
+SERVER_POLL_S = 1.0
+NOT_READY_STATUS = (502, 503, 504)  # a proxy in front of a server still starting
 
 
 class LLMClient:
@@ -51,6 +56,8 @@ class LLMClient:
         self.succeeded = 0
         self.refused = 0
         self.failures_in_a_row = 0
+        self._wait_lock = threading.Lock()
+        self._server_state: bool | LLMError = False  # True once it answered; the error if it never did
 
     def _openai(self):
         if self._client is None:
@@ -60,6 +67,46 @@ class LLMClient:
             api_key = os.environ.get(self.config.api_key_env) or "EMPTY"
             self._client = openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=self.config.timeout_s)
         return self._client
+
+    def _unreachable(self, cause: Any, waited_s: float = 0.0) -> LLMError:
+        waited = f" after waiting {waited_s:g} s (llm.wait_for_server_s)" if waited_s else ""
+        return LLMError(f"cannot reach the LLM server at {self._openai().base_url} ({cause}){waited}; "
+                        "set llm.base_url or OPENAI_BASE_URL")
+
+    def _wait_for_server(self) -> None:
+        """Poll ``GET {base_url}/models`` until the server answers (any HTTP reply but 502-504) or
+        ``wait_for_server_s`` runs out: a server started beside the build refuses connections while
+        it loads, and a request refused would stop the build."""
+        import openai
+
+        with self._wait_lock:
+            if isinstance(self._server_state, LLMError):  # every thread, not each after its own wait
+                raise self._server_state
+            if self._server_state or self.config.wait_for_server_s <= 0:
+                return
+            wait = self.config.wait_for_server_s
+            client = self._openai().with_options(timeout=min(self.config.timeout_s, 10.0))
+            start, announced = time.monotonic(), False
+            while True:
+                try:
+                    client.models.list()
+                    break
+                except openai.APIStatusError as e:
+                    if e.status_code not in NOT_READY_STATUS:
+                        break
+                    cause: Any = f"HTTP {e.status_code}"
+                except openai.APIConnectionError as e:
+                    cause = e.__cause__ or e
+                waited = time.monotonic() - start
+                if waited >= wait:
+                    self._server_state = self._unreachable(cause, wait)
+                    raise self._server_state
+                if not announced:
+                    announced = True
+                    print(f"waiting up to {wait:g} s for the LLM server at {client.base_url} (llm.wait_for_server_s): "
+                          f"{cause}", file=sys.stderr, flush=True)
+                time.sleep(min(SERVER_POLL_S, wait - waited))
+            self._server_state = True
 
     def request_key(self, request: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(request, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -99,6 +146,7 @@ class LLMClient:
     def _send(self, request: dict[str, Any]) -> list[str] | None:
         import openai
 
+        self._wait_for_server()
         delay = self.config.backoff_s
         last = ""
         for attempt in range(self.config.max_retries + 1):
@@ -114,9 +162,8 @@ class LLMClient:
                 except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
                     last = f"{type(e).__name__}: {e.__cause__ or e}"
                     unreachable = isinstance(e, openai.APIConnectionError) and not isinstance(e, openai.APITimeoutError)
-                    if unreachable and not self.succeeded:  # a wrong URL or no server: nothing to wait for
-                        raise LLMError(f"cannot reach the LLM server at {self._openai().base_url} ({e.__cause__ or e}); "
-                                       "set llm.base_url or OPENAI_BASE_URL") from None
+                    if unreachable and not self.succeeded:  # a wrong URL or no server (waited for above)
+                        raise self._unreachable(e.__cause__ or e) from None
                 except openai.APIStatusError as e:
                     message = f"LLM request to {self.config.model!r} failed: HTTP {e.status_code}: {str(e)[:200]}"
                     last = message

@@ -41,15 +41,16 @@ def generate_cached(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> dict[str, list[str]]:
     """Completions per task; only tasks missing from the cache reach the backend, and each batch is
-    on disk before the next one starts."""
+    on disk before the next one starts. Task k of ``prompts`` is sampled with seed ``seed + k * n``
+    (backends offset a call's seed by ``i * n`` for its i-th prompt), whatever the batch size and
+    whatever an interrupted run left in the cache, so a resumed run samples what an uninterrupted one would."""
+    index = {t: k for k, t in enumerate(prompts)}
     todo = [t for t, p in prompts.items() if any(cache.get(t, i, p) is None for i in range(n))]
-    bs = max(1, batch_size)  # a batch size of 0 would send empty batches and leave every sample ""
-    for start in range(0, len(todo), bs):
-        batch = todo[start : start + bs]
+    done_count = 0
+    for batch in _contiguous_batches(todo, index, max(1, batch_size)):  # batch size 0 would send empty batches
         outs = backend.generate(
             [prompts[t] for t in batch], n=n, temperature=temperature, top_p=top_p,
-            # one seed per row of the run: backends offset it per prompt or row, so no two batches share noise
-            max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + start * n,
+            max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + index[batch[0]] * n,
         )
         outs = list(outs)
         short = [(t, len(texts)) for t, texts in zip(batch, outs) if len(texts) < n]
@@ -62,9 +63,21 @@ def generate_cached(
                 f"backend {getattr(backend, 'name', type(backend).__name__)} returned fewer than n={n} completions "
                 f"for {len(short)} of {len(batch)} prompts ({got}); nothing was scored"
             )
+        done_count += len(batch)
         if on_batch:
-            on_batch(start + len(batch), len(todo))
+            on_batch(done_count, len(todo))
     return {t: [cache.get(t, i, p) or "" for i in range(n)] for t, p in prompts.items()}
+
+
+def _contiguous_batches(todo: list[str], index: dict[str, int], size: int) -> list[list[str]]:
+    """``todo`` in batches of at most ``size`` tasks that stand next to each other in the run."""
+    batches: list[list[str]] = []
+    for t in todo:
+        if batches and len(batches[-1]) < size and index[batches[-1][-1]] + 1 == index[t]:
+            batches[-1].append(t)
+        else:
+            batches.append([t])
+    return batches
 
 
 def load_benchmark(cfg: EvalConfig) -> list:

@@ -53,7 +53,11 @@ class Backend(Protocol):
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
-    ) -> list[list[str]]: ...
+    ) -> list[list[str]]:
+        """``n`` completions a prompt. Prompt i is sampled with seed ``seed + i * n`` (its sample j
+        with ``seed + i * n + j`` where a backend seeds samples), so a prompt's samples do not depend on
+        the other prompts of the call; the HF backend seeds the call as a whole."""
+        ...
 
     def identity(self) -> dict[str, Any]:
         """What determines the generations besides the settings (for the cache key)."""

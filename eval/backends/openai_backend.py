@@ -46,7 +46,7 @@ class OpenAIBackend:
                   "max_tokens": max_new_tokens, "stop": stop_list}
 
         def complete(i: int) -> list[str]:
-            seeded = {**common, "seed": seed + i}  # per prompt: a server seeds each request's sampling
+            seeded = {**common, "seed": seed + i * n}  # per prompt: a server seeds each request's sampling
             try:
                 if self.config.chat:
                     resp = self.client.chat.completions.create(messages=[{"role": "user", "content": prompts[i]}], **seeded)

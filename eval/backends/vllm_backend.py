@@ -56,7 +56,7 @@ class VLLMBackend:
         params = [
             SamplingParams(
                 n=1 if greedy else n, temperature=temperature, top_p=1.0 if greedy else top_p,
-                max_tokens=max_new_tokens, stop=list(stop) or None, seed=seed + i,
+                max_tokens=max_new_tokens, stop=list(stop) or None, seed=seed + i * n,
             )
             for i in range(len(prompts))
         ]

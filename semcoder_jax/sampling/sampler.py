@@ -3,6 +3,8 @@
 Shapes are bucketed (batch and prompt length to powers of two, new tokens to a multiple of the
 chunk) so that the jitted prefill and decode compile once per bucket, not per prompt.
 Stop strings are checked on the host on decoded text between chunks of decode steps.
+Each row samples with a key of its own (from its own seed), so a row's sample does not depend on
+the other rows of its batch, its position there or the batch size.
 """
 
 from __future__ import annotations
@@ -23,12 +25,8 @@ def _next_pow2(n: int, minimum: int = 1) -> int:
     return max(minimum, 1 << (max(n, 1) - 1).bit_length())
 
 
-def sample_logits(
-    logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array, *, greedy: bool
-) -> jax.Array:
-    """Next tokens [B] from float32 logits [B, V]: argmax, or temperature + nucleus (top-p) sampling."""
-    if greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+def nucleus_logits(logits: jax.Array, temperature: jax.Array, top_p: jax.Array) -> jax.Array:
+    """Logits [B, V] scaled by the temperature, -inf outside each row's top-p nucleus."""
     logits = logits / jnp.maximum(temperature, 1e-6)
     sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
     probs = jax.nn.softmax(sorted_logits, axis=-1)
@@ -36,8 +34,23 @@ def sample_logits(
     # 1 before the tail).
     keep = ((jnp.cumsum(probs, axis=-1) - probs) < top_p) | (top_p >= 1.0)
     threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
-    logits = jnp.where(logits >= threshold, logits, -jnp.inf)
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+    return jnp.where(logits >= threshold, logits, -jnp.inf)
+
+
+def sample_logits(
+    logits: jax.Array, keys: jax.Array, temperature: jax.Array, top_p: jax.Array, *, greedy: bool
+) -> jax.Array:
+    """Next tokens [B] from float32 logits [B, V]: argmax, or temperature + nucleus (top-p) sampling
+    with row i's noise drawn from ``keys[i]`` alone."""
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = nucleus_logits(logits, temperature, top_p)
+    return jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
+
+
+def _step_keys(keys: jax.Array, step: jax.Array) -> jax.Array:
+    """Each row's key for decode step ``step``: fresh noise every step, from the row's key alone."""
+    return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
 
 
 class Sampler:
@@ -64,7 +77,7 @@ class Sampler:
         self._decode = jax.jit(self._decode_fn, static_argnames=("greedy",), donate_argnums=(1,))
 
     # ---- jitted pieces ------------------------------------------------------------------------
-    def _prefill_fn(self, params, tokens, lengths, key, temperature, top_p, eos_id, *, greedy, buffer):
+    def _prefill_fn(self, params, tokens, lengths, seeds, temperature, top_p, eos_id, *, greedy, buffer):
         b, p = tokens.shape
         pad = p - lengths[:, None]
         idx = jnp.arange(p)[None, :]
@@ -74,7 +87,8 @@ class Sampler:
         logits, cache = self.model.apply(
             {"params": params}, tokens, positions, segment_ids, cache=cache, last_only=True
         )
-        token = sample_logits(logits[:, -1], jax.random.fold_in(key, 0), temperature, top_p, greedy=greedy)
+        keys = jax.vmap(jax.random.PRNGKey)(seeds)
+        token = sample_logits(logits[:, -1], _step_keys(keys, 0), temperature, top_p, greedy=greedy)
         out = jnp.full((b, buffer), self.pad_id, jnp.int32).at[:, 0].set(token)
         return {
             "cache": cache,
@@ -82,7 +96,7 @@ class Sampler:
             "lengths": lengths,
             "step": jnp.ones((), jnp.int32),
             "done": token == eos_id,
-            "key": key,
+            "keys": keys,
             "temperature": temperature,
             "top_p": top_p,
             "eos_id": eos_id,
@@ -101,8 +115,7 @@ class Sampler:
             logits, cache = self.model.apply(
                 {"params": params}, prev, positions, jnp.ones_like(prev), cache=s["cache"]
             )
-            key = jax.random.fold_in(s["key"], step)
-            token = sample_logits(logits[:, -1], key, s["temperature"], s["top_p"], greedy=greedy)
+            token = sample_logits(logits[:, -1], _step_keys(s["keys"], step), s["temperature"], s["top_p"], greedy=greedy)
             token = jnp.where(s["done"], self.pad_id, token)
             out = jax.lax.dynamic_update_slice_in_dim(s["out"], token[:, None], step, axis=1)
             return {**s, "cache": cache, "out": out, "step": step + 1, "done": s["done"] | (token == s["eos_id"])}
@@ -118,11 +131,15 @@ class Sampler:
         temperature: float = 0.0,
         top_p: float = 1.0,
         seed: int = 0,
+        seeds: Optional[Sequence[int]] = None,
         stop: Sequence[str] = (),
         eos_id: Optional[int] = None,
     ) -> list[list[int]]:
         """New tokens for each prompt (EOS excluded), cut after the first stop string if any.
 
+        Prompt i samples with seed ``seeds[i]`` (default ``seed + i``; taken mod 2**32), as vLLM
+        seeds each request: the same prompt and seed give the same tokens whatever else is in the
+        batch, so prompts split into batches at ``start`` with ``seed + start`` sample as one call.
         ``eos_id`` defaults to the config's; pass -1 to generate exactly ``max_new_tokens``.
         """
         if not prompt_ids:
@@ -136,6 +153,8 @@ class Sampler:
             raise SemcoderError(f"generate: stop strings must not be empty, got {list(stop)!r}")
         if max_new_tokens < 1:
             raise SemcoderError(f"generate: max_new_tokens must be >= 1, got {max_new_tokens}")
+        if seeds is not None and len(seeds) != len(prompt_ids):
+            raise SemcoderError(f"generate: {len(seeds)} seeds for {len(prompt_ids)} prompts")
         if temperature < 0 or not 0 < top_p <= 1:
             raise SemcoderError(f"generate: need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
         eos = self.config.eos_token_id if eos_id is None else eos_id
@@ -146,12 +165,14 @@ class Sampler:
         buffer = -(-max_new_tokens // self.chunk_size) * self.chunk_size
         tokens = np.full((b, p), self.pad_id, np.int32)
         lengths = np.ones((b,), np.int32)
+        row_seeds = np.zeros((b,), np.uint32)
         for i, ids in enumerate(prompt_ids):
             tokens[i, p - len(ids) :] = ids
             lengths[i] = len(ids)
+            row_seeds[i] = (seed + i if seeds is None else seeds[i]) & 0xFFFFFFFF
         greedy = temperature == 0.0
         state = self._prefill(
-            self.params, jnp.asarray(tokens), jnp.asarray(lengths), jax.random.PRNGKey(seed),
+            self.params, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(row_seeds),
             jnp.float32(temperature), jnp.float32(top_p), jnp.int32(eos), greedy=greedy, buffer=buffer,
         )
         finished = np.zeros((b,), bool)

@@ -103,11 +103,61 @@ def test_a_server_that_cannot_be_reached_stops_the_build_at_once():
     with socket.socket() as s:  # a port that nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = LLMClient(LLMConfig(model="m", base_url=f"http://127.0.0.1:{port}/v1", backoff_s=5.0, max_retries=6))
+    config = LLMConfig(model="m", base_url=f"http://127.0.0.1:{port}/v1", backoff_s=5.0, max_retries=6, wait_for_server_s=0)
+    client = LLMClient(config)
     start = time.monotonic()
     with pytest.raises(LLMError, match=rf"cannot reach the LLM server at http://127.0.0.1:{port}/v1.*base_url"):
         client.chat([{"role": "user", "content": "ping"}])
     assert time.monotonic() - start < 5.0  # no backoff sleep
+
+
+def test_a_server_still_loading_is_waited_for(llm_server, monkeypatch, capsys):
+    """``vllm serve`` started beside the build refuses connections while it loads its weights: the
+    first request used to stop the build at once."""
+    import threading
+    import time
+    from http.server import ThreadingHTTPServer
+
+    listen = ThreadingHTTPServer.server_activate
+    # Bound but not listening for a second, as vLLM's port is while it loads: connections are refused.
+    monkeypatch.setattr(ThreadingHTTPServer, "server_activate", lambda server: threading.Timer(1.0, listen, [server]).start())
+    state, url = llm_server(lambda messages, n: ["pong"] * n)
+    client = LLMClient(LLMConfig(model="m", base_url=url, backoff_s=5.0, max_retries=6, wait_for_server_s=30))
+    start = time.monotonic()
+    assert client.chat([{"role": "user", "content": "ping"}]) == "pong"
+    assert 0.9 < time.monotonic() - start < 10 and state.requests == 1
+    assert client.chat([{"role": "user", "content": "ping 2"}]) == "pong"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"waiting up to 30 s for the LLM server at {url}" in err[0], err
+
+
+def test_a_server_that_never_answers_stops_the_build_after_the_wait(capsys):
+    import socket
+    import time
+
+    from data_pipeline.llm import LLMError
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = LLMClient(LLMConfig(model="m", base_url=f"http://127.0.0.1:{port}/v1", backoff_s=5.0, wait_for_server_s=1.5))
+    start = time.monotonic()
+    message = rf"cannot reach the LLM server at http://127.0.0.1:{port}/v1/? .* after waiting 1.5 s \(llm.wait_for_server_s\); set llm"
+    with pytest.raises(LLMError, match=message):
+        client.chat([{"role": "user", "content": "ping"}])
+    assert 1.5 <= time.monotonic() - start < 5.0
+    with pytest.raises(LLMError, match=message):  # at once: every worker thread's request, not one wait each
+        client.chat([{"role": "user", "content": "pong"}])
+    assert time.monotonic() - start < 5.0
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("wait", [-1.0, float("nan")])
+def test_a_negative_wait_for_the_server_is_a_config_error(wait):
+    from semcoder_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="llm.wait_for_server_s"):
+        DataConfig(llm=LLMConfig(wait_for_server_s=wait)).validate()
 
 
 def test_llm_build_through_errors_then_rerun_makes_no_requests(llm_server, tmp_path):

@@ -127,6 +127,33 @@ def test_each_batch_gets_its_own_seed(tmp_path, scripted_backend):
     assert seeds == [7, 9, 11]
 
 
+def test_a_tasks_seed_is_its_place_in_the_run_whatever_the_cache_held(tmp_path, scripted_backend):
+    """Seeds counted over the tasks still to do gave a resumed run other samples than an
+    uninterrupted one; now task k gets ``seed + k * n`` (backends add ``i * n`` for a call's i-th prompt)."""
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    class Seeded(scripted_backend):
+        def __init__(self):
+            super().__init__(lambda p: p)
+            self.seed_of = {}
+
+        def generate(self, prompts, *, n=1, seed=0, **kw):
+            self.seed_of.update({p: seed + i * n for i, p in enumerate(prompts)})
+            return super().generate(prompts, n=n, seed=seed, **kw)
+
+    prompts = {t: t for t in "abcdefg"}
+    settings = dict(n=3, temperature=0.8, top_p=1.0, max_new_tokens=8, stop=(), seed=5)
+    whole = Seeded()
+    generate_cached(whole, prompts, GenerationCache(tmp_path / "whole.jsonl", "k"), batch_size=3, **settings)
+    assert whole.seed_of == {t: 5 + k * 3 for k, t in enumerate("abcdefg")}
+    cache = GenerationCache(tmp_path / "resumed.jsonl", "k")
+    cache.put_many([(t, i, t, t) for t in "bcf" for i in range(3)])  # what an earlier, interrupted run finished
+    resumed = Seeded()
+    generate_cached(resumed, prompts, cache, batch_size=3, **settings)
+    assert resumed.seed_of == {t: whole.seed_of[t] for t in "adeg"} and resumed.calls == 3  # [a], [d, e], [g]
+
+
 def test_no_two_sampler_calls_of_a_sampled_run_share_a_seed(tmp_path):
     """The same seed draws the same noise: across the runner's batches and the jax backend's
     sub-batches (n rows a prompt) every sampler call needs its own seed, or problems' samples correlate."""

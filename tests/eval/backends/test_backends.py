@@ -74,7 +74,7 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
     sent = state.bodies[-1]
     assert sent["stop"] == stops[:4] and sent["n"] == 2 and sent["max_tokens"] == 9
     seeds = {b.get("prompt") or b["messages"][-1]["content"]: b["seed"] for b in state.bodies[-8:]}
-    assert seeds == {f"p{i}": 5 + i for i in range(8)}  # a seed per request, or every prompt draws the same noise
+    assert seeds == {f"p{i}": 5 + 2 * i for i in range(8)}  # a seed per request (i * n apart), or every prompt draws the same noise
     assert "messages" in sent and "prompt" in state.bodies[0]
 
     state.errors = [503, 500]
@@ -121,7 +121,7 @@ def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch
     assert backend.generate(["a"], n=2, temperature=0.8, top_p=0.9, seed=4) == [["a:0", "a:1"]]
     assert (seen["params"].n, seen["params"].top_p, seen["params"].seed) == (2, 0.9, 4)
     backend.generate(["a", "b", "c"], n=2, temperature=0.8, seed=4)
-    assert seen["seeds"] == [4, 5, 6]  # vLLM seeds each request: a shared seed is shared noise
+    assert seen["seeds"] == [4, 6, 8]  # vLLM seeds each request (i * n apart): a shared seed is shared noise
     backend.close()
     get_backend("vllm", BackendConfig(hf_dir=str(tiny_hf)))
     assert seen["kwargs"]["tokenizer"] == str(tiny_hf)

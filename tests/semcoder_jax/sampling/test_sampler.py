@@ -100,16 +100,46 @@ def test_empty_stop_string_is_an_error_not_an_empty_completion(tiny_sampler):
         tiny_sampler.generate_text(["def f(x):"], max_new_tokens=4, eos_id=-1, stop=["\ndef", ""])
 
 
-def test_top_p_one_keeps_every_token(monkeypatch):
+def test_top_p_one_keeps_every_token():
     """With top_p = 1 no token is filtered, even where the float32 running sum reaches 1 early."""
     import jax.numpy as jnp
 
-    from semcoder_jax.sampling.sampler import sample_logits
+    from semcoder_jax.sampling.sampler import nucleus_logits
 
-    seen = []
-    monkeypatch.setattr(jax.random, "categorical", lambda key, logits, axis=-1: seen.append(logits) or jnp.zeros(1, jnp.int32))
     logits = jnp.array([[30.0, 0.0, -1.0]])  # softmax rounds the top probability to 1.0
-    sample_logits(logits, jax.random.PRNGKey(0), jnp.float32(1.0), jnp.float32(1.0), greedy=False)
-    sample_logits(logits, jax.random.PRNGKey(0), jnp.float32(1.0), jnp.float32(0.5), greedy=False)
-    np.testing.assert_array_equal(np.isfinite(seen[0]), [[True, True, True]])
-    np.testing.assert_array_equal(np.isfinite(seen[1]), [[True, False, False]])
+    np.testing.assert_array_equal(np.isfinite(nucleus_logits(logits, jnp.float32(1.0), jnp.float32(1.0))), [[True, True, True]])
+    np.testing.assert_array_equal(np.isfinite(nucleus_logits(logits, jnp.float32(1.0), jnp.float32(0.5))), [[True, False, False]])
+
+
+def test_a_rows_sample_depends_on_its_prompt_and_seed_not_on_its_batch(tiny_sampler):
+    """As vLLM's per-request seed: one key per batch gave a row other noise beside other prompts,
+    at another position, or in another batch size bucket."""
+    x, others = [32013, 100, 200], [[32013, 7, 8, 9], [32013] + list(range(40, 60)), [32013, 5], [32013, 6, 6]]
+    kw = dict(max_new_tokens=12, temperature=1.0, eos_id=-1)
+    alone = tiny_sampler.generate([x], seeds=[11], **kw)[0]
+    assert tiny_sampler.generate([others[0], x], seeds=[3, 11], **kw)[1] == alone
+    assert tiny_sampler.generate([others[1], others[2], x], seeds=[4, 5, 11], **kw)[2] == alone  # a padding row, a longer bucket
+    assert tiny_sampler.generate(others + [x], seeds=[1, 2, 3, 4, 11], **kw)[4] == alone  # batch bucket 8
+    same = tiny_sampler.generate([x, x, x], seeds=[11, 12, 11], **kw)
+    assert same[0] == same[2] == alone and same[1] != alone
+    # The default, seed + i: prompts split into batches at `start` with `seed + start` sample as one call.
+    prompts = [x] + others
+    whole = tiny_sampler.generate(prompts, seed=7, **kw)
+    assert whole == tiny_sampler.generate(prompts[:2], seed=7, **kw) + tiny_sampler.generate(prompts[2:], seed=9, **kw)
+    assert len({tuple(r) for r in tiny_sampler.generate([x] * 4, seed=7, **kw)}) == 4
+    greedy = tiny_sampler.generate([x], max_new_tokens=12, eos_id=-1)
+    assert greedy == tiny_sampler.generate([x], seeds=[5], max_new_tokens=12, eos_id=-1) != [alone]
+
+
+def test_seeds_do_not_recompile(tiny_sampler):
+    kw = dict(max_new_tokens=8, temperature=1.0, eos_id=-1)
+    tiny_sampler.generate([[1, 2, 3]], seed=1, **kw)
+    sizes = tiny_sampler._prefill._cache_size(), tiny_sampler._decode._cache_size()
+    tiny_sampler.generate([[1, 2, 4]], seeds=[2**32 - 1], **kw)
+    tiny_sampler.generate([[1, 2, 5]], seed=12345, **kw)
+    assert (tiny_sampler._prefill._cache_size(), tiny_sampler._decode._cache_size()) == sizes
+
+
+def test_seeds_must_match_the_prompts(tiny_sampler):
+    with pytest.raises(SemcoderError, match="2 seeds for 1 prompts"):
+        tiny_sampler.generate([[1, 2]], seeds=[1, 2], temperature=1.0)
