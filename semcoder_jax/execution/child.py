@@ -13,6 +13,7 @@ import os
 import random
 import resource
 import signal
+import struct
 import sys
 import tempfile
 
@@ -24,15 +25,19 @@ RESULT_FD = 99
 # Environment the program sees: nothing from the parent.
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent", "OMP_NUM_THREADS": "1"}
 
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+# capset(2) arguments that empty the effective, permitted and inheritable sets (version 3: two words each).
+_CAP_HEADER, _NO_CAPS = struct.pack("Ii", 0x20080522, 0), bytes(24)
 try:
     import ctypes
 
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-    _prctl.argtypes = (ctypes.c_int, ctypes.c_ulong)
-    _prctl.restype = ctypes.c_int
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _prctl, _capset = _libc["prctl"], _libc["capset"]
+    _prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
+    _prctl.restype = _capset.restype = ctypes.c_int
+    del _libc
 except (OSError, ImportError, AttributeError):  # not Linux/glibc: the server's kill on timeout still applies
-    _prctl = None
+    _prctl = _capset = None
 
 RESET_SIGNALS = True  # the server clears this when it supervises children without a SIGCHLD handler
 SERVER_PID = 0  # set by ``prepare_server``
@@ -154,10 +159,7 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
     try:
         random.seed()  # as os.fork's hook would: programs must not all share the server's random state
         os.setsid()
-        if _prctl is not None:
-            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # die with the fork server
-        if SERVER_PID and os.getppid() != SERVER_PID:  # which died before that: nobody waits for this job
-            _exit(0)
+        die_with_parent(SERVER_PID)
         _dup2(out_fd, 1)
         _dup2(err_fd, 2)
         _dup2(result_fd, RESULT_FD)
@@ -169,6 +171,7 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
         os.chdir(sandbox_dir)
         tempfile.tempdir = sandbox_dir
         set_limits(job)
+        drop_capabilities()
         guard.install_audit_policy(sandbox_dir, trusted=_trusted_code(job))
     except BaseException as e:  # noqa: BLE001
         _report({"status": "error", "exc_type": "SandboxError", "exc_message": f"setup failed: {e!r}"})
@@ -181,6 +184,27 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
             pass
     _report(result)
     _exit(0)
+
+
+def die_with_parent(parent: int) -> None:
+    """Be killed when the process that forked this one exits, and exit now if ``parent`` (nonzero)
+    already has: nobody waits for this process, and a new session or group would keep it from the
+    fork server's kill."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent and os.getppid() != parent:
+        _exit(0)
+
+
+def drop_capabilities() -> None:
+    """Give up every capability, for good (no exec can bring one back). The fork server runs as root, or
+    as root of a user namespace of its own; a program that got round the audit policy kept root's powers
+    in the kernel: remount the host read-write, open another root process's ``/proc/<pid>/root`` (its
+    view of the host's files, outside the read-only mounts) or ``/proc/<pid>/fd``. Best effort: where
+    ``capset`` is refused the rest of the sandbox still applies."""
+    if _prctl is not None:
+        _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        _capset(_CAP_HEADER, _NO_CAPS)
 
 
 def _trusted_code(job: dict) -> frozenset:

@@ -85,8 +85,10 @@ def _failed(text: str, exc_type: str | None) -> dict:
 def _in_fork(env: dict, func_name: str, text: str, per_input_timeout_s: float) -> dict | None:
     """``_call`` in a forked process that reports on a pipe and is killed once past its time slice and
     ``KILL_GRACE_S``; None if ``fork`` fails. The audit policy lets this function, and only in the
-    child itself, fork and kill."""
+    child itself, fork and kill (a program in a cover job can call it too: what it forks dies with the
+    job's process whatever it does, ``child.die_with_parent``)."""
     r, w = os.pipe()
+    parent = os.getpid()
     try:
         pid = os.fork()
     except OSError:
@@ -95,6 +97,7 @@ def _in_fork(env: dict, func_name: str, text: str, per_input_timeout_s: float) -
         return None
     if pid == 0:
         try:
+            child.die_with_parent(parent)  # also when this process is killed before it can kill the input's
             guard.confine_forked()
             os.close(r)
             child._dup2(w, child.RESULT_FD)  # the guard keeps the program from closing or writing to it

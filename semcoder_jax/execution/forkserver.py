@@ -40,7 +40,10 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 0x2
 SYS_MOUNT_SETATTR = 442  # the same on every architecture (Linux 5.12+)
-AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY = -100, 0x8000, 0x1
+AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MOUNT_ATTR_NODEV = -100, 0x8000, 0x1, 0x4
+# The device files a program may open once the host is read-only. A read-only mount still lets a device
+# node be opened for writing (/dev/vda, /dev/kmsg), so every other one is refused by ``nodev``.
+SAFE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 # A job's tmpfs holds at most this many files and folders (each costs kernel memory beyond its size).
 MAX_INODES = 1 << 16
 READ_CHUNK = 1 << 16
@@ -61,7 +64,7 @@ def _raw_fork():
     none of it except a fresh ``random`` seed, which ``child_main`` takes.
     """
     try:
-        fork = ctypes.PyDLL(None).fork
+        fork = ctypes.PyDLL(None)["fork"]  # not cached on the library object: see ``ForkServer.start``
     except (OSError, AttributeError):
         return os.fork
     fork.argtypes = ()
@@ -80,11 +83,14 @@ _libc = None
 
 
 def _libc_call(name: str, *args) -> bool:
+    """Call libc's ``name``. The function is looked up afresh each time, never cached on ``_libc``: a
+    cached one (``_libc.syscall``) stays reachable from a child, and calling a ctypes function raises
+    no audit event, so a program could make any system call; a fresh lookup raises ``ctypes.dlsym``."""
     global _libc
     try:
         if _libc is None:
             _libc = ctypes.CDLL(None, use_errno=True)
-        return getattr(_libc, name)(*args) == 0
+        return _libc[name](*args) == 0
     except (OSError, AttributeError):
         return False
 
@@ -129,25 +135,34 @@ def unmount_job_folder(path: str) -> None:
     _libc_call("umount2", path.encode(), MNT_DETACH)
 
 
-def _set_read_only(path: str, read_only: bool, recursive: bool) -> bool:
-    attr = struct.pack("QQQQ", MOUNT_ATTR_RDONLY if read_only else 0, 0 if read_only else MOUNT_ATTR_RDONLY, 0, 0)
+def _set_attributes(path: str, set_: int, clear: int, recursive: bool) -> bool:
+    attr = struct.pack("QQQQ", set_, clear, 0, 0)
     return _libc_call("syscall", ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_long(AT_FDCWD), path.encode(),
                       ctypes.c_long(AT_RECURSIVE if recursive else 0), attr, ctypes.c_long(len(attr)))
 
 
+def _bind_onto_itself(path: str) -> bool:
+    return _libc_call("mount", path.encode(), path.encode(), None, MS_BIND, None)
+
+
 def read_only_host(writable: str) -> bool:
-    """Make every mount of this private mount namespace read-only, except ``writable`` (bound onto
-    itself): then no call can create, change or remove a file outside the sandbox's folders, whether or
-    not it raises an audit event (``mkfifo``, ``fchmod``) and however the program gets around the
-    audit policy. False where the kernel cannot (before 5.12), and nothing changes."""
-    path = writable.encode()
-    if not _libc_call("mount", path, path, None, MS_BIND, None):
+    """Make every mount of this private mount namespace read-only and ``nodev``, except ``writable``
+    (bound onto itself) and the ``SAFE_DEVICES`` (bound onto themselves, still read-only: a device is
+    written through its node whatever the mount): then no call can create, change or remove a file
+    outside the sandbox's folders, whether or not it raises an audit event (``mkfifo``, ``fchmod``) and
+    however the program gets around the audit policy. False where the kernel cannot (before 5.12), and
+    nothing changes."""
+    if not _bind_onto_itself(writable):
         return False
-    if not _set_read_only("/", True, recursive=True):
-        unmount_job_folder(writable)
+    devices = [d for d in SAFE_DEVICES if os.path.exists(d) and _bind_onto_itself(d)]
+    if not _set_attributes("/", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NODEV, 0, recursive=True):
+        for path in (writable, *devices):
+            unmount_job_folder(path)
         return False
-    if not _set_read_only(writable, False, recursive=False):
+    if not _set_attributes(writable, 0, MOUNT_ATTR_RDONLY, recursive=False):
         raise OSError(ctypes.get_errno(), f"could not keep {writable} writable")
+    for path in devices:  # fails only where the host's /dev was nodev already (in a user namespace)
+        _set_attributes(path, 0, MOUNT_ATTR_NODEV, recursive=False)
     return True
 
 
@@ -215,6 +230,7 @@ class ForkServer:
         pid = self.fork()
         if pid == 0:
             try:
+                self.fork = None  # the raw fork (a ctypes function, no audit event) goes with its last reference
                 for fd in (r_res, r_out, r_err, self.req_fd, self.resp_fd, self.wake_r, self.wake_w):
                     os.close(fd)
                 child.child_main(job, sandbox_dir, w_res, w_out, w_err)

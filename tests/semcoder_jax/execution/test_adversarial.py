@@ -325,3 +325,99 @@ def test_the_host_file_system_is_read_only_however_the_policy_is_got_around(sand
     assert not target.exists() and tmp_path.stat().st_mode & 0o777 != 0o777
     ok = sandbox.run("open('x', 'w').write('fine')", "open('x').read()")
     assert (ok.status, ok.return_repr) == ("passed", "'fine'"), ok
+
+
+def test_no_ctypes_function_of_the_fork_server_is_left_to_a_program(sandbox):
+    """Calling a ctypes function raises no audit event, so a function the fork server had looked up was
+    a way round the policy: ``_libc.syscall`` (cached by the read-only setup) made any system call
+    (remount the host read-write, signal any process), and the raw ``fork`` forked without ``os.fork``."""
+    syscall = sandbox.run("import sys\nsys.modules['__main__']._libc.syscall(39)")  # getpid on x86-64
+    assert syscall.status == "error" and "sandbox: ctypes.dlsym" in (syscall.exc_message or ""), syscall
+    walk = "import sys\nframe = sys._getframe()\nwhile type(frame.f_locals.get('self')).__name__ != 'ForkServer':\n" \
+           "    frame = frame.f_back\npid = frame.f_locals['self'].fork()\nif pid == 0:\n    import posix\n    posix._exit(0)\n"
+    fork = sandbox.run(walk)
+    assert (fork.status, fork.exc_type) == ("error", "TypeError"), fork
+
+
+def test_an_input_process_that_leaves_the_process_group_dies_with_its_job(sandbox, tmp_path):
+    """Coverage forks each input of a slow top level; an input that calls a ``setsid`` the top level kept
+    (``confine_forked`` removes it from the modules only) leaves the job's process group, which the fork
+    server kills at the deadline: it outlived the job, sleeping for ever."""
+    marker = tmp_path / "marker"
+    marker.write_text("")
+    src = "import posix, time\nkeep = posix.setsid\ntime.sleep(0.02)\n" \
+          f"def f(x):\n    keep()\n    held = open({str(marker)!r})\n    time.sleep(60)\n"
+    job = {"mode": "cover", "source": src, "func_name": "f", "inputs": ["0"], "per_input_timeout_s": 30.0, "timeout_s": 1.0}
+    assert sandbox.map_raw([job])[0]["status"] == "timeout"
+
+    def holders() -> list[psutil.Process]:
+        found = []
+        for p in psutil.process_iter():
+            try:
+                if any(f.path == str(marker) for f in p.open_files()):
+                    found.append(p)
+            except psutil.Error:
+                pass
+        return found
+
+    deadline = time.monotonic() + 5
+    while (left := holders()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for p in left:
+        p.kill()
+    assert not left
+
+
+def test_host_devices_stay_closed_however_the_policy_is_got_around(sandbox):
+    """A read-only mount still lets a device node be opened for writing: a program that got around the
+    audit policy opened /dev/ptmx, and as root the host's disks (/dev/vda) and /dev/kmsg. Only the
+    harmless devices stay open to programs, /dev/stdin included."""
+    if not sandbox.host_read_only:
+        pytest.skip("no private mount namespace here, or a kernel before 5.12 (no mount_setattr)")
+    bypass = "import sys\nsys.modules['semcoder_jax.execution.guard']._resolve = lambda path, root: root\nimport os\n"
+    devices = [d for d in ("/dev/ptmx", "/dev/kmsg", "/dev/loop0") if os.path.exists(d)]
+    for d, r in zip(devices, sandbox.map([bypass + f"os.close(os.open({d!r}, os.O_WRONLY))" for d in devices])):
+        assert r.status == "error" and "Permission denied" in (r.exc_message or ""), (d, r)
+    ok = sandbox.run("open('/dev/null', 'w').write('x')\nimport os\n"
+                     "data = [open(d, 'rb').read(2) for d in ('/dev/zero', '/dev/full', '/dev/urandom', '/dev/random')]",
+                     "[len(x) for x in data], open('/dev/stdin').read()")
+    assert (ok.status, ok.return_repr) == ("passed", "([2, 2, 2, 2], '')"), ok
+
+
+def test_other_processes_views_of_the_host_stay_closed_however_the_policy_is_got_around(sandbox, tmp_path):
+    """Without a PID namespace another process's ``/proc/<pid>/root``, ``cwd`` and ``fd`` lead into its own
+    mount namespace, where the host is writable: as root, a program that got around the audit policy's
+    ``/proc`` check wrote files anywhere through them. Children now hold no capabilities."""
+    bypass = "import sys\nguard = sys.modules['semcoder_jax.execution.guard']\nguard._resolve = lambda path, root: root\n" \
+             "guard._other_process_entry = lambda path: False\n"
+    victim = tmp_path / "victim"
+    with open(victim, "w") as held:
+        targets = [f"/proc/{os.getpid()}/root{tmp_path}/pwned", f"/proc/{os.getpid()}/fd/{held.fileno()}"]
+        for target, r in zip(targets, sandbox.map([bypass + f"open({t!r}, 'w').write('x')" for t in targets])):
+            assert r.status == "error" and "Permission denied" in (r.exc_message or ""), (target, r)
+    assert not (tmp_path / "pwned").exists() and victim.read_text() == ""
+
+
+def _mount_point(path: Path) -> str:
+    while not os.path.ismount(path):
+        path = path.parent
+    return str(path)
+
+
+def test_the_kernel_layers_hold_with_the_audit_policy_switched_off(sandbox, tmp_path):
+    """The audit hook is a Python closure that ``gc`` finds and whose cells a program can rewrite: with the
+    policy off, ctypes remounted the host read-write in the fork server's namespace (children kept root's
+    capabilities) and wrote anywhere. Without capabilities the remount is refused."""
+    if not sandbox.host_read_only:
+        pytest.skip("no private mount namespace here, or a kernel before 5.12 (no mount_setattr)")
+    target = tmp_path / "pwned"
+    off = "import gc\nfor hook in [f for f in gc.get_objects() if type(f).__name__ == 'function' and f.__name__ == 'hook'" \
+          " and f.__module__.endswith('guard')]:\n    for name, cell in zip(hook.__code__.co_freevars, hook.__closure__):\n" \
+          "        if isinstance(cell.cell_contents, frozenset):\n            cell.cell_contents = frozenset()\n" \
+          "import sys\nsys.modules['semcoder_jax.execution.guard']._resolve = lambda path, root: root\n"
+    src = off + "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n" \
+                f"remounted = libc.mount(None, {_mount_point(tmp_path).encode()!r}, None, 0x20 | 0x1000, None)\n" \
+                f"open({str(target)!r}, 'w').write('x')"
+    r = sandbox.run(src, "remounted")
+    assert r.status == "error" and "Read-only file system" in (r.exc_message or ""), r
+    assert not target.exists()

@@ -327,6 +327,46 @@ def test_unprivileged_server_isolates_through_a_user_namespace():
         shutil.rmtree(root)
 
 
+_WITHOUT_MOUNT_SETATTR = """
+import json, os, sys
+from semcoder_jax.execution import forkserver
+
+work = sys.argv[1]
+r, w = os.pipe()
+if os.fork() == 0:
+    if not forkserver.isolate(network=False, disk=True)[1]:
+        os.write(w, b'"no private mount namespace here"')
+        os._exit(0)
+    forkserver._set_attributes = lambda *args, **kwargs: False  # a kernel before 5.12: ENOSYS
+    before = open("/proc/self/mountinfo").read()
+    read_only = forkserver.read_only_host(work)
+    open(os.path.join(os.path.dirname(work), "outside"), "w").close()
+    os.write(w, json.dumps([read_only, open("/proc/self/mountinfo").read() == before]).encode())
+    os._exit(0)
+os.close(w)
+print(os.read(r, 1 << 16).decode())
+"""
+
+
+def test_read_only_host_without_mount_setattr_leaves_every_mount_as_it_was(tmp_path):
+    """Where the kernel has no ``mount_setattr``, ``read_only_host`` says so and takes back the bind mounts
+    it made (its folder's and the devices'), so the fork server runs as before: host writable."""
+    import subprocess
+    import sys
+
+    from semcoder_jax import PROJECT_ROOT
+
+    work = tmp_path / "job"
+    work.mkdir()
+    out = subprocess.run([sys.executable, "-c", _WITHOUT_MOUNT_SETATTR, str(work)], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    if isinstance(found, str):
+        pytest.skip(found)
+    assert found == [False, True] and (tmp_path / "outside").exists()
+
+
 def test_a_killed_server_leaves_no_folder_behind():
     import signal
 
