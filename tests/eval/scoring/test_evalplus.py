@@ -38,9 +38,13 @@ def test_canonical_solutions_score_100_on_base_and_plus_subset(name, sandbox, gt
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["humaneval", "mbpp"])
 def test_canonical_solutions_score_100_on_all_plus_inputs(name, sandbox, gt_cache, request):
-    problems = request.getfixturevalue(name)
-    # EvalPlus caps a task at 60 s; Mbpp/599's reference alone needs more than that on a slow,
-    # shared machine, so this correctness check lifts the cap (the per-input limits still apply).
+    """Every plus input of every problem but the three whose references take 77, 25 and 17 s of CPU
+    (63% of MBPP+'s 188 s, run twice: reference and solution). They are checked on their first plus
+    inputs above, and on all of them by ``benchmarks/eval_scoring.py``."""
+    problems = [p for p in request.getfixturevalue(name) if p.task_id not in ("Mbpp/599", "Mbpp/392", "Mbpp/271")]
+    assert len(problems) == {"humaneval": 164, "mbpp": 375}[name]
+    # EvalPlus caps a task at 60 s; a reference can need more on a slow, shared machine, so this
+    # correctness check lifts the cap (the per-input limits still apply).
     settings = EvalPlusSettings(timeout_per_task=1200.0)
     res = score(name, problems, _canonical(problems), sandbox=sandbox, evalplus_settings=settings)
     assert [t for t, d in res.details.items() if not d[0]["plus_pass"]] == []
