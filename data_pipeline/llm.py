@@ -5,7 +5,8 @@ on disk under a hash of the request, so a rerun of a build makes no requests at 
 server refuses on its own account (400/413/422: a prompt beyond the model's context, a content
 filter) fails that record alone, and so does one that runs out of retries, unless several in a row
 do (the server is down: the build stops, and a rerun sends them again); other client errors (a wrong
-key, model or URL) stop the build, as does a server that has refused every one of its first requests.
+key, model or URL) stop the build, as do a server that has refused every one of its first requests
+and a URL whose first reply is no chat completion (a web page). Choices are kept in ``index`` order.
 Before its first request the client waits up to ``llm.wait_for_server_s`` for a server that refuses
 connections (one still loading its weights); one that cannot be reached by then stops the build.
 """
@@ -41,6 +42,19 @@ REFUSALS_BEFORE_GIVING_UP = 20  # refusals with no success yet: the requests the
 FAILURES_IN_A_ROW_BEFORE_STOPPING = 8
 SERVER_POLL_S = 1.0
 NOT_READY_STATUS = (502, 503, 504)  # a proxy in front of a server still starting
+
+
+def reply_texts(resp: Any) -> list[str] | None:
+    """The choices' texts in ``index`` order (servers may send them in any order, and rejection
+    sampling keeps the first that passes); None for a 2xx reply that is no chat completion (a web
+    page, an error object), which the OpenAI client passes on unparsed."""
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        return None
+    try:
+        return [c.message.content or "" for c in sorted(choices, key=lambda c: c.index)]
+    except (AttributeError, TypeError):
+        return None
 
 
 class LLMClient:
@@ -89,7 +103,7 @@ class LLMClient:
             start, announced = time.monotonic(), False
             while True:
                 try:
-                    client.models.list()
+                    client.models.with_raw_response.list()  # unparsed: any answer counts, a web page too
                     break
                 except openai.APIStatusError as e:
                     if e.status_code not in NOT_READY_STATUS:
@@ -155,10 +169,17 @@ class LLMClient:
                     self.requests += 1
                 try:
                     resp = self._openai().chat.completions.create(**request)
-                    with self._lock:
-                        self.succeeded += 1
-                        self.failures_in_a_row = 0
-                    return [c.message.content or "" for c in resp.choices]
+                    texts = reply_texts(resp)
+                    if texts is not None:
+                        with self._lock:
+                            self.succeeded += 1
+                            self.failures_in_a_row = 0
+                        return texts
+                    last = f"not a chat completion: {str(resp)[:200]}"
+                    if not self.succeeded:  # a URL that is no OpenAI-compatible API: every record would fail
+                        raise LLMError(f"the server at {self._openai().base_url} did not answer {self.config.model!r} with a chat "
+                                       f"completion ({str(resp)[:200]}); set llm.base_url or OPENAI_BASE_URL to an "
+                                       "OpenAI-compatible endpoint (e.g. http://host:8000/v1)")
                 except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
                     last = f"{type(e).__name__}: {e.__cause__ or e}"
                     unreachable = isinstance(e, openai.APIConnectionError) and not isinstance(e, openai.APITimeoutError)

@@ -22,14 +22,32 @@ from data_pipeline.stages.base import Reject, StageContext
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
+_TYPING_MODULES = ("typing", "__future__")
+
+
+def _strip_annotations(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+    fn.returns = None
+    args = fn.args
+    for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+        if a is not None:
+            a.annotation = None
+
+
 def normalize_code(code: str) -> str:
-    """Docstrings and comments dropped, the first function renamed to ``f``, layout canonical."""
+    """Docstrings, comments, type annotations and ``typing`` imports dropped, the first function
+    renamed to ``f``, layout canonical: a benchmark solution copied with or without its annotations
+    (``def f(s: str) -> int`` or ``def f(s)``) is the same program."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return " ".join(code.split())
+    tree.body = [n for n in tree.body if not (
+        isinstance(n, ast.ImportFrom) and n.module in _TYPING_MODULES
+        or isinstance(n, ast.Import) and all(a.name in _TYPING_MODULES for a in n.names))] or [ast.Pass()]
     first = None
     for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            _strip_annotations(node)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)):
             body = getattr(node, "body", [])
             if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str):

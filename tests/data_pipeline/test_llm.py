@@ -152,6 +152,49 @@ def test_a_server_that_never_answers_stops_the_build_after_the_wait(capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("wait", [0, 5])
+def test_a_url_that_is_no_openai_api_stops_the_build(wait):
+    """A web page answered with 200 (a UI on the port, a proxy's login page) raised AttributeError
+    from the client, so every record was rejected as ``stage_error:AttributeError`` in finished shards."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from data_pipeline.llm import LLMError
+
+    class Page(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", "15")
+            self.end_headers()
+            self.wfile.write(b"<html>hi</html>")
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.do_GET()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = LLMClient(LLMConfig(model="m", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", wait_for_server_s=wait))
+        with pytest.raises(LLMError, match=r"did not answer 'm' with a chat completion \(<html>hi</html>\); set llm.base_url"):
+            client.chat([{"role": "user", "content": "ping"}])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_samples_come_in_choice_order_whatever_order_the_server_sends(llm_server):
+    """Rejection sampling keeps the first sample that passes: taken in the order the server sent
+    them (the fixture reverses them), the kept monologue depended on the server, not the seed."""
+    _, url = llm_server(lambda messages, n: [f"sample {i}" for i in range(n)])
+    client = LLMClient(LLMConfig(model="m", base_url=url))
+    assert client.samples([{"role": "user", "content": "ping"}], 3) == ["sample 0", "sample 1", "sample 2"]
+
+
 @pytest.mark.parametrize("wait", [-1.0, float("nan")])
 def test_a_negative_wait_for_the_server_is_a_config_error(wait):
     from semcoder_jax.config import ConfigError

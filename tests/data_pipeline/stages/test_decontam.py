@@ -36,3 +36,18 @@ def test_ngram_overlap_ties_name_the_same_benchmark_item_every_time():
     seen = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(s)},
                            capture_output=True, text=True, check=True).stdout for s in range(6)}
     assert len(seen) == 1, seen
+
+
+def test_a_benchmark_solution_copied_without_its_type_annotations_is_caught():
+    """HumanEval/28 as ``def concat(strings): return ''.join(strings)``: its annotations and
+    ``from typing import List`` held the edit similarity to 67 (< 90), so the copy was trained on."""
+    from data_pipeline.config import DecontamConfig
+    from data_pipeline.stages.decontam import BenchmarkIndex
+
+    index = BenchmarkIndex(DecontamConfig())
+    index.add_row("HumanEvalPlus", {"task_id": "HumanEval/28", "prompt": 'from typing import List\n\n\ndef concatenate(strings: List[str]) -> str:\n    """ Concatenate list of strings into a single string\n    >>> concatenate([])\n    \'\'\n    """\n',
+                                    "canonical_solution": "    return ''.join(strings)\n"})
+    hit = index.match_problem("def concat(strings):\n    return ''.join(strings)", "Join the strings.")
+    assert hit is not None and hit[0] == "edit_similarity" and "HumanEval/28" in hit[1]
+    unrelated = "def concat(strings):\n    out = []\n    for s in strings:\n        out.append(s.upper())\n    return out"
+    assert index.match_problem(unrelated, "Upper-case the strings.") is None
