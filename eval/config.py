@@ -41,6 +41,8 @@ class EvalConfig:
         check_style(self.benchmark, self.prompt_style)
         if self.generation.n < 1:
             raise ValueError(f"generation.n must be >= 1, got {self.generation.n}")
+        if self.limit is not None and self.limit < 1:  # a slice would drop problems from the end, or all
+            raise ValueError(f"limit must be >= 1 (the first N problems), got {self.limit}")
         from eval.refine import REFINABLE
 
         if self.refine_rounds > 0 and self.benchmark not in REFINABLE:

@@ -38,8 +38,9 @@ def failure_text(benchmark: str, problem: Any, code: str, detail: dict, with_tra
         f = detail
     lines = []
     call = _call(benchmark, problem, code, f)
-    if call and f.get("expected") is not None:
-        lines.append(f"assert {call} == {f['expected']}")
+    expected = _expected(benchmark, f.get("expected"))
+    if call and expected is not None:
+        lines.append(f"assert {call} == {expected}")
     else:
         if f.get("inputs") or f.get("input"):
             lines.append(f"Input: {f.get('inputs') or f.get('input')}")
@@ -71,6 +72,17 @@ def _call(benchmark: str, problem: Any, code: str, f: dict) -> str | None:
         owner = "Solution()." if "class Solution" in code else ""  # as the LCB harness calls it
         return f"{owner}{problem.func_name}({args})"
     return None
+
+
+def _expected(benchmark: str, expected: str | None) -> str | None:
+    """The expected value as Python: LCB's functional outputs are JSON (true, null), which the
+    assertion would show as names; None when it is not JSON (shortened)."""
+    if expected is None or benchmark != "lcb-lite":
+        return expected
+    try:
+        return repr(json.loads(expected))
+    except ValueError:
+        return None
 
 
 def _trace(code: str, call: str) -> str | None:

@@ -41,4 +41,15 @@ def load_problems(name: str, *, path: str | Path | None = None, limit: int | Non
         from eval.benchmarks.livecodebench import load_execution
 
         problems = load_execution(path, **options)
+    _check_unique(problems, path or name)
     return problems[:limit] if limit is not None else problems
+
+
+def _check_unique(problems: list, source: Any) -> None:
+    """Problems are keyed by task id from prompts to scores: a repeated id would silently leave
+    all but one of its problems out of the run and its counts."""
+    seen: set[str] = set()
+    for p in problems:
+        if p.task_id in seen:
+            raise BenchmarkError(f"{source}: task id {p.task_id!r} appears more than once")
+        seen.add(p.task_id)

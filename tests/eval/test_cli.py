@@ -86,3 +86,19 @@ def test_refining_a_benchmark_without_refinement_fails_before_the_model_loads(mo
     assert main(["eval", "refine", "--benchmark", "humaneval,cruxeval-o", "--backend", "openai", "--model", "m"]) == 2
     err = capsys.readouterr().err
     assert "cruxeval-o" in err and "refine" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_a_limit_below_one_fails_before_the_model_loads(monkeypatch, capsys, limit):
+    # `--limit -1` used to run all problems but the last (a Python slice), reported as "first -1
+    # problems"; `--limit 0` ran nothing and reported no pass@1.
+    import eval.backends
+    from semcoder_jax.cli.main import main
+
+    def no_backend(*a, **k):
+        raise AssertionError("the backend must not be built for an invalid config")
+
+    monkeypatch.setattr(eval.backends, "get_backend", no_backend)
+    assert main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "openai", "--model", "m", "--limit", limit]) == 2
+    err = capsys.readouterr().err
+    assert "limit must be >= 1" in err and limit in err

@@ -102,3 +102,20 @@ def test_refinement_shows_the_failed_test_as_python_the_model_could_run():
     he = types.SimpleNamespace(entry_point="f")
     long = {"failure": {"input": "[[1, 2, ... , 9]]", "expected": "3", "output": "1"}}
     assert failure_text("humaneval", he, "def f(xs): return 1", long).splitlines()[0] == "Input: [[1, 2, ... , 9]]"
+
+
+def test_lcb_expected_json_output_is_shown_as_python():
+    # LCB functional outputs are JSON: `== true` / `== [null]` in the assertion would be NameErrors
+    # in the failed test the model is asked to make pass.
+    import types
+
+    from eval.refine import failure_text
+
+    lcb = types.SimpleNamespace(func_name="pick")
+    code = "class Solution:\n    def pick(self, xs):\n        return False\n"
+    assert failure_text("lcb-lite", lcb, code, {"inputs": "[1, 2]", "expected": "true", "output": "False"}) \
+        == "assert Solution().pick([1, 2]) == True"
+    assert failure_text("lcb-lite", lcb, code, {"inputs": "[1]", "expected": '[null, "a"]', "output": "[]"}) \
+        == "assert Solution().pick([1]) == [None, 'a']"
+    cut = failure_text("lcb-lite", lcb, code, {"inputs": "[1]", "expected": "[1, ...(truncated) ... 2]", "output": "[]"})
+    assert "assert" not in cut and "Expected output: [1, ...(truncated) ... 2]" in cut

@@ -148,3 +148,14 @@ def test_extract_code_follows_lcb_runner():
     assert extract_code("```python\nprint(0)\n```\nBetter:\n```python\nprint(1)\n```") == "print(1)"
     assert extract_code("print(sum(map(int, input().split())))\n") == ""
     assert extract_code("```python\nprint(1)\n") == ""
+
+
+def test_repeated_task_ids_are_refused_naming_the_file(tmp_path):
+    # execution-v2 holds several programs per question_id; a local export without its `id` column
+    # used to collapse them silently into one problem per question (fewer problems, other counts).
+    path = tmp_path / "exec.jsonl"
+    rows = [{"question_id": "7", "function_name": "f", "code": f"def f(a):\n    return a + {k}", "input": "f(a = 1)",
+             "output": str(1 + k)} for k in range(2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(SemcoderError, match=rf"{path}: task id '7' appears more than once"):
+        load_problems("lcb-exec", path=path)
