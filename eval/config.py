@@ -31,7 +31,11 @@ class EvalConfig:
     lcb_end_date: Optional[str] = None
     refine_rounds: int = 0  # self-refinement rounds after the first generation (paper: 5)
     refine_with_trace: bool = False  # add the tracer's view of the failing run to the feedback
-    refine_max_new_tokens: int = 1024
+    # SemCoder's refinement sampling (scripts/eval/eval_finetune_refine.sh): temperature 0.6 on
+    # HumanEval, 0.8 on MBPP (and LCB-Lite), top-p 0.95, 512 new tokens; 0 decodes greedily.
+    refine_temperature: Optional[float] = None
+    refine_top_p: float = 0.95
+    refine_max_new_tokens: int = 512
     generation: GenerationSettings = dataclasses.field(default_factory=GenerationSettings)
 
     def validate(self) -> None:
@@ -47,6 +51,12 @@ class EvalConfig:
 
         if self.refine_rounds > 0 and self.benchmark not in REFINABLE:
             raise ValueError(f"refine_rounds: self-refinement is defined for {', '.join(REFINABLE)}, not {self.benchmark}")
+
+    @property
+    def refine_sampling_temperature(self) -> float:
+        if self.refine_temperature is not None:
+            return self.refine_temperature
+        return 0.6 if self.benchmark == "humaneval" else 0.8
 
     @property
     def use_quotes(self) -> bool:

@@ -119,3 +119,32 @@ def test_lcb_expected_json_output_is_shown_as_python():
         == "assert Solution().pick([1]) == [None, 'a']"
     cut = failure_text("lcb-lite", lcb, code, {"inputs": "[1]", "expected": "[1, ...(truncated) ... 2]", "output": "[]"})
     assert "assert" not in cut and "Expected output: [1, ...(truncated) ... 2]" in cut
+
+
+@pytest.mark.parametrize("bench, temperature", [("humaneval", 0.6), ("mbpp", 0.8)])
+def test_refinement_samples_as_semcoder_with_seeds_of_its_own(tmp_path, sandbox, gt_cache, scripted_backend, bench, temperature):
+    """SemCoder's eval_finetune_refine.sh samples each refinement (0.6 on HumanEval, 0.8 on MBPP, top-p 0.95,
+    512 tokens); every round draws seeds the first generation and the other rounds do not use."""
+    calls = []
+
+    class Recording(scripted_backend):
+        def generate(self, prompts, *, n=1, temperature=0.0, top_p=1.0, max_new_tokens=512, stop=(), seed=0):
+            calls.append((prompts[0].startswith("Debug and Refine"), temperature, top_p, max_new_tokens,
+                          [seed + i * n + j for i in range(len(prompts)) for j in range(n)]))
+            return super().generate(prompts, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                                    stop=stop, seed=seed)
+
+    cfg = EvalConfig(benchmark=bench, limit=3, refine_rounds=2)
+    cfg.generation.seed = 11
+    run_eval(cfg, Recording(lambda p: "    return None\n"), tmp_path, sandbox=sandbox)
+    refine_calls = [c for c in calls if c[0]]
+    assert len(refine_calls) == 2 and {c[1:4] for c in refine_calls} == {(temperature, 0.95, 512)}
+    seeds = [s for c in calls for s in c[4]]
+    assert len(seeds) == len(set(seeds)) == 3 + 3 + 3
+
+
+def test_refined_code_without_a_refined_section_is_the_first_python_block_as_semcoder_reads_it():
+    from eval.refine import extract_refined
+
+    assert extract_refined("The fix:\n```python\ndef f(x):\n    return x\n```\nmore ```python\nx\n```") == "def f(x):\n    return x"
+    assert extract_refined("[MONOLOGUE]\nNo code at all.") is None
