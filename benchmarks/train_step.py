@@ -202,7 +202,7 @@ def main() -> None:
     flops_tok = cfg.model.flops_per_token(args.seq)
     n_dev = trainer.mesh.devices.size
     result = dict(
-        cfg=cfg.model.name, impl=cfg.model.attention, remat=cfg.model.remat_policy, packed=segments,
+        cfg=cfg.model.name, impl=cfg.model.attention_kernel(seq_len=args.seq), remat=cfg.model.remat_policy, packed=segments,
         mesh=dict(trainer.mesh.shape), dtype=cfg.model.dtype, micro_batches=args.micro_batches,
         init_s=round(init_s, 1), compile_s=round(compile_s, 1), step_s=round(step_s, 4),
         tok_per_s=round(tokens / step_s), model_tflops=round(flops_tok * tokens / step_s / 1e12, 1),

@@ -7,14 +7,18 @@ attend across examples.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 from typing import Any, Callable, Literal, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
+from jax.sharding import PartitionSpec as P
 
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.model.config import SPLASH_BLOCK
 
 try:  # JAX's own cuDNN entry point: the public one has no packed (per-segment) layout.
     from jax._src.cudnn import fused_attention_stablehlo as _cudnn_fa
@@ -176,9 +180,41 @@ def _cudnn(q, k, v, segment_ids_q, segment_ids_kv, causal, scale):
 
 
 def _splash(q, k, v, segment_ids_q, segment_ids_kv, causal, scale):
-    """TPU Pallas splash attention (per example, vmapped over the batch); GQA natively."""
+    """TPU Pallas splash attention (per example, vmapped over the batch); GQA natively.
+
+    XLA cannot partition a Mosaic kernel, so under a mesh of several devices it runs per shard
+    (``shard_map``): rows over the batch's mesh axes, heads over the heads' axes where they divide.
+    """
     if jax.default_backend() != "tpu":
         raise SemcoderError(f"attention 'splash' needs a TPU, but the JAX backend is {jax.default_backend()!r}")
+    if q.shape[1] % SPLASH_BLOCK or k.shape[1] % SPLASH_BLOCK:
+        raise SemcoderError(f"attention 'splash': rows of {q.shape[1]} tokens; splash needs a multiple of "
+                            f"{SPLASH_BLOCK} (set data.seq_len, or model.attention=auto / xla)")
+    local = functools.partial(_splash_local, causal=causal, scale=scale)
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or mesh.size == 1:
+        return local(q, k, v, segment_ids_q, segment_ids_kv)
+    rows = _mesh_axes(mesh, "activation_batch", q.shape[0])
+    heads = _mesh_axes(mesh, "activation_heads", q.shape[2])
+    if heads != _mesh_axes(mesh, "activation_kv_heads", k.shape[2]):
+        heads = None  # each shard's query heads must share its key/value heads
+    qkv, ids = P(rows, None, heads, None), P(rows, None)
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, ids, ids), out_specs=qkv, check_vma=False)
+    return sharded(q, k, v, segment_ids_q, segment_ids_kv)
+
+
+def _mesh_axes(mesh: Any, logical: str, size: int) -> Any:
+    """The mesh axes of a logical activation axis under the current rules, if they divide ``size``."""
+    import flax.linen as nn
+
+    axes = nn.logical_to_mesh_axes((logical,))[0]
+    names = axes if isinstance(axes, tuple) else (axes,) if axes else ()
+    names = tuple(a for a in names if a in mesh.axis_names)
+    count = math.prod(mesh.shape[a] for a in names)
+    return names if names and size % count == 0 else None
+
+
+def _splash_local(q, k, v, segment_ids_q, segment_ids_kv, *, causal, scale):
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
     from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
 

@@ -15,6 +15,8 @@ REMAT_POLICIES = (
     "none", "full", "save_dots", "save_dots_no_batch", "save_dots_attention", "save_qkv_proj", "save_out_proj",
 )
 DTYPES = ("float32", "bfloat16", "float16")
+# Splash attention tiles a sequence in blocks of this many tokens (its default block sizes).
+SPLASH_BLOCK = 128
 
 
 @dataclass
@@ -89,18 +91,21 @@ class ModelConfig:
             raise ConfigError(f"model.hidden_act {self.hidden_act!r} is not supported (only 'silu')")
         return self
 
-    def attention_kernel(self, backend: str | None = None) -> str:
+    def attention_kernel(self, backend: str | None = None, seq_len: int | None = None) -> str:
         """The attention kernel to run on ``backend`` (default: JAX's): ``attention`` unless it is
-        ``auto``, so one config trains at full speed on GPU and TPU and still runs on CPU."""
+        ``auto``, so one config trains at full speed on GPU and TPU and still runs on CPU. On TPU
+        ``auto`` takes XLA for a ``seq_len`` that splash cannot tile (short test/demo rows)."""
         if self.attention != "auto":
             return self.attention
         if backend is None:
             import jax
 
             backend = jax.default_backend()
-        if backend in ("gpu", "cuda", "rocm") and self.dtype in ("bfloat16", "float16"):
+        if backend in ("gpu", "cuda") and self.dtype in ("bfloat16", "float16"):
             return "cudnn"
-        return "splash" if backend == "tpu" else "xla"
+        if backend == "tpu" and (seq_len is None or seq_len % SPLASH_BLOCK == 0):
+            return "splash"
+        return "xla"
 
     @property
     def head_size(self) -> int:

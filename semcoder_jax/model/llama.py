@@ -148,7 +148,7 @@ class Attention(nn.Module):
         if layer_cache is None:
             out = dot_product_attention(
                 q, k, v, segment_ids_q=inputs.segment_ids, segment_ids_kv=inputs.segment_ids,
-                implementation=cfg.attention_kernel(), packed=inputs.packed,
+                implementation=cfg.attention_kernel(seq_len=q.shape[1]), packed=inputs.packed,
             )
             new_kv = None
         else:
@@ -297,9 +297,15 @@ def _dummy_ids() -> jax.Array:
     return jnp.zeros((1, 1), jnp.int32)
 
 
+def _init_model(config: ModelConfig) -> Transformer:
+    """The module that ``init`` traces on a one-token row: with XLA attention, since splash cannot
+    tile such a row and the params do not depend on the kernel."""
+    return Transformer(config.replace(attention="xla"))
+
+
 def boxed_shapes(config: ModelConfig) -> Params:
     """The params tree as ``ShapeDtypeStruct`` leaves inside ``nn.Partitioned`` boxes (no memory)."""
-    return jax.eval_shape(lambda: Transformer(config).init(jax.random.PRNGKey(0), _dummy_ids())["params"])
+    return jax.eval_shape(lambda: _init_model(config).init(jax.random.PRNGKey(0), _dummy_ids())["params"])
 
 
 def logical_axes(config: ModelConfig) -> Params:
@@ -309,7 +315,7 @@ def logical_axes(config: ModelConfig) -> Params:
 
 def init_params(config: ModelConfig, rng: jax.Array) -> Params:
     """Random params (the 'params' collection, unboxed): a plain pytree of arrays."""
-    init = jax.jit(lambda r: nn.meta.unbox(Transformer(config).init(r, _dummy_ids())["params"]))
+    init = jax.jit(lambda r: nn.meta.unbox(_init_model(config).init(r, _dummy_ids())["params"]))
     return init(rng)
 
 

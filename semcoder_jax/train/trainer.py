@@ -148,7 +148,7 @@ class Trainer:
         warm = warmup_steps(cfg.optimizer, self.total_steps)
         return "\n".join([
             f"model: {m.num_params():,} parameters ({m.num_layers} layers, hidden {m.hidden_size}), "
-            f"{m.param_dtype} weights, {m.dtype} compute, attention {m.attention_kernel()}, remat {m.remat_policy}",
+            f"{m.param_dtype} weights, {m.dtype} compute, attention {m.attention_kernel(seq_len=d.seq_len)}, remat {m.remat_policy}",
             f"mesh: {dict(self.mesh.shape)} over {self.mesh.devices.size} {self.mesh.devices.flat[0].device_kind} "
             f"devices, {jax.process_count()} process(es)",
             f"data: {d.path or '<synthetic>'}: {self.source.rows:,} rows of {d.seq_len} tokens; batch "

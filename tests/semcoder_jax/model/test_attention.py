@@ -134,3 +134,99 @@ def test_auto_attention_picks_the_fast_kernel_of_each_backend():
     assert ModelConfig(attention="auto", dtype="float32").attention_kernel("gpu") == "xla"
     assert ModelConfig(attention="xla").attention_kernel("gpu") == "xla"
     assert ModelConfig().attention == "auto" and ModelConfig().attention_kernel() == "xla"  # this CPU
+
+
+def test_auto_attention_on_tpu_uses_xla_for_rows_splash_cannot_tile(monkeypatch):
+    """Splash tiles a sequence in blocks of 128 tokens; under ``auto`` a TPU run of shorter or
+    untiled rows (the tiny configs' 32/64 tokens) takes XLA instead of failing in the kernel."""
+    from semcoder_jax.model import llama
+    from semcoder_jax.model.config import get_model_config
+
+    auto = get_model_config("tiny").replace(attention="auto")
+    assert [auto.attention_kernel("tpu", seq_len=n) for n in (None, 256, 64, 200)] == ["splash", "splash", "xla", "xla"]
+    assert auto.replace(attention="splash").attention_kernel("tpu", seq_len=64) == "splash"  # explicit: kept
+    params = llama.init_params(auto, jax.random.PRNGKey(0))
+    ids = jnp.arange(2 * 32, dtype=jnp.int32).reshape(2, 32) % auto.vocab_size
+    want = llama.apply(auto.replace(attention="xla"), params, ids)
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    np.testing.assert_allclose(np.asarray(llama.apply(auto, params, ids)), np.asarray(want), rtol=1e-6, atol=1e-6)
+
+
+def test_splash_names_the_sequence_length_it_cannot_tile(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    q = jnp.zeros((1, 64, 2, 8), jnp.float32)
+    with pytest.raises(SemcoderError, match="64 tokens.*multiple of 128"):
+        dot_product_attention(q, q, q, implementation="splash")
+
+
+def _tpu_mesh_setup(monkeypatch, seq_len=128):
+    """The tiny model with ``auto`` attention on a (data 2, fsdp 2, tensor 2) CPU mesh that passes for
+    a TPU one: the trainer's mesh and rules, a row batch and the loss under its mesh context."""
+    from semcoder_jax.model.config import get_model_config
+    from semcoder_jax.train.config import MeshConfig
+    from semcoder_jax.train.mesh import create_mesh
+    from semcoder_jax.train.step import make_loss_fn
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    cfg = get_model_config("tiny").replace(attention="auto", vocab_size=512)
+    mesh_cfg = MeshConfig(data=2, fsdp=2, tensor=2).validate()
+    mesh, rules = create_mesh(mesh_cfg), mesh_cfg.rules()
+    seg = np.repeat([[1, 2, 0]], 4, axis=0).repeat([50, 60, seq_len - 110], axis=1)
+    batch = {"input_ids": jnp.asarray(np.arange(4 * seq_len).reshape(4, seq_len) % 500, jnp.int32),
+             "segment_ids": jnp.asarray(seg, jnp.int32), "loss_mask": jnp.asarray(seg > 0, jnp.int32),
+             "positions": jnp.asarray(np.tile(np.arange(seq_len), (4, 1)), jnp.int32)}
+    return cfg, mesh, rules, batch, make_loss_fn
+
+
+def test_splash_lowers_for_a_tpu_mesh_of_several_chips(monkeypatch):
+    """Mosaic kernels cannot be partitioned by XLA: splash must run per shard (``shard_map``), or
+    every multi-chip TPU run fails to compile its first step."""
+    from semcoder_jax.model import llama
+    from semcoder_jax.train.step import mesh_context
+
+    cfg, mesh, rules, batch, make_loss_fn = _tpu_mesh_setup(monkeypatch)
+    assert cfg.attention_kernel(seq_len=128) == "splash"
+    params = jax.eval_shape(lambda: llama.init_params(cfg, jax.random.PRNGKey(0)))
+    grad = jax.grad(lambda p, b: make_loss_fn(cfg, 0.0)(p, b)[0])
+    shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("data", "fsdp")))
+    with mesh_context(mesh, rules):
+        jax.jit(grad, in_shardings=(None, shard)).trace(params, batch).lower(lowering_platforms=("tpu",))
+
+
+def test_splash_per_shard_matches_xla_on_a_mesh(monkeypatch):
+    """The sharded splash call (its kernel interpreted on the CPU) gives the XLA kernel's loss and gradients."""
+    import functools
+
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+
+    from semcoder_jax.model import llama
+    from semcoder_jax.train.step import mesh_context
+
+    cfg, mesh, rules, batch, make_loss_fn = _tpu_mesh_setup(monkeypatch)
+    monkeypatch.setattr(sk, "make_splash_mha_single_device",
+                        functools.partial(sk.make_splash_mha_single_device, interpret=True))
+    params = llama.init_params(cfg, jax.random.PRNGKey(0))
+    shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(("data", "fsdp")))
+    batch = jax.device_put(batch, shard)
+
+    def loss_and_grads(config):
+        with mesh_context(mesh, rules):
+            return jax.jit(jax.value_and_grad(lambda p, b: make_loss_fn(config, 0.0)(p, b)[0]))(params, batch)
+
+    got, want = loss_and_grads(cfg), loss_and_grads(cfg.replace(attention="xla"))
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
+
+
+def test_params_initialise_whatever_the_kernel(monkeypatch):
+    """Initialisation traces a one-token row, which splash cannot tile: an explicit
+    ``model.attention=splash`` must still get its params (and their shardings) on a TPU."""
+    from semcoder_jax.model import llama
+    from semcoder_jax.model.config import get_model_config
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    cfg = get_model_config("tiny").replace(attention="splash", vocab_size=512)
+    got = llama.init_params(cfg, jax.random.PRNGKey(0))
+    want = llama.init_params(cfg.replace(attention="xla"), jax.random.PRNGKey(0))
+    assert jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), got, want))
+    assert llama.logical_axes(cfg) == llama.logical_axes(cfg.replace(attention="xla"))
