@@ -43,6 +43,8 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     if cfg.synthesis == "llm" or cfg.annotator == "llm":
         reply = ctx.llm.chat([{"role": "user", "content": INPUTS_PROMPT.format(solution=solution, entry=entry)}])
         llm_failed = reply is None
+        if llm_failed:  # the record goes on from its own seed inputs: fewer inputs, counted
+            ctx.note("inputs.llm_failed")
         proposed = [a for a in (call_arguments(ln.strip().strip("`"), entry) for ln in (reply or "").splitlines()) if a is not None]
         ctx.note("inputs.llm_proposed", len(proposed))
         seeds += [p for p in proposed if p not in seeds]

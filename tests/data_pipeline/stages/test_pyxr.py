@@ -67,6 +67,9 @@ def test_a_failed_fix_request_is_counted_as_llm_failed_not_as_the_solutions_faul
         # with no seed inputs of its own, a problem asks the LLM for some
         no_seeds = dict(record, solution="def f(x):\n    return x + 1\n", seed_inputs=[])
         assert inputs.process(no_seeds, ctx).reason == "llm_failed"
+        # with seed inputs of its own, a problem goes on from them, and the missing reply is counted
+        assert isinstance(inputs.process(dict(no_seeds, seed_inputs=["1"]), ctx), list)
+        assert ctx.notes["inputs.llm_failed"] == 2
         # monologue and PYX-R samples: no reply is counted apart from wrong samples
         from data_pipeline.stages import monologue, pyxr
 
