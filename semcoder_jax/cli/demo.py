@@ -19,7 +19,7 @@ from semcoder_jax.errors import SemcoderError
 def steps(out: Path, train_steps: int, eval_limit: int) -> list[tuple[str, list[str]]]:
     data, run, hf, ev = out / "data", out / "train", out / "hf", out / "eval"
     return [
-        ("build the demo data", ["data", "build", "--config", "configs/data/demo.yaml", f"output_dir={data}", "seq_len=512",
+        ("build the demo data", ["data", "build", "--config", "demo", f"output_dir={data}", "seq_len=512",
                                  "validation_fraction=0.2"]),
         (
             "train the tiny model",
