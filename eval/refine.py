@@ -66,22 +66,27 @@ def _call(benchmark: str, problem: Any, code: str, f: dict) -> str | None:
         args = f.get("input")  # the repr of the argument list
         return f"{problem.entry_point}({args[1:-1]})" if args and args[0] in "[(" and " ... " not in args else None
     if benchmark == "lcb-lite" and problem.func_name and f.get("inputs") is not None:
-        try:  # one JSON argument a line: true/null are not Python
-            args = ", ".join(repr(json.loads(line)) for line in f["inputs"].split("\n"))
-        except ValueError:
+        args = [_json_as_python(line) for line in f["inputs"].split("\n")]  # one JSON argument a line
+        if None in args:
             return None
         owner = "Solution()." if "class Solution" in code else ""  # as the LCB harness calls it
-        return f"{owner}{problem.func_name}({args})"
+        return f"{owner}{problem.func_name}({', '.join(args)})"
     return None
 
 
 def _expected(benchmark: str, expected: str | None) -> str | None:
     """The expected value as Python: LCB's functional outputs are JSON (true, null), which the
-    assertion would show as names; None when it is not JSON (shortened)."""
+    assertion would show as names."""
     if expected is None or benchmark != "lcb-lite":
         return expected
+    return _json_as_python(expected)
+
+
+def _json_as_python(text: str) -> str | None:
+    """A JSON value spelled as a Python literal (``true`` -> ``True``); None when it is not JSON
+    (a value shown shortened)."""
     try:
-        return repr(json.loads(expected))
+        return repr(json.loads(text))
     except ValueError:
         return None
 

@@ -43,13 +43,13 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     if cfg.synthesis == "llm" or cfg.annotator == "llm":
         reply = ctx.llm.chat([{"role": "user", "content": INPUTS_PROMPT.format(solution=solution, entry=entry)}])
         llm_failed = reply is None
-        if llm_failed:  # the record goes on from its own seed inputs: fewer inputs, counted
-            ctx.note("inputs.llm_failed")
         proposed = [a for a in (call_arguments(ln.strip().strip("`"), entry) for ln in (reply or "").splitlines()) if a is not None]
         ctx.note("inputs.llm_proposed", len(proposed))
         seeds += [p for p in proposed if p not in seeds]
     if not seeds:  # with no reply to ask for inputs, that is the reason, not the problem itself
         return Reject("llm_failed", "no reply to the inputs request") if llm_failed else Reject("no_seed_inputs")
+    if llm_failed:  # the record goes on from its own seed inputs: fewer inputs, counted
+        ctx.note("inputs.llm_failed")
     inputset = generate_inputs(
         solution, entry, seeds, n=cfg.num_inputs, coverage_target=cfg.coverage_target,
         seed=record_seed(record["id"], cfg.seed, "inputs") % (2**31), sandbox=ctx.sandbox,

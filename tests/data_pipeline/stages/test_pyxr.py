@@ -69,7 +69,7 @@ def test_a_failed_fix_request_is_counted_as_llm_failed_not_as_the_solutions_faul
         assert inputs.process(no_seeds, ctx).reason == "llm_failed"
         # with seed inputs of its own, a problem goes on from them, and the missing reply is counted
         assert isinstance(inputs.process(dict(no_seeds, seed_inputs=["1"]), ctx), list)
-        assert ctx.notes["inputs.llm_failed"] == 2
+        assert ctx.notes["inputs.llm_failed"] == 1  # the rejected record counts as its reject, not here too
         # monologue and PYX-R samples: no reply is counted apart from wrong samples
         from data_pipeline.stages import monologue, pyxr
 

@@ -193,16 +193,31 @@ print(repr(os.read(r, 1 << 16)))
 """
 
 
-def test_a_child_whose_server_died_before_it_started_does_not_run(tmp_path):
-    """A child asks to die with its fork server (PR_SET_PDEATHSIG), but a server killed before the child was
-    scheduled left it to run its job to the end: an orphan that could outlive its Sandbox by hours."""
+def _run_script(script: str, arg):
+    """``script`` in a fresh interpreter (no JAX threads, so it may fork and unshare) with ``arg``."""
     import subprocess
     import sys
 
     from semcoder_jax import PROJECT_ROOT
 
-    out = subprocess.run([sys.executable, "-c", _ORPHAN, str(tmp_path)], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+    return subprocess.run([sys.executable, "-c", script, str(arg)], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)})
+
+
+def _json_from_script(script: str, arg):
+    """What ``script`` printed as JSON; a string printed is the reason to skip (no namespace here)."""
+    out = _run_script(script, arg)
+    assert out.returncode == 0, out.stderr
+    found = json.loads(out.stdout)
+    if isinstance(found, str):
+        pytest.skip(found)
+    return found
+
+
+def test_a_child_whose_server_died_before_it_started_does_not_run(tmp_path):
+    """A child asks to die with its fork server (PR_SET_PDEATHSIG), but a server killed before the child was
+    scheduled left it to run its job to the end: an orphan that could outlive its Sandbox by hours."""
+    out = _run_script(_ORPHAN, tmp_path)
     assert (out.returncode, out.stdout) == (0, "b''\n"), out
     assert not (tmp_path / "ran").exists()
 
@@ -302,12 +317,9 @@ def test_unprivileged_server_isolates_through_a_user_namespace():
     """Without root, the fork server's namespaces come from a user namespace of its own, and the host's
     file system is read-only in it but for the sandbox's folder."""
     import shutil
-    import subprocess
-    import sys
     import tempfile
     from pathlib import Path
 
-    from semcoder_jax import PROJECT_ROOT
 
     root = Path(tempfile.mkdtemp())  # under /tmp: pytest's tmp_path is not reachable by other users
     work = root / "job"
@@ -315,12 +327,7 @@ def test_unprivileged_server_isolates_through_a_user_namespace():
     os.chown(root, 65534, 65534)
     os.chown(work, 65534, 65534)
     try:
-        out = subprocess.run([sys.executable, "-c", _AS_NOBODY, str(work)], capture_output=True, text=True,
-                             env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=60)
-        assert out.returncode == 0, out.stderr
-        found = json.loads(out.stdout)
-        if isinstance(found, str):
-            pytest.skip(found)
+        found = _json_from_script(_AS_NOBODY, work)
         assert found == [True, True, True, True, "No space left on device", "Read-only file system", False, 65534]
         assert not os.listdir(work) and sorted(os.listdir(root)) == ["job"]  # the namespace's mounts stayed in it
     finally:
@@ -351,19 +358,9 @@ print(os.read(r, 1 << 16).decode())
 def test_read_only_host_without_mount_setattr_leaves_every_mount_as_it_was(tmp_path):
     """Where the kernel has no ``mount_setattr``, ``read_only_host`` says so and takes back the bind mounts
     it made (its folder's and the devices'), so the fork server runs as before: host writable."""
-    import subprocess
-    import sys
-
-    from semcoder_jax import PROJECT_ROOT
-
     work = tmp_path / "job"
     work.mkdir()
-    out = subprocess.run([sys.executable, "-c", _WITHOUT_MOUNT_SETATTR, str(work)], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}, timeout=60)
-    assert out.returncode == 0, out.stderr
-    found = json.loads(out.stdout)
-    if isinstance(found, str):
-        pytest.skip(found)
+    found = _json_from_script(_WITHOUT_MOUNT_SETATTR, work)
     assert found == [False, True] and (tmp_path / "outside").exists()
 
 
