@@ -191,6 +191,9 @@ class LLMClient:
                     if e.status_code in REFUSED_STATUS:
                         self._refused(message)
                         return None
+                    if e.status_code in (401, 403):
+                        key = "is empty" if not os.environ.get(self.config.api_key_env) else "was refused"
+                        message += f"; the key in ${self.config.api_key_env} (llm.api_key_env) {key}"
                     if e.status_code < 500 and e.status_code not in RETRIED_CLIENT_STATUS:
                         raise LLMError(message) from None
             if attempt < self.config.max_retries:

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from data_pipeline.config import DataConfig
+from data_pipeline.config import DataConfig, resolve_path
 from data_pipeline.records import RecordError, read_jsonl
 from data_pipeline.stages.format import formatted
 
@@ -19,9 +19,11 @@ PYX_FIELDS = {"nl": "nl2code", "fwd_mnl": "forward", "bwd_mnl": "backward"}
 
 
 def load_rows(source: str, split: str = "train", *, skip_bad: bool = False, rejects: list | None = None) -> tuple[list[dict[str, Any]], str]:
-    """Rows of a local ``.jsonl``/``.jsonl.gz`` file, or of a hub dataset id."""
-    if Path(source).exists() or source.endswith((".jsonl", ".jsonl.gz", ".json")):
-        return read_jsonl(source, skip_bad=skip_bad, rejects=rejects), source
+    """Rows of a local ``.jsonl``/``.jsonl.gz`` file (found as the config's other paths are), or of a hub
+    dataset id."""
+    local = resolve_path(source)
+    if Path(local).exists() or source.endswith((".jsonl", ".jsonl.gz", ".json")):
+        return read_jsonl(local, skip_bad=skip_bad, rejects=rejects), local
     import datasets
 
     try:

@@ -3,9 +3,11 @@
 Started with a fixed ``PYTHONHASHSEED`` and a scrubbed environment, it imports the modules programs
 commonly use, moves itself into an empty network namespace and a private mount namespace (children
 inherit both; without root, inside a user namespace of its own) where every mount but its own folder is
-read-only (Linux 5.12+), then serves JSON lines: a job in on stdin, its result out on stdout. Each
-job's folder is a tmpfs of its own, sized to the job's disk budget, so a program cannot fill the host's
-disk however many files it writes (an emptied one is reused: mounting costs more than a trivial job).
+read-only (Linux 5.12+), becomes PID 1 of a PID namespace of its own (no job can see or signal a process
+outside it; the process the ``Sandbox`` started only waits for it), then serves JSON lines: a job in on
+stdin, its result out on stdout. Each job's folder is a tmpfs of its own, sized to the job's disk budget,
+so a program cannot fill the host's disk however many files it writes (an emptied one is reused:
+mounting costs more than a trivial job).
 A single-threaded selector loop supervises all running children: it collects their stdout/stderr up to
 a cap, enforces the wall-clock deadline by killing the child's process group, reaps them and empties
 or unmounts their folders. On end of input it kills whatever still runs and exits, so it never
@@ -37,7 +39,8 @@ from semcoder_jax.execution import child, coverage, determinism, guard, tracer  
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
+CLONE_NEWPID = 0x20000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 0x1, 0x2, 0x4, 0x8, 0x1000, 0x4000, 0x40000
 MNT_DETACH = 0x2
 SYS_MOUNT_SETATTR = 442  # the same on every architecture (Linux 5.12+)
 AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MOUNT_ATTR_NODEV = -100, 0x8000, 0x1, 0x4
@@ -125,6 +128,43 @@ def isolate(network: bool, disk: bool) -> tuple[bool, bool]:
     return net, mnt
 
 
+def enter_pid_namespace(outer_fds: tuple[int, ...]) -> bool:
+    """Continue as PID 1 of a new PID namespace: a program that gets around the audit policy can then see,
+    signal or ``pidfd_open`` no process outside it (the fork server runs as the host's user, often root),
+    and when PID 1 exits the kernel kills whatever is left in the namespace, a job's escaped descendants
+    included. The calling process stays outside (``unshare`` moves only its children): it forks PID 1,
+    closes ``outer_fds`` (the request and response pipes, so that end of file still follows PID 1's
+    exit), waits and exits with PID 1's status; PID 1 is killed when the calling process dies. False, in the calling
+    process and with nothing changed, where the kernel refuses a PID namespace."""
+    if not _libc_call("unshare", CLONE_NEWPID):
+        return False
+    alive_r, alive_w = os.pipe()  # end of file on alive_r: the outer process is gone
+    pid = os.fork()
+    if pid == 0:
+        os.close(alive_w)
+        child.die_with_parent(0)  # getppid() is 0 here (the parent is outside), so the pipe tells instead
+        os.set_blocking(alive_r, False)
+        try:
+            if not os.read(alive_r, 1):
+                os._exit(1)
+        except BlockingIOError:
+            pass
+        os.close(alive_r)
+        return True
+    for fd in (alive_r, *outer_fds):
+        os.close(fd)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    os._exit(code if code >= 0 else 128 - code)
+
+
+def mount_own_proc() -> bool:
+    """This PID namespace's ``/proc`` over the host's (call in PID 1's private mount namespace): a program
+    lists only the sandbox's processes and ``/proc/<os.getpid()>`` is its own. Read-only, so the entries
+    the host's ``/proc`` may have covered (``sysrq-trigger``) stay unwritable; False where the kernel
+    refuses it (in a user namespace, if the host's ``/proc`` has covered entries)."""
+    return _libc_call("mount", b"proc", b"/proc", b"proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+
+
 def mount_job_folder(path: str, size_bytes: int) -> bool:
     """A tmpfs of ``size_bytes`` at ``path``: the job's disk budget, whatever number of files it writes."""
     options = f"size={size_bytes},nr_inodes={MAX_INODES},mode=0700".encode()
@@ -182,9 +222,9 @@ class Running:
 
 
 class ForkServer:
-    def __init__(self, req_fd: int, resp_fd: int, network_isolated: bool, disk_isolated: bool):
+    def __init__(self, req_fd: int, resp_fd: int, network_isolated: bool, disk_isolated: bool, pid_isolated: bool = False):
         self.req_fd, self.resp_fd = req_fd, resp_fd
-        self.network_isolated, self.disk_isolated = network_isolated, disk_isolated
+        self.network_isolated, self.disk_isolated, self.pid_isolated = network_isolated, disk_isolated, pid_isolated
         self.sel = selectors.DefaultSelector()
         self.running: dict[int, Running] = {}
         self.buffer = b""
@@ -429,7 +469,7 @@ class ForkServer:
         self.fork = _raw_fork() if threading.active_count() == 1 else os.fork
         os.set_blocking(self.req_fd, False)
         self.respond({"ready": True, "network_isolated": self.network_isolated, "disk_isolated": self.disk_isolated,
-                      "host_read_only": self.host_read_only,
+                      "host_read_only": self.host_read_only, "pid_isolated": self.pid_isolated,
                       "pid": os.getpid(), "tmp_root": self.tmp_root})
         while not (self.eof and not self.running):
             timeout = None
@@ -491,10 +531,13 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     network_isolated, disk_isolated = isolate(network=os.environ.get("SEMCODER_SANDBOX_NETWORK", "isolate") == "isolate",
                                               disk=os.environ.get("SEMCODER_SANDBOX_DISK", "tmpfs") == "tmpfs")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    server = ForkServer(req_fd, resp_fd, network_isolated, disk_isolated)
+    pid_isolated = enter_pid_namespace((req_fd, resp_fd))
+    if pid_isolated and disk_isolated:  # never in the host's mount namespace
+        mount_own_proc()
+    server = ForkServer(req_fd, resp_fd, network_isolated, disk_isolated, pid_isolated)
     for name in filter(None, os.environ.get("SEMCODER_SANDBOX_PRELOAD", "").split(",")):
         try:
             importlib.import_module(name)

@@ -107,11 +107,20 @@ def _fd_inside(fd: int, root: str) -> bool:
     return not target.startswith("/") or _inside(target.removesuffix(" (deleted)"), root)
 
 
+def _own_proc_pid() -> str:
+    """This process's pid as ``/proc`` names it: in a PID namespace whose ``/proc`` is still the host's
+    (no private mount namespace), ``os.getpid()`` names some other process there."""
+    try:
+        return os.readlink("/proc/self")
+    except OSError:
+        return str(os.getpid())
+
+
 def _other_process_entry(path: str) -> bool:
     if not path.startswith("/proc/"):
         return False
     head = path.split("/")[2]
-    return head.isdigit() and head != str(os.getpid())
+    return head.isdigit() and head != _own_proc_pid()
 
 
 def _proc_allowed(path: object, root: str) -> bool:

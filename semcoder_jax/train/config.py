@@ -206,6 +206,10 @@ class TrainConfig:
     seed: int = 0
     peak_tflops: Optional[float] = None  # per device; default from the device-kind table
     tensorboard: bool = True
+    # XLA's persistent compilation cache (per host, or one folder all hosts share): a restarted or
+    # resumed run loads its compiled step instead of compiling it again. null: JAX's own setting
+    # (JAX_COMPILATION_CACHE_DIR, else none).
+    compilation_cache_dir: Optional[str] = None
 
     def validate(self) -> "TrainConfig":
         self.model.validate()

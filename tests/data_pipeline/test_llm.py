@@ -239,9 +239,9 @@ def test_llm_build_through_errors_then_rerun_makes_no_requests(llm_server, tmp_p
     assert json.loads((out / "manifest.json").read_text())["splits"]["train"]["rows"] >= 1
 
 
-def test_a_refused_request_fails_its_record_alone_and_a_server_refusing_everything_stops(llm_server, tmp_path):
+def test_a_refused_request_fails_its_record_alone_and_a_server_refusing_everything_stops(llm_server, tmp_path, monkeypatch):
     """HTTP 400 (say a seed beyond the model's context) is that record's failure, not the build's; a
-    wrong key (401) stops the build at once; so does a server that refuses every request it gets."""
+    wrong key (401) stops the build at once, naming where the key comes from; so does a server that refuses every request it gets."""
     from data_pipeline.llm import REFUSALS_BEFORE_GIVING_UP, LLMError
 
     state, url = llm_server(lambda messages, n: ["pong"] * n)
@@ -252,9 +252,15 @@ def test_a_refused_request_fails_its_record_alone_and_a_server_refusing_everythi
     assert client.chat([{"role": "user", "content": "fine"}]) == "pong"
     state.errors = [400] * (REFUSALS_BEFORE_GIVING_UP + 5)
     assert all(client.chat([{"role": "user", "content": f"x{i}"}]) is None for i in range(REFUSALS_BEFORE_GIVING_UP + 5))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     state.errors = [401]
-    with pytest.raises(LLMError, match="HTTP 401"):
+    with pytest.raises(LLMError, match=r"HTTP 401.*the key in \$OPENAI_API_KEY \(llm.api_key_env\) is empty"):
         client.chat([{"role": "user", "content": "y"}])
+    keyed = LLMClient(LLMConfig(model="m", base_url=url, api_key_env="MY_LLM_KEY", max_retries=0))
+    monkeypatch.setenv("MY_LLM_KEY", "wrong")
+    state.errors = [403]
+    with pytest.raises(LLMError, match=r"HTTP 403.*the key in \$MY_LLM_KEY \(llm.api_key_env\) was refused"):
+        keyed.chat([{"role": "user", "content": "y"}])
 
     hopeless = LLMClient(LLMConfig(model="m", base_url=url, backoff_s=0.01, max_retries=3))
     state.errors = [422] * REFUSALS_BEFORE_GIVING_UP

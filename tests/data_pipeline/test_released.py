@@ -41,3 +41,20 @@ def test_released_pyx_rows_with_null_or_non_text_fields_are_rejected(tmp_path):
     recs, stages = released_records(cfg)
     assert [r["response"] for r in recs] == ["def add(a, b): return a + b"]
     assert stages["released_pyx"]["rejected"] == {"malformed_row": 2} and stages["released_pyx"]["in"] == 3
+
+
+def test_released_paths_are_found_as_the_configs_other_paths(tmp_path, monkeypatch):
+    """``problems_jsonl`` and the corpus folders are found from the project root when not from the
+    working folder; ``released.pyx`` was not, so a relative path in a shipped config worked only from the root."""
+    from data_pipeline import config
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    (root / "data" / "pyxr").write_text(json.dumps({"fault": "### Problem\n...", "response": "[MONOLOGUE]..."}) + "\n")
+    monkeypatch.setattr(config, "PROJECT_ROOT", root)
+    monkeypatch.chdir(tmp_path)
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyxr="data/pyxr"))
+    recs, stages = released_records(cfg)
+    assert [r["kind"] for r in recs] == ["refine"] and stages["released_pyxr"]["kept"] == 1

@@ -4,6 +4,7 @@ the sandbox changes, no process is left behind."""
 import hashlib
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -14,6 +15,24 @@ import pytest
 from semcoder_jax.execution import Job, Sandbox, run_inputs
 
 SECRET = "sk-fake-secret-do-not-leak-1234"
+# The audit hook is a Python closure that ``gc`` finds: emptying its sets of refused events and modules, and
+# letting every path through, switches the policy off, as a program that got around it would.
+POLICY_OFF = "import gc\nfor hook in [f for f in gc.get_objects() if type(f).__name__ == 'function' and f.__name__ == 'hook'" \
+             " and f.__module__.endswith('guard')]:\n    for name, cell in zip(hook.__code__.co_freevars, hook.__closure__):\n" \
+             "        if isinstance(cell.cell_contents, frozenset):\n            cell.cell_contents = frozenset()\n" \
+             "import sys\nsys.modules['semcoder_jax.execution.guard']._resolve = lambda path, root: root\n"
+
+
+def _holders(path: Path) -> list[psutil.Process]:
+    """The processes that hold ``path`` open."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if any(f.path == str(path) for f in p.open_files()):
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
 
 
 def hostile_programs(victim: Path, sentinel: Path, parent_pid: int) -> list[tuple[str, Job, set[str], str | None]]:
@@ -277,16 +296,11 @@ def test_file_system_calls_by_path_or_descriptor_are_refused_outside_the_folder(
 
 
 def test_other_processes_cannot_be_signalled_through_a_pidfd(sandbox):
-    """``signal.pidfd_send_signal`` raises no audit event: a program killed any process of the same user."""
-    victim = subprocess.Popen(["sleep", "30"])
-    try:
-        r = sandbox.run(f"import os, signal\nsignal.pidfd_send_signal(os.pidfd_open({victim.pid}), signal.SIGKILL)")
-        assert r.status == "error" and "sandbox:" in (r.exc_message or ""), r
-        time.sleep(0.1)
-        assert victim.poll() is None
-    finally:
-        victim.kill()
-        victim.wait()
+    """``signal.pidfd_send_signal`` raises no audit event: a program killed any process of the same user. The
+    fork server is one such process even in its PID namespace (where no host process is)."""
+    r = sandbox.run("import os, signal\nsignal.pidfd_send_signal(os.pidfd_open(os.getppid()), signal.SIGKILL)")
+    assert r.status == "error" and "sandbox:" in (r.exc_message or ""), r
+    assert sandbox.run("x = 1", "x + 1").return_repr == "2"
 
 
 def test_a_coverage_job_forks_its_inputs_but_its_program_cannot_fork(sandbox):
@@ -350,18 +364,8 @@ def test_an_input_process_that_leaves_the_process_group_dies_with_its_job(sandbo
     job = {"mode": "cover", "source": src, "func_name": "f", "inputs": ["0"], "per_input_timeout_s": 30.0, "timeout_s": 1.0}
     assert sandbox.map_raw([job])[0]["status"] == "timeout"
 
-    def holders() -> list[psutil.Process]:
-        found = []
-        for p in psutil.process_iter():
-            try:
-                if any(f.path == str(marker) for f in p.open_files()):
-                    found.append(p)
-            except psutil.Error:
-                pass
-        return found
-
     deadline = time.monotonic() + 5
-    while (left := holders()) and time.monotonic() < deadline:
+    while (left := _holders(marker)) and time.monotonic() < deadline:
         time.sleep(0.1)
     for p in left:
         p.kill()
@@ -394,7 +398,8 @@ def test_other_processes_views_of_the_host_stay_closed_however_the_policy_is_got
     with open(victim, "w") as held:
         targets = [f"/proc/{os.getpid()}/root{tmp_path}/pwned", f"/proc/{os.getpid()}/fd/{held.fileno()}"]
         for target, r in zip(targets, sandbox.map([bypass + f"open({t!r}, 'w').write('x')" for t in targets])):
-            assert r.status == "error" and "Permission denied" in (r.exc_message or ""), (target, r)
+            # Not there at all where the fork server's PID namespace has its own /proc.
+            assert r.status == "error" and r.exc_type in ("PermissionError", "FileNotFoundError"), (target, r)
     assert not (tmp_path / "pwned").exists() and victim.read_text() == ""
 
 
@@ -411,13 +416,98 @@ def test_the_kernel_layers_hold_with_the_audit_policy_switched_off(sandbox, tmp_
     if not sandbox.host_read_only:
         pytest.skip("no private mount namespace here, or a kernel before 5.12 (no mount_setattr)")
     target = tmp_path / "pwned"
-    off = "import gc\nfor hook in [f for f in gc.get_objects() if type(f).__name__ == 'function' and f.__name__ == 'hook'" \
-          " and f.__module__.endswith('guard')]:\n    for name, cell in zip(hook.__code__.co_freevars, hook.__closure__):\n" \
-          "        if isinstance(cell.cell_contents, frozenset):\n            cell.cell_contents = frozenset()\n" \
-          "import sys\nsys.modules['semcoder_jax.execution.guard']._resolve = lambda path, root: root\n"
-    src = off + "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n" \
+    src = POLICY_OFF + "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n" \
                 f"remounted = libc.mount(None, {_mount_point(tmp_path).encode()!r}, None, 0x20 | 0x1000, None)\n" \
                 f"open({str(target)!r}, 'w').write('x')"
     r = sandbox.run(src, "remounted")
     assert r.status == "error" and "Read-only file system" in (r.exc_message or ""), r
     assert not target.exists()
+
+
+def _pid_isolated_sandbox() -> Sandbox:
+    """A fresh sandbox (its namespace's pids start again from 1) whose fork server is PID 1 of a PID
+    namespace; skips where the kernel refuses one, and fails where it allows one but the sandbox made none."""
+    box = Sandbox(workers=1, memory_bytes=1 << 30)
+    box.run("pass")
+    if not box.pid_isolated:
+        box.close()
+        flags = "0x20000000" if os.geteuid() == 0 else "0x10000000) or libc.unshare(0x20000000"
+        probe = f"import ctypes, sys\nlibc = ctypes.CDLL(None)\nsys.exit(bool(libc.unshare({flags})))"
+        assert subprocess.run([sys.executable, "-c", probe]).returncode != 0, \
+            "a PID namespace is possible here, but the sandbox made none"
+        pytest.skip("the kernel refuses PID namespaces here")
+    return box
+
+
+def test_a_program_past_the_audit_policy_reaches_no_host_process():
+    """Signals and pidfds to other processes were refused by the audit policy only: with it off, a program
+    killed any process of the fork server's user (often root). In the server's PID namespace a host pid
+    names no process, and the program's own pids are the namespace's."""
+    victim = subprocess.Popen(["sleep", "30"])
+    try:
+        with _pid_isolated_sandbox() as box:
+            src = POLICY_OFF + "import os, posix\ndef probe(call):\n    try:\n        call()\n        return 'reached'\n" \
+                               "    except ProcessLookupError:\n        return 'no such process'\n"
+            r = box.run(src, f"probe(lambda: posix.kill({victim.pid}, 9)), probe(lambda: os.pidfd_open({victim.pid})), "
+                             "os.getppid(), os.getpid() < 10")
+            assert (r.status, r.return_repr) == ("passed", "('no such process', 'no such process', 1, True)"), r
+        time.sleep(0.1)
+        assert victim.poll() is None
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_a_program_lists_only_the_sandbox_processes():
+    """``/proc`` was the host's: a program listed every host process, and in a PID namespace
+    ``/proc/<os.getpid()>`` would be some host process's entry. The fork server mounts its namespace's own."""
+    with _pid_isolated_sandbox() as box:
+        r = box.run("import os", "os.readlink('/proc/self') == str(os.getpid()), "
+                                 "sorted(int(e) for e in os.listdir('/proc') if e.isdigit())")
+        assert r.status == "passed", r
+        if r.return_repr.startswith("(False"):
+            pytest.skip("the kernel refuses a /proc of the sandbox's own here (a user namespace, host /proc covered)")
+        assert r.return_repr == "(True, [1, 3])", r  # the server, this job (pid 2 ran the probe job)
+
+
+@pytest.mark.parametrize("stop", ["close", "kill"])
+def test_no_process_of_a_sandbox_outlives_it(tmp_path, stop):
+    """A program past the audit policy forked a process that left the job's session, which the fork
+    server's kill never reached: it outlived the Sandbox, closed or killed. Every process of the PID
+    namespace dies with the server, and the server with the process the Sandbox started."""
+    import signal
+
+    marker = tmp_path / "marker"
+    marker.write_text("")
+    src = POLICY_OFF + f"import posix, time\nr, w = posix.pipe()\nif posix.fork() == 0:\n    posix.setsid()\n" \
+                       f"    held = open({str(marker)!r})\n    posix.write(w, b'.')\n    time.sleep(60)\n    posix._exit(0)\n" \
+                       "posix.read(r, 1)\n"  # out of the job's process group before the job ends (and its group is killed)
+    box = _pid_isolated_sandbox()
+    try:
+        outer = psutil.Process(box._proc.pid)
+        assert box.run(src).status == "passed"
+        deadline = time.monotonic() + 5
+        while not _holders(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        escaped = _holders(marker)
+        assert escaped, "the grandchild never started"
+        server = outer.children(recursive=True)
+        if stop == "kill":
+            os.kill(outer.pid, signal.SIGKILL)
+    finally:
+        box.close()
+    gone, alive = psutil.wait_procs([*escaped, *server, outer], timeout=5)
+    for p in alive:
+        p.kill()
+    assert not alive
+
+
+def test_a_program_reads_its_own_proc_entry_where_proc_stays_the_hosts():
+    """Without a private mount namespace (``max_disk_bytes=0``) the PID namespace keeps the host's
+    ``/proc``, where ``os.getpid()`` names another process: the policy refused the program's own entry
+    (``/proc/self`` resolves to its host pid) and allowed that other process's."""
+    with Sandbox(workers=1, max_disk_bytes=0) as box:
+        r = box.run("", "open('/proc/self/status').read().startswith('Name:')")
+        assert (r.status, r.return_repr) == ("passed", "True"), r
+        other = box.run("import os", f"open('/proc/{os.getpid()}/environ').read()")
+        assert other.status == "error" and "sandbox:" in (other.exc_message or ""), other

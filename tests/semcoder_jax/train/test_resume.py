@@ -13,13 +13,15 @@ from semcoder_jax.train.trainer import KILL_AT_STEP_ENV
 @pytest.mark.slow
 def test_sigkill_then_restart_logs_the_uninterrupted_losses(tiny, fsdp8_run, tmp_path):
     config = fsdp8_run["run_dir"] / "config.yaml"  # the reference run's resolved config
-    run_dir = tmp_path / "killed"
-    proc = tiny.semcoder_train(config, run_dir, env={KILL_AT_STEP_ENV: "3"})
+    run_dir, xla_cache = tmp_path / "killed", tmp_path / "xla"
+    cached = (f"compilation_cache_dir={xla_cache}",)  # the restart runs the steps the first run compiled
+    proc = tiny.semcoder_train(config, run_dir, *cached, env={KILL_AT_STEP_ENV: "3", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"})
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == -signal.SIGKILL, out
     assert [r["step"] for r in tiny.logged(run_dir)] == [1, 2, 3] and tiny.checkpoint_steps(run_dir) == [3]
+    assert any(xla_cache.iterdir())
 
-    proc = tiny.semcoder_train(config, run_dir)
+    proc = tiny.semcoder_train(config, run_dir, *cached)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     logged = tiny.logged(run_dir)
