@@ -43,7 +43,8 @@ def source_records(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[
     records, rejects = collect_seeds(config)
     if config.problems_jsonl:
         bad: list[dict[str, Any]] = []
-        rows = read_jsonl(resolve_path(config.problems_jsonl), skip_bad=config.skip_bad, rejects=bad, required=("problem", "solution"))
+        rows = read_jsonl(resolve_path(config.problems_jsonl), skip_bad=config.skip_bad, rejects=bad, required=("problem", "solution"),
+                          check=_problem_row_error)
         rejects += [{"record": {"file": b["file"], "line": b["line"], "text": b["text"]}, "reason": "malformed_jsonl", "detail": b["reason"]} for b in bad]
         seen: set[str] = set()
         for row in rows:
@@ -56,6 +57,19 @@ def source_records(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[
             records.append({**row, "id": rid, "seed_kind": "problem", "source_file": config.problems_jsonl})
     records.sort(key=lambda r: r["id"])
     return records, rejects
+
+
+def _problem_row_error(row: dict[str, Any]) -> str | None:
+    """Why a ``problems_jsonl`` row cannot be a problem (a null problem would stop the build; a string
+    of inputs would be taken character by character), else None."""
+    for key in ("problem", "solution", "entry_point", "response"):
+        if (key in ("problem", "solution") or row.get(key) is not None) and not isinstance(row[key], str):
+            return f"field {key!r} is not text"
+    for key in ("seed_inputs", "inputs"):
+        value = row.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(a, str) for a in value)):
+            return f"field {key!r} is not a list of argument texts"
+    return None
 
 
 # Settings that only the final format/tokenise/pack step, scheduling or transport read: changing
@@ -86,7 +100,7 @@ def check_stage_settings(config: DataConfig) -> None:
     path = root / "settings.json"
     now = json.loads(json.dumps(stage_settings(config)))
     if path.exists() and any(root.glob("*/shard-*.done")):
-        before = json.loads(path.read_text())
+        before = json.loads(path.read_text(encoding="utf-8"))
         # Keys on one side only are settings added or removed since those shards: nothing to compare.
         changed = [f"{k}: {before[k]!r} -> {now[k]!r}" for k in sorted(set(before) & set(now)) if before[k] != now[k]]
         if changed:
@@ -132,6 +146,8 @@ def apply_stage(fn: Callable, records: Sequence[dict[str, Any]], ctx: StageConte
             return fn(record, ctx)
         except SemcoderError:
             raise
+        except ImportError as e:  # the environment's fault, not the record's: every record would be rejected
+            raise SemcoderError(f"a data stage needs a module that is not installed ({e}); pip install -e '.[data]'") from e
         except Exception as e:  # a record that breaks a stage is rejected, not fatal
             return Reject(f"stage_error:{type(e).__name__}", str(e)[:300])
 
@@ -200,7 +216,7 @@ def stage_reports(config: DataConfig) -> dict[str, Any]:
     for stage in (SOURCE_STAGE, *STAGE_ORDER):
         d = stage_dir(config, stage)
         if d.exists():
-            out[stage] = merge_reports([json.loads(p.read_text()) for p in sorted(d.glob("shard-*.done"))])
+            out[stage] = merge_reports([json.loads(p.read_text(encoding="utf-8")) for p in sorted(d.glob("shard-*.done"))])
     return out
 
 

@@ -230,7 +230,7 @@ class LLMClient:
         if not p.exists():
             return None
         try:
-            return json.loads(p.read_text())
+            return json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             return None
 

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.jsonl import iter_jsonl
@@ -22,8 +22,12 @@ def read_jsonl(
     skip_bad: bool = False,
     rejects: list[dict[str, Any]] | None = None,
     required: Iterable[str] = (),
+    check: Callable[[dict[str, Any]], str | None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Parse every line; a bad one raises ``RecordError`` or, with ``skip_bad``, goes to ``rejects``."""
+    """Parse every line; a bad one raises ``RecordError`` or, with ``skip_bad``, goes to ``rejects``.
+
+    Bad: not a JSON object, a ``required`` field missing, text with a lone surrogate (``"\\ud800"``
+    parses but cannot be written back as UTF-8), or a reason from ``check(row)``."""
     path = Path(path)
     required = tuple(required)
     out: list[dict[str, Any]] = []
@@ -36,11 +40,32 @@ def read_jsonl(
 
     for lineno, obj in iter_jsonl(path, error=RecordError, on_bad=bad):
         missing = [k for k in required if k not in obj]
-        if missing:
-            bad(lineno, json.dumps(obj, ensure_ascii=False), f"missing field {missing[0]!r}")
+        surrogate = None if missing else _lone_surrogate(obj)
+        reason = f"missing field {missing[0]!r}" if missing else surrogate or (check(obj) if check else None)
+        if reason:
+            bad(lineno, json.dumps(obj, ensure_ascii=bool(surrogate)), reason)
         else:
             out.append(obj)
     return out
+
+
+def _lone_surrogate(value: Any, where: str = "") -> str | None:
+    """Where ``value`` holds text that is no valid Unicode (a lone surrogate), else None."""
+    if isinstance(value, str):
+        if value.isascii():
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return f"field {where!r} holds a lone surrogate ({value[e.start]!r}), which is not valid Unicode"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        found = _lone_surrogate(k, where) if isinstance(k, str) else None
+        found = found or _lone_surrogate(v, f"{where}.{k}" if where else str(k))
+        if found:
+            return found
+    return None
 
 
 def dumps(record: dict[str, Any]) -> str:
@@ -67,7 +92,7 @@ def write_json_atomic(path: str | Path, obj: Any) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}.{threading.get_ident()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -5,7 +5,7 @@ Each stage groups records by shard and runs ``build.apply_stage`` on a shard, wr
 and the same TFRecords. The final format/tokenise/pack step then runs in the launcher.
 
 Runners: ``DirectRunner`` (default, tests), and through Beam's pipeline options
-(``--beam_options='--runner=DataflowRunner --project=P --region=R --temp_location=gs://...'``,
+(``semcoder data build --runner beam --beam-options='--runner=DataflowRunner --project=P --region=R --temp_location=gs://...'``,
 ``FlinkRunner --flink_master=HOST:PORT``, ``SparkRunner --spark_master_url=spark://HOST:7077``).
 On a cluster ``output_dir`` must be a filesystem every worker sees (NFS, a mounted bucket), and the
 workers need this package installed (``--setup_file`` or a container image).

@@ -14,7 +14,7 @@ def load_report(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     for name in ("report.json", "manifest.json"):
         if not (out / name).exists():
             raise RecordError(f"{out / name}: not found (is {out} a finished data build?)")
-    return json.loads((out / "report.json").read_text()), json.loads((out / "manifest.json").read_text())
+    return json.loads((out / "report.json").read_text(encoding="utf-8")), json.loads((out / "manifest.json").read_text(encoding="utf-8"))
 
 
 def stage_order(stages: dict[str, Any]) -> list[str]:

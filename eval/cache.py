@@ -1,8 +1,9 @@
 """Append-only JSONL cache of generations, so a crashed or interrupted run resumes where it stopped.
 
 Each line holds one completion: the run key (a hash of the model identity and the generation
-settings), the task id, the sample index and a hash of the prompt. Only lines whose key and prompt
-hash match are reused; a torn last line (the process died mid-write) is ignored.
+settings), the task id, the sample index, a hash of the prompt and, for sampled runs, the task's seed
+(its place in the run, which another problem set moves). Only lines whose key, prompt hash and seed
+match are reused; a torn last line (the process died mid-write) is ignored.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 
 def run_key(identity: dict[str, Any], settings: dict[str, Any]) -> str:
@@ -27,7 +28,7 @@ class GenerationCache:
     def __init__(self, path: str | Path, key: str):
         self.path = Path(path)
         self.key = key
-        self._entries: dict[tuple[str, int], tuple[str, str]] = {}
+        self._entries: dict[tuple[str, int], tuple[str, str, int | None]] = {}
         if self.path.exists():
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
@@ -36,14 +37,16 @@ class GenerationCache:
                     except json.JSONDecodeError:
                         continue
                     if isinstance(row, dict) and row.get("key") == key:
-                        self._entries[(row["task_id"], int(row["sample"]))] = (row["prompt_hash"], row["completion"])
+                        self._entries[(row["task_id"], int(row["sample"]))] = (row["prompt_hash"], row["completion"], row.get("seed"))
 
-    def get(self, task_id: str, sample: int, prompt: str) -> str | None:
+    def get(self, task_id: str, sample: int, prompt: str, seed: int | None = None) -> str | None:
+        """``seed``: the task's seed where it decides the sample (None when decoding greedily)."""
         hit = self._entries.get((task_id, sample))
-        return hit[1] if hit and hit[0] == prompt_hash(prompt) else None
+        return hit[1] if hit and hit[0] == prompt_hash(prompt) and hit[2] == seed else None
 
-    def put_many(self, rows: list[tuple[str, int, str, str]]) -> None:
-        """Append ``(task_id, sample, prompt, completion)`` rows and flush them to disk."""
+    def put_many(self, rows: list[tuple[str, int, str, str]], seed_of: Mapping[str, int] | None = None) -> None:
+        """Append ``(task_id, sample, prompt, completion)`` rows, with each task's seed from ``seed_of``,
+        and flush them to disk."""
         if not rows:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,8 +59,9 @@ class GenerationCache:
             if torn:  # end a line left unfinished by a killed run, so it stays a single bad line
                 f.write("\n")
             for task_id, sample, prompt, completion in rows:
-                h = prompt_hash(prompt)
-                f.write(json.dumps({"key": self.key, "task_id": task_id, "sample": sample, "prompt_hash": h, "completion": completion}) + "\n")
-                self._entries[(task_id, sample)] = (h, completion)
+                h, seed = prompt_hash(prompt), (seed_of or {}).get(task_id)
+                row = {"key": self.key, "task_id": task_id, "sample": sample, "prompt_hash": h, "completion": completion}
+                f.write(json.dumps(row if seed is None else row | {"seed": seed}) + "\n")
+                self._entries[(task_id, sample)] = (h, completion, seed)
             f.flush()
             os.fsync(f.fileno())

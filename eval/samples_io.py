@@ -60,8 +60,8 @@ def read_samples(path: str | Path, benchmark: str, problems: Sequence[Any]) -> d
             where = f"{path}: key {task_id!r}"
             if task_id not in by_id:
                 raise SamplesError(f"{where}: unknown task id for {benchmark}")
-            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-                raise SamplesError(f"{where}: expected a list of strings")
+            if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+                raise SamplesError(f"{where}: expected a non-empty list of strings")  # no samples: no pass@k at all
             if benchmark in PROGRAM_BENCHMARKS and benchmark != "lcb-lite":
                 values = [v if f"def {by_id[task_id].entry_point}" in v else by_id[task_id].prompt + v for v in values]
             out[task_id] = list(values)

@@ -8,8 +8,6 @@ problem. Execution samples sharing an input/output pair with CRUXEval are remove
 from __future__ import annotations
 
 import ast
-import gzip
-import json
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -95,16 +93,23 @@ class BenchmarkIndex:
     def from_config(cls, config: DecontamConfig) -> "BenchmarkIndex":
         index = cls(config)
         for name in config.benchmarks:
-            path = find_benchmark(name, config.benchmark_dirs)
-            index.sources.append(str(path))
-            for row in _read_rows(path):
-                index.add_row(name, row)
+            index.add_file(name, find_benchmark(name, config.benchmark_dirs))
         if config.livecodebench:
-            path = Path(resolve_path(config.livecodebench))
-            index.sources.append(str(path))
-            for row in _read_rows(path):
-                index.add_row("livecodebench", row)
+            index.add_file("livecodebench", Path(resolve_path(config.livecodebench)))
         return index
+
+    def add_file(self, bench: str, path: Path) -> None:
+        """Every row of a benchmark JSONL (or .gz). A file that does not read is a ``RecordError``
+        naming it, which stops the build: any other error would reject every problem as a
+        ``stage_error`` and finish with no data."""
+        from data_pipeline.records import RecordError, read_jsonl
+
+        self.sources.append(str(path))
+        for n, row in enumerate(read_jsonl(path), start=1):
+            try:
+                self.add_row(bench, row)
+            except (TypeError, AttributeError, ValueError) as e:
+                raise RecordError(f"{path}: row {n}: not a benchmark problem ({type(e).__name__}: {e})") from None
 
     def add_row(self, bench: str, row: dict[str, Any]) -> None:
         rid = str(row.get("task_id") or row.get("id") or row.get("question_id") or len(self.names))
@@ -169,12 +174,6 @@ def find_benchmark(name: str, dirs: list[str]) -> Path:
     from data_pipeline.records import RecordError
 
     raise RecordError(f"decontamination benchmark {name!r} not found in {dirs} (config keys decontam.benchmarks, decontam.benchmark_dirs)")
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] | Reject:

@@ -139,7 +139,7 @@ def fewshot_messages(kind: str) -> list[dict[str, str]]:
     if not path.exists():
         return []
     messages = []
-    for block in path.read_text().split("\n=====\n"):
+    for block in path.read_text(encoding="utf-8").split("\n=====\n"):
         prompt, _, response = block.partition("\n-----\n")
         messages += [{"role": "user", "content": prompt.strip()}, {"role": "assistant", "content": response.strip()}]
     return messages

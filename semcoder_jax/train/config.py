@@ -49,7 +49,8 @@ class MeshConfig:
     def validate(self) -> "MeshConfig":
         sizes = [self.data, self.fsdp, self.tensor]
         if sum(s == -1 for s in sizes) > 1:
-            raise ConfigError("mesh: at most one of data/fsdp/tensor may be -1")
+            raise ConfigError(f"mesh: at most one of data/fsdp/tensor may be -1 (the rest of the devices), got "
+                              f"data={self.data} fsdp={self.fsdp} tensor={self.tensor}")
         if any(s == 0 or s < -1 for s in sizes) or self.dcn_data < 1:
             raise ConfigError(f"mesh: axis sizes must be positive or -1, got data={self.data} fsdp={self.fsdp} tensor={self.tensor} dcn_data={self.dcn_data}")
         for rule in self.logical_axis_rules:
@@ -235,6 +236,8 @@ class TrainConfig:
             raise ConfigError(f"loss_chunk_size ({self.loss_chunk_size}) must be null, 0, or a positive divisor of data.seq_len ({self.data.seq_len})")
         if self.data.seq_len > self.model.max_position_embeddings:
             raise ConfigError(f"data.seq_len ({self.data.seq_len}) exceeds model.max_position_embeddings ({self.model.max_position_embeddings})")
+        if not 0 <= self.data.pad_id < self.model.vocab_size:  # it would embed as NaN, and NaN x 0 weight is NaN
+            raise ConfigError(f"data.pad_id ({self.data.pad_id}) must be a token id of the model, in [0, {self.model.vocab_size})")
         return self
 
 

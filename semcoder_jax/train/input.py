@@ -351,8 +351,11 @@ def read_tfrecord_rows(files: list[str], seq_len: int) -> Batch:
 def _first_record(file: str) -> bytes | None:
     import tensorflow as tf
 
-    for rec in tf.data.TFRecordDataset(file).take(1):
-        return rec.numpy()
+    try:
+        for rec in tf.data.TFRecordDataset(file).take(1):
+            return rec.numpy()
+    except tf.errors.DataLossError:  # tf.data's message names no file
+        raise SchemaError(f"{file}: record 0 is cut off, or this is not a TFRecord file") from None
     return None
 
 

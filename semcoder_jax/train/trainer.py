@@ -24,6 +24,7 @@ from semcoder_jax.train.input import (
     DataError,
     DataPosition,
     RowSource,
+    TFRecordSource,
     check_segment_runs,
     check_token_ids,
     make_source,
@@ -210,7 +211,13 @@ class Trainer:
 
             where = f"checkpoint {self.manager.directory} step {latest}"
             check_same_architecture(self.cfg.model, read_model_config(self.manager.directory, latest), where)
-            params, opt_state, data_state = checkpointing.restore(self.manager, latest, self.abstract_params, self.abstract_opt_state)
+            try:
+                params, opt_state, data_state = checkpointing.restore(self.manager, latest, self.abstract_params,
+                                                                      self.abstract_opt_state)
+            except ValueError as e:  # Orbax: the saved trees have another structure (architecture is checked above)
+                raise ConfigError(f"{where}: its optimiser state does not fit this config's optimizer (is "
+                                  f"optimizer.clip_norm > 0 in one run and not in the other?); start a new run_dir "
+                                  f"with init_from=orbax:{self.manager.directory}") from e
             self._check_same_data_order(data_state, where)
             if data_state.get("total_steps", self.total_steps) != self.total_steps:
                 log.warning("%s was trained on a %d-step schedule; this run's has %d steps, which the learning rate "
@@ -224,8 +231,11 @@ class Trainer:
     def _data_order(self) -> dict[str, int]:
         """What fixes the batch at a data position; a resumed run must agree with its checkpoint on it."""
         data = self.cfg.data
-        return {"rows": self.source.rows, "global_batch_size": data.global_batch_size, "shuffle_seed": data.shuffle_seed,
-                "processes": jax.process_count()}  # each process reads its own share of the files
+        order = {"rows": self.source.rows, "global_batch_size": data.global_batch_size, "shuffle_seed": data.shuffle_seed,
+                 "processes": jax.process_count()}  # each process reads its own share of the files
+        if isinstance(self.source, TFRecordSource):  # tf.data's shuffle: the buffer decides the order too
+            order["shuffle_buffer"] = data.shuffle_buffer
+        return order
 
     def _check_same_data_order(self, data_state: dict[str, Any], where: str) -> None:
         for key, value in self._data_order().items():
@@ -252,17 +262,22 @@ class Trainer:
         total = jax.device_get(total)
         return {"eval_loss": float(total.loss) / max(float(total.weight), 1.0), "eval_tokens": int(total.weight)}
 
-    def _check_host_batch(self, host_batch: dict[str, Any], where: str) -> None:
-        """Token ids and segment runs of this host's rows. Several processes: all stop at the same step,
-        since one that stopped alone would leave the others waiting in the step's collectives."""
+    def _read_host_batch(self, batches: BatchIterator) -> dict[str, Any]:
+        """This host's next rows, read and checked (token ids, segment runs). Several processes: all
+        stop at the same step if any cannot read or train on its rows, since one that stopped alone
+        would leave the others waiting in the step's collectives."""
+        where, host_batch, problem = f"data.path {self.cfg.data.path or '<synthetic>'!r}", None, None
         try:
+            host_batch = next(batches)
+            at = batches.position  # after the read: an epoch's end rolls over inside it
+            where += f": epoch {at.epoch}, batch {at.batch - 1}"
             check_token_ids(host_batch["input_ids"], self.cfg.model.vocab_size, where)
             if self.check_batch_runs:
                 check_segment_runs(host_batch["segment_ids"], self.max_segments, where)
-            problem = None
-        except DataError as e:
+        except (DataError, SchemaError) as e:  # a shard cut off or off the schema is found only as it is read
             problem = e
         stop_together(problem, where)
+        return host_batch
 
     # ---- loop ----------------------------------------------------------------------------------
     def _on_sigterm(self, signum: int, frame: Any) -> None:
@@ -274,9 +289,10 @@ class Trainer:
         cfg = self.cfg
         is_main = jax.process_index() == 0
         if is_main:
-            save_config(cfg, self.run_dir / "config.yaml")
             log.info("%s", self.summary())
         step, state, position = self.initial_state()
+        if is_main:  # once the checkpoint, if any, accepts this config: a refused one is not recorded
+            save_config(cfg, self.run_dir / "config.yaml")
         writer = MetricsWriter(cfg, self.run_dir, is_main, resumed_step=step)
         batches = BatchIterator(self.source, cfg.data.global_batch_size, position)
         tokens_per_step = cfg.data.global_batch_size * cfg.data.seq_len
@@ -296,10 +312,7 @@ class Trainer:
         try:
             while step < self.total_steps:
                 profiling.before_step(step + 1)
-                at = batches.position
-                host_batch = next(batches)
-                self._check_host_batch(host_batch, f"data.path {cfg.data.path or '<synthetic>'!r}: epoch {at.epoch}, batch {at.batch}")
-                batch = to_global(host_batch, self.batch_sharding, cfg.data.global_batch_size)
+                batch = to_global(self._read_host_batch(batches), self.batch_sharding, cfg.data.global_batch_size)
                 with mesh_context(self.mesh, self.rules, self.constrain_activations):
                     state, metrics = self.step_fn(state, batch)
                 step += 1

@@ -267,3 +267,20 @@ def test_a_refused_request_fails_its_record_alone_and_a_server_refusing_everythi
     with pytest.raises(LLMError, match=f"refused each of the first {REFUSALS_BEFORE_GIVING_UP} requests.*HTTP 422"):
         for i in range(REFUSALS_BEFORE_GIVING_UP):
             hopeless.chat([{"role": "user", "content": f"z{i}"}])
+
+
+def test_cached_replies_keep_their_text_whatever_the_locale(tmp_path):
+    """The cache (and every JSON the build writes) is UTF-8: under a non-UTF-8 locale, writing a
+    reply with non-ASCII text raised, and one written elsewhere read back as other text."""
+    import subprocess
+    import sys
+
+    from semcoder_jax import PROJECT_ROOT
+
+    script = ("import sys; from data_pipeline.config import LLMConfig; from data_pipeline.llm import LLMClient\n"
+              "c = LLMClient(LLMConfig(), cache_dir=sys.argv[1])\n"
+              "if sys.argv[2] == 'put': c._cache_put('ab' * 32, {'choices': ['d\\u00e9j\\u00e0 \\u4e2d']})\n"
+              "print(ascii(c._cache_get('ab' * 32)['choices']))\n")
+    runs = [subprocess.run([sys.executable, "-c", script, str(tmp_path), mode], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", "PYTHONUTF8": "0"}, timeout=60) for mode in ("put", "get")]
+    assert [r.stdout.strip() for r in runs] == ["['d\\xe9j\\xe0 \\u4e2d']"] * 2, runs[0].stderr[-500:]

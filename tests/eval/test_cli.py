@@ -102,3 +102,14 @@ def test_a_limit_below_one_fails_before_the_model_loads(monkeypatch, capsys, lim
     assert main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "openai", "--model", "m", "--limit", limit]) == 2
     err = capsys.readouterr().err
     assert "limit must be >= 1" in err and limit in err
+
+
+def test_a_task_with_no_samples_in_a_generations_json_is_an_error_naming_it(tmp_path):
+    """An empty list made n = 0 for that task, so every pass@k was left out of the summary without a word."""
+    from eval.benchmarks import load_problems
+    from eval.samples_io import SamplesError, read_samples
+
+    path = tmp_path / "generations.json"
+    path.write_text(json.dumps({"sample_0": ["3"], "sample_1": []}))
+    with pytest.raises(SamplesError, match=r"generations\.json: key 'sample_1': expected a non-empty list"):
+        read_samples(path, "cruxeval-o", load_problems("cruxeval-o")[:2])

@@ -148,7 +148,7 @@ def test_a_tasks_seed_is_its_place_in_the_run_whatever_the_cache_held(tmp_path, 
     generate_cached(whole, prompts, GenerationCache(tmp_path / "whole.jsonl", "k"), batch_size=3, **settings)
     assert whole.seed_of == {t: 5 + k * 3 for k, t in enumerate("abcdefg")}
     cache = GenerationCache(tmp_path / "resumed.jsonl", "k")
-    cache.put_many([(t, i, t, t) for t in "bcf" for i in range(3)])  # what an earlier, interrupted run finished
+    cache.put_many([(t, i, t, t) for t in "bcf" for i in range(3)], whole.seed_of)  # what an earlier, interrupted run finished
     resumed = Seeded()
     generate_cached(resumed, prompts, cache, batch_size=3, **settings)
     assert resumed.seed_of == {t: whole.seed_of[t] for t in "adeg"} and resumed.calls == 3  # [a], [d, e], [g]
@@ -187,3 +187,19 @@ def test_no_two_sampler_calls_of_a_sampled_run_share_a_seed(tmp_path):
                           max_new_tokens=4, stop=(), seed=0, batch_size=2)
     assert out == {t: ["x"] * 3 for t in prompts}
     assert len(seeds) == 6 and len(set(seeds)) == 6, seeds
+
+
+def test_a_sample_drawn_with_another_seed_is_not_reused(tmp_path, scripted_backend):
+    """A task's seed is its place in the run, which another problem set moves (an LCB date range, the
+    problems still failing in a refinement round, whose seeds also depend on the run's size): a sample
+    drawn at another place is another setting's sample. Greedy samples do not depend on the seed."""
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    settings = dict(n=2, top_p=1.0, max_new_tokens=8, stop=(), seed=5, batch_size=4)
+    for temperature, calls in ((0.8, 1), (0.0, 0)):
+        cache = GenerationCache(tmp_path / f"{temperature}.jsonl", "k")
+        generate_cached(scripted_backend(lambda p: p), {t: t for t in "abc"}, cache, temperature=temperature, **settings)
+        later = scripted_backend(lambda p: p)
+        generate_cached(later, {"c": "c"}, GenerationCache(cache.path, "k"), temperature=temperature, **settings)
+        assert later.calls == calls, temperature

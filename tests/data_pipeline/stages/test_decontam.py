@@ -51,3 +51,45 @@ def test_a_benchmark_solution_copied_without_its_type_annotations_is_caught():
     assert hit is not None and hit[0] == "edit_similarity" and "HumanEval/28" in hit[1]
     unrelated = "def concat(strings):\n    out = []\n    for s in strings:\n        out.append(s.upper())\n    return out"
     assert index.match_problem(unrelated, "Upper-case the strings.") is None
+
+
+def test_a_benchmark_file_that_does_not_read_stops_the_build_naming_it(tmp_path):
+    """It rejected every problem as ``stage_error:JSONDecodeError`` (no file named) and the build
+    finished with no data."""
+    import pytest
+
+    from data_pipeline import build
+    from data_pipeline.config import DataConfig, DecontamConfig
+    from data_pipeline.records import RecordError
+    from data_pipeline.stages import decontam
+    from data_pipeline.stages.base import StageContext
+
+    lcb = tmp_path / "lcb.jsonl"
+    problem = {"id": "prob-1", "problem": "Add two numbers.", "solution": "def add(a, b):\n    return a + b", "forward": [], "backward": []}
+    for text, match in (('{"question_id": "q1", "question_content": "Sum."}\n{"question_id": oops}\n', rf"{lcb}:2: not valid JSON"),
+                        ('{"question_id": "q1", "question_content": ["Sum."]}\n', rf"{lcb}: row 1: not a benchmark problem")):
+        lcb.write_text(text)
+        ctx = StageContext(DataConfig(decontam=DecontamConfig(benchmarks=[], livecodebench=str(lcb))))
+        with pytest.raises(RecordError, match=match):
+            build.apply_stage(decontam.process, [problem], ctx, workers=1)
+    lcb.write_text('{"question_id": "q1", "question_content": "Sum."}\n')
+    ctx = StageContext(DataConfig(decontam=DecontamConfig(benchmarks=[], livecodebench=str(lcb))))
+    assert build.apply_stage(decontam.process, [problem], ctx, workers=1)[0] == [problem]
+
+
+def test_a_missing_module_stops_the_build_instead_of_rejecting_every_problem(monkeypatch):
+    import sys
+
+    import pytest
+
+    from data_pipeline import build
+    from data_pipeline.config import DataConfig, DecontamConfig
+    from data_pipeline.stages import decontam
+    from data_pipeline.stages.base import StageContext
+    from semcoder_jax.errors import SemcoderError
+
+    monkeypatch.setitem(sys.modules, "rapidfuzz", None)
+    ctx = StageContext(DataConfig(decontam=DecontamConfig(benchmarks=[])))
+    problem = {"id": "prob-1", "problem": "Add two numbers.", "solution": "def add(a, b):\n    return a + b"}
+    with pytest.raises(SemcoderError, match=r"not installed.*rapidfuzz.*\[data\]"):
+        build.apply_stage(decontam.process, [problem], ctx, workers=1)

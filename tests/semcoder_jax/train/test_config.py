@@ -61,6 +61,10 @@ def test_loss_chunk_size_must_divide_the_sequence():
     ("z_loss=-1e-4", "z_loss must be >= 0"),
     ("data.shuffle_buffer=0", "data.shuffle_buffer must be >= 1"),
     ("model.max_segments=1", "model.max_segments must be 0"),
+    # padding outside the vocabulary embeds as NaN: a padded validation batch's eval_loss was NaN
+    ("data.pad_id=32256", r"data\.pad_id \(32256\) must be a token id of the model, in \[0, 32256\)"),
+    ("data.pad_id=-1", r"data\.pad_id \(-1\) must be a token id"),
+    ("mesh.data=-1", r"at most one .* may be -1 .*got data=-1 fsdp=-1 tensor=1"),  # fsdp=-1 is the default
 ])
 def test_values_that_would_fail_mid_run_are_refused_up_front(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -97,3 +97,32 @@ def test_a_resume_on_another_schedule_or_a_shortened_warmup_says_so(make_config,
         finally:
             trainer.close()
     assert "step 5 was trained on a 5-step schedule; this run's has 8 steps, which the learning rate follows from step 6 on" in caplog.text
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.global_batch_size=16", "data.global_batch_size was 8 but is 16"),
+    # no clipping: an optimiser state of another structure (was Orbax's bare tree-mismatch ValueError)
+    ("optimizer.clip_norm=0", r"its optimiser state does not fit .*optimizer.clip_norm.*init_from=orbax:"),
+], ids=["batch-size", "clipping"])
+def test_a_refused_resume_leaves_the_run_folder_config_as_it_was(make_config, override, message):
+    """``run_dir/config.yaml`` records the config the checkpoints were trained with, not one refused."""
+    from semcoder_jax.config import save_config
+    from semcoder_jax.train.input import DataPosition
+
+    cfg = make_config("mesh.fsdp=8")
+    trainer = Trainer(cfg)
+    try:
+        _, state, _ = trainer.initial_state()
+        trainer.save(1, state, DataPosition(0, 1))
+        trainer.manager.wait_until_finished()
+    finally:
+        trainer.close()
+    save_config(cfg, trainer.run_dir / "config.yaml")
+    before = (trainer.run_dir / "config.yaml").read_text()
+    trainer = Trainer(make_config("mesh.fsdp=8", override))
+    try:
+        with pytest.raises(ConfigError, match=rf"checkpoint .*checkpoints step 1: {message}"):
+            trainer.run()
+    finally:
+        trainer.close()
+    assert (trainer.run_dir / "config.yaml").read_text() == before

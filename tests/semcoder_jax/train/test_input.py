@@ -285,3 +285,51 @@ def test_a_built_folder_of_another_row_length_says_which_to_set(tmp_path):
         {"seq_len": 2048, "splits": {"train": {"files": ["train-00000-of-00001.tfrecord"], "rows": 0}}}))
     with pytest.raises(DataError, match=r"manifest seq_len is 2048 but data.seq_len is 64; set data.seq_len=2048"):
         make_source(DataConfig(path=str(tmp_path), seq_len=64, global_batch_size=1), vocab_size=512, process_index=0, process_count=1)
+
+
+def test_a_file_that_is_not_a_tfrecord_names_the_file(tmp_path):
+    """tf.data's own error for it names no file; a SchemaError is also what every host stops on."""
+    bad = tmp_path / "part-0.tfrecord"
+    bad.write_bytes(b"not a TFRecord file, just some text\n" * 3)
+    with pytest.raises(SchemaError, match=rf"{bad}: record 0"):
+        make_source(DataConfig(path=str(tmp_path / "*.tfrecord"), seq_len=SEQ, global_batch_size=1), 64, 0, 1)
+
+
+def test_a_resume_with_another_tf_data_shuffle_buffer_is_refused(tiny, make_config, tmp_path):
+    """tf.data's shuffle buffer decides which rows a data position means, as the seed does."""
+    from semcoder_jax.config import ConfigError
+    from semcoder_jax.train.trainer import Trainer
+
+    root = _dataset(tiny, tmp_path / "data", n_files=2, rows_per_file=8)
+
+    def config(buffer):
+        return make_config(f"data.path={root}", f"data.seq_len={SEQ}", f"data.shuffle_buffer={buffer}")
+
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=8, shuffle_buffer=4)
+    assert _tags([next(BatchIterator(make_source(cfg, 64), 8))]) != _tags(
+        [next(BatchIterator(make_source(DataConfig(**{**cfg.__dict__, "shuffle_buffer": 16}), 64), 8))])
+    saved = Trainer(config(4))
+    saved.close()
+    trainer = Trainer(config(16))
+    try:
+        with pytest.raises(ConfigError, match="data.shuffle_buffer was 4 but is 16 now"):
+            trainer._check_same_data_order(saved._data_order(), "checkpoint")
+    finally:
+        trainer.close()
+
+
+def test_a_bad_row_in_a_later_epoch_names_that_epoch_and_batch(make_config, tmp_path):
+    """12 rows, one batch of 8 an epoch: row 1 is first read at epoch 1, batch 0 (shuffle seed 0)."""
+    from semcoder_jax.train.trainer import Trainer
+
+    path = tmp_path / "rows.jsonl"
+    rows = [{"input_ids": list(range(i, i + 20)), "loss_mask": [1] * 20} for i in range(12)]  # a row each
+    rows[1]["input_ids"][9] = 600
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    trainer = Trainer(make_config(f"data.path={path}", "max_steps=2", "log_every=100"))
+    trainer.step_fn = lambda state, batch: (state, {})
+    try:
+        with pytest.raises(DataError, match=r"rows\.jsonl'?: epoch 1, batch 0, row \d+: token id 600"):
+            trainer.run()
+    finally:
+        trainer.close()

@@ -171,3 +171,32 @@ def test_a_coordinator_address_without_the_process_count_and_index_names_what_is
     monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: pytest.fail("initialised without a process index"))
     with pytest.raises(ConfigError, match="so .*JAX_PROCESS_ID must be set too"):
         mesh.maybe_initialize_distributed()
+
+
+@pytest.mark.slow
+def test_a_cut_off_file_on_one_host_stops_every_host(tiny, tmp_path):
+    """With a manifest no file is counted, so host 1 finds its shard cut off only when its first batch
+    reads it: both must stop there (host 0 went on into the step's collectives and waited)."""
+    import json
+
+    from semcoder_jax.config import save_config
+    from semcoder_jax.train.input import synthetic_rows
+
+    data = tmp_path / "data"
+    for host in range(2):  # a file a host
+        rows = synthetic_rows(8, 32, 512, seed=host)
+        tiny.write_tfrecords(data / f"train-{host}.tfrecord", [{k: v[i] for k, v in rows.items()} for i in range(8)])
+    cut = data / "train-1.tfrecord"
+    cut.write_bytes(cut.read_bytes()[:-3])
+    (data / "manifest.json").write_text(json.dumps({"seq_len": 32, "splits": {"train": {
+        "files": ["train-0.tfrecord", "train-1.tfrecord"], "rows": 16, "shard_rows": [8, 8]}}}))
+    config = tmp_path / "config.yaml"
+    save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=2", f"data.path={data}"), config)
+    with two_processes(tiny, config, tmp_path / "run") as procs:
+        try:
+            outs = [p.communicate(timeout=180)[0] for p in procs]
+        except subprocess.TimeoutExpired:
+            pytest.fail("a process was still running: one host stopped and the other waited for it")
+    assert [p.returncode for p in procs] == [2, 2], "\n".join(o[-3000:] for o in outs)
+    assert f"{cut}: a record is truncated" in outs[1], outs[1][-3000:]
+    assert "process(es) [1] found rows they cannot train on" in outs[0], outs[0][-3000:]
