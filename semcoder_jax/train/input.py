@@ -466,7 +466,7 @@ def stop_together(problem: Exception | None, where: str) -> None:
         bad = np.asarray(multihost_utils.process_allgather(np.array(problem is not None)))
         if bad.any() and problem is None:
             problem = DataError(f"{where}: process(es) {np.flatnonzero(bad).tolist()} found rows they cannot "
-                                "train on (their logs say which); every process stops")
+                                "train on, or could not read them (their logs say which); every process stops")
     if problem is not None:
         raise problem
 

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 
 from semcoder_jax.config import ConfigError, save_config
 from semcoder_jax.model.config import ModelConfig
-from semcoder_jax.packed_schema import SchemaError
 from semcoder_jax.train import checkpointing
 from semcoder_jax.train.config import TrainConfig
 from semcoder_jax.train.input import (
@@ -122,7 +121,7 @@ class Trainer:
             if self.max_segments and (source.max_runs or 0) > self.max_segments:
                 raise DataError(f"{where}: rows hold up to {source.max_runs} runs of segment ids (padding counted), "
                                 f"more than model.max_segments={self.max_segments} allows")
-        except (DataError, SchemaError) as e:
+        except Exception as e:  # noqa: BLE001 - whatever it is, every process must stop (this one re-raises it)
             problem = e
         stop_together(problem, where)
         return source
@@ -274,7 +273,7 @@ class Trainer:
             check_token_ids(host_batch["input_ids"], self.cfg.model.vocab_size, where)
             if self.check_batch_runs:
                 check_segment_runs(host_batch["segment_ids"], self.max_segments, where)
-        except (DataError, SchemaError) as e:  # a shard cut off or off the schema is found only as it is read
+        except Exception as e:  # noqa: BLE001 - a shard cut off, off the schema or unreadable is found only as it is read
             problem = e
         stop_together(problem, where)
         return host_batch

@@ -174,9 +174,11 @@ def test_a_coordinator_address_without_the_process_count_and_index_names_what_is
 
 
 @pytest.mark.slow
-def test_a_cut_off_file_on_one_host_stops_every_host(tiny, tmp_path):
-    """With a manifest no file is counted, so host 1 finds its shard cut off only when its first batch
-    reads it: both must stop there (host 0 went on into the step's collectives and waited)."""
+@pytest.mark.parametrize("damage", ["cut off", "unreadable"])
+def test_a_cut_off_file_on_one_host_stops_every_host(tiny, tmp_path, damage):
+    """With a manifest no file is counted, so host 1 finds its shard cut off (or, a folder in its place,
+    unreadable: an error of TensorFlow's own) only when its first batch reads it: both must stop there
+    (host 0 went on into the step's collectives and waited)."""
     import json
 
     from semcoder_jax.config import save_config
@@ -187,7 +189,11 @@ def test_a_cut_off_file_on_one_host_stops_every_host(tiny, tmp_path):
         rows = synthetic_rows(8, 32, 512, seed=host)
         tiny.write_tfrecords(data / f"train-{host}.tfrecord", [{k: v[i] for k, v in rows.items()} for i in range(8)])
     cut = data / "train-1.tfrecord"
-    cut.write_bytes(cut.read_bytes()[:-3])
+    if damage == "cut off":
+        cut.write_bytes(cut.read_bytes()[:-3])
+    else:
+        cut.unlink()
+        cut.mkdir()
     (data / "manifest.json").write_text(json.dumps({"seq_len": 32, "splits": {"train": {
         "files": ["train-0.tfrecord", "train-1.tfrecord"], "rows": 16, "shard_rows": [8, 8]}}}))
     config = tmp_path / "config.yaml"
@@ -197,6 +203,7 @@ def test_a_cut_off_file_on_one_host_stops_every_host(tiny, tmp_path):
             outs = [p.communicate(timeout=180)[0] for p in procs]
         except subprocess.TimeoutExpired:
             pytest.fail("a process was still running: one host stopped and the other waited for it")
-    assert [p.returncode for p in procs] == [2, 2], "\n".join(o[-3000:] for o in outs)
-    assert f"{cut}: a record is truncated" in outs[1], outs[1][-3000:]
+    # A cut-off record is a data error (exit 2); TensorFlow's own error is a traceback (exit 1).
+    assert [p.returncode for p in procs] == [2, 2 if damage == "cut off" else 1], "\n".join(o[-3000:] for o in outs)
+    assert (f"{cut}: a record is truncated" if damage == "cut off" else "Is a directory") in outs[1], outs[1][-3000:]
     assert "process(es) [1] found rows they cannot train on" in outs[0], outs[0][-3000:]
