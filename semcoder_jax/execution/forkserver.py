@@ -470,7 +470,7 @@ class ForkServer:
         os.set_blocking(self.req_fd, False)
         self.respond({"ready": True, "network_isolated": self.network_isolated, "disk_isolated": self.disk_isolated,
                       "host_read_only": self.host_read_only, "pid_isolated": self.pid_isolated,
-                      "pid": os.getpid(), "tmp_root": self.tmp_root})
+                      "tmp_root": self.tmp_root})
         while not (self.eof and not self.running):
             timeout = None
             if self.running:
