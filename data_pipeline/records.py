@@ -28,9 +28,21 @@ def read_jsonl(
 
     Bad: not a JSON object, a ``required`` field missing, text with a lone surrogate (``"\\ud800"``
     parses but cannot be written back as UTF-8), or a reason from ``check(row)``."""
+    return [row for _, row in read_jsonl_lines(path, skip_bad=skip_bad, rejects=rejects, required=required, check=check)]
+
+
+def read_jsonl_lines(
+    path: str | Path,
+    *,
+    skip_bad: bool = False,
+    rejects: list[dict[str, Any]] | None = None,
+    required: Iterable[str] = (),
+    check: Callable[[dict[str, Any]], str | None] | None = None,
+) -> list[tuple[int, dict[str, Any]]]:
+    """``read_jsonl`` with each row's line number, so later checks can name FILE:LINE too."""
     path = Path(path)
     required = tuple(required)
-    out: list[dict[str, Any]] = []
+    out: list[tuple[int, dict[str, Any]]] = []
 
     def bad(lineno: int, text: str, reason: str) -> None:
         if not skip_bad:
@@ -45,7 +57,7 @@ def read_jsonl(
         if reason:
             bad(lineno, json.dumps(obj, ensure_ascii=bool(surrogate)), reason)
         else:
-            out.append(obj)
+            out.append((lineno, obj))
     return out
 
 

@@ -1,4 +1,4 @@
-"""SemCoder's released data as a source, read as is (local JSONL or the hub through ``datasets``).
+"""SemCoder's released data as a source, read as is (local JSONL or parquet, or the hub through ``datasets``).
 
 ``semcoder/PyX`` rows have ``nl``, ``fwd_mnl``, ``bwd_mnl`` (exactly one non-empty) and
 ``response``; ``semcoder/PyX-R`` rows have ``fault`` and ``response``. The non-empty field is the
@@ -12,18 +12,29 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from data_pipeline.config import DataConfig, resolve_path
-from data_pipeline.records import RecordError, read_jsonl
+from data_pipeline.records import RecordError, read_jsonl_lines
 from data_pipeline.stages.format import formatted
 
 PYX_FIELDS = {"nl": "nl2code", "fwd_mnl": "forward", "bwd_mnl": "backward"}
 
 
-def load_rows(source: str, split: str = "train", *, skip_bad: bool = False, rejects: list | None = None) -> tuple[list[dict[str, Any]], str]:
-    """Rows of a local ``.jsonl``/``.jsonl.gz`` file (found as the config's other paths are), or of a hub
-    dataset id."""
+def load_rows(source: str, split: str = "train", *, skip_bad: bool = False,
+              rejects: list | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``(where, row)`` for each row of a local ``.jsonl``/``.jsonl.gz`` file (found as the config's other
+    paths are; ``where`` is FILE:LINE), a local ``.parquet`` file or a hub dataset id (``where`` names the
+    row's index in the dataset, counting from 0: these rows have no lines)."""
     local = resolve_path(source)
+    if local.endswith(".parquet"):  # the hub's own format, downloaded
+        import pyarrow
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(local)
+        except (OSError, pyarrow.ArrowException) as e:
+            raise RecordError(f"{local}: cannot read as parquet ({e})") from None
+        return [(f"{local} row {i}", row) for i, row in enumerate(table.to_pylist())]
     if Path(local).exists() or source.endswith((".jsonl", ".jsonl.gz", ".json")):
-        return read_jsonl(local, skip_bad=skip_bad, rejects=rejects), local
+        return [(f"{local}:{n}", row) for n, row in read_jsonl_lines(local, skip_bad=skip_bad, rejects=rejects)]
     import datasets
 
     try:
@@ -31,18 +42,18 @@ def load_rows(source: str, split: str = "train", *, skip_bad: bool = False, reje
     except Exception as e:  # noqa: BLE001 - offline, no such dataset or split: datasets raises many kinds
         raise RecordError(f"cannot load {source}[{split}] from the Hugging Face hub ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}); give a local .jsonl path instead") from None
-    return [dict(r) for r in rows], f"{source}[{split}]"
+    return [(f"{source}[{split}] row {i}", dict(r)) for i, r in enumerate(rows)]
 
 
 def pyx_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
     not_text = [k for k in (*PYX_FIELDS, "response") if row.get(k) is not None and not isinstance(row[k], str)]
     if not_text:
-        raise RecordError(f"{where}: row {index}: field {not_text[0]!r} is not text")
+        raise RecordError(f"{where}: field {not_text[0]!r} is not text")
     present = [k for k in PYX_FIELDS if (row.get(k) or "").strip()]
     if len(present) != 1:
-        raise RecordError(f"{where}: row {index}: expected exactly one of nl/fwd_mnl/bwd_mnl non-empty, got {present or 'none'}")
+        raise RecordError(f"{where}: expected exactly one of nl/fwd_mnl/bwd_mnl non-empty, got {present or 'none'}")
     if not (row.get("response") or "").strip():
-        raise RecordError(f"{where}: row {index}: missing or empty field 'response'")
+        raise RecordError(f"{where}: missing or empty field 'response'")
     kind = PYX_FIELDS[present[0]]
     return formatted(f"pyx-{index:07d}", kind, row[present[0]], row["response"], source="released-pyx")
 
@@ -50,13 +61,14 @@ def pyx_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
 def pyxr_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
     for k in ("fault", "response"):
         if not isinstance(row.get(k), str) or not row[k].strip():
-            raise RecordError(f"{where}: row {index}: missing or empty field {k!r}")
+            raise RecordError(f"{where}: missing or empty field {k!r}")
     return formatted(f"pyxr-{index:07d}", "refine", row["fault"], row["response"], source="released-pyx-r")
 
 
-def _convert(rows: Iterable[dict[str, Any]], where: str, fn, config: DataConfig, rejects: list) -> list[dict[str, Any]]:
+def _convert(rows: Iterable[tuple[str, dict[str, Any]]], fn, config: DataConfig, rejects: list) -> list[dict[str, Any]]:
+    """Records of ``(where, row)`` pairs; ``where`` starts every error. Ids count the rows read."""
     out = []
-    for i, row in enumerate(rows):
+    for i, (where, row) in enumerate(rows):
         if config.released.limit and i >= config.released.limit:
             break
         try:
@@ -79,9 +91,9 @@ def released_records(config: DataConfig) -> tuple[list[dict[str, Any]], dict[str
         if not src:
             continue
         bad: list[dict[str, Any]] = []
-        rows, where = load_rows(src, config.released.split, skip_bad=config.skip_bad, rejects=bad)
+        rows = load_rows(src, config.released.split, skip_bad=config.skip_bad, rejects=bad)
         rejects = [{"record": b, "reason": "malformed_jsonl", "detail": b["reason"]} for b in bad]
-        recs = _convert(rows, where, fn, config, rejects)
+        recs = _convert(rows, fn, config, rejects)
         stages[f"released_{key}"] = {"in": len(recs) + len(rejects), "kept": len(recs), "out": len(recs),
                                      "rejected": dict(Counter(r["reason"] for r in rejects)), "notes": {}}
         if rejects:

@@ -74,10 +74,7 @@ def step_sentence(step: Step, offset: int | None = LINE_LABEL_OFFSET) -> str:
 
 def understanding(code: str, name: str = "f") -> tuple[str, list[str]]:
     """Static description of the function (no values), and its parameter names."""
-    tree = ast.parse(code)
-    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
-    if fn is None:
-        fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
+    fn = _function(code, name)
     params = [a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]]
     kinds = set(type(n).__name__ for n in ast.walk(fn))
     called = sorted({n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)})
@@ -130,7 +127,8 @@ def forward_monologue(code: str, call_input: str, trace: Any, *, max_steps: int 
         lines.append("- ... the execution continues ...")
     if view.steps:
         lines.append(f"- {label(view.steps[-1].line)}: the function returns `{view.return_repr}`.")
-    lines += ["", "### Conclusion", f"The function returns `{view.return_repr}` for the input `{call_input}`.", "[/MONOLOGUE]",
+    given = f"the input `{call_input}`" if call_input.strip() else "the call `f()`"
+    lines += ["", "### Conclusion", f"The function returns `{view.return_repr}` for {given}.", "[/MONOLOGUE]",
               "[ANSWER]", f"assert f({call_input}) == {view.return_repr}", "[/ANSWER]"]
     return "\n".join(lines)
 
@@ -154,9 +152,15 @@ def backward_monologue(code: str, call_input: str, output: str, trace: Any, *, m
     return "\n".join(lines)
 
 
-def understanding_params(code: str) -> list[str]:
+def _function(code: str, name: str) -> ast.FunctionDef:
+    """The top-level function ``name`` (a helper may come first), else the first function."""
     tree = ast.parse(code)
-    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
+    fn = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+    return fn or next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
+
+
+def understanding_params(code: str, name: str = "f") -> list[str]:
+    fn = _function(code, name)
     return [a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]]
 
 
@@ -164,7 +168,7 @@ def refine_rationale(buggy: str, fixed: str, failing_input: str, expected: str, 
     """Rubber-duck debugging from the faulty trace: simulation, root cause (the differing lines), fix."""
     import difflib
 
-    view = view_trace(trace, understanding_params(buggy))
+    view = view_trace(trace, understanding_params(buggy, entry))
     head, tail, skipped = _select(view.steps, max_steps)
     got = view.return_repr
     exc = _get(trace, "exception", "exc", default=None)

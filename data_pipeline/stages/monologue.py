@@ -2,7 +2,8 @@
 
 Annotators: ``builtin`` (from the real trace, see ``annotator_trace``) or ``llm`` (rejection
 sampling with few-shot examples). Either way a monologue is kept only if its ``[ANSWER]`` assertion
-passes in the sandbox and keeps the given input (forward) or output (backward).
+passes in the sandbox and keeps the given input (forward) or output (backward). A function without
+parameters gets no backward task (its only input is ``f()``), counted in the stage's notes.
 """
 
 from __future__ import annotations
@@ -42,6 +43,15 @@ def as_f(solution: str, entry: str) -> str:
     if entry == "f":
         return ast.unparse(ast.parse(solution))
     return ast.unparse(_Rename(entry, "f").visit(ast.parse(solution)))
+
+
+def takes_no_arguments(code: str) -> bool:
+    """``f`` of ``code`` has no parameters at all (not even ``*args``): ``f()`` is its only call."""
+    fn = next((n for n in ast.parse(code).body if isinstance(n, ast.FunctionDef) and n.name == "f"), None)
+    if fn is None:
+        return False
+    a = fn.args
+    return not (a.posonlyargs or a.args or a.kwonlyargs or a.vararg or a.kwarg)
 
 
 def extract_answer(response: str) -> str | None:
@@ -183,10 +193,14 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     order = rng.sample(range(len(tests)), len(tests))
     out = dict(record, code=code, forward=[], backward=[])
     wanted = {"forward": cfg.forward_per_problem, "backward": cfg.backward_per_problem}
+    if wanted["backward"] and takes_no_arguments(code):  # its one input is the empty call: nothing to deduce
+        ctx.note("monologue.backward_skipped_no_parameters", wanted["backward"])
+        wanted["backward"] = 0
     pos = 0
     for kind in ("forward", "backward"):
-        for _ in range(wanted[kind]):
+        for done in range(wanted[kind]):
             if pos >= len(order):
+                ctx.note(f"monologue.{kind}_no_test_left", wanted[kind] - done)
                 break
             test = tests[order[pos]]
             pos += 1

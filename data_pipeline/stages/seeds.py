@@ -31,7 +31,7 @@ def extract_seeds(source: str, *, kinds: tuple[str, ...] = ("function", "class",
         segment = ast.get_source_segment(source, node, padded=False)
         if segment is None:
             continue
-        segment = _dedent_segment(segment, node.col_offset)
+        segment = _dedent_segment(segment, node)
         if segment.count("\n") + 1 < min_lines:
             continue
         try:
@@ -43,10 +43,28 @@ def extract_seeds(source: str, *, kinds: tuple[str, ...] = ("function", "class",
     return out
 
 
-def _dedent_segment(segment: str, col: int) -> str:
+def _dedent_segment(segment: str, node: ast.stmt) -> str:
+    """The segment moved left by the node's column. Lines that continue a multi-line string keep
+    their text: moving them would change the string's value."""
+    col = node.col_offset
+    verbatim = _string_continuation_lines(node)
     lines = source_lines(segment)
-    rest = [ln[col:] if ln[:col].strip() == "" else ln.lstrip() for ln in lines[1:]]
+    rest = [ln if i in verbatim else ln[col:] if ln[:col].strip() == "" else ln.lstrip()
+            for i, ln in enumerate(lines[1:], start=node.lineno + 1)]
     return "\n".join([lines[0], *rest])
+
+
+def _string_continuation_lines(node: ast.AST) -> set[int]:
+    """Source line numbers that begin inside a string literal (f-strings whole) under ``node``."""
+    out: set[int] = set()
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, ast.JoinedStr) or isinstance(n, ast.Constant) and isinstance(n.value, (str, bytes)):
+            out.update(range(n.lineno + 1, n.end_lineno + 1))
+        else:
+            stack.extend(ast.iter_child_nodes(n))
+    return out
 
 
 def collect_seeds(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -1,7 +1,8 @@
 """Problem + solution from each seed: an LLM (OSS-Instruct prompt) or, offline, the seed itself.
 
 Offline mode turns a shipped seed function into a problem: its docstring is the description and its
-``>>> name(args)`` lines are the seed inputs. Seeds without both are rejected (``no_offline_problem``).
+``>>> name(args)`` lines are the seed inputs (``>>> name()``, the empty input, for a function without
+parameters). Seeds without both are rejected (``no_offline_problem``).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def offline_problem(seed: dict[str, Any]) -> dict[str, Any] | Reject:
     if not doc:
         return Reject("no_offline_problem", "function without docstring")
     description = [ln for ln in doc.splitlines() if not ln.strip().startswith(">>>")]
-    inputs = [a for a in (call_arguments(ln.strip(), fn.name) for ln in doc.splitlines() if ln.strip().startswith(">>>")) if a]
+    inputs = [a for a in (call_arguments(ln.strip(), fn.name) for ln in doc.splitlines() if ln.strip().startswith(">>>")) if a is not None]
     if not inputs:
         return Reject("no_offline_problem", "docstring without >>> examples")
     fn.body = fn.body[1:] or [ast.Pass()]

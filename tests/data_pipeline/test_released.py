@@ -1,6 +1,7 @@
 """Reading SemCoder's released PYX / PYX-R rows."""
 
 import json
+import re
 import pytest
 from data_pipeline.records import RecordError
 from semcoder_jax import prompts
@@ -19,7 +20,7 @@ def test_released_rows(tmp_path):
     pyxr_path = tmp_path / "pyxr.jsonl"
     pyxr_path.write_text(json.dumps({"fault": "### Problem\n...", "response": "[MONOLOGUE]..."}) + "\n")
     cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyx=str(pyx), pyxr=str(pyxr_path)))
-    with pytest.raises(RecordError, match="row 3: expected exactly one of nl/fwd_mnl/bwd_mnl"):
+    with pytest.raises(RecordError, match=r"pyx\.jsonl:4: expected exactly one of nl/fwd_mnl/bwd_mnl"):
         released_records(cfg)
     cfg.skip_bad = True
     recs, stages = released_records(cfg)
@@ -58,3 +59,41 @@ def test_released_paths_are_found_as_the_configs_other_paths(tmp_path, monkeypat
     cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyxr="data/pyxr"))
     recs, stages = released_records(cfg)
     assert [r["kind"] for r in recs] == ["refine"] and stages["released_pyxr"]["kept"] == 1
+
+
+def test_released_errors_name_the_file_line_not_the_row_count(tmp_path):
+    """Errors said "row N", counting parsed rows: blank and skipped bad lines made N point elsewhere."""
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    good = json.dumps({"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "def add(a, b): return a + b"})
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text(f"\n{good}\n\n{json.dumps({'nl': 'Write sub.', 'response': ''})}\n")
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyx=str(pyx)))
+    with pytest.raises(RecordError, match="^" + re.escape(f"{pyx}:4: missing or empty field 'response'") + "$"):
+        released_records(cfg)
+    pyx.write_text(f"{good}\n{{not json\n\n{json.dumps({'fault': 'x', 'response': 'y'})}\n{good}\n")
+    cfg.skip_bad = True
+    recs, stages = released_records(cfg)
+    assert len(recs) == 2 and stages["released_pyx"]["rejected"] == {"malformed_jsonl": 1, "malformed_row": 1}
+    rejects = [json.loads(ln) for ln in (tmp_path / "out/stages/released_pyx/rejects-00000.jsonl").read_text().splitlines()]
+    assert rejects[0]["record"]["line"] == 2
+    assert rejects[1]["detail"] == f"{pyx}:4: expected exactly one of nl/fwd_mnl/bwd_mnl non-empty, got none"
+
+
+def test_released_parquet_rows_are_read_and_named_by_row_index(tmp_path):
+    """The hub serves parquet; a downloaded file was read as JSON lines and failed on its bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    pyxr = tmp_path / "pyxr.parquet"
+    pq.write_table(pa.Table.from_pylist([{"fault": "### Problem\n...", "response": "[MONOLOGUE]..."},
+                                         {"fault": "### Problem\n...", "response": ""}]), pyxr)
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyxr=str(pyxr)))
+    with pytest.raises(RecordError, match="^" + re.escape(f"{pyxr} row 1: missing or empty field 'response'") + "$"):
+        released_records(cfg)
+    cfg.skip_bad = True
+    recs, stages = released_records(cfg)
+    assert [r["kind"] for r in recs] == ["refine"] and stages["released_pyxr"]["rejected"] == {"malformed_row": 1}

@@ -28,3 +28,15 @@ def test_builtin_monologue_from_a_recorded_trace():
     assert "### Reverse Deduction" in bwd and "### Execution Simulation" not in bwd
     assert bwd.index("sets `s` to `5`") < bwd.index("sets `s` to `2`")  # reasons from the output back
     assert "binds `a` to `[2, 3]`" in bwd
+
+
+def test_bindings_are_those_of_f_when_a_helper_is_defined_first():
+    """The parameters were the first function's: with a helper ``g(x)`` before ``f(x, y)`` the call
+    was said to bind only ``x``."""
+    code = "def g(x):\n    return x\n\ndef f(x, y):\n    return g(x) + y"
+    trace = {"events": [
+        {"kind": "call", "line": 4, "locals": {"x": "1", "y": "2"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 5, "source": "return g(x) + y", "locals": {}, "depth": 1, "frame": 0},
+        {"kind": "return", "line": 5, "value": "3", "depth": 1, "frame": 0}], "return_repr": "3", "truncated": False}
+    assert "- The call binds `x` to `1` and `y` to `2`." in annotator_trace.forward_monologue(code, "1, 2", trace)
+    assert "binds `x` to `1` and `y` to `2`" in annotator_trace.backward_monologue(code, "1, 2", "3", trace)

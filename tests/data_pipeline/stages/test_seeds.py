@@ -1,5 +1,7 @@
 """Seed extraction from a code corpus: kinds, duplicates, unparsable files."""
 
+import ast
+
 from data_pipeline.stages.seeds import extract_seeds
 
 
@@ -36,3 +38,18 @@ def test_a_corpus_file_too_deep_to_parse_is_rejected_not_fatal(tmp_path):
     records, rejects = collect_seeds(DataConfig(corpus_dirs=[str(tmp_path)]))
     assert [r["name"] for r in records] == ["h"]
     assert [(r["record"]["source_file"], r["reason"]) for r in rejects] == [("deep.py", "unparsable_file")]
+
+
+def _strings(tree: ast.AST) -> list:
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, (str, bytes))]
+
+
+def test_nested_seed_keeps_multiline_strings_exactly():
+    """Dedenting a method moved every line by its column: string lines indented less than the
+    ``def`` lost all their leading spaces, the others lost the method's indentation."""
+    src = ('class A:\n    def m(self):\n        s = """\n  two\n        eight\n"""\n'
+           '        t = f"""{s}\n   three"""\n        return s + t, b"""\n b"""\n')
+    method = ast.parse(src).body[0].body[0]
+    (seed,) = extract_seeds(src, kinds=("function",))
+    assert seed["code"].startswith("def m(self):\n    s = ")
+    assert _strings(ast.parse(seed["code"])) == _strings(method) and "\n  two\n        eight\n" in _strings(method)

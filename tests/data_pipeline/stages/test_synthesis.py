@@ -43,3 +43,34 @@ def test_given_problems_skip_synthesis_in_any_mode():
         (out,) = synthesis.process(seed, StageContext(DataConfig(synthesis=mode)))
         assert out["id"] == "prob-x" and out["entry_point"] == "add" and out["seed_inputs"] == ["1, 2"]
     assert isinstance(synthesis.process({**seed, "solution": "x = 1"}, StageContext(DataConfig())), Reject)
+
+
+def test_offline_zero_argument_function_is_built_with_the_empty_call_forward_only():
+    """``>>> f()`` gave the empty argument text, dropped as "no example": every function without
+    parameters was rejected. Its one input is the empty call; a backward task (deduce the input)
+    has nothing to deduce, so it is skipped and counted."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import executability, inputs, monologue
+    from data_pipeline.stages.base import StageContext
+    from data_pipeline.stages.seeds import extract_seeds
+    from semcoder_jax.prompts import execution_instruction
+
+    src = 'def greeting():\n    """Join fixed words.\n    >>> greeting()\n    """\n    parts = ["hello", "world"]\n    return " ".join(parts)\n'
+    seed = {"id": "seed-z", **extract_seeds(src, kinds=("function",))[0]}
+    ctx = StageContext(DataConfig())
+    try:
+        (problem,) = synthesis.process(seed, ctx)
+        assert problem["seed_inputs"] == [""] and "`greeting()`" in problem["problem"]
+        (record,) = executability.process(problem, ctx)
+        (record,) = inputs.process(record, ctx)
+        assert record["tests"] == [{"input": "", "output": "'hello world'"}]
+        (built,) = monologue.process(record, ctx)
+        assert built["backward"] == [] and ctx.notes == {"monologue.backward_skipped_no_parameters": 1}
+        ctx.config.forward_per_problem = 2  # a second forward task finds no test left: counted too
+        monologue.process(record, ctx)
+        assert ctx.notes["monologue.forward_no_test_left"] == 1
+    finally:
+        ctx.close()
+    (fwd,) = built["forward"]
+    assert fwd["response"].endswith("for the call `f()`.\n[/MONOLOGUE]\n[ANSWER]\nassert f() == 'hello world'\n[/ANSWER]")
+    assert "assert f() == ??" in execution_instruction(built["code"], input=fwd["input"])
