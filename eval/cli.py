@@ -26,6 +26,10 @@ def register(subparsers) -> None:
     score.add_argument("--benchmark", required=True, choices=BENCHMARKS)
     score.add_argument("--samples", required=True, help="EvalPlus-style JSONL or CRUXEval generations JSON")
     score.add_argument("--data", help="local benchmark data file (LiveCodeBench: required offline)")
+    score.add_argument("--prompt-style", default="semcoder", help="the prompt style raw CRUXEval/LCB-Exec completions "
+                       "answered (semcoder, direct, cot), read as `eval run` reads them")
+    score.add_argument("--quotes", action=argparse.BooleanOptionalAction, default=None,
+                       help="read raw answers' double quotes back as single ones (default: with --prompt-style semcoder)")
     score.add_argument("--sanitize", action="store_true", help="apply EvalPlus's sanitiser to HumanEval/MBPP programs")
     score.add_argument("--base-only", action="store_true", help="HumanEval/MBPP: base tests only")
     score.add_argument("--json", action="store_true", help="print one JSON line")
@@ -127,9 +131,15 @@ def _score(args: argparse.Namespace) -> int:
     from eval.samples_io import read_samples
     from eval.scoring import score
     from eval.scoring.sanitize import sanitize
+    from eval.tasks import check_style
+    from semcoder_jax.errors import SemcoderError
 
+    try:
+        check_style(args.benchmark, args.prompt_style)
+    except ValueError as e:
+        raise SemcoderError(str(e)) from None
     problems = load_problems(args.benchmark, path=args.data)
-    samples = read_samples(args.samples, args.benchmark, problems)
+    samples = read_samples(args.samples, args.benchmark, problems, style=args.prompt_style, quotes=args.quotes)
     if args.sanitize and args.benchmark in ("humaneval", "mbpp"):
         by_id = {p.task_id: p for p in problems}
         samples = {t: [sanitize(s, by_id[t].entry_point) for s in ss] for t, ss in samples.items()}

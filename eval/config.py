@@ -60,7 +60,9 @@ class EvalConfig:
 
     @property
     def use_quotes(self) -> bool:
-        return self.prompt_style == "semcoder" if self.quotes is None else self.quotes
+        from eval.tasks import default_quotes
+
+        return default_quotes(self.prompt_style, self.quotes)
 
     def problem_options(self) -> dict:
         if self.benchmark == "lcb-lite":

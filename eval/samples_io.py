@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from semcoder_jax import prompts as P
+from eval.tasks import check_style, default_quotes, to_sample
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.jsonl import iter_jsonl
 
@@ -30,7 +30,7 @@ def _first_string_field(row: dict, keys: Sequence[str], where: str) -> tuple[str
     return key, value
 
 
-def _sample_from_row(benchmark: str, problem: Any, row: dict, where: str) -> str:
+def _sample_from_row(benchmark: str, problem: Any, row: dict, where: str, style: str, quotes: bool) -> str:
     if benchmark in PROGRAM_BENCHMARKS:
         key, value = _first_string_field(row, ("solution", "completion", "code"), where)
         if key == "completion" and benchmark != "lcb-lite":
@@ -39,11 +39,17 @@ def _sample_from_row(benchmark: str, problem: Any, row: dict, where: str) -> str
     key, value = _first_string_field(row, ("answer", "completion", "generation"), where)
     if key == "answer":
         return value
-    return P.extract_answer(value, "input" if benchmark == "cruxeval-i" else "output")
+    return to_sample(benchmark, problem, value, style, quotes)
 
 
-def read_samples(path: str | Path, benchmark: str, problems: Sequence[Any]) -> dict[str, list[str]]:
-    """``{task_id: [sample, ...]}`` in the benchmark's problem order."""
+def read_samples(
+    path: str | Path, benchmark: str, problems: Sequence[Any], *, style: str = "semcoder", quotes: bool | None = None
+) -> dict[str, list[str]]:
+    """``{task_id: [sample, ...]}`` in the benchmark's problem order. A raw completion of an
+    execution-prediction benchmark is read as ``eval run`` reads one from a ``style`` prompt
+    (with ``quotes``, default per style: double quotes back to single ones)."""
+    check_style(benchmark, style)
+    quotes = default_quotes(style, quotes)
     path = Path(path)
     if not path.exists():
         raise SamplesError(f"{path}: file not found")
@@ -73,7 +79,7 @@ def read_samples(path: str | Path, benchmark: str, problems: Sequence[Any]) -> d
                 raise SamplesError(f"{where}: missing or non-string task_id")
             if task_id not in by_id:
                 raise SamplesError(f"{where}: unknown task_id {task_id!r} for {benchmark}")
-            out.setdefault(task_id, []).append(_sample_from_row(benchmark, by_id[task_id], row, where))
+            out.setdefault(task_id, []).append(_sample_from_row(benchmark, by_id[task_id], row, where, style, quotes))
     if not out:
         raise SamplesError(f"{path}: no samples")
     return {p.task_id: out[p.task_id] for p in problems if p.task_id in out}

@@ -58,8 +58,14 @@ def stop_strings(benchmark: str, style: str = "semcoder") -> tuple[str, ...]:
     return (P.ANSWER_STOP,)
 
 
+def default_quotes(style: str, quotes: bool | None = None) -> bool:
+    """SemCoder's quote handling (double quotes in the prompt, answers read back with single ones):
+    on for its own prompts unless set, as its monologue data taught the model double quotes."""
+    return style == "semcoder" if quotes is None else quotes
+
+
 def to_sample(benchmark: str, problem: Any, completion: str, style: str = "semcoder", quotes: bool = True, sanitize: bool = True) -> str:
-    """What the scorer executes for one completion."""
+    """What the scorer executes for one completion (``eval run`` and ``eval score`` alike)."""
     if benchmark in ("humaneval", "mbpp"):
         from eval.scoring.sanitize import sanitize as _sanitize
 
@@ -71,9 +77,15 @@ def to_sample(benchmark: str, problem: Any, completion: str, style: str = "semco
         from eval.scoring.livecodebench import extract_code
 
         return extract_code(completion)
-    mode = "input" if benchmark == "cruxeval-i" else "output"
-    answer = P.extract_answer(completion, mode)
-    if quotes:  # the prompt had double quotes; the benchmark's literals use single ones
+    if benchmark == "lcb-exec":
+        from eval.scoring.execution_prediction import extract_lcb_execution_answer
+
+        # Generation stops at [/ANSWER] and leaves it out; lcb_runner generates past it and reads it.
+        closed = completion if P.ANSWER_STOP in completion else completion + P.ANSWER_STOP
+        answer = extract_lcb_execution_answer(closed, cot=style != "direct")
+    else:
+        answer = P.extract_answer(completion, "input" if benchmark == "cruxeval-i" else "output")
+    if quotes:  # the prompt had double quotes; the benchmark's literals use single ones (SemCoder's process_cruxeval.py)
         answer = answer.replace('"', "'")
     return answer
 

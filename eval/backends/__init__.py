@@ -55,8 +55,8 @@ class Backend(Protocol):
         seed: int = 0,
     ) -> list[list[str]]:
         """``n`` completions a prompt. Prompt i is sampled with seed ``seed + i * n`` (its sample j
-        with ``seed + i * n + j`` where a backend seeds samples), so a prompt's samples do not depend on
-        the other prompts of the call; the HF backend seeds the call as a whole."""
+        with ``seed + i * n + j`` where a backend seeds samples: hf, jax), so a prompt's samples do not
+        depend on the other prompts of the call or on the batch size."""
         ...
 
     def identity(self) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""transformers ``generate``: batched, left-padded prompts; greedy or temperature/top-p sampling."""
+"""transformers ``generate``: batched, left-padded prompts; greedy or temperature/top-p sampling
+with a seed per sample (``seed + i * n + j``), as the other backends."""
 
 from __future__ import annotations
 
@@ -57,40 +58,67 @@ class HFBackend:
         seed: int = 0,
     ) -> list[list[str]]:
         import torch
+        from transformers import LogitsProcessorList
 
-        out: list[list[str]] = []
         pad = self.tokenizer.pad_token_id
         pad = self.tokenizer.eos_token_id if pad is None else pad
         eos = self.model.generation_config.eos_token_id
         if eos is None:
             eos = self.tokenizer.eos_token_id
-        torch.manual_seed(seed)
+        eos_ids = eos if isinstance(eos, list) else [eos]
+        per = n if temperature > 0 else 1
+        ids = [self.tokenizer(p).input_ids for p in prompts for _ in range(per)]
+        rows: list[list[int]] = []
         bs = max(1, self.config.batch_size)
-        for start in range(0, len(prompts), bs):
-            batch = [self.tokenizer(p).input_ids for p in prompts[start : start + bs]]
-            width = max(len(ids) for ids in batch)
-            input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in batch], device=self.device)
-            mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in batch], device=self.device)
-            kwargs: dict[str, Any] = {"max_new_tokens": max_new_tokens, "pad_token_id": pad, "eos_token_id": eos}
+        for start in range(0, len(ids), bs):
+            batch = ids[start : start + bs]
+            width = max(len(r) for r in batch)
+            input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in batch], device=self.device)
+            mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch], device=self.device)
+            # Greedy decoding either way (no top-k cut from the model's generation config); sampling is
+            # the processor's, from a generator per row.
+            kwargs: dict[str, Any] = dict(
+                max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, do_sample=False,
+                num_return_sequences=1, temperature=None, top_p=None, top_k=None,
+            )
             if temperature > 0:
-                # top_k=0: no top-k cut, as the other backends, whatever the model's generation config says.
-                kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0, num_return_sequences=n)
-            else:
-                kwargs.update(do_sample=False, num_return_sequences=1, temperature=None, top_p=None, top_k=None)
+                seeds = range(seed + start, seed + start + len(batch))  # row k = prompt k // n, sample k % n
+                kwargs["logits_processor"] = LogitsProcessorList([RowSeededSampler(seeds, temperature, top_p, self.device)])
             with torch.no_grad():
                 gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-            gen = gen[:, width:].tolist()
-            per = n if temperature > 0 else 1
-            for i in range(len(batch)):
-                texts = []
-                for row in gen[i * per : (i + 1) * per]:
-                    if eos is not None:
-                        eos_ids = eos if isinstance(eos, list) else [eos]
-                        cut = next((j for j, t in enumerate(row) if t in eos_ids), len(row))
-                        row = row[:cut]
-                    texts.append(cut_at_stop(self.tokenizer.decode(row, skip_special_tokens=True), stop))
-                out.append(texts * (n // per))
-        return out
+            for row in gen[:, width:].tolist():
+                rows.append(row[: next((j for j, t in enumerate(row) if t in eos_ids), len(row))])
+        texts = [cut_at_stop(self.tokenizer.decode(r, skip_special_tokens=True), stop) for r in rows]
+        return [texts[i * per : (i + 1) * per] * (n // per) for i in range(len(prompts))]
 
     def close(self) -> None:
         self.model = None
+
+
+class RowSeededSampler:
+    """Temperature / top-p sampling (transformers' order and top-p rule) with a ``torch.Generator``
+    per row, as a logits processor for greedy ``generate``: transformers' own sampling draws the whole
+    batch from the global generator, so a prompt's samples would depend on its batch and on the
+    batch size, which the generation cache does not key on. Every logit but the drawn token's
+    becomes -inf, so the greedy step picks it."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device: str):
+        import torch
+
+        self.temperature, self.top_p = temperature, top_p
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        scores = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_logits, order = torch.sort(scores, descending=False)
+            cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            drop = cum <= 1 - self.top_p
+            drop[..., -1:] = False
+            scores = scores.masked_fill(drop.scatter(1, order, drop), float("-inf"))
+        probs = scores.softmax(dim=-1)
+        picks = torch.cat([torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.generators)])
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, picks[:, None], 0.0)

@@ -62,6 +62,23 @@ import sys
 """
 
 
+def extract_lcb_execution_answer(output: str, cot: bool) -> str:
+    """The answer of an LCB-Exec generation as lcb_runner reads it (``extract_execution_code`` in
+    lcb_runner/utils/extraction_utils.py; SemCoder's LCB-Exec scoring is not published): with
+    ``cot``, what follows the first ``[ANSWER]``; then what lies between the first ``==`` and the
+    next one; then up to ``[/ANSWER]`` when that stretch holds it (an answer over several lines),
+    else its first line only (so ``... == 1\nassert g() == 2`` reads ``1``)."""
+    if cot and "[ANSWER]" in output:
+        output = output.split("[ANSWER]")[1].strip()
+    if "==" in output:
+        output = output.split("==")[1].strip()
+    if "[/ANSWER]" in output:
+        output = output.split("[/ANSWER]")[0].strip()
+    else:
+        output = output.split("\n")[0].strip()
+    return output.strip()
+
+
 def _programs(kind: str, problem: Any, answers: Sequence[str]) -> list[str | None]:
     """The program for each answer, or None when the official harness skips it."""
     out: list[str | None] = []

@@ -73,6 +73,23 @@ def test_cli_score_json_and_bad_samples(tmp_path, capsys, sandbox, gt_cache):
     assert "sample_9999" in capsys.readouterr().err
 
 
+def test_cli_score_reads_raw_completions_as_eval_run_does(tmp_path, capsys, sandbox):
+    """A raw SemCoder-style answer copying the call, `f("x")`, is CRUXEval's skipped `f('x')` once
+    its quotes are swapped back as `eval run` swaps them; `eval score` used to run it unswapped (and pass it)."""
+    from eval.benchmarks import load_problems
+    from semcoder_jax.cli.main import main
+
+    p = load_problems("cruxeval-o")[2]
+    call = f"f({p.input.replace(chr(39), chr(34))})"
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(json.dumps({"task_id": p.task_id, "completion": f"[ANSWER]\nassert {call} == {call}\n"}) + "\n")
+    for extra, expected in (([], 0.0), (["--prompt-style", "direct"], 100.0), (["--no-quotes"], 100.0)):
+        assert main(["eval", "score", "--benchmark", "cruxeval-o", "--samples", str(raw), "--json", *extra]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pass@1"] == expected, extra
+    assert main(["eval", "score", "--benchmark", "cruxeval-o", "--samples", str(raw), "--prompt-style", "generic"]) == 2
+    assert "prompt style 'generic' is not available for cruxeval-o" in capsys.readouterr().err
+
+
 def test_refining_a_benchmark_without_refinement_fails_before_the_model_loads(monkeypatch, capsys):
     # `eval refine` on an execution-prediction benchmark used to generate and score everything, then
     # die with a traceback in refine() before results.json was written.

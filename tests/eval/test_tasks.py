@@ -82,3 +82,40 @@ def test_plain_style_stops_are_evalplus_direct_completion_stops(dataset):
     assert sorted(stop_strings(dataset, "plain")) == sorted(EVALPLUS_DIRECT_STOPS[dataset])
     utility = pytest.importorskip("evalplus.provider.utility")
     assert utility.EOS + utility.extra_eos_for_direct_completion(dataset) == EVALPLUS_DIRECT_STOPS[dataset]
+
+
+@pytest.mark.parametrize(
+    "completion,style,expected",
+    [
+        # lcb_runner reads the stretch between the first two `==` up to [/ANSWER], else its first line
+        ("[ANSWER]\nassert f(1) == 1\nassert f(2) == 2\n", "semcoder", "1"),
+        ("[ANSWER]\nassert f(1) == [1,\n 2]\n", "semcoder", "[1,\n 2]"),
+        ("assert f(1) == 3\n", "direct", "3"),
+        # a raw lcb_runner output (generated past the tag to its `###` stop)
+        ("steps\n[/THOUGHT]\n[ANSWER]\nassert f(1) == {1: 2,\n 3: 4}\n[/ANSWER]\n\n[PYTHON]\nassert g() == 5", "cot", "{1: 2,\n 3: 4}"),
+    ],
+)
+def test_lcb_exec_answers_are_read_as_lcb_runner_reads_them(completion, style, expected):
+    """A completion cut at [/ANSWER] with a second assertion in it used to give `1\\nassert f(2)`
+    (a syntax error, so a failure) where lcb_runner reads `1`."""
+    assert to_sample("lcb-exec", None, completion, style=style, quotes=False) == expected
+
+
+def test_raw_completions_are_read_for_scoring_as_eval_run_reads_them(tmp_path):
+    """`eval score` on raw completions swaps quotes back as `eval run` does for SemCoder's double-quoted
+    prompts (and SemCoder's process_cruxeval.py on every raw generation): it used not to."""
+    import json
+
+    from eval.benchmarks import load_problems
+    from eval.samples_io import read_samples
+
+    problems = load_problems("cruxeval-o")[:3]
+    path = tmp_path / "raw.jsonl"
+    rows = [{"task_id": p.task_id, "completion": f'[ANSWER]\nassert f({P.double_quotes(p.input)}) == {P.double_quotes(p.output)}\n'}
+            for p in problems]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for style, quotes in (("semcoder", None), ("direct", None), ("semcoder", False), ("direct", True)):
+        read = read_samples(path, "cruxeval-o", problems, style=style, quotes=quotes)
+        swap = style == "semcoder" if quotes is None else quotes
+        assert read == {r["task_id"]: [to_sample("cruxeval-o", p, r["completion"], style, swap)] for r, p in zip(rows, problems)}
+    assert read_samples(path, "cruxeval-o", problems) == {p.task_id: [p.output] for p in problems}

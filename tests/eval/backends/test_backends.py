@@ -26,6 +26,20 @@ def test_hf_and_jax_backends_give_identical_greedy_generations(tiny_hf, tmp_path
     assert hf_from_ckpt.generate(PROMPTS, **kw) == hf_out
 
 
+def test_hf_samples_of_a_prompt_depend_only_on_its_seed_not_on_batching(tiny_hf):
+    """Prompt i samples with seed ``seed + i * n`` (sample j: ``+ j``) as the other backends, whatever
+    the batch size and the prompts beside it: the generation cache keys on neither."""
+    kw = dict(n=2, temperature=1.0, top_p=0.9, max_new_tokens=8)
+    by_bs = {
+        bs: get_backend("hf", BackendConfig(hf_dir=str(tiny_hf), dtype="float32", batch_size=bs)).generate(PROMPTS, seed=7, **kw)
+        for bs in (1, 3)
+    }
+    assert by_bs[1] == by_bs[3]
+    hf = get_backend("hf", BackendConfig(hf_dir=str(tiny_hf), dtype="float32", batch_size=3))
+    assert [hf.generate([p], seed=7 + i * 2, **kw)[0] for i, p in enumerate(PROMPTS)] == by_bs[3]
+    assert len({s for samples in by_bs[3] for s in samples}) == 6  # sampled, each row with its own noise
+
+
 def test_sampling_keeps_the_whole_vocabulary_in_every_backend(tmp_path, tokenizer):
     """Temperature/top-p sampling means no top-k cut, whatever the model's generation config says
     (transformers 4.x's default is top_k=50): every backend samples from the same distribution."""
