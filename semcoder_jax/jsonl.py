@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -24,18 +25,33 @@ def iter_jsonl(
     if not path.exists():
         raise error(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                reason = None if isinstance(row, dict) else f"expected a JSON object, got {type(row).__name__}"
-            except json.JSONDecodeError as e:
-                reason = f"not valid JSON ({e.msg} at column {e.colno})"
-            if reason is None:
-                yield lineno, row
-            elif on_bad is None:
-                raise error(f"{path}:{lineno}: {reason}")
-            else:
-                on_bad(lineno, line.rstrip("\n"), reason)
+    with opener(path, "rb") as f:
+        try:
+            for lineno, raw in enumerate(f, start=1):
+                line, reason = _decode(raw)
+                if line is not None and not line.strip():
+                    continue
+                if reason is None:
+                    try:
+                        row = json.loads(line)
+                        if not isinstance(row, dict):
+                            reason = f"expected a JSON object, got {type(row).__name__}"
+                    except json.JSONDecodeError as e:
+                        reason = f"not valid JSON ({e.msg} at column {e.colno})"
+                if reason is None:
+                    yield lineno, row
+                elif on_bad is None:
+                    raise error(f"{path}:{lineno}: {reason}")
+                else:
+                    text = line if line is not None else raw.decode("utf-8", "replace")
+                    on_bad(lineno, text.rstrip("\n"), reason)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise error(f"{path}: not a readable gzip file ({e})") from e
+
+
+def _decode(raw: bytes) -> tuple[str | None, str | None]:
+    """The line's text, or why it is not UTF-8: one bad line must not hide the file's other rows."""
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as e:
+        return None, f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at byte {e.start + 1} of the line)"

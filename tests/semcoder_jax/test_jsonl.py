@@ -1,0 +1,33 @@
+import gzip
+
+import pytest
+
+from semcoder_jax.errors import SemcoderError
+from semcoder_jax.jsonl import iter_jsonl
+
+
+def test_a_line_that_is_not_utf8_is_named_and_the_others_are_kept(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"a": 1}\n\n{"b": "\xff"}\n{"c": "\xc3\xa9"}\n')
+    with pytest.raises(SemcoderError, match=r"rows\.jsonl:3: not valid UTF-8 \(byte 0xff"):
+        list(iter_jsonl(path))
+    bad = []
+    rows = list(iter_jsonl(path, on_bad=lambda line, text, reason: bad.append((line, reason))))
+    assert rows == [(1, {"a": 1}), (4, {"c": "é"})]
+    assert [line for line, _ in bad] == [3]
+
+
+def test_a_broken_gzip_file_is_named(tmp_path):
+    path = tmp_path / "rows.jsonl.gz"
+    path.write_bytes(gzip.compress(b'{"a": 1}\n' * 100)[:-20])
+    with pytest.raises(SemcoderError, match=r"rows\.jsonl\.gz: not a readable gzip file"):
+        list(iter_jsonl(path))
+
+
+def test_rows_and_their_file_lines(tmp_path):
+    path = tmp_path / "rows.jsonl.gz"
+    path.write_bytes(gzip.compress('{"a": "π"}\r\n\n[1]\n{"b": 2}'.encode()))
+    bad = []
+    rows = list(iter_jsonl(path, on_bad=lambda line, text, reason: bad.append((line, text, reason))))
+    assert rows == [(1, {"a": "π"}), (4, {"b": 2})]
+    assert bad == [(3, "[1]", "expected a JSON object, got list")]
