@@ -7,9 +7,11 @@ a resumed run rebuilds epoch ``e`` and skips ``batch`` batches instead of restor
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple, Protocol
@@ -49,6 +51,7 @@ class RowSource(Protocol):
     rows: int
     seq_len: int
     max_runs: int | None  # most runs of equal segment id in a row, where known before reading
+    fingerprint: str  # what the rows were read from, cheap to take again: a resume must find the same
 
     def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]: ...
 
@@ -64,6 +67,8 @@ class ArraySource:
     Either every host holds all rows and takes its slice of each global batch, or
     (``host_rows``) each host holds only its share and batches from it alone.
     """
+
+    fingerprint = "synthetic"
 
     def __init__(self, rows: Batch, global_batch: int, seed: int, process_index: int = 0, process_count: int = 1,
                  host_rows: bool = False, total_rows: int | None = None):
@@ -215,7 +220,6 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
 def _frames(path: str, read: bool) -> Iterator[bytes | None]:
     """A TFRecord file's length-prefixed frames (CRCs not checked): each record's bytes, or None for
     each one when only counting (the data is skipped, not read)."""
-    import os
     import struct
 
     size = os.path.getsize(path)
@@ -362,13 +366,18 @@ def _first_record(file: str) -> bytes | None:
 class TFRecordSource:
     """tf.data over this host's share of the files; epoch ``e`` is a seeded file order and shuffle."""
 
+    fingerprint = ""
+
     def __init__(self, files: list[str], seq_len: int, rows: int | None, global_batch: int, seed: int,
-                 shuffle_buffer: int, process_index: int = 0, process_count: int = 1, max_runs: int | None = None):
+                 shuffle_buffer: int, process_index: int = 0, process_count: int = 1, max_runs: int | None = None,
+                 rows_from: str = ""):
+        """``rows_from``: what gave ``rows`` (the manifest), named if the files hold fewer."""
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")
         self.seq_len, self.global_batch, self.seed, self.buffer = seq_len, global_batch, seed, shuffle_buffer
         self.host_batch = global_batch // process_count
+        self.all_files, self.process_index, self.rows_from = files, process_index, rows_from
         if len(files) >= process_count:
             self.files, self.shard = files[process_index::process_count], None
         else:
@@ -392,7 +401,7 @@ class TFRecordSource:
         ds = tf.data.TFRecordDataset([self.files[i] for i in order])
         if self.shard:
             ds = ds.shard(*self.shard)
-        ds = ds.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False).repeat()
+        ds = ds.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False)
         spec = feature_spec(self.seq_len)
         ds = ds.batch(self.host_batch, drop_remainder=True).map(lambda r: tf.io.parse_example(r, spec))
         n = self.rows // self.global_batch
@@ -400,7 +409,13 @@ class TFRecordSource:
         opts = tf.data.Options()
         opts.deterministic = True
         ds = ds.with_options(opts)
-        yield from numpy_batches(ds, self.files, self.seq_len)
+        read = start_batch
+        for batch in numpy_batches(ds, self.files, self.seq_len):
+            read += 1
+            yield batch
+        if read < n:  # the files ran out before the rows counted on: the epoch would be short
+            raise fewer_rows_than_said(self.rows_from, self.rows, self.all_files,
+                                       f"process {self.process_index} ran out at epoch {epoch}, batch {read} of {n}")
 
 
 def numpy_batches(ds: Any, files: list[str], seq_len: int) -> Iterator[Batch]:
@@ -414,6 +429,50 @@ def numpy_batches(ds: Any, files: list[str], seq_len: int) -> Iterator[Batch]:
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
         raise SchemaError(f"{', '.join(files)}: a record is truncated or does not match the packed schema "
                           f"(seq_len {seq_len}): {str(e).splitlines()[0]}") from None
+
+
+def fewer_rows_than_said(said_by: str, rows: int, files: list[str], where: str) -> DataError:
+    """The error for files holding fewer rows than ``said_by`` gave: reading on would wrap around
+    into rows already read this epoch. Counts the records (headers only): it is the run's end."""
+    held = sum(count_records(f) for f in files)
+    return DataError(f"{said_by} gives {rows:,} rows an epoch but its files hold {held:,} ({where}); rebuild "
+                     "the data, or correct the manifest's rows and shard_rows")
+
+
+def tfrecords_fingerprint(path: str, files: list[str]) -> str:
+    """The files' names in reading order (not their folders: shards moved to another bucket are the
+    same data), byte sizes, and sha256 where a manifest records it: one stat a file, no read."""
+    sums = _manifest_checksums(path, files)
+    digest, size = hashlib.sha256(), 0
+    for f in files:
+        n = os.path.getsize(f)
+        size += n
+        digest.update(json.dumps([Path(f).name, n, sums.get(Path(f).name, "")]).encode())
+    return f"{len(files)} TFRecord files, {size:,} bytes, digest {digest.hexdigest()[:16]}"
+
+
+def _manifest_checksums(path: str, files: list[str]) -> dict[str, str]:
+    """``{file name: sha256}`` from the build's manifest, the same whether ``path`` names the build's
+    folder or a glob over its shards (the manifest sits beside them or one folder up)."""
+    folder = Path(files[0]).parent if files else Path(path)
+    for place in ((Path(path),) if Path(path).is_dir() else ()) + (folder, folder.parent):
+        manifest = place / "manifest.json"
+        if manifest.is_file():
+            try:
+                sums = json.loads(manifest.read_text()).get("checksums")
+            except (json.JSONDecodeError, AttributeError):
+                return {}
+            return {Path(k).name: v for k, v in sums.items()} if isinstance(sums, dict) else {}
+    return {}
+
+
+def file_fingerprint(path: str) -> str:
+    """A file's size and sha256 (for a JSONL, which is read whole anyway)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return f"{os.path.getsize(path):,} bytes, digest {digest.hexdigest()[:16]}"
 
 
 def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = None,
@@ -431,10 +490,13 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
             raise DataError(f"data.path {cfg.path!r}: file not found")
         rows = read_jsonl_rows(cfg.path, cfg.seq_len, cfg.pad_id, max_segments)
         source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc)
+        # Packing decides the rows too: another seq_len or max_segments re-packs the same file.
+        source.fingerprint = f"{file_fingerprint(cfg.path)}, packed to {cfg.seq_len} (max_segments {max_segments})"
     else:
         files, n_rows, seq_len, max_runs, file_rows = resolve_tfrecords(cfg.path, cfg.split)
         if seq_len is not None and seq_len != cfg.seq_len:
             raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}; set data.seq_len={seq_len}")
+        rows_from = str(Path(cfg.path) / "manifest.json") if n_rows is not None else f"data.path {cfg.path!r}"
         if pc > 1:
             n_rows = hosts_rows(files, pc, file_rows)
         try:
@@ -447,10 +509,15 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
             if len(files) < pc:
                 rows = {k: v[pi::pc] for k, v in rows.items()}
             total = n_rows if n_rows is not None else len(rows["input_ids"]) * pc
+            needed = total // cfg.global_batch_size * (cfg.global_batch_size // pc)
+            if len(rows["input_ids"]) < needed:
+                raise fewer_rows_than_said(rows_from, total, files, f"process {pi} read {len(rows['input_ids'])} "
+                                           f"rows, {needed} an epoch")
             source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc, host_rows=True, total_rows=total)
         else:
             source = TFRecordSource(files, cfg.seq_len, n_rows, cfg.global_batch_size, cfg.shuffle_seed,
-                                    cfg.shuffle_buffer, pi, pc, max_runs)
+                                    cfg.shuffle_buffer, pi, pc, max_runs, rows_from)
+        source.fingerprint = tfrecords_fingerprint(cfg.path, files)
     if source.rows < cfg.global_batch_size:
         raise DataError(f"data.path {cfg.path or '<synthetic>'!r}: {source.rows} rows, fewer than one global batch of {cfg.global_batch_size}")
     return source

@@ -17,11 +17,14 @@ from semcoder_jax.train.config import TrainConfig
 log = logging.getLogger(__name__)
 
 # Dense bf16 peak TFLOP/s per device, by a substring of ``device.device_kind`` (first match wins).
+# A part's name comes before the generic name it contains ("H100 NVL" before "H100", "GH200" before "H200").
 PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H200", 989.0),
-    ("H100 PCIe", 756.0),  # before "H100": the SXM part's figure is higher
-    ("H100", 989.0),
     ("GH200", 989.0),
+    ("H200 NVL", 835.5),  # the 600 W PCIe cards: 1,671 TFLOP/s with 2:4 sparsity
+    ("H200", 989.0),
+    ("H100 NVL", 835.5),
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
     ("A100", 312.0),
     ("v5p", 459.0),
     ("v5 lite", 197.0),
@@ -30,6 +33,9 @@ PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
     ("v6", 918.0),
     ("v4", 275.0),
 )
+
+
+WANDB_STEP = "train/step"
 
 
 def peak_tflops_per_device(device: jax.Device | None = None, override: float | None = None) -> float | None:
@@ -76,9 +82,14 @@ class MetricsWriter:
         id_file = run_dir / "wandb_id"
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:16]
         id_file.write_text(run_id)
-        return wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity or None, name=cfg.wandb.name or None,
-                          tags=list(cfg.wandb.tags) or None, config=dataclasses.asdict(cfg), id=run_id,
-                          resume="allow")
+        run = wandb.init(project=cfg.wandb.project, entity=cfg.wandb.entity or None, name=cfg.wandb.name or None,
+                         tags=list(cfg.wandb.tags) or None, config=dataclasses.asdict(cfg), id=run_id,
+                         resume="allow")
+        # The train step is a logged metric, the x-axis of every other one, not W&B's own step: W&B
+        # drops a step at or below its last, so a resumed run's replayed steps would be lost.
+        run.define_metric(WANDB_STEP)
+        run.define_metric("*", step_metric=WANDB_STEP)
+        return run
 
     def write(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.is_main:
@@ -91,7 +102,7 @@ class MetricsWriter:
         if self._tb:
             self._tb.write(step, scalars)
         if self._wandb:
-            self._wandb.log(scalars, step=step)
+            self._wandb.log({**scalars, WANDB_STEP: step})
 
     def close(self) -> None:
         if self._tb:

@@ -227,11 +227,13 @@ class Trainer:
         opt_state = jax.jit(self.optimizer.init, out_shardings=self.state_shardings["opt_state"])(params)
         return 0, {"params": params, "opt_state": opt_state}, DataPosition()
 
-    def _data_order(self) -> dict[str, int]:
+    def _data_order(self) -> dict[str, Any]:
         """What fixes the batch at a data position; a resumed run must agree with its checkpoint on it."""
         data = self.cfg.data
         order = {"rows": self.source.rows, "global_batch_size": data.global_batch_size, "shuffle_seed": data.shuffle_seed,
-                 "processes": jax.process_count()}  # each process reads its own share of the files
+                 "processes": jax.process_count(),  # each process reads its own share of the files
+                 "data": self.source.fingerprint,  # the same row count read from other (or re-packed) files
+                 "reader": "tf.data" if isinstance(self.source, TFRecordSource) else "python"}  # shuffles differ
         if isinstance(self.source, TFRecordSource):  # tf.data's shuffle: the buffer decides the order too
             order["shuffle_buffer"] = data.shuffle_buffer
         return order
@@ -240,7 +242,9 @@ class Trainer:
         for key, value in self._data_order().items():
             saved = data_state.get(key, value)  # checkpoints from before these were recorded
             if saved != value:
-                name = {"rows": "the training data's row count", "processes": "the number of processes"}.get(key, f"data.{key}")
+                name = {"rows": "the training data's row count", "processes": "the number of processes",
+                        "data": "the training data (file names, sizes, checksums)",
+                        "reader": "the TFRecord reader (tf.data, or python without TensorFlow)"}.get(key, f"data.{key}")
                 raise ConfigError(f"{where}: {name} was {saved} but is {value} now, so the run cannot resume where "
                                   f"it stopped; start a new run_dir with init_from=orbax:{self.manager.directory}")
 

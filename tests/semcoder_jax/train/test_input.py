@@ -333,3 +333,119 @@ def test_a_bad_row_in_a_later_epoch_names_that_epoch_and_batch(make_config, tmp_
             trainer.run()
     finally:
         trainer.close()
+
+
+def _overstate_rows(root, rows):
+    """A manifest that says each file holds ``rows`` rows (as after a shard was rewritten shorter)."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    entry = manifest["splits"]["train"]
+    entry["rows"], entry["shard_rows"] = rows * len(entry["files"]), [rows] * len(entry["files"])
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "python"])
+def test_a_manifest_with_more_rows_than_its_files_stops_the_epoch_instead_of_wrapping(tiny, tmp_path, monkeypatch, tensorflow):
+    """4 files of 6 rows said to hold 8 each: 24 rows, 6 batches of 4, then an error naming the
+    manifest and both counts, where the reader wrapped around into rows already read this epoch."""
+    import sys
+
+    root = _dataset(tiny, tmp_path / "data")
+    _overstate_rows(root, 8)
+    if not tensorflow:  # the rows are all in memory: refused before any batch
+        monkeypatch.setitem(sys.modules, "tensorflow", None)
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=4)
+    message = rf"{root / 'manifest.json'} gives 32 rows an epoch but its files hold 24 \(process 0 "
+    with pytest.raises(DataError, match=message):
+        it = BatchIterator(make_source(cfg, 64), 4)
+        assert it.per_epoch == 8
+        read = _tags(next(it) for _ in range(6))
+        assert sorted(sum(read, [])) == sorted(1000 + f * 100 + i for f in range(4) for i in range(6))
+        next(it)
+
+
+def test_the_data_fingerprint_follows_the_rows_not_the_folder(tiny, tmp_path):
+    """Shards copied to another folder (bucket) are the same data; a shard rewritten with other
+    rows, or a manifest whose checksum for a shard of the same size differs, is not."""
+    import shutil
+
+    root = _dataset(tiny, tmp_path / "data")
+    cfg = lambda path: DataConfig(path=str(path), seq_len=SEQ, global_batch_size=4)  # noqa: E731
+    fingerprint = make_source(cfg(root), 64).fingerprint
+    assert fingerprint.startswith("4 TFRecord files, ")
+    moved = shutil.copytree(root, tmp_path / "other-bucket" / "data")
+    assert make_source(cfg(moved), 64).fingerprint == fingerprint
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["checksums"] = {f: "0" * 64 for f in manifest["splits"]["train"]["files"]}
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    assert make_source(cfg(moved), 64).fingerprint != fingerprint
+    manifest["checksums"] = {f: "1" * 64 for f in manifest["splits"]["train"]["files"]}
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    # The same shards named by a glob: the manifest's checksums are found from the files.
+    assert make_source(cfg(moved / "tfrecords" / "train-*.tfrecord"), 64).fingerprint == make_source(cfg(moved), 64).fingerprint
+    repacked = tmp_path / "repacked"
+    _dataset(tiny, repacked)
+    tiny.write_tfrecords(repacked / "tfrecords" / "train-00000-of-00004.tfrecord", _rows(6, seed=9))
+    assert make_source(cfg(repacked), 64).rows == 24 and make_source(cfg(repacked), 64).fingerprint != fingerprint
+
+
+def test_a_resume_on_other_rows_of_the_same_count_is_refused(make_config, tmp_path):
+    """Another JSONL of as many rows: the saved data position would mean other rows. A checkpoint
+    from before the fingerprint was recorded still resumes."""
+    from semcoder_jax.config import ConfigError
+    from semcoder_jax.train.trainer import Trainer
+
+    paths = []
+    for name, offset in (("a", 0), ("b", 1)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"input_ids": list(range(i + offset, i + offset + 20)), "loss_mask": [1] * 20}) + "\n"
+                                for i in range(16)))
+        paths.append(path)
+    trainer = Trainer(make_config(f"data.path={paths[0]}"))
+    try:
+        _, state, _ = trainer.initial_state()
+        trainer.save(1, state, DataPosition(0, 1))
+        trainer.manager.wait_until_finished()
+        old_checkpoint = {k: v for k, v in trainer._data_order().items() if k != "data"}
+    finally:
+        trainer.close()
+    trainer = Trainer(make_config(f"data.path={paths[1]}"))
+    try:
+        assert trainer.source.rows == 16
+        trainer._check_same_data_order(old_checkpoint, "checkpoint")
+        with pytest.raises(ConfigError, match=r"step 1: the training data \(file names, sizes, checksums\) was "
+                                              r"[\d,]+ bytes, digest \w+, packed to 32 \(max_segments 0\) but is [\d,]+ bytes.*init_from=orbax:"):
+            trainer.initial_state()
+    finally:
+        trainer.close()
+
+
+def test_another_packing_of_the_same_jsonl_is_other_data(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_text("".join(json.dumps({"input_ids": list(range(i, i + 6)), "loss_mask": [1] * 6}) + "\n" for i in range(32)))
+    cfg = lambda seq: DataConfig(path=str(path), seq_len=seq, global_batch_size=4)  # noqa: E731
+    a, b, c = make_source(cfg(16), 64), make_source(cfg(12), 64), make_source(cfg(16), 64, max_segments=3)
+    assert a.rows == b.rows == c.rows == 16
+    assert len({a.fingerprint, b.fingerprint, c.fingerprint}) == 3
+
+
+def test_a_resume_with_the_other_tfrecord_reader_is_refused(tiny, make_config, tmp_path, monkeypatch):
+    """tf.data's shuffle and the Python reader's differ: a position saved by one means other rows in the other."""
+    import sys
+
+    from semcoder_jax.config import ConfigError
+    from semcoder_jax.train.trainer import Trainer
+
+    root = _dataset(tiny, tmp_path / "data")
+    trainer = Trainer(make_config(f"data.path={root}", f"data.seq_len={SEQ}"))
+    try:
+        saved = trainer._data_order()
+    finally:
+        trainer.close()
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    trainer = Trainer(make_config(f"data.path={root}", f"data.seq_len={SEQ}", run="run2"))
+    try:
+        trainer._check_same_data_order({k: v for k, v in saved.items() if k != "reader"}, "old checkpoint")
+        with pytest.raises(ConfigError, match=r"the TFRecord reader .* was tf.data but is python now"):
+            trainer._check_same_data_order(saved, "checkpoint")
+    finally:
+        trainer.close()

@@ -8,7 +8,9 @@ import pytest
 from semcoder_jax.train.metrics import peak_tflops_per_device, progress_line
 
 
-@pytest.mark.parametrize("kind, peak", [("NVIDIA H200", 989.0), ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0), ("TPU v5", 459.0),
+@pytest.mark.parametrize("kind, peak", [("NVIDIA H200", 989.0), ("NVIDIA H100 80GB HBM3", 989.0), ("NVIDIA H100 PCIe", 756.0),
+                                        ("NVIDIA H100 NVL", 835.5), ("NVIDIA H200 NVL", 835.5), ("NVIDIA GH200 480GB", 989.0),
+                                        ("TPU v5", 459.0),
                                         ("TPU v5p", 459.0), ("TPU v5 lite", 197.0), ("TPU v6 lite", 918.0),
                                         ("TPU v4", 275.0), ("cpu", None)])
 def test_peak_table_by_device_kind(kind, peak):
@@ -53,6 +55,28 @@ def test_run_start_summary_states_the_figures_of_the_run(tiny, make_config):
     assert f"state: {state_mb:.1f} MB" in summary
 
 
+class _FakeWandb(types.ModuleType):
+    """``wandb`` as far as the writer uses it; a run's history outlives ``finish`` (by id), and
+    ``log(..., step=N)`` with N at or below the run's last step is dropped, as W&B drops it."""
+
+    def __init__(self):
+        super().__init__("wandb")
+        self.inits, self.runs = [], {}
+
+    def init(self, **kw):
+        self.inits.append(kw)
+        run = self.runs.setdefault(kw["id"], types.SimpleNamespace(history=[], step=-1, axes={}))
+
+        def log(data, step=None):
+            if step is not None and step <= run.step:
+                return
+            run.step = run.step + 1 if step is None else step
+            run.history.append(dict(data))
+
+        return types.SimpleNamespace(log=log, finish=lambda: None,
+                                     define_metric=lambda name, step_metric=None: run.axes.update({name: step_metric}))
+
+
 def test_wandb_run_resumes_with_the_run_folder(tmp_path, monkeypatch):
     """A restarted run (pre-emption, requeue) logs on into the same W&B run: ``resume="allow"``
     resumes only a run whose id is given, so the id is kept in the run folder."""
@@ -61,8 +85,8 @@ def test_wandb_run_resumes_with_the_run_folder(tmp_path, monkeypatch):
     from semcoder_jax.train.config import load_train_config
     from semcoder_jax.train.metrics import MetricsWriter
 
-    inits = []
-    fake = types.SimpleNamespace(init=lambda **kw: inits.append(kw) or types.SimpleNamespace(finish=lambda: None))
+    fake = _FakeWandb()
+    inits = fake.inits
     monkeypatch.setitem(sys.modules, "wandb", fake)
     cfg = load_train_config(None, ["wandb.project=semcoder", "tensorboard=false"])
     for run_dir in (tmp_path / "a", tmp_path / "a", tmp_path / "b"):
@@ -133,3 +157,29 @@ def test_tensorboard_shows_each_replayed_step_once_with_its_new_values(tmp_path)
     legacy.Reload()
     assert [(e.step, e.value) for e in legacy.Scalars("loss")] == expected
     assert [r["step"] for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())] == [1, 2, 3, 4, 5]
+
+
+def test_wandb_keeps_the_steps_a_resumed_run_replays(tmp_path, monkeypatch):
+    """A run killed after logging step 5 resumes from step 2 and logs 3..5 again: W&B drops a
+    ``step=`` at or below its last one, so the train step is a metric of its own and the x-axis."""
+    import sys
+
+    from semcoder_jax.train.config import load_train_config
+    from semcoder_jax.train.metrics import MetricsWriter
+
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = load_train_config(None, ["wandb.project=semcoder", "tensorboard=false"])
+    first = MetricsWriter(cfg, tmp_path)
+    for step in range(1, 6):
+        first.write(step, {"loss": float(step)})
+    first.close()
+    resumed = MetricsWriter(cfg, tmp_path, resumed_step=2)
+    for step in range(3, 6):
+        resumed.write(step, {"loss": 10.0 * step})
+    resumed.close()
+    (run,) = fake.runs.values()
+    x = run.axes["*"]
+    assert x and x in run.axes
+    assert [(r[x], r["loss"]) for r in run.history] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0),
+                                                         (3, 30.0), (4, 40.0), (5, 50.0)]
