@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     score.add_argument("--samples", required=True, help="EvalPlus-style JSONL or CRUXEval generations JSON")
     score.add_argument("--data", help="local benchmark data file (LiveCodeBench: required offline)")
     score.add_argument("--prompt-style", default="semcoder", help="the prompt style raw CRUXEval/LCB-Exec completions "
-                       "answered (semcoder, direct, cot), read as `eval run` reads them")
+                       "(semcoder, direct, cot) or LCB-Lite ones (semcoder, generic) answered, read as `eval run` reads them")
     score.add_argument("--quotes", action=argparse.BooleanOptionalAction, default=None,
                        help="read raw answers' double quotes back as single ones (default: with --prompt-style semcoder)")
     score.add_argument("--sanitize", action="store_true", help="apply EvalPlus's sanitiser to HumanEval/MBPP programs")

@@ -33,7 +33,9 @@ def _first_string_field(row: dict, keys: Sequence[str], where: str) -> tuple[str
 def _sample_from_row(benchmark: str, problem: Any, row: dict, where: str, style: str, quotes: bool) -> str:
     if benchmark in PROGRAM_BENCHMARKS:
         key, value = _first_string_field(row, ("solution", "completion", "code"), where)
-        if key == "completion" and benchmark != "lcb-lite":
+        if key == "completion" and benchmark == "lcb-lite":
+            return to_sample(benchmark, problem, value, style)  # the code in it, as `eval run` extracts it
+        if key == "completion":
             return problem.prompt + value  # as evalplus.evaluate does
         return value
     key, value = _first_string_field(row, ("answer", "completion", "generation"), where)
@@ -46,8 +48,8 @@ def read_samples(
     path: str | Path, benchmark: str, problems: Sequence[Any], *, style: str = "semcoder", quotes: bool | None = None
 ) -> dict[str, list[str]]:
     """``{task_id: [sample, ...]}`` in the benchmark's problem order. A raw completion of an
-    execution-prediction benchmark is read as ``eval run`` reads one from a ``style`` prompt
-    (with ``quotes``, default per style: double quotes back to single ones)."""
+    execution-prediction benchmark or LCB-Lite is read as ``eval run`` reads one from a ``style``
+    prompt (answers with ``quotes``, default per style: double quotes back to single ones)."""
     check_style(benchmark, style)
     quotes = default_quotes(style, quotes)
     path = Path(path)
@@ -60,6 +62,8 @@ def read_samples(
             data = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise SamplesError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
+        except UnicodeDecodeError as e:
+            raise SamplesError(f"{path}: not UTF-8 (byte {e.start})") from None
         if not isinstance(data, dict):
             raise SamplesError(f"{path}: expected an object {{task_id: [samples]}}, got {type(data).__name__}")
         for task_id, values in data.items():

@@ -38,7 +38,7 @@ def build_prompt(benchmark: str, problem: Any, style: str = "semcoder", quotes: 
     check_style(benchmark, style)
     if benchmark in ("humaneval", "mbpp"):
         if style == "plain":
-            return problem.prompt
+            return plain_prompt(problem)
         build = P.nl2code_humaneval if benchmark == "humaneval" else P.nl2code_mbpp
         return P.nl2code_prompt(*build(problem.prompt))
     if benchmark == "cruxeval-o":
@@ -48,6 +48,12 @@ def build_prompt(benchmark: str, problem: Any, style: str = "semcoder", quotes: 
     if benchmark == "lcb-exec":
         return P.lcb_execution_prompt(problem.code, problem.input, style=style, quotes=quotes)
     return P.lcb_generation_prompt(problem.question_content, problem.starter_code, style=style)
+
+
+def plain_prompt(problem: Any) -> str:
+    """A base model's HumanEval/MBPP prompt as EvalPlus 0.3.1's codegen gives it (``prompt.strip() + "\\n"``:
+    141 HumanEval prompts start with blank lines, which change what a base model writes)."""
+    return problem.prompt.strip() + "\n"
 
 
 def stop_strings(benchmark: str, style: str = "semcoder") -> tuple[str, ...]:
@@ -69,7 +75,8 @@ def to_sample(benchmark: str, problem: Any, completion: str, style: str = "semco
     if benchmark in ("humaneval", "mbpp"):
         from eval.scoring.sanitize import sanitize as _sanitize
 
-        program = problem.prompt + completion.split("```")[0]
+        head = plain_prompt(problem) if style == "plain" else problem.prompt  # the text the model continued
+        program = head + completion.split("```")[0]
         return _sanitize(program, problem.entry_point) if sanitize else program
     if benchmark == "lcb-lite":
         if style == "semcoder":

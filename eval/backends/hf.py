@@ -33,12 +33,14 @@ class HFBackend:
         import torch
         from transformers import AutoModelForCausalLM
 
+        dtype = getattr(torch, config.dtype, None) if config.dtype else (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+        if not isinstance(dtype, torch.dtype):  # checked before a checkpoint is converted
+            raise SemcoderError(f"--dtype {config.dtype!r} is not a torch dtype (e.g. bfloat16, float16, float32)")
         config = pin_step(config)
         self.config, self.source = config, model_identity(config)
         self._stack = contextlib.ExitStack()
         model_dir = self._stack.enter_context(hf_model_dir(config))
         self.tokenizer = resolve_tokenizer(config, model_dir)
-        dtype = getattr(torch, config.dtype) if config.dtype else (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
         self._stack.close()  # weights are in memory; a temporary conversion can go

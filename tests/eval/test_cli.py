@@ -130,3 +130,27 @@ def test_a_task_with_no_samples_in_a_generations_json_is_an_error_naming_it(tmp_
     path.write_text(json.dumps({"sample_0": ["3"], "sample_1": []}))
     with pytest.raises(SamplesError, match=r"generations\.json: key 'sample_1': expected a non-empty list"):
         read_samples(path, "cruxeval-o", load_problems("cruxeval-o")[:2])
+
+
+def test_a_generations_json_that_is_not_utf8_is_an_error_naming_it(tmp_path, capsys):
+    """It used to end `eval score` with a UnicodeDecodeError traceback naming no file."""
+    from semcoder_jax.cli.main import main
+
+    path = tmp_path / "generations.json"
+    path.write_bytes(b'{"sample_0": ["\xff"]}')
+    assert main(["eval", "score", "--benchmark", "cruxeval-o", "--samples", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "generations.json: not UTF-8 (byte 15)" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("bench", ["cruxeval-i", "cruxeval-o", "lcb-exec"])
+def test_preset_quotes_follow_the_prompt_style(bench):
+    """The presets leave quotes to the style: semcoder swaps them, direct (the official prompt) does not,
+    so `eval run prompt_style=direct` and `eval score --prompt-style direct` read answers alike."""
+    from eval.config import EvalConfig
+    from semcoder_jax.config import load_config, preset_path
+
+    load = lambda *o: load_config(EvalConfig, preset_path("eval", bench), [f"benchmark={bench}", *o])  # noqa: E731
+    assert load().use_quotes
+    assert not load("prompt_style=direct").use_quotes
+    assert load("prompt_style=direct", "quotes=true").use_quotes

@@ -119,3 +119,32 @@ def test_raw_completions_are_read_for_scoring_as_eval_run_reads_them(tmp_path):
         swap = style == "semcoder" if quotes is None else quotes
         assert read == {r["task_id"]: [to_sample("cruxeval-o", p, r["completion"], style, swap)] for r, p in zip(rows, problems)}
     assert read_samples(path, "cruxeval-o", problems) == {p.task_id: [p.output] for p in problems}
+
+
+def test_raw_lcb_lite_completions_are_read_for_scoring_as_eval_run_reads_them(tmp_path):
+    """`eval score --prompt-style generic` took LCB's fenced raw answer as the program itself (a
+    syntax error, so a failure) where `eval run` grades the code between the fences."""
+    import json
+
+    from eval.benchmarks.livecodebench import LcbGenerationProblem, LcbTest
+    from eval.samples_io import read_samples
+
+    p = LcbGenerationProblem("q1", "t", "Print 1.", "atcoder", "2023-08-21", "easy", "", [LcbTest("", "1\n", "stdin")], None)
+    path = tmp_path / "raw.jsonl"
+    path.write_text(json.dumps({"task_id": "q1", "completion": "Here:\n```python\nprint(1)\n```\n"}) + "\n")
+    assert read_samples(path, "lcb-lite", [p], style="generic") == {"q1": ["print(1)"]}
+    path.write_text(json.dumps({"task_id": "q1", "completion": "print(1)\n"}) + "\n")  # semcoder: the code up to any fence
+    assert read_samples(path, "lcb-lite", [p]) == {"q1": ["print(1)\n"]}
+
+
+def test_plain_prompt_is_evalplus_direct_completion_prompt():
+    """The plain style gave a base model the raw prompt, blank lines first for 141 HumanEval tasks,
+    where EvalPlus 0.3.1's codegen gives ``prompt.strip() + "\\n"`` (and its solution continues that)."""
+    from eval.benchmarks import load_problems
+
+    p = load_problems("humaneval")[2]
+    assert p.prompt.startswith("\n")
+    prompt = build_prompt("humaneval", p, "plain")
+    assert prompt == p.prompt.strip() + "\n"
+    completion = "    return number % 1.0\n"
+    assert to_sample("humaneval", p, completion, "plain", sanitize=False) == prompt + completion

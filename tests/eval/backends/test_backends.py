@@ -139,3 +139,11 @@ def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch
     backend.close()
     get_backend("vllm", BackendConfig(hf_dir=str(tiny_hf)))
     assert seen["kwargs"]["tokenizer"] == str(tiny_hf)
+
+
+def test_a_dtype_torch_does_not_know_is_an_error_naming_it(tmp_path):
+    """`--dtype bf16` ended the hf backend with an AttributeError traceback (after any conversion)."""
+    from semcoder_jax.errors import SemcoderError
+
+    with pytest.raises(SemcoderError, match=r"--dtype 'bf16' is not a torch dtype"):
+        get_backend("hf", BackendConfig(hf_dir=str(tmp_path), dtype="bf16"))
