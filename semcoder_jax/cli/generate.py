@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, dtype=args.dtype
     )
     sampler = Sampler(config, params, tokenizer)
-    # Similar lengths share a batch (less padding); output keeps the input order.
+    # Similar lengths share a batch (less padding); output keeps the input order, and row i samples
+    # with seed + i whatever batch its length puts it in.
     lengths = [len(tokenizer(r["prompt"]).input_ids) for r in rows]
     order = sorted(range(len(rows)), key=lambda i: lengths[i])
     completions: dict[int, str] = {}
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         idx = order[start : start + args.batch_size]
         texts = sampler.generate_text(
             [rows[i]["prompt"] for i in idx], max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-            top_p=args.top_p, seed=args.seed + start, stop=args.stop,
+            top_p=args.top_p, seeds=[args.seed + i for i in idx], stop=args.stop,
         )
         completions.update(zip(idx, texts))
 

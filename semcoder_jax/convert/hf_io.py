@@ -96,6 +96,8 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
             continue
         try:
             dtype, shape, (begin, end) = meta["dtype"], tuple(int(d) for d in meta["shape"]), meta["data_offsets"]
+            if not (type(begin) is int and type(end) is int and 0 <= begin <= end):  # -8 would read the header as weights
+                raise ValueError("data_offsets must be integers 0 <= begin <= end")
         except (KeyError, TypeError, ValueError) as e:
             raise SemcoderError(f"{path}: tensor {name} has a malformed header entry {meta!r} ({e!r})") from None
         if dtype not in _ST_TO_NP:

@@ -13,7 +13,7 @@ from semcoder_jax.convert.atomic import atomic_output_dir
 from semcoder_jax.convert.hf_io import HFWeights, dtype_name, numpy_dtype
 from semcoder_jax.convert.mapping import ParamMapping, ignored_hf_tensor, param_mappings, set_path
 from semcoder_jax.errors import SemcoderError
-from semcoder_jax.model.config import ModelConfig
+from semcoder_jax.model.config import DTYPES, ModelConfig
 
 # Every key a LlamaForCausalLM config.json may hold: LlamaConfig's fields (transformers 4 and 5)
 # and PretrainedConfig's generic ones. Listed here rather than read from transformers, whose
@@ -91,7 +91,13 @@ def check_weights(weights: HFWeights, config: ModelConfig) -> list[ParamMapping]
 
 
 def _source_dtype(weights: HFWeights, maps: list[ParamMapping], config: ModelConfig) -> np.dtype:
-    return weights.tensors[maps[0].hf_names(config)[0]].dtype
+    """The tensors' own dtype, if a checkpoint can hold it: a float64 one would be written, then
+    refused by every reader of its ``model_config``."""
+    info = weights.tensors[maps[0].hf_names(config)[0]]
+    if dtype_name(info.dtype) not in DTYPES:
+        raise SemcoderError(f"{info.file}: tensor {info.name} is {dtype_name(info.dtype)}, which a checkpoint cannot "
+                            f"hold; give a dtype (--dtype {'|'.join(DTYPES)})")
+    return info.dtype
 
 
 # Layers of a param asked of the page cache ahead of the one converted (input not in memory).

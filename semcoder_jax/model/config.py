@@ -220,12 +220,17 @@ class ModelConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "ModelConfig":
+        """Typed as a YAML config is, so that a hand-written ``model_config.json`` with a wrong type
+        is an error naming the key, not a wrong model (``"tie_word_embeddings": "false"`` is truthy)."""
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"model config: unknown key(s) {', '.join(unknown)}")
-        return cls(**data).validate()
+        try:
+            return load_config(cls, base=data)
+        except ConfigError as e:
+            raise ConfigError(str(e).removeprefix("<base>: ")) from None
 
 
 def get_model_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> ModelConfig:

@@ -144,9 +144,15 @@ class Sampler:
         """
         if not prompt_ids:
             return []
+        vocab = self.config.vocab_size
         for i, ids in enumerate(prompt_ids):
             if len(ids) == 0:
                 raise SemcoderError(f"generate: prompt {i} is empty (needs at least one token, e.g. BOS)")
+            # an id outside the embedding reads NaN (or another row): the completion would be garbage
+            bad = [j for j, t in enumerate(ids) if not 0 <= t < vocab]
+            if bad:
+                raise SemcoderError(f"generate: prompt {i} has token id {ids[bad[0]]} at position {bad[0]}, outside the "
+                                    f"model's vocabulary of {vocab} (a tokenizer of another model?)")
         if stop and self.tokenizer is None:
             raise SemcoderError("generate: stop strings need a tokenizer (Sampler(..., tokenizer=...))")
         if any(not s for s in stop):  # "" is in every text: each completion would be cut to nothing

@@ -116,6 +116,20 @@ def test_bad_model_config_item_names_key(tmp_path):
         read_model_config(tmp_path)
 
 
+def test_model_config_values_are_typed(tmp_path):
+    """A string "false" is truthy: read untyped, it made an untied model tied (logits from the embedding)."""
+    config = _config()
+    save_params(tmp_path, 0, _params(config), config)
+    item = next((tmp_path / "0" / MODEL_CONFIG_ITEM).glob("*"))
+    data = json.loads(item.read_text())
+    item.write_text(json.dumps(data | {"tie_word_embeddings": "false", "rope_theta": "1e5"}))
+    got = read_model_config(tmp_path)
+    assert got.tie_word_embeddings is False and got.rope_theta == 1e5 and got == config
+    item.write_text(json.dumps(data | {"num_layers": "two"}))
+    with pytest.raises(SemcoderError, match=r"model_config: .*'two'.*num_layers"):
+        read_model_config(tmp_path)
+
+
 def test_missing_checkpoint_is_one_line_error(tmp_path):
     with pytest.raises(SemcoderError, match="not a directory"):
         load_params(tmp_path / "nope")

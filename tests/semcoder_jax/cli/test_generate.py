@@ -82,3 +82,33 @@ def test_stop_strings_read_backslash_escapes():
     assert unescape(r"\n```") == "\n```"
     assert unescape(r"déf\tx\\n") == "déf\tx\\n"
     assert unescape("plain </s>") == "plain </s>"
+
+
+def test_generate_cli_samples_row_i_with_seed_plus_i(tmp_path, monkeypatch):
+    """Rows are batched by length, but row i samples with ``--seed + i`` (as the README says), not with
+    its place in the length order: a shorter row added to the file must not change the others."""
+    import jax
+
+    import semcoder_jax.sampling as sampling
+    from semcoder_jax.model import llama
+    from semcoder_jax.model.config import get_model_config
+
+    config = get_model_config("tiny")
+    params = jax.tree.map(lambda a: a * 5, llama.init_params(config, jax.random.PRNGKey(0)))
+    monkeypatch.setattr(sampling, "load_model_for_inference", lambda **kw: (config, params))
+    made = []
+
+    def sampler(*args, **kwargs):  # the CLI's own: its compiled steps serve the reference too
+        made.append(sampling.sampler.Sampler(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(sampling, "Sampler", sampler)
+    prompts = ["def a_long_function_name(x, y, z):", "x ="]  # the second is shorter: sorted first
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    out = tmp_path / "o.jsonl"
+    assert main(["generate", "--checkpoint", str(tmp_path), "--prompts", str(path), "--out", str(out),
+                 "--max-new-tokens", "8", "--temperature", "1", "--seed", "3", "--batch-size", "1"]) == 0
+    got = [json.loads(line)["completion"] for line in out.read_text().splitlines()]
+    want = [made[0].generate_text([p], max_new_tokens=8, temperature=1.0, seeds=[3 + i])[0] for i, p in enumerate(prompts)]
+    assert got == want

@@ -84,6 +84,18 @@ def test_missing_config_key(hf_models, tmp_path, capsys):
     assert "'num_hidden_layers'" in err
 
 
+def test_float64_weights_need_a_dtype(hf_models, tmp_path, capsys):
+    """A float64 checkpoint was written with param_dtype float64, which no reader of it accepts."""
+    hf_dir = _copy_hf(hf_models, tmp_path)
+    _rewrite_tensors(hf_dir, lambda t: t.update({k: v.astype(np.float64) for k, v in t.items()}))
+    out = tmp_path / "out"
+    err = _run_failing(capsys, ["convert", "hf-to-orbax", "--hf-dir", str(hf_dir), "--out", str(out)], out)
+    assert "model.safetensors" in err and "float64" in err and "--dtype" in err
+    assert main(["convert", "hf-to-orbax", "--hf-dir", str(hf_dir), "--out", str(out), "--dtype", "float32"]) == 0
+    params, config = load_params(out)
+    assert config.param_dtype == "float32" and params["embed"]["embedding"].dtype == np.float32
+
+
 def test_failure_while_writing_leaves_nothing(hf_models, tmp_path, monkeypatch):
     from semcoder_jax.convert import hf_io, hf_to_orbax
 

@@ -77,10 +77,12 @@ def test_malformed_header_entry_names_file_and_tensor(tmp_path):
     import json
     import struct
 
-    header = json.dumps({"w": {"dtype": "F32", "shape": [2]}}).encode()  # no data_offsets
-    (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
-    with pytest.raises(SemcoderError, match=r"model\.safetensors: tensor w has a malformed header entry"):
-        HFWeights(tmp_path)
+    # no data_offsets; offsets that are not numbers (a TypeError); a negative one, which read the header as weights
+    for entry in ({}, {"data_offsets": ["0", "8"]}, {"data_offsets": [-8, 0]}):
+        header = json.dumps({"w": {"dtype": "F32", "shape": [2], **entry}}).encode()
+        (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(8))
+        with pytest.raises(SemcoderError, match=r"model\.safetensors: tensor w has a malformed header entry"):
+            HFWeights(tmp_path)
 
 
 def test_no_weights_is_error(tmp_path):

@@ -90,6 +90,12 @@ def test_bad_arguments_are_clear_errors(tiny_sampler):
         tiny_sampler.generate([[1], []])
     with pytest.raises(SemcoderError, match="top_p"):
         tiny_sampler.generate([[1]], top_p=0.0)
+    # out of the vocabulary: the embedding read NaN and every new token came out as 0
+    vocab = tiny_sampler.config.vocab_size
+    with pytest.raises(SemcoderError, match=f"prompt 1 has token id {vocab} at position 2, outside the model's vocabulary of {vocab}"):
+        tiny_sampler.generate([[1], [1, 2, vocab]], max_new_tokens=2)
+    with pytest.raises(SemcoderError, match="prompt 0 has token id -5 at position 1"):
+        tiny_sampler.generate([[1, -5]], max_new_tokens=2)
     with pytest.raises(SemcoderError, match="tokenizer"):
         Sampler(tiny_sampler.config, tiny_sampler.params).generate([[1]], stop=["x"])
 
