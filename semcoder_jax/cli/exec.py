@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import tokenize
 from pathlib import Path
 
 from semcoder_jax.errors import SemcoderError
@@ -38,9 +39,11 @@ def register(subparsers) -> None:
 
 
 def _read(path: Path) -> str:
+    """The program as ``python`` reads the file: a UTF-8 BOM or a ``coding:`` line decides the encoding."""
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        with tokenize.open(path) as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError, SyntaxError) as e:
         raise SemcoderError(f"{path}: cannot read the program ({e})") from None
 
 

@@ -57,7 +57,7 @@ def set_limits(job: dict) -> None:
     memory = job.get("memory_bytes")
     if memory:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    cpu = int(job.get("timeout_s", 10.0)) + 1
+    cpu = min(int(job.get("timeout_s", 10.0)), 1 << 62) + 1  # setrlimit takes a C long
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     fsize = job.get("max_file_bytes")
     if fsize:

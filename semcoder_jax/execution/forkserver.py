@@ -368,8 +368,10 @@ class ForkServer:
                     # Keep draining so the child cannot block on a full pipe before it dies.
 
     def respond_early(self, run: Running) -> None:
-        """The child wrote its whole result (after flushing its output): answer now, reap later."""
-        for fd in [fd for fd, kind in run.fds.items() if kind != "result"]:
+        """The child wrote its whole result (after flushing its output): answer now, reap later. Its pidfd
+        is left to say when it exits: a program can write a result line itself and go on running, and
+        reaping it now would block this server (every job's deadline) until it ends."""
+        for fd in [fd for fd, kind in run.fds.items() if kind in ("out", "err")]:
             self.read_fd(run, fd)
         if run.killed_for is None:
             self.respond(self.compose(run, None))

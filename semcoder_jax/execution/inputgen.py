@@ -41,10 +41,26 @@ def parse_args(text: str) -> tuple | None:
     return value if isinstance(value, tuple) else None
 
 
+def canonical_repr(value: Any) -> str:
+    """``repr`` with every set's elements sorted: a set's own order follows string hashes, which differ
+    between processes, and equal sets built in another order can print differently in one process."""
+    t = type(value)
+    if t is list:
+        return "[" + ", ".join(map(canonical_repr, value)) + "]"
+    if t is tuple:
+        return "(" + ", ".join(map(canonical_repr, value)) + ("," if len(value) == 1 else "") + ")"
+    if t is dict:
+        return "{" + ", ".join(f"{canonical_repr(k)}: {canonical_repr(v)}" for k, v in value.items()) + "}"
+    if t is set:
+        return "{" + ", ".join(sorted(map(canonical_repr, value))) + "}" if value else "set()"
+    return repr(value)
+
+
 def format_args(args: tuple) -> str | None:
-    """Tuple of values -> argument text that parses back to an equal tuple (``None`` if impossible)."""
+    """Tuple of values -> argument text that parses back to an equal tuple (``None`` if impossible),
+    the same text in every process (``canonical_repr``)."""
     try:
-        text = ", ".join(repr(a) for a in args)
+        text = ", ".join(canonical_repr(a) for a in args)
     except (RecursionError, ValueError):
         return None
     if len(text) > MAX_TEXT:
@@ -129,7 +145,7 @@ def mutate_value(v: Any, rng: random.Random, pool: dict, depth: int = 0) -> Any:
     if t is bytes:
         return _mutate_str(v.decode("latin-1"), rng, {}).encode("latin-1")
     if t in (list, tuple, set, frozenset):
-        items = list(v)
+        items = sorted(v, key=canonical_repr) if t in (set, frozenset) else list(v)
         op = rng.randrange(4)
         if op == 0 and len(items) < MAX_LEN:  # add
             if items:

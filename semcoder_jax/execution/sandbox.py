@@ -144,6 +144,11 @@ class Sandbox:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            # Here too, not only in the reader thread: a daemon thread may never run again once the
+            # interpreter exits (a sandbox closed at exit, ``default_sandbox``). Not in a forked copy of
+            # this process, whose parent's server still uses the folder.
+            if self._pid == os.getpid():
+                _remove_server_dir(self._server_dir)
 
     def sibling(self, hash_seed: int) -> "Sandbox":
         """A sandbox with the same limits and another hash seed (started once, closed with this one)."""
@@ -165,8 +170,7 @@ class Sandbox:
             if future is not None:
                 future.set_result(response)
         proc.wait()
-        if server_dir and os.path.basename(server_dir).startswith("semcoder-sandbox-"):
-            shutil.rmtree(server_dir, ignore_errors=True)  # a killed server could not remove it itself
+        _remove_server_dir(server_dir)
         with self._lock:
             lost = [jid for jid in self._pending if self._owner.get(jid) is proc]
             orphans = [self._pending.pop(jid) for jid in lost]
@@ -267,6 +271,13 @@ class Sandbox:
         total = len(jobs) if hasattr(jobs, "__len__") else None
         return [ExecResult.from_response(r) for r in self.map_raw(raw, concurrency=concurrency, progress=progress,
                                                                    desc=desc, total=total)]
+
+
+def _remove_server_dir(server_dir: str | None) -> None:
+    """The fork server's folder, which it cannot remove itself: its parent is read-only in the server's
+    mount namespace, and a killed server removes nothing."""
+    if server_dir and os.path.basename(server_dir).startswith("semcoder-sandbox-"):
+        shutil.rmtree(server_dir, ignore_errors=True)
 
 
 _default: Sandbox | None = None

@@ -216,6 +216,19 @@ def test_a_malformed_result_line_does_not_take_the_fork_server_down(sandbox):
     assert sandbox._proc.pid == pid
 
 
+def test_a_program_that_writes_its_result_and_runs_on_blocks_no_other_job():
+    """The early answer to a complete result line also took the child's pidfd as its exit and waited for
+    it: a program that wrote the line itself and slept held the fork server (every other job, and its own
+    deadline) until it woke."""
+    with Sandbox(memory_bytes=1 << 30, timeout_s=1) as box:
+        start = time.monotonic()
+        results = box.map([Job("import posix, time\nposix.write(99, b'{}\\n')\ntime.sleep(30)"),
+                           Job("import time\ntime.sleep(0.3)", "'other'")])
+        assert results[1].return_repr == "'other'", results
+        assert time.monotonic() - start < 10
+        assert box.run("x = 1", "x + 1").return_repr == "2"
+
+
 def test_other_processes_proc_entries_are_refused_however_spelled(sandbox):
     """The ``/proc`` rule normalised paths without resolving them: ``//proc/<pid>``, a relative
     ``../../../proc/<pid>`` or ``/dev/fd/../../<pid>`` read the parent's environment (API keys) and

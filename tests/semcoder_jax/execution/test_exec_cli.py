@@ -48,3 +48,20 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     assert "--timeout" in capsys.readouterr().err
     assert main(["exec", "run", str(prog), "--timeout", "inf"]) == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+def test_run_reads_the_file_as_python_does(tmp_path, capsys):
+    """The file was read as bare UTF-8: a BOM (Windows editors write one) became a SyntaxError in the
+    program, and a ``coding:`` line was ignored, though ``python prog.py`` runs both."""
+    bom = tmp_path / "bom.py"
+    bom.write_bytes(b"\xef\xbb\xbfdef f(x):\n    return x + 1\n")
+    assert main(["exec", "run", str(bom), "--call", "f(1)", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["return_repr"] == "2"
+    latin = tmp_path / "latin.py"
+    latin.write_bytes("# -*- coding: latin-1 -*-\ns = 'caf\xe9'\n".encode("latin-1"))
+    assert main(["exec", "run", str(latin), "--call", "s", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["return_repr"] == "'caf\xe9'"
+    bad = tmp_path / "bad.py"
+    bad.write_bytes(b"# coding: no-such-codec\nx = 1\n")
+    assert main(["exec", "run", str(bad)]) == 2
+    assert "bad.py" in capsys.readouterr().err

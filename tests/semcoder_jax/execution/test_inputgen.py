@@ -1,5 +1,8 @@
 import ast
+import os
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -149,3 +152,19 @@ def test_mutation_raises_mean_line_coverage_on_cruxeval(sandbox):
     grown = [generate_inputs(p["code"], "f", [p["input"]], n=10, seed=0, sandbox=sandbox).line_coverage for p in problems]
     assert all(g >= b for b, g in zip(base, grown))
     assert sum(grown) / len(grown) > sum(base) / len(base) + 0.03
+
+
+def test_set_inputs_are_the_same_text_in_every_process():
+    """Set order follows string hashes, which differ between processes: the same seed must still give the
+    same inputs (a rebuild or a resumed run), and equal sets one text (the inputs are distinct)."""
+    script = (
+        "import random\n"
+        "from semcoder_jax.execution.inputgen import format_args, ingredients, mutate_input\n"
+        "args = ({'apple', 'banana', 'cherry', 'date'},)\n"
+        "rng, pool = random.Random(0), ingredients('', [args])\n"
+        "print([format_args(args)] + [format_args(mutate_input(args, rng, pool)) for _ in range(20)])\n"
+    )
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2)}
+    assert len(outs) == 1
+    assert format_args(({"b", "a"}, [set(), {2, 1}])) == "{'a', 'b'}, [set(), {1, 2}]"

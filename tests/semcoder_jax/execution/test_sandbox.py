@@ -151,6 +151,40 @@ def test_closed_sandbox_refuses_jobs():
         box.run("pass")
 
 
+def test_a_timeout_beyond_a_c_long_still_runs_the_program(sandbox):
+    """The CPU limit was ``int(timeout_s) + 1`` seconds: a finite timeout past 2**63 s (``--timeout 1e300``,
+    meaning "no limit") overflowed setrlimit and every job failed as "setup failed" without running."""
+    r = sandbox.run("x = 1", "x + 1", timeout_s=1e300)
+    assert (r.status, r.return_repr) == ("passed", "2"), r
+
+
+def test_close_removes_the_fork_servers_folder(monkeypatch):
+    """Only the reader thread removed the folder (the server cannot: its parent is read-only there); a
+    sandbox closed at interpreter exit left it behind whenever that daemon thread did not run again."""
+    import shutil
+
+    rmtree = shutil.rmtree
+
+    def late_rmtree(*args, **kwargs):  # as a reader thread that has not been scheduled yet
+        time.sleep(0.5)
+        rmtree(*args, **kwargs)
+
+    box = Sandbox(workers=1, memory_bytes=1 << 30)
+    box.run("open('left', 'w').write('x')")
+    folder = box._server_dir
+    monkeypatch.setattr(shutil, "rmtree", late_rmtree)
+    pid = os.fork()
+    if pid == 0:  # a forked copy that closes its copy of the sandbox (at exit, say) leaves the folder alone
+        try:
+            box.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert box.run("x = 1", "x + 1").return_repr == "2"
+    box.close()
+    assert not os.path.exists(folder)
+
+
 def test_lost_fork_server_fails_jobs_and_restarts():
     import signal
     import threading
