@@ -7,6 +7,7 @@ instruction of the matching template.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
@@ -76,7 +77,8 @@ def _convert(rows: Iterable[tuple[str, dict[str, Any]]], fn, config: DataConfig,
         except RecordError as e:
             if not config.skip_bad:
                 raise
-            rejects.append({"record": row, "reason": "malformed_row", "detail": str(e)})
+            # A parquet or hub row may hold bytes or timestamps, which the rejects file cannot.
+            rejects.append({"record": json.loads(json.dumps(row, default=repr)), "reason": "malformed_row", "detail": str(e)})
     return out
 
 
@@ -96,9 +98,12 @@ def released_records(config: DataConfig) -> tuple[list[dict[str, Any]], dict[str
         recs = _convert(rows, fn, config, rejects)
         stages[f"released_{key}"] = {"in": len(recs) + len(rejects), "kept": len(recs), "out": len(recs),
                                      "rejected": dict(Counter(r["reason"] for r in rejects)), "notes": {}}
+        rejects_path = Path(config.output_dir) / "stages" / f"released_{key}" / "rejects-00000.jsonl"
         if rejects:
             from data_pipeline.records import write_jsonl_atomic
 
-            write_jsonl_atomic(Path(config.output_dir) / "stages" / f"released_{key}" / "rejects-00000.jsonl", rejects)
+            write_jsonl_atomic(rejects_path, rejects)
+        else:  # an earlier build's rejects would contradict this report
+            rejects_path.unlink(missing_ok=True)
         records += recs
     return records, stages

@@ -73,9 +73,9 @@ def step_sentence(step: Step, offset: int | None = LINE_LABEL_OFFSET) -> str:
 
 
 def understanding(code: str, name: str = "f") -> tuple[str, list[str]]:
-    """Static description of the function (no values), and its parameter names."""
+    """Static description of the function (no values), and its key properties."""
     fn = _function(code, name)
-    params = [a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]]
+    params = [shown for _, shown in _signature(fn)]
     kinds = set(type(n).__name__ for n in ast.walk(fn))
     called = sorted({n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)})
     methods = sorted({n.func.attr for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)})
@@ -159,9 +159,17 @@ def _function(code: str, name: str) -> ast.FunctionDef:
     return fn or next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef))
 
 
+def _signature(fn: ast.FunctionDef) -> list[tuple[str, str]]:
+    """``(name, as written)`` of every parameter in order: ``*args`` and ``**kwargs`` are parameters too."""
+    a = fn.args
+    out = [(p.arg, p.arg) for p in [*a.posonlyargs, *a.args]]
+    out += [(a.vararg.arg, f"*{a.vararg.arg}")] if a.vararg else []
+    out += [(p.arg, p.arg) for p in a.kwonlyargs]
+    return out + ([(a.kwarg.arg, f"**{a.kwarg.arg}")] if a.kwarg else [])
+
+
 def understanding_params(code: str, name: str = "f") -> list[str]:
-    fn = _function(code, name)
-    return [a.arg for a in [*fn.args.posonlyargs, *fn.args.args, *fn.args.kwonlyargs]]
+    return [param for param, _ in _signature(_function(code, name))]
 
 
 def refine_rationale(buggy: str, fixed: str, failing_input: str, expected: str, trace: Any, *, entry: str, max_steps: int = 24) -> str:

@@ -102,14 +102,14 @@ class BenchmarkIndex:
         """Every row of a benchmark JSONL (or .gz). A file that does not read is a ``RecordError``
         naming it, which stops the build: any other error would reject every problem as a
         ``stage_error`` and finish with no data."""
-        from data_pipeline.records import RecordError, read_jsonl
+        from data_pipeline.records import RecordError, read_jsonl_lines
 
         self.sources.append(str(path))
-        for n, row in enumerate(read_jsonl(path), start=1):
+        for lineno, row in read_jsonl_lines(path):
             try:
                 self.add_row(bench, row)
             except (TypeError, AttributeError, ValueError) as e:
-                raise RecordError(f"{path}: row {n}: not a benchmark problem ({type(e).__name__}: {e})") from None
+                raise RecordError(f"{path}:{lineno}: not a benchmark problem ({type(e).__name__}: {e})") from None
 
     def add_row(self, bench: str, row: dict[str, Any]) -> None:
         rid = str(row.get("task_id") or row.get("id") or row.get("question_id") or len(self.names))

@@ -1,6 +1,8 @@
 """Test inputs: seed inputs (plus LLM-proposed ones) grown by the type-aware mutator.
 
 Keeps inputs whose output is a Python literal that round-trips, so ``assert f(x) == y`` is exact.
+A problem without seed inputs, which executability could not check for determinism, is checked here
+on its first test.
 """
 
 from __future__ import annotations
@@ -64,5 +66,11 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
             ctx.note("inputs.dropped_non_literal_or_failing")
     if not tests:
         return Reject("no_valid_inputs")
+    if not record.get("seed_inputs"):
+        from semcoder_jax.execution import check_determinism
+
+        report = check_determinism(solution, f"{entry}({tests[0]['input']})", sandbox=ctx.sandbox)
+        if not report.deterministic:
+            return Reject("nondeterministic", "; ".join(report.reasons)[:200])
     line_cov, branch_cov = measure_coverage(solution, entry, [t["input"] for t in tests], sandbox=ctx.sandbox)
     return [dict(record, tests=tests, line_coverage=round(float(line_cov), 6), branch_coverage=round(float(branch_cov), 6))]

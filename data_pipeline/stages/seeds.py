@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,9 @@ def collect_seeds(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[s
         for path in files:
             rel = path.name if root.is_file() else str(path.relative_to(root))
             try:
-                seeds = extract_seeds(path.read_text(encoding="utf-8"), kinds=tuple(config.seed_kinds), min_lines=config.min_seed_lines)
+                with tokenize.open(path) as f:  # as Python reads source: a BOM or a coding line decides the encoding
+                    text = f.read()
+                seeds = extract_seeds(text, kinds=tuple(config.seed_kinds), min_lines=config.min_seed_lines)
             except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError) as e:  # generated files nest deeply
                 rejects.append({"record": {"source_file": rel}, "reason": "unparsable_file", "detail": (str(e).splitlines() or [type(e).__name__])[0]})
                 continue

@@ -1,7 +1,8 @@
 """Problem + solution from each seed: an LLM (OSS-Instruct prompt) or, offline, the seed itself.
 
-Offline mode turns a shipped seed function into a problem: its docstring is the description and its
-``>>> name(args)`` lines are the seed inputs (``>>> name()``, the empty input, for a function without
+Offline mode turns a shipped seed function into a problem: its docstring less its doctest examples
+(``>>>`` lines and the expected output under them) is the description and its ``>>> name(args)`` lines
+are the seed inputs (``>>> name()``, the empty input, for a function without
 parameters). Seeds without both are rejected (``no_offline_problem``).
 """
 
@@ -120,7 +121,11 @@ def offline_problem(seed: dict[str, Any]) -> dict[str, Any] | Reject:
     doc = ast.get_docstring(fn)
     if not doc:
         return Reject("no_offline_problem", "function without docstring")
-    description = [ln for ln in doc.splitlines() if not ln.strip().startswith(">>>")]
+    description, in_example = [], False
+    for ln in doc.splitlines():  # an example's expected output runs to the next blank line, as in doctest
+        in_example = ln.strip().startswith(">>>") or in_example and bool(ln.strip())
+        if not in_example:
+            description.append(ln)
     inputs = [a for a in (call_arguments(ln.strip(), fn.name) for ln in doc.splitlines() if ln.strip().startswith(">>>")) if a is not None]
     if not inputs:
         return Reject("no_offline_problem", "docstring without >>> examples")

@@ -97,3 +97,36 @@ def test_released_parquet_rows_are_read_and_named_by_row_index(tmp_path):
     cfg.skip_bad = True
     recs, stages = released_records(cfg)
     assert [r["kind"] for r in recs] == ["refine"] and stages["released_pyxr"]["rejected"] == {"malformed_row": 1}
+
+
+def test_released_rows_with_values_json_cannot_hold_are_rejected_not_fatal(tmp_path):
+    """A parquet row whose ``response`` is bytes is "not text"; with skip_bad its reject was written as
+    JSON and the build stopped on a TypeError instead."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    pyx = tmp_path / "pyx.parquet"
+    pq.write_table(pa.table({"nl": ["Write add.", "Write sub."], "response": [b"def add(a, b): return a + b", b"\xff"]}), pyx)
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", skip_bad=True, released=ReleasedConfig(pyx=str(pyx)))
+    recs, stages = released_records(cfg)
+    assert recs == [] and stages["released_pyx"]["rejected"] == {"malformed_row": 2}
+    rejects = [json.loads(ln) for ln in (tmp_path / "out/stages/released_pyx/rejects-00000.jsonl").read_text().splitlines()]
+    assert [r["detail"] for r in rejects] == [f"{pyx} row {i}: field 'response' is not text" for i in (0, 1)]
+    assert rejects[1]["record"]["response"] == repr(b"\xff")
+
+
+def test_a_rebuild_without_rejects_leaves_no_earlier_rejects_behind(tmp_path):
+    """Rejects were written only when there were some, so an earlier build's file stayed and contradicted the report."""
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    pyxr = tmp_path / "pyxr.jsonl"
+    good = json.dumps({"fault": "### Problem\n...", "response": "[MONOLOGUE]..."})
+    pyxr.write_text(f"{good}\n{json.dumps({'fault': 'x', 'response': ''})}\n")
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", skip_bad=True, released=ReleasedConfig(pyxr=str(pyxr)))
+    rejects = tmp_path / "out/stages/released_pyxr/rejects-00000.jsonl"
+    assert released_records(cfg)[1]["released_pyxr"]["rejected"] == {"malformed_row": 1} and rejects.exists()
+    pyxr.write_text(f"{good}\n")
+    assert released_records(cfg)[1]["released_pyxr"]["rejected"] == {} and not rejects.exists()

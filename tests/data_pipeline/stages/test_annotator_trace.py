@@ -40,3 +40,19 @@ def test_bindings_are_those_of_f_when_a_helper_is_defined_first():
         {"kind": "return", "line": 5, "value": "3", "depth": 1, "frame": 0}], "return_repr": "3", "truncated": False}
     assert "- The call binds `x` to `1` and `y` to `2`." in annotator_trace.forward_monologue(code, "1, 2", trace)
     assert "binds `x` to `1` and `y` to `2`" in annotator_trace.backward_monologue(code, "1, 2", "3", trace)
+
+
+def test_star_parameters_are_parameters():
+    """``f(*nums)`` was said to take "no arguments" (0 parameters), and ``f(a, *rest, **opts)`` to take
+    and bind only ``a``, although the trace binds all three."""
+    code = "def f(a, *rest, **opts):\n    return a + sum(rest)"
+    trace = {"events": [
+        {"kind": "call", "line": 1, "locals": {"a": "1", "rest": "(2, 3)", "opts": "{'k': 4}"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 2, "source": "return a + sum(rest)", "locals": {}, "depth": 1, "frame": 0},
+        {"kind": "return", "line": 2, "value": "6", "depth": 1, "frame": 0}], "return_repr": "6", "truncated": False}
+    fwd = annotator_trace.forward_monologue(code, "1, 2, 3, k=4", trace)
+    assert "The function `f` takes `a`, `*rest`, `**opts`." in fwd
+    assert "- The function has 3 parameter(s): `a`, `*rest`, `**opts`." in fwd
+    assert "- The call binds `a` to `1` and `rest` to `(2, 3)` and `opts` to `{'k': 4}`." in fwd
+    about, props = annotator_trace.understanding("def f(*nums):\n    return sum(nums)")
+    assert about.startswith("The function `f` takes `*nums`.") and props[0] == "- The function has 1 parameter(s): `*nums`."

@@ -67,7 +67,10 @@ def test_a_benchmark_file_that_does_not_read_stops_the_build_naming_it(tmp_path)
     lcb = tmp_path / "lcb.jsonl"
     problem = {"id": "prob-1", "problem": "Add two numbers.", "solution": "def add(a, b):\n    return a + b", "forward": [], "backward": []}
     for text, match in (('{"question_id": "q1", "question_content": "Sum."}\n{"question_id": oops}\n', rf"{lcb}:2: not valid JSON"),
-                        ('{"question_id": "q1", "question_content": ["Sum."]}\n', rf"{lcb}: row 1: not a benchmark problem")):
+                        ('{"question_id": "q1", "question_content": ["Sum."]}\n', rf"{lcb}:1: not a benchmark problem"),
+                        # "row N" counted rows: a blank line made it name the line above the bad one.
+                        ('\n{"question_id": "q1", "question_content": "Sum."}\n\n{"question_id": "q2", "code": 7}\n',
+                         rf"{lcb}:4: not a benchmark problem")):
         lcb.write_text(text)
         ctx = StageContext(DataConfig(decontam=DecontamConfig(benchmarks=[], livecodebench=str(lcb))))
         with pytest.raises(RecordError, match=match):

@@ -12,3 +12,26 @@ def test_set_outputs_are_literals_whatever_this_process_hash_seed():
     assert literal_output(other_order) and literal_output("frozenset()") is False
     for bad in (None, "inf", "1e309", "<object at 0x1>", "[1, 2"):
         assert not literal_output(bad), bad
+
+
+def test_a_problem_without_seed_inputs_is_checked_for_determinism_on_its_tests():
+    """Executability checks determinism on the first seed input; a problem with none (LLM example calls
+    that did not parse) was never checked, and a result ordered by the hash seed became a test."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import inputs
+    from data_pipeline.stages.base import StageContext
+
+    class Calls:
+        def chat(self, messages, **kw):
+            return "f(['apple', 'pear', 'fig', 'kiwi', 'plum'])"
+
+    record = {"id": "p1", "entry_point": "f", "problem": "Distinct words.", "solution": "def f(words):\n    return list(set(words))\n",
+              "seed_inputs": []}
+    ctx = StageContext(DataConfig(synthesis="llm", workers=2))
+    ctx._llm = Calls()
+    try:
+        assert inputs.process(record, ctx).reason == "nondeterministic"
+        (kept,) = inputs.process(dict(record, solution="def f(words):\n    return sorted(set(words))\n"), ctx)
+        assert kept["tests"] == [{"input": "['apple', 'pear', 'fig', 'kiwi', 'plum']", "output": "['apple', 'fig', 'kiwi', 'pear', 'plum']"}]
+    finally:
+        ctx.close()

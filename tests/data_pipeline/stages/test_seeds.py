@@ -40,6 +40,20 @@ def test_a_corpus_file_too_deep_to_parse_is_rejected_not_fatal(tmp_path):
     assert [(r["record"]["source_file"], r["reason"]) for r in rejects] == [("deep.py", "unparsable_file")]
 
 
+def test_corpus_files_are_decoded_as_python_decodes_them(tmp_path):
+    """A file saved with a UTF-8 byte-order mark, or in the encoding its coding line declares, is
+    valid Python; both were rejected as ``unparsable_file``."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.seeds import collect_seeds
+
+    (tmp_path / "bom.py").write_bytes("def bom(x):\n    y = x + 1\n    return y\n".encode("utf-8-sig"))
+    (tmp_path / "latin.py").write_bytes("# -*- coding: latin-1 -*-\ndef latin(s):\n    t = s + 'é'\n    return t\n".encode("latin-1"))
+    records, rejects = collect_seeds(DataConfig(corpus_dirs=[str(tmp_path)], seed_kinds=["function"]))
+    assert rejects == []
+    assert [r["code"] for r in records] == ["def bom(x):\n    y = x + 1\n    return y",
+                                            "def latin(s):\n    t = s + 'é'\n    return t"]
+
+
 def _strings(tree: ast.AST) -> list:
     return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, (str, bytes))]
 

@@ -74,3 +74,15 @@ def test_offline_zero_argument_function_is_built_with_the_empty_call_forward_onl
     (fwd,) = built["forward"]
     assert fwd["response"].endswith("for the call `f()`.\n[/MONOLOGUE]\n[ANSWER]\nassert f() == 'hello world'\n[/ANSWER]")
     assert "assert f() == ??" in execution_instruction(built["code"], input=fwd["input"])
+
+
+def test_offline_problem_leaves_doctest_outputs_out_of_the_description():
+    """The lines after a ``>>>`` example are its expected output, not description: they were kept as
+    stray lines of the problem."""
+    from data_pipeline.stages.synthesis import offline_problem
+
+    code = ('def double(x):\n    """Return x doubled.\n\n    >>> double(2)\n    4\n    >>> double([1])\n    [1, 1]\n\n'
+            '    Works on anything with ``*``.\n    """\n    return x * 2')
+    problem = offline_problem({"seed_kind": "function", "code": code})
+    assert problem["seed_inputs"] == ["2", "[1]"]
+    assert problem["problem"] == "Return x doubled.\n\n\nWorks on anything with ``*``.\n\nImplement it as a Python function `double(x)`."
