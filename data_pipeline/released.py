@@ -22,8 +22,8 @@ PYX_FIELDS = {"nl": "nl2code", "fwd_mnl": "forward", "bwd_mnl": "backward"}
 def load_rows(source: str, split: str = "train", *, skip_bad: bool = False,
               rejects: list | None = None) -> list[tuple[str, dict[str, Any]]]:
     """``(where, row)`` for each row of a local ``.jsonl``/``.jsonl.gz`` file (found as the config's other
-    paths are; ``where`` is FILE:LINE), a local ``.parquet`` file or a hub dataset id (``where`` names the
-    row's index in the dataset, counting from 0: these rows have no lines)."""
+    paths are; ``where`` is FILE:LINE), a local ``.parquet`` file, a hub dataset id or a local copy of one
+    (``where`` names the row's index in the dataset, counting from 0: these rows have no lines)."""
     local = resolve_path(source)
     if local.endswith(".parquet"):  # the hub's own format, downloaded
         import pyarrow
@@ -34,14 +34,16 @@ def load_rows(source: str, split: str = "train", *, skip_bad: bool = False,
         except (OSError, pyarrow.ArrowException) as e:
             raise RecordError(f"{local}: cannot read as parquet ({e})") from None
         return [(f"{local} row {i}", row) for i, row in enumerate(table.to_pylist())]
-    if Path(local).exists() or source.endswith((".jsonl", ".jsonl.gz", ".json")):
+    if Path(local).is_file() or source.endswith((".jsonl", ".jsonl.gz", ".json")):
         return [(f"{local}:{n}", row) for n, row in read_jsonl_lines(local, skip_bad=skip_bad, rejects=rejects)]
     import datasets
 
+    # A folder is a downloaded copy of the hub dataset (``huggingface-cli download --local-dir``).
+    source, place = (local, "local folder") if Path(local).is_dir() else (source, "Hugging Face hub")
     try:
         rows = datasets.load_dataset(source, split=split)
     except Exception as e:  # noqa: BLE001 - offline, no such dataset or split: datasets raises many kinds
-        raise RecordError(f"cannot load {source}[{split}] from the Hugging Face hub ({type(e).__name__}: "
+        raise RecordError(f"cannot load {source}[{split}] from the {place} ({type(e).__name__}: "
                           f"{str(e).splitlines()[0] if str(e) else ''}); give a local .jsonl path instead") from None
     return [(f"{source}[{split}] row {i}", dict(r)) for i, r in enumerate(rows)]
 

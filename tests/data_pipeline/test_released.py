@@ -130,3 +130,18 @@ def test_a_rebuild_without_rejects_leaves_no_earlier_rejects_behind(tmp_path):
     assert released_records(cfg)[1]["released_pyxr"]["rejected"] == {"malformed_row": 1} and rejects.exists()
     pyxr.write_text(f"{good}\n")
     assert released_records(cfg)[1]["released_pyxr"]["rejected"] == {} and not rejects.exists()
+
+
+def test_a_local_copy_of_the_hub_dataset_is_read_with_datasets(tmp_path):
+    """A folder (``huggingface-cli download semcoder/PyX --local-dir DIR``) was opened as a JSONL file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from data_pipeline.released import load_rows
+
+    folder = tmp_path / "PyX"
+    (folder / "data").mkdir(parents=True)
+    rows = [{"nl": "", "fwd_mnl": "fwd", "bwd_mnl": "", "response": f"r{i}"} for i in range(3)]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "data" / "train-00000-of-00001.parquet")
+    assert load_rows(str(folder)) == [(f"{folder}[train] row {i}", row) for i, row in enumerate(rows)]
+    with pytest.raises(RecordError, match=re.escape(f"cannot load {folder}[test] from the local folder")):
+        load_rows(str(folder), "test")
