@@ -1,4 +1,8 @@
 # Sourced by the GPU scripts: results folder, environment, and the wheels the device image lacks (.whl/).
+if [[ ${1:-} == -h || ${1:-} == --help ]]; then  # the sourcing script's usage: its header comment
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+  exit 0
+fi
 OUT=${OUT:-gpu_results}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 XLA_PYTHON_CLIENT_MEM_FRACTION=0.94
 if compgen -G ".whl/*.whl" >/dev/null; then

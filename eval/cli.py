@@ -53,7 +53,8 @@ def _run_args(p: argparse.ArgumentParser, refine_default: int = 0) -> None:
     src.add_argument("--hf-dir", help="Hugging Face model directory")
     p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model's or the shipped one)")
-    p.add_argument("--config", help="eval YAML (default: configs/eval/<benchmark>.yaml); one benchmark only")
+    p.add_argument("--config", help="eval YAML or preset name (default: the benchmark's, "
+                   "configs/eval/<benchmark>.yaml); one benchmark only")
     p.add_argument("--out", default=None, help="output directory (default: eval_out/<benchmark>; "
                    "with several benchmarks, OUT/<benchmark> each)")
     p.add_argument("--name", help="model name for reports")
@@ -85,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     from eval.backends import BackendConfig, get_backend
     from eval.config import EvalConfig
     from eval.runner import run_eval
+    from semcoder_jax.checkpoint import quiet_orbax_warnings
     from semcoder_jax.config import load_config, preset_path
     from semcoder_jax.errors import SemcoderError
 
@@ -103,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
     configs = {}
     for name in names:  # every config is checked before the model loads
         try:
-            configs[name] = load_config(EvalConfig, args.config or preset_path("eval", name), [f"benchmark={name}", *overrides])
+            configs[name] = load_config(EvalConfig, preset_path("eval", args.config or name), [f"benchmark={name}", *overrides])
         except ValueError as e:
             raise SemcoderError(str(e)) from None
     if args.backend != "openai" and not (args.checkpoint or args.hf_dir):
@@ -113,6 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, tensor_parallel_size=args.tensor_parallel_size, base_url=args.base_url,
         model=args.model, chat=args.chat, max_retries=args.max_retries,
     )
+    quiet_orbax_warnings()
     backend = get_backend(args.backend, bcfg)
     try:
         for name, cfg in configs.items():

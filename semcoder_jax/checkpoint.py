@@ -27,6 +27,14 @@ def is_pytree_checkpoint(directory: str | Path) -> bool:
     return (Path(directory) / "_METADATA").exists()
 
 
+def quiet_orbax_warnings() -> None:
+    """Orbax warns at every read-only manager ("Given directory is read only") and each missing
+    optional metadata file: noise that reads like an error to a command-line user."""
+    from absl import logging
+
+    logging.set_verbosity(logging.ERROR)
+
+
 def _manager(directory: Path):
     import orbax.checkpoint as ocp
 

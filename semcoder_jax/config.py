@@ -31,11 +31,19 @@ def config_dir() -> Path:
 
 
 def preset_path(group: str, name: str) -> Path:
-    """``configs/<group>/<name>.yaml``, or ``name`` itself when it is a path to a YAML file."""
-    candidate = Path(name)
-    if candidate.suffix in (".yaml", ".yml") and candidate.exists():
-        return candidate
-    path = config_dir() / group / f"{name}.yaml"
+    """``configs/<group>/<name>.yaml``, or ``name`` itself when it is a path to a YAML file.
+
+    A missing ``<group>/<preset>.yaml`` path (the README's ``configs/...`` paths, given outside the
+    repository root) names that shipped preset, so the documented commands work from any folder.
+    """
+    candidate, preset = Path(name), name
+    if candidate.suffix in (".yaml", ".yml"):
+        if candidate.exists():
+            return candidate
+        if candidate.parent.name != group:
+            raise ConfigError(f"config file not found: {name}")
+        preset = candidate.stem
+    path = config_dir() / group / f"{preset}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
         raise ConfigError(f"unknown {group} config {name!r} (known: {', '.join(known) or 'none'})")

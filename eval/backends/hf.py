@@ -42,7 +42,11 @@ class HFBackend:
         model_dir = self._stack.enter_context(hf_model_dir(config))
         self.tokenizer = resolve_tokenizer(config, model_dir)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(self.device).eval()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+        except (OSError, ValueError) as e:  # no such folder or hub id, no config.json: transformers' long message
+            raise SemcoderError(f"cannot load model {model_dir!r}: {str(e).splitlines()[0]}") from None
+        self.model = model.to(self.device).eval()
         self._stack.close()  # weights are in memory; a temporary conversion can go
 
     def identity(self) -> dict[str, Any]:

@@ -22,32 +22,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     to_hf.add_argument("--step", type=int, default=None, help="step to export (default: the latest)")
     to_hf.add_argument("--out", required=True, help="new HF folder (must not exist or be empty)")
     to_hf.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id to save beside the weights")
-    to_hf.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="bfloat16")
+    to_hf.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="bfloat16",
+                       help="stored weight dtype (default: bfloat16)")
     to_hf.add_argument("--max-shard-size", default="5GB", help="largest safetensors file (default 5GB)")
     to_hf.set_defaults(func=_orbax_to_hf)
 
 
 def _hf_to_orbax(args: argparse.Namespace) -> int:
+    from semcoder_jax.checkpoint import quiet_orbax_warnings
     from semcoder_jax.convert import hf_to_orbax
 
-    _quiet_absl()
+    quiet_orbax_warnings()
     out = hf_to_orbax(args.hf_dir, args.out, dtype=args.dtype, compress=args.compress)
     print(f"wrote {out}")
     return 0
 
 
 def _orbax_to_hf(args: argparse.Namespace) -> int:
+    from semcoder_jax.checkpoint import quiet_orbax_warnings
     from semcoder_jax.convert import orbax_to_hf
 
-    _quiet_absl()
+    quiet_orbax_warnings()
     out = orbax_to_hf(args.checkpoint, args.out, step=args.step, tokenizer=args.tokenizer,
                       dtype=args.dtype, max_shard_size=args.max_shard_size)
     print(f"wrote {out}")
     return 0
-
-
-def _quiet_absl() -> None:
-    """Orbax logs a warning per read-only manager and missing optional metadata file."""
-    from absl import logging
-
-    logging.set_verbosity(logging.ERROR)

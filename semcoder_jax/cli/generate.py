@@ -58,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from semcoder_jax.checkpoint import quiet_orbax_warnings
     from semcoder_jax.sampling import Sampler, load_model_for_inference
     from semcoder_jax.tokenizer import load_tokenizer
 
+    quiet_orbax_warnings()
     tokenizer = load_tokenizer(args.tokenizer)
     config, params = load_model_for_inference(
         checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, dtype=args.dtype

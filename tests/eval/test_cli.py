@@ -154,3 +154,47 @@ def test_preset_quotes_follow_the_prompt_style(bench):
     assert load().use_quotes
     assert not load("prompt_style=direct").use_quotes
     assert load("prompt_style=direct", "quotes=true").use_quotes
+
+
+@pytest.mark.parametrize("config", ["cruxeval-i", "configs/eval/cruxeval-i.yaml"])
+def test_config_takes_a_preset_name_or_the_readme_path_from_any_folder(monkeypatch, tmp_path, capsys, config):
+    """`--config cruxeval-i` was read as a file ("config file not found"), and the README's repo-relative
+    path worked only from the repository root."""
+    import eval.backends
+    import eval.runner
+    from semcoder_jax.cli.main import main
+
+    class Backend:
+        def close(self) -> None:
+            pass
+
+    seen = []
+    monkeypatch.setattr(eval.backends, "get_backend", lambda *a, **k: Backend())
+    monkeypatch.setattr(eval.runner, "run_eval", lambda cfg, *a, **k: seen.append(cfg) or {"summary": {}})
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "run", "--benchmark", "cruxeval-i", "--backend", "openai", "--model", "m", "--config", config]) == 0
+    assert [(c.benchmark, c.generation.max_new_tokens) for c in seen] == [("cruxeval-i", 1024)]  # the preset's, not 512
+
+
+def test_the_backend_loads_with_orbax_warnings_quiet(monkeypatch):
+    """`--checkpoint` loads printed Orbax's "Given directory is read only" warnings, which read like errors."""
+    from absl import logging as absl_logging
+
+    import eval.backends
+    from semcoder_jax.cli.main import main
+
+    class Loaded(Exception):
+        pass
+
+    def backend(*a, **k):
+        raise Loaded(absl_logging.get_verbosity())
+
+    monkeypatch.setattr(eval.backends, "get_backend", backend)
+    before = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.WARNING)  # as in a fresh process
+    try:
+        with pytest.raises(Loaded) as e:
+            main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "jax", "--checkpoint", "ckpt"])
+    finally:
+        absl_logging.set_verbosity(before)
+    assert e.value.args == (absl_logging.ERROR,)

@@ -148,3 +148,17 @@ def test_model_config_json_rejects_unknown_key():
     assert ModelConfig.from_json(text) == get_model_config("tiny")
     with pytest.raises(ConfigError, match="flash"):
         ModelConfig.from_json(text[:-1] + ', "flash": true}')
+
+
+def test_a_readme_config_path_names_the_shipped_preset_outside_the_repository(tmp_path, monkeypatch):
+    """`--config configs/train/tiny-cpu.yaml` from another folder was "unknown train config"."""
+    from semcoder_jax.config import preset_path
+
+    monkeypatch.chdir(tmp_path)
+    assert preset_path("train", "configs/train/tiny-cpu.yaml") == preset_path("train", "tiny-cpu")
+    with pytest.raises(ConfigError, match="config file not found: mine.yaml"):
+        preset_path("train", "mine.yaml")
+    own = tmp_path / "configs" / "train" / "tiny-cpu.yaml"
+    own.parent.mkdir(parents=True)
+    own.write_text("max_steps: 1\n")
+    assert preset_path("train", "configs/train/tiny-cpu.yaml").resolve() == own  # a file that exists wins

@@ -147,3 +147,15 @@ def test_a_dtype_torch_does_not_know_is_an_error_naming_it(tmp_path):
 
     with pytest.raises(SemcoderError, match=r"--dtype 'bf16' is not a torch dtype"):
         get_backend("hf", BackendConfig(hf_dir=str(tmp_path), dtype="bf16"))
+
+
+def test_an_hf_dir_that_is_no_model_is_one_line_naming_it(tmp_path, monkeypatch):
+    """A folder without a model, or a hub id offline, ended `eval run --backend hf` in a transformers traceback."""
+    from semcoder_jax.errors import SemcoderError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SemcoderError, match=r"cannot load model '.*empty'"):
+        get_backend("hf", BackendConfig(hf_dir=str(tmp_path / "empty"), dtype="float32"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SemcoderError, match=r"cannot load model '.*empty'"):
+        get_backend("hf", BackendConfig(hf_dir=str(tmp_path / "empty"), dtype="float32"))

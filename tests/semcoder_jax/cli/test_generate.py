@@ -112,3 +112,32 @@ def test_generate_cli_samples_row_i_with_seed_plus_i(tmp_path, monkeypatch):
     got = [json.loads(line)["completion"] for line in out.read_text().splitlines()]
     want = [made[0].generate_text([p], max_new_tokens=8, temperature=1.0, seeds=[3 + i])[0] for i, p in enumerate(prompts)]
     assert got == want
+
+
+def test_generate_from_a_checkpoint_logs_no_orbax_warnings(tmp_path, caplog):
+    """Every `semcoder generate --checkpoint` printed Orbax's "Given directory is read only" and
+    "Metadata file does not exist" warnings, which read like errors."""
+    import numpy as np
+    from absl import logging as absl_logging
+
+    from semcoder_jax.checkpoint import save_params
+    from semcoder_jax.convert.mapping import param_mappings, set_path
+    from semcoder_jax.model.config import get_model_config
+
+    config = get_model_config("tiny", ["hidden_size=32", "intermediate_size=48", "num_layers=1"])
+    rng = np.random.default_rng(0)
+    params: dict = {}
+    for m in param_mappings(config):
+        set_path(params, m.path, rng.standard_normal(m.full_shape(config)).astype(np.float32))
+    save_params(tmp_path / "ckpt", 0, params, config)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": "def f():"}) + "\n")
+    before = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.WARNING)  # as in a fresh process
+    try:
+        with caplog.at_level("WARNING"):
+            assert main(["generate", "--checkpoint", str(tmp_path / "ckpt"), "--prompts", str(prompts),
+                         "--out", str(tmp_path / "out.jsonl"), "--max-new-tokens", "1"]) == 0
+    finally:
+        absl_logging.set_verbosity(before)
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == []
