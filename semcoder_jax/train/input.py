@@ -130,6 +130,9 @@ def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segment
         if all(k in row for k in FEATURES):
             packed.append(validate_row({k: row[k] for k in FEATURES}, seq_len, where))
             continue
+        if "segment_ids" in row or "positions" in row:  # packed: repacked whole, its examples would run together
+            missing = ", ".join(repr(k) for k in FEATURES if k not in row)
+            raise DataError(f"{where}: a packed row needs all of {', '.join(FEATURES)}; it has no {missing}")
         ids = int64_array(row["input_ids"], f"{where}: 'input_ids'")
         mask = int64_array(row["loss_mask"], f"{where}: 'loss_mask'") if "loss_mask" in row else np.ones_like(ids)
         if ids.ndim != 1 or mask.shape != ids.shape:
@@ -196,10 +199,10 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
                     raise DataError(f"{p}: no manifest.json and no {split}-*.tfrecord files")
             return TFRecordSet(files, None, None, None, None)
         try:
-            meta = json.loads(manifest.read_text())
+            meta = json.loads(manifest.read_text(encoding="utf-8"))
             entry = meta["splits"][split]
             files = [str(p / f) for f in entry["files"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (ValueError, KeyError, TypeError) as e:  # ValueError: not JSON, or not UTF-8
             if isinstance(e, KeyError) and isinstance(meta.get("splits"), dict) and split not in meta["splits"]:
                 hint = "; build with validation_fraction=F, or set validation.path=" if split == "validation" else ""
                 raise DataError(f"{manifest}: no split {split!r} (it has {', '.join(sorted(meta['splits']))}){hint}") from None
@@ -207,14 +210,23 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
         missing = [f for f in files if not Path(f).exists()]
         if missing:
             raise DataError(f"{manifest}: listed file not found: {missing[0]}")
+        figures = {f"splits.{split}.rows": entry.get("rows"), "seq_len": meta.get("seq_len"),
+                   "max_segments": meta.get("max_segments")}
+        for key, value in figures.items():  # else a TypeError deep in the reader, naming neither
+            if value is not None and not _whole(value):
+                raise DataError(f"{manifest}: {key} must be a whole number, got {value!r}")
         file_rows = entry.get("shard_rows")
-        if not (isinstance(file_rows, list) and len(file_rows) == len(files)):
-            file_rows = None
-        return TFRecordSet(files, entry.get("rows"), meta.get("seq_len"), meta.get("max_segments"), file_rows)
+        if not (isinstance(file_rows, list) and len(file_rows) == len(files) and all(map(_whole, file_rows))):
+            file_rows = None  # the records are counted instead
+        return TFRecordSet(files, *figures.values(), file_rows)
     files = sorted(glob.glob(path))
     if not files:
         raise DataError(f"data.path {path!r}: no files match")
     return TFRecordSet(files, None, None, None, None)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _frames(path: str, read: bool) -> Iterator[bytes | None]:
@@ -485,6 +497,7 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
     if not cfg.path:
         rows = synthetic_rows(cfg.synthetic_rows, cfg.seq_len, vocab_size, cfg.shuffle_seed)
         source: RowSource = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc)
+        source.fingerprint = f"synthetic, {cfg.seq_len} tokens a row"  # another seq_len draws other rows
     elif cfg.path.endswith(".jsonl"):
         if not Path(cfg.path).exists():
             raise DataError(f"data.path {cfg.path!r}: file not found")
@@ -523,7 +536,8 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
     return source
 
 
-def stop_together(problem: Exception | None, where: str) -> None:
+def stop_together(problem: Exception | None, where: str,
+                  what: str = "found rows they cannot train on, or could not read them") -> None:
     """Raise ``problem`` on this process and a ``DataError`` on every other one, if any process has
     a problem: the same decision everywhere, since a process that stopped alone would leave the
     others waiting for it in the next collective."""
@@ -532,8 +546,8 @@ def stop_together(problem: Exception | None, where: str) -> None:
 
         bad = np.asarray(multihost_utils.process_allgather(np.array(problem is not None)))
         if bad.any() and problem is None:
-            problem = DataError(f"{where}: process(es) {np.flatnonzero(bad).tolist()} found rows they cannot "
-                                "train on, or could not read them (their logs say which); every process stops")
+            problem = DataError(f"{where}: process(es) {np.flatnonzero(bad).tolist()} {what} (their logs say "
+                                "which); every process stops")
     if problem is not None:
         raise problem
 

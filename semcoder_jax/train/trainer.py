@@ -184,22 +184,24 @@ class Trainer:
         """Convert a HF folder (or hub id) once into ``run_dir/hf_import``, streamed, for a sharded load."""
         out, record = self.run_dir / "hf_import", self.run_dir / "hf_import.source"
         source = str(Path(src).absolute()) if Path(src).exists() else src
+        problem = None
         if jax.process_index() == 0 and not (out.exists() and record.exists() and record.read_text() == source):
-            from semcoder_jax.convert import hf_to_orbax
+            try:
+                from semcoder_jax.convert import hf_to_orbax
 
-            if out.exists():  # converted from another init_from
-                log.info("%s was converted from another source than %s: converting again", out, source)
-                shutil.rmtree(out)
-            if not Path(src).exists():
-                from huggingface_hub import snapshot_download
+                if out.exists():  # converted from another init_from
+                    log.info("%s was converted from another source than %s: converting again", out, source)
+                    shutil.rmtree(out)
+                if not Path(src).exists():
+                    from huggingface_hub import snapshot_download
 
-                src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
-            hf_to_orbax(src, out, dtype=self.cfg.model.param_dtype)
-            record.write_text(source)
-        if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("hf_import")
+                    src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
+                hf_to_orbax(src, out, dtype=self.cfg.model.param_dtype)
+                record.write_text(source)
+            except Exception as e:  # noqa: BLE001 - the other processes wait for this one: all must stop
+                problem = e
+        # Also the barrier: the others read run_dir/hf_import only once it is written.
+        stop_together(problem, f"init_from {self.cfg.init_from!r}", "could not convert it")
         return str(out)
 
     def initial_state(self) -> tuple[int, State, DataPosition]:
@@ -294,9 +296,15 @@ class Trainer:
         if is_main:
             log.info("%s", self.summary())
         step, state, position = self.initial_state()
-        if is_main:  # once the checkpoint, if any, accepts this config: a refused one is not recorded
-            save_config(cfg, self.run_dir / "config.yaml")
-        writer = MetricsWriter(cfg, self.run_dir, is_main, resumed_step=step)
+        problem = None
+        try:
+            if is_main:  # once the checkpoint, if any, accepts this config: a refused one is not recorded
+                save_config(cfg, self.run_dir / "config.yaml")
+            writer = MetricsWriter(cfg, self.run_dir, is_main, resumed_step=step)
+        except Exception as e:  # noqa: BLE001 - process 0 alone writes these: the others would wait for it in the first step
+            problem = e
+        stop_together(problem, f"run_dir {str(self.run_dir)!r}", "could not open the run's outputs (config.yaml, "
+                      "metrics.jsonl, TensorBoard, W&B)")
         batches = BatchIterator(self.source, cfg.data.global_batch_size, position)
         tokens_per_step = cfg.data.global_batch_size * cfg.data.seq_len
         flops_per_token = cfg.model.flops_per_token(cfg.data.seq_len)

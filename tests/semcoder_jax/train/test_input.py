@@ -449,3 +449,34 @@ def test_a_resume_with_the_other_tfrecord_reader_is_refused(tiny, make_config, t
             trainer._check_same_data_order(saved, "checkpoint")
     finally:
         trainer.close()
+
+
+@pytest.mark.parametrize("damage, field", [
+    (lambda m: {**m, "seq_len": str(SEQ)}, "seq_len"),
+    (lambda m: {**m, "splits": {"train": {**m["splits"]["train"], "rows": 24.0}}}, "splits.train.rows"),
+    (None, "cannot read split 'train'"),
+], ids=["seq_len as text", "rows as a float", "not UTF-8"])
+def test_a_manifest_figure_that_cannot_be_read_names_the_manifest(tiny, tmp_path, damage, field):
+    """A TypeError deep in the reader (or a UnicodeDecodeError) named neither the file nor the field."""
+    root = _dataset(tiny, tmp_path / "data")
+    manifest = root / "manifest.json"
+    if damage is None:
+        manifest.write_bytes(b"\xff" + manifest.read_bytes())
+    else:
+        manifest.write_text(json.dumps(damage(json.loads(manifest.read_text()))))
+    with pytest.raises(DataError, match=rf"^{manifest}: {field}"):
+        make_source(DataConfig(path=str(root), seq_len=SEQ, global_batch_size=4), 64)
+
+
+def test_a_packed_jsonl_row_without_its_positions_is_refused(tmp_path):
+    """Repacked as one example, its two segments would attend to each other and count on positions."""
+    path = tmp_path / "packed.jsonl"
+    path.write_text(json.dumps({"input_ids": [5, 6, 7, 8], "loss_mask": [0, 1, 0, 1], "segment_ids": [1, 1, 2, 2]}) + "\n")
+    with pytest.raises(DataError, match=rf"^{path}:1: a packed row needs all of .*; it has no 'positions'$"):
+        read_jsonl_rows(path, SEQ)
+
+
+def test_synthetic_rows_of_another_length_are_other_data():
+    """As many synthetic rows of another seq_len are other rows: a resume onto them is refused."""
+    a, b = (make_source(DataConfig(seq_len=seq, global_batch_size=4, synthetic_rows=8), 64) for seq in (16, 32))
+    assert a.rows == b.rows and a.fingerprint != b.fingerprint

@@ -207,3 +207,45 @@ def test_a_cut_off_file_on_one_host_stops_every_host(tiny, tmp_path, damage):
     assert [p.returncode for p in procs] == [2, 2 if damage == "cut off" else 1], "\n".join(o[-3000:] for o in outs)
     assert (f"{cut}: a record is truncated" if damage == "cut off" else "Is a directory") in outs[1], outs[1][-3000:]
     assert "process(es) [1] found rows they cannot train on" in outs[0], outs[0][-3000:]
+
+
+@pytest.mark.slow
+def test_a_failed_hf_import_on_process_0_stops_every_host(tiny, tmp_path):
+    """Process 0 converts the ``hf:`` start alone: when it failed, it exited while process 1 waited
+    for it at a barrier forever (and process 0's own exit then waited for process 1)."""
+    from semcoder_jax.config import save_config
+
+    source = tmp_path / "not-a-model"
+    source.mkdir()
+    config = tmp_path / "config.yaml"
+    save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=2", f"init_from=hf:{source}"), config)
+    with two_processes(tiny, config, tmp_path / "run") as procs:
+        try:
+            outs = [p.communicate(timeout=180)[0] for p in procs]
+        except subprocess.TimeoutExpired:
+            pytest.fail("a process was still running: one host stopped and the other waited for it")
+    assert [p.returncode for p in procs] == [2, 2], "\n".join(o[-3000:] for o in outs)
+    assert f"{source}/config.json: not found" in outs[0], outs[0][-3000:]
+    assert f"init_from 'hf:{source}': process(es) [0] could not convert it" in outs[1], outs[1][-3000:]
+
+
+@pytest.mark.slow
+def test_a_failed_wandb_start_on_process_0_stops_every_host(tiny, tmp_path):
+    """Process 0 alone opens W&B (and the run's other outputs): when ``wandb.init`` failed (no API
+    key on that host), process 1 waited for it in the first step forever."""
+    from semcoder_jax.config import save_config
+
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "wandb.py").write_text("def init(**kw):\n    raise RuntimeError('api_key not configured (no-tty)')\n")
+    config = tmp_path / "config.yaml"
+    save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=2", "wandb.project=x"), config)
+    path = os.pathsep.join(p for p in (str(fake), os.environ.get("PYTHONPATH")) if p)
+    with two_processes(tiny, config, tmp_path / "run", env={"PYTHONPATH": path}) as procs:
+        try:
+            outs = [p.communicate(timeout=180)[0] for p in procs]
+        except subprocess.TimeoutExpired:
+            pytest.fail("a process was still running: one host stopped and the other waited for it")
+    assert [p.returncode for p in procs][1] == 2, "\n".join(o[-3000:] for o in outs)
+    assert procs[0].returncode != 0 and "api_key not configured" in outs[0], outs[0][-3000:]
+    assert "process(es) [0] could not open the run's outputs" in outs[1], outs[1][-3000:]
