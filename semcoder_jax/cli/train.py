@@ -37,12 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from semcoder_jax.train.mesh import maybe_initialize_distributed
     from semcoder_jax.train.trainer import train
 
-    if cfg.compilation_cache_dir:
-        import os
-
-        import jax
-
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cfg.compilation_cache_dir))
     maybe_initialize_distributed()
     train(cfg)
     return 0

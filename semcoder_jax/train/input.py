@@ -487,6 +487,11 @@ def file_fingerprint(path: str) -> str:
     return f"{os.path.getsize(path):,} bytes, digest {digest.hexdigest()[:16]}"
 
 
+def is_jsonl(path: str) -> bool:
+    """Tokenised rows as JSON lines (plain or gzip), not TFRecords."""
+    return path.endswith((".jsonl", ".jsonl.gz"))
+
+
 def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = None,
                 process_count: int | None = None, max_segments: int = 0) -> RowSource:
     """``max_segments`` > 0: JSONL examples are packed at most ``max_segments - 1`` to a row."""
@@ -498,7 +503,7 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
         rows = synthetic_rows(cfg.synthetic_rows, cfg.seq_len, vocab_size, cfg.shuffle_seed)
         source: RowSource = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc)
         source.fingerprint = f"synthetic, {cfg.seq_len} tokens a row"  # another seq_len draws other rows
-    elif cfg.path.endswith(".jsonl"):
+    elif is_jsonl(cfg.path):
         if not Path(cfg.path).exists():
             raise DataError(f"data.path {cfg.path!r}: file not found")
         rows = read_jsonl_rows(cfg.path, cfg.seq_len, cfg.pad_id, max_segments)

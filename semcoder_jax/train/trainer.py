@@ -67,6 +67,8 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg.validate()
+        if cfg.compilation_cache_dir:  # before the first compile: a restart loads its programs
+            jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cfg.compilation_cache_dir))
         self.run_dir = Path(cfg.run_dir)
         self.mesh = create_mesh(cfg.mesh)
         self.rules = cfg.mesh.rules()

@@ -21,6 +21,7 @@ from semcoder_jax.train.input import (
     DataError,
     check_segment_runs,
     check_token_ids,
+    is_jsonl,
     numpy_batches,
     read_jsonl_rows,
     read_tfrecord_rows,
@@ -50,7 +51,7 @@ def _read_tfrecords(files: list[str], seq_len: int) -> Batch:
 def _describe(cfg: TrainConfig) -> str:
     v, d = cfg.validation, cfg.data
     if v.path:
-        return v.path if v.path.endswith(".jsonl") else f"{v.path} (split {v.split!r})"
+        return v.path if is_jsonl(v.path) else f"{v.path} (split {v.split!r})"
     return f"{d.path} (split {v.split!r})" if d.path else "<synthetic, held out>"
 
 
@@ -68,7 +69,7 @@ def load_validation_rows(cfg: TrainConfig, vocab_size: int, max_segments: int = 
 
 def _read_validation_rows(cfg: TrainConfig, vocab_size: int, max_segments: int) -> Batch:
     v, d = cfg.validation, cfg.data
-    if v.path.endswith(".jsonl"):
+    if is_jsonl(v.path):
         return read_jsonl_rows(v.path, d.seq_len, d.pad_id, max_segments)
     if not v.path:
         if not d.path:

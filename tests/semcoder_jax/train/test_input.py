@@ -480,3 +480,16 @@ def test_synthetic_rows_of_another_length_are_other_data():
     """As many synthetic rows of another seq_len are other rows: a resume onto them is refused."""
     a, b = (make_source(DataConfig(seq_len=seq, global_batch_size=4, synthetic_rows=8), 64) for seq in (16, 32))
     assert a.rows == b.rows and a.fingerprint != b.fingerprint
+
+
+def test_gzipped_jsonl_rows_are_read_as_jsonl(tmp_path):
+    """``x.jsonl.gz`` went to the TFRecord reader."""
+    import gzip
+
+    text = "".join(json.dumps({"input_ids": list(range(i, i + 6)), "loss_mask": [1] * 6}) + "\n" for i in range(8))
+    (tmp_path / "a.jsonl").write_text(text)
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+    plain, gz = (make_source(DataConfig(path=str(tmp_path / name), seq_len=16, global_batch_size=4), 64)
+                 for name in ("a.jsonl", "a.jsonl.gz"))
+    assert gz.rows == plain.rows == 4
+    np.testing.assert_array_equal(next(gz.host_batches(0, 0))["input_ids"], next(plain.host_batches(0, 0))["input_ids"])
