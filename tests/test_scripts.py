@@ -132,6 +132,36 @@ def test_slurm_tasks_get_the_jobs_cpus(tmp_path):
     assert "--cpus-per-task=12" in argv[1:argv.index("semcoder")]
 
 
+@pytest.mark.parametrize("signal_name", ["USR1", "TERM", None], ids=["time limit", "pre-emption", "finished"])
+def test_slurm_job_requeues_itself_at_its_time_limit_after_the_training_saved(tmp_path, signal_name):
+    """Slurm warns the batch shell (--signal=B:USR1) before the time limit and requeues only pre-empted
+    jobs: the script stops the training as a pre-emption does (SIGTERM: save, exit 0), then requeues."""
+    import signal
+    import time
+
+    bin_dir = _stubs(tmp_path / "bin", "scontrol")
+    mark = tmp_path / "srun-state"
+    (bin_dir / "srun").write_text(
+        f"#!{sys.executable}\nimport pathlib, signal, sys, time\nmark = pathlib.Path({str(mark)!r})\n"
+        "def saved(*_):\n    mark.write_text('saved')\n    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, saved)\nmark.write_text('started')\n"
+        f"time.sleep({30 if signal_name else 0})\nmark.write_text('finished')\n")
+    (bin_dir / "srun").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "42"}
+    proc = subprocess.Popen(["bash", str(SCRIPTS / "launch_slurm.sbatch"), CONFIG], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if signal_name:
+        deadline = time.time() + 30
+        while not (mark.exists() and mark.read_text() == "started") and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(getattr(signal, f"SIG{signal_name}"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert mark.read_text() == ("saved" if signal_name else "finished")
+    requeued = [json.loads(line) for line in out.splitlines() if line.startswith('["scontrol"')]
+    assert requeued == ([["scontrol", "requeue", "42"]] if signal_name == "USR1" else [])
+
+
 def test_requeued_slurm_job_keeps_its_log():
     """A requeued job reruns with the same job id: a truncating --output erases the first run's log."""
     directives = re.findall(r"^#SBATCH\s+(\S+)", (SCRIPTS / "launch_slurm.sbatch").read_text(), re.M)
