@@ -60,7 +60,8 @@ def _run_args(p: argparse.ArgumentParser, refine_default: int = 0) -> None:
     p.add_argument("--name", help="model name for reports")
     p.add_argument("--limit", type=int, help="first N problems only")
     p.add_argument("--data", help="local benchmark data file")
-    p.add_argument("--dtype")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"),
+                   help="weights and compute (default: bfloat16; hf and jax on CPU: float32)")
     p.add_argument("--batch-size", type=int, default=16, help="backend batch size (hf, jax); requests in flight (openai)")
     p.add_argument("--tensor-parallel-size", type=int, default=1)
     p.add_argument("--base-url", help="openai: server URL")

@@ -198,3 +198,12 @@ def test_the_backend_loads_with_orbax_warnings_quiet(monkeypatch):
     finally:
         absl_logging.set_verbosity(before)
     assert e.value.args == (absl_logging.ERROR,)
+
+
+def test_an_unknown_dtype_is_refused_before_any_backend_loads(capsys):
+    """`--dtype bf16` reached the backend: a traceback from jax, or after a conversion in hf."""
+    from semcoder_jax.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["eval", "run", "--benchmark", "humaneval", "--backend", "jax", "--hf-dir", "x", "--dtype", "bf16"])
+    assert exit_.value.code == 2 and "--dtype: invalid choice: 'bf16'" in capsys.readouterr().err
