@@ -14,7 +14,13 @@ def load_report(out_dir: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     for name in ("report.json", "manifest.json"):
         if not (out / name).exists():
             raise RecordError(f"{out / name}: not found (is {out} a finished data build?)")
-    return json.loads((out / "report.json").read_text(encoding="utf-8")), json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    loaded = []
+    for name in ("report.json", "manifest.json"):
+        try:
+            loaded.append(json.loads((out / name).read_text(encoding="utf-8")))
+        except json.JSONDecodeError as e:
+            raise RecordError(f"{out / name}:{e.lineno}: not valid JSON ({e.msg})") from None
+    return loaded[0], loaded[1]
 
 
 def stage_order(stages: dict[str, Any]) -> list[str]:

@@ -77,10 +77,15 @@ def feature_spec(seq_len: int) -> dict[str, Any]:
 
 def parse_example(record: bytes, seq_len: int, where: str = "record") -> dict[str, np.ndarray]:
     """Parse one serialised Example without TensorFlow ops (used for checks and tests)."""
+    from google.protobuf.message import DecodeError
     from tensorflow.core.example import example_pb2
 
     ex = example_pb2.Example()
-    ex.ParseFromString(record)
+    try:
+        ex.ParseFromString(record)
+    except DecodeError:
+        raise SchemaError(f"{where}: not a tf.train.Example") from None
     feats = ex.features.feature
-    row = {name: list(feats[name].int64_list.value) for name in feats}
+    # A float or bytes list is passed on as such, so the error says so instead of "length 0".
+    row = {name: list(getattr(feats[name], feats[name].WhichOneof("kind") or "int64_list").value) for name in feats}
     return validate_row(row, seq_len, where)
