@@ -375,9 +375,11 @@ def save_config(config: DataConfig) -> None:
     from semcoder_jax.config import save_config as save
 
     try:
-        _tokenizer(config.tokenizer)
+        tokenizer = _tokenizer(config.tokenizer)
     except SemcoderError as e:
         raise ConfigError(f"data config: tokenizer: {e}") from None
+    if config.pad_id >= len(tokenizer):  # every row's padding would be refused by the trainer
+        raise ConfigError(f"data config: pad_id={config.pad_id} is not a token id of the tokenizer ({len(tokenizer)} tokens)")
     if config.source == "build":  # refused before config.yaml stops describing the finished shards
         check_stage_settings(config)
     out = Path(config.output_dir)

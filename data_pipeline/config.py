@@ -146,6 +146,7 @@ class DataConfig:
             "max_repr": (self.max_repr, 1), "decontam.ngram": (self.decontam.ngram, 1), "decontam.min_io_chars": (self.decontam.min_io_chars, 0),
             "released.limit": (self.released.limit, 0), "llm.concurrency": (self.llm.concurrency, 1),
             "llm.max_retries": (self.llm.max_retries, 0), "llm.max_tokens": (self.llm.max_tokens, 1),
+            "pad_id": (self.pad_id, 0),
         }
         for key, (value, low) in at_least.items():
             if value < low:

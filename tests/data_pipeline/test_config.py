@@ -14,7 +14,8 @@ def test_validation_fraction_must_be_a_fraction(bad):
 
 
 @pytest.mark.parametrize("bad", ["max_seeds=-1", "decontam.ngram=0", "decontam.ngram_overlap=1.5", "exec_timeout_s=0",
-                                 "num_inputs=0", "llm_samples=0", "workers=-2", "llm.concurrency=0", "coverage_target=2"])
+                                 "num_inputs=0", "llm_samples=0", "workers=-2", "llm.concurrency=0", "coverage_target=2",
+                                 "pad_id=-1"])
 def test_out_of_range_values_are_config_errors_naming_the_key(bad):
     """``max_seeds=-1`` dropped the last seed and ``decontam.ngram=0`` rejected every problem, silently."""
     from data_pipeline.cli import load
@@ -22,3 +23,13 @@ def test_out_of_range_values_are_config_errors_naming_the_key(bad):
     key, value = bad.split("=")
     with pytest.raises(ConfigError, match=rf"data config: {key.replace('.', '[.]')}={value}(\.0)? must be"):
         load("demo", [bad])
+
+
+def test_a_pad_id_outside_the_vocabulary_is_refused_before_any_stage(tmp_path):
+    """The trainer refuses such padding: the whole build would be unusable."""
+    from data_pipeline.build import save_config
+    from data_pipeline.cli import load
+
+    with pytest.raises(ConfigError, match=r"pad_id=32256 is not a token id of the tokenizer \(32022 tokens\)"):
+        save_config(load("demo", [f"output_dir={tmp_path}", "pad_id=32256"]))
+    assert not (tmp_path / "config.yaml").exists()
