@@ -18,6 +18,8 @@ from semcoder_jax import prompts as P
 
 REFINABLE = ("humaneval", "mbpp", "lcb-lite")
 REFINED_STOP = "[/Refined]"
+# How the harnesses mark a value they show shortened (``_short`` in harness_evalplus.py / harness_lcb.py).
+SHORTENED = {"humaneval": " ... ", "mbpp": " ... ", "lcb-lite": "...(truncated) ..."}
 
 
 def passed(benchmark: str, detail: dict) -> bool:
@@ -64,8 +66,8 @@ def _call(benchmark: str, problem: Any, code: str, f: dict) -> str | None:
     inputs shown shortened (`` ... ``), which no call could spell."""
     if benchmark in ("humaneval", "mbpp"):
         args = f.get("input")  # the repr of the argument list
-        return f"{problem.entry_point}({args[1:-1]})" if args and args[0] in "[(" and " ... " not in args else None
-    if benchmark == "lcb-lite" and problem.func_name and f.get("inputs") is not None:
+        return f"{problem.entry_point}({args[1:-1]})" if args and args[0] in "[(" and SHORTENED[benchmark] not in args else None
+    if benchmark == "lcb-lite" and problem.func_name and f.get("inputs") is not None and SHORTENED[benchmark] not in f["inputs"]:
         args = [_json_as_python(line) for line in f["inputs"].split("\n")]  # one JSON argument a line
         if None in args:
             return None
@@ -76,8 +78,11 @@ def _call(benchmark: str, problem: Any, code: str, f: dict) -> str | None:
 
 def _expected(benchmark: str, expected: str | None) -> str | None:
     """The expected value as Python: LCB's functional outputs are JSON (true, null), which the
-    assertion would show as names."""
-    if expected is None or benchmark != "lcb-lite":
+    assertion would show as names. None when shown shortened: a shortened string is still a
+    literal, and the assertion would state a test that does not exist."""
+    if expected is None or SHORTENED[benchmark] in expected:
+        return None
+    if benchmark != "lcb-lite":
         return expected
     return _json_as_python(expected)
 

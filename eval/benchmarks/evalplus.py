@@ -6,8 +6,9 @@ numbers as JSON lists/strings; ``mbpp_deserialize_inputs`` restores them per tas
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from eval.benchmarks import DATA_DIR, BenchmarkError
 from semcoder_jax.jsonl import iter_jsonl
@@ -36,10 +37,10 @@ def load_evalplus(dataset: str, path: str | Path | None = None) -> list[EvalPlus
         missing = [k for k in REQUIRED if k not in row]
         if missing:
             raise BenchmarkError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-        base, plus = row["base_input"], row["plus_input"]
-        if dataset == "mbpp":
-            base = mbpp_deserialize_inputs(row["task_id"], base)
-            plus = mbpp_deserialize_inputs(row["task_id"], plus)
+        where = f"{path}:{lineno}"
+        inputs = functools.partial(mbpp_deserialize_inputs, row["task_id"]) if dataset == "mbpp" else (lambda x: x)
+        base, plus = _field(where, row, "base_input", inputs), _field(where, row, "plus_input", inputs)
+        atol = _field(where, row, "atol", lambda x: float(x or 0))
         problems.append(
             EvalPlusProblem(
                 task_id=row["task_id"],
@@ -49,10 +50,18 @@ def load_evalplus(dataset: str, path: str | Path | None = None) -> list[EvalPlus
                 canonical_solution=row["canonical_solution"],
                 base_input=base,
                 plus_input=plus,
-                atol=float(row["atol"] or 0),
+                atol=atol,
             )
         )
     return problems
+
+
+def _field(where: str, row: dict, name: str, convert: Callable[[Any], Any]) -> Any:
+    """``convert(row[name])``; a value it cannot convert is an error naming the file, line and field."""
+    try:
+        return convert(row[name])
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        raise BenchmarkError(f"{where}: field {name} of {row['task_id']!r}: {type(e).__name__}: {e}") from None
 
 
 def _tuples(xs):

@@ -44,12 +44,13 @@ def score(
             metrics.update({f"plus_{k}": v for k, v in plus.items()})
         details = {t: [dataclasses.asdict(r) | {"base_pass": r.base_pass, "plus_pass": r.plus_pass} for r in rs] for t, rs in res.items()}
     elif benchmark in ("cruxeval-i", "cruxeval-o", "lcb-exec"):
-        from eval.scoring.execution_prediction import score_execution_prediction
+        from eval.scoring.execution_prediction import official_results, run_answers
 
-        res = score_execution_prediction(benchmark, problems, samples, sandbox=sandbox, progress=progress)
+        ran = run_answers(benchmark, problems, samples, sandbox=sandbox, progress=progress)
         generated = min((len(a) for a in samples.values()), default=0) if benchmark.startswith("cruxeval") else None
-        metrics = mean_pass_at_k(res.values(), n_samples=generated)
-        details = {t: [{"passed": bool(x)} for x in rs] for t, rs in res.items()}
+        metrics = mean_pass_at_k([official_results(benchmark, r) for r in ran.values()], n_samples=generated)
+        # One entry per sample, in sample order: the official lists drop skipped answers.
+        details = {t: [{"passed": bool(x), "skipped": x is None} for x in rs] for t, rs in ran.items()}
     elif benchmark == "lcb-lite":
         from eval.scoring.livecodebench import score_code_generation
 

@@ -96,6 +96,34 @@ def _programs(kind: str, problem: Any, answers: Sequence[str]) -> list[str | Non
     return out
 
 
+def run_answers(
+    kind: str,
+    problems: Sequence[Any],
+    answers: dict[str, list[str]],
+    *,
+    sandbox: Any = None,
+    progress: bool = False,
+) -> dict[str, list[bool | None]]:
+    """Per task and answer, in answer order: whether it passed, or None where the harness skips it."""
+    if kind not in ("cruxeval-i", "cruxeval-o", "lcb-exec"):
+        raise ValueError(f"not an execution-prediction benchmark: {kind!r}")
+    by_id = {p.task_id: p for p in problems}
+    programs = {t: _programs(kind, by_id[t], gs) for t, gs in answers.items()}
+    flat = [(t, j, src) for t, srcs in programs.items() for j, src in enumerate(srcs) if src is not None]
+    timeout = TIMEOUT_S + (LCB_IMPORT_ALLOWANCE_S if kind == "lcb-exec" else 0.0)
+    results = run_jobs([(src, None, timeout) for _, _, src in flat], sandbox=sandbox, progress=progress, desc=kind)
+    passed = {(t, j): r.status == "passed" for (t, j, _), r in zip(flat, results)}
+    return {t: [None if src is None else passed[(t, j)] for j, src in enumerate(srcs)] for t, srcs in programs.items()}
+
+
+def official_results(kind: str, ran: Sequence[bool | None]) -> list[bool]:
+    """The official list of booleans for one task's answers (its length is the n that pass@k uses)."""
+    run = [r for r in ran if r is not None]
+    if kind == "lcb-exec":
+        return run if run else [False] * len(ran)
+    return run if True in run else [False] * len(ran)
+
+
 def score_execution_prediction(
     kind: str,
     problems: Sequence[Any],
@@ -105,19 +133,5 @@ def score_execution_prediction(
     progress: bool = False,
 ) -> dict[str, list[bool]]:
     """Per task, the official list of booleans (its length is the n that pass@k uses)."""
-    if kind not in ("cruxeval-i", "cruxeval-o", "lcb-exec"):
-        raise ValueError(f"not an execution-prediction benchmark: {kind!r}")
-    by_id = {p.task_id: p for p in problems}
-    programs = {t: _programs(kind, by_id[t], gs) for t, gs in answers.items()}
-    flat = [(t, j, src) for t, srcs in programs.items() for j, src in enumerate(srcs) if src is not None]
-    timeout = TIMEOUT_S + (LCB_IMPORT_ALLOWANCE_S if kind == "lcb-exec" else 0.0)
-    results = run_jobs([(src, None, timeout) for _, _, src in flat], sandbox=sandbox, progress=progress, desc=kind)
-    passed = {(t, j): r.status == "passed" for (t, j, _), r in zip(flat, results)}
-    out: dict[str, list[bool]] = {}
-    for t, srcs in programs.items():
-        run = [passed[(t, j)] for j, src in enumerate(srcs) if src is not None]
-        if kind == "lcb-exec":
-            out[t] = run if run else [False] * len(srcs)
-        else:
-            out[t] = run if True in run else [False] * len(srcs)
-    return out
+    ran = run_answers(kind, problems, answers, sandbox=sandbox, progress=progress)
+    return {t: official_results(kind, r) for t, r in ran.items()}

@@ -148,3 +148,22 @@ def test_refined_code_without_a_refined_section_is_the_first_python_block_as_sem
 
     assert extract_refined("The fix:\n```python\ndef f(x):\n    return x\n```\nmore ```python\nx\n```") == "def f(x):\n    return x"
     assert extract_refined("[MONOLOGUE]\nNo code at all.") is None
+
+
+def test_a_shortened_string_is_never_stated_as_an_assertion():
+    # A long string shown shortened is still a valid literal: asserting it would state a test that
+    # does not exist, so the failure stays a report.
+    import types
+
+    from eval.refine import failure_text
+
+    lcb = types.SimpleNamespace(func_name="pick")
+    code = "class Solution:\n    def pick(self, s, k):\n        return ''\n"
+    cut_in = failure_text("lcb-lite", lcb, code, {"inputs": '"abab...(truncated) ...abab"\n3', "expected": '"x"', "output": "''"})
+    assert "assert" not in cut_in and 'Input: "abab...(truncated) ...abab"' in cut_in
+    cut_out = failure_text("lcb-lite", lcb, code, {"inputs": '"ab"\n3', "expected": '"xy...(truncated) ...xy"', "output": "''"})
+    assert "assert" not in cut_out and 'Expected output: "xy...(truncated) ...xy"' in cut_out
+    he = types.SimpleNamespace(entry_point="f")
+    long = {"failure": {"input": "['a']", "expected": "'zzzz ... zzzz'", "output": "'q'"}}
+    text = failure_text("humaneval", he, "def f(s): return 'q'", long)
+    assert "assert" not in text and "Expected output: 'zzzz ... zzzz'" in text

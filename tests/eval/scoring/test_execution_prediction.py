@@ -83,3 +83,13 @@ def test_pass_at_5_is_reported_when_skipped_answers_shorten_a_problems_list(crux
     s = score("cruxeval-o", [p, q], answers, sandbox=sandbox)
     assert s.metrics["pass@1"] == pytest.approx(100 * (1 / 4 + 0) / 2)
     assert s.metrics["pass@5"] == pytest.approx(100 * (1.0 + 0) / 2)
+
+
+def test_details_and_sample_count_follow_the_samples_when_answers_are_skipped(crux, sandbox):
+    # The official list drops a skipped answer; the per-sample details must not shift onto the next
+    # sample (the copied call is not the one that passed) nor leave it out of n_samples.
+    p = crux[0]
+    s = score("cruxeval-o", [p], {p.task_id: [f"f({p.input})", p.output, "[]"]}, sandbox=sandbox)
+    assert s.metrics["pass@1"] == pytest.approx(50.0)  # official n = 2
+    assert [(d["passed"], d["skipped"]) for d in s.details[p.task_id]] == [(False, True), (True, False), (False, False)]
+    assert s.summary()["n_samples"] == 3
