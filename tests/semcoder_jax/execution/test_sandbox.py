@@ -162,6 +162,7 @@ def test_close_removes_the_fork_servers_folder(monkeypatch):
     """Only the reader thread removed the folder (the server cannot: its parent is read-only there); a
     sandbox closed at interpreter exit left it behind whenever that daemon thread did not run again."""
     import shutil
+    import signal
 
     rmtree = shutil.rmtree
 
@@ -176,6 +177,7 @@ def test_close_removes_the_fork_servers_folder(monkeypatch):
     pid = os.fork()
     if pid == 0:  # a forked copy that closes its copy of the sandbox (at exit, say) leaves the folder alone
         try:
+            signal.alarm(20)  # a lock held by another thread at the fork must not hang the suite
             box.close()
         finally:
             os._exit(0)
