@@ -34,12 +34,23 @@ def _decay_mask(params):
     )
 
 
+def _float32_second_moment(adam: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``adam`` with its second moment in float32 whatever the params' dtype.
+
+    optax makes it in the params' dtype and keeps it there: in bfloat16 (8 significant bits)
+    ``0.999 · nu`` rounds back to ``nu``, so with bfloat16 params it would never decay.
+    """
+    return optax.GradientTransformation(
+        lambda params: adam.init(jax.tree.map(lambda p: p.astype(jnp.float32), params)), adam.update
+    )
+
+
 def make_optimizer(cfg: OptimizerConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     schedule = make_schedule(cfg, total_steps)
     parts = []
     if cfg.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(cfg.clip_norm))
-    parts.append(
+    parts.append(_float32_second_moment(
         optax.adamw(
             schedule,
             b1=cfg.b1,
@@ -49,5 +60,5 @@ def make_optimizer(cfg: OptimizerConfig, total_steps: int) -> tuple[optax.Gradie
             mu_dtype=jnp.dtype(cfg.moment_dtype),
             mask=_decay_mask,
         )
-    )
+    ))
     return optax.chain(*parts), schedule

@@ -14,7 +14,7 @@ from semcoder_jax.cli.main import main
 from semcoder_jax.config import ConfigError
 from semcoder_jax.train.config import MeshConfig, load_train_config
 from semcoder_jax.train.mesh import create_mesh
-from semcoder_jax.train.optimizer import make_schedule, warmup_steps
+from semcoder_jax.train.optimizer import make_optimizer, make_schedule, warmup_steps
 from semcoder_jax.train.config import OptimizerConfig
 
 
@@ -30,6 +30,8 @@ def test_paper_hyperparameters():
     assert cfg.model.hidden_size == 4096 and cfg.init_from == "hf:deepseek-ai/deepseek-coder-6.7b-base"
     refine = load_train_config(str(CONFIG_DIR / "train" / "semcoder-6.7b-refine.yaml"))
     assert refine.optimizer.lr == 1e-5 and refine.init_from.startswith("orbax:runs/semcoder-6.7b")
+    # SemCoder's scripts/train/finetune_refine.sh: --warmup_steps 5 --lr_scheduler_type cosine (to 0).
+    assert (refine.optimizer.warmup_steps, refine.optimizer.min_lr, refine.optimizer.clip_norm) == (5, 0.0, 1.0)
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in (CONFIG_DIR / "mesh").glob("*.yaml")))
@@ -106,6 +108,20 @@ def test_warmup_ends_before_the_last_step(warmup):
     cfg = OptimizerConfig(lr=1e-3, min_lr=1e-4, **warmup)
     assert warmup_steps(cfg, 1) == 0 and float(make_schedule(cfg, 1)(0)) == pytest.approx(1e-3)
     assert warmup_steps(cfg, 10) == (9 if "warmup_steps" in warmup else 1)
+
+
+def test_second_moment_is_float32_and_decays_with_bfloat16_params():
+    """As the README says, whatever model.param_dtype: in bfloat16, b2 · nu == nu and it never decays."""
+    import jax.numpy as jnp
+
+    opt, _ = make_optimizer(OptimizerConfig(lr=1e-3, min_lr=1e-3, b2=0.999, clip_norm=0.0), 100)
+    params = {"w": {"kernel": jnp.ones((1,), jnp.bfloat16)}}
+    state = opt.init(params)
+    for g in [1.0] + [0.0] * 49:
+        _, state = opt.update({"w": {"kernel": jnp.full((1,), g, jnp.bfloat16)}}, state, params)
+    nu = state[-1][0].nu["w"]["kernel"]
+    assert nu.dtype == jnp.float32
+    assert float(nu[0]) == pytest.approx(1e-3 * 0.999**49, rel=2e-3)  # bfloat16 would keep 1e-3
 
 
 def test_dcn_data_multiplies_the_data_axis_and_keeps_hosts_contiguous():
