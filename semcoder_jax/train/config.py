@@ -32,6 +32,8 @@ DEFAULT_RULES: list[Any] = [
     ["norm", None],
 ]
 
+LOGICAL_AXES = tuple(name for name, _ in DEFAULT_RULES)
+
 
 @dataclass
 class MeshConfig:
@@ -56,6 +58,9 @@ class MeshConfig:
         for rule in self.logical_axis_rules:
             if not isinstance(rule, (list, tuple)) or len(rule) != 2 or not isinstance(rule[0], str):
                 raise ConfigError(f"mesh.logical_axis_rules: each rule must be [logical_name, mesh_axes], got {rule!r}")
+            if rule[0] not in LOGICAL_AXES:  # an unknown name is never looked up: its dimension stays replicated
+                raise ConfigError(f"mesh.logical_axis_rules: unknown logical axis {rule[0]!r} (the model's: "
+                                  f"{', '.join(LOGICAL_AXES)})")
             axes = rule[1] if isinstance(rule[1], (list, tuple)) else [rule[1]]
             for a in axes:
                 if a is not None and a not in MESH_AXES:
@@ -236,6 +241,9 @@ class TrainConfig:
             raise ConfigError(f"loss_chunk_size ({self.loss_chunk_size}) must be null, 0, or a positive divisor of data.seq_len ({self.data.seq_len})")
         if self.data.seq_len > self.model.max_position_embeddings:
             raise ConfigError(f"data.seq_len ({self.data.seq_len}) exceeds model.max_position_embeddings ({self.model.max_position_embeddings})")
+        if "float16" in (self.model.dtype, self.model.param_dtype):  # no loss scaling: gradients underflow
+            raise ConfigError(f"model.dtype / model.param_dtype float16 cannot train here (no loss scaling: the "
+                              f"per-token gradients underflow); use bfloat16")
         if not 0 <= self.data.pad_id < self.model.vocab_size:  # it would embed as NaN, and NaN x 0 weight is NaN
             raise ConfigError(f"data.pad_id ({self.data.pad_id}) must be a token id of the model, in [0, {self.model.vocab_size})")
         return self

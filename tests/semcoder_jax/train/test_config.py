@@ -193,3 +193,30 @@ def test_tpu_pod_launch_runs_the_given_command_in_the_workers_repo(tmp_path, arg
         assert ran.returncode == exit_status, ran.stderr
         assert json.loads(ran.stdout.splitlines()[0]) == ["semcoder", "train", "--config",
                                                           "configs/train/semcoder-6.7b.yaml", *args]
+
+
+def test_a_misspelt_logical_axis_is_refused_and_the_models_names_are_all_known():
+    """A rule whose name the model never uses was accepted: ``activaton_batch`` left the batch replicated
+    on every device, several times slower and no error."""
+    import re
+
+    from semcoder_jax.model import llama
+    from semcoder_jax.model.config import ModelConfig
+    from semcoder_jax.train.config import DEFAULT_RULES, LOGICAL_AXES
+
+    rules = [list(r) for r in DEFAULT_RULES]
+    rules[0][0] = "activaton_batch"
+    with pytest.raises(ConfigError, match="unknown logical axis 'activaton_batch'"):
+        MeshConfig(logical_axis_rules=rules).validate()
+    specs = jax.tree.leaves(llama.logical_axes(ModelConfig()), is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+    used = {name for spec in specs for name in spec if name}
+    source = (PROJECT_ROOT / "semcoder_jax" / "model").glob("*.py")
+    used |= {m for f in source for m in re.findall(r'"(activation_[a-z_]+)"', f.read_text())}
+    assert used and used <= set(LOGICAL_AXES), used - set(LOGICAL_AXES)
+
+
+@pytest.mark.parametrize("key", ["model.dtype", "model.param_dtype"])
+def test_float16_training_is_refused(key):
+    """No loss scaling: per-token gradients underflow in float16, and the fused loss overflows."""
+    with pytest.raises(ConfigError, match="float16 cannot train"):
+        load_train_config(CONFIG_DIR / "train" / "tiny-cpu.yaml", [f"{key}=float16"])
