@@ -33,14 +33,14 @@ def config_dir() -> Path:
 def preset_path(group: str, name: str) -> Path:
     """``configs/<group>/<name>.yaml``, or ``name`` itself when it is a path to a YAML file.
 
-    A missing ``<group>/<preset>.yaml`` path (the README's ``configs/...`` paths, given outside the
+    A missing relative ``configs/<group>/<preset>.yaml`` path (the README's, given outside the
     repository root) names that shipped preset, so the documented commands work from any folder.
     """
     candidate, preset = Path(name), name
     if candidate.suffix in (".yaml", ".yml"):
         if candidate.exists():
             return candidate
-        if candidate.parent.name != group:
+        if candidate.parts != ("configs", group, candidate.name):  # a mistyped path of one's own stays an error
             raise ConfigError(f"config file not found: {name}")
         preset = candidate.stem
     path = config_dir() / group / f"{preset}.yaml"

@@ -158,6 +158,9 @@ def test_a_readme_config_path_names_the_shipped_preset_outside_the_repository(tm
     assert preset_path("train", "configs/train/tiny-cpu.yaml") == preset_path("train", "tiny-cpu")
     with pytest.raises(ConfigError, match="config file not found: mine.yaml"):
         preset_path("train", "mine.yaml")
+    for typo in (f"{tmp_path}/runs/train/tiny-cpu.yaml", "runs/train/tiny-cpu.yaml", "/configs/train/tiny-cpu.yaml"):
+        with pytest.raises(ConfigError, match="config file not found"):  # one's own file, mistyped: not the preset
+            preset_path("train", typo)
     own = tmp_path / "configs" / "train" / "tiny-cpu.yaml"
     own.parent.mkdir(parents=True)
     own.write_text("max_steps: 1\n")
