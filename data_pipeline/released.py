@@ -92,7 +92,9 @@ def released_records(config: DataConfig) -> tuple[list[dict[str, Any]], dict[str
     stages: dict[str, Any] = {}
     for key, fn in (("pyx", pyx_record), ("pyxr", pyxr_record)):
         src = getattr(config.released, key)
-        if not src:
+        rejects_path = Path(config.output_dir) / "stages" / f"released_{key}" / "rejects-00000.jsonl"
+        if not src:  # an earlier build's rejects of a file no longer read would outlive its report
+            rejects_path.unlink(missing_ok=True)
             continue
         bad: list[dict[str, Any]] = []
         rows = load_rows(src, config.released.split, skip_bad=config.skip_bad, rejects=bad)
@@ -100,7 +102,6 @@ def released_records(config: DataConfig) -> tuple[list[dict[str, Any]], dict[str
         recs = _convert(rows, fn, config, rejects)
         stages[f"released_{key}"] = {"in": len(recs) + len(rejects), "kept": len(recs), "out": len(recs),
                                      "rejected": dict(Counter(r["reason"] for r in rejects)), "notes": {}}
-        rejects_path = Path(config.output_dir) / "stages" / f"released_{key}" / "rejects-00000.jsonl"
         if rejects:
             from data_pipeline.records import write_jsonl_atomic
 

@@ -130,13 +130,22 @@ def test_a_rebuild_without_rejects_leaves_no_earlier_rejects_behind(tmp_path):
     assert released_records(cfg)[1]["released_pyxr"]["rejected"] == {"malformed_row": 1} and rejects.exists()
     pyxr.write_text(f"{good}\n")
     assert released_records(cfg)[1]["released_pyxr"]["rejected"] == {} and not rejects.exists()
+    pyxr.write_text(f"{good}\n{json.dumps({'fault': 'x', 'response': ''})}\n")
+    assert released_records(cfg)[1]["released_pyxr"]["rejected"] == {"malformed_row": 1} and rejects.exists()
+    pyx = tmp_path / "pyx.jsonl"  # a rebuild that no longer reads PyX-R drops its rejects with its report
+    pyx.write_text(json.dumps({"nl": "Write add.", "response": "def add(a, b): return a + b"}) + "\n")
+    cfg.released = ReleasedConfig(pyx=str(pyx))
+    assert "released_pyxr" not in released_records(cfg)[1] and not rejects.exists()
 
 
-def test_a_local_copy_of_the_hub_dataset_is_read_with_datasets(tmp_path):
+def test_a_local_copy_of_the_hub_dataset_is_read_with_datasets(tmp_path, monkeypatch):
     """A folder (``huggingface-cli download semcoder/PyX --local-dir DIR``) was opened as a JSONL file."""
+    import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
     from data_pipeline.released import load_rows
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")  # not one more copy in ~/.cache a run
 
     folder = tmp_path / "PyX"
     (folder / "data").mkdir(parents=True)
