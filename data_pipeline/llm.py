@@ -1,14 +1,15 @@
 """The one OpenAI-compatible chat client of every LLM stage (OpenAI, or a local ``vllm serve``).
 
-Retries 408/409/429/5xx and timeouts with exponential backoff, caps concurrent requests, and caches every reply
-on disk under a hash of the request, so a rerun of a build makes no requests at all. A request the
-server refuses on its own account (400/413/422: a prompt beyond the model's context, a content
-filter) fails that record alone, and so does one that runs out of retries, unless several in a row
-do (the server is down: the build stops, and a rerun sends them again); other client errors (a wrong
-key, model or URL) stop the build, as do a server that has refused every one of its first requests
-and a URL whose first reply is no chat completion (a web page). Choices are kept in ``index`` order.
-Before its first request the client waits up to ``llm.wait_for_server_s`` for a server that refuses
-connections (one still loading its weights); one that cannot be reached by then stops the build.
+Retries 408/409/429/5xx, timeouts and 2xx replies that are no chat completion (a body cut short)
+with exponential backoff, caps concurrent requests, and caches every reply on disk under a hash of
+the request, so a rerun of a build makes no requests at all. A request the server refuses on its own
+account (400/413/422: a prompt beyond the model's context, a content filter) fails that record
+alone, and so does one that runs out of retries, unless several in a row do (the server is down: the
+build stops, and a rerun sends them again); other client errors (a wrong key, model or URL) stop the
+build, as do a server that has refused every one of its first requests and a URL whose first reply
+is no chat completion (a web page). Choices are kept in ``index`` order. Before its first request
+the client waits up to ``llm.wait_for_server_s`` for a server that refuses connections (one still
+loading its weights); one that cannot be reached by then stops the build.
 """
 
 from __future__ import annotations
@@ -168,7 +169,10 @@ class LLMClient:
                 with self._lock:
                     self.requests += 1
                 try:
-                    resp = self._openai().chat.completions.create(**request)
+                    try:
+                        resp = self._openai().chat.completions.create(**request)
+                    except json.JSONDecodeError as e:  # a 2xx body cut short (a proxy, a dropped connection)
+                        resp = f"a body that is no JSON ({e})"
                     texts = reply_texts(resp)
                     if texts is not None:
                         with self._lock:

@@ -26,7 +26,9 @@ Guidelines for each section:
 2. [Solution]: First explain your reasoning briefly, then offer a comprehensive, **correct** solution as one Python function in a ```python block. After the solution, give 2 to 4 example calls of the function, one per line, in a section [Example Calls].
 """
 
-_SECTION = re.compile(r"\[(Problem Description|Solution|Example Calls)\]\s*", re.IGNORECASE)
+# Markdown around a header (``### [Solution]``, ``**[Solution]:**``) belongs to the header, not to a section.
+_SECTION = re.compile(r"(?:^[ \t]*#+[ \t]*)?\**\[(Problem Description|Solution|Example Calls)\]\**:?\**\s*",
+                      re.IGNORECASE | re.MULTILINE)
 _CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
@@ -84,9 +86,20 @@ def _unwrap_print(node: ast.expr) -> ast.expr:
     return node
 
 
+_LINE_MARK = re.compile(r"^(?:>>>\s*|[-*+]\s+|\d+[.)]\s+)")
+
+
+def _call_text(line: str) -> str:
+    """The code of an example line: without ``>>>``, a list marker (``-``, ``1.``), backticks or a trailing ``;``
+    (LLMs often list their example calls as markdown; unparsed, a helper defined first became the entry point)."""
+    line = _LINE_MARK.sub("", line.strip())
+    quoted = re.match(r"`([^`]+)`", line)
+    return (quoted.group(1) if quoted else line).strip().rstrip(";")
+
+
 def called_name(line: str) -> str | None:
-    """``name`` of a line ``name(...)`` or ``print(name(...))`` (``>>>`` and a trailing ``;`` allowed), else None."""
-    line = line.removeprefix(">>>").strip().rstrip(";")
+    """``name`` of a line ``name(...)`` or ``print(name(...))`` (see ``_call_text`` for what may surround it), else None."""
+    line = _call_text(line)
     try:
         node = _unwrap_print(ast.parse(line, mode="eval").body)
     except SyntaxError:
@@ -96,7 +109,7 @@ def called_name(line: str) -> str | None:
 
 def call_arguments(line: str, name: str) -> str | None:
     """``name(1, [2])`` (or ``print(name(1, [2]))``) -> ``"1, [2]"`` when it calls ``name`` with literal arguments."""
-    line = line.removeprefix(">>>").strip().rstrip(";")
+    line = _call_text(line)
     try:
         node = _unwrap_print(ast.parse(line, mode="eval").body)
     except SyntaxError:

@@ -187,6 +187,45 @@ def test_a_url_that_is_no_openai_api_stops_the_build(wait):
         server.server_close()
 
 
+
+def test_a_reply_cut_short_is_retried_not_the_records_error():
+    """A 2xx body that is no JSON (cut short by a proxy or a dropped connection) raised JSONDecodeError
+    out of the client: the record was rejected as ``stage_error:JSONDecodeError`` in its finished
+    shard, never asked again, while the next request would have been answered."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    ok = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]}).encode()
+    bodies = [ok, ok[:40], ok]
+    posts = []
+
+    class CutShort(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            posts.append(self.path)
+            body = bodies[min(len(posts), len(bodies)) - 1]
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = LLMClient(LLMConfig(model="m", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                     wait_for_server_s=0, backoff_s=0.01))
+        assert client.chat([{"role": "user", "content": "a"}]) == "pong"
+        assert client.chat([{"role": "user", "content": "b"}]) == "pong"
+        assert len(posts) == 3 and client.failures == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+
 def test_samples_come_in_choice_order_whatever_order_the_server_sends(llm_server):
     """Rejection sampling keeps the first sample that passes: taken in the order the server sent
     them (the fixture reverses them), the kept monologue depended on the server, not the seed."""

@@ -78,6 +78,27 @@ def test_shipped_fewshot_examples_are_wellformed():
                 assert monologue.answer_parts(monologue.extract_answer(assistant["content"])) is not None
 
 
+def test_shipped_fewshot_steps_name_the_lines_they_quote():
+    """The LLM copies the few-shot layout: the refine example's steps read ``[line 6: `half = ...```
+    (an unclosed bracket, and the labelled prompts' number for the unlabelled buggy code's line 2)."""
+    import re
+
+    for kind in ("forward", "backward", "refine"):
+        msgs = monologue.fewshot_messages(kind)
+        for user, assistant in zip(msgs[::2], msgs[1::2]):
+            if kind == "refine":
+                code = user["content"].split("### Buggy Solution\n```python\n")[1].split("\n```")[0]
+                lines = dict(enumerate(prompts.source_lines(code), start=1))
+                cited = re.findall(r"^- (\S+ ?\d*):? `(.*)` (?:sets|is executed)", assistant["content"], re.MULTILINE)
+                assert cited and all(re.fullmatch(r"line \d+", at) for at, _ in cited), cited
+            else:
+                code = user["content"].split("[PYTHON]\n")[1].split("\n[/PYTHON]")[0]
+                lines = {int(n): ln for ln, n in re.findall(r"^(.*) # \[L(\d+)\]$", code, re.MULTILINE)}
+                cited = re.findall(r"^- (?:Before that, )?(\[L\d+\]): `(.*)` (?:sets|is executed)", assistant["content"], re.MULTILINE)
+            for at, source in cited:
+                assert lines[int(re.search(r"\d+", at).group())].strip() == source, (kind, at, source)
+
+
 def test_one_llm_sample_is_one_reply_not_its_characters():
     """With ``llm_samples=1`` the client gave the bare text and the stages iterated its characters:
     no LLM monologue and no LLM PYX-R record was ever kept."""

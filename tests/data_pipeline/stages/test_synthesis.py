@@ -13,6 +13,18 @@ def test_parse_synthesis_reply():
     assert synthesis.parse_synthesis_reply("no sections here") is None
 
 
+
+@pytest.mark.parametrize("h", ["### [{}]", "**[{}]**", "**[{}]:**", "## **[{}]**"])
+def test_markdown_around_section_headers_stays_out_of_the_sections(h):
+    """LLMs often write ``### [Solution]`` or ``**[Solution]**``: the ``###``/``**`` ended up in the
+    problem (the nl2code instruction) and the solution text (its response)."""
+    reply = (f"{h.format('Problem Description')}\nDouble a number.\n\n{h.format('Solution')}\nMultiply by two.\n"
+             f"```python\ndef dbl(x):\n    return 2 * x\n```\n\n{h.format('Example Calls')}\ndbl(3)\n")
+    out = synthesis.parse_synthesis_reply(reply)
+    assert out["problem"] == "Double a number."
+    assert out["response"] == "Multiply by two.\n```python\ndef dbl(x):\n    return 2 * x\n```"
+    assert out["seed_inputs"] == ["3"]
+
 def test_call_arguments_ignore_a_trailing_comment():
     assert synthesis.call_arguments("dbl(3)  # -> (6)", "dbl") == "3"
     assert synthesis.call_arguments(">>> dbl([1, (2)])  # gives (2, 4)", "dbl") == "[1, (2)]"
@@ -20,11 +32,13 @@ def test_call_arguments_ignore_a_trailing_comment():
 
 
 @pytest.mark.parametrize("calls", ["sum_primes([1, 2, 3])\nsum_primes([4])\n",
-                                   "```python\nprint(sum_primes([1, 2, 3]))  # 5\n>>> print(sum_primes([4]))\nprint(len([1]))\n```\n"],
-                         ids=["bare", "printed"])
+                                   "```python\nprint(sum_primes([1, 2, 3]))  # 5\n>>> print(sum_primes([4]))\nprint(len([1]))\n```\n",
+                                   "- sum_primes([1, 2, 3])\n* `sum_primes([4])` gives 0\n",
+                                   "1. `sum_primes([1, 2, 3])`\n2) sum_primes([4])  # 0\n"],
+                         ids=["bare", "printed", "bullets", "numbered"])
 def test_synthesis_entry_point_is_the_function_the_example_calls_call(calls):
-    """Example calls as written, or inside ``print(...)`` as LLMs often write them; a helper defined
-    first is not the entry point."""
+    """Example calls as written, inside ``print(...)`` or as a markdown list, as LLMs often write them;
+    a helper defined first is not the entry point."""
     reply = ("[Problem Description]\nSum the primes in a list.\n\n[Solution]\nUse a helper.\n```python\n"
              "def is_prime(n):\n    return n > 1 and all(n % d for d in range(2, n))\n\n"
              "def sum_primes(xs):\n    return sum(x for x in xs if is_prime(x))\n```\n"
