@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -90,6 +91,14 @@ class StageContext:
         if self._sandbox is not None:
             self._sandbox.__exit__(None, None, None)
             self._sandbox = None
+
+
+_CODE_BLOCK = re.compile(r"```(?:python3?|py)?[ \t]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+
+
+def code_blocks(text: str) -> list[str]:
+    """The bodies of an LLM reply's fenced code blocks (untagged, or tagged python/py in any case)."""
+    return _CODE_BLOCK.findall(text)
 
 
 def record_seed(record_id: str, seed: int, salt: str = "") -> int:

@@ -6,10 +6,9 @@ A failing solution goes back to the LLM with its error, up to ``fix_attempts`` t
 from __future__ import annotations
 
 import ast
-import re
 from typing import Any
 
-from data_pipeline.stages.base import Reject, StageContext, sandbox_map
+from data_pipeline.stages.base import Reject, StageContext, code_blocks, sandbox_map
 
 # Modules and builtins that reach outside the program (files, network, processes, clock, randomness).
 EXTERNAL_MODULES = frozenset(
@@ -34,7 +33,6 @@ Running `{call}` gives:
 
 Fix the solution. Reply with the complete corrected function in one ```python block."""
 
-_CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
 def external_resources(code: str) -> list[str]:
@@ -86,7 +84,7 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
         reply = ctx.llm.chat([{"role": "user", "content": FIX_PROMPT.format(problem=record["problem"], solution=solution, call=failure[0], error=failure[1])}])
         if reply is None:  # retries ran out or the server refused: not a verdict on the solution
             return Reject("llm_failed", f"no reply to the fix request for {failure[0]}")
-        blocks = _CODE_BLOCK.findall(reply)
+        blocks = code_blocks(reply)
         if not blocks:
             return Reject("not_executable", "no fix in LLM reply")
         solution = blocks[0].strip("\n")

@@ -14,14 +14,13 @@ import re
 from typing import Any, Iterator
 
 from data_pipeline.stages import annotator_trace
-from data_pipeline.stages.base import Reject, StageContext, sandbox_map, record_seed
+from data_pipeline.stages.base import Reject, StageContext, code_blocks, record_seed, sandbox_map
 from semcoder_jax import prompts
 
 _SWAP_CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
 _SWAP_BIN = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: ast.Mult, ast.Mod: ast.FloorDiv}
 _SWAP_BOOL = {ast.And: ast.Or, ast.Or: ast.And}
 _REFINED = re.compile(r"\[Refined\]\s*(.*?)\s*\[/Refined\]", re.DOTALL)
-_CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
 def mutants(code: str) -> Iterator[str]:
@@ -67,7 +66,7 @@ def refined_code(response: str) -> str | None:
     m = _REFINED.search(response)
     if not m:
         return None
-    blocks = _CODE_BLOCK.findall(m.group(1))
+    blocks = code_blocks(m.group(1))
     return (blocks[0] if blocks else m.group(1)).strip("\n")
 
 
@@ -99,7 +98,7 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
         ctx.note("pyxr.llm_failed")
         return None
     for sample in samples:
-        blocks = _CODE_BLOCK.findall(sample)
+        blocks = code_blocks(sample)
         buggy = (blocks[0] if blocks else sample).strip("\n")
         try:
             tree = ast.parse(buggy)

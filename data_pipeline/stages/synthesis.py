@@ -12,7 +12,7 @@ import ast
 import re
 from typing import Any
 
-from data_pipeline.stages.base import Reject, StageContext
+from data_pipeline.stages.base import Reject, StageContext, code_blocks
 
 SYNTHESIS_PROMPT = """Gain inspiration from the following random code snippet to create a high-quality programming problem. Present your output in two distinct sections: [Problem Description] and [Solution].
 
@@ -29,7 +29,6 @@ Guidelines for each section:
 # Markdown around a header (``### [Solution]``, ``**[Solution]:**``) belongs to the header, not to a section.
 _SECTION = re.compile(r"(?:^[ \t]*#+[ \t]*)?\**\[(Problem Description|Solution|Example Calls)\]\**:?\**\s*",
                       re.IGNORECASE | re.MULTILINE)
-_CODE_BLOCK = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 
 
 def parse_synthesis_reply(text: str) -> dict[str, Any] | None:
@@ -42,7 +41,7 @@ def parse_synthesis_reply(text: str) -> dict[str, Any] | None:
     solution_text = sections.get("solution")
     if not problem or not solution_text:
         return None
-    blocks = _CODE_BLOCK.findall(solution_text)
+    blocks = code_blocks(solution_text)
     if not blocks:
         return None
     code = blocks[0].strip("\n")

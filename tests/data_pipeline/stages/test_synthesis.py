@@ -100,3 +100,11 @@ def test_offline_problem_leaves_doctest_outputs_out_of_the_description():
     problem = offline_problem({"seed_kind": "function", "code": code})
     assert problem["seed_inputs"] == ["2", "[1]"]
     assert problem["problem"] == "Return x doubled.\n\n\nWorks on anything with ``*``.\n\nImplement it as a Python function `double(x)`."
+
+
+@pytest.mark.parametrize("fence", ["```python", "```Python", "```PY", "```python3", "```", "```py  "])
+def test_code_blocks_in_any_common_fence(fence):
+    """```Python (as some models write it) was not a code block: the record was rejected."""
+    from data_pipeline.stages.base import code_blocks
+
+    assert code_blocks(f"Here:\n{fence}\ndef f(x):\n    return x\n```\ntext") == ["def f(x):\n    return x\n"]
