@@ -173,6 +173,14 @@ def test_a_coordinator_address_without_the_process_count_and_index_names_what_is
         mesh.maybe_initialize_distributed()
 
 
+def outputs_of_both(procs: list[subprocess.Popen]) -> list[str]:
+    """Both processes' output, once both have exited: one stopping while the other waits fails the test."""
+    try:
+        return [p.communicate(timeout=180)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        pytest.fail("a process was still running: one host stopped and the other waited for it")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("damage", ["cut off", "unreadable"])
 def test_a_cut_off_file_on_one_host_stops_every_host(tiny, tmp_path, damage):
@@ -199,10 +207,7 @@ def test_a_cut_off_file_on_one_host_stops_every_host(tiny, tmp_path, damage):
     config = tmp_path / "config.yaml"
     save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=2", f"data.path={data}"), config)
     with two_processes(tiny, config, tmp_path / "run") as procs:
-        try:
-            outs = [p.communicate(timeout=180)[0] for p in procs]
-        except subprocess.TimeoutExpired:
-            pytest.fail("a process was still running: one host stopped and the other waited for it")
+        outs = outputs_of_both(procs)
     # A cut-off record is a data error (exit 2); TensorFlow's own error is a traceback (exit 1).
     assert [p.returncode for p in procs] == [2, 2 if damage == "cut off" else 1], "\n".join(o[-3000:] for o in outs)
     assert (f"{cut}: a record is truncated" if damage == "cut off" else "Is a directory") in outs[1], outs[1][-3000:]
@@ -220,10 +225,7 @@ def test_a_failed_hf_import_on_process_0_stops_every_host(tiny, tmp_path):
     config = tmp_path / "config.yaml"
     save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=2", f"init_from=hf:{source}"), config)
     with two_processes(tiny, config, tmp_path / "run") as procs:
-        try:
-            outs = [p.communicate(timeout=180)[0] for p in procs]
-        except subprocess.TimeoutExpired:
-            pytest.fail("a process was still running: one host stopped and the other waited for it")
+        outs = outputs_of_both(procs)
     assert [p.returncode for p in procs] == [2, 2], "\n".join(o[-3000:] for o in outs)
     assert f"{source}/config.json: not found" in outs[0], outs[0][-3000:]
     assert f"init_from 'hf:{source}': process(es) [0] could not convert it" in outs[1], outs[1][-3000:]
@@ -242,10 +244,7 @@ def test_a_failed_wandb_start_on_process_0_stops_every_host(tiny, tmp_path):
     save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=2", "wandb.project=x"), config)
     path = os.pathsep.join(p for p in (str(fake), os.environ.get("PYTHONPATH")) if p)
     with two_processes(tiny, config, tmp_path / "run", env={"PYTHONPATH": path}) as procs:
-        try:
-            outs = [p.communicate(timeout=180)[0] for p in procs]
-        except subprocess.TimeoutExpired:
-            pytest.fail("a process was still running: one host stopped and the other waited for it")
+        outs = outputs_of_both(procs)
     assert [p.returncode for p in procs][1] == 2, "\n".join(o[-3000:] for o in outs)
     assert procs[0].returncode != 0 and "api_key not configured" in outs[0], outs[0][-3000:]
     assert "process(es) [0] could not open the run's outputs" in outs[1], outs[1][-3000:]
