@@ -44,7 +44,7 @@ def iter_jsonl(
                     raise error(f"{path}:{lineno}: {reason}")
                 else:
                     text = line if line is not None else raw.decode("utf-8", "replace")
-                    on_bad(lineno, text.rstrip("\n"), reason)
+                    on_bad(lineno, text.removesuffix("\n").removesuffix("\r"), reason)  # "\r\n" ends a line too
         except (gzip.BadGzipFile, EOFError, zlib.error) as e:
             raise error(f"{path}: not a readable gzip file ({e})") from e
 

@@ -162,6 +162,35 @@ def test_slurm_job_requeues_itself_at_its_time_limit_after_the_training_saved(tm
     assert requeued == ([["scontrol", "requeue", "42"]] if signal_name == "USR1" else [])
 
 
+def test_slurm_job_requeues_when_the_training_stops_at_once_and_keeps_its_exit_status(tmp_path):
+    """The signal that ends ``wait`` (status 138) was taken for the training's own when the training had
+    exited by the next check: 13 in 20 time-limit stops of a prompt srun exited 138 without requeueing."""
+    import signal
+    import time
+
+    bin_dir = _stubs(tmp_path / "bin", "scontrol")
+    mark = tmp_path / "started"
+    srun = bin_dir / "srun"
+    srun.write_text(f"#!/bin/sh\ntrap 'kill $!; exit 0' TERM\necho started > {shlex.quote(str(mark))}\n"
+                    "[ -z \"$FAIL\" ] || exit \"$FAIL\"\nsleep 30 >/dev/null 2>&1 &\nwait\n")
+    srun.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "42"}
+    for _ in range(10):  # a race: each round lost it more often than not
+        mark.unlink(missing_ok=True)
+        proc = subprocess.Popen(["bash", str(SCRIPTS / "launch_slurm.sbatch"), CONFIG], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 30
+        while not (mark.exists() and mark.read_text()) and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)  # the script's traps are set once srun runs
+        proc.send_signal(signal.SIGUSR1)
+        out, err = proc.communicate(timeout=60)
+        assert (proc.returncode, out) == (0, '["scontrol", "requeue", "42"]\n{}\n'), err
+    failed = subprocess.run(["bash", str(SCRIPTS / "launch_slurm.sbatch"), CONFIG], env={**env, "FAIL": "3"},
+                            capture_output=True, text=True, timeout=60)
+    assert (failed.returncode, failed.stdout) == (3, "")
+
+
 def test_requeued_slurm_job_keeps_its_log():
     """A requeued job reruns with the same job id: a truncating --output erases the first run's log."""
     directives = re.findall(r"^#SBATCH\s+(\S+)", (SCRIPTS / "launch_slurm.sbatch").read_text(), re.M)

@@ -471,8 +471,8 @@ def _manifest_checksums(path: str, files: list[str]) -> dict[str, str]:
         manifest = place / "manifest.json"
         if manifest.is_file():
             try:
-                sums = json.loads(manifest.read_text()).get("checksums")
-            except (json.JSONDecodeError, AttributeError):
+                sums = json.loads(manifest.read_text(encoding="utf-8")).get("checksums")
+            except (ValueError, AttributeError):  # not JSON, not UTF-8, or not an object: no checksums
                 return {}
             return {Path(k).name: v for k, v in sums.items()} if isinstance(sums, dict) else {}
     return {}

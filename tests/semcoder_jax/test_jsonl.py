@@ -31,3 +31,13 @@ def test_rows_and_their_file_lines(tmp_path):
     rows = list(iter_jsonl(path, on_bad=lambda line, text, reason: bad.append((line, text, reason))))
     assert rows == [(1, {"a": "π"}), (4, {"b": 2})]
     assert bad == [(3, "[1]", "expected a JSON object, got list")]
+
+
+def test_a_bad_line_of_a_crlf_file_is_reported_without_its_line_end(tmp_path):
+    """Read as bytes, a Windows line kept its "\r" in the reported text (a reject's "text")."""
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'{"a": 1}\r\n[1]\r\n{"b": \xff}\r\n')
+    bad = []
+    rows = list(iter_jsonl(path, on_bad=lambda line, text, reason: bad.append((line, text))))
+    assert rows == [(1, {"a": 1})]
+    assert bad == [(2, "[1]"), (3, '{"b": \ufffd}')]

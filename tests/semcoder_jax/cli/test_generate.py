@@ -93,7 +93,7 @@ def test_generate_cli_samples_row_i_with_seed_plus_i(tmp_path, monkeypatch):
     from semcoder_jax.model import llama
     from semcoder_jax.model.config import get_model_config
 
-    config = get_model_config("tiny")
+    config = get_model_config("tiny", ["hidden_size=32", "intermediate_size=48", "num_layers=1"])
     params = jax.tree.map(lambda a: a * 5, llama.init_params(config, jax.random.PRNGKey(0)))
     monkeypatch.setattr(sampling, "load_model_for_inference", lambda **kw: (config, params))
     made = []

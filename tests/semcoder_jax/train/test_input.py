@@ -388,9 +388,23 @@ def test_the_data_fingerprint_follows_the_rows_not_the_folder(tiny, tmp_path):
     assert make_source(cfg(repacked), 64).rows == 24 and make_source(cfg(repacked), 64).fingerprint != fingerprint
 
 
+def test_a_glob_beside_a_damaged_manifest_is_fingerprinted_without_its_checksums(tiny, tmp_path):
+    """A glob trains without the manifest one folder up; one that is not UTF-8 stopped the run with a
+    UnicodeDecodeError from the fingerprint (not JSON was already read as "no checksums")."""
+    root = _dataset(tiny, tmp_path / "data")
+    cfg = DataConfig(path=str(root / "tfrecords" / "train-*.tfrecord"), seq_len=SEQ, global_batch_size=4)
+    (root / "manifest.json").write_text("{")
+    not_json = make_source(cfg, 64).fingerprint
+    (root / "manifest.json").write_bytes(b"\xff{}")
+    assert make_source(cfg, 64).fingerprint == not_json
+
+
 def test_a_resume_on_other_rows_of_the_same_count_is_refused(make_config, tmp_path):
     """Another JSONL of as many rows: the saved data position would mean other rows. A checkpoint
-    from before the fingerprint was recorded still resumes."""
+    from before the fingerprint was recorded still resumes. (A checkpoint's data state is
+    ``_data_order()``, saved and checked on resume as test_init's batch-size case shows.)"""
+    import dataclasses
+
     from semcoder_jax.config import ConfigError
     from semcoder_jax.train.trainer import Trainer
 
@@ -400,21 +414,15 @@ def test_a_resume_on_other_rows_of_the_same_count_is_refused(make_config, tmp_pa
         path.write_text("".join(json.dumps({"input_ids": list(range(i + offset, i + offset + 20)), "loss_mask": [1] * 20}) + "\n"
                                 for i in range(16)))
         paths.append(path)
-    trainer = Trainer(make_config(f"data.path={paths[0]}"))
-    try:
-        _, state, _ = trainer.initial_state()
-        trainer.save(1, state, DataPosition(0, 1))
-        trainer.manager.wait_until_finished()
-        old_checkpoint = {k: v for k, v in trainer._data_order().items() if k != "data"}
-    finally:
-        trainer.close()
     trainer = Trainer(make_config(f"data.path={paths[1]}"))
     try:
         assert trainer.source.rows == 16
-        trainer._check_same_data_order(old_checkpoint, "checkpoint")
-        with pytest.raises(ConfigError, match=r"step 1: the training data \(file names, sizes, checksums\) was "
+        first = make_source(dataclasses.replace(trainer.cfg.data, path=str(paths[0])), trainer.cfg.model.vocab_size)
+        saved = {**trainer._data_order(), "data": first.fingerprint}
+        trainer._check_same_data_order({k: v for k, v in saved.items() if k != "data"}, "old checkpoint")
+        with pytest.raises(ConfigError, match=r"checkpoint: the training data \(file names, sizes, checksums\) was "
                                               r"[\d,]+ bytes, digest \w+, packed to 32 \(max_segments 0\) but is [\d,]+ bytes.*init_from=orbax:"):
-            trainer.initial_state()
+            trainer._check_same_data_order(saved, "checkpoint")
     finally:
         trainer.close()
 
