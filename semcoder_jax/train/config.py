@@ -242,8 +242,8 @@ class TrainConfig:
         if self.data.seq_len > self.model.max_position_embeddings:
             raise ConfigError(f"data.seq_len ({self.data.seq_len}) exceeds model.max_position_embeddings ({self.model.max_position_embeddings})")
         if "float16" in (self.model.dtype, self.model.param_dtype):  # no loss scaling: gradients underflow
-            raise ConfigError(f"model.dtype / model.param_dtype float16 cannot train here (no loss scaling: the "
-                              f"per-token gradients underflow); use bfloat16")
+            raise ConfigError("model.dtype / model.param_dtype float16 cannot train here (no loss scaling: the "
+                              "per-token gradients underflow); use bfloat16")
         if not 0 <= self.data.pad_id < self.model.vocab_size:  # it would embed as NaN, and NaN x 0 weight is NaN
             raise ConfigError(f"data.pad_id ({self.data.pad_id}) must be a token id of the model, in [0, {self.model.vocab_size})")
         return self
