@@ -68,7 +68,7 @@ class ArraySource:
     (``host_rows``) each host holds only its share and batches from it alone.
     """
 
-    fingerprint = "synthetic"
+    fingerprint = ""  # set by ``make_source``, which knows where the rows came from
 
     def __init__(self, rows: Batch, global_batch: int, seed: int, process_index: int = 0, process_count: int = 1,
                  host_rows: bool = False, total_rows: int | None = None):
@@ -378,7 +378,7 @@ def _first_record(file: str) -> bytes | None:
 class TFRecordSource:
     """tf.data over this host's share of the files; epoch ``e`` is a seeded file order and shuffle."""
 
-    fingerprint = ""
+    fingerprint = ""  # set by ``make_source``
 
     def __init__(self, files: list[str], seq_len: int, rows: int | None, global_batch: int, seed: int,
                  shuffle_buffer: int, process_index: int = 0, process_count: int = 1, max_runs: int | None = None,

@@ -234,11 +234,12 @@ class Trainer:
     def _data_order(self) -> dict[str, Any]:
         """What fixes the batch at a data position; a resumed run must agree with its checkpoint on it."""
         data = self.cfg.data
+        tf_data = isinstance(self.source, TFRecordSource)
         order = {"rows": self.source.rows, "global_batch_size": data.global_batch_size, "shuffle_seed": data.shuffle_seed,
                  "processes": jax.process_count(),  # each process reads its own share of the files
                  "data": self.source.fingerprint,  # the same row count read from other (or re-packed) files
-                 "reader": "tf.data" if isinstance(self.source, TFRecordSource) else "python"}  # shuffles differ
-        if isinstance(self.source, TFRecordSource):  # tf.data's shuffle: the buffer decides the order too
+                 "reader": "tf.data" if tf_data else "python"}  # their shuffles differ
+        if tf_data:  # tf.data's shuffle: the buffer decides the order too
             order["shuffle_buffer"] = data.shuffle_buffer
         return order
 
