@@ -44,10 +44,12 @@ def generate_cached(
     on disk before the next one starts. Task k of ``prompts`` is sampled with seed ``seed + k * n``
     (backends offset a call's seed by ``i * n`` for its i-th prompt), whatever the batch size and
     whatever an interrupted run left in the cache, so a resumed run samples what an uninterrupted one would;
-    a cached sample drawn with another seed (the task stood elsewhere in another run) is drawn again."""
+    a cached sample drawn with another seed (the task stood elsewhere in another run) or by another
+    of the backend's sampling schemes (``sampling_scheme``, e.g. before it seeded rows) is drawn again."""
     index = {t: k for k, t in enumerate(prompts)}
     seed_of = {t: seed + k * n for t, k in index.items()} if temperature > 0 else {}
-    todo = [t for t, p in prompts.items() if any(cache.get(t, i, p, seed_of.get(t)) is None for i in range(n))]
+    scheme = getattr(backend, "sampling_scheme", None) if temperature > 0 else None
+    todo = [t for t, p in prompts.items() if any(cache.get(t, i, p, seed_of.get(t), scheme) is None for i in range(n))]
     done_count = 0
     for batch in _contiguous_batches(todo, index, max(1, batch_size)):  # batch size 0 would send empty batches
         outs = backend.generate(
@@ -58,7 +60,7 @@ def generate_cached(
         short = [(t, len(texts)) for t, texts in zip(batch, outs) if len(texts) < n]
         short += [(t, 0) for t in batch[len(outs):]]
         done = [(t, texts) for t, texts in zip(batch, outs) if len(texts) >= n]
-        cache.put_many([(t, i, prompts[t], text) for t, texts in done for i, text in enumerate(texts[:n])], seed_of)
+        cache.put_many([(t, i, prompts[t], text) for t, texts in done for i, text in enumerate(texts[:n])], seed_of, scheme)
         if short:
             got = ", ".join(f"{t}: {k}" for t, k in short[:5])
             raise SemcoderError(
@@ -68,7 +70,7 @@ def generate_cached(
         done_count += len(batch)
         if on_batch:
             on_batch(done_count, len(todo))
-    return {t: [cache.get(t, i, p, seed_of.get(t)) or "" for i in range(n)] for t, p in prompts.items()}
+    return {t: [cache.get(t, i, p, seed_of.get(t), scheme) or "" for i in range(n)] for t, p in prompts.items()}
 
 
 def _contiguous_batches(todo: list[str], index: dict[str, int], size: int) -> list[list[str]]:

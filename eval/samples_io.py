@@ -44,14 +44,31 @@ def _sample_from_row(benchmark: str, problem: Any, row: dict, where: str, style:
     return to_sample(benchmark, problem, value, style, quotes)
 
 
+def semcoder_raw_answer(raw: str, benchmark: str, quotes: bool = True) -> str:
+    """The answer in one of SemCoder's raw CRUXEval generations (``generations_raw.json``: prompt
+    and completion, cut before ``[/ANSWER]``), extracted as its ``process_cruxeval.py`` does: after the
+    last ``[ANSWER]`` (the prompt's examples hold earlier ones), before the last ``[/ANS``; then the
+    side of ``==`` the mode asks for and what follows an ``assert``; double quotes swapped back."""
+    start = raw.rfind("ANSWER]") + len("ANSWER]") if "\nANSWER]" in raw else raw.rfind("[ANSWER]") + len("[ANSWER]")
+    end = raw.rfind("[/ANS")
+    answer = raw[start : len(raw) if end == -1 or end < start else end]
+    if "==" in answer:
+        answer = answer.split("==")[1 if benchmark == "cruxeval-o" else 0].strip()
+    if "assert" in answer:
+        answer = answer.split("assert")[1].strip()
+    return answer.replace('"', "'") if quotes else answer
+
+
 def read_samples(
     path: str | Path, benchmark: str, problems: Sequence[Any], *, style: str = "semcoder", quotes: bool | None = None
 ) -> dict[str, list[str]]:
     """``{task_id: [sample, ...]}`` in the benchmark's problem order. A raw completion of an
     execution-prediction benchmark or LCB-Lite is read as ``eval run`` reads one from a ``style``
-    prompt (answers with ``quotes``, default per style: double quotes back to single ones)."""
+    prompt (answers with ``quotes``, default per style: double quotes back to single ones). A
+    CRUXEval JSON of SemCoder's raw generations (prompts hold ``[ANSWER]``) is read as SemCoder reads
+    it (:func:`semcoder_raw_answer`; quotes swapped unless ``quotes`` is False), each sample kept."""
     check_style(benchmark, style)
-    quotes = default_quotes(style, quotes)
+    raw_quotes, quotes = quotes, default_quotes(style, quotes)
     path = Path(path)
     if not path.exists():
         raise SamplesError(f"{path}: file not found")
@@ -74,6 +91,9 @@ def read_samples(
                 raise SamplesError(f"{where}: expected a non-empty list of strings")  # no samples: no pass@k at all
             if benchmark in PROGRAM_BENCHMARKS and benchmark != "lcb-lite":
                 values = [v if f"def {by_id[task_id].entry_point}" in v else by_id[task_id].prompt + v for v in values]
+            elif benchmark.startswith("cruxeval"):
+                swap = True if raw_quotes is None else raw_quotes
+                values = [semcoder_raw_answer(v, benchmark, swap) if "[ANSWER]" in v else v for v in values]
             out[task_id] = list(values)
     else:
         for lineno, row in iter_jsonl(path, error=SamplesError):

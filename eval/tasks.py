@@ -87,14 +87,25 @@ def to_sample(benchmark: str, problem: Any, completion: str, style: str = "semco
     if benchmark == "lcb-exec":
         from eval.scoring.execution_prediction import extract_lcb_execution_answer
 
+        cot = style != "direct"
         # Generation stops at [/ANSWER] and leaves it out; lcb_runner generates past it and reads it.
-        closed = completion if P.ANSWER_STOP in completion else completion + P.ANSWER_STOP
-        answer = extract_lcb_execution_answer(closed, cot=style != "direct")
+        if P.ANSWER_STOP not in completion and _closed_by_stop(completion, cot):
+            completion += P.ANSWER_STOP
+        answer = extract_lcb_execution_answer(completion, cot=cot)
     else:
         answer = P.extract_answer(completion, "input" if benchmark == "cruxeval-i" else "output")
     if quotes:  # the prompt had double quotes; the benchmark's literals use single ones (SemCoder's process_cruxeval.py)
         answer = answer.replace('"', "'")
     return answer
+
+
+def _closed_by_stop(completion: str, cot: bool) -> bool:
+    """Whether a completion cut before its first ``[/ANSWER]`` ended there rather than at the token
+    limit (or EOS), where lcb_runner finds no closing tag and reads the answer's first line only. No
+    backend returns the stop string or why it stopped, so the text decides: an answer closed as the
+    prompts' examples close theirs ends with the line break before the tag and, after a chain of
+    thought, holds the ``[ANSWER]`` it closes."""
+    return completion.endswith("\n") and (not cot or "[ANSWER]" in completion)
 
 
 def task_ids(problems: Sequence[Any]) -> list[str]:

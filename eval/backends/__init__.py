@@ -41,6 +41,9 @@ class BackendConfig:
 
 
 class Backend(Protocol):
+    """May also name a ``sampling_scheme`` (str): how its seeds become samples. Sampled cache rows
+    carry it, so a change of scheme draws cached samples again while greedy ones are kept."""
+
     name: str
 
     def generate(

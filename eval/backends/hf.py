@@ -28,6 +28,8 @@ def hf_model_dir(config: BackendConfig):
 
 class HFBackend:
     name = "hf"
+    # Samples drawn by transformers' batch-wide sampling (before RowSeededSampler) are other samples.
+    sampling_scheme = "row-seeded"
 
     def __init__(self, config: BackendConfig):
         import torch

@@ -35,6 +35,36 @@ def test_cli_run_then_report_with_a_tiny_model(tiny_hf, tmp_path, capsys, sandbo
     assert "unknown benchmark nope" in capsys.readouterr().err
 
 
+def test_cli_scores_semcoders_raw_cruxeval_generations_as_semcoder_does(tmp_path, capsys, sandbox):
+    """SemCoder's generations_raw.json holds prompt + completion per sample; `eval score` took each as
+    the answer itself (every sample failed) where SemCoder's process_cruxeval.py extracts it."""
+    from eval.benchmarks import load_problems
+    from eval.samples_io import read_samples
+    from eval.tasks import build_prompt
+    from semcoder_jax.cli.main import main
+    from semcoder_jax.prompts import double_quotes
+
+    def plain(p):  # literals that survive the double-quote round trip
+        return "'" not in p.input + p.output or '"' not in p.input + p.output
+
+    for benchmark in ("cruxeval-o", "cruxeval-i"):
+        crux = [p for p in load_problems(benchmark)[:8] if plain(p)][:3]
+        raw = {}
+        for k, p in enumerate(crux):
+            line = f"assert f({double_quotes(p.input)}) == {double_quotes(p.output)}\n"
+            monologue, direct = build_prompt(benchmark, p, "semcoder"), build_prompt(benchmark, p, "direct")
+            # a monologue answer; a direct one after few-shot [ANSWER]s, cut by the token limit
+            raw[p.task_id] = [monologue + f"Step 1...\n[ANSWER]\n{line}"] if k % 2 else [direct + line.rstrip("\n")]
+        path = tmp_path / benchmark / "generations_raw.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(raw))
+        want = {p.task_id: [p.output if benchmark == "cruxeval-o" else f"f({p.input})"] for p in crux}
+        assert read_samples(path, benchmark, crux) == want
+        assert main(["eval", "score", "--benchmark", benchmark, "--samples", str(path), "--json"]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert out["n_problems"] == 3 and out["pass@1"] == 100.0, out
+
+
 def test_cli_score_json_and_bad_samples(tmp_path, capsys, sandbox, gt_cache):
     from eval.benchmarks import load_problems
     from semcoder_jax.cli.main import main

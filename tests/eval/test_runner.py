@@ -203,3 +203,28 @@ def test_a_sample_drawn_with_another_seed_is_not_reused(tmp_path, scripted_backe
         later = scripted_backend(lambda p: p)
         generate_cached(later, {"c": "c"}, GenerationCache(cache.path, "k"), temperature=temperature, **settings)
         assert later.calls == calls, temperature
+
+
+def test_hf_samples_cached_before_row_seeding_are_drawn_again(tmp_path, scripted_backend):
+    """HF samples once came from transformers' batch-wide sampling; cached rows of that scheme carry
+    the same key and seed, so a rerun reused them. Sampled rows now name the backend's scheme; greedy
+    rows do not depend on it and still hit."""
+    from eval.backends.hf import HFBackend
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+
+    class HFLike(scripted_backend):
+        sampling_scheme = HFBackend.sampling_scheme
+
+    prompts = {t: t for t in "abc"}
+    settings = dict(n=2, top_p=1.0, max_new_tokens=8, stop=(), seed=5, batch_size=4)
+    for temperature, calls in ((0.8, 1), (0.0, 0)):
+        cache = GenerationCache(tmp_path / f"{temperature}.jsonl", "k")
+        seed_of = {t: 5 + k * 2 for k, t in enumerate(prompts)} if temperature else {}
+        cache.put_many([(t, i, t, "old") for t in prompts for i in range(2)], seed_of)  # as written before
+        backend = HFLike(lambda p: "new")
+        out = generate_cached(backend, prompts, GenerationCache(cache.path, "k"), temperature=temperature, **settings)
+        assert backend.calls == calls and out["a"] == ["new" if calls else "old"] * 2, temperature
+        again = HFLike(lambda p: "newer")
+        assert generate_cached(again, prompts, GenerationCache(cache.path, "k"), temperature=temperature, **settings) == out
+        assert again.calls == 0

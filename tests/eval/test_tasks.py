@@ -93,11 +93,17 @@ def test_plain_style_stops_are_evalplus_direct_completion_stops(dataset):
         ("assert f(1) == 3\n", "direct", "3"),
         # a raw lcb_runner output (generated past the tag to its `###` stop)
         ("steps\n[/THOUGHT]\n[ANSWER]\nassert f(1) == {1: 2,\n 3: 4}\n[/ANSWER]\n\n[PYTHON]\nassert g() == 5", "cot", "{1: 2,\n 3: 4}"),
+        # cut by the token limit, no closing tag: lcb_runner reads the first line only
+        ("assert f(1) == [1,\n 2, 3", "direct", "[1,"),
+        ("[ANSWER]\nassert f(1) == [1,\n 2, 3", "semcoder", "[1,"),
+        ("The call gives f(1) == 3\nThen the loop", "cot", "3"),
+        ("The call gives f(1) == 3\nThen the loop\n", "cot", "3"),  # a chain of thought with no [ANSWER] never closed one
     ],
 )
 def test_lcb_exec_answers_are_read_as_lcb_runner_reads_them(completion, style, expected):
     """A completion cut at [/ANSWER] with a second assertion in it used to give `1\\nassert f(2)`
-    (a syntax error, so a failure) where lcb_runner reads `1`."""
+    (a syntax error, so a failure) where lcb_runner reads `1`; one cut by the token limit was read to
+    its end as if closed, where lcb_runner reads its first line."""
     assert to_sample("lcb-exec", None, completion, style=style, quotes=False) == expected
 
 
