@@ -36,6 +36,11 @@ SOURCE_STAGE = "seeds"
 CRASH_ENV = "SEMCODER_DATA_KILL_AFTER_SHARDS"  # testing: SIGKILL this process after N shards
 
 
+class EmptyBuildError(SemcoderError):
+    """A build whose every record was rejected (or that had none): its one empty shard would only be
+    refused later by the trainer."""
+
+
 def source_records(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Seeds from the corpus folders, plus ready problems from ``problems_jsonl``."""
     from data_pipeline.stages.seeds import collect_seeds
@@ -353,7 +358,17 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     from data_pipeline.tfds_builder import write_tfds_metadata
 
     write_tfds_metadata(out, manifest)
+    if not rows:  # raised last, so that the rejects and the report that explain it are written
+        raise EmptyBuildError(_no_rows_message(out, stages))
     return report
+
+
+def _no_rows_message(out: Path, stages: dict[str, Any]) -> str:
+    rejected = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in st["rejected"].items())
+                         for name, st in stages.items() if st["rejected"])
+    why = f"rejected by stage: {rejected}" if rejected else "no input records"
+    return (f"{out}: no training rows survived the build ({why}); see {out / 'report.json'} and the rejects in "
+            f"{out / 'stages'}/*/rejects-*.jsonl and {out / 'records' / 'rejects.jsonl'}")
 
 
 def format_all(problems: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,10 +1,11 @@
 """The one OpenAI-compatible chat client of every LLM stage (OpenAI, or a local ``vllm serve``).
 
 Retries 408/409/429/5xx, timeouts and 2xx replies that are no chat completion (a body cut short)
-with exponential backoff, caps concurrent requests, and caches every reply on disk under a hash of
-the request, so a rerun of a build makes no requests at all. A request the server refuses on its own
-account (400/413/422: a prompt beyond the model's context, a content filter) fails that record
-alone, and so does one that runs out of retries, unless several in a row do (the server is down: the
+with exponential backoff (or after the wait a reply's ``Retry-After`` asks for), caps concurrent
+requests, and caches every reply on disk under a hash of the request, so a rerun of a build makes
+no requests at all; an identical request asked while one is in flight shares its reply. A request
+the server refuses on its own account (400/413/422: a prompt beyond the model's context, a content
+filter) fails that record alone, and so does one that runs out of retries, unless several in a row do (the server is down: the
 build stops, and a rerun sends them again); other client errors (a wrong key, model or URL) stop the
 build, as do a server that has refused every one of its first requests and a URL whose first reply
 is no chat completion (a web page). Choices are kept in ``index`` order. Before its first request
@@ -14,13 +15,17 @@ loading its weights); one that cannot be reached by then stops the build.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,7 @@ REFUSALS_BEFORE_GIVING_UP = 20  # refusals with no success yet: the requests the
 FAILURES_IN_A_ROW_BEFORE_STOPPING = 8
 SERVER_POLL_S = 1.0
 NOT_READY_STATUS = (502, 503, 504)  # a proxy in front of a server still starting
+RETRY_AFTER_MAX_S = 120.0  # the most a ``Retry-After`` is waited, as the OpenAI client's own retries do
 
 
 def reply_texts(resp: Any) -> list[str] | None:
@@ -58,6 +64,30 @@ def reply_texts(resp: Any) -> list[str] | None:
         return None
 
 
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds a reply's ``retry-after-ms`` or ``Retry-After`` (seconds, or an HTTP date) asks to
+    wait; None when absent, unreadable or not in the future."""
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = (headers.get(name) or "").strip()
+        if not value:
+            continue
+        try:
+            wait = float(value) * scale
+        except ValueError:
+            if scale != 1.0:
+                continue
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.timezone.utc)
+            wait = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        if math.isfinite(wait) and wait > 0:
+            return wait
+    return None
+
+
 class LLMClient:
     def __init__(self, config: LLMConfig, cache_dir: str | Path | None = None):
         self.config = config
@@ -66,13 +96,15 @@ class LLMClient:
         self._lock = threading.Lock()
         self._client = None
         self.requests = 0  # HTTP requests sent, retries included
-        self.cache_hits = 0
+        self.cache_hits = 0  # replies reused: from the disk cache, or of an identical request in flight
         self.failures = 0
         self.succeeded = 0
         self.refused = 0
         self.failures_in_a_row = 0
         self._wait_lock = threading.Lock()
         self._server_state: bool | LLMError = False  # True once it answered; the error if it never did
+        # An identical request asked while one is in flight waits for its reply instead of being sent.
+        self._in_flight: dict[str, Future[list[str] | None]] = {}
 
     def _openai(self):
         if self._client is None:
@@ -144,17 +176,37 @@ class LLMClient:
         if seed is not None:
             request["seed"] = seed
         key = self.request_key(request)
+        with self._lock:
+            pending = self._in_flight.get(key)
+            first = pending is None
+            if first:
+                pending = self._in_flight[key] = Future()
+        if first:
+            try:
+                pending.set_result(self._fetch(key, request))
+            except BaseException as e:
+                pending.set_exception(e)
+                raise
+            finally:
+                with self._lock:
+                    del self._in_flight[key]
+        texts = pending.result()
+        with self._lock:
+            if texts is None:
+                self.failures += 1
+            elif not first:
+                self.cache_hits += 1
+        return None if texts is None else list(texts)  # each caller its own list
+
+    def _fetch(self, key: str, request: dict[str, Any]) -> list[str] | None:
+        """The reply from the cache, else from the server (then cached); None when retries ran out."""
         cached = self._cache_get(key)
         if cached is not None:
             with self._lock:
                 self.cache_hits += 1
-            texts = cached["choices"]
-        else:
-            texts = self._send(request)
-            if texts is None:
-                with self._lock:
-                    self.failures += 1
-                return None
+            return cached["choices"]
+        texts = self._send(request)
+        if texts is not None:
             self._cache_put(key, {"request": request, "choices": texts})
         return texts
 
@@ -165,6 +217,7 @@ class LLMClient:
         delay = self.config.backoff_s
         last = ""
         for attempt in range(self.config.max_retries + 1):
+            retry_after = None
             with self._slots:
                 with self._lock:
                     self.requests += 1
@@ -186,6 +239,7 @@ class LLMClient:
                                        "OpenAI-compatible endpoint (e.g. http://host:8000/v1)")
                 except (openai.RateLimitError, openai.InternalServerError, openai.APIConnectionError) as e:
                     last = f"{type(e).__name__}: {e.__cause__ or e}"
+                    retry_after = self._retry_after(e)
                     unreachable = isinstance(e, openai.APIConnectionError) and not isinstance(e, openai.APITimeoutError)
                     if unreachable and not self.succeeded:  # a wrong URL or no server (waited for above)
                         raise self._unreachable(e.__cause__ or e) from None
@@ -200,8 +254,9 @@ class LLMClient:
                         message += f"; the key in ${self.config.api_key_env} (llm.api_key_env) {key}"
                     if e.status_code < 500 and e.status_code not in RETRIED_CLIENT_STATUS:
                         raise LLMError(message) from None
+                    retry_after = self._retry_after(e)
             if attempt < self.config.max_retries:
-                time.sleep(min(delay, self.config.max_backoff_s))
+                time.sleep(min(delay, self.config.max_backoff_s) if retry_after is None else retry_after)
                 delay *= 2
         with self._lock:
             self.failures_in_a_row += 1
@@ -211,6 +266,15 @@ class LLMClient:
                            f"{self.config.max_retries} retries each (the last: {last}); stopping so that a rerun "
                            "sends them again (finished shards and cached replies are kept)")
         return None
+
+    def _retry_after(self, error: Exception) -> float | None:
+        """The wait a 429/503 asks for, at most ``RETRY_AFTER_MAX_S``: retrying sooner only spends a
+        retry on another refusal. None without one (the backoff applies)."""
+        response = getattr(error, "response", None)
+        if response is None:  # a connection error or timeout: no reply, no header
+            return None
+        wait = retry_after_s(response.headers)
+        return None if wait is None else min(wait, RETRY_AFTER_MAX_S)
 
     def _refused(self, message: str) -> None:
         with self._lock:

@@ -156,12 +156,21 @@ def fewshot_messages(kind: str) -> list[dict[str, str]]:
 
 
 def _llm_monologue(kind: str, code: str, test: dict[str, str], ctx: StageContext, seed: int) -> str | None:
+    """The first sample whose answer passes, else None, noted once: as ``llm_failed`` without a
+    reply, else as the kind's ``rejected``."""
     instruction = prompts.execution_instruction(code, **({"input": test["input"]} if kind == "forward" else {"output": test["output"]}))
     messages = fewshot_messages(kind) + [{"role": "user", "content": prompts.render(kind, instruction)}]
     samples = ctx.llm.samples(messages, ctx.config.llm_samples, temperature=0.8, seed=seed % (2**31))
     if samples is None:  # no reply: counted apart from samples that were wrong
         ctx.note("monologue.llm_failed")
         return None
+    response = _first_passing(kind, code, test, samples, ctx)
+    if response is None:
+        ctx.note(f"monologue.{kind}_rejected")
+    return response
+
+
+def _first_passing(kind: str, code: str, test: dict[str, str], samples: list[str], ctx: StageContext) -> str | None:
     responses = [r for r in map(training_response, samples) if r is not None]
     candidates = [(r, answer_acceptable(kind, r, test)) for r in responses]
     candidates = [(r, a) for r, a in candidates if a is not None]
@@ -204,7 +213,7 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
                 break
             test = tests[order[pos]]
             pos += 1
-            if cfg.annotator == "llm":
+            if cfg.annotator == "llm":  # notes why it has none
                 response = _llm_monologue(kind, code, test, ctx, record_seed(record["id"], cfg.seed, f"{kind}{pos}"))
             else:
                 response = _builtin_monologue(kind, code, test, ctx)
@@ -212,8 +221,9 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
                     answer = answer_acceptable(kind, response, test)
                     if answer is None or not verify(code, [answer], ctx)[0]:
                         response = None
+                if response is None:
+                    ctx.note(f"monologue.{kind}_rejected")
             if response is None:
-                ctx.note(f"monologue.{kind}_rejected")
                 continue
             out[kind].append({"input": test["input"], "output": test["output"], "response": response})
     if not out["forward"] and not out["backward"]:

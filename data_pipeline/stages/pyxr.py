@@ -91,6 +91,8 @@ def _mutation_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: Stag
 
 
 def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageContext) -> dict[str, Any] | None:
+    """A bug with its fix, else None, noted once: as ``llm_failed`` without a reply, else as
+    ``no_bug_found``."""
     entry = record["entry_point"]
     seed = record_seed(record["id"], ctx.config.seed, "pyxr") % (2**31)
     samples = ctx.llm.samples([{"role": "user", "content": prompts.render("nl2code", record["problem"])}], ctx.config.llm_samples, temperature=0.8, seed=seed)
@@ -126,6 +128,7 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
         response = training_response(reply, "Refined")
         if response:
             return {"buggy": buggy, "failed_test": failed_test, "response": response}
+    ctx.note("pyxr.no_bug_found")
     return None
 
 
@@ -134,9 +137,13 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     if ctx.config.pyxr == "none":
         return [out]
     tests = record["tests"][: max(1, ctx.config.pyxr_tests)]  # bugs are looked for on these; the fix must pass all
-    bug = _mutation_bug(record, tests, ctx) if ctx.config.pyxr == "mutation" else _llm_bug(record, tests, ctx)
+    if ctx.config.pyxr == "mutation":
+        bug = _mutation_bug(record, tests, ctx)
+        if bug is None:
+            ctx.note("pyxr.no_bug_found")
+    else:
+        bug = _llm_bug(record, tests, ctx)  # notes why it has none
     if bug is None:
-        ctx.note("pyxr.no_bug_found")
         return [out]
     fixed = refined_code(bug["response"])
     if fixed is None or _failing(fixed, record["entry_point"], record["tests"], ctx, timeout_s=ctx.config.exec_timeout_s):

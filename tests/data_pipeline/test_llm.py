@@ -226,6 +226,74 @@ def test_a_reply_cut_short_is_retried_not_the_records_error():
         server.shutdown()
         server.server_close()
 
+def test_retry_after_is_waited_capped_and_the_backoff_kept_without_one(monkeypatch):
+    """429/503 replies were retried after the backoff whatever their ``Retry-After`` asked: a rate
+    limit's retries were spent on more refusals."""
+    import email.utils
+    import threading
+    import time
+    import types
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from data_pipeline import llm
+
+    ok = json.dumps({"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]}).encode()
+    replies = [(429, {"Retry-After": "3"}), (503, {"Retry-After": email.utils.formatdate(time.time() + 30, usegmt=True)}),
+               (429, {"Retry-After": "100000"}), (503, {"retry-after-ms": "250"}), (429, {"Retry-After": "soon"}), (200, {})]
+
+    class Limited(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            status, headers = replies.pop(0)
+            body = ok if status == 200 else b'{"error": {"message": "slow down"}}'
+            self.send_response(status)
+            for k, v in {"Content-Type": "application/json", "Content-Length": str(len(body)), **headers}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(llm, "time", types.SimpleNamespace(sleep=sleeps.append, monotonic=time.monotonic))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Limited)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = LLMClient(LLMConfig(model="m", base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                     wait_for_server_s=0, backoff_s=0.01, max_retries=5))
+        assert client.chat([{"role": "user", "content": "ping"}]) == "pong"
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sleeps[0] == 3 and 25 < sleeps[1] <= 30 and sleeps[2:] == [llm.RETRY_AFTER_MAX_S, 0.25, 0.01 * 2**4]
+
+
+def test_identical_requests_in_flight_at_once_are_sent_once(llm_server):
+    """The cache only helped once the first reply was in: the same request asked meanwhile (the same
+    prompt and seed from two records) was sent again."""
+    import threading
+    import time
+
+    state, url = llm_server(lambda messages, n: [messages[-1]["content"] + "!"] * n)
+    state.delay_s = 1.0
+    client = LLMClient(LLMConfig(model="m", base_url=url, wait_for_server_s=0))
+    replies: list[str] = []
+    ask = lambda text: replies.append(client.chat([{"role": "user", "content": text}]))
+    first = threading.Thread(target=ask, args=("ping",))
+    first.start()
+    while state.active == 0:  # the first request is at the server
+        time.sleep(0.01)
+    others = [threading.Thread(target=ask, args=(text,)) for text in ("ping", "ping", "other")]
+    for t in others:
+        t.start()
+    for t in (first, *others):
+        t.join()
+    assert sorted(replies) == ["other!", "ping!", "ping!", "ping!"]
+    assert state.requests == 2 and client.requests == 2 and client.cache_hits == 2
+
+
 def test_samples_come_in_choice_order_whatever_order_the_server_sends(llm_server):
     """Rejection sampling keeps the first sample that passes: taken in the order the server sent
     them (the fixture reverses them), the kept monologue depended on the server, not the seed."""

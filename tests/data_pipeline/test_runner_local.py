@@ -41,3 +41,29 @@ def test_a_tokenizer_that_does_not_load_stops_the_build_before_any_stage(tmp_pat
     with pytest.raises(ConfigError, match=r"data config: tokenizer: cannot load tokenizer .*no-such-tokenizer"):
         runner_local.run(cfg, progress=False)
     assert not (tmp_path / "stages").exists()
+
+
+def test_a_build_with_no_rows_to_train_on_fails_after_writing_its_rejects(tmp_path, capsys):
+    """Every record rejected (or none at all) finished with one empty shard and exit code 0; only
+    the trainer refused it, later."""
+    from data_pipeline import build, runner_local
+    from data_pipeline.cli import load
+    from data_pipeline.records import read_jsonl
+    from semcoder_jax.cli.main import main
+
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text(json.dumps({"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "x " * 3000}) + "\n")
+    out = tmp_path / "out"
+    args = ["data", "build", "--config", "released", "--no-progress", f"output_dir={out}", f"released.pyx={pyx}",
+            "released.pyxr=null", "seq_len=256", "tfrecord_shards=1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no training rows survived the build (rejected by stage: tokenize_pack: too_long=1)" in err
+    assert str(out / "records" / "rejects.jsonl") in err
+    assert [r["reason"] for r in read_jsonl(out / "records" / "rejects.jsonl")] == ["too_long"]
+    assert json.loads((out / "report.json").read_text())["stages"]["tokenize_pack"]["rejected"] == {"too_long": 1}
+    corpus = tmp_path / "empty_corpus"
+    corpus.mkdir()
+    cfg = load("demo", [f"output_dir={tmp_path / 'out2'}", f"corpus_dirs=[{corpus}]", "num_shards=1"])
+    with pytest.raises(build.EmptyBuildError, match=r"no training rows survived the build \(no input records\)"):
+        runner_local.run(cfg, progress=False)

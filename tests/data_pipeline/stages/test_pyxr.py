@@ -78,3 +78,37 @@ def test_a_failed_fix_request_is_counted_as_llm_failed_not_as_the_solutions_faul
         assert ctx.notes["monologue.llm_failed"] == 1 and ctx.notes["pyxr.llm_failed"] == 1
     finally:
         ctx.close()
+
+
+def test_each_monologue_or_bug_without_a_reply_is_counted_once():
+    """A failed request was noted as ``llm_failed`` and again as the kind's ``rejected`` (or PYX-R's
+    ``no_bug_found``): the notes added up to more monologues than were asked for."""
+    from data_pipeline.build import apply_stage
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import monologue
+    from data_pipeline.stages.base import StageContext
+
+    class ForwardUnanswered:
+        def samples(self, messages, n, **kw):  # None: what LLMClient gives when retries run out
+            return None if ") == ??" in messages[-1]["content"] else ["no answer"] * n
+
+        def chat(self, messages, **kw):
+            return None
+
+    record = {"id": "p1", "entry_point": "add_one", "problem": "Add one.", "solution": "def add_one(x):\n    return x + 1\n",
+              "tests": [{"input": "1", "output": "2"}, {"input": "2", "output": "3"}, {"input": "3", "output": "4"}]}
+    ctx = StageContext(DataConfig(annotator="llm", pyxr="llm", forward_per_problem=2, backward_per_problem=1))
+    ctx._llm = ForwardUnanswered()
+    try:
+        outputs, rejects, report = apply_stage(monologue.process, [record], ctx, workers=1)
+        assert outputs[0]["forward"] == outputs[0]["backward"] == [] and not rejects
+        assert report["in"] == report["kept"] + sum(report["rejected"].values()) == 1
+        notes = dict(ctx.notes)
+        assert notes == {"monologue.llm_failed": 2, "monologue.backward_rejected": 1, "monologue.problems_without_monologue": 1}
+        ctx.notes.clear()
+        ctx._llm.samples = lambda messages, n, **kw: None
+        outputs, rejects, report = apply_stage(pyxr.process, outputs, ctx, workers=1)
+        assert outputs[0]["refine"] == [] and report["in"] == report["kept"] == 1
+        assert dict(ctx.notes) == {"pyxr.llm_failed": 1}
+    finally:
+        ctx.close()
