@@ -19,8 +19,8 @@ def register(subparsers) -> None:
     run.set_defaults(func=_run)
 
     ref = sub.add_parser("refine", help="run with iterative self-refinement (default 5 rounds)")
-    _run_args(ref, refine_default=5)
-    ref.set_defaults(func=_run)
+    _run_args(ref)
+    ref.set_defaults(func=_run, refine_default=5)
 
     score = sub.add_parser("score", help="score a samples file with the official semantics")
     score.add_argument("--benchmark", required=True, choices=BENCHMARKS)
@@ -44,7 +44,7 @@ def register(subparsers) -> None:
     rep.set_defaults(func=_report)
 
 
-def _run_args(p: argparse.ArgumentParser, refine_default: int = 0) -> None:
+def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", required=True, type=_benchmark_list, metavar="NAME[,NAME...]",
                    help=f"one or more of {', '.join(BENCHMARKS)}, comma-separated: the model loads once for all")
     p.add_argument("--backend", required=True, choices=("vllm", "hf", "jax", "openai"))
@@ -68,7 +68,7 @@ def _run_args(p: argparse.ArgumentParser, refine_default: int = 0) -> None:
     p.add_argument("--model", help="openai: model name")
     p.add_argument("--chat", action="store_true", help="openai: use chat completions")
     p.add_argument("--max-retries", type=int, default=5, help="openai: retries per request (rate limits, server errors)")
-    p.add_argument("--refine-rounds", type=int, default=refine_default)
+    p.add_argument("--refine-rounds", type=int, help="self-refinement rounds (eval refine: default 5)")
     p.add_argument("--with-trace", action="store_true", help="refine: add the failing run's trace")
     p.add_argument("--progress", action="store_true")
     p.add_argument("overrides", nargs="*", help="config overrides key=value, e.g. generation.n=10")
@@ -94,12 +94,14 @@ def _run(args: argparse.Namespace) -> int:
     names = args.benchmark
     if len(names) > 1 and (args.config or args.data):
         raise SemcoderError("--config and --data belong to one benchmark; run several benchmarks with their presets")
-    overrides = [*args.overrides]
+    # The command's default first, so that a refine_rounds=N override wins over it.
+    overrides = [f"refine_rounds={args.refine_default}"] if getattr(args, "refine_default", 0) else []
+    overrides += args.overrides
     if args.limit is not None:
         overrides.append(f"limit={args.limit}")
     if args.data:
         overrides.append(f"data={args.data}")
-    if args.refine_rounds:
+    if args.refine_rounds is not None:
         overrides.append(f"refine_rounds={args.refine_rounds}")
     if args.with_trace:
         overrides.append("refine_with_trace=true")

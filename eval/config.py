@@ -45,6 +45,16 @@ class EvalConfig:
         check_style(self.benchmark, self.prompt_style)
         if self.generation.n < 1:
             raise ValueError(f"generation.n must be >= 1, got {self.generation.n}")
+        # Checked here, before the model loads: HF took what vLLM and JAX refuse (a negative
+        # temperature as greedy decoding, a top-p above 1 as no cut).
+        g = self.generation
+        for name, temperature, top_p, tokens in (
+            ("generation.", g.temperature, g.top_p, g.max_new_tokens),
+            ("refine_", self.refine_sampling_temperature, self.refine_top_p, self.refine_max_new_tokens),
+        ):
+            if temperature < 0 or not 0 < top_p <= 1 or tokens < 1:
+                raise ValueError(f"{name}temperature must be >= 0, {name}top_p in (0, 1] and {name}max_new_tokens >= 1; "
+                                 f"got {temperature}, {top_p}, {tokens}")
         if self.limit is not None and self.limit < 1:  # a slice would drop problems from the end, or all
             raise ValueError(f"limit must be >= 1 (the first N problems), got {self.limit}")
         from eval.refine import REFINABLE

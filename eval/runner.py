@@ -85,7 +85,13 @@ def _contiguous_batches(todo: list[str], index: dict[str, int], size: int) -> li
 
 
 def load_benchmark(cfg: EvalConfig) -> list:
-    return load_problems(cfg.benchmark, path=cfg.data, limit=cfg.limit, **cfg.problem_options())
+    """The run's problems; none (an empty data file, an LCB date window) is an error, not a result
+    without a score."""
+    problems = load_problems(cfg.benchmark, path=cfg.data, limit=cfg.limit, **cfg.problem_options())
+    if not problems:
+        window = {k: v for k, v in cfg.problem_options().items() if v}
+        raise SemcoderError(f"{cfg.data or cfg.benchmark}: no problems to evaluate" + (f" ({window})" if window else ""))
+    return problems
 
 
 def write_samples(out_dir: Path, benchmark: str, completions: dict[str, list[str]], samples: dict[str, list[str]]) -> None:

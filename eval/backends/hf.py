@@ -12,8 +12,9 @@ from semcoder_jax.errors import SemcoderError
 
 
 @contextlib.contextmanager
-def hf_model_dir(config: BackendConfig):
-    """The HF folder to load: ``hf_dir``, or an Orbax checkpoint converted into a temporary folder."""
+def hf_model_dir(config: BackendConfig, dtype: str | None = None):
+    """The HF folder to load: ``hf_dir``, or an Orbax checkpoint converted into a temporary folder at
+    ``dtype`` (default: ``config.dtype``, else bfloat16), the dtype the loader computes in."""
     if config.hf_dir:
         yield config.hf_dir
         return
@@ -22,7 +23,7 @@ def hf_model_dir(config: BackendConfig):
     from semcoder_jax.convert import orbax_to_hf
 
     with tempfile.TemporaryDirectory(prefix="semcoder-hf-") as tmp:
-        orbax_to_hf(config.checkpoint, tmp, step=config.step, tokenizer=config.tokenizer, dtype=config.dtype or "bfloat16")
+        orbax_to_hf(config.checkpoint, tmp, step=config.step, tokenizer=config.tokenizer, dtype=dtype or config.dtype or "bfloat16")
         yield tmp
 
 
@@ -41,7 +42,8 @@ class HFBackend:
         config = pin_step(config)
         self.config, self.source = config, model_identity(config)
         self._stack = contextlib.ExitStack()
-        model_dir = self._stack.enter_context(hf_model_dir(config))
+        # converted at the dtype loaded (float32 on CPU by default), or its weights would be rounded
+        model_dir = self._stack.enter_context(hf_model_dir(config, str(dtype).removeprefix("torch.")))
         self.tokenizer = resolve_tokenizer(config, model_dir)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         try:

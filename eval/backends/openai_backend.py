@@ -42,7 +42,9 @@ class OpenAIBackend:
         import openai
 
         stop_list = list(stop)[:4] or None  # the API takes at most four; cut_at_stop applies them all
-        common = {"model": self.config.model, "n": n, "temperature": temperature, "top_p": top_p,
+        # Greedy: one choice repeated, as the other backends (vLLM's server refused n > 1 greedy ones).
+        per = n if temperature > 0 else 1
+        common = {"model": self.config.model, "n": per, "temperature": temperature, "top_p": top_p,
                   "max_tokens": max_new_tokens, "stop": stop_list}
 
         def complete(i: int) -> list[str]:
@@ -57,7 +59,7 @@ class OpenAIBackend:
             except openai.OpenAIError as e:
                 raise SemcoderError(f"openai backend: the request for prompt {i} failed "
                                     f"(after the client's retries): {type(e).__name__}: {e}") from None
-            return [cut_at_stop(t, stop) for t in texts]
+            return [cut_at_stop(t, stop) for t in texts] * (n // per)
 
         # ``batch_size`` requests in flight at once; results in prompt order.
         with concurrent.futures.ThreadPoolExecutor(max(1, self.config.batch_size)) as pool:

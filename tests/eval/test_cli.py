@@ -151,6 +151,40 @@ def test_a_limit_below_one_fails_before_the_model_loads(monkeypatch, capsys, lim
     assert "limit must be >= 1" in err and limit in err
 
 
+@pytest.mark.parametrize("setting", ["generation.temperature=-0.5", "generation.top_p=0", "generation.top_p=1.5",
+                                     "generation.max_new_tokens=0", "refine_temperature=-1", "refine_top_p=0",
+                                     "refine_max_new_tokens=0"])
+def test_sampling_settings_no_backend_takes_fail_before_the_model_loads(monkeypatch, capsys, setting):
+    """They passed validation: HF decoded greedily (temperature < 0) or sampled without a top-p cut
+    (top_p > 1) where vLLM and JAX refuse them, and only after loading (converting) the model."""
+    import eval.backends
+    from semcoder_jax.cli.main import main
+
+    def no_backend(*a, **k):
+        raise AssertionError("the backend must not be built for an invalid config")
+
+    monkeypatch.setattr(eval.backends, "get_backend", no_backend)
+    assert main(["eval", "run", "--benchmark", "humaneval", "--backend", "openai", "--model", "m", setting]) == 2
+    err = capsys.readouterr().err
+    assert setting.split("=")[0].split(".")[-1] in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_eval_refine_keeps_a_refine_rounds_override(monkeypatch):
+    """`eval refine ... refine_rounds=2` ran 5 rounds: the command's default came after the overrides."""
+    import eval.backends
+    import eval.runner
+    from semcoder_jax.cli.main import main
+
+    rounds = []
+    monkeypatch.setattr(eval.backends, "get_backend", lambda *a: type("B", (), {"close": lambda self: None})())
+    monkeypatch.setattr(eval.runner, "run_eval", lambda cfg, *a, **k: rounds.append(cfg.refine_rounds) or {"summary": {}})
+    base = ["eval", "refine", "--benchmark", "humaneval", "--backend", "openai", "--model", "m", "--out", "unused"]
+    for extra in ([], ["refine_rounds=2"], ["--refine-rounds", "3", "refine_rounds=2"], ["--refine-rounds", "0"]):
+        assert main(base + extra) == 0
+    assert main(["eval", "run", *base[2:]]) == 0
+    assert rounds == [5, 2, 3, 0, 0]
+
+
 def test_a_task_with_no_samples_in_a_generations_json_is_an_error_naming_it(tmp_path):
     """An empty list made n = 0 for that task, so every pass@k was left out of the summary without a word."""
     from eval.benchmarks import load_problems

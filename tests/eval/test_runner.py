@@ -228,3 +228,15 @@ def test_hf_samples_cached_before_row_seeding_are_drawn_again(tmp_path, scripted
         again = HFLike(lambda p: "newer")
         assert generate_cached(again, prompts, GenerationCache(cache.path, "k"), temperature=temperature, **settings) == out
         assert again.calls == 0
+
+
+def test_a_benchmark_with_no_problems_is_an_error_not_an_empty_result(tmp_path, scripted_backend):
+    """An empty data file (or an LCB date window holding no problem) wrote a results.json with
+    n_problems 0 and no pass@k, and `eval run` exited 0."""
+    from semcoder_jax.errors import SemcoderError
+
+    data = tmp_path / "empty.jsonl"
+    data.write_text("")
+    with pytest.raises(SemcoderError, match=r"empty\.jsonl.*no problems"):
+        run_eval(EvalConfig(benchmark="cruxeval-o", data=str(data)), scripted_backend(lambda p: "1"), tmp_path / "out")
+    assert not (tmp_path / "out" / "results.json").exists()

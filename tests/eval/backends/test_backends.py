@@ -91,6 +91,10 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
     assert seeds == {f"p{i}": 5 + 2 * i for i in range(8)}  # a seed per request (i * n apart), or every prompt draws the same noise
     assert "messages" in sent and "prompt" in state.bodies[0]
 
+    greedy = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=4, max_retries=0))
+    assert greedy.generate(["g"], n=3, max_new_tokens=9, stop=stops) == [["g|0 A"] * 3]  # were g|0, g|1, g|2
+    assert state.bodies[-1]["n"] == 1  # one greedy choice repeated, as every backend does
+
     state.errors = [503, 500]
     retrying = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=1, max_retries=2))
     assert retrying.generate(["q"], max_new_tokens=4) == [["q|0 A\nB\nC\nD\nE"]]
@@ -159,3 +163,16 @@ def test_an_hf_dir_that_is_no_model_is_one_line_naming_it(tmp_path, monkeypatch)
     (tmp_path / "empty").mkdir()
     with pytest.raises(SemcoderError, match=r"cannot load model '.*empty'"):
         get_backend("hf", BackendConfig(hf_dir=str(tmp_path / "empty"), dtype="float32"))
+
+
+def test_hf_backend_converts_a_checkpoint_at_the_dtype_it_computes_in(tiny_hf, tmp_path):
+    """Without --dtype the hf backend computes in float32 on CPU, but converted a checkpoint to
+    bfloat16 first: its weights were rounded, so it wrote other text than the same model read from
+    an HF folder (or by the jax backend), under a cache identity that says float32."""
+    from semcoder_jax.convert import hf_to_orbax
+
+    ckpt = tmp_path / "ckpt"
+    hf_to_orbax(tiny_hf, ckpt)
+    kw = dict(n=1, temperature=0.0, max_new_tokens=24)
+    want = get_backend("hf", BackendConfig(hf_dir=str(tiny_hf))).generate(PROMPTS, **kw)
+    assert get_backend("hf", BackendConfig(checkpoint=str(ckpt), tokenizer=str(tiny_hf))).generate(PROMPTS, **kw) == want
