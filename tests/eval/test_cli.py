@@ -237,7 +237,7 @@ def test_config_takes_a_preset_name_or_the_readme_path_from_any_folder(monkeypat
     monkeypatch.setattr(eval.runner, "run_eval", lambda cfg, *a, **k: seen.append(cfg) or {"summary": {}})
     monkeypatch.chdir(tmp_path)
     assert main(["eval", "run", "--benchmark", "cruxeval-i", "--backend", "openai", "--model", "m", "--config", config]) == 0
-    assert [(c.benchmark, c.generation.max_new_tokens) for c in seen] == [("cruxeval-i", 1024)]  # the preset's, not 512
+    assert [(c.benchmark, c.generation.max_new_tokens) for c in seen] == [("cruxeval-i", 3072)]  # the preset's, not 512
 
 
 def test_the_backend_loads_with_orbax_warnings_quiet(monkeypatch):
