@@ -38,8 +38,10 @@ def read_jsonl_lines(
     rejects: list[dict[str, Any]] | None = None,
     required: Iterable[str] = (),
     check: Callable[[dict[str, Any]], str | None] | None = None,
+    limit: int = 0,
 ) -> list[tuple[int, dict[str, Any]]]:
-    """``read_jsonl`` with each row's line number, so later checks can name FILE:LINE too."""
+    """``read_jsonl`` with each row's line number, so later checks can name FILE:LINE too; with
+    ``limit``, the first ``limit`` good rows: lines after them are not read, so not refused either."""
     path = Path(path)
     required = tuple(required)
     out: list[tuple[int, dict[str, Any]]] = []
@@ -58,6 +60,8 @@ def read_jsonl_lines(
             bad(lineno, json.dumps(obj, ensure_ascii=bool(surrogate)), reason)
         else:
             out.append((lineno, obj))
+            if len(out) == limit:
+                break
     return out
 
 

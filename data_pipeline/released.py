@@ -20,10 +20,11 @@ PYX_FIELDS = {"nl": "nl2code", "fwd_mnl": "forward", "bwd_mnl": "backward"}
 
 
 def load_rows(source: str, split: str = "train", *, skip_bad: bool = False,
-              rejects: list | None = None) -> list[tuple[str, dict[str, Any]]]:
+              rejects: list | None = None, limit: int = 0) -> list[tuple[str, dict[str, Any]]]:
     """``(where, row)`` for each row of a local ``.jsonl``/``.jsonl.gz`` file (found as the config's other
     paths are; ``where`` is FILE:LINE), a local ``.parquet`` file, a hub dataset id or a local copy of one
-    (``where`` names the row's index in the dataset, counting from 0: these rows have no lines)."""
+    (``where`` names the row's index in the dataset, counting from 0: these rows have no lines).
+    ``limit`` stops a JSONL file after that many rows, so a bad line past them is no reject."""
     local = resolve_path(source)
     if local.endswith(".parquet"):  # the hub's own format, downloaded
         import pyarrow
@@ -35,7 +36,7 @@ def load_rows(source: str, split: str = "train", *, skip_bad: bool = False,
             raise RecordError(f"{local}: cannot read as parquet ({e})") from None
         return [(f"{local} row {i}", row) for i, row in enumerate(table.to_pylist())]
     if Path(local).is_file() or source.endswith((".jsonl", ".jsonl.gz", ".json")):
-        return [(f"{local}:{n}", row) for n, row in read_jsonl_lines(local, skip_bad=skip_bad, rejects=rejects)]
+        return [(f"{local}:{n}", row) for n, row in read_jsonl_lines(local, skip_bad=skip_bad, rejects=rejects, limit=limit)]
     import datasets
 
     # A folder is a downloaded copy of the hub dataset (``huggingface-cli download --local-dir``).
@@ -97,7 +98,7 @@ def released_records(config: DataConfig) -> tuple[list[dict[str, Any]], dict[str
             rejects_path.unlink(missing_ok=True)
             continue
         bad: list[dict[str, Any]] = []
-        rows = load_rows(src, config.released.split, skip_bad=config.skip_bad, rejects=bad)
+        rows = load_rows(src, config.released.split, skip_bad=config.skip_bad, rejects=bad, limit=config.released.limit)
         rejects = [{"record": b, "reason": "malformed_jsonl", "detail": b["reason"]} for b in bad]
         recs = _convert(rows, fn, config, rejects)
         stages[f"released_{key}"] = {"in": len(recs) + len(rejects), "kept": len(recs), "out": len(recs),

@@ -40,11 +40,12 @@ def problem_hash(key: str, seed: int) -> float:
 def validation_problems(keys: Iterable[str], fraction: float, seed: int) -> set[str]:
     """The problem keys held out for validation (empty when ``fraction`` is 0).
 
-    Raises ``ConfigError`` for a non-zero fraction with fewer than 2 problems, where train and
-    validation cannot both be non-empty.
+    Raises ``ConfigError`` for a non-zero fraction with exactly 1 problem, where train and
+    validation cannot both be non-empty. With none there is nothing to split: the build itself
+    fails later, as an empty build, after writing its report and rejects.
     """
     keys = sorted(set(keys))
-    if fraction <= 0:
+    if fraction <= 0 or not keys:
         return set()
     if len(keys) < 2:
         raise ConfigError(f"validation_fraction={fraction} needs at least 2 problems with trainable records, "

@@ -115,9 +115,11 @@ class InfrastructureError(SemcoderError):
     """The sandbox itself failed (not the program): the shard is redone on the next run."""
 
 
-def sandbox_map(ctx: StageContext, jobs: list) -> list:
-    """``Sandbox.map`` that raises instead of letting a sandbox failure pass as a program's verdict."""
-    results = ctx.sandbox.map(jobs)
+def sandbox_map(ctx: StageContext, jobs: list, *, hash_seed: int | None = None) -> list:
+    """``Sandbox.map`` (under another ``hash_seed`` when given) that raises instead of letting a
+    sandbox failure pass as a program's verdict."""
+    box = ctx.sandbox if hash_seed is None else ctx.sandbox.sibling(hash_seed)
+    results = box.map(jobs)
     for r in results:
         if r.status == "killed" and r.exc_type == "SandboxError":
             raise InfrastructureError(f"sandbox failure: {r.exc_message}")

@@ -1,8 +1,9 @@
 """Test inputs: seed inputs (plus LLM-proposed ones) grown by the type-aware mutator.
 
 Keeps inputs whose output is a Python literal that round-trips, so ``assert f(x) == y`` is exact.
-A problem without seed inputs, which executability could not check for determinism, is checked here
-on its first test.
+Every test is run again under another hash seed (executability checked only the first seed input),
+and a problem without seed inputs, which executability could not check for determinism, is checked
+here on its first test.
 """
 
 from __future__ import annotations
@@ -57,15 +58,24 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
         seed=record_seed(record["id"], cfg.seed, "inputs") % (2**31), sandbox=ctx.sandbox,
     )
     candidates = list(dict.fromkeys(inputset.inputs))
-    results = sandbox_map(ctx, [Job(solution, f"{entry}({a})") for a in candidates])
-    tests = []
-    for inp, res in zip(candidates, results):
+    jobs = [Job(solution, f"{entry}({a})") for a in candidates]
+    results = sandbox_map(ctx, jobs)
+    tests, test_jobs = [], []
+    for inp, job, res in zip(candidates, jobs, results):
         if res.status == "passed" and literal_output(res.return_repr):
             tests.append({"input": inp, "output": res.return_repr})
+            test_jobs.append(job)
         else:
             ctx.note("inputs.dropped_non_literal_or_failing")
     if not tests:
         return Reject("no_valid_inputs")
+    # A result ordered by the hash seed (a list made from a set of strings) is no fact about the
+    # program; the first seed input may not show it (one word, or numbers).
+    again = sandbox_map(ctx, test_jobs, hash_seed=ctx.sandbox.config.hash_seed + 1)
+    for test, res in zip(tests, again):
+        if res.status != "passed" or not same_literal(res.return_repr, test["output"]):
+            return Reject("nondeterministic", f"{entry}({test['input']}) gives {test['output']} or "
+                                              f"{res.return_repr if res.status == 'passed' else res.status} by the hash seed"[:200])
     if not record.get("seed_inputs"):
         from semcoder_jax.execution import check_determinism
 

@@ -79,14 +79,15 @@ def collect_seeds(config: DataConfig) -> tuple[list[dict[str, Any]], list[dict[s
             from data_pipeline.records import RecordError
 
             raise RecordError(f"corpus folder not found: {root} (config key corpus_dirs)")
-        files = [root] if root.is_file() else sorted(root.rglob("*.py"))
+        # A folder named ``x.py`` is no file to read (rglob still reads the files in it).
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*.py") if not p.is_dir())
         for path in files:
             rel = path.name if root.is_file() else str(path.relative_to(root))
             try:
                 with tokenize.open(path) as f:  # as Python reads source: a BOM or a coding line decides the encoding
                     text = f.read()
                 seeds = extract_seeds(text, kinds=tuple(config.seed_kinds), min_lines=config.min_seed_lines)
-            except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError) as e:  # generated files nest deeply
+            except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError, OSError) as e:  # deep nesting; a dead link
                 rejects.append({"record": {"source_file": rel}, "reason": "unparsable_file", "detail": (str(e).splitlines() or [type(e).__name__])[0]})
                 continue
             for s in seeds:

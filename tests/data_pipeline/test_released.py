@@ -81,6 +81,27 @@ def test_released_errors_name_the_file_line_not_the_row_count(tmp_path):
     assert rejects[1]["detail"] == f"{pyx}:4: expected exactly one of nl/fwd_mnl/bwd_mnl non-empty, got none"
 
 
+def test_released_limit_reads_no_line_past_its_rows(tmp_path):
+    """``released.limit=1`` still read the whole file: a bad line past the limit stopped the build,
+    or with ``skip_bad`` was counted a reject although later good rows were not counted at all."""
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    good = json.dumps({"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "def add(a, b): return a + b"})
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text(f"{{not json\n{good}\n{good}\n{{not json\n")
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyx=str(pyx), limit=1))
+    with pytest.raises(RecordError, match=re.escape(f"{pyx}:1: not valid JSON")):  # within the limit: still refused
+        released_records(cfg)
+    cfg.skip_bad = True
+    recs, stages = released_records(cfg)
+    assert [r["id"] for r in recs] == ["pyx-0000000"]
+    assert stages["released_pyx"] == {"in": 2, "kept": 1, "out": 1, "rejected": {"malformed_jsonl": 1}, "notes": {}}
+    pyx.write_text(f"{good}\n{{not json\n")
+    cfg.skip_bad = False
+    assert len(released_records(cfg)[0]) == 1
+
+
 def test_released_parquet_rows_are_read_and_named_by_row_index(tmp_path):
     """The hub serves parquet; a downloaded file was read as JSON lines and failed on its bytes."""
     import pyarrow as pa

@@ -67,3 +67,17 @@ def test_a_build_with_no_rows_to_train_on_fails_after_writing_its_rejects(tmp_pa
     cfg = load("demo", [f"output_dir={tmp_path / 'out2'}", f"corpus_dirs=[{corpus}]", "num_shards=1"])
     with pytest.raises(build.EmptyBuildError, match=r"no training rows survived the build \(no input records\)"):
         runner_local.run(cfg, progress=False)
+
+
+def test_an_empty_build_with_a_validation_fraction_fails_as_empty_after_writing_its_report(tmp_path, capsys):
+    """With nothing to split, the split refused the build first: "set validation_fraction=0", no report."""
+    from semcoder_jax.cli.main import main
+
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text(json.dumps({"nl": "Write add.", "fwd_mnl": "", "bwd_mnl": "", "response": "x " * 3000}) + "\n")
+    out = tmp_path / "out"
+    args = ["data", "build", "--config", "released", "--no-progress", f"output_dir={out}", f"released.pyx={pyx}",
+            "released.pyxr=null", "seq_len=256", "tfrecord_shards=1", "validation_fraction=0.2"]
+    assert main(args) == 2
+    assert "no training rows survived the build (rejected by stage: tokenize_pack: too_long=1)" in capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["stages"]["tokenize_pack"]["rejected"] == {"too_long": 1}

@@ -1,5 +1,6 @@
 """Input generation: which outputs are kept as test literals."""
 
+import ast
 
 
 def test_set_outputs_are_literals_whatever_this_process_hash_seed():
@@ -33,5 +34,26 @@ def test_a_problem_without_seed_inputs_is_checked_for_determinism_on_its_tests()
         assert inputs.process(record, ctx).reason == "nondeterministic"
         (kept,) = inputs.process(dict(record, solution="def f(words):\n    return sorted(set(words))\n"), ctx)
         assert kept["tests"] == [{"input": "['apple', 'pear', 'fig', 'kiwi', 'plum']", "output": "['apple', 'fig', 'kiwi', 'pear', 'plum']"}]
+    finally:
+        ctx.close()
+
+
+def test_a_test_whose_result_depends_on_the_hash_seed_rejects_the_problem():
+    """Executability checks determinism on the first seed input alone: one word gave one order, and
+    the other inputs' hash-ordered lists became tests (and monologues) of this one hash seed."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import executability, inputs
+    from data_pipeline.stages.base import StageContext
+
+    words = "['apple', 'pear', 'fig', 'kiwi', 'plum', 'lime', 'date', 'yuzu']"
+    record = {"id": "p1", "entry_point": "f", "problem": "Distinct words.", "solution": "def f(words):\n    return list(set(words))\n",
+              "seed_inputs": ["['apple']", words]}
+    ctx = StageContext(DataConfig(workers=2, num_inputs=2))
+    try:
+        (checked,) = executability.process(record, ctx)
+        rejected = inputs.process(checked, ctx)
+        assert rejected.reason == "nondeterministic" and rejected.detail.startswith(f"f({words}) gives [")
+        (kept,) = inputs.process(dict(checked, solution="def f(words):\n    return sorted(set(words))\n"), ctx)
+        assert {"input": words, "output": repr(sorted(ast.literal_eval(words)))} in kept["tests"]
     finally:
         ctx.close()

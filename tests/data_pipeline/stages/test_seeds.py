@@ -67,3 +67,16 @@ def test_nested_seed_keeps_multiline_strings_exactly():
     (seed,) = extract_seeds(src, kinds=("function",))
     assert seed["code"].startswith("def m(self):\n    s = ")
     assert _strings(ast.parse(seed["code"])) == _strings(method) and "\n  two\n        eight\n" in _strings(method)
+
+
+def test_a_folder_named_like_a_python_file_or_a_broken_link_does_not_stop_the_corpus(tmp_path):
+    """``rglob("*.py")`` also yields folders and dangling links: opening either stopped the build with a traceback."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.seeds import collect_seeds
+
+    (tmp_path / "pkg.py").mkdir()
+    (tmp_path / "pkg.py" / "inner.py").write_text("def h(x):\n    y = x + 1\n    return y\n")
+    (tmp_path / "gone.py").symlink_to(tmp_path / "missing.py")
+    records, rejects = collect_seeds(DataConfig(corpus_dirs=[str(tmp_path)]))
+    assert [(r["name"], r["source_file"]) for r in records] == [("h", "pkg.py/inner.py")]
+    assert [(r["record"]["source_file"], r["reason"]) for r in rejects] == [("gone.py", "unparsable_file")]
