@@ -38,6 +38,8 @@ def iter_jsonl(
                             reason = f"expected a JSON object, got {type(row).__name__}"
                     except json.JSONDecodeError as e:
                         reason = f"not valid JSON ({e.msg} at column {e.colno})"
+                    except RecursionError:
+                        reason = "JSON nested too deeply to read"
                 if reason is None:
                     yield lineno, row
                 elif on_bad is None:

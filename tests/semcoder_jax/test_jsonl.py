@@ -41,3 +41,13 @@ def test_a_bad_line_of_a_crlf_file_is_reported_without_its_line_end(tmp_path):
     rows = list(iter_jsonl(path, on_bad=lambda line, text, reason: bad.append((line, text))))
     assert rows == [(1, {"a": 1})]
     assert bad == [(2, "[1]"), (3, '{"b": \ufffd}')]
+
+
+def test_a_line_nested_too_deeply_is_a_bad_line_not_a_traceback(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text('{"a": 1}\n' + "[" * 200_000 + "]" * 200_000 + '\n{"b": 2}\n')
+    with pytest.raises(SemcoderError, match=r"deep.jsonl:2: JSON nested too deeply"):
+        list(iter_jsonl(path))
+    bad = []
+    rows = list(iter_jsonl(path, on_bad=lambda n, text, reason: bad.append((n, reason))))
+    assert [n for n, _ in rows] == [1, 3] and bad == [(2, "JSON nested too deeply to read")]
