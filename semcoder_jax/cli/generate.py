@@ -20,7 +20,8 @@ def register(subparsers) -> None:
     src.add_argument("--checkpoint", help="Orbax checkpoint directory (training run or hf-to-orbax output)")
     src.add_argument("--hf-dir", help="Hugging Face LlamaForCausalLM folder (safetensors)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
-    p.add_argument("--tokenizer", default=None, help="tokenizer folder or hub id (default: the shipped DeepSeek-Coder)")
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer folder or hub id (default: the --hf-dir's own if it has one, else the shipped DeepSeek-Coder)")
     p.add_argument("--prompts", required=True, help="input JSONL with a 'prompt' string per row")
     p.add_argument("--out", required=True, help="output JSONL")
     p.add_argument("--max-new-tokens", type=int, default=256)
@@ -40,6 +41,14 @@ def unescape(text: str) -> str:
     return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
+def tokenizer_source(args: argparse.Namespace) -> str | None:
+    """``--tokenizer``, else a ``--hf-dir``'s own tokenizer (as the eval backends), else None (the shipped one)."""
+    if args.tokenizer or not args.hf_dir:
+        return args.tokenizer
+    has_own = any((Path(args.hf_dir) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
+    return args.hf_dir if has_own else None
+
+
 def read_prompts(path: str) -> list[dict]:
     from semcoder_jax.jsonl import iter_jsonl
 
@@ -55,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     rows = read_prompts(args.prompts)
     if args.batch_size < 1:
         raise SemcoderError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if Path(args.out).is_dir():  # found only after every completion, as a traceback
+        raise SemcoderError(f"--out {args.out}: is a folder; give the output JSONL file's path")
 
     from tqdm import tqdm
 
@@ -63,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from semcoder_jax.tokenizer import load_tokenizer
 
     quiet_orbax_warnings()
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = load_tokenizer(tokenizer_source(args))
     config, params = load_model_for_inference(
         checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, dtype=args.dtype
     )

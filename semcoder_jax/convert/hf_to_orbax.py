@@ -13,7 +13,7 @@ from semcoder_jax.convert.atomic import atomic_output_dir
 from semcoder_jax.convert.hf_io import HFWeights, dtype_name, numpy_dtype
 from semcoder_jax.convert.mapping import ParamMapping, ignored_hf_tensor, param_mappings, set_path
 from semcoder_jax.errors import SemcoderError
-from semcoder_jax.model.config import DTYPES, ModelConfig
+from semcoder_jax.model.config import DTYPES, ModelConfig, token_ids
 
 # Every key a LlamaForCausalLM config.json may hold: LlamaConfig's fields (transformers 4 and 5)
 # and PretrainedConfig's generic ones. Listed here rather than read from transformers, whose
@@ -62,10 +62,29 @@ def read_hf_config(hf_dir: str | Path) -> ModelConfig:
     except KeyError as e:
         raise SemcoderError(f"{path}: missing config key {e.args[0]!r}") from None
     except SemcoderError as e:
-        raise SemcoderError(f"{path}: {e}") from None
+        raise SemcoderError(f"{path}: {str(e).removeprefix('config.json: ')}") from None
     if config.name in ("hf", "custom"):
         config = dataclasses.replace(config, name=Path(hf_dir).absolute().name)
-    return config
+    eos = config.eos_token_ids + _generation_eos_ids(Path(hf_dir) / "generation_config.json")
+    eos = tuple(dict.fromkeys(eos))
+    return dataclasses.replace(config, eos_token_id=eos[0] if eos else None, extra_eos_token_ids=list(eos[1:]))
+
+
+def _generation_eos_ids(path: Path) -> tuple[int, ...]:
+    """The EOS ids of ``generation_config.json``, which HF ``generate`` stops at (instruct models
+    often list an end-of-turn id there that ``config.json`` lacks); none without the file."""
+    if not path.exists():
+        return ()
+    try:
+        gen = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SemcoderError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(gen, dict):
+        raise SemcoderError(f"{path}: must be a JSON object")
+    try:
+        return token_ids(gen.get("eos_token_id"), "eos_token_id")
+    except SemcoderError as e:
+        raise SemcoderError(f"{path}: {str(e).removeprefix('config.json: ')}") from None
 
 
 def check_weights(weights: HFWeights, config: ModelConfig) -> list[ParamMapping]:

@@ -14,7 +14,7 @@ from semcoder_jax.convert.hf_io import TensorPlan, numpy_dtype, write_sharded
 from semcoder_jax.convert.mapping import ParamMapping, param_mappings
 from semcoder_jax.convert.transpose import pooled_empty, recycle
 from semcoder_jax.errors import SemcoderError
-from semcoder_jax.model.config import ModelConfig
+from semcoder_jax.model.config import ModelConfig, hf_token_ids
 
 DEFAULT_MAX_SHARD_SIZE = "5GB"
 TOKENIZER_FILES = (
@@ -84,9 +84,9 @@ def tensor_plans(reader, config: ModelConfig, dtype) -> list[TensorPlan]:
 
 def generation_config(config: ModelConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"_from_model_config": True}
-    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        if getattr(config, key) is not None:
-            out[key] = getattr(config, key)
+    ids = {"bos_token_id": config.bos_token_id, "eos_token_id": hf_token_ids(config.eos_token_ids),
+           "pad_token_id": config.pad_token_id}
+    out.update((key, value) for key, value in ids.items() if value is not None)
     return out
 
 

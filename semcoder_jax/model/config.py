@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -45,6 +45,8 @@ class ModelConfig:
     initializer_range: float = 0.02
     bos_token_id: Optional[int] = 32013
     eos_token_id: Optional[int] = 32014
+    # HF's eos_token_id may be a list (instruct models: end of turn too); every one ends a sample.
+    extra_eos_token_ids: list[int] = field(default_factory=list)
     pad_token_id: Optional[int] = None
 
     # Runtime (not part of the checkpoint's identity).
@@ -108,6 +110,12 @@ class ModelConfig:
         return "xla"
 
     @property
+    def eos_token_ids(self) -> tuple[int, ...]:
+        """Every id that ends generation: ``eos_token_id`` first, then the extra ones."""
+        first = () if self.eos_token_id is None else (self.eos_token_id,)
+        return tuple(dict.fromkeys(first + tuple(self.extra_eos_token_ids)))
+
+    @property
     def head_size(self) -> int:
         return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
 
@@ -162,7 +170,7 @@ class ModelConfig:
             "tie_word_embeddings": self.tie_word_embeddings,
             "initializer_range": self.initializer_range,
             "bos_token_id": self.bos_token_id,
-            "eos_token_id": self.eos_token_id,
+            "eos_token_id": hf_token_ids(self.eos_token_ids),
             "pad_token_id": self.pad_token_id,
             "attention_bias": False,
             "mlp_bias": False,
@@ -189,10 +197,8 @@ class ModelConfig:
         if hf.get("attention_bias") or hf.get("mlp_bias"):
             raise ConfigError("config.json: attention_bias/mlp_bias are not supported")
         heads = hf["num_attention_heads"]
-        eos = hf.get("eos_token_id")
-        if isinstance(eos, list):
-            eos = eos[0]
-        cfg = cls(
+        eos = token_ids(hf.get("eos_token_id"), "eos_token_id")
+        fields = dict(
             name=hf.get("_name_or_path") or "hf",
             vocab_size=hf["vocab_size"],
             hidden_size=hf["hidden_size"],
@@ -205,14 +211,19 @@ class ModelConfig:
             rope_theta=hf.get("rope_theta", rope_params.get("rope_theta", 10000.0)),
             rope_scaling_factor=factor,
             max_position_embeddings=hf.get("max_position_embeddings", 2048),
-            tie_word_embeddings=bool(hf.get("tie_word_embeddings", False)),
+            tie_word_embeddings=hf.get("tie_word_embeddings", False),
             hidden_act=hf.get("hidden_act", "silu"),
             initializer_range=hf.get("initializer_range", 0.02),
             bos_token_id=hf.get("bos_token_id"),
-            eos_token_id=eos,
+            eos_token_id=eos[0] if eos else None,
+            extra_eos_token_ids=list(eos[1:]),
             pad_token_id=hf.get("pad_token_id"),
         )
-        return dataclasses.replace(cfg, **runtime).validate()
+        # Typed as a YAML config: a hand-edited "false" would be a truthy string, "320" no size.
+        try:
+            return load_config(cls, base={**fields, **runtime})
+        except ConfigError as e:
+            raise ConfigError(f"config.json: {str(e).removeprefix('<base>: ')}") from None
 
     # ---- files -----------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -231,6 +242,19 @@ class ModelConfig:
             return load_config(cls, base=data)
         except ConfigError as e:
             raise ConfigError(str(e).removeprefix("<base>: ")) from None
+
+
+def token_ids(value: Any, key: str) -> tuple[int, ...]:
+    """A HF special-token field (null, an id or a list of ids) as a tuple of ids."""
+    ids = [] if value is None else value if isinstance(value, list) else [value]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ConfigError(f"config.json: {key} must be a token id or a list of them, got {value!r}")
+    return tuple(dict.fromkeys(ids))
+
+
+def hf_token_ids(ids: tuple[int, ...]) -> int | list[int] | None:
+    """HF's spelling of a special-token field: null, one id, or a list of several."""
+    return None if not ids else ids[0] if len(ids) == 1 else list(ids)
 
 
 def get_model_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> ModelConfig:

@@ -3,6 +3,9 @@
 Shapes are bucketed (batch and prompt length to powers of two, new tokens to a multiple of the
 chunk) so that the jitted prefill and decode compile once per bucket, not per prompt.
 Stop strings are checked on the host on decoded text between chunks of decode steps.
+As vLLM, a prompt and its new tokens stay within the model's ``max_position_embeddings`` (RoPE
+positions past the trained range give garbage): a row's generation is capped there, and a prompt
+that fills the context is an error.
 Each row samples with a key of its own (from its own seed), so a row's sample does not depend on
 the other rows of its batch, its position there or the batch size.
 """
@@ -10,6 +13,7 @@ the other rows of its batch, its position there or the batch size.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any, Optional, Sequence
 
 import jax
@@ -19,6 +23,8 @@ import numpy as np
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.model.config import ModelConfig
 from semcoder_jax.model.llama import Params, Transformer, init_cache
+
+log = logging.getLogger(__name__)
 
 
 def _next_pow2(n: int, minimum: int = 1) -> int:
@@ -53,6 +59,21 @@ def _step_keys(keys: jax.Array, step: jax.Array) -> jax.Array:
     return jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, step)
 
 
+def _eos_ids(value: int | Sequence[int] | None) -> list[int]:
+    """EOS ids as a non-empty list (-1, which no token is, for none) for the jitted steps."""
+    ids = [] if value is None else [value] if isinstance(value, (int, np.integer)) else list(value)
+    ids = [int(i) for i in ids if i >= 0]
+    return ids or [-1]
+
+
+def _is_eos(token: jax.Array, eos_ids: jax.Array) -> jax.Array:
+    return jnp.any(token[:, None] == eos_ids[None, :], axis=-1)
+
+
+def _cut_at_eos(tokens: list[int], eos: Sequence[int]) -> list[int]:
+    return tokens[: next((j for j, t in enumerate(tokens) if t in eos), len(tokens))]
+
+
 class Sampler:
     """Batched generation with a fixed-size KV cache, using the training model's param tree."""
 
@@ -77,7 +98,7 @@ class Sampler:
         self._decode = jax.jit(self._decode_fn, static_argnames=("greedy",), donate_argnums=(1,))
 
     # ---- jitted pieces ------------------------------------------------------------------------
-    def _prefill_fn(self, params, tokens, lengths, seeds, temperature, top_p, eos_id, *, greedy, buffer):
+    def _prefill_fn(self, params, tokens, lengths, limits, seeds, temperature, top_p, eos_ids, *, greedy, buffer):
         b, p = tokens.shape
         pad = p - lengths[:, None]
         idx = jnp.arange(p)[None, :]
@@ -95,11 +116,12 @@ class Sampler:
             "out": out,
             "lengths": lengths,
             "step": jnp.ones((), jnp.int32),
-            "done": token == eos_id,
+            "done": _is_eos(token, eos_ids) | (limits <= 1),
+            "limits": limits,
             "keys": keys,
             "temperature": temperature,
             "top_p": top_p,
-            "eos_id": eos_id,
+            "eos_ids": eos_ids,
         }
 
     def _decode_fn(self, params, state, until, *, greedy):
@@ -118,7 +140,8 @@ class Sampler:
             token = sample_logits(logits[:, -1], _step_keys(s["keys"], step), s["temperature"], s["top_p"], greedy=greedy)
             token = jnp.where(s["done"], self.pad_id, token)
             out = jax.lax.dynamic_update_slice_in_dim(s["out"], token[:, None], step, axis=1)
-            return {**s, "cache": cache, "out": out, "step": step + 1, "done": s["done"] | (token == s["eos_id"])}
+            done = s["done"] | _is_eos(token, s["eos_ids"]) | (step + 1 >= s["limits"])
+            return {**s, "cache": cache, "out": out, "step": step + 1, "done": done}
 
         return jax.lax.while_loop(cond, body, state)
 
@@ -133,21 +156,29 @@ class Sampler:
         seed: int = 0,
         seeds: Optional[Sequence[int]] = None,
         stop: Sequence[str] = (),
-        eos_id: Optional[int] = None,
+        eos_id: Optional[int | Sequence[int]] = None,
     ) -> list[list[int]]:
         """New tokens for each prompt (EOS excluded), cut after the first stop string if any.
+
+        A row ends at any of the EOS ids, or at ``max_new_tokens``, or where prompt + new tokens
+        reach the model's ``max_position_embeddings`` (as vLLM; logged); a prompt of that many
+        tokens or more is an error.
 
         Prompt i samples with seed ``seeds[i]`` (default ``seed + i``; taken mod 2**32), as vLLM
         seeds each request: the same prompt and seed give the same tokens whatever else is in the
         batch, so prompts split into batches at ``start`` with ``seed + start`` sample as one call.
-        ``eos_id`` defaults to the config's; pass -1 to generate exactly ``max_new_tokens``.
+        ``eos_id`` (one id or several) defaults to the config's ``eos_token_ids``; pass -1 or
+        ``[]`` to generate exactly ``max_new_tokens``.
         """
         if not prompt_ids:
             return []
-        vocab = self.config.vocab_size
+        vocab, context = self.config.vocab_size, self.config.max_position_embeddings
         for i, ids in enumerate(prompt_ids):
             if len(ids) == 0:
                 raise SemcoderError(f"generate: prompt {i} is empty (needs at least one token, e.g. BOS)")
+            if len(ids) >= context:
+                raise SemcoderError(f"generate: prompt {i} has {len(ids)} tokens: no room for any of max_new_tokens="
+                                    f"{max_new_tokens} within the model's max_position_embeddings of {context}")
             # an id outside the embedding reads NaN (or another row): the completion would be garbage
             bad = [j for j, t in enumerate(ids) if not 0 <= t < vocab]
             if bad:
@@ -163,23 +194,29 @@ class Sampler:
             raise SemcoderError(f"generate: {len(seeds)} seeds for {len(prompt_ids)} prompts")
         if temperature < 0 or not 0 < top_p <= 1:
             raise SemcoderError(f"generate: need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
-        eos = self.config.eos_token_id if eos_id is None else eos_id
-        eos = -1 if eos is None else int(eos)
+        eos = _eos_ids(self.config.eos_token_ids if eos_id is None else eos_id)
         n = len(prompt_ids)
         b = _next_pow2(n)
         p = _next_pow2(max(len(x) for x in prompt_ids), self.min_prompt_bucket)
         buffer = -(-max_new_tokens // self.chunk_size) * self.chunk_size
         tokens = np.full((b, p), self.pad_id, np.int32)
         lengths = np.ones((b,), np.int32)
+        limits = np.full((b,), max_new_tokens, np.int32)
         row_seeds = np.zeros((b,), np.uint32)
         for i, ids in enumerate(prompt_ids):
             tokens[i, p - len(ids) :] = ids
             lengths[i] = len(ids)
+            limits[i] = min(max_new_tokens, context - len(ids))
             row_seeds[i] = (seed + i if seeds is None else seeds[i]) & 0xFFFFFFFF
+        capped = [i for i in range(n) if limits[i] < max_new_tokens]
+        if capped:
+            log.warning("generate: %d prompt(s) (first: prompt %d, %d tokens) get fewer than max_new_tokens=%d "
+                        "new tokens: prompt + completion stop at max_position_embeddings=%d",
+                        len(capped), capped[0], lengths[capped[0]], max_new_tokens, context)
         greedy = temperature == 0.0
         state = self._prefill(
-            self.params, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(row_seeds),
-            jnp.float32(temperature), jnp.float32(top_p), jnp.int32(eos), greedy=greedy, buffer=buffer,
+            self.params, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(limits), jnp.asarray(row_seeds),
+            jnp.float32(temperature), jnp.float32(top_p), jnp.asarray(eos, jnp.int32), greedy=greedy, buffer=buffer,
         )
         finished = np.zeros((b,), bool)
         finished[n:] = True  # batch padding rows
@@ -202,19 +239,16 @@ class Sampler:
         out = np.asarray(state["out"])
         results = []
         for i in range(n):
-            row = out[i, : min(step, max_new_tokens)].tolist()
-            if eos in row:
-                row = row[: row.index(eos)]
+            row = _cut_at_eos(out[i, : min(step, limits[i])].tolist(), eos)
             if stop:
                 cut = self._stop_index(row, eos, stop)
                 row = row[:cut] if cut else row
             results.append(row)
         return results
 
-    def _stop_index(self, tokens: list[int], eos: int, stop: Sequence[str]) -> int:
+    def _stop_index(self, tokens: list[int], eos: Sequence[int], stop: Sequence[str]) -> int:
         """Length of the shortest prefix of ``tokens`` whose text holds a stop string (0: none)."""
-        if eos in tokens:
-            tokens = tokens[: tokens.index(eos)]
+        tokens = _cut_at_eos(tokens, eos)
         decode = functools.partial(self.tokenizer.decode, skip_special_tokens=True)
         if not any(s in decode(tokens) for s in stop):
             return 0

@@ -141,3 +141,44 @@ def test_generate_from_a_checkpoint_logs_no_orbax_warnings(tmp_path, caplog):
     finally:
         absl_logging.set_verbosity(before)
     assert [r.getMessage() for r in caplog.records if r.name == "absl"] == []
+
+
+def test_generate_from_a_hf_folder_uses_its_own_tokenizer(tmp_path, monkeypatch, tokenizer_dir):
+    """As the eval backends: a --hf-dir with tokenizer files is read with them, not with the shipped
+    DeepSeek-Coder tokenizer (another model's ids would be garbage, or past its vocabulary)."""
+    import shutil
+
+    import jax
+
+    import semcoder_jax.sampling as sampling
+    from semcoder_jax.model import llama
+    from semcoder_jax.model.config import get_model_config
+
+    config = get_model_config("tiny", ["hidden_size=32", "intermediate_size=48", "num_layers=1"])
+    params = llama.init_params(config, jax.random.PRNGKey(0))
+    monkeypatch.setattr(sampling, "load_model_for_inference", lambda **kw: (config, params))
+    made = []
+    monkeypatch.setattr(sampling, "Sampler", lambda *a, **kw: made.append(sampling.sampler.Sampler(*a, **kw)) or made[-1])
+    hf_dir = tmp_path / "hf"
+    shutil.copytree(tokenizer_dir, hf_dir)
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "x ="}) + "\n")
+    argv = ["generate", "--prompts", str(path), "--out", str(tmp_path / "o.jsonl"), "--max-new-tokens", "1"]
+    assert main([*argv, "--hf-dir", str(hf_dir)]) == 0
+    assert made[-1].tokenizer.name_or_path == str(hf_dir)
+    assert main([*argv, "--hf-dir", str(hf_dir), "--tokenizer", str(tokenizer_dir)]) == 0
+    assert made[-1].tokenizer.name_or_path == str(tokenizer_dir)
+
+
+def test_generate_refuses_an_out_folder_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    """``--out`` naming a folder was a traceback from the final rename, after every completion."""
+    import semcoder_jax.sampling as sampling
+
+    def load(**kw):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(sampling, "load_model_for_inference", load)
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"prompt": "x ="}) + "\n")
+    assert main(["generate", "--hf-dir", str(tmp_path), "--prompts", str(path), "--out", str(tmp_path)]) == 2
+    assert f"--out {tmp_path}: is a folder" in capsys.readouterr().err

@@ -84,6 +84,22 @@ def test_missing_config_key(hf_models, tmp_path, capsys):
     assert "'num_hidden_layers'" in err
 
 
+def test_config_value_of_a_wrong_type_names_the_key(hf_models, tmp_path, capsys):
+    """A hand-edited config.json: "false" made a tied model (a non-empty string is truthy), and a
+    string size failed with a bare TypeError naming nothing."""
+    from semcoder_jax.convert.hf_to_orbax import read_hf_config
+
+    hf_dir = _copy_hf(hf_models, tmp_path)
+    cfg = json.loads((hf_dir / "config.json").read_text())
+    (hf_dir / "config.json").write_text(json.dumps({**cfg, "tie_word_embeddings": "false", "rms_norm_eps": "1e-6"}))
+    config = read_hf_config(hf_dir)
+    assert (config.tie_word_embeddings, config.rms_norm_eps) == (False, 1e-6)
+    (hf_dir / "config.json").write_text(json.dumps({**cfg, "vocab_size": "many"}))
+    out = tmp_path / "out"
+    err = _run_failing(capsys, ["convert", "hf-to-orbax", "--hf-dir", str(hf_dir), "--out", str(out)], out)
+    assert "config.json" in err and "vocab_size" in err and "many" in err and "config.json: config.json" not in err
+
+
 def test_float64_weights_need_a_dtype(hf_models, tmp_path, capsys):
     """A float64 checkpoint was written with param_dtype float64, which no reader of it accepts."""
     hf_dir = _copy_hf(hf_models, tmp_path)

@@ -134,3 +134,36 @@ def test_bfloat16_export_with_tokenizer_and_import(orbax_models, hf_models, tmp_
     assert np.array_equal(np.asarray(params["embed"]["embedding"]), original.astype(ml_dtypes.bfloat16))
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert str(model.dtype) == "torch.bfloat16"
+
+
+def test_every_eos_id_of_config_and_generation_config_survives_conversion(hf_models, tmp_path):
+    """A list ``eos_token_id`` (instruct models) kept only its first id: generation ran past the others."""
+    import shutil
+
+    from semcoder_jax.checkpoint import read_model_config
+    from semcoder_jax.convert import load_hf_params
+
+    hf_dir = tmp_path / "hf_in"
+    shutil.copytree(hf_models["gqa"][0], hf_dir)
+    for name, eos in (("config.json", [2, 5]), ("generation_config.json", [2, 7])):
+        data = json.loads((hf_dir / name).read_text())
+        (hf_dir / name).write_text(json.dumps({**data, "eos_token_id": eos}))
+    ckpt, out = tmp_path / "ckpt", tmp_path / "hf_out"
+    assert main(["convert", "hf-to-orbax", "--hf-dir", str(hf_dir), "--out", str(ckpt)]) == 0
+    assert main(["convert", "orbax-to-hf", "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    for name in ("config.json", "generation_config.json"):
+        assert json.loads((out / name).read_text())["eos_token_id"] == [2, 5, 7], name
+    assert read_model_config(ckpt).eos_token_ids == load_hf_params(hf_dir)[1].eos_token_ids == (2, 5, 7)
+
+
+def test_a_bad_generation_config_eos_names_the_file(hf_models, tmp_path):
+    import shutil
+
+    from semcoder_jax.convert.hf_to_orbax import read_hf_config
+    from semcoder_jax.errors import SemcoderError
+
+    hf_dir = tmp_path / "hf_in"
+    shutil.copytree(hf_models["gqa"][0], hf_dir)
+    (hf_dir / "generation_config.json").write_text(json.dumps({"eos_token_id": "</s>"}))
+    with pytest.raises(SemcoderError, match=r"generation_config.json: eos_token_id must be a token id or a list"):
+        read_hf_config(hf_dir)

@@ -149,3 +149,33 @@ def test_seeds_do_not_recompile(tiny_sampler):
 def test_seeds_must_match_the_prompts(tiny_sampler):
     with pytest.raises(SemcoderError, match="2 seeds for 1 prompts"):
         tiny_sampler.generate([[1, 2]], seeds=[1, 2], temperature=1.0)
+
+
+def test_generation_stops_at_the_models_context_length(tiny_sampler):
+    """As vLLM: prompt + new tokens never pass max_position_embeddings (RoPE positions past the
+    trained range); a longer max_new_tokens is capped per row, the tokens before the cap unchanged."""
+    a, b = [32013, 100, 200, 300], [32013] + list(range(40, 48))
+    free = tiny_sampler.generate([a, b], max_new_tokens=20, eos_id=-1)
+    short = Sampler(tiny_sampler.config.replace(max_position_embeddings=10), tiny_sampler.params, chunk_size=8)
+    assert short.generate([a, b], max_new_tokens=20, eos_id=-1) == [free[0][:6], free[1][:1]]
+    assert short.generate([a], max_new_tokens=3, eos_id=-1) == [free[0][:3]]
+
+
+def test_a_prompt_that_fills_the_context_is_an_error_naming_it(tiny_sampler):
+    short = Sampler(tiny_sampler.config.replace(max_position_embeddings=10), tiny_sampler.params)
+    with pytest.raises(SemcoderError, match=r"prompt 1 has 10 tokens: no room for any of max_new_tokens=5 "
+                                            r"within the model's max_position_embeddings of 10"):
+        short.generate([[32013, 5], [32013] * 10], max_new_tokens=5)
+
+
+def test_generation_stops_at_any_of_several_eos_ids(tiny_sampler):
+    """DeepSeek-Coder instruct and many HF configs list several EOS ids: each one ends a row."""
+    prompt = [[32013, 100, 200]]
+    free = tiny_sampler.generate(prompt, max_new_tokens=12, eos_id=-1)[0]
+    first, later = free[2], free[6]
+    assert first not in free[:2] and later not in free[:6] and first != later
+    assert tiny_sampler.generate(prompt, max_new_tokens=12, eos_id=[later, first])[0] == free[:2]
+    assert tiny_sampler.generate(prompt, max_new_tokens=12, eos_id=[later])[0] == free[:6]
+    # the config's ids are the default: the first one and the extra ones alike
+    config = tiny_sampler.config.replace(eos_token_id=later, extra_eos_token_ids=[first])
+    assert Sampler(config, tiny_sampler.params).generate(prompt, max_new_tokens=12)[0] == free[:2]
