@@ -382,8 +382,11 @@ class TFRecordSource:
 
     def __init__(self, files: list[str], seq_len: int, rows: int | None, global_batch: int, seed: int,
                  shuffle_buffer: int, process_index: int = 0, process_count: int = 1, max_runs: int | None = None,
-                 rows_from: str = ""):
-        """``rows_from``: what gave ``rows`` (the manifest), named if the files hold fewer."""
+                 rows_from: str = "", said_host_rows: int | None = None):
+        """``rows_from``: what gave ``rows`` (the manifest), named if the files hold fewer or more.
+        ``said_host_rows``: the rows of this host's share by the manifest; if given, the rows left
+        after an epoch's batches are read to find more than it says (not counted up front: on a
+        bucket that reads every file)."""
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")
@@ -403,6 +406,7 @@ class TFRecordSource:
             rows = sum(count_records(f) for f in files)
         self.rows = rows
         self.max_runs = max_runs
+        self.said_host_rows = said_host_rows
 
     def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
         import tensorflow as tf
@@ -415,19 +419,33 @@ class TFRecordSource:
             ds = ds.shard(*self.shard)
         ds = ds.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False)
         spec = feature_spec(self.seq_len)
-        ds = ds.batch(self.host_batch, drop_remainder=True).map(lambda r: tf.io.parse_example(r, spec))
+        ds = ds.batch(self.host_batch).map(lambda r: tf.io.parse_example(r, spec))  # a short last batch: rows left
         n = self.rows // self.global_batch
-        ds = ds.skip(start_batch).take(max(n - start_batch, 0)).prefetch(2)
+        ds = ds.skip(start_batch)
+        if self.said_host_rows is None:
+            ds = ds.take(max(n - start_batch, 0))
         opts = tf.data.Options()
         opts.deterministic = True
-        ds = ds.with_options(opts)
-        read = start_batch
-        for batch in numpy_batches(ds, self.files, self.seq_len):
-            read += 1
-            yield batch
-        if read < n:  # the files ran out before the rows counted on: the epoch would be short
-            raise fewer_rows_than_said(self.rows_from, self.rows, self.all_files,
+        batches = numpy_batches(ds.prefetch(2).with_options(opts), self.files, self.seq_len)
+        for read in range(start_batch, n):
+            batch = next(batches, None)
+            if batch is None or len(batch["input_ids"]) < self.host_batch:  # the epoch would be short
+                raise rows_not_as_said(self.rows_from, self.rows, self.all_files,
                                        f"process {self.process_index} ran out at epoch {epoch}, batch {read} of {n}")
+            if read == n - 1 and self.said_host_rows is not None:  # before the last batch: none is asked after it
+                self._check_no_rows_beyond(batches, n, epoch)
+            yield batch
+
+    def _check_no_rows_beyond(self, batches: Iterator[Batch], n: int, epoch: int) -> None:
+        """Refuse rows beyond what the manifest gives this host's files, left out of every epoch
+        unseen; reads only the rows an epoch leaves over."""
+        left = self.said_host_rows - n * self.host_batch
+        for batch in batches:
+            left -= len(batch["input_ids"])
+            if left < 0:
+                raise rows_not_as_said(self.rows_from, self.rows, self.all_files,
+                                       f"process {self.process_index} found more than the {self.said_host_rows:,} "
+                                       f"rows it gives this process's files, after epoch {epoch}'s {n} batches")
 
 
 def numpy_batches(ds: Any, files: list[str], seq_len: int) -> Iterator[Batch]:
@@ -443,9 +461,10 @@ def numpy_batches(ds: Any, files: list[str], seq_len: int) -> Iterator[Batch]:
                           f"(seq_len {seq_len}): {str(e).splitlines()[0]}") from None
 
 
-def fewer_rows_than_said(said_by: str, rows: int, files: list[str], where: str) -> DataError:
-    """The error for files holding fewer rows than ``said_by`` gave: reading on would wrap around
-    into rows already read this epoch. Counts the records (headers only): it is the run's end."""
+def rows_not_as_said(said_by: str, rows: int, files: list[str], where: str) -> DataError:
+    """The error for files holding other rows than ``said_by`` gave: fewer, and reading on would wrap
+    around into rows already read this epoch; more, and some are never read. Counts the records
+    (headers only): it is the run's end."""
     held = sum(count_records(f) for f in files)
     return DataError(f"{said_by} gives {rows:,} rows an epoch but its files hold {held:,} ({where}); rebuild "
                      "the data, or correct the manifest's rows and shard_rows")
@@ -454,28 +473,41 @@ def fewer_rows_than_said(said_by: str, rows: int, files: list[str], where: str) 
 def tfrecords_fingerprint(path: str, files: list[str]) -> str:
     """The files' names in reading order (not their folders: shards moved to another bucket are the
     same data), byte sizes, and sha256 where a manifest records it: one stat a file, no read."""
-    sums = _manifest_checksums(path, files)
     digest, size = hashlib.sha256(), 0
-    for f in files:
+    for f, checksum in zip(files, _manifest_checksums(path, files)):
         n = os.path.getsize(f)
         size += n
-        digest.update(json.dumps([Path(f).name, n, sums.get(Path(f).name, "")]).encode())
+        digest.update(json.dumps([Path(f).name, n, checksum]).encode())
     return f"{len(files)} TFRecord files, {size:,} bytes, digest {digest.hexdigest()[:16]}"
 
 
-def _manifest_checksums(path: str, files: list[str]) -> dict[str, str]:
-    """``{file name: sha256}`` from the build's manifest, the same whether ``path`` names the build's
-    folder or a glob over its shards (the manifest sits beside them or one folder up)."""
-    folder = Path(files[0]).parent if files else Path(path)
-    for place in ((Path(path),) if Path(path).is_dir() else ()) + (folder, folder.parent):
-        manifest = place / "manifest.json"
-        if manifest.is_file():
-            try:
-                sums = json.loads(manifest.read_text(encoding="utf-8")).get("checksums")
-            except (ValueError, AttributeError):  # not JSON, not UTF-8, or not an object: no checksums
-                return {}
-            return {Path(k).name: v for k, v in sums.items()} if isinstance(sums, dict) else {}
-    return {}
+def _manifest_checksums(path: str, files: list[str]) -> list[str]:
+    """Each file's sha256 from its build's manifest ("" where none gives it): the manifest of the
+    folder ``path`` names, else the one beside the file or one folder up, so that a glob over the
+    shards of one build finds the same as its folder, and one over several builds each shard's own."""
+    given = (Path(path),) if Path(path).is_dir() else ()
+    manifests: dict[Path, Path | None] = {}  # by folder: a stat or two a folder, not a file
+    sums: dict[Path | None, dict[str, str]] = {None: {}}
+    out = []
+    for f in files:
+        folder = Path(f).parent
+        if folder not in manifests:
+            manifests[folder] = next((m for place in given + (folder, folder.parent)
+                                      if (m := place / "manifest.json").is_file()), None)
+        manifest = manifests[folder]
+        if manifest not in sums:
+            sums[manifest] = _checksums_in(manifest)
+        out.append(sums[manifest].get(Path(f).name, ""))
+    return out
+
+
+def _checksums_in(manifest: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of a build's manifest; none from one that cannot be read."""
+    try:
+        sums = json.loads(manifest.read_text(encoding="utf-8")).get("checksums")
+    except (ValueError, AttributeError):  # not JSON, not UTF-8, or not an object: no checksums
+        return {}
+    return {Path(k).name: v for k, v in sums.items()} if isinstance(sums, dict) else {}
 
 
 def file_fingerprint(path: str) -> str:
@@ -515,6 +547,7 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
         if seq_len is not None and seq_len != cfg.seq_len:
             raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}; set data.seq_len={seq_len}")
         rows_from = str(Path(cfg.path) / "manifest.json") if n_rows is not None else f"data.path {cfg.path!r}"
+        said_host_rows = _said_host_rows(n_rows, file_rows, len(files), pi, pc)
         if pc > 1:
             n_rows = hosts_rows(files, pc, file_rows)
         try:
@@ -529,16 +562,34 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
             total = n_rows if n_rows is not None else len(rows["input_ids"]) * pc
             needed = total // cfg.global_batch_size * (cfg.global_batch_size // pc)
             if len(rows["input_ids"]) < needed:
-                raise fewer_rows_than_said(rows_from, total, files, f"process {pi} read {len(rows['input_ids'])} "
-                                           f"rows, {needed} an epoch")
+                raise rows_not_as_said(rows_from, total, files, f"process {pi} read {len(rows['input_ids'])} "
+                                       f"rows, {needed} an epoch")
+            if said_host_rows is not None and len(rows["input_ids"]) > said_host_rows:
+                raise rows_not_as_said(rows_from, total, files, f"process {pi} read {len(rows['input_ids'])} rows, "
+                                       f"{said_host_rows} by the manifest")
             source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc, host_rows=True, total_rows=total)
         else:
             source = TFRecordSource(files, cfg.seq_len, n_rows, cfg.global_batch_size, cfg.shuffle_seed,
-                                    cfg.shuffle_buffer, pi, pc, max_runs, rows_from)
+                                    cfg.shuffle_buffer, pi, pc, max_runs, rows_from, said_host_rows)
         source.fingerprint = tfrecords_fingerprint(cfg.path, files)
     if source.rows < cfg.global_batch_size:
         raise DataError(f"data.path {cfg.path or '<synthetic>'!r}: {source.rows} rows, fewer than one global batch of {cfg.global_batch_size}")
     return source
+
+
+def _said_host_rows(manifest_rows: int | None, file_rows: list[int] | None, n_files: int, process_index: int,
+                    process_count: int) -> int | None:
+    """The rows a manifest gives this host's share of the files (as ``hosts_rows`` shares them);
+    None where the rows are counted instead."""
+    if manifest_rows is None:
+        return None
+    if process_count == 1:
+        return manifest_rows
+    if file_rows is None:
+        return None
+    if n_files >= process_count:
+        return sum(file_rows[process_index::process_count])
+    return len(range(process_index, sum(file_rows), process_count))
 
 
 def stop_together(problem: Exception | None, where: str,

@@ -287,6 +287,17 @@ class Trainer:
         stop_together(problem, where)
         return host_batch
 
+    def _write_metrics(self, writer: MetricsWriter, step: int, record: dict[str, Any]) -> None:
+        """Process 0 writes a logged step's record; if that fails (a full disk, W&B), every process
+        stops at this step: the others would wait for it in the next step's collectives."""
+        problem = None
+        try:
+            writer.write(step, record)
+        except Exception as e:  # noqa: BLE001 - whatever it is, every process must stop (this one re-raises it)
+            problem = e
+        stop_together(problem, f"run_dir {str(self.run_dir)!r}: step {step}", "could not write the step's metrics "
+                      "(metrics.jsonl, TensorBoard, W&B)")
+
     # ---- loop ----------------------------------------------------------------------------------
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         log.warning("SIGTERM: saving a checkpoint after the current step, then exiting")
@@ -352,7 +363,7 @@ class Trainer:
                                       mfu=mfu(tps, flops_per_token, self.mesh.devices.size, peak))
                     if evaluating:
                         record.update(self.evaluate(state["params"]))
-                    writer.write(step, record)
+                    self._write_metrics(writer, step, record)
                     records.append({"step": step, **record})
                     timer_start, timer_steps = time.perf_counter(), 0
                 stopping = self._stop_requested or step == stop_after or step == kill_at

@@ -363,6 +363,69 @@ def test_a_manifest_with_more_rows_than_its_files_stops_the_epoch_instead_of_wra
         next(it)
 
 
+@pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "python"])
+@pytest.mark.parametrize("hosts", [1, 2])
+def test_a_manifest_with_fewer_rows_than_its_files_is_refused_instead_of_leaving_rows_out(tiny, tmp_path, monkeypatch,
+                                                                                         tensorflow, hosts):
+    """4 files of 6 rows, the manifest giving the second one 4: every epoch left rows out, unseen. The
+    host reading that file stops with the manifest and both counts: tf.data once its epoch's share is
+    read (a count up front reads every file), the python reader, which holds its rows, at the start."""
+    import re
+    import sys
+
+    root = _dataset(tiny, tmp_path / "data")
+    manifest = json.loads((root / "manifest.json").read_text())
+    entry = manifest["splits"]["train"]
+    entry["rows"], entry["shard_rows"][1] = 22, 4
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    if not tensorflow:
+        monkeypatch.setitem(sys.modules, "tensorflow", None)
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=4)
+
+    def epoch(host):
+        it = BatchIterator(make_source(cfg, 64, process_index=host, process_count=hosts), 4)
+        return [next(it) for _ in range(it.per_epoch)]
+
+    if hosts == 2:  # host 0's files (0 and 2) are as the manifest says; its rows left over are not an error
+        assert len(epoch(0)) == 5
+    rows, said, held = (22, 22, 24) if hosts == 1 else (20, 10, 12)  # 2 hosts: the smaller share (host 1's), twice
+    found = f"found more than the {said} rows" if tensorflow else f"read {held} rows, {said} by the manifest"
+    message = rf"^{re.escape(str(root / 'manifest.json'))} gives {rows} rows an epoch but its files hold 24 " \
+              rf"\(process {hosts - 1} {found}"
+    with pytest.raises(DataError, match=message):
+        epoch(hosts - 1)
+
+
+def test_a_glob_over_several_builds_takes_each_shards_checksum_from_its_own_manifest(tiny, tmp_path):
+    """Two builds' shards by one glob: the first shard's manifest served them all, so a second build
+    rebuilt with other rows of the same sizes resumed as the same data. One build's fingerprint, as
+    old checkpoints recorded it, is unchanged."""
+    import hashlib
+
+    builds = [_dataset(tiny, tmp_path / "builds" / name) for name in ("a", "b")]
+
+    def set_checksums(root, checksum):
+        manifest = json.loads((root / "manifest.json").read_text())
+        manifest["checksums"] = {f: checksum for f in manifest["splits"]["train"]["files"]}
+        (root / "manifest.json").write_text(json.dumps(manifest))
+
+    set_checksums(builds[0], "0" * 64)
+    set_checksums(builds[1], "1" * 64)
+    cfg = lambda path: DataConfig(path=str(path), seq_len=SEQ, global_batch_size=4)  # noqa: E731
+    both = cfg(tmp_path / "builds" / "*" / "tfrecords" / "*.tfrecord")
+    fingerprint = make_source(both, 64).fingerprint
+    assert fingerprint.startswith("8 TFRecord files, ")
+    set_checksums(builds[1], "2" * 64)
+    assert make_source(both, 64).fingerprint != fingerprint
+    shards = sorted((builds[0] / "tfrecords").iterdir())
+    digest = hashlib.sha256()
+    for f in shards:
+        digest.update(json.dumps([f.name, f.stat().st_size, "0" * 64]).encode())
+    one = f"4 TFRecord files, {sum(f.stat().st_size for f in shards):,} bytes, digest {digest.hexdigest()[:16]}"
+    assert make_source(cfg(builds[0]), 64).fingerprint == one
+    assert make_source(cfg(builds[0] / "tfrecords" / "*.tfrecord"), 64).fingerprint == one
+
+
 def test_the_data_fingerprint_follows_the_rows_not_the_folder(tiny, tmp_path):
     """Shards copied to another folder (bucket) are the same data; a shard rewritten with other
     rows, or a manifest whose checksum for a shard of the same size differs, is not."""

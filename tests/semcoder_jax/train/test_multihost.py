@@ -173,10 +173,10 @@ def test_a_coordinator_address_without_the_process_count_and_index_names_what_is
         mesh.maybe_initialize_distributed()
 
 
-def outputs_of_both(procs: list[subprocess.Popen]) -> list[str]:
+def outputs_of_both(procs: list[subprocess.Popen], timeout: float = 180) -> list[str]:
     """Both processes' output, once both have exited: one stopping while the other waits fails the test."""
     try:
-        return [p.communicate(timeout=180)[0] for p in procs]
+        return [p.communicate(timeout=timeout)[0] for p in procs]
     except subprocess.TimeoutExpired:
         pytest.fail("a process was still running: one host stopped and the other waited for it")
 
@@ -248,3 +248,29 @@ def test_a_failed_wandb_start_on_process_0_stops_every_host(tiny, tmp_path):
     assert [p.returncode for p in procs][1] == 2, "\n".join(o[-3000:] for o in outs)
     assert procs[0].returncode != 0 and "api_key not configured" in outs[0], outs[0][-3000:]
     assert "process(es) [0] could not open the run's outputs" in outs[1], outs[1][-3000:]
+
+
+@pytest.mark.slow
+def test_a_failed_metrics_write_on_process_0_mid_run_stops_every_host(tiny, tmp_path):
+    """Process 0 alone writes the metrics: when W&B (or a full disk under metrics.jsonl) failed at a
+    logged step, process 0 raised while process 1 waited for it in the next step's collectives."""
+    from semcoder_jax.config import save_config
+
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "wandb.py").write_text(
+        "class Run:\n"
+        "    def define_metric(self, *a, **kw): pass\n"
+        "    def log(self, data):\n"
+        "        if data['train/step'] == 2: raise RuntimeError('wandb: connection reset, step not logged')\n"
+        "    def finish(self): pass\n"
+        "def init(**kw):\n    return Run()\n")
+    config = tmp_path / "config.yaml"
+    save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=4", "wandb.project=x"), config)
+    path = os.pathsep.join(p for p in (str(fake), os.environ.get("PYTHONPATH")) if p)
+    with two_processes(tiny, config, tmp_path / "run", env={"PYTHONPATH": path}) as procs:
+        outs = outputs_of_both(procs, timeout=600)  # two steps compiled and run first
+    assert procs[1].returncode == 2, "\n".join(o[-3000:] for o in outs)
+    assert procs[0].returncode != 0 and "wandb: connection reset" in outs[0], outs[0][-3000:]
+    assert f"run_dir {str(tmp_path / 'run')!r}: step 2: process(es) [0] could not write" in outs[1], outs[1][-3000:]
+    assert [r["step"] for r in tiny.logged(tmp_path / "run")] == [1, 2]
