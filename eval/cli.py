@@ -88,14 +88,18 @@ def _run(args: argparse.Namespace) -> int:
     from eval.config import EvalConfig
     from eval.runner import run_eval
     from semcoder_jax.checkpoint import quiet_orbax_warnings
-    from semcoder_jax.config import load_config, preset_path
+    from semcoder_jax.config import load_config, preset_path, read_yaml
     from semcoder_jax.errors import SemcoderError
 
     names = args.benchmark
     if len(names) > 1 and (args.config or args.data):
         raise SemcoderError("--config and --data belong to one benchmark; run several benchmarks with their presets")
-    # The command's default first, so that a refine_rounds=N override wins over it.
-    overrides = [f"refine_rounds={args.refine_default}"] if getattr(args, "refine_default", 0) else []
+    # The command's default first, so that a refine_rounds=N override wins over it, and only where
+    # the --config file does not set it.
+    default = getattr(args, "refine_default", 0)
+    if default and args.config and "refine_rounds" in read_yaml(preset_path("eval", args.config)):
+        default = 0
+    overrides = [f"refine_rounds={default}"] if default else []
     overrides += args.overrides
     if args.limit is not None:
         overrides.append(f"limit={args.limit}")
