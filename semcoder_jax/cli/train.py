@@ -24,11 +24,13 @@ def run(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from semcoder_jax.checkpoint import quiet_orbax_warnings
     from semcoder_jax.config import preset_path, to_dict
     from semcoder_jax.train.config import load_train_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("absl", "orbax", "jax._src"):
+    quiet_orbax_warnings()
+    for noisy in ("orbax", "jax._src"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = load_train_config(preset_path("train", args.config), args.overrides)
     if args.print_config:
