@@ -148,6 +148,8 @@ class Trainer:
         cfg, m, d = self.cfg, self.cfg.model, self.cfg.data
         state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves((self.abstract_params, self.abstract_opt_state)))
         warm = warmup_steps(cfg.optimizer, self.total_steps)
+        latest = self.manager.latest_step()
+        start = f"init_from {cfg.init_from}" if latest is None else f"resumes from its checkpoint at step {latest}"
         return "\n".join([
             f"model: {m.num_params():,} parameters ({m.num_layers} layers, hidden {m.hidden_size}), "
             f"{m.param_dtype} weights, {m.dtype} compute, attention {m.attention_kernel(seq_len=d.seq_len)}, remat {m.remat_policy}",
@@ -160,7 +162,7 @@ class Trainer:
             f"{cfg.optimizer.min_lr:g}",
             f"state: {_size(state_bytes)} of weights and optimiser moments, "
             f"{_size(state_bytes / self.mesh.devices.size)} a device when fully sharded",
-            f"run folder: {self.run_dir} (init_from {cfg.init_from})",
+            f"run folder: {self.run_dir} ({start})",
         ])
 
     # ---- state ---------------------------------------------------------------------------------
@@ -310,6 +312,9 @@ class Trainer:
         if is_main:
             log.info("%s", self.summary())
         step, state, position = self.initial_state()
+        if step >= self.total_steps and is_main:
+            log.warning("nothing to train: the run folder's checkpoint is at step %d of a %d-step schedule (raise "
+                        "max_steps or data.epochs to train on, or give another run_dir)", step, self.total_steps)
         problem = None
         try:
             if is_main:  # once the checkpoint, if any, accepts this config: a refused one is not recorded

@@ -55,6 +55,26 @@ def test_run_start_summary_states_the_figures_of_the_run(tiny, make_config):
     assert f"state: {state_mb:.1f} MB" in summary
 
 
+def test_a_finished_run_says_it_resumes_and_has_nothing_to_train(tiny, fsdp8_run, tmp_path, caplog):
+    """The start-up summary said "init_from scratch" before a resume, and a finished run's rerun
+    exited without a word."""
+    import logging
+    import shutil
+
+    from semcoder_jax.train.trainer import Trainer
+
+    run_dir = shutil.copytree(fsdp8_run["run_dir"], tmp_path / "run")
+    trainer = Trainer(tiny.config(run_dir, *tiny.FSDP8, *tiny.FIVE_STEPS))
+    try:
+        assert trainer.summary().endswith(f"run folder: {run_dir} (resumes from its checkpoint at step 5)")
+        with caplog.at_level(logging.WARNING, logger="semcoder_jax.train.trainer"):
+            assert trainer.run() == []
+    finally:
+        trainer.close()
+    assert any("nothing to train: the run folder's checkpoint is at step 5 of a 5-step schedule" in r.getMessage()
+               for r in caplog.records)
+
+
 class _FakeWandb(types.ModuleType):
     """``wandb`` as far as the writer uses it; a run's history outlives ``finish`` (by id), and
     ``log(..., step=N)`` with N at or below the run's last step is dropped, as W&B drops it."""
