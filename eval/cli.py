@@ -97,8 +97,13 @@ def _run(args: argparse.Namespace) -> int:
     # The command's default first, so that a refine_rounds=N override wins over it, and only where
     # the --config file does not set it.
     default = getattr(args, "refine_default", 0)
-    if default and args.config and "refine_rounds" in read_yaml(preset_path("eval", args.config)):
-        default = 0
+    if args.config:
+        path = preset_path("eval", args.config)
+        given = read_yaml(path)
+        if given.get("benchmark", names[0]) != names[0]:  # its settings (prompts, budgets) are another benchmark's
+            raise SemcoderError(f"--config {path}: is for benchmark {given['benchmark']!r}, not {names[0]!r}")
+        if "refine_rounds" in given:
+            default = 0
     overrides = [f"refine_rounds={default}"] if default else []
     overrides += args.overrides
     if args.limit is not None:

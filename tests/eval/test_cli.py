@@ -169,7 +169,7 @@ def test_sampling_settings_no_backend_takes_fail_before_the_model_loads(monkeypa
     assert setting.split("=")[0].split(".")[-1] in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_eval_refine_keeps_a_refine_rounds_override(monkeypatch, tmp_path):
+def test_eval_refine_keeps_a_refine_rounds_override(monkeypatch, tmp_path, capsys):
     """`eval refine ... refine_rounds=2` ran 5 rounds: the command's default came after the overrides."""
     import eval.backends
     import eval.runner
@@ -189,6 +189,8 @@ def test_eval_refine_keeps_a_refine_rounds_override(monkeypatch, tmp_path):
     for extra in ([], ["refine_rounds=1"]):
         assert main(base + ["--config", str(config)] + extra) == 0
     assert rounds == [3, 1]  # the file's rounds, not the command's default
+    assert main(["eval", "run", "--benchmark", "mbpp", *base[4:], "--config", str(config)]) == 2
+    assert "three.yaml: is for benchmark 'humaneval', not 'mbpp'" in capsys.readouterr().err  # ran MBPP with its settings
 
 
 def test_a_task_with_no_samples_in_a_generations_json_is_an_error_naming_it(tmp_path):
