@@ -8,7 +8,10 @@ in a YAML file means ``configs/model/deepseek-coder-6.7b.yaml``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Sequence, TypeVar
 
@@ -74,20 +77,28 @@ def _resolve_presets(cls: type, data: dict[str, Any], where: str) -> dict[str, A
         ftype = _field_type(cls, key)
         if dataclasses.is_dataclass(ftype):
             if isinstance(value, str):
-                preset = read_yaml(preset_path(key, value))
+                preset = _read_preset(key, value, where)
                 out[key] = _resolve_presets(ftype, preset, f"{where}:{key}")
             elif isinstance(value, dict):
                 base = value.pop("preset", None) if "preset" in value else None
                 nested = dict(value)
                 if base is not None:
-                    nested = {**read_yaml(preset_path(key, base)), **nested}
+                    nested = {**_read_preset(key, base, where), **nested}
                 out[key] = _resolve_presets(ftype, nested, f"{where}:{key}")
+            elif value is not None:  # null is refused by OmegaConf, naming the key
+                raise ConfigError(f"{where}: {key}: expected a preset name or a mapping, got {value!r}")
     return out
 
 
-def _field_type(cls: type, name: str) -> Any:
-    import typing
+def _read_preset(group: str, name: str, where: str) -> dict[str, Any]:
+    """The preset a file or override names, with an error that says which file and key named it."""
+    try:
+        return read_yaml(preset_path(group, name))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {group}: {e}") from None
 
+
+def _field_type(cls: type, name: str) -> Any:
     hints = typing.get_type_hints(cls)
     return hints[name]
 
@@ -102,11 +113,23 @@ def _dotted_field_type(cls: type, key: str) -> Any:
     return ftype
 
 
+_YAML_NULLS = ("", "~", "null", "Null", "NULL")
+
+
+def _is_text(ftype: Any) -> bool:
+    """``str`` or ``Optional[str]``: a field whose override is taken as text, not read as YAML."""
+    return ftype is str or (typing.get_origin(ftype) in (typing.Union, types.UnionType)
+                            and set(typing.get_args(ftype)) == {str, type(None)})
+
+
 def _split_overrides(cls: type, overrides: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
     """Preset overrides (``model=deepseek-coder-1.3b``) are applied before the dotlist.
 
     ``key=`` on a string field means the empty string (OmegaConf's dotlist reads it as null,
-    which a ``str`` field refuses), so ``data.path=`` selects synthetic data as documented.
+    which a ``str`` field refuses), so ``data.path=`` selects synthetic data as documented. Any
+    other unquoted value of a string field is its text as typed, where YAML would read
+    ``run_dir=yes`` as ``True``, ``0755`` as 493 and cut ``runs/a #1`` at the ``#``; null still
+    means None for an optional one, and ``${...}`` still interpolates.
     """
     presets: dict[str, Any] = {}
     rest: list[str] = []
@@ -118,8 +141,11 @@ def _split_overrides(cls: type, overrides: Sequence[str]) -> tuple[dict[str, Any
             if dataclasses.is_dataclass(_field_type(cls, key)):
                 presets[key] = value
                 continue
-        if value == "" and _dotted_field_type(cls, key) is str:
+        ftype = _dotted_field_type(cls, key)
+        if value == "" and ftype is str:
             item = f"{key}=''"
+        elif _is_text(ftype) and value not in _YAML_NULLS and value[:1] not in ("'", '"'):
+            item = f"{key}={json.dumps(value, ensure_ascii=False)}"  # a YAML string that reads back as the text
         rest.append(item)
     return presets, rest
 
@@ -148,6 +174,9 @@ def load_config(
         where = "<overrides>"
         if dotlist:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(dotlist)))
+        # ``${...}`` resolves here, in whichever layer it was written
+        sources = [name for name, given in (("<base>", base), (str(path), path is not None), ("<overrides>", overrides)) if given]
+        where = " + ".join(sources) or "<defaults>"
         obj = OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise ConfigError(f"{where}: {_one_line(e)}") from None

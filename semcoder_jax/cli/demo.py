@@ -45,6 +45,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from semcoder_jax import PROJECT_ROOT
     from semcoder_jax.cli.main import main
 
+    for flag, value in (("--train-steps", args.train_steps), ("--eval-limit", args.eval_limit)):
+        if value < 1:  # its step would refuse it only after the data build and training
+            raise SemcoderError(f"{flag}: must be >= 1, got {value}")
     out = Path(args.out).resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):  # the export step would refuse it minutes in
         raise SemcoderError(f"--out {out}: already exists and is not an empty folder; pick a new one or remove it")

@@ -79,6 +79,9 @@ def trace_command(args: argparse.Namespace) -> int:
     from semcoder_jax.execution import Sandbox, render_trace, trace_call
 
     _check_timeout(args.timeout)
+    for flag, value in (("--max-events", args.max_events), ("--max-repr", args.max_repr)):
+        if value < 1:  # the tracer would drop every event, or every value's line, without a word
+            raise SemcoderError(f"{flag}: must be >= 1, got {value}")
     source = _read(args.file)
     with Sandbox() as box:
         trace = trace_call(source, args.call, sandbox=box, timeout_s=args.timeout, max_events=args.max_events,

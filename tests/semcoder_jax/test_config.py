@@ -85,6 +85,28 @@ def test_nested_preset_by_name_and_override(tmp_path):
     assert run.model.name == "tiny"
 
 
+def test_unknown_preset_in_a_file_names_the_file_and_key(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: deepseek-coder-7b\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: model: unknown model config 'deepseek-coder-7b'"):
+        load_config(_Run, path)
+    with pytest.raises(ConfigError, match=r"^<overrides>: model: unknown model config 'tiiny'"):
+        load_config(_Run, None, ["model=tiiny"])
+    path.write_text("model: 3\n")  # was "Merge error: int is not a subclass of ModelConfig", no key
+    with pytest.raises(ConfigError, match=rf"^{path}: model: expected a preset name or a mapping, got 3$"):
+        load_config(_Run, path)
+
+
+def test_an_error_resolving_a_file_names_the_file_not_overrides(tmp_path):
+    """A broken ``${...}`` in the YAML file was reported as ``<overrides>: ...`` with no override given."""
+    path = tmp_path / "run.yaml"
+    path.write_text("steps: ${nope}\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: Interpolation key 'nope' not found \(key: steps\)$"):
+        load_config(_Run, path)
+    with pytest.raises(ConfigError, match=rf"^{path} \+ <overrides>: Interpolation key 'nope'"):
+        load_config(_Run, path, ["model.num_layers=2"])
+
+
 def test_empty_override_of_a_string_field_is_the_empty_string():
     """``data.path=`` (empty: synthetic data) must not become null, which a ``str`` field refuses."""
     from semcoder_jax.config import preset_path
@@ -94,6 +116,22 @@ def test_empty_override_of_a_string_field_is_the_empty_string():
     assert (cfg.data.path, cfg.wandb.project, cfg.max_steps) == ("", "", None)
     with pytest.raises(ConfigError, match="model.num_layers"):
         load_train_config(None, ["model.num_layers="])
+
+
+@pytest.mark.parametrize("value", ["yes", "off", "0755", "1e3", "1_000", "runs/a #1", "2024-01-01", "[a]", "a: b"])
+def test_string_override_keeps_its_text(value):
+    """A ``str`` field takes an override's text as is: YAML would read ``yes`` as true, ``0755`` as 493
+    and cut ``runs/a #1`` at the ``#``."""
+    from data_pipeline.config import DataConfig
+    from semcoder_jax.config import preset_path
+    from semcoder_jax.train.config import load_train_config
+
+    cfg = load_train_config(None, [f"run_dir={value}", f"compilation_cache_dir={value}"])
+    assert (cfg.run_dir, cfg.compilation_cache_dir) == (value, value)
+    assert load_config(DataConfig, preset_path("data", "demo"), [f"tokenizer={value}"]).tokenizer == value
+    cfg = load_train_config(None, ["run_dir='quoted'", "compilation_cache_dir=null", "run_dir=runs/${data.seq_len}"])
+    assert (cfg.run_dir, cfg.compilation_cache_dir) == ("runs/2048", None)
+    assert load_train_config(None, ["run_dir='quoted'"]).run_dir == "quoted"
 
 
 def test_save_and_reload(tmp_path):

@@ -12,3 +12,31 @@ def test_demo_refuses_a_used_out_folder_before_running_any_step(tmp_path, monkey
     monkeypatch.setattr(cli, "main", lambda argv: steps.append(argv) or 0)
     assert real_main(["demo", "--out", str(out)]) == 2
     assert steps == [] and str(out) in capsys.readouterr().err
+
+
+def test_demo_steps_keep_an_out_folder_with_spaces_and_a_hash(tmp_path, monkeypatch):
+    """``--out 'runs/try #2'`` built the data into ``runs/try`` and trained from there: YAML read the
+    ``#`` in each step's ``key=value`` as a comment."""
+    from data_pipeline.cli import load
+    from semcoder_jax.train.config import load_train_config
+
+    out = tmp_path / "my runs" / "try #2"
+    steps = []
+    real_main = cli.main
+    monkeypatch.setattr(cli, "main", lambda argv: steps.append(argv) or 0)
+    assert real_main(["demo", "--out", str(out)]) == 0
+    build, train = steps[0], steps[1]
+    assert load(build[3], build[4:]).output_dir == str(out / "data")
+    cfg = load_train_config(None, train[3:])
+    assert (cfg.run_dir, cfg.data.path) == (str(out / "train"), str(out / "data"))
+
+
+def test_demo_refuses_steps_or_a_limit_below_one_before_running_any_step(tmp_path, monkeypatch, capsys):
+    """``--eval-limit 0`` built the data and trained for minutes, then the evaluation refused the limit."""
+    steps = []
+    real_main = cli.main
+    monkeypatch.setattr(cli, "main", lambda argv: steps.append(argv) or 0)
+    for flag in ("--train-steps", "--eval-limit"):
+        assert real_main(["demo", "--out", str(tmp_path / flag), flag, "0"]) == 2
+        assert flag in capsys.readouterr().err
+    assert steps == []

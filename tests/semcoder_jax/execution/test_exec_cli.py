@@ -65,3 +65,15 @@ def test_run_reads_the_file_as_python_does(tmp_path, capsys):
     bad.write_bytes(b"# coding: no-such-codec\nx = 1\n")
     assert main(["exec", "run", str(bad)]) == 2
     assert "bad.py" in capsys.readouterr().err
+
+
+def test_trace_refuses_limits_below_one(tmp_path, capsys):
+    """``--max-repr 0`` printed the trace without its ``[L6] {'s': 0}`` line, and ``--max-events 0`` (or -1)
+    a trace truncated before its first event, both with exit code 0."""
+    prog = tmp_path / "t.py"
+    prog.write_text("def f(n):\n    s = 0\n    return s\n")
+    for flag in ("--max-repr", "--max-events"):
+        for value in ("0", "-1"):
+            assert main(["exec", "trace", str(prog), "--call", "f(3)", flag, value]) == 2
+            err = capsys.readouterr().err.strip()
+            assert flag in err and len(err.splitlines()) == 1
