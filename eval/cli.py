@@ -96,6 +96,9 @@ def _run(args: argparse.Namespace) -> int:
         raise SemcoderError("--config and --data belong to one benchmark; run several benchmarks with their presets")
     # The command's default first, so that a refine_rounds=N override wins over it, and only where
     # the --config file does not set it.
+    for item in args.overrides:
+        if item.startswith("benchmark=") and item.partition("=")[2] not in names:
+            raise SemcoderError(f"{item}: give the benchmark with --benchmark (it names the output and the results)")
     default = getattr(args, "refine_default", 0)
     if args.config:
         path = preset_path("eval", args.config)

@@ -13,6 +13,7 @@ import shlex
 import time
 from pathlib import Path
 
+from semcoder_jax import DEFAULT_TOKENIZER_DIR
 from semcoder_jax.errors import SemcoderError
 
 
@@ -29,7 +30,9 @@ def steps(out: Path, train_steps: int, eval_limit: int) -> list[tuple[str, list[
                 f"validation.every={max(train_steps // 3, 1)}",
             ],
         ),
-        ("export to Hugging Face", ["convert", "orbax-to-hf", "--checkpoint", str(run / "checkpoints"), "--out", str(hf), "--dtype", "float32"]),
+        # with the tokenizer the data was built with, so the folder serves on its own (vLLM, transformers)
+        ("export to Hugging Face", ["convert", "orbax-to-hf", "--checkpoint", str(run / "checkpoints"), "--out", str(hf),
+                                    "--dtype", "float32", "--tokenizer", str(DEFAULT_TOKENIZER_DIR)]),
         (
             "evaluate on CRUXEval-O",
             [

@@ -191,6 +191,8 @@ def test_eval_refine_keeps_a_refine_rounds_override(monkeypatch, tmp_path, capsy
     assert rounds == [3, 1]  # the file's rounds, not the command's default
     assert main(["eval", "run", "--benchmark", "mbpp", *base[4:], "--config", str(config)]) == 2
     assert "three.yaml: is for benchmark 'humaneval', not 'mbpp'" in capsys.readouterr().err  # ran MBPP with its settings
+    assert main(base + ["benchmark=mbpp"]) == 2  # ran MBPP, labelled and filed as HumanEval
+    assert "benchmark=mbpp: give the benchmark with --benchmark" in capsys.readouterr().err
 
 
 def test_a_task_with_no_samples_in_a_generations_json_is_an_error_naming_it(tmp_path):

@@ -40,3 +40,15 @@ def test_demo_refuses_steps_or_a_limit_below_one_before_running_any_step(tmp_pat
         assert real_main(["demo", "--out", str(tmp_path / flag), flag, "0"]) == 2
         assert flag in capsys.readouterr().err
     assert steps == []
+
+
+def test_demo_exports_its_model_with_the_tokenizer_it_was_trained_with(tmp_path):
+    """The demo's HF folder had no tokenizer files, so it could not be served on its own."""
+    from pathlib import Path
+
+    from semcoder_jax import DEFAULT_TOKENIZER_DIR
+    from semcoder_jax.cli.demo import steps
+
+    (export,) = [cmd for name, cmd in steps(tmp_path, 3, 2) if cmd[:2] == ["convert", "orbax-to-hf"]]
+    tokenizer = Path(export[export.index("--tokenizer") + 1])
+    assert tokenizer == Path(DEFAULT_TOKENIZER_DIR) and (tokenizer / "tokenizer.json").is_file()
