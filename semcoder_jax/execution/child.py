@@ -25,7 +25,7 @@ RESULT_FD = 99
 # Environment the program sees: nothing from the parent.
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent", "OMP_NUM_THREADS": "1"}
 
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 # capset(2) arguments that empty the effective, permitted and inheritable sets (version 3: two words each).
 _CAP_HEADER, _NO_CAPS = struct.pack("Ii", 0x20080522, 0), bytes(24)
 try:
@@ -200,10 +200,12 @@ def drop_capabilities() -> None:
     """Give up every capability, for good (no exec can bring one back). The fork server runs as root, or
     as root of a user namespace of its own; a program that got round the audit policy kept root's powers
     in the kernel: remount the host read-write, open another root process's ``/proc/<pid>/root`` (its
-    view of the host's files, outside the read-only mounts) or ``/proc/<pid>/fd``. Best effort: where
+    view of the host's files, outside the read-only mounts) or ``/proc/<pid>/fd``. Not dumpable either: every
+    job runs as the same user, and another job's ``/proc/<pid>/fd/99`` is its result channel. Best effort: where
     ``capset`` is refused the rest of the sandbox still applies."""
     if _prctl is not None:
         _prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        _prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
         _capset(_CAP_HEADER, _NO_CAPS)
 
 

@@ -128,14 +128,14 @@ def isolate(network: bool, disk: bool) -> tuple[bool, bool]:
     return net, mnt
 
 
-def enter_pid_namespace(outer_fds: tuple[int, ...]) -> bool:
+def enter_pid_namespace(outer_fds: tuple[int, ...], on_exit=None) -> bool:
     """Continue as PID 1 of a new PID namespace: a program that gets around the audit policy can then see,
     signal or ``pidfd_open`` no process outside it (the fork server runs as the host's user, often root),
     and when PID 1 exits the kernel kills whatever is left in the namespace, a job's escaped descendants
     included. The calling process stays outside (``unshare`` moves only its children): it forks PID 1,
     closes ``outer_fds`` (the request and response pipes, so that end of file still follows PID 1's
-    exit), waits and exits with PID 1's status; PID 1 is killed when the calling process dies. False, in the calling
-    process and with nothing changed, where the kernel refuses a PID namespace."""
+    exit), waits, calls ``on_exit`` and exits with PID 1's status; PID 1 is killed when the calling process dies.
+    False, in the calling process and with nothing changed, where the kernel refuses a PID namespace."""
     if not _libc_call("unshare", CLONE_NEWPID):
         return False
     alive_r, alive_w = os.pipe()  # end of file on alive_r: the outer process is gone
@@ -154,6 +154,8 @@ def enter_pid_namespace(outer_fds: tuple[int, ...]) -> bool:
     for fd in (alive_r, *outer_fds):
         os.close(fd)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if on_exit is not None:
+        on_exit()
     os._exit(code if code >= 0 else 128 - code)
 
 
@@ -206,6 +208,20 @@ def read_only_host(writable: str) -> bool:
     return True
 
 
+def close_to_jobs(path: str) -> None:
+    """Leave the server's folder ``path`` to its jobs only to pass through (they run as this user, without
+    capabilities): it lies on the host's disk, where a program past the audit policy wrote any number of files
+    beside its tmpfs and listed the other jobs' folders. Left as it was where this server cannot create
+    folders past the mode (no ``CAP_DAC_OVERRIDE``)."""
+    os.chmod(path, 0o100)
+    probe = os.path.join(path, "probe")
+    try:
+        os.mkdir(probe)
+        os.rmdir(probe)
+    except OSError:
+        os.chmod(path, 0o700)
+
+
 class Running:
     __slots__ = ("job", "pid", "dir", "tmpfs_bytes", "fds", "out", "err", "result", "start", "deadline",
                  "killed_for", "cap", "responded", "result_cap")
@@ -222,7 +238,8 @@ class Running:
 
 
 class ForkServer:
-    def __init__(self, req_fd: int, resp_fd: int, network_isolated: bool, disk_isolated: bool, pid_isolated: bool = False):
+    def __init__(self, req_fd: int, resp_fd: int, network_isolated: bool, disk_isolated: bool, pid_isolated: bool = False,
+                 tmp_root: str | None = None):
         self.req_fd, self.resp_fd = req_fd, resp_fd
         self.network_isolated, self.disk_isolated, self.pid_isolated = network_isolated, disk_isolated, pid_isolated
         self.sel = selectors.DefaultSelector()
@@ -244,7 +261,7 @@ class ForkServer:
         self.sel.register(self.wake_r, selectors.EVENT_READ, "wake")
         self.folders_made = 0
         self.free_tmpfs: dict[int, list[str]] = {}  # size -> emptied, still mounted job folders
-        self.tmp_root = os.path.realpath(tempfile.mkdtemp(prefix="semcoder-sandbox-"))
+        self.tmp_root = tmp_root or os.path.realpath(tempfile.mkdtemp(prefix="semcoder-sandbox-"))
         if self.disk_isolated:  # a mount namespace where tmpfs mounts still fail (some container runtimes)
             self.disk_isolated = mount_job_folder(self.tmp_root, 1 << 20)
             unmount_job_folder(self.tmp_root)
@@ -534,20 +551,40 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Made, and its parent opened, in the host's mount namespace: the server's view of that parent turns
+    # read-only, so the folder goes through this descriptor (the host's mount) once the server ends.
+    tmp_root = os.path.realpath(tempfile.mkdtemp(prefix="semcoder-sandbox-"))
+    parent_fd = os.open(os.path.dirname(tmp_root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def remove_tmp_root() -> None:
+        unmount_job_folder(tmp_root)  # ``read_only_host``'s bind, and any job folder still mounted under it
+        try:
+            os.chmod(os.path.basename(tmp_root), 0o700, dir_fd=parent_fd)  # ``close_to_jobs``
+        except OSError:
+            pass
+        rmtree(os.path.basename(tmp_root), dir_fd=parent_fd, ignore_errors=True)
+
     network_isolated, disk_isolated = isolate(network=os.environ.get("SEMCODER_SANDBOX_NETWORK", "isolate") == "isolate",
                                               disk=os.environ.get("SEMCODER_SANDBOX_DISK", "tmpfs") == "tmpfs")
-    pid_isolated = enter_pid_namespace((req_fd, resp_fd))
+    # The process outside the PID namespace removes it (also when PID 1 is killed); PID 1 keeps no
+    # descriptor of a writable host folder.
+    pid_isolated = enter_pid_namespace((req_fd, resp_fd), on_exit=remove_tmp_root)
+    if pid_isolated:
+        os.close(parent_fd)
     if pid_isolated and disk_isolated:  # never in the host's mount namespace
         mount_own_proc()
-    server = ForkServer(req_fd, resp_fd, network_isolated, disk_isolated, pid_isolated)
+    server = ForkServer(req_fd, resp_fd, network_isolated, disk_isolated, pid_isolated, tmp_root)
     for name in filter(None, os.environ.get("SEMCODER_SANDBOX_PRELOAD", "").split(",")):
         try:
             importlib.import_module(name)
         except Exception as e:  # noqa: BLE001 - reported to the Sandbox, which raises it
             server.respond({"ready": False, "error": f"could not preload module {name!r}: {e!r}"})
-            rmtree(server.tmp_root, ignore_errors=True)
+            if not pid_isolated:
+                remove_tmp_root()
             return
     server.host_read_only = server.disk_isolated and read_only_host(server.tmp_root)
+    if server.host_read_only:
+        close_to_jobs(server.tmp_root)
     child.prepare_server()
     gc.collect()
     gc.freeze()  # children share the server's objects without the collector touching (copying) them
@@ -566,7 +603,8 @@ def main() -> None:
         for folders in server.free_tmpfs.values():
             for path in folders:
                 unmount_job_folder(path)
-        rmtree(server.tmp_root, ignore_errors=True)
+        if not pid_isolated:
+            remove_tmp_root()
 
 
 if __name__ == "__main__":

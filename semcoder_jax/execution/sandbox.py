@@ -277,6 +277,10 @@ def _remove_server_dir(server_dir: str | None) -> None:
     """The fork server's folder, which it cannot remove itself: its parent is read-only in the server's
     mount namespace, and a killed server removes nothing."""
     if server_dir and os.path.basename(server_dir).startswith("semcoder-sandbox-"):
+        try:
+            os.chmod(server_dir, 0o700)  # the server may have left it to its jobs only to pass through
+        except OSError:
+            pass
         shutil.rmtree(server_dir, ignore_errors=True)
 
 

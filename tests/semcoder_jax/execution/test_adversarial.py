@@ -524,3 +524,37 @@ def test_a_program_reads_its_own_proc_entry_where_proc_stays_the_hosts():
         assert (r.status, r.return_repr) == ("passed", "True"), r
         other = box.run("import os", f"open('/proc/{os.getpid()}/environ').read()")
         assert other.status == "error" and "sandbox:" in (other.exc_message or ""), other
+
+
+def test_a_program_past_the_audit_policy_cannot_forge_another_jobs_result(sandbox):
+    """Jobs run as the same user without capabilities, so with the policy off a program opened another
+    running job's ``/proc/<pid>/fd/99`` (its result channel) and wrote that job's result: a completion
+    could pass or fail the others scored beside it. A child is not dumpable, so the kernel refuses that."""
+    forge = POLICY_OFF + "sys.modules['semcoder_jax.execution.guard']._other_process_entry = lambda path: False\n" \
+        "import posix\nme, tried = str(posix.getpid()), []\nfor p in posix.listdir('/proc'):\n" \
+        "    if p.isdigit() and p not in (me, '1'):\n        try:\n" \
+        "            fd = posix.open(f'/proc/{p}/fd/99', posix.O_WRONLY)\n" \
+        "            posix.write(fd, b'{\"status\": \"passed\", \"return_repr\": \"\\'forged\\'\"}\\n')\n" \
+        "            tried.append('written')\n        except OSError as e:\n            tried.append(type(e).__name__)\n"
+    victim = sandbox.submit_raw({"mode": "run", "source": "import time\ntime.sleep(2)\nx = 'own'", "call": "x"})
+    time.sleep(0.5)
+    attacker = sandbox.run(forge, "tried")
+    assert attacker.status == "passed" and "Error" in attacker.return_repr, attacker  # it found the victim
+    assert "written" not in attacker.return_repr, attacker
+    assert victim.result(timeout=30).get("return_repr") == "'own'"
+
+
+def test_a_program_past_the_audit_policy_writes_nothing_beside_its_folder(sandbox):
+    """The fork server's folder, which holds every job's tmpfs, lies on the host's disk and was writable to
+    its jobs (same user): with the policy off a program wrote any number of files there, past its tmpfs's
+    size, and listed the other jobs' folders."""
+    if not sandbox.host_read_only:
+        pytest.skip("no private mount namespace here, or a kernel before 5.12 (no mount_setattr)")
+    src = POLICY_OFF + "import posix, tempfile\nparent, tried = tempfile.gettempdir().rsplit('/', 1)[0], []\n" \
+        "for act in (lambda: open(parent + '/escaped', 'w'), lambda: posix.mkdir(parent + '/d'), " \
+        "lambda: posix.listdir(parent)):\n    try:\n        act()\n        tried.append('done')\n" \
+        "    except OSError as e:\n        tried.append(type(e).__name__)\n"
+    r = sandbox.run(src, "tried")
+    assert (r.status, r.return_repr) == ("passed", "['PermissionError', 'PermissionError', 'PermissionError']"), r
+    ok = sandbox.run("import tempfile\nf = tempfile.NamedTemporaryFile('w')\nf.write('x')\nf.flush()", "open(f.name).read()")
+    assert (ok.status, ok.return_repr) == ("passed", "'x'"), ok

@@ -413,3 +413,26 @@ def test_a_killed_server_leaves_no_folder_behind():
         while os.path.exists(server_dir) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not os.path.exists(server_dir)
+
+
+_CALLER_CRASHES = """
+import os, signal, sys
+from semcoder_jax.execution import Sandbox
+box = Sandbox(workers=1).__enter__()
+box.run("open('x', 'w').write('x')")
+print(box._server_dir, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_crashed_caller_leaves_no_folder_behind():
+    """The fork server ends when its caller dies (end of input), but its folder's parent is read-only in
+    the server's mount namespace and the caller's reader thread died with it: a folder left behind in the
+    temp dir for every crashed caller."""
+    out = _run_script(_CALLER_CRASHES, "")
+    server_dir = out.stdout.strip()
+    assert server_dir.startswith("/") and "semcoder-sandbox-" in server_dir, out
+    deadline = time.monotonic() + 10
+    while os.path.exists(server_dir) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(server_dir)
