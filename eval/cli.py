@@ -92,13 +92,13 @@ def _run(args: argparse.Namespace) -> int:
     from semcoder_jax.errors import SemcoderError
 
     names = args.benchmark
-    if len(names) > 1 and (args.config or args.data):
-        raise SemcoderError("--config and --data belong to one benchmark; run several benchmarks with their presets")
+    if len(names) > 1 and (args.config or args.data or any(o.startswith("data=") for o in args.overrides)):
+        raise SemcoderError("--config and --data belong to one benchmark (a data= override too); run several benchmarks with their presets")
+    for item in args.overrides:  # one of several names would run every benchmark as that one
+        if item.startswith("benchmark=") and [item.partition("=")[2]] != names:
+            raise SemcoderError(f"{item}: give the benchmark with --benchmark (it names the output and the results)")
     # The command's default first, so that a refine_rounds=N override wins over it, and only where
     # the --config file does not set it.
-    for item in args.overrides:
-        if item.startswith("benchmark=") and item.partition("=")[2] not in names:
-            raise SemcoderError(f"{item}: give the benchmark with --benchmark (it names the output and the results)")
     default = getattr(args, "refine_default", 0)
     if args.config:
         path = preset_path("eval", args.config)

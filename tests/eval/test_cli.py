@@ -195,6 +195,25 @@ def test_eval_refine_keeps_a_refine_rounds_override(monkeypatch, tmp_path, capsy
     assert "benchmark=mbpp: give the benchmark with --benchmark" in capsys.readouterr().err
 
 
+def test_a_benchmark_or_data_override_with_several_benchmarks_is_refused(monkeypatch, capsys):
+    """`--benchmark humaneval,mbpp benchmark=humaneval` passed the check (one of the names), and the
+    override came after each run's own name: MBPP's run evaluated HumanEval, filed under mbpp/. A
+    `data=FILE` override, unlike `--data`, gave every benchmark one file."""
+    import eval.backends
+    import eval.runner
+    from semcoder_jax.cli.main import main
+
+    ran = []
+    monkeypatch.setattr(eval.backends, "get_backend", lambda *a: type("B", (), {"close": lambda self: None})())
+    monkeypatch.setattr(eval.runner, "run_eval", lambda cfg, backend, out, **k: ran.append((cfg.benchmark, out.name)) or {"summary": {}})
+    args = ["eval", "run", "--benchmark", "humaneval,mbpp", "--backend", "openai", "--model", "m", "--out", "o"]
+    assert main(args + ["benchmark=humaneval"]) == 2 and ran == []
+    assert "benchmark=humaneval: give the benchmark with --benchmark" in capsys.readouterr().err
+    assert main(args + ["data=he.jsonl"]) == 2 and ran == []
+    assert "--data belong to one benchmark (a data= override too)" in capsys.readouterr().err
+    assert main(args) == 0 and ran == [("humaneval", "humaneval"), ("mbpp", "mbpp")]
+
+
 def test_a_task_with_no_samples_in_a_generations_json_is_an_error_naming_it(tmp_path):
     """An empty list made n = 0 for that task, so every pass@k was left out of the summary without a word."""
     from eval.benchmarks import load_problems
