@@ -48,7 +48,7 @@ REFUSALS_BEFORE_GIVING_UP = 20  # refusals with no success yet: the requests the
 FAILURES_IN_A_ROW_BEFORE_STOPPING = 8
 SERVER_POLL_S = 1.0
 NOT_READY_STATUS = (502, 503, 504)  # a proxy in front of a server still starting
-RETRY_AFTER_MAX_S = 120.0  # the most a ``Retry-After`` is waited, as the OpenAI client's own retries do
+RETRY_AFTER_MAX_S = 120.0  # the most a ``Retry-After`` is waited (a longer one: waited this long, then retried)
 
 
 def reply_texts(resp: Any) -> list[str] | None:

@@ -57,3 +57,26 @@ def test_a_test_whose_result_depends_on_the_hash_seed_rejects_the_problem():
         assert {"input": words, "output": repr(sorted(ast.literal_eval(words)))} in kept["tests"]
     finally:
         ctx.close()
+
+
+def test_a_test_that_times_out_on_the_rerun_is_dropped_not_blamed_on_the_hash_seed():
+    """A rerun's timeout (a busy machine) rejected the whole problem as "nondeterministic ... by the hash seed"."""
+    import subprocess
+    import sys
+
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import inputs
+    from data_pipeline.stages.base import StageContext
+
+    ctx = StageContext(DataConfig(workers=2, num_inputs=2, exec_timeout_s=1.0))
+    try:
+        seed = ctx.sandbox.config.hash_seed
+        first = subprocess.run([sys.executable, "-c", "print(hash('a'))"], env={"PYTHONHASHSEED": str(seed)},
+                               capture_output=True, text=True, check=True).stdout.strip()
+        # slow under any other hash seed: the rerun times out, as a test may on a loaded machine
+        solution = f"def f(n):\n    while hash('a') != {first}:\n        pass\n    return n + 1\n"
+        record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "solution": solution, "seed_inputs": ["1", "2"]}
+        assert inputs.process(record, ctx).reason == "no_valid_inputs"
+        assert ctx.notes["inputs.dropped_timeout_on_rerun"] >= 2
+    finally:
+        ctx.close()
