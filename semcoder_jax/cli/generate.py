@@ -49,19 +49,21 @@ def tokenizer_source(args: argparse.Namespace) -> str | None:
     return args.hf_dir if has_own else None
 
 
-def read_prompts(path: str) -> list[dict]:
+def read_prompts(path: str) -> list[tuple[int, dict]]:
+    """The rows with their line numbers, for errors that name the line."""
     from semcoder_jax.jsonl import iter_jsonl
 
     rows = []
     for n, row in iter_jsonl(path):
         if not isinstance(row.get("prompt"), str):
             raise SemcoderError(f"{path}:{n}: field 'prompt' is missing or not a string")
-        rows.append(row)
+        rows.append((n, row))
     return rows
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = read_prompts(args.prompts)
+    numbered = read_prompts(args.prompts)
+    rows = [row for _, row in numbered]
     if args.batch_size < 1:
         raise SemcoderError(f"--batch-size must be >= 1, got {args.batch_size}")
     if Path(args.out).is_dir():  # found only after every completion, as a traceback
@@ -82,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
     # Similar lengths share a batch (less padding); output keeps the input order, and row i samples
     # with seed + i whatever batch its length puts it in.
     lengths = [len(tokenizer(r["prompt"]).input_ids) for r in rows]
+    context = config.max_position_embeddings
+    too_long = [i for i, n in enumerate(lengths) if n >= context]
+    if too_long:  # the sampler would refuse it in the last batch (longest last), after every other completion
+        i = too_long[0]
+        raise SemcoderError(f"{args.prompts}:{numbered[i][0]}: the prompt has {lengths[i]} tokens, no room for a "
+                            f"completion within the model's max_position_embeddings of {context} "
+                            f"({len(too_long)} such prompt(s))")
     order = sorted(range(len(rows)), key=lambda i: lengths[i])
     completions: dict[int, str] = {}
     for start in tqdm(range(0, len(order), args.batch_size), desc="generate", unit="batch", disable=None):

@@ -182,3 +182,32 @@ def test_generate_refuses_an_out_folder_before_loading_the_model(tmp_path, monke
     path.write_text(json.dumps({"prompt": "x ="}) + "\n")
     assert main(["generate", "--hf-dir", str(tmp_path), "--prompts", str(path), "--out", str(tmp_path)]) == 2
     assert f"--out {tmp_path}: is a folder" in capsys.readouterr().err
+
+
+def test_generate_refuses_a_prompt_filling_the_context_before_any_completion(tmp_path, monkeypatch, capsys,
+                                                                              tokenizer_dir):
+    """Prompts run shortest first, so the sampler refused the longest one in the last batch, after every
+    other completion (all lost), naming its place in that batch ("prompt 0"), not its line."""
+    import jax
+
+    import semcoder_jax.sampling as sampling
+    from semcoder_jax.model import llama
+    from semcoder_jax.model.config import get_model_config
+
+    config = get_model_config("tiny", ["hidden_size=32", "intermediate_size=48", "num_layers=1",
+                                       "max_position_embeddings=8"])
+    params = llama.init_params(config, jax.random.PRNGKey(0))
+    monkeypatch.setattr(sampling, "load_model_for_inference", lambda **kw: (config, params))
+    generated = []
+    real_generate = sampling.Sampler.generate
+    monkeypatch.setattr(sampling.Sampler, "generate",
+                        lambda self, ids, **kw: generated.append(ids) or real_generate(self, ids, **kw))
+    path = tmp_path / "p.jsonl"
+    long = "def add(a, b):\n    return a + b\n"
+    path.write_text(json.dumps({"prompt": "x ="}) + "\n\n" + json.dumps({"prompt": long}) + "\n")  # line 3
+    argv = ["generate", "--checkpoint", str(tmp_path), "--tokenizer", str(tokenizer_dir), "--prompts", str(path),
+            "--out", str(tmp_path / "o.jsonl"), "--max-new-tokens", "2", "--batch-size", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:3: the prompt has" in err and "max_position_embeddings of 8" in err, err
+    assert generated == []
