@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,28 @@ def is_pytree_checkpoint(directory: str | Path) -> bool:
     return (Path(directory) / "_METADATA").exists()
 
 
-def quiet_orbax_warnings() -> None:
-    """Orbax warns at every read-only manager ("Given directory is read only") and each missing
-    optional metadata file: noise that reads like an error to a command-line user."""
-    from absl import logging
+# Orbax's warnings at every read-only look-up: noise that reads like an error (the folder is fine).
+_READ_ONLY_NOISE = ("Given directory is read only", "CheckpointManagerOptions.read_only=True",
+                    "Metadata file does not exist")
 
-    logging.set_verbosity(logging.ERROR)
+
+class _ReadOnlyNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_READ_ONLY_NOISE)
+
+
+def quiet_orbax_warnings() -> None:
+    """Drop Orbax's read-only look-up warnings ("Given directory is read only", a missing optional
+    metadata file), and only those: its other warnings (a failing save) still show."""
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _ReadOnlyNoise) for f in absl_logger.filters):
+        absl_logger.addFilter(_ReadOnlyNoise())
 
 
 def _manager(directory: Path):
     import orbax.checkpoint as ocp
+
+    quiet_orbax_warnings()
 
     options = ocp.CheckpointManagerOptions(create=False, read_only=True)
     return ocp.CheckpointManager(directory.absolute(), options=options)

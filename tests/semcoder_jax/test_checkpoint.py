@@ -184,3 +184,30 @@ def test_orbax_to_hf_reads_trainer_style_checkpoint(tmp_path):
     assert np.array_equal(tensors["lm_head.weight"], params["lm_head"]["kernel"].T)
     assert np.array_equal(tensors["model.layers.1.post_attention_layernorm.weight"],
                           params["layers"]["mlp_norm"]["scale"][1])
+
+
+def test_read_only_lookups_log_no_orbax_noise_and_other_warnings_still_show(tmp_path, caplog):
+    """The CLI hid Orbax's read-only warnings by raising absl's level to ERROR for the whole process
+    (a failing save's warning went too), and library users (``load_model_for_inference``) got six."""
+    import numpy as np
+    from absl import logging as absl_logging
+
+    from semcoder_jax.checkpoint import latest_step, load_params, save_params
+    from semcoder_jax.convert.mapping import param_mappings, set_path
+    from semcoder_jax.model.config import get_model_config
+
+    config = get_model_config("tiny", ["hidden_size=32", "intermediate_size=48", "num_layers=1"])
+    params: dict = {}
+    for m in param_mappings(config):
+        set_path(params, m.path, np.zeros(m.full_shape(config), np.float32))
+    save_params(tmp_path / "ckpt", 3, params, config)
+    before = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.WARNING)  # as in a fresh process
+    try:
+        with caplog.at_level("WARNING"):
+            assert latest_step(tmp_path / "ckpt") == 3
+            load_params(tmp_path / "ckpt", 3)
+            absl_logging.warning("Waiting for the previous save to finish")
+    finally:
+        absl_logging.set_verbosity(before)
+    assert [r.getMessage() for r in caplog.records if r.name == "absl"] == ["Waiting for the previous save to finish"]
