@@ -52,10 +52,13 @@ def generate_cached(
     todo = [t for t, p in prompts.items() if any(cache.get(t, i, p, seed_of.get(t), scheme) is None for i in range(n))]
     done_count = 0
     for batch in _contiguous_batches(todo, index, max(1, batch_size)):  # batch size 0 would send empty batches
-        outs = backend.generate(
-            [prompts[t] for t in batch], n=n, temperature=temperature, top_p=top_p,
-            max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + index[batch[0]] * n,
-        )
+        try:
+            outs = backend.generate(
+                [prompts[t] for t in batch], n=n, temperature=temperature, top_p=top_p,
+                max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + index[batch[0]] * n,
+            )
+        except SemcoderError as e:  # it counts prompts within the batch: say which tasks they are
+            raise SemcoderError(f"generating tasks {', '.join(batch)} (in this order): {e}") from None
         outs = list(outs)
         short = [(t, len(texts)) for t, texts in zip(batch, outs) if len(texts) < n]
         short += [(t, 0) for t in batch[len(outs):]]

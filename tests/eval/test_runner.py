@@ -98,6 +98,21 @@ def test_a_backend_returning_too_few_completions_is_an_error_not_empty_samples(t
     assert not (tmp_path / "results.json").exists()
 
 
+def test_a_backend_error_names_the_tasks_of_its_batch(tmp_path, scripted_backend):
+    """The JAX sampler refuses a prompt filling the context as "prompt 1" of its batch, which named no task."""
+    from eval.cache import GenerationCache
+    from eval.runner import generate_cached
+    from semcoder_jax.errors import SemcoderError
+
+    class TooLong(scripted_backend):
+        def generate(self, prompts, **kw):
+            raise SemcoderError("generate: prompt 1 has 9 tokens: no room for any of max_new_tokens=8")
+
+    with pytest.raises(SemcoderError, match=r"generating tasks a, b \(in this order\): generate: prompt 1 has 9 tokens"):
+        generate_cached(TooLong(str.upper), {"a": "x", "b": "y"}, GenerationCache(tmp_path / "g.jsonl", "k"), n=1,
+                        temperature=0.0, top_p=1.0, max_new_tokens=8, stop=(), seed=0, batch_size=2)
+
+
 def test_batch_size_zero_still_generates_every_problem(tmp_path, scripted_backend):
     from eval.cache import GenerationCache
     from eval.runner import generate_cached
