@@ -91,7 +91,7 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     if inputs:
         from semcoder_jax.execution import check_determinism
 
-        report = check_determinism(solution, f"{entry}({inputs[0]})", sandbox=ctx.sandbox)
+        report = check_determinism(solution, f"{entry}({inputs[0]})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
         if not report.deterministic:
             return Reject("nondeterministic", "; ".join(report.reasons)[:200])
     out = dict(record, solution=solution, fix_attempts=attempts)

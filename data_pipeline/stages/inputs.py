@@ -87,7 +87,7 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     if not record.get("seed_inputs"):
         from semcoder_jax.execution import check_determinism
 
-        report = check_determinism(solution, f"{entry}({tests[0]['input']})", sandbox=ctx.sandbox)
+        report = check_determinism(solution, f"{entry}({tests[0]['input']})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
         if not report.deterministic:
             return Reject("nondeterministic", "; ".join(report.reasons)[:200])
     line_cov, branch_cov = measure_coverage(solution, entry, [t["input"] for t in tests], sandbox=ctx.sandbox)

@@ -53,11 +53,16 @@ _type = builtins.type
 _isinstance = builtins.isinstance
 
 
+def cpu_limit_s(job: dict) -> int:
+    """The job's soft CPU-time limit: SIGXCPU there, SIGKILL one second later (the hard limit)."""
+    return min(int(job.get("timeout_s", 10.0)), 1 << 62) + 1  # setrlimit takes a C long
+
+
 def set_limits(job: dict) -> None:
     memory = job.get("memory_bytes")
     if memory:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    cpu = min(int(job.get("timeout_s", 10.0)), 1 << 62) + 1  # setrlimit takes a C long
+    cpu = cpu_limit_s(job)
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     fsize = job.get("max_file_bytes")
     if fsize:
@@ -97,6 +102,11 @@ def _run_program(job: dict) -> dict:
         from semcoder_jax.execution import determinism
 
         audit_log = determinism.instrument()
+    renumber = None
+    if job.get("identity_hash") in ("numbered", "reversed"):
+        from semcoder_jax.execution import determinism
+
+        renumber = determinism.number_identity_hashes(reverse=job["identity_hash"] == "reversed")
     try:
         code = compile(job["source"], PROGRAM_FILENAME, "exec")
         if mode == "cover":
@@ -107,6 +117,8 @@ def _run_program(job: dict) -> dict:
         if audit_log is not None:
             audit_log.active = True
         exec(code, env)
+        if renumber is not None:
+            renumber()
         call = job.get("call")
         if call is not None:
             call_code = compile(call, CALL_FILENAME, "eval")

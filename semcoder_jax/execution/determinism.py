@@ -1,10 +1,13 @@
 """Determinism filter: flag programs whose result is not a function of their input.
 
-Two checks. (1) The same call under two hash seeds (two fork servers) must give the same status,
+Three checks. (1) The same call under two hash seeds (two fork servers) must give the same status,
 return value and stdout. (2) An instrumented run records reads of the clock, randomness, process
 identity, the environment, files and the network: ``instrument()`` (inside the child) wraps those
 functions and adds an audit hook; the sandbox already refuses network and process creation, which
-then shows up as an error the report names.
+then shows up as an error the report names. (3) The call's trace, which monologues are written from,
+must come out the same when the program's objects hashed by identity hash in another order
+(``number_identity_hashes``): within one hash seed, a set of them iterates in the order of their
+addresses, which differ from run to run.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 
 from semcoder_jax.execution.child import CALL_FILENAME, PROGRAM_FILENAME
 
@@ -215,31 +219,111 @@ def instrument() -> AuditLog:
     return log
 
 
+def number_identity_hashes(reverse: bool = False) -> Callable[[], None]:
+    """Inside the child, before the program runs: the classes it defines that hash by identity (no
+    ``__hash__`` of their own) hash by the order their instances were first hashed in (the complement
+    with ``reverse``), not by address. Two traces, one of each, agree whatever the addresses, and differ
+    where a set of such objects is iterated or shown (in the other order, short of collisions).
+
+    Call the function returned once the top level has run: classes are changed from then on, after
+    their decorators (a ``__hash__`` in its class would keep ``dataclass`` from adding its own)."""
+    import builtins
+    import itertools
+    import weakref
+
+    numbers: dict[int, int] = {}
+    refs: dict[int, weakref.ref] = {}
+    kept = []  # instances that take no weak reference: kept alive, so that no other takes their address
+    counter = itertools.count(1)
+    object_id = builtins.id
+
+    def forget(key: int) -> None:
+        numbers.pop(key, None)
+        refs.pop(key, None)
+
+    def numbered_hash(self) -> int:
+        key = object_id(self)
+        n = numbers.get(key)
+        if n is None:
+            n = numbers[key] = next(counter)
+            try:
+                refs[key] = weakref.ref(self, lambda _, key=key: forget(key))
+            except TypeError:
+                kept.append(self)
+        return ~n if reverse else n
+
+    def renumber(cls) -> None:
+        if isinstance(cls, type) and cls.__hash__ is object.__hash__:
+            try:
+                cls.__hash__ = numbered_hash
+            except (TypeError, AttributeError):  # a metaclass that refuses it
+                pass
+
+    made: list = []  # None once the top level has run
+    build_class = builtins.__build_class__
+
+    def build(func, name, *bases, **kwargs):
+        cls = build_class(func, name, *bases, **kwargs)
+        if made is None:
+            renumber(cls)
+        else:
+            made.append(cls)
+        return cls
+
+    def start() -> None:
+        nonlocal made
+        for cls in made:
+            renumber(cls)
+        made = None
+
+    builtins.__build_class__ = build
+    return start
+
+
+def _first_difference(a: list[dict], b: list[dict]) -> int | None:
+    """The line of the first event where two traces part."""
+    for x, y in zip(a, b):
+        if x != y:
+            return x.get("line")
+    return (a[len(b)] if len(a) > len(b) else b[len(a)]).get("line")
+
+
 @dataclasses.dataclass
 class DeterminismReport:
     deterministic: bool
     reasons: list[str]
 
 
-def check_determinism(source: str, call: str | None, *, sandbox=None, other_hash_seed: int | None = None) -> DeterminismReport:
-    """Run under two hash seeds and once instrumented; ``deterministic`` iff no reason was found."""
-    return check_determinism_many([(source, call)], sandbox=sandbox, other_hash_seed=other_hash_seed)[0]
+def check_determinism(source: str, call: str | None, *, sandbox=None, other_hash_seed: int | None = None,
+                      max_repr: int = 256) -> DeterminismReport:
+    """Run under two hash seeds, once instrumented and traced twice; ``deterministic`` iff no reason was
+    found. ``max_repr`` as the traces that monologues are written from take it."""
+    return check_determinism_many([(source, call)], sandbox=sandbox, other_hash_seed=other_hash_seed, max_repr=max_repr)[0]
 
 
-def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None = None) -> list[DeterminismReport]:
+def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None = None,
+                           max_repr: int = 256) -> list[DeterminismReport]:
     """``check_determinism`` over ``(source, call)`` pairs, concurrently; reports in input order."""
     from semcoder_jax.execution.sandbox import default_sandbox
-    from semcoder_jax.execution.tracer import mask_addresses
+    from semcoder_jax.execution.tracer import mask_addresses, trace_job
 
     box = sandbox or default_sandbox()
     other = box.sibling(other_hash_seed if other_hash_seed is not None else box.config.hash_seed + 1)
     items = list(items)
     plain = [{"mode": "run", "source": s, "call": c} for s, c in items]
+    traced = [trace_job(s, c, max_repr=max_repr) for s, c in items]
     audited = box.map_raw({"mode": "audit", "source": s, "call": c} for s, c in items)
-    first = box.map_raw(plain)
+    traces = box.map_raw(dict(job, identity_hash="numbered") for job in traced)  # also this seed's result
+    shuffled = box.map_raw(dict(job, identity_hash="reversed") for job in traced)
     second = other.map_raw(plain)
+    # A traced call that did not pass (too slow to trace in time, or deeper than the recursion limit with
+    # the tracer's frames; it gets no monologue) is compared from a plain run, as its error would be.
+    first = list(traces)
+    failed = [i for i, r in enumerate(traces) if r.get("status") != "passed"]
+    for i, r in zip(failed, box.map_raw(plain[i] for i in failed)):
+        first[i] = r
     reports = []
-    for a, r1, r2 in zip(audited, first, second):
+    for (_, call), a, r1, r2, t1, t2 in zip(items, audited, first, second, traces, shuffled):
         reasons = list((a.get("payload") or {}).get("reasons", []))
         msg = a.get("exc_message") or ""
         if msg.startswith("sandbox:"):
@@ -251,5 +335,9 @@ def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None =
         messages = [mask_addresses(r.get("exc_message")) for r in (r1, r2)]
         if any(r1.get(k) != r2.get(k) for k in key) or messages[0] != messages[1]:
             reasons.append(f"result differs between hash seeds {box.config.hash_seed} and {other.config.hash_seed}")
+        events = [(t.get("payload") or {}).get("events", []) for t in (t1, t2)]
+        if "timeout" not in (t1.get("status"), t2.get("status")) and events[0] != events[1]:
+            reasons.append(f"trace of {call or '<module>'} differs between runs from line "
+                           f"{_first_difference(*events)} on (order by object identity)")
         reports.append(DeterminismReport(deterministic=not reasons, reasons=reasons))
     return reports

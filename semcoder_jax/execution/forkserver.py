@@ -28,11 +28,14 @@ import ctypes
 import gc
 import importlib
 import os
+import resource
 import selectors
 import signal
+import sys
 import tempfile
 import threading
 from shutil import rmtree  # the guard sets shutil.rmtree to None in this process
+from collections.abc import Callable
 
 from semcoder_jax.execution import child, coverage, determinism, guard, tracer  # noqa: F401
 
@@ -266,6 +269,7 @@ class ForkServer:
             self.disk_isolated = mount_job_folder(self.tmp_root, 1 << 20)
             unmount_job_folder(self.tmp_root)
         self.host_read_only = False  # made so once the preloaded modules are in (they may write caches)
+        self.oom_kills = oom_kill_count()
 
     def respond(self, obj: dict) -> None:
         text = json.dumps(obj, ensure_ascii=False)
@@ -403,24 +407,24 @@ class ForkServer:
             if run is None:
                 continue
             try:
-                _, status = os.waitpid(pid, 0)
+                _, status, usage = _wait4(pid, 0)
             except ChildProcessError:
-                status = 0
-            self.finish(run, status)
+                status, usage = 0, None
+            self.finish(run, status, usage)
 
     def reap(self) -> None:
         while self.running:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status, usage = _wait4(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
                 return
             run = self.running.pop(pid, None)
             if run is not None:
-                self.finish(run, status)
+                self.finish(run, status, usage)
 
-    def finish(self, run: Running, wait_status: int) -> None:
+    def finish(self, run: Running, wait_status: int, usage: resource.struct_rusage | None = None) -> None:
         duration = time.monotonic() - run.start
         try:
             os.killpg(run.pid, signal.SIGKILL)  # whatever the program left in its group
@@ -433,9 +437,16 @@ class ForkServer:
             os.close(fd)
         self.release_folder(run)
         if not run.responded:
-            self.respond(self.compose(run, wait_status, duration))
+            self.respond(self.compose(run, wait_status, duration, usage))
 
-    def compose(self, run: Running, wait_status: int | None, duration: float | None = None) -> dict:
+    def new_oom_kill(self) -> bool:
+        """Whether the kernel's OOM killer has killed a process since the last time this was asked."""
+        count = oom_kill_count()
+        seen, self.oom_kills = self.oom_kills, count
+        return count is not None and seen is not None and count > seen
+
+    def compose(self, run: Running, wait_status: int | None, duration: float | None = None,
+                usage: resource.struct_rusage | None = None) -> dict:
         result = None
         if run.result:
             try:
@@ -449,7 +460,7 @@ class ForkServer:
                       "exc_message": f"killed: {run.killed_for}" if run.killed_for != "timeout" else
                       f"timed out after {run.job['timeout_s']} s"}
         elif result is None:
-            result = status_from_wait(wait_status) if wait_status is not None else {
+            result = status_from_wait(wait_status, usage, run.job, self.new_oom_kill) if wait_status is not None else {
                 "status": "error", "exc_type": "SandboxError", "exc_message": "unreadable result"}
         result.update(
             id=run.job["id"],
@@ -518,6 +529,19 @@ class ForkServer:
             self.reap()
 
 
+def _wait4(pid: int, options: int) -> tuple[int, int, resource.struct_rusage]:
+    """``os.wait4``, which imports ``resource`` on every call: the guard keeps that module from programs
+    (``prlimit`` reaches other processes), so it is lent back for the call. This server is
+    single-threaded and forks no child meanwhile, so no program sees it."""
+    blocked = "resource" in sys.modules and sys.modules["resource"] is None
+    sys.modules["resource"] = resource
+    try:
+        return os.wait4(pid, options)
+    finally:
+        if blocked:
+            sys.modules["resource"] = None
+
+
 def _pidfd_works() -> bool:
     if not hasattr(os, "pidfd_open"):
         return False
@@ -528,15 +552,38 @@ def _pidfd_works() -> bool:
         return False
 
 
-def status_from_wait(wait_status: int) -> dict:
-    """Status of a child that left no result: it exited early, closed its channel or was signalled."""
+def oom_kill_count() -> int | None:
+    """Processes the kernel's OOM killer has killed since boot, whatever their cgroup (None: unknown)."""
+    try:
+        with open("/proc/vmstat", "rb") as f:
+            for line in f:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def status_from_wait(wait_status: int, usage: resource.struct_rusage | None = None, job: dict | None = None,
+                     new_oom_kill: Callable[[], bool] = lambda: False) -> dict:
+    """Status of a child that left no result: it exited early, closed its channel or was signalled.
+
+    A SIGKILL the server did not send came from the hard CPU limit (a program that ignores SIGXCPU), the
+    OOM killer or the program itself; ``usage`` (from ``wait4``) tells them apart: CPU time at the job's
+    limit, then peak memory of half its limit or more (or an OOM kill the kernel counted meanwhile)."""
     if os.WIFSIGNALED(wait_status):
         sig = os.WTERMSIG(wait_status)
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
         if sig == signal.SIGXCPU:
             return {"status": "timeout", "exc_type": None, "exc_message": "CPU time limit exceeded"}
         if sig == signal.SIGKILL:
-            return {"status": "memory", "exc_type": None, "exc_message": "killed by SIGKILL (out of memory)"}
+            job = job or {}
+            if usage is not None and usage.ru_utime + usage.ru_stime >= child.cpu_limit_s(job):
+                return {"status": "timeout", "exc_type": None, "exc_message": "CPU time limit exceeded (killed by SIGKILL)"}
+            memory = int(job.get("memory_bytes") or 0)
+            if (usage is not None and memory and usage.ru_maxrss * 1024 >= memory // 2) or new_oom_kill():
+                return {"status": "memory", "exc_type": None, "exc_message": "killed by SIGKILL (out of memory)"}
+            return {"status": "killed", "exc_type": None, "exc_message": "killed by SIGKILL"}
         if sig == signal.SIGXFSZ:
             return {"status": "output_limit", "exc_type": None, "exc_message": "file size limit exceeded"}
         return {"status": "killed", "exc_type": None, "exc_message": f"killed by {name}"}

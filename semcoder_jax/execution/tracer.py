@@ -220,6 +220,13 @@ def trace_call(source: str, call: str, *, sandbox=None, max_events: int = 10_000
                       max_depth=max_depth, max_bytes=max_bytes, timeout_s=timeout_s)[0]
 
 
+def trace_job(source: str, call: str | None, *, max_events: int = 10_000, max_repr: int = 256, max_depth: int = 3,
+              max_bytes: int = 1_000_000, timeout_s: float | None = None) -> dict:
+    """The sandbox job that traces ``call``: its response holds the events as ``payload``."""
+    options = {"max_events": max_events, "max_repr": max_repr, "max_depth": max_depth, "max_bytes": max_bytes}
+    return {"mode": "trace", "source": source, "call": call, "timeout_s": timeout_s, "trace_options": options}
+
+
 def trace_many(items, *, sandbox=None, max_events: int = 10_000, max_repr: int = 256, max_depth: int = 3,
                max_bytes: int = 1_000_000, timeout_s: float | None = None, progress: bool = False) -> list[Trace]:
     """``trace_call`` over ``(source, call)`` pairs, concurrently; traces in input order."""
@@ -227,10 +234,9 @@ def trace_many(items, *, sandbox=None, max_events: int = 10_000, max_repr: int =
     from semcoder_jax.execution.sandbox import default_sandbox
 
     box = sandbox or default_sandbox()
-    options = {"max_events": max_events, "max_repr": max_repr, "max_depth": max_depth, "max_bytes": max_bytes}
     items = list(items)
-    jobs = ({"mode": "trace", "source": s, "call": c, "timeout_s": timeout_s, "trace_options": options}
-            for s, c in items)
+    jobs = (trace_job(s, c, max_events=max_events, max_repr=max_repr, max_depth=max_depth, max_bytes=max_bytes,
+                      timeout_s=timeout_s) for s, c in items)
     traces = []
     for (_, call), response in zip(items, box.map_raw(jobs, progress=progress, desc="trace", total=len(items))):
         r = ExecResult.from_response(response)

@@ -46,3 +46,42 @@ def test_batch_keeps_order(sandbox):
     reports = check_determinism_many([("def f():\n    return 1\n", "f()"),
                                       ("import time\ndef f():\n    return time.time()\n", "f()")], sandbox=sandbox)
     assert [r.deterministic for r in reports] == [True, False]
+
+
+_NODE = "class N:\n    def __init__(self, v):\n        self.v = v\n    def __repr__(self):\n        return f'N({self.v})'\n"
+
+
+@pytest.mark.parametrize(
+    "source, deterministic",
+    [
+        # A set of objects hashed by identity prints (and iterates) in the order of their addresses, which
+        # differ from run to run within one hash seed: the result is stable, the trace (and monologue) not.
+        (_NODE + "def f(xs):\n    s = {N(x) for x in xs}\n    return len(s)\n", False),
+        (_NODE + "def f(xs):\n    return sum(n.v * i for i, n in enumerate({N(x) for x in xs}))\n", False),
+        # Hashed by value: the same order on every run.
+        (_NODE + "    def __hash__(self):\n        return self.v\n    def __eq__(self, o):\n        return self.v == o.v\n"
+         "def f(xs):\n    s = {N(x) for x in xs}\n    return len(s)\n", True),
+        # Hashed by their fields (dataclass adds __hash__ after the class is made).
+        ("import dataclasses\n@dataclasses.dataclass(frozen=True)\nclass P:\n    v: int\n"
+         + "def f(xs):\n    s = {P(x) for x in xs}\n    return len(s)\n", True),
+        (_NODE.replace("class N:", "import dataclasses\n@dataclasses.dataclass(eq=False)\nclass N:")
+         + "def f(xs):\n    s = {N(x) for x in xs}\n    return len(s)\n", False),
+        # Identity-hashed objects as dict keys: insertion order.
+        (_NODE + "def f(xs):\n    d = {N(x): x for x in xs}\n    return sum(d.values())\n", True),
+        ("def f(xs):\n    s = set(map(str, xs))\n    return len(s)\n", True),  # ordered by the hash seed: fixed
+    ],
+)
+def test_a_trace_ordered_by_object_identity_is_nondeterministic(sandbox, source, deterministic):
+    """The filter compared results only: ``len`` of a set of identity-hashed objects passed, and the
+    trace that monologues are written from listed the set in another order on every build."""
+    report = check_determinism(source, "f([0, 7, 3, 5])", sandbox=sandbox)
+    assert report.deterministic is deterministic, report.reasons
+    if not deterministic:
+        assert any(r.startswith("trace of f([0, 7, 3, 5]) differs") for r in report.reasons), report.reasons
+
+
+def test_an_erroring_call_is_compared_untraced(sandbox):
+    """The tracer's own frames reach the recursion limit first, with another message: a call that fails
+    either way is not "different between hash seeds"."""
+    report = check_determinism("def r(n):\n    return r(n + 1)\n", "r(0)", sandbox=sandbox)
+    assert report.deterministic, report.reasons

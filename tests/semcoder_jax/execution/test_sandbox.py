@@ -436,3 +436,55 @@ def test_a_crashed_caller_leaves_no_folder_behind():
     while os.path.exists(server_dir) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(server_dir)
+
+
+def test_a_program_that_kills_itself_is_killed_not_out_of_memory(sandbox):
+    """Every SIGKILL the server had not sent was reported as ``memory`` ("out of memory")."""
+    r = sandbox.run("import signal\nsignal.raise_signal(signal.SIGKILL)")
+    assert (r.status, r.exc_message) == ("killed", "killed by SIGKILL")
+
+
+_IGNORES_SIGXCPU = """
+import json, os, signal
+from semcoder_jax.execution import child, forkserver
+job = {"timeout_s": 0.5, "memory_bytes": 1 << 30}
+pid = os.fork()
+if pid == 0:
+    signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+    child.set_limits(job)
+    while True:
+        pass
+_, status, usage = os.wait4(pid, 0)
+print(json.dumps([os.WTERMSIG(status), forkserver.status_from_wait(status, usage, job)]))
+"""
+
+
+def test_a_program_ignoring_sigxcpu_until_the_hard_cpu_limit_is_a_timeout():
+    """The kernel's SIGKILL at the hard CPU limit (one second past the soft one, whose SIGXCPU the program
+    ignored) was reported as ``memory``."""
+    out = _run_script(_IGNORES_SIGXCPU, "")
+    assert out.returncode == 0, out.stderr
+    sig, result = json.loads(out.stdout)
+    assert sig == 9 and result["status"] == "timeout" and "CPU time" in result["exc_message"]
+
+
+def _rusage(cpu_s: float = 0.0, maxrss_kib: int = 80_000):
+    import resource
+
+    return resource.struct_rusage((cpu_s, 0.0, maxrss_kib) + (0,) * 13)
+
+
+@pytest.mark.parametrize(
+    "usage, oom_killed, status",
+    [
+        (_rusage(cpu_s=3.01), False, "timeout"),  # timeout_s 2: soft CPU limit 3 s, SIGKILL at 4 s
+        (_rusage(maxrss_kib=3 << 20), False, "memory"),  # 3 GiB of a 4 GiB limit
+        (_rusage(), True, "memory"),  # the kernel counted an OOM kill meanwhile
+        (_rusage(cpu_s=2.5, maxrss_kib=1 << 20), False, "killed"),
+    ],
+)
+def test_sigkill_is_told_apart_by_resource_usage(usage, oom_killed, status):
+    from semcoder_jax.execution.forkserver import status_from_wait
+
+    job = {"timeout_s": 2, "memory_bytes": 4 << 30}
+    assert status_from_wait(9, usage, job, lambda: oom_killed)["status"] == status
