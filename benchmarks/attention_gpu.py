@@ -6,6 +6,8 @@ Prints JSON lines. ``check``: output and q/k/v gradients of ``cudnn`` with ``pac
 128, 4 segments per row), as ``../shared/bench/attn_packing_probe.py`` measures it.
 
   python benchmarks/attention_gpu.py
+
+Exits 1 when a case failed (off a GPU: all of them, "cuDNN is not detected"); its row says why.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ def _loss_fn(impl, packed_m):
     return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True))
 
 
-def check() -> None:
+def check() -> bool:
     q, k, v, seg = _inputs(2, 512, 4, 128)
     seg = seg.at[0, 448:].set(0).at[1].set(jnp.where(jnp.arange(512) < 300, 1, 2))  # padding; 2 segments
     (_, ref), gref = _loss_fn("xla", 0)(q, k, v, seg)
     real = (seg != 0)[:, :, None, None]
+    ok = True
     for name, impl, m in (("cudnn_packed", "cudnn", 8), ("cudnn_bias", "cudnn", 0)):
         try:
             (_, out), g = _loss_fn(impl, m)(q, k, v, seg)
@@ -51,10 +54,13 @@ def check() -> None:
                                   grad_scale=[float(jnp.max(jnp.abs(a.astype(jnp.float32)))) for a in gref])), flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on
             print(json.dumps(dict(part="check", case=name, error=str(e)[:400])), flush=True)
+            ok = False
+    return ok
 
 
-def timings() -> None:
+def timings() -> bool:
     q, k, v, seg = _inputs(4, 2048, 32, 128)
+    ok = True
     for name, impl, m, sg in (("cudnn_causal_no_segments", "cudnn", 0, jnp.ones_like(seg)),
                               ("cudnn_packed", "cudnn", 32, seg), ("cudnn_packed_m8", "cudnn", 8, seg),
                               ("cudnn_bias", "cudnn", 0, seg)):
@@ -68,6 +74,8 @@ def timings() -> None:
             print(json.dumps(dict(part="time", case=name, ms=round((time.perf_counter() - t0) / 20 * 1e3, 3))), flush=True)
         except Exception as e:  # noqa: BLE001
             print(json.dumps(dict(part="time", case=name, error=str(e)[:400])), flush=True)
+            ok = False
+    return ok
 
 
 if __name__ == "__main__":
@@ -75,5 +83,6 @@ if __name__ == "__main__":
 
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     print("jax", jax.__version__, jax.devices(), flush=True)
-    check()
-    timings()
+    checked = check()
+    timed = timings()
+    raise SystemExit(0 if checked and timed else 1)

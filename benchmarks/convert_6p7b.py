@@ -28,6 +28,7 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+from _args import fresh_scratch, positive_int
 
 from semcoder_jax.convert.hf_io import TensorPlan, write_sharded
 from semcoder_jax.convert.mapping import param_mappings
@@ -150,9 +151,9 @@ def spot_check(src: Path, exported: Path, names: list[str]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default="/tmp/semcoder-convert-bench")
+    parser.add_argument("--workdir", default="/tmp/semcoder-convert-bench", help="scratch folder, emptied first")
     parser.add_argument("--model", default="deepseek-coder-6.7b")
-    parser.add_argument("--layers", type=int, default=None, help="override the number of layers (quick runs)")
+    parser.add_argument("--layers", type=positive_int, default=None, help="override the number of layers (quick runs)")
     parser.add_argument("--source-shard-size", type=int, default=5 * 10**9)
     parser.add_argument("--max-shard-size", default="5GB", help="orbax-to-hf output shard size")
     parser.add_argument("--keep", action="store_true", help="keep the files")
@@ -164,9 +165,7 @@ def main() -> int:
     overrides = [f"num_layers={args.layers}"] if args.layers else []
     config = get_model_config(args.model, overrides)
     work = Path(args.workdir)
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    fresh_scratch(work, {"hf_in", "orbax", "hf_out", "copy"})
     total = config.num_params() * 2
     free = shutil.disk_usage(work).free
     emit(stage="setup", model=config.name, layers=config.num_layers, params=config.num_params(),

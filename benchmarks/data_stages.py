@@ -13,9 +13,10 @@ import argparse
 import json
 import os
 import re
-import shutil
 import time
 from pathlib import Path
+
+from _args import fresh_scratch, positive_int
 
 from semcoder_jax import PROJECT_ROOT
 
@@ -38,8 +39,8 @@ def replicated_corpus(dst: Path, n: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=32_000, help="problems (PYX has ~32k)")
-    ap.add_argument("--out", default="/tmp/semcoder_bench_data")
+    ap.add_argument("--n", type=positive_int, default=32_000, help="problems (PYX has ~32k)")
+    ap.add_argument("--out", default="/tmp/semcoder_bench_data", help="scratch folder (corpus/, build/), emptied first")
     ap.add_argument("--workers", type=int, default=0, help="threads per stage (0 = CPU count)")
     ap.add_argument("--shards", type=int, default=0, help="JSONL shards per stage (0 = n/100)")
     args = ap.parse_args()
@@ -48,7 +49,7 @@ def main() -> None:
     from data_pipeline.cli import load
 
     out = Path(args.out)
-    shutil.rmtree(out, ignore_errors=True)
+    fresh_scratch(out, {"corpus", "build"})
     n = replicated_corpus(out / "corpus", args.n)
     cfg = load("demo", [f"output_dir={out / 'build'}", f"corpus_dirs=[{out / 'corpus'}]", f"max_seeds={args.n}",
                         f"num_shards={args.shards or max(1, args.n // 100)}", f"workers={args.workers}", "tfrecord_shards=8"])

@@ -17,6 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _args import positive_int  # noqa: E402
+
 from eval.backends import BackendConfig, get_backend  # noqa: E402
 from eval.benchmarks import load_problems  # noqa: E402
 from eval.tasks import build_prompt  # noqa: E402
@@ -26,9 +28,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hf-dir", required=True)
     ap.add_argument("--benchmark", default="humaneval")
-    ap.add_argument("--prompts", type=int, default=64)
-    ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--prompts", type=positive_int, default=64)
+    ap.add_argument("--max-new-tokens", type=positive_int, default=256)
+    ap.add_argument("--batch-size", type=positive_int, default=32)
     ap.add_argument("--dtype", default=None)
     ap.add_argument("--backends", nargs="+", default=["jax", "hf"])
     args = ap.parse_args()

@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _args import positive_int  # noqa: E402
+
 from eval.benchmarks import load_problems  # noqa: E402
 from eval.benchmarks.evalplus import HUMANEVAL_PLUS, MBPP_PLUS  # noqa: E402
 
@@ -87,9 +89,9 @@ def run_evalplus(name: str, problems, rows: list[dict], workdir: Path, parallel:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", nargs="+", default=["humaneval", "mbpp"])
-    ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--parallel", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--datasets", nargs="+", choices=["humaneval", "mbpp"], default=["humaneval", "mbpp"])
+    ap.add_argument("--limit", type=positive_int, default=None)
+    ap.add_argument("--parallel", type=positive_int, default=os.cpu_count() or 2)
     args = ap.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="eval-scoring-bench-"))
     print(f"cpus={os.cpu_count()} parallel={args.parallel} load={os.getloadavg()[0]:.1f}")

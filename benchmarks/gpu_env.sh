@@ -3,6 +3,10 @@ if [[ ${1:-} == -h || ${1:-} == --help ]]; then  # the sourcing script's usage: 
   awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
   exit 0
 fi
+if [[ ${1:-} == -* ]]; then  # a mistyped option would otherwise start the GPU runs
+  echo "$(basename "$0"): unknown option '$1' (--help for usage)" >&2
+  exit 2
+fi
 OUT=${OUT:-gpu_results}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2 XLA_PYTHON_CLIENT_MEM_FRACTION=0.94
 if compgen -G ".whl/*.whl" >/dev/null; then

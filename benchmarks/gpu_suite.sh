@@ -4,6 +4,10 @@
 # ./gpu_results). Expects the reference scripts in .bench/ (copied from ../shared/bench/) and any
 # wheels the image lacks in .whl/.
 set -u
+if (($#)) && [[ $1 != -* ]]; then  # options (--help, or a refusal) are gpu_env.sh's
+  echo "$(basename "$0") takes no arguments, got: $* (--help for usage)" >&2
+  exit 2
+fi
 source "$(dirname "$0")/gpu_env.sh"
 part() {  # part NAME SECONDS CMD...
   local name=$1 secs=$2; shift 2

@@ -13,15 +13,22 @@ import argparse
 import random
 from pathlib import Path
 
+from _args import positive_int
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", required=True, help="output folder of `semcoder data build`")
-    ap.add_argument("--seq-len", type=int, default=2048)
-    ap.add_argument("--batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32])
+    ap.add_argument("--seq-len", type=positive_int, default=2048)
+    ap.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[4, 8, 16, 32])
     ap.add_argument("--max-segments", type=int, default=None, help="examples a row holds at most (default: the data config's)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.max_segments is not None and args.max_segments < 0:
+        ap.error(f"--max-segments: expected 0 (no limit) or more, got {args.max_segments}")
+    record_files = [p for p in sorted(Path(args.build, "records").glob("*.jsonl")) if p.stem != "rejects"]
+    if not record_files:
+        ap.error(f"--build: no {Path(args.build, 'records', '*.jsonl')} (the output folder of `semcoder data build`?)")
 
     from data_pipeline import packing
     from data_pipeline.config import DataConfig
@@ -29,8 +36,10 @@ def main() -> None:
     from data_pipeline.tokenization import tokenize_records
     from semcoder_jax.tokenizer import load_tokenizer
 
-    records = [r for p in sorted(Path(args.build, "records").glob("*.jsonl")) if p.stem != "rejects" for r in read_jsonl(p)]
+    records = [r for p in record_files for r in read_jsonl(p)]
     examples, too_long = tokenize_records(records, load_tokenizer(), args.seq_len)
+    if not examples:
+        raise SystemExit(f"no record of {len(records)} under {args.build} fits in --seq-len {args.seq_len}")
     lengths = [len(e) for e in examples]
     print(f"{len(examples)} records ({len(too_long)} longer than {args.seq_len} dropped), "
           f"mean {sum(lengths) / len(lengths):.0f} tokens, max {max(lengths)}")

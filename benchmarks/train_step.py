@@ -25,6 +25,7 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.95")  # 6.7B + fp32 A
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _args import positive_int  # noqa: E402
 
 
 def matmul_peak_tflops() -> float:
@@ -115,18 +116,18 @@ def compiled_memory(trainer, batch: int, seq: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="tiny", help="model preset or YAML/HF config path")
-    p.add_argument("--batch", type=int, default=4, help="global batch (rows)")
-    p.add_argument("--seq", type=int, default=2048)
+    p.add_argument("--batch", type=positive_int, default=4, help="global batch (rows)")
+    p.add_argument("--seq", type=positive_int, default=2048)
     p.add_argument("--remat", default=None, help="model.remat_policy (default: the preset's)")
     p.add_argument("--attention", default=None, help="xla | cudnn | splash (default: the preset's)")
     p.add_argument("--packed", action="store_true", help="pack --segments segments per row")
-    p.add_argument("--segments", type=int, default=4)
-    p.add_argument("--micro-batches", type=int, default=1)
+    p.add_argument("--segments", type=positive_int, default=4)
+    p.add_argument("--micro-batches", type=positive_int, default=1)
     p.add_argument("--dtype", default=None, help="compute dtype (default: the preset's)")
     p.add_argument("--moment-dtype", default="float32")
     p.add_argument("--mesh", default="data=1,fsdp=-1,tensor=1", help="mesh axis sizes, e.g. fsdp=8 or data=2,fsdp=4")
     p.add_argument("--devices", type=int, default=-1, help="use the first N devices")
-    p.add_argument("--steps", type=int, default=5, help="timed steps")
+    p.add_argument("--steps", type=positive_int, default=5, help="timed steps")
     p.add_argument("--warmup-steps", type=int, default=2, help="untimed steps after the compiling one")
     p.add_argument("--peak-tflops", type=float, default=None, help="per-device peak for mfu_vs_table_peak")
     p.add_argument("--vocab", type=int, default=None, help="override the vocabulary (CPU checks)")
@@ -136,6 +137,12 @@ def main() -> None:
                    help="compile the step for abstract state (nothing allocated) and print XLA's memory figures per device")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="extra TrainConfig overrides")
     args = p.parse_args()
+    if args.warmup_steps < 0:
+        p.error(f"--warmup-steps: expected 0 or more, got {args.warmup_steps}")
+    if args.top_ops and not args.profile:
+        p.error("--top-ops reads the trace of --profile DIR; pass both")
+    if args.packed and args.segments > args.seq:
+        p.error(f"--segments {args.segments} > --seq {args.seq}: a segment needs a token at least")
 
     from semcoder_jax.train.config import load_train_config
     from semcoder_jax.train.input import to_global
