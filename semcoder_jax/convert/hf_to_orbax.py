@@ -48,12 +48,7 @@ def read_hf_config(hf_dir: str | Path) -> ModelConfig:
     path = Path(hf_dir) / "config.json"
     if not path.exists():
         raise SemcoderError(f"{path}: not found")
-    try:
-        hf = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SemcoderError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(hf, dict):
-        raise SemcoderError(f"{path}: must be a JSON object")
+    hf = _read_json_object(path)
     unknown = sorted(set(hf) - KNOWN_HF_CONFIG_KEYS)
     if unknown:
         raise SemcoderError(f"{path}: unknown config key(s) {', '.join(map(repr, unknown))} (not LlamaConfig fields)")
@@ -75,16 +70,21 @@ def _generation_eos_ids(path: Path) -> tuple[int, ...]:
     often list an end-of-turn id there that ``config.json`` lacks); none without the file."""
     if not path.exists():
         return ()
-    try:
-        gen = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise SemcoderError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(gen, dict):
-        raise SemcoderError(f"{path}: must be a JSON object")
+    gen = _read_json_object(path)
     try:
         return token_ids(gen.get("eos_token_id"), "eos_token_id")
     except SemcoderError as e:
         raise SemcoderError(f"{path}: {str(e).removeprefix('config.json: ')}") from None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise SemcoderError(f"{path}: invalid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise SemcoderError(f"{path}: must be a JSON object")
+    return data
 
 
 def check_weights(weights: HFWeights, config: ModelConfig) -> list[ParamMapping]:
