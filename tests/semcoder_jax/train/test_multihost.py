@@ -2,8 +2,11 @@
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,16 +20,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# JAX writes the persistent compilation cache from process 0 only, and on CPU a program's cache key
+# differs between processes: without this, every test's process 1 compiled the model again.
+CACHE_ON_EVERY_PROCESS = """
+try:
+    from jax._src import compiler, distributed
+
+    _write = compiler._cache_write
+
+    def _cache_write(*args, **kwargs):
+        state = distributed.global_state
+        process_id, state.process_id = state.process_id, 0
+        try:
+            return _write(*args, **kwargs)
+        finally:
+            state.process_id = process_id
+
+    compiler._cache_write = _cache_write
+except (ImportError, AttributeError):  # another JAX: process 1 compiles, only slower
+    pass
+"""
+
+
 @contextlib.contextmanager
-def two_processes(tiny, config, run_dir, *overrides, env=None):
+def two_processes(tiny, config, run_dir, *overrides, env=None, site=""):
     """``semcoder train`` as processes 0 and 1 of one jax.distributed job (4 CPU devices each), ``env``
-    added to their environment; whichever is still running at the end is killed."""
+    added to their environment and ``site`` run first in each (a ``sitecustomize``); whichever is
+    still running at the end is killed."""
     port = _free_port()
+    site_dir = Path(tempfile.mkdtemp(prefix="multihost-site-"))
+    (site_dir / "sitecustomize.py").write_text(site + CACHE_ON_EVERY_PROCESS)
+    env = dict(env or {})
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site_dir), env.get("PYTHONPATH", os.environ.get("PYTHONPATH"))]))
     procs = [
         tiny.semcoder_train(config, run_dir, *overrides, env={
             "JAX_COORDINATOR_ADDRESS": f"localhost:{port}", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(i),
             "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-            **(env or {}),
+            **env,
         })
         for i in range(2)
     ]
@@ -36,6 +66,7 @@ def two_processes(tiny, config, run_dir, *overrides, env=None):
         for p in procs:
             if p.poll() is None:
                 p.kill()
+        shutil.rmtree(site_dir, ignore_errors=True)
 
 
 @pytest.mark.slow
@@ -142,11 +173,8 @@ def test_rows_over_max_segments_on_one_host_stop_every_host_before_a_step(tiny, 
     config = tmp_path / "config.yaml"
     save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=2", "model.attention=cudnn", "model.max_segments=4",
                             f"data.path={tmp_path / 'data'}/*.tfrecord"), config)
-    no_tf = tmp_path / "no_tf"  # as on the GPU image
-    no_tf.mkdir()
-    (no_tf / "sitecustomize.py").write_text("import sys\nsys.modules['tensorflow'] = None\n")
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(no_tf), os.environ.get("PYTHONPATH")]))}
-    with two_processes(tiny, config, tmp_path / "run", env=env) as procs:
+    no_tf = "import sys\nsys.modules['tensorflow'] = None\n"  # as on the GPU image
+    with two_processes(tiny, config, tmp_path / "run", site=no_tf) as procs:
         try:
             outs = [p.communicate(timeout=240)[0] for p in procs]
         except subprocess.TimeoutExpired:
@@ -266,7 +294,8 @@ def test_a_failed_metrics_write_on_process_0_mid_run_stops_every_host(tiny, tmp_
         "    def finish(self): pass\n"
         "def init(**kw):\n    return Run()\n")
     config = tmp_path / "config.yaml"
-    save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=4", "wandb.project=x"), config)
+    # the 5-step schedule of the first test: its compiled step, from the persistent cache
+    save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=5", "wandb.project=x"), config)
     path = os.pathsep.join(p for p in (str(fake), os.environ.get("PYTHONPATH")) if p)
     with two_processes(tiny, config, tmp_path / "run", env={"PYTHONPATH": path}) as procs:
         outs = outputs_of_both(procs, timeout=600)  # two steps compiled and run first
