@@ -220,20 +220,23 @@ def instrument() -> AuditLog:
 
 
 def number_identity_hashes(reverse: bool = False) -> Callable[[], None]:
-    """Inside the child, before the program runs: the classes it defines that hash by identity (no
-    ``__hash__`` of their own) hash by the order their instances were first hashed in (the complement
+    """Inside the child, before the program runs: the classes its top level defines that hash by identity
+    (no ``__hash__`` of their own) hash by the order their instances were first hashed in (the complement
     with ``reverse``), not by address. Two traces, one of each, agree whatever the addresses, and differ
     where a set of such objects is iterated or shown (in the other order, short of collisions).
 
-    Call the function returned once the top level has run: classes are changed from then on, after
-    their decorators (a ``__hash__`` in its class would keep ``dataclass`` from adding its own)."""
+    Call the function returned once the top level has run: classes are changed then, after their
+    decorators (a ``__hash__`` in its class would keep ``dataclass`` from adding its own, or from making
+    instances unhashable). A class with instances by then keeps its hash (they may sit in a set or dict
+    already), and so does one made later (its decorators run after it is made): either way the program
+    gives the result it gives untraced."""
     import builtins
+    import gc
     import itertools
     import weakref
 
     numbers: dict[int, int] = {}
     refs: dict[int, weakref.ref] = {}
-    kept = []  # instances that take no weak reference: kept alive, so that no other takes their address
     counter = itertools.count(1)
     object_id = builtins.id
 
@@ -248,8 +251,8 @@ def number_identity_hashes(reverse: bool = False) -> Callable[[], None]:
             n = numbers[key] = next(counter)
             try:
                 refs[key] = weakref.ref(self, lambda _, key=key: forget(key))
-            except TypeError:
-                kept.append(self)
+            except TypeError:  # no weak reference: an object later at its address takes its number, as its hash
+                pass
         return ~n if reverse else n
 
     def renumber(cls) -> None:
@@ -259,22 +262,21 @@ def number_identity_hashes(reverse: bool = False) -> Callable[[], None]:
             except (TypeError, AttributeError):  # a metaclass that refuses it
                 pass
 
-    made: list = []  # None once the top level has run
+    made: list = []
     build_class = builtins.__build_class__
 
     def build(func, name, *bases, **kwargs):
         cls = build_class(func, name, *bases, **kwargs)
-        if made is None:
-            renumber(cls)
-        else:
-            made.append(cls)
+        made.append(cls)
         return cls
 
     def start() -> None:
-        nonlocal made
+        builtins.__build_class__ = build_class
+        classes = set(made)
+        instantiated = {c for t in {type(obj) for obj in gc.get_objects()} for c in t.__mro__ if c in classes}
         for cls in made:
-            renumber(cls)
-        made = None
+            if cls not in instantiated:
+                renumber(cls)
 
     builtins.__build_class__ = build
     return start
@@ -312,9 +314,11 @@ def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None =
     items = list(items)
     plain = [{"mode": "run", "source": s, "call": c} for s, c in items]
     traced = [trace_job(s, c, max_repr=max_repr) for s, c in items]
-    audited = box.map_raw({"mode": "audit", "source": s, "call": c} for s, c in items)
-    traces = box.map_raw(dict(job, identity_hash="numbered") for job in traced)  # also this seed's result
-    shuffled = box.map_raw(dict(job, identity_hash="reversed") for job in traced)
+    n = len(items)
+    ours = box.map_raw([{"mode": "audit", "source": s, "call": c} for s, c in items]
+                       + [dict(job, identity_hash="numbered") for job in traced]  # also this seed's result
+                       + [dict(job, identity_hash="reversed") for job in traced])
+    audited, traces, shuffled = ours[:n], ours[n:2 * n], ours[2 * n:]
     second = other.map_raw(plain)
     # A traced call that did not pass (too slow to trace in time, or deeper than the recursion limit with
     # the tracer's frames; it gets no monologue) is compared from a plain run, as its error would be.

@@ -85,3 +85,27 @@ def test_an_erroring_call_is_compared_untraced(sandbox):
     either way is not "different between hash seeds"."""
     report = check_determinism("def r(n):\n    return r(n + 1)\n", "r(0)", sandbox=sandbox)
     assert report.deterministic, report.reasons
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # Instances hashed by the top level: renumbering their class afterwards lost them from the set/dict.
+        "class N:\n    pass\nA = N()\nSEEN = {A}\ndef f(x):\n    return (A in SEEN) + x\n",
+        "class N:\n    pass\nA = N()\nG = {A: 5}\ndef f(x):\n    return G.get(A, 0) + x\n",
+        # A class made during the call got its hash before its decorator ran: dataclass then neither added
+        # the fields' hash (two equal instances, two set members) nor made instances unhashable.
+        "import dataclasses\ndef f(x):\n    @dataclasses.dataclass(frozen=True)\n    class P:\n        v: int\n"
+        "    return len({P(x), P(x)})\n",
+        "import dataclasses\ndef f(x):\n    @dataclasses.dataclass\n    class P:\n        v: int\n    try:\n"
+        "        return len({P(x)})\n    except TypeError:\n        return -1\n",
+        # Instances without weak references were kept alive: their __del__ never printed.
+        "class P:\n    __slots__ = ('v',)\n    def __init__(self, v):\n        self.v = v\n"
+        "    def __del__(self):\n        print('bye', self.v)\ndef f(x):\n    s = {P(x)}\n    del s\n    return x\n",
+    ],
+)
+def test_numbered_identity_hashes_leave_the_programs_result_as_it_is(sandbox, source):
+    """The numbered trace's result stands for this hash seed's: it must be the one the program gives
+    untraced, or a deterministic program reads as "different between hash seeds"."""
+    report = check_determinism(source, "f(1)", sandbox=sandbox)
+    assert report.deterministic, report.reasons
