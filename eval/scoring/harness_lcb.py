@@ -28,6 +28,14 @@ class _LcbTimeout(Exception):
     pass
 
 
+class _Uncaptured(_StringIO):
+    """Output lcb_runner leaves on its process's own streams (a call-based solution's prints, stderr):
+    it never decides a verdict, so it is dropped rather than sent to the sandbox's output limit."""
+
+    def write(self, s):
+        return len(s)
+
+
 def _lcb_alarm(signum, frame):
     raise _LcbTimeout
 
@@ -174,6 +182,8 @@ def _grade_stdio(code, inputs, outputs, timeout):
 
 def _lcb_check(code, inputs, outputs, fn_name, timeout):
     _signal.signal(_signal.SIGALRM, _lcb_alarm)
+    streams = _sys.stdout, _sys.stderr
+    _sys.stdout = _sys.stderr = _Uncaptured()
     try:
         if fn_name:
             out = _grade_call(code, inputs, outputs, fn_name, timeout)
@@ -181,5 +191,7 @@ def _lcb_check(code, inputs, outputs, fn_name, timeout):
             out = _grade_stdio(code, inputs, outputs, timeout)
     except BaseException as e:
         out = {"results": [-4], "error_code": -4, "error_message": f"Error during testing: {type(e).__name__}: {e}"[:300]}
+    finally:
+        _sys.stdout, _sys.stderr = streams
     out["passed"] = len(out["results"]) == len(inputs) and all(r is True for r in out["results"])
     return out

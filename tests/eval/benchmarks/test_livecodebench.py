@@ -159,3 +159,20 @@ def test_repeated_task_ids_are_refused_naming_the_file(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(SemcoderError, match=rf"{path}: task id '7' appears more than once"):
         load_problems("lcb-exec", path=path)
+
+
+def test_output_lcb_does_not_capture_cannot_fail_a_program(sandbox):
+    # lcb_runner leaves a call-based solution's prints and a program's stderr on its process's own
+    # streams: debug output never decides a verdict, so it must not reach the sandbox's output limit.
+    from eval.benchmarks.livecodebench import LcbGenerationProblem, LcbTest
+    from eval.scoring.livecodebench import score_code_generation
+
+    func = LcbGenerationProblem("f", "", "", "", "", "", "", [LcbTest("3", "6", "functional")], "double")
+    stdin = LcbGenerationProblem("s", "", "", "", "", "", "", [LcbTest("3\n", "6\n", "stdin")], None)
+    programs = {
+        "f": ["class Solution:\n    def double(self, a):\n        for i in range(2000):\n"
+              "            print('debug', i, 'x' * 1000)\n        return a * 2"],
+        "s": ["import sys\nfor i in range(2000):\n    print('debug', i, 'x' * 1000, file=sys.stderr)\nprint(int(input()) * 2)"],
+    }
+    res = score_code_generation([func, stdin], programs, sandbox=sandbox)
+    assert [res[t][0]["passed"] for t in ("f", "s")] == [True, True], res

@@ -93,3 +93,12 @@ def test_details_and_sample_count_follow_the_samples_when_answers_are_skipped(cr
     assert s.metrics["pass@1"] == pytest.approx(50.0)  # official n = 2
     assert [(d["passed"], d["skipped"]) for d in s.details[p.task_id]] == [(False, True), (True, False), (False, False)]
     assert s.summary()["n_samples"] == 3
+
+
+def test_program_output_is_swallowed_as_the_official_check_does(sandbox):
+    # CRUXEval's and LCB's check_correctness run the program under swallow_io: a correct answer whose
+    # function prints megabytes still passes instead of hitting the sandbox's output limit.
+    from eval.benchmarks.cruxeval import CruxProblem
+
+    loud = CruxProblem("sample_0", "def f(x):\n    for _ in range(2000):\n        print('y' * 1000)\n    return x + 1", "1", "2")
+    assert score_execution_prediction("cruxeval-i", [loud], {"sample_0": ["f(1)", "f(2)"]}, sandbox=sandbox)["sample_0"] == [True, False]
