@@ -21,6 +21,7 @@ import numpy as np
 from semcoder_jax.errors import SemcoderError
 
 FEATURES: tuple[str, ...] = ("input_ids", "loss_mask", "segment_ids", "positions")
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 class SchemaError(SemcoderError):
@@ -38,7 +39,16 @@ def int64_array(value: Any, what: str) -> np.ndarray:
         kinds = {"f": "floats", "U": "text", "S": "text", "c": "complex numbers"}
         found = f" (found {kinds[arr.dtype.kind]})" if arr is not None and arr.dtype.kind in kinds else ""
         raise SchemaError(f"{what} is not a list of integers{found}")
-    return arr.astype(np.int64)
+    arr = arr.astype(np.int64)
+    check_int32(arr, what)
+    return arr
+
+
+def check_int32(arr: np.ndarray, what: str) -> None:
+    """Refuse values the trainer's int32 arrays cannot hold: cast, 2**32 + 5 would be read as 5."""
+    if arr.size and (arr.min() < INT32_MIN or arr.max() > INT32_MAX):
+        bad = arr.flat[int(np.argmax((arr < INT32_MIN) | (arr > INT32_MAX)))]
+        raise SchemaError(f"{what} holds {int(bad)}, outside the int32 range the trainer reads")
 
 
 def validate_row(row: Mapping[str, Any], seq_len: int, where: str = "row") -> dict[str, np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.jsonl import iter_jsonl
 from semcoder_jax.model.attention import count_segment_runs
-from semcoder_jax.packed_schema import FEATURES, SchemaError, int64_array, parse_example, validate_row
+from semcoder_jax.packed_schema import FEATURES, SchemaError, check_int32, int64_array, parse_example, validate_row
 from semcoder_jax.train.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segment
     """Packed rows (all four features) as they are; unpacked ``{input_ids, loss_mask}`` packed here."""
     packed: list[Batch] = []
     loose: list[tuple[np.ndarray, np.ndarray]] = []
-    too_long = 0
+    too_long = empty = 0
     for n, row in iter_jsonl(path, error=DataError):
         where = f"{path}:{n}"
         if "input_ids" not in row:
@@ -135,14 +135,22 @@ def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segment
             raise DataError(f"{where}: a packed row needs all of {', '.join(FEATURES)}; it has no {missing}")
         ids = int64_array(row["input_ids"], f"{where}: 'input_ids'")
         mask = int64_array(row["loss_mask"], f"{where}: 'loss_mask'") if "loss_mask" in row else np.ones_like(ids)
-        if ids.ndim != 1 or mask.shape != ids.shape:
+        for name, arr in (("input_ids", ids), ("loss_mask", mask)):
+            if arr.ndim != 1:  # a bare number: not a length mismatch
+                raise DataError(f"{where}: {name!r} is not a list of integers")
+        if mask.shape != ids.shape:
             raise DataError(f"{where}: 'loss_mask' length {mask.size} differs from 'input_ids' length {ids.size}")
         if len(ids) > seq_len:
             too_long += 1
             continue
+        if not len(ids):  # a segment of no tokens: it would shift the segment ids and fill rows with padding
+            empty += 1
+            continue
         loose.append((ids, mask))
     if too_long:
         log.warning("%s: skipped %d rows longer than seq_len=%d", path, too_long, seq_len)
+    if empty:
+        log.warning("%s: skipped %d rows with no tokens", path, empty)
     parts = [{k: np.stack([r[k] for r in packed]) for k in FEATURES}] if packed else []
     if loose:
         parts.append(pack_examples(loose, seq_len, pad_id, max_segments))
@@ -312,26 +320,35 @@ def _signed(x: int) -> int:
     return x - (1 << 64) if x >= 1 << 63 else x
 
 
-def _int64_list(feature: bytes) -> list[int]:
-    """The values of a ``Feature`` message's ``int64_list`` (field 3), packed or not."""
-    values: list[int] = []
+def _int64_list(feature: bytes) -> list[Any]:
+    """The values of a ``Feature`` message's ``int64_list`` (field 3), packed or not; a
+    ``float_list`` (2) or ``bytes_list`` (1) gives its floats or bytes, for the schema check to name."""
+    import struct
+
+    values: list[Any] = []
     for num, _, kind in _fields(feature):
-        if num != 3:
+        if num not in (1, 2, 3):
             continue
         for vnum, wire, v in _fields(kind):
-            if vnum == 1 and wire == 2:  # packed
+            if vnum != 1:
+                continue
+            if num == 3 and wire == 2:  # packed
                 j = 0
                 while j < len(v):
                     x, j = _varint(v, j)
                     values.append(_signed(x))
-            elif vnum == 1:
+            elif num == 3:
                 values.append(_signed(v))
+            elif num == 2:
+                values += struct.unpack(f"<{len(v) // 4}f", v[: len(v) // 4 * 4])
+            elif num == 1:
+                values.append(v)
     return values
 
 
-def decode_int64_example(record: bytes) -> dict[str, list[int]]:
+def decode_int64_example(record: bytes) -> dict[str, list[Any]]:
     """The int64 features of a serialised ``tf.train.Example``, decoded in pure Python."""
-    out: dict[str, list[int]] = {}
+    out: dict[str, list[Any]] = {}
     for num, _, features in _fields(record):  # Example.features
         if num != 1:
             continue
@@ -455,6 +472,8 @@ def numpy_batches(ds: Any, files: list[str], seq_len: int) -> Iterator[Batch]:
 
     try:
         for batch in ds.as_numpy_iterator():
+            for k, v in batch.items():
+                check_int32(v, f"{', '.join(files)}: feature {k!r}")
             yield {k: v.astype(np.int32) for k, v in batch.items()}
     except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
         raise SchemaError(f"{', '.join(files)}: a record is truncated or does not match the packed schema "
