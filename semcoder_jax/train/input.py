@@ -230,6 +230,11 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
     files = sorted(glob.glob(path))
     if not files:
         raise DataError(f"data.path {path!r}: no files match")
+    names = [Path(f).name for f in files]
+    if any(n.startswith("train-") for n in names) and any(n.startswith("validation-") for n in names):
+        # a glob over a build's tfrecords/ would otherwise train on its validation split too
+        files = [f for f, n in zip(files, names) if not n.startswith(("train-", "validation-")) or n.startswith(f"{split}-")]
+        log.info("data.path %r matches both splits' shards: reading its %d %s-* files", path, len(files), split)
     return TFRecordSet(files, None, None, None, None)
 
 

@@ -93,3 +93,17 @@ def test_a_jsonl_number_where_a_list_belongs_is_named(tmp_path, row, name):
     path.write_text(json.dumps(row) + "\n")
     with pytest.raises(DataError, match=rf"rows\.jsonl:1: '{name}' is not a list of integers"):
         read_jsonl_rows(path, SEQ)
+
+
+def test_a_glob_over_both_splits_reads_only_its_split(tmp_path):
+    """``data.path=out/tfrecords/*.tfrecord`` trained on the validation split's shards too."""
+    from semcoder_jax.train.input import resolve_tfrecords
+
+    for name in ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "validation-00000-of-00001.tfrecord"):
+        _tfrecord(tmp_path / name, [_row([1, 2, 3, 0])])
+    pattern = str(tmp_path / "*.tfrecord")
+    assert [p.rsplit("/", 1)[1] for p in resolve_tfrecords(pattern, "train").files] == [
+        "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+    assert [p.rsplit("/", 1)[1] for p in resolve_tfrecords(pattern, "validation").files] == ["validation-00000-of-00001.tfrecord"]
+    only = resolve_tfrecords(str(tmp_path / "validation-*.tfrecord"), "train").files  # a glob of one split: as given
+    assert [p.rsplit("/", 1)[1] for p in only] == ["validation-00000-of-00001.tfrecord"]
