@@ -80,7 +80,11 @@ def _read_validation_rows(cfg: TrainConfig, vocab_size: int, max_segments: int) 
     files, seq_len = (found := resolve_tfrecords(path, v.split)).files, found.seq_len
     if seq_len is not None and seq_len != d.seq_len:
         raise DataError(f"{path}: manifest seq_len is {seq_len} but data.seq_len is {d.seq_len}; set data.seq_len={seq_len}")
-    return _read_tfrecords(files, d.seq_len)
+    rows = _read_tfrecords(files, d.seq_len)
+    if found.rows is not None and len(rows["input_ids"]) != found.rows:  # a shard cut off, or another build's
+        raise DataError(f"{Path(path) / 'manifest.json'}: splits.{v.split}.rows is {found.rows:,} but its files "
+                        f"hold {len(rows['input_ids']):,}; rebuild the data, or correct the manifest")
+    return rows
 
 
 def eval_batches(rows: Batch, batch_rows: int, process_index: int = 0, process_count: int = 1,

@@ -68,3 +68,18 @@ def test_validation_without_a_split_fails_before_any_compute(make_config, tmp_pa
     (folder / "manifest.json").write_text(json.dumps({"seq_len": 32, "splits": {"train": {"files": []}}}))
     with pytest.raises(DataError, match=r"manifest\.json: no split 'validation' \(it has train\); build with validation_fraction="):
         load_validation_rows(make_config(f"data.path={folder}", "validation.every=5"), 512)
+
+
+def test_validation_rows_other_than_the_manifest_gives_are_refused(tiny, make_config, tmp_path):
+    """A validation shard cut short (or another build's) gave an eval loss over fewer rows, without a word."""
+    rows = synthetic_rows(3, 32, 512)
+    folder = tmp_path / "built"
+    tiny.write_tfrecords(folder / "validation-00000-of-00001.tfrecord", [{k: v[i] for k, v in rows.items()} for i in range(2)])
+    split = {"files": ["validation-00000-of-00001.tfrecord"], "rows": 3}
+    (folder / "manifest.json").write_text(json.dumps({"seq_len": 32, "splits": {"validation": split}}))
+    config = make_config(f"data.path={folder}", "validation.every=5")
+    with pytest.raises(DataError, match=r"manifest\.json: splits\.validation\.rows is 3 but its files hold 2"):
+        load_validation_rows(config, 512)
+    split["rows"] = 2
+    (folder / "manifest.json").write_text(json.dumps({"seq_len": 32, "splits": {"validation": split}}))
+    assert len(load_validation_rows(config, 512)["input_ids"]) == 2
