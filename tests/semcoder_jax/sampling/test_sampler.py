@@ -126,13 +126,14 @@ def test_a_rows_sample_depends_on_its_prompt_and_seed_not_on_its_batch(tiny_samp
     assert tiny_sampler.generate([others[0], x], seeds=[3, 11], **kw)[1] == alone
     assert tiny_sampler.generate([others[1], others[2], x], seeds=[4, 5, 11], **kw)[2] == alone  # a padding row, a longer bucket
     assert tiny_sampler.generate(others + [x], seeds=[1, 2, 3, 4, 11], **kw)[4] == alone  # batch bucket 8
-    same = tiny_sampler.generate([x, x, x], seeds=[11, 12, 11], **kw)
+    # Each batch below reuses a (batch, prompt) bucket compiled above: a new bucket costs a compile.
+    same = tiny_sampler.generate([x, x, x, others[1]], seeds=[11, 12, 11, 4], **kw)
     assert same[0] == same[2] == alone and same[1] != alone
     # The default, seed + i: prompts split into batches at `start` with `seed + start` sample as one call.
     prompts = [x] + others
     whole = tiny_sampler.generate(prompts, seed=7, **kw)
     assert whole == tiny_sampler.generate(prompts[:2], seed=7, **kw) + tiny_sampler.generate(prompts[2:], seed=9, **kw)
-    assert len({tuple(r) for r in tiny_sampler.generate([x] * 4, seed=7, **kw)}) == 4
+    assert len({tuple(r) for r in tiny_sampler.generate([x] * 4 + [others[1]], seed=7, **kw)[:4]}) == 4
     greedy = tiny_sampler.generate([x], max_new_tokens=12, eos_id=-1)
     assert greedy == tiny_sampler.generate([x], seeds=[5], max_new_tokens=12, eos_id=-1) != [alone]
 
