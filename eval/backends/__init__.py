@@ -129,17 +129,10 @@ def get_backend(name: str, config: BackendConfig) -> Backend:
 
 
 def tokenizer_source(config: BackendConfig, model_dir: str | None = None) -> str:
-    """``--tokenizer``, else the model folder's own, else the shipped DeepSeek-Coder tokenizer (a
-    converted training checkpoint carries none unless conversion was given one)."""
-    from pathlib import Path
+    """``--tokenizer``, else the model folder's own, else the shipped one (see ``semcoder_jax.tokenizer``)."""
+    from semcoder_jax.tokenizer import tokenizer_source as source
 
-    from semcoder_jax import DEFAULT_TOKENIZER_DIR
-
-    if config.tokenizer:
-        return config.tokenizer
-    if model_dir and any((Path(model_dir) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json")):
-        return str(model_dir)
-    return str(DEFAULT_TOKENIZER_DIR)
+    return source(config.tokenizer, model_dir)
 
 
 def resolve_tokenizer(config: BackendConfig, model_dir: str | None = None) -> Any:

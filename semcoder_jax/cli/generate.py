@@ -41,14 +41,6 @@ def unescape(text: str) -> str:
     return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
 
 
-def tokenizer_source(args: argparse.Namespace) -> str | None:
-    """``--tokenizer``, else a ``--hf-dir``'s own tokenizer (as the eval backends), else None (the shipped one)."""
-    if args.tokenizer or not args.hf_dir:
-        return args.tokenizer
-    has_own = any((Path(args.hf_dir) / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
-    return args.hf_dir if has_own else None
-
-
 def read_prompts(path: str) -> list[tuple[int, dict]]:
     """The rows with their line numbers, for errors that name the line."""
     from semcoder_jax.jsonl import iter_jsonl
@@ -73,10 +65,10 @@ def run(args: argparse.Namespace) -> int:
 
     from semcoder_jax.checkpoint import quiet_orbax_warnings
     from semcoder_jax.sampling import Sampler, load_model_for_inference
-    from semcoder_jax.tokenizer import load_tokenizer
+    from semcoder_jax.tokenizer import load_tokenizer, tokenizer_source
 
     quiet_orbax_warnings()
-    tokenizer = load_tokenizer(tokenizer_source(args))
+    tokenizer = load_tokenizer(tokenizer_source(args.tokenizer, args.hf_dir))
     config, params = load_model_for_inference(
         checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, dtype=args.dtype
     )
