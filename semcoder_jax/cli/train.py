@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_orbax_warnings()
-    for noisy in ("orbax", "jax._src"):
+    for noisy in ("absl", "orbax", "jax._src"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = load_train_config(preset_path("train", args.config), args.overrides)
     if args.print_config:
