@@ -123,9 +123,9 @@ def forward_monologue(code: str, call_input: str, trace: Any, *, max_steps: int 
     if skipped:
         lines.append(f"- ... {skipped} more steps run in the same way ...")
     lines += [step_sentence(s) for s in tail]
-    if view.truncated:
-        lines.append("- ... the execution continues ...")
-    if view.steps:
+    if view.truncated:  # the last step recorded is not the return: no line to cite
+        lines.append(f"- ... the execution continues, and the function returns `{view.return_repr}`.")
+    elif view.steps:
         lines.append(f"- {label(view.steps[-1].line)}: the function returns `{view.return_repr}`.")
     given = f"the input `{call_input}`" if call_input.strip() else "the call `f()`"
     lines += ["", "### Conclusion", f"The function returns `{view.return_repr}` for {given}.", "[/MONOLOGUE]",
@@ -187,6 +187,8 @@ def refine_rationale(buggy: str, fixed: str, failing_input: str, expected: str, 
     if skipped:
         lines.append(f"- ... {skipped} more steps run in the same way ...")
     lines += [step_sentence(s, None) for s in tail]
+    if view.truncated:
+        lines.append("- ... the execution continues ...")
     lines.append(f"- The function {outcome}, but the test expects `{expected}`.")
     b_lines, f_lines = source_lines(buggy), source_lines(fixed)
     lines += ["", "### Root Cause Analysis"]

@@ -2,8 +2,10 @@
 
 Annotators: ``builtin`` (from the real trace, see ``annotator_trace``) or ``llm`` (rejection
 sampling with few-shot examples). Either way a monologue is kept only if its ``[ANSWER]`` assertion
-passes in the sandbox and keeps the given input (forward) or output (backward). A function without
-parameters gets no backward task (its only input is ``f()``), counted in the stage's notes.
+passes in the sandbox and keeps the given input (forward) or output (backward), and only if the call
+it states passes the determinism check (``checked_trace``; the built-in annotator writes from that
+checked trace). A function without parameters gets no backward task (its only input is ``f()``),
+counted in the stage's notes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from data_pipeline.stages import annotator_trace
-from data_pipeline.stages.base import Reject, StageContext, sandbox_map, record_seed
+from data_pipeline.stages.base import InfrastructureError, Reject, StageContext, record_seed, sandbox_map
 from semcoder_jax import prompts
 
 FEWSHOT_DIR = Path(__file__).resolve().parent.parent / "assets" / "fewshot"
@@ -183,10 +185,28 @@ def _first_passing(kind: str, code: str, test: dict[str, str], samples: list[str
     return None
 
 
-def _builtin_monologue(kind: str, code: str, test: dict[str, str], ctx: StageContext) -> str | None:
-    from semcoder_jax.execution import trace_call
+def checked_trace(code: str, test: dict[str, str], ctx: StageContext, prefix: str, *, entry: str = "f",
+                  need_trace: bool = True) -> Any | None:
+    """The trace of ``entry(<test input>)`` that the determinism check compared (no other trace may
+    become training text), else None, noted as ``<prefix>_nondeterministic`` (another hash seed or
+    identity order gives another result or trace, or the call reads the clock, randomness, …) or, with
+    ``need_trace``, ``<prefix>_trace_unusable`` (the traced run is not the untraced one: the tracer
+    stopped at the recursion limit, or the call ends otherwise traced)."""
+    from semcoder_jax.execution import check_determinism
 
-    trace = trace_call(code, f"f({test['input']})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
+    report = check_determinism(code, f"{entry}({test['input']})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
+    if report.sandbox_failure is not None:
+        raise InfrastructureError(f"sandbox failure: {report.sandbox_failure}")
+    if not report.deterministic:
+        ctx.note(f"{prefix}_nondeterministic")
+        return None
+    if need_trace and not report.trace_usable:
+        ctx.note(f"{prefix}_trace_unusable")
+        return None
+    return report.trace
+
+
+def _builtin_monologue(kind: str, code: str, test: dict[str, str], trace: Any, ctx: StageContext) -> str | None:
     if trace.return_repr != test["output"]:
         return None
     if kind == "forward":
@@ -213,10 +233,15 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
                 break
             test = tests[order[pos]]
             pos += 1
+            # The stages before checked one call of the solution as written; this is ``code`` (renamed,
+            # reformatted: other line numbers) on this test, whose execution the monologue states.
+            trace = checked_trace(code, test, ctx, f"monologue.{kind}", need_trace=cfg.annotator != "llm")
+            if trace is None:  # noted why
+                continue
             if cfg.annotator == "llm":  # notes why it has none
                 response = _llm_monologue(kind, code, test, ctx, record_seed(record["id"], cfg.seed, f"{kind}{pos}"))
             else:
-                response = _builtin_monologue(kind, code, test, ctx)
+                response = _builtin_monologue(kind, code, test, trace, ctx)
                 if response is not None:
                     answer = answer_acceptable(kind, response, test)
                     if answer is None or not verify(code, [answer], ctx)[0]:

@@ -2,7 +2,9 @@
 
 Bugs come from LLM samples that fail a test (``pyxr=llm``) or from mutation of the correct
 solution (``pyxr=mutation``, offline). A record is accepted only if its ``[Refined]`` code passes
-every test in the sandbox.
+every test in the sandbox, and a bug only if its failing call passes the determinism check (the
+rationale is written from that checked trace); a bug dropped there is noted
+``pyxr.bug_nondeterministic`` or ``pyxr.bug_trace_unusable`` and the next one is tried.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Iterator
 
 from data_pipeline.stages import annotator_trace
 from data_pipeline.stages.base import Reject, StageContext, code_blocks, record_seed, sandbox_map
+from data_pipeline.stages.monologue import checked_trace, fewshot_messages, training_response
 from semcoder_jax import prompts
 
 _SWAP_CMP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq}
@@ -71,8 +74,6 @@ def refined_code(response: str) -> str | None:
 
 
 def _mutation_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageContext) -> dict[str, Any] | None:
-    from semcoder_jax.execution import trace_call
-
     entry = record["entry_point"]
     fixed = ast.unparse(ast.parse(record["solution"]))
     pool = list(mutants(fixed))
@@ -82,7 +83,9 @@ def _mutation_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: Stag
         if not fails:
             continue
         test = tests[fails[0][0]]
-        trace = trace_call(buggy, f"{entry}({test['input']})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
+        trace = checked_trace(buggy, test, ctx, "pyxr.bug", entry=entry)
+        if trace is None:  # noted why; the next mutant may do
+            continue
         response = annotator_trace.refine_rationale(
             buggy, fixed, test["input"], test["output"], trace, entry=entry, max_steps=ctx.config.max_trace_steps
         )
@@ -116,10 +119,11 @@ def _llm_bug(record: dict[str, Any], tests: list[dict[str, str]], ctx: StageCont
         fails = [(i, s) for i, s in _failing(buggy, entry, tests, ctx) if s in ("failed", "error")]
         if not fails:
             continue
+        # The failed test is the record's execution feedback: it must fail the same way on every run.
+        if checked_trace(buggy, tests[fails[0][0]], ctx, "pyxr.bug", entry=entry, need_trace=False) is None:
+            continue
         failed_test = _test_assertion(entry, tests[fails[0][0]])
         instruction = prompts.refine_instruction(record["problem"], buggy, failed_test)
-        from data_pipeline.stages.monologue import fewshot_messages, training_response
-
         messages = fewshot_messages("refine") + [{"role": "user", "content": prompts.render("refine", instruction)}]
         reply = ctx.llm.chat(messages, seed=seed)
         if reply is None:

@@ -8,6 +8,10 @@ then shows up as an error the report names. (3) The call's trace, which monologu
 must come out the same when the program's objects hashed by identity hash in another order
 (``number_identity_hashes``): within one hash seed, a set of them iterates in the order of their
 addresses, which differ from run to run.
+
+The report carries that checked trace, and whether it stands for the untraced run (``trace_problem``:
+the tracer's frames can take a deep recursion over the limit): every trace that becomes training text
+should be taken from a report, one call at a time, not traced again unchecked.
 """
 
 from __future__ import annotations
@@ -16,8 +20,12 @@ import dataclasses
 import os
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from semcoder_jax.execution.child import CALL_FILENAME, PROGRAM_FILENAME
+
+if TYPE_CHECKING:
+    from semcoder_jax.execution.tracer import Trace
 
 _CLOCK = ("time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic", "monotonic_ns", "process_time",
           "process_time_ns", "thread_time", "thread_time_ns")
@@ -292,8 +300,56 @@ def _first_difference(a: list[dict], b: list[dict]) -> int | None:
 
 @dataclasses.dataclass
 class DeterminismReport:
+    """``trace``: the traced call that was checked (numbered identity hashes), for monologues to be written
+    from; ``trace_problem``: why that trace does not stand for the untraced run (it stopped at the
+    recursion limit, timed out, or ends otherwise), None when it does. ``sandbox_failure``: the sandbox
+    itself failed, so the reasons say nothing about the program."""
+
     deterministic: bool
     reasons: list[str]
+    trace: "Trace | None" = None
+    trace_problem: str | None = None
+    sandbox_failure: str | None = None
+
+    @property
+    def trace_usable(self) -> bool:
+        """Whether ``trace`` may become training text: reproducible and the untraced run's."""
+        return self.deterministic and self.trace is not None and self.trace_problem is None
+
+
+_OUTCOME = ("status", "return_repr", "stdout", "exc_type")
+
+
+def _outcome(r: dict) -> tuple:
+    """A run's result as traces show it (addresses masked: "[EXCEPTION] ValueError: {'b', 'a'}" is data too)."""
+    from semcoder_jax.execution.tracer import mask_addresses
+
+    return tuple(mask_addresses(r.get(k)) if k == "return_repr" else r.get(k) for k in _OUTCOME) + (
+        mask_addresses(r.get("exc_message")),)
+
+
+def _describe(r: dict) -> str:
+    status = r.get("status")
+    if status == "passed":
+        return f"returns {r.get('return_repr')}"
+    return f"raises {r.get('exc_type')}" if status in ("error", "failed") else f"ends with status {status}"
+
+
+def _trace_problem(traced: dict, plain: dict) -> str | None:
+    """Why the traced run does not stand for the untraced one, or None."""
+    if (traced.get("payload") or {}).get("stopped"):
+        return "the tracer stopped at the recursion limit (the trace ends early)"
+    if traced.get("status") != plain.get("status") or traced.get("exc_type") != plain.get("exc_type") \
+            or _outcome(traced)[1:3] != _outcome(plain)[1:3]:
+        return f"traced, the call {_describe(traced)}; untraced it {_describe(plain)}"
+    return None
+
+
+def _sandbox_failure(responses) -> str | None:
+    for r in responses:
+        if r.get("status") == "killed" and r.get("exc_type") == "SandboxError":
+            return r.get("exc_message") or "sandbox failure"
+    return None
 
 
 def check_determinism(source: str, call: str | None, *, sandbox=None, other_hash_seed: int | None = None,
@@ -307,7 +363,7 @@ def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None =
                            max_repr: int = 256) -> list[DeterminismReport]:
     """``check_determinism`` over ``(source, call)`` pairs, concurrently; reports in input order."""
     from semcoder_jax.execution.sandbox import default_sandbox
-    from semcoder_jax.execution.tracer import mask_addresses, trace_job
+    from semcoder_jax.execution.tracer import trace_from_response, trace_job
 
     box = sandbox or default_sandbox()
     other = box.sibling(other_hash_seed if other_hash_seed is not None else box.config.hash_seed + 1)
@@ -316,32 +372,31 @@ def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None =
     traced = [trace_job(s, c, max_repr=max_repr) for s, c in items]
     n = len(items)
     ours = box.map_raw([{"mode": "audit", "source": s, "call": c} for s, c in items]
-                       + [dict(job, identity_hash="numbered") for job in traced]  # also this seed's result
+                       + plain
+                       + [dict(job, identity_hash="numbered") for job in traced]
                        + [dict(job, identity_hash="reversed") for job in traced])
-    audited, traces, shuffled = ours[:n], ours[n:2 * n], ours[2 * n:]
+    audited, first, traces, shuffled = ours[:n], ours[n:2 * n], ours[2 * n:3 * n], ours[3 * n:]
     second = other.map_raw(plain)
-    # A traced call that did not pass (too slow to trace in time, or deeper than the recursion limit with
-    # the tracer's frames; it gets no monologue) is compared from a plain run, as its error would be.
-    first = list(traces)
-    failed = [i for i, r in enumerate(traces) if r.get("status") != "passed"]
-    for i, r in zip(failed, box.map_raw(plain[i] for i in failed)):
-        first[i] = r
     reports = []
     for (_, call), a, r1, r2, t1, t2 in zip(items, audited, first, second, traces, shuffled):
+        failure = _sandbox_failure((a, r1, r2, t1, t2))
         reasons = list((a.get("payload") or {}).get("reasons", []))
         msg = a.get("exc_message") or ""
         if msg.startswith("sandbox:"):
             reasons.append(f"blocked by the sandbox ({msg})")
         if a.get("status") == "timeout" or r1.get("status") == "timeout":
             reasons.append("timed out")
-        # Messages compared as traces show them (addresses masked): "[EXCEPTION] ValueError: {'b', 'a'}" is data too.
-        key = ("status", "return_repr", "stdout", "exc_type")
-        messages = [mask_addresses(r.get("exc_message")) for r in (r1, r2)]
-        if any(r1.get(k) != r2.get(k) for k in key) or messages[0] != messages[1]:
+        # Results are compared untraced: the tracer's frames and time are no part of the program's result.
+        if _outcome(r1) != _outcome(r2):
             reasons.append(f"result differs between hash seeds {box.config.hash_seed} and {other.config.hash_seed}")
-        events = [(t.get("payload") or {}).get("events", []) for t in (t1, t2)]
-        if "timeout" not in (t1.get("status"), t2.get("status")) and events[0] != events[1]:
-            reasons.append(f"trace of {call or '<module>'} differs between runs from line "
-                           f"{_first_difference(*events)} on (order by object identity)")
-        reports.append(DeterminismReport(deterministic=not reasons, reasons=reasons))
+        if "timeout" not in (t1.get("status"), t2.get("status")):
+            events = [(t.get("payload") or {}).get("events", []) for t in (t1, t2)]
+            if events[0] != events[1]:
+                reasons.append(f"trace of {call or '<module>'} differs between runs from line "
+                               f"{_first_difference(*events)} on (order by object identity)")
+            elif _outcome(t1) != _outcome(t2):
+                reasons.append(f"result of the traced {call or '<module>'} differs between runs (order by object identity)")
+        reports.append(DeterminismReport(deterministic=not reasons and failure is None, reasons=reasons,
+                                         trace=trace_from_response(call, t1), trace_problem=_trace_problem(t1, r1),
+                                         sandbox_failure=failure))
     return reports

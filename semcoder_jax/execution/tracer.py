@@ -5,6 +5,12 @@ locals that changed, so each event reads "after line N, these variables hold the
 frames compiled from the program (filename ``<program>``) are traced, to ``max_depth`` nested calls.
 Reprs are truncated to ``max_repr`` and memory addresses masked, so a trace is the same on every run
 of the same sandbox (fixed hash seed).
+
+The tracer's own frames (its ``run`` and the trace function, called at every call event) sit on the
+traced program's stack: the recursion limit is raised by ``TRACER_HEADROOM`` while tracing, so a program
+that runs untraced runs traced. A program at the limit all the same (one that recurses without end)
+can make the trace function itself raise, which switches tracing off for the rest of the call: the
+trace is then ``stopped`` (and ``truncated``); callers compare a trace's outcome with an untraced run.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from semcoder_jax.prompts import source_lines
 PROGRAM_FILENAME = "<program>"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 TRUNCATION_MARKER = "...<truncated>"
+# Frames the tracer may add on top of the program's deepest one: ``run`` and the trace function (measured
+# 4 on CPython 3.11), with room for the trace function's own calls (reprs, the event list).
+TRACER_HEADROOM = 50
 
 
 def safe_repr(value: Any, limit: int) -> str:
@@ -89,6 +98,7 @@ class Collector:
         self.frames: dict[Any, _Frame] = {}
         self.depth = 0
         self.next_fid = 0
+        self.stopped = False
 
     def _emit(self, event: dict, size: int) -> None:
         if self.truncated:
@@ -168,22 +178,30 @@ class Collector:
         return self.local_trace
 
     def run(self, call_code, env: dict):
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(limit + TRACER_HEADROOM)
         sys.settrace(self.global_trace)
         try:
             return eval(call_code, env)
         finally:
+            # Python switches tracing off when the trace function raises (RecursionError at the limit):
+            # the events stop there, with no sign of it in the program's result.
+            if sys.gettrace() != self.global_trace:
+                self.stopped = self.truncated = True
             sys.settrace(None)
+            sys.setrecursionlimit(limit)
 
     def result(self) -> dict:
         return {"events": self.events, "loop_counts": {str(k): v for k, v in sorted(self.loop_counts.items())},
-                "truncated": self.truncated}
+                "truncated": self.truncated, "stopped": self.stopped}
 
 
 @dataclasses.dataclass
 class Trace:
     """A traced call. ``events`` are dicts with ``kind`` in call/line/return/exception (see module doc);
     a frame left by an exception has a ``return`` event with ``value`` None and ``raised``;
-    ``exception`` is ``{"type", "message"}`` when the call raised."""
+    ``exception`` is ``{"type", "message"}`` when the call raised; ``stopped``: the tracer hit the
+    recursion limit and the events end early (``truncated`` too)."""
 
     call: str
     status: str
@@ -193,6 +211,7 @@ class Trace:
     exception: dict | None = None
     truncated: bool = False
     stdout: str = ""
+    stopped: bool = False
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -230,25 +249,29 @@ def trace_job(source: str, call: str | None, *, max_events: int = 10_000, max_re
 def trace_many(items, *, sandbox=None, max_events: int = 10_000, max_repr: int = 256, max_depth: int = 3,
                max_bytes: int = 1_000_000, timeout_s: float | None = None, progress: bool = False) -> list[Trace]:
     """``trace_call`` over ``(source, call)`` pairs, concurrently; traces in input order."""
-    from semcoder_jax.execution.result import ExecResult
     from semcoder_jax.execution.sandbox import default_sandbox
 
     box = sandbox or default_sandbox()
     items = list(items)
     jobs = (trace_job(s, c, max_events=max_events, max_repr=max_repr, max_depth=max_depth, max_bytes=max_bytes,
                       timeout_s=timeout_s) for s, c in items)
-    traces = []
-    for (_, call), response in zip(items, box.map_raw(jobs, progress=progress, desc="trace", total=len(items))):
-        r = ExecResult.from_response(response)
-        payload = r.payload or {}
-        exception = None
-        if r.status not in ("passed",):
-            exception = {"type": r.exc_type or r.status, "message": mask_addresses(r.exc_message) or ""}
-        traces.append(Trace(
-            call=call, status=r.status, events=payload.get("events", []),
-            loop_counts={int(k): v for k, v in payload.get("loop_counts", {}).items()},
-            return_repr=mask_addresses(r.return_repr), exception=exception,
-            truncated=bool(payload.get("truncated", False)) or r.status in ("timeout", "memory", "output_limit", "killed"),
-            stdout=r.stdout,
-        ))
-    return traces
+    responses = box.map_raw(jobs, progress=progress, desc="trace", total=len(items))
+    return [trace_from_response(call, response) for (_, call), response in zip(items, responses)]
+
+
+def trace_from_response(call: str | None, response: dict) -> Trace:
+    """The ``Trace`` of a ``trace_job``'s response."""
+    from semcoder_jax.execution.result import ExecResult
+
+    r = ExecResult.from_response(response)
+    payload = r.payload or {}
+    exception = None
+    if r.status not in ("passed",):
+        exception = {"type": r.exc_type or r.status, "message": mask_addresses(r.exc_message) or ""}
+    return Trace(
+        call=call, status=r.status, events=payload.get("events", []),
+        loop_counts={int(k): v for k, v in payload.get("loop_counts", {}).items()},
+        return_repr=mask_addresses(r.return_repr), exception=exception,
+        truncated=bool(payload.get("truncated", False)) or r.status in ("timeout", "memory", "output_limit", "killed"),
+        stdout=r.stdout, stopped=bool(payload.get("stopped", False)),
+    )

@@ -56,3 +56,19 @@ def test_star_parameters_are_parameters():
     assert "- The call binds `a` to `1` and `rest` to `(2, 3)` and `opts` to `{'k': 4}`." in fwd
     about, props = annotator_trace.understanding("def f(*nums):\n    return sum(nums)")
     assert about.startswith("The function `f` takes `*nums`.") and props[0] == "- The function has 1 parameter(s): `*nums`."
+
+
+def test_a_truncated_trace_cites_no_line_for_the_return():
+    """The last step of a truncated trace is not the return: "[L8]: the function returns 5" named a
+    line that did not return, and the PYX-R rationale went from the last step straight to the outcome."""
+    code = "def f(a):\n    s = 0\n    for x in a:\n        s += x\n    return s"
+    trace = {"events": [
+        {"kind": "call", "line": 1, "locals": {"a": "[2, 3]"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 2, "source": "s = 0", "locals": {"s": "0"}, "depth": 1, "frame": 0},
+        {"kind": "line", "line": 3, "source": "for x in a:", "locals": {"x": "2"}, "depth": 1, "frame": 0}],
+        "return_repr": "5", "truncated": True}
+    fwd = annotator_trace.forward_monologue(code, "[2, 3]", trace)
+    assert "- ... the execution continues, and the function returns `5`." in fwd
+    assert "the function returns `5`." not in fwd.replace("continues, and the function returns `5`.", "")
+    rationale = annotator_trace.refine_rationale(code, code.replace("s = 0", "s = 1"), "[2, 3]", "6", trace, entry="f")
+    assert "- ... the execution continues ...\n- The function returns `5`, but the test expects `6`." in rationale

@@ -1,5 +1,7 @@
 """Monologue answers: what counts as stating the real input or output, and what is kept for training."""
 
+import pytest
+
 from data_pipeline.stages import monologue, pyxr
 from semcoder_jax import prompts
 
@@ -130,3 +132,95 @@ def test_one_llm_sample_is_one_reply_not_its_characters():
         assert [r["buggy"] for r in out["refine"]] == ["def d(x):\n    return x + 2"]
     finally:
         ctx.close()
+
+
+@pytest.fixture(scope="module")
+def stage_ctx():
+    """One sandbox for this file's stage runs; each test sets its own config and reads its own notes."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.base import StageContext
+
+    ctx = StageContext(DataConfig(workers=2))
+    yield ctx
+    ctx.close()
+
+
+def _run_builtin(ctx, record, **config):
+    from data_pipeline.config import DataConfig
+
+    ctx.config = DataConfig(workers=2, **config)
+    ctx.notes.clear()
+    (out,) = monologue.process(record, ctx)
+    return out
+
+
+_IDENTITY_SET = ("class N:\n    def __init__(self, v):\n        self.v = v\n    def __repr__(self):\n        return f'N({self.v})'\n"
+                 "def g(xs):\n    s = {N(x) for x in xs}\n    return len(s)\n")
+
+
+@pytest.mark.parametrize("annotator", ["builtin", "llm"])
+def test_every_call_a_monologue_states_is_checked_for_determinism(stage_ctx, annotator):
+    """Earlier stages checked the first test only: a later test whose trace lists a set in the order of
+    object addresses (another order on every build), or that reads the clock, became a monologue."""
+    class Echo:  # an LLM that states the real output
+        def samples(self, messages, n, **kw):
+            text = messages[-1]["content"]
+            call = text.split("assert ")[1].split(" == ??")[0]
+            out = {"g([4])": "1", "g([0, 7, 3, 5])": "4", "g([])": "0"}.get(call.replace("f(", "g("), "?")
+            return [f"[MONOLOGUE]\nIt counts.\n[/MONOLOGUE]\n[ANSWER]\nassert {call} == {out}\n[/ANSWER]"] * n
+
+    stage_ctx._llm = Echo()
+    record = {"id": "p", "solution": _IDENTITY_SET, "entry_point": "g",
+              "tests": [{"input": "[4]", "output": "1"}, {"input": "[0, 7, 3, 5]", "output": "4"}]}
+    out = _run_builtin(stage_ctx, record, annotator=annotator, forward_per_problem=2, backward_per_problem=0)
+    assert [m["input"] for m in out["forward"]] == ["[4]"]
+    assert dict(stage_ctx.notes) == {"monologue.forward_nondeterministic": 1}
+    clock = {"id": "q", "solution": "import time\ndef g(x):\n    if x > 5:\n        return int(time.time() > 0)\n    return x\n",
+             "entry_point": "g", "tests": [{"input": "1", "output": "1"}, {"input": "9", "output": "1"}]}
+    out = _run_builtin(stage_ctx, clock, annotator="builtin", forward_per_problem=1, backward_per_problem=1)
+    assert [m["input"] for m in out["forward"] + out["backward"]] == ["1"]
+    assert sum(v for k, v in stage_ctx.notes.items() if k.endswith("_nondeterministic")) == 1, dict(stage_ctx.notes)
+
+
+def test_the_builtin_monologue_is_written_from_the_checked_trace(stage_ctx, monkeypatch):
+    """No second, unchecked trace: the monologue's values are those of the trace the check compared."""
+    from semcoder_jax.execution import determinism
+
+    seen = []
+    real = determinism.check_determinism_many
+
+    def spy(items, **kw):
+        reports = real(items, **kw)
+        seen.extend(r.trace for r in reports)
+        return reports
+
+    monkeypatch.setattr(determinism, "check_determinism_many", spy)
+    monkeypatch.setattr("semcoder_jax.execution.tracer.trace_many", lambda *a, **k: pytest.fail("traced unchecked"))
+    record = {"id": "p", "solution": "def g(x):\n    y = x * 3\n    return y\n", "entry_point": "g",
+              "tests": [{"input": "2", "output": "6"}]}
+    out = _run_builtin(stage_ctx, record, forward_per_problem=1, backward_per_problem=0)
+    assert len(seen) == 1 and "sets `y` to `6`" in out["forward"][0]["response"]
+
+
+def _deepest_untraced(ctx, code: str) -> int:
+    ns = range(900, 1000)
+    runs = ctx.sandbox.map_raw([{"mode": "run", "source": code, "call": f"f({n})"} for n in ns])
+    passed = [n for n, r in zip(ns, runs) if r["status"] == "passed"]
+    assert passed and passed[-1] < ns[-1], "the sandbox's recursion limit moved: widen the range"
+    return passed[-1]
+
+
+def test_a_recursion_near_the_limit_gets_its_monologue(stage_ctx):
+    """Traced, the tracer's frames took ``f(n)`` over the recursion limit that it keeps untraced: the
+    test was rejected (or, for a program that catches RecursionError, written from a cut trace)."""
+    code = "def f(n):\n    if n == 0:\n        return 0\n    return 1 + f(n - 1)"
+    n = _deepest_untraced(stage_ctx, code)
+    record = {"id": "p", "solution": code, "entry_point": "f", "tests": [{"input": str(n), "output": str(n)}]}
+    out = _run_builtin(stage_ctx, record, forward_per_problem=1, backward_per_problem=0)
+    assert len(out["forward"]) == 1 and f"assert f({n}) == {n}" in out["forward"][0]["response"], dict(stage_ctx.notes)
+    caught = ("def r(n):\n    return r(n + 1)\n\ndef f(x):\n    try:\n        r(0)\n    except RecursionError:\n"
+              "        x = x + 1\n    return x")
+    record = {"id": "q", "solution": caught, "entry_point": "f", "tests": [{"input": "1", "output": "2"}]}
+    out = _run_builtin(stage_ctx, record, forward_per_problem=1, backward_per_problem=0)
+    assert out["forward"] == [] and dict(stage_ctx.notes) == {"monologue.forward_trace_unusable": 1,
+                                                              "monologue.problems_without_monologue": 1}

@@ -1,5 +1,7 @@
 """PYX-R debugging records: mutants, LLM-written bugs, and LLM failures counted apart."""
 
+import pytest
+
 from data_pipeline.stages import pyxr
 
 
@@ -112,3 +114,82 @@ def test_each_monologue_or_bug_without_a_reply_is_counted_once():
         assert dict(ctx.notes) == {"pyxr.llm_failed": 1}
     finally:
         ctx.close()
+
+
+@pytest.fixture(scope="module")
+def stage_ctx():
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.base import StageContext
+
+    ctx = StageContext(DataConfig(pyxr="mutation", workers=2))
+    yield ctx
+    ctx.close()
+
+
+_NODE = "class N:\n    def __init__(self, v):\n        self.v = v\n    def __repr__(self):\n        return f'N({self.v})'\n"
+
+
+def _mutation_record(ctx, monkeypatch, fixed: str, buggy: str, test: dict) -> dict:
+    """``pyxr.process`` with ``buggy`` as the only mutant of ``fixed``."""
+    monkeypatch.setattr(pyxr, "mutants", lambda code: iter([buggy]))
+    ctx.notes.clear()
+    (out,) = pyxr.process({"id": "p", "entry_point": "f", "solution": fixed, "tests": [test]}, ctx)
+    return out
+
+
+def test_a_bug_whose_trace_is_not_reproducible_is_dropped_and_counted(stage_ctx, monkeypatch):
+    """The buggy program's trace went into the rationale unchecked: a set listed in the order of object
+    addresses (another order on every build) was stated as the faulty execution."""
+    fixed = _NODE + "def f(xs):\n    s = {N(x) for x in xs}\n    return len(s)"
+    buggy = fixed.replace("len(s)", "len(s) + 1")
+    out = _mutation_record(stage_ctx, monkeypatch, fixed, buggy, {"input": "[0, 7, 3, 5]", "output": "4"})
+    assert out["refine"] == []
+    assert dict(stage_ctx.notes) == {"pyxr.bug_nondeterministic": 1, "pyxr.no_bug_found": 1}
+    out = _mutation_record(stage_ctx, monkeypatch, fixed, buggy, {"input": "[4]", "output": "1"})  # one member: one order
+    assert [r["buggy"] for r in out["refine"]] == [buggy] and "sets `s` to `{N(4)}`" in out["refine"][0]["response"]
+
+
+def test_a_bug_near_the_recursion_limit_is_traced_as_it_runs(stage_ctx, monkeypatch):
+    """Traced, the tracer's frames took the buggy ``f(n)`` over the recursion limit: the rationale said
+    it raises RecursionError where the real run returns a wrong value. One that recurses without end
+    stops the tracer: dropped, counted."""
+    fixed = "def f(n):\n    if n == 0:\n        return 0\n    return 1 + f(n - 1)"
+    ns = range(900, 1000)
+    runs = stage_ctx.sandbox.map_raw([{"mode": "run", "source": fixed, "call": f"f({n})"} for n in ns])
+    n = [k for k, r in zip(ns, runs) if r["status"] == "passed"][-1] - 2
+    buggy = fixed.replace("1 + f", "2 + f")
+    out = _mutation_record(stage_ctx, monkeypatch, fixed, buggy, {"input": str(n), "output": str(n)})
+    (record,) = out["refine"]
+    assert f"- The function returns `{2 * n}`, but the test expects `{n}`." in record["response"]
+    endless = fixed.replace("f(n - 1)", "f(n + 1)")
+    out = _mutation_record(stage_ctx, monkeypatch, fixed, endless, {"input": "3", "output": "3"})
+    assert out["refine"] == [] and dict(stage_ctx.notes) == {"pyxr.bug_trace_unusable": 1, "pyxr.no_bug_found": 1}
+
+
+def test_an_llm_bug_that_fails_by_chance_is_dropped_and_counted(stage_ctx):
+    """An LLM-written bug's failed test is the record's execution feedback: one that fails another way on
+    each run (it reads the clock or randomness) is not a bug to debug."""
+    from data_pipeline.config import DataConfig
+
+    class ScriptedLLM:
+        def __init__(self, replies):
+            self.replies = replies
+
+        def samples(self, messages, n, **kw):
+            return self.replies
+
+        def chat(self, messages, **kw):
+            return "[MONOLOGUE]\nIt subtracts.\n[/MONOLOGUE]\n[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]"
+
+    record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "tests": [{"input": "1", "output": "2"}]}
+    by_chance = "import random\ndef f(x):\n    return x + random.choice([2, 3])\n"  # fails, by another answer each run
+    wrong = "def f(x):\n    return x - 1\n"
+    stage_ctx.config = DataConfig(pyxr="llm", llm_samples=2, workers=2)
+    try:
+        stage_ctx.notes.clear()
+        stage_ctx._llm = ScriptedLLM([by_chance, wrong])
+        (out,) = pyxr.process(record, stage_ctx)
+    finally:
+        stage_ctx.config = DataConfig(pyxr="mutation", workers=2)
+    assert [r["buggy"] for r in out["refine"]] == [wrong.strip()]
+    assert stage_ctx.notes["pyxr.bug_nondeterministic"] == 1

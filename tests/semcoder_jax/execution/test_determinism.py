@@ -108,4 +108,32 @@ def test_numbered_identity_hashes_leave_the_programs_result_as_it_is(sandbox, so
     """The numbered trace's result stands for this hash seed's: it must be the one the program gives
     untraced, or a deterministic program reads as "different between hash seeds"."""
     report = check_determinism(source, "f(1)", sandbox=sandbox)
-    assert report.deterministic, report.reasons
+    assert report.deterministic and report.trace_usable, (report.reasons, report.trace_problem)
+
+
+_DEEP = "def f(n):\n    if n == 0:\n        return 0\n    return 1 + f(n - 1)\n"
+
+
+def test_the_report_carries_the_checked_trace_and_whether_it_is_the_untraced_runs(sandbox):
+    """Monologues are written from the trace the check compared. Near the recursion limit the traced
+    run is not the untraced one: a trace that returns where the program raises, or one the tracer cut
+    short, is no trace of the program (``trace_problem``), though the program is deterministic."""
+    ns = range(900, 1000)
+    runs = sandbox.map_raw([{"mode": "run", "source": _DEEP, "call": f"f({n})"} for n in ns])
+    n = [k for k, r in zip(ns, runs) if r["status"] == "passed"][-1]
+    deepest, over, endless = check_determinism_many(
+        [(_DEEP, f"f({n})"), (_DEEP, f"f({n + 1})"), ("def r(n):\n    return r(n + 1)\n", "r(0)")], sandbox=sandbox)
+    assert deepest.trace_usable and deepest.trace.return_repr == str(n) and deepest.trace.events[0]["locals"] == {"n": str(n)}
+    assert over.deterministic and not over.trace_usable
+    assert over.trace_problem == f"traced, the call returns {n + 1}; untraced it raises RecursionError"
+    assert endless.deterministic and endless.trace.stopped and "recursion limit" in endless.trace_problem
+
+
+def test_output_ordered_by_object_identity_is_nondeterministic(sandbox):
+    """Events can agree while the printed output shows the identity order (the set is read in C)."""
+    src = (_NODE + "import operator\ndef f(xs):\n    print(sorted(map(operator.attrgetter('v'), set(map(N, xs)))))\n"
+           "    return len(xs)\n")
+    assert check_determinism(src, "f([0, 7, 3, 5])", sandbox=sandbox).deterministic
+    report = check_determinism(src.replace("print(sorted(", "print(list("), "f([0, 7, 3, 5])", sandbox=sandbox)
+    assert not report.deterministic and not report.trace_usable
+    assert any("result of the traced f([0, 7, 3, 5]) differs" in r for r in report.reasons), report.reasons

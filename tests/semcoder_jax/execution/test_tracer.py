@@ -152,3 +152,36 @@ def test_addresses_masked_in_exception_messages_and_return_value(sandbox):
     assert render_exception(t) == "[EXCEPTION] KeyError: <object object at 0x?> [/EXCEPTION]"
     r = trace_call(src, "g()", sandbox=sandbox)
     assert r.return_repr == "<__main__.A object at 0x?>" == r.events[-1]["value"]
+
+
+DEEP = "def f(n):\n    if n == 0:\n        return 0\n    return 1 + f(n - 1)\n"
+
+
+def _deepest_untraced(sandbox) -> int:
+    """The largest ``n`` for which ``f(n)`` of ``DEEP`` runs untraced under the sandbox's recursion limit."""
+    ns = range(900, 1000)
+    runs = sandbox.map_raw([{"mode": "run", "source": DEEP, "call": f"f({n})"} for n in ns])
+    passed = [n for n, r in zip(ns, runs) if r["status"] == "passed"]
+    assert passed and passed[-1] < ns[-1], "the sandbox's recursion limit moved: widen the range"
+    return passed[-1]
+
+
+def test_a_recursion_that_runs_untraced_runs_traced(sandbox):
+    """The tracer's frames sat on the program's stack: ``f(n)`` a few frames short of the limit raised
+    RecursionError traced (and the trace, cut by the tracer's own failure, ended after six events)."""
+    n = _deepest_untraced(sandbox)
+    t = trace_call(DEEP, f"f({n})", sandbox=sandbox)
+    assert (t.status, t.return_repr, t.exception, t.stopped, t.truncated) == ("passed", str(n), None, False, False)
+    assert [e["value"] for e in t.events if e["kind"] == "return"] == [str(n - 2), str(n - 1), str(n)]
+
+
+def test_a_tracer_stopped_by_the_recursion_limit_says_so(sandbox):
+    """At the limit the trace function itself raises, and Python switches tracing off: a program that
+    caught the RecursionError went on untraced, and its trace ended early as if complete."""
+    src = ("def r(n):\n    return r(n + 1)\n\ndef f(x):\n    try:\n        r(0)\n    except RecursionError:\n"
+           "        x = x + 1\n    return x\n")
+    t = trace_call(src, "f(1)", sandbox=sandbox)
+    assert (t.status, t.return_repr) == ("passed", "2")
+    assert t.stopped and t.truncated
+    assert Trace.from_json(t.to_json()) == t
+    assert "[TRUNCATED]" in render_concise(src, t)
