@@ -25,19 +25,22 @@ RESULT_FD = 99
 # Environment the program sees: nothing from the parent.
 CLEAN_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent", "OMP_NUM_THREADS": "1"}
 
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
-# capset(2) arguments that empty the effective, permitted and inheritable sets (version 3: two words each).
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS = 1, 4, 8, 38
+# capset(2) arguments that empty the effective, permitted and inheritable sets (version 3: two words each),
+# or leave CAP_SETUID (bit 7) alone in the effective and permitted ones.
 _CAP_HEADER, _NO_CAPS = struct.pack("Ii", 0x20080522, 0), bytes(24)
+_SETUID_ONLY = struct.pack("6I", 1 << 7, 1 << 7, 0, 0, 0, 0)
 try:
     import ctypes
 
     _libc = ctypes.CDLL(None, use_errno=True)
-    _prctl, _capset = _libc["prctl"], _libc["capset"]
+    _prctl, _capset, _setfsuid = _libc["prctl"], _libc["capset"], _libc["setfsuid"]
     _prctl.argtypes = (ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong)
-    _prctl.restype = _capset.restype = ctypes.c_int
+    _setfsuid.argtypes = (ctypes.c_uint,)
+    _prctl.restype = _capset.restype = _setfsuid.restype = ctypes.c_int
     del _libc
 except (OSError, ImportError, AttributeError):  # not Linux/glibc: the server's kill on timeout still applies
-    _prctl = _capset = None
+    _prctl = _capset = _setfsuid = None
 
 RESET_SIGNALS = True  # the server clears this when it supervises children without a SIGCHLD handler
 SERVER_PID = 0  # set by ``prepare_server``
@@ -50,7 +53,14 @@ _dumps = json.dumps
 _repr = builtins.repr
 _str = builtins.str
 _type = builtins.type
-_isinstance = builtins.isinstance
+_issubclass = builtins.issubclass
+# A class's own name, past any ``__name__`` its metaclass defines (a program's code, which may raise).
+_class_name = type.__dict__["__name__"].__get__
+# What builtins held before any program ran (taken by ``prepare_server``): restored for the report where a
+# program replaced what ``json`` uses (``isinstance``, ``str``…).
+_BUILTINS: dict = {}
+# The report of last resort: written without any library code a program could have replaced.
+_UNREPORTABLE = b'{"status": "error", "exc_type": "SandboxError", "exc_message": "unreportable result"}\n'
 
 
 def cpu_limit_s(job: dict) -> int:
@@ -76,9 +86,11 @@ def set_limits(job: dict) -> None:
 
 
 def _status_of(exc: BaseException) -> str:
-    if _isinstance(exc, AssertionError):
+    """By the exception's real class: ``isinstance`` would consult a ``__class__`` the program defines."""
+    cls = _type(exc)
+    if _issubclass(cls, AssertionError):
         return "failed"
-    if _isinstance(exc, MemoryError):
+    if _issubclass(cls, MemoryError):
         return "memory"
     return "error"
 
@@ -136,7 +148,7 @@ def _run_program(job: dict) -> dict:
             out["return_repr"] = r if len(r) <= max_repr else r[:max_repr]
     except BaseException as e:  # noqa: BLE001 - every outcome of untrusted code is a result
         out["status"] = _status_of(e)
-        out["exc_type"] = _type(e).__name__
+        out["exc_type"] = _class_name(_type(e))
         out["exc_message"] = _safe_str(e, 2000)
     if audit_log is not None:
         audit_log.active = False
@@ -161,13 +173,15 @@ def prepare_server() -> None:
     os.close(placeholder)
     guard.protect_fd(RESULT_FD)
     guard.disable_destructive()
+    _BUILTINS.update(builtins.__dict__)
     global SERVER_PID
     SERVER_PID = os.getpid()
 
 
-def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd: int) -> None:
-    """Entry point after ``fork``; never returns. ``sandbox_dir`` is a resolved path. Each statement here
-    writes to pages shared with the server, which the kernel then copies: keep it short."""
+def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd: int, ident: int | None = None) -> None:
+    """Entry point after ``fork``; never returns. ``sandbox_dir`` is a resolved path; ``ident``: the job's own
+    user and group id (``take_identity``), None to keep the server's. Each statement here writes to pages
+    shared with the server, which the kernel then copies: keep it short."""
     try:
         random.seed()  # as os.fork's hook would: programs must not all share the server's random state
         os.setsid()
@@ -183,6 +197,9 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
         os.chdir(sandbox_dir)
         tempfile.tempdir = sandbox_dir
         set_limits(job)
+        if ident is not None:
+            take_identity(ident)
+            die_with_parent(SERVER_PID)  # a change of credentials clears the parent-death signal
         drop_capabilities()
         guard.install_audit_policy(sandbox_dir, trusted=_trusted_code(job))
     except BaseException as e:  # noqa: BLE001
@@ -208,6 +225,28 @@ def die_with_parent(parent: int) -> None:
         _exit(0)
 
 
+def take_identity(ident: int) -> None:
+    """Run as user and group ``ident`` (real, effective and saved ids; no supplementary groups), a pair no
+    other job of this server uses at the same time, while files are still opened as the server's user
+    (the file-system uid: the interpreter and its modules may lie where only that user reaches, e.g.
+    under ``/root``). The kernel's own checks then keep jobs apart however a program gets around the
+    audit policy: a signal or ``pidfd_send_signal`` reaches no process of another job nor the server,
+    ``RLIMIT_NPROC`` counts this job's processes only, and another job's folder (its group's alone)
+    stays closed. Call as root, before ``drop_capabilities``; raises ``OSError`` where the kernel refuses."""
+    fs_uid = os.getuid()
+    if _prctl is None or _prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno() if _prctl else 0, "prctl(PR_SET_KEEPCAPS) failed")
+    os.setgroups([])
+    os.setresgid(ident, ident, ident)
+    os.setresuid(ident, ident, ident)  # the file-system uid follows; KEEPCAPS keeps CAP_SETUID to undo that
+    if _capset(_CAP_HEADER, _SETUID_ONLY) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
+    _setfsuid(fs_uid)
+    if _setfsuid(0xFFFFFFFF) != fs_uid:  # an invalid id changes nothing and returns the current one
+        raise PermissionError(f"could not keep the file-system uid {fs_uid}")
+    _prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0)
+
+
 def drop_capabilities() -> None:
     """Give up every capability, for good (no exec can bring one back). The fork server runs as root, or
     as root of a user namespace of its own; a program that got round the audit policy kept root's powers
@@ -230,11 +269,25 @@ def _trusted_code(job: dict) -> frozenset:
     return coverage.TRUSTED_CODE
 
 
+def _encode(result: dict) -> bytes:
+    return (_dumps(result) + "\n").encode("utf-8", "backslashreplace")
+
+
 def _report(result: dict) -> None:
+    """Write ``result`` to the channel. Where encoding it fails, the program may have replaced builtins that
+    ``json`` uses (or made its payload unencodable): builtins are restored and it is tried again, then an
+    ``unreportable result`` error without the payload, then a fixed line."""
     try:
-        data = (_dumps(result) + "\n").encode("utf-8", "backslashreplace")
-    except BaseException as e:  # noqa: BLE001
-        data = (_dumps({"status": "error", "exc_type": "SandboxError", "exc_message": f"unreportable result: {e!r}"}) + "\n").encode()
+        data = _encode(result)
+    except BaseException:  # noqa: BLE001
+        try:
+            builtins.__dict__.update(_BUILTINS)
+            data = _encode(result)
+        except BaseException as e:  # noqa: BLE001
+            try:
+                data = _encode({"status": "error", "exc_type": "SandboxError", "exc_message": f"unreportable result: {e!r}"[:2000]})
+            except BaseException:  # noqa: BLE001
+                data = _UNREPORTABLE
     view = memoryview(data)
     try:
         while view:

@@ -86,7 +86,10 @@ def _in_fork(env: dict, func_name: str, text: str, per_input_timeout_s: float) -
     """``_call`` in a forked process that reports on a pipe and is killed once past its time slice and
     ``KILL_GRACE_S``; None if ``fork`` fails. The audit policy lets this function, and only in the
     child itself, fork and kill (a program in a cover job can call it too: what it forks dies with the
-    job's process whatever it does, ``child.die_with_parent``)."""
+    job's process whatever it does, ``child.die_with_parent``). A process that dies without its entry
+    fails the input as ``memory`` where a SIGKILL this function did not send ended it (the kernel's OOM
+    killer: the memory rlimit holds the whole forked address space, so a ``MemoryError`` comes first
+    otherwise), else as ``crashed``."""
     r, w = os.pipe()
     parent = os.getpid()
     try:
@@ -120,16 +123,32 @@ def _in_fork(env: dict, func_name: str, text: str, per_input_timeout_s: float) -
                 failure = "output_limit"
                 break
     finally:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        status = _exit_status(pid, deadline) if failure == "crashed" and not data.endswith(b"\n") else None
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
         os.close(r)
     try:
         entry = json.loads(data)
     except (ValueError, RecursionError):
         entry = None
     if not isinstance(entry, dict) or entry.get("input") != text:
+        if status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+            failure = "memory"
         return _failed(text, failure)
     return entry
+
+
+def _exit_status(pid: int, deadline: float) -> int | None:
+    """The wait status of ``pid``, which closed its channel without a whole entry and so is most likely
+    dying; None (still running) at ``deadline``."""
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.001)
 
 
 def _call(env: dict, func_name: str, text: str, per_input_timeout_s: float) -> dict:

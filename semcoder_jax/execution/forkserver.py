@@ -52,6 +52,9 @@ AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MOUNT_ATTR_NODEV = -100, 0x8000, 0x1,
 SAFE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 # A job's tmpfs holds at most this many files and folders (each costs kernel memory beyond its size).
 MAX_INODES = 1 << 16
+# Each job runs under a user and group id of its own, taken in turn from this range (no host account uses
+# such ids); the id below it is the group that may see every process in the server's ``/proc``: nobody's.
+JOB_IDS_BASE, JOB_IDS = 1_500_000_000, 1 << 24
 READ_CHUNK = 1 << 16
 MAX_WAIT_S = 3600.0
 # The result channel is capped too (a program can write to it): beyond the largest legitimate result
@@ -165,9 +168,13 @@ def enter_pid_namespace(outer_fds: tuple[int, ...], on_exit=None) -> bool:
 def mount_own_proc() -> bool:
     """This PID namespace's ``/proc`` over the host's (call in PID 1's private mount namespace): a program
     lists only the sandbox's processes and ``/proc/<os.getpid()>`` is its own. Read-only, so the entries
-    the host's ``/proc`` may have covered (``sysrq-trigger``) stay unwritable; False where the kernel
-    refuses it (in a user namespace, if the host's ``/proc`` has covered entries)."""
-    return _libc_call("mount", b"proc", b"/proc", b"proc", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+    the host's ``/proc`` may have covered (``sysrq-trigger``) stay unwritable; ``hidepid`` (where the kernel
+    has it) hides every process a program may not inspect: the server and the other jobs. False where the
+    kernel refuses it (in a user namespace, if the host's ``/proc`` has covered entries)."""
+    flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    nobody = f"gid={JOB_IDS_BASE - 1}".encode()  # unmapped in a user namespace, hence the later options
+    return any(_libc_call("mount", b"proc", b"/proc", b"proc", flags, options)
+               for options in (b"hidepid=invisible," + nobody, b"hidepid=2," + nobody, b"hidepid=2", None))
 
 
 def mount_job_folder(path: str, size_bytes: int) -> bool:
@@ -211,11 +218,26 @@ def read_only_host(writable: str) -> bool:
     return True
 
 
+def probe_job_ids() -> bool:
+    """Whether a child of this server can take ids of its own (``child.take_identity``): root of the initial
+    user namespace can, with ``CAP_SETUID``/``CAP_SETGID``; in a user namespace of its own, which maps one id
+    only, or without root, every job runs as this server's user."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child.take_identity(JOB_IDS_BASE)
+            code = 0
+        except BaseException:  # noqa: BLE001 - any failure means no
+            code = 1
+        os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
 def close_to_jobs(path: str) -> None:
-    """Leave the server's folder ``path`` to its jobs only to pass through (they run as this user, without
-    capabilities): it lies on the host's disk, where a program past the audit policy wrote any number of files
-    beside its tmpfs and listed the other jobs' folders. Left as it was where this server cannot create
-    folders past the mode (no ``CAP_DAC_OVERRIDE``)."""
+    """Leave the server's folder ``path`` to its jobs only to pass through (they open files as this user,
+    without capabilities): it lies on the host's disk, where a program past the audit policy wrote any number
+    of files beside its tmpfs and listed the other jobs' folders. Left as it was where this server cannot
+    create folders past the mode (no ``CAP_DAC_OVERRIDE``)."""
     os.chmod(path, 0o100)
     probe = os.path.join(path, "probe")
     try:
@@ -243,6 +265,8 @@ class Running:
 class ForkServer:
     def __init__(self, req_fd: int, resp_fd: int, network_isolated: bool, disk_isolated: bool, pid_isolated: bool = False,
                  tmp_root: str | None = None):
+        self.ids_isolated = False  # each job under ids of its own (``child.take_identity``): see ``probe_job_ids``
+        self.jobs_started = 0
         self.req_fd, self.resp_fd = req_fd, resp_fd
         self.network_isolated, self.disk_isolated, self.pid_isolated = network_isolated, disk_isolated, pid_isolated
         self.sel = selectors.DefaultSelector()
@@ -283,7 +307,9 @@ class ForkServer:
             data = data[n:]
 
     def start(self, job: dict) -> None:
-        sandbox_dir, tmpfs_bytes = self.job_folder(int(job.get("max_disk_bytes") or 0))
+        ident = JOB_IDS_BASE + self.jobs_started % JOB_IDS if self.ids_isolated else None
+        self.jobs_started += 1
+        sandbox_dir, tmpfs_bytes = self.job_folder(int(job.get("max_disk_bytes") or 0), ident)
         r_res, w_res = os.pipe()
         r_out, w_out = os.pipe()
         r_err, w_err = os.pipe()
@@ -294,7 +320,7 @@ class ForkServer:
                 self.fork = None  # the raw fork (a ctypes function, no audit event) goes with its last reference
                 for fd in (r_res, r_out, r_err, self.req_fd, self.resp_fd, self.wake_r, self.wake_w):
                     os.close(fd)
-                child.child_main(job, sandbox_dir, w_res, w_out, w_err)
+                child.child_main(job, sandbox_dir, w_res, w_out, w_err, ident)
             finally:
                 os._exit(4)
         for fd in (w_res, w_out, w_err):
@@ -310,18 +336,24 @@ class ForkServer:
             self.sel.register(pidfd, selectors.EVENT_READ, pid)
         self.running[pid] = run
 
-    def job_folder(self, disk_bytes: int) -> tuple[str, int]:
-        """An empty folder private to one job, and the size of its tmpfs (0: a plain folder)."""
+    def job_folder(self, disk_bytes: int, ident: int | None = None) -> tuple[str, int]:
+        """An empty folder private to one job, and the size of its tmpfs (0: a plain folder). With the job's
+        own ``ident``, the folder is that group's alone (mode 0070, owned by ``ident``): the job opens files
+        as the server's user, like every other job, so only its group tells it apart."""
         tmpfs = self.disk_isolated and disk_bytes > 0
         if tmpfs and self.free_tmpfs.get(disk_bytes):
-            return self.free_tmpfs[disk_bytes].pop(), disk_bytes
-        self.folders_made += 1
-        path = f"{self.tmp_root}/{self.folders_made}"  # tmp_root is private (0700) to this server
-        os.mkdir(path, 0o700)
-        if tmpfs and not mount_job_folder(path, disk_bytes):
-            errno = ctypes.get_errno()
-            os.rmdir(path)
-            raise OSError(errno, f"could not mount the job's {disk_bytes}-byte tmpfs")
+            path = self.free_tmpfs[disk_bytes].pop()
+        else:
+            self.folders_made += 1
+            path = f"{self.tmp_root}/{self.folders_made}"  # tmp_root is private (0700) to this server
+            os.mkdir(path, 0o700)
+            if tmpfs and not mount_job_folder(path, disk_bytes):
+                errno = ctypes.get_errno()
+                os.rmdir(path)
+                raise OSError(errno, f"could not mount the job's {disk_bytes}-byte tmpfs")
+        if ident is not None:
+            os.chown(path, ident, ident)
+            os.chmod(path, 0o070)
         return path, disk_bytes if tmpfs else 0
 
     def release_folder(self, run: Running) -> None:
@@ -499,7 +531,7 @@ class ForkServer:
         self.fork = _raw_fork() if threading.active_count() == 1 else os.fork
         os.set_blocking(self.req_fd, False)
         self.respond({"ready": True, "network_isolated": self.network_isolated, "disk_isolated": self.disk_isolated,
-                      "host_read_only": self.host_read_only, "pid_isolated": self.pid_isolated,
+                      "host_read_only": self.host_read_only, "pid_isolated": self.pid_isolated, "ids_isolated": self.ids_isolated,
                       "tmp_root": self.tmp_root})
         while not (self.eof and not self.running):
             timeout = None
@@ -632,6 +664,7 @@ def main() -> None:
     server.host_read_only = server.disk_isolated and read_only_host(server.tmp_root)
     if server.host_read_only:
         close_to_jobs(server.tmp_root)
+    server.ids_isolated = probe_job_ids()
     child.prepare_server()
     gc.collect()
     gc.freeze()  # children share the server's objects without the collector touching (copying) them

@@ -6,7 +6,8 @@ the guard cannot reach: writes and deletions outside the sandbox folder, process
 to other processes, ctypes, sockets and other processes' ``/proc`` entries; the few calls that raise
 no audit event at all (``UNAUDITED``) are replaced in their modules. Neither is a security
 boundary by itself; the fork server adds a private network namespace, a read-only view of the host's
-files where it can make a mount namespace, rlimits, a new session and a discarded process.
+files where it can make a mount namespace, a PID namespace, user and group ids of the job's own (as root),
+rlimits, a new session and a discarded process.
 """
 
 from __future__ import annotations

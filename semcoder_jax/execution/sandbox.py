@@ -75,6 +75,7 @@ class Sandbox:
         self.disk_isolated = False
         self.host_read_only = False
         self.pid_isolated = False  # the fork server is PID 1 of a PID namespace of its own
+        self.ids_isolated = False  # each job runs under a user and group id of its own
         self._server_dir: str | None = None
         self.closed = False
         self._pid = os.getpid()
@@ -123,6 +124,7 @@ class Sandbox:
             self.disk_isolated = bool(info.get("disk_isolated"))
             self.host_read_only = bool(info.get("host_read_only"))
             self.pid_isolated = bool(info.get("pid_isolated"))
+            self.ids_isolated = bool(info.get("ids_isolated"))
             self._server_dir = info.get("tmp_root")
             self._proc = proc
             threading.Thread(target=self._read_results, args=(proc, self._server_dir), daemon=True, name="sandbox-reader").start()

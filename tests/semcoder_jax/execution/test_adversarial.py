@@ -471,16 +471,19 @@ def test_a_program_past_the_audit_policy_reaches_no_host_process():
         victim.wait()
 
 
-def test_a_program_lists_only_the_sandbox_processes():
+def test_a_program_lists_only_its_own_process():
     """``/proc`` was the host's: a program listed every host process, and in a PID namespace
-    ``/proc/<os.getpid()>`` would be some host process's entry. The fork server mounts its namespace's own."""
+    ``/proc/<os.getpid()>`` would be some host process's entry. The fork server mounts its namespace's own,
+    with ``hidepid``: the server and the other jobs (which a program may not inspect) are not listed either."""
     with _pid_isolated_sandbox() as box:
+        other = box.submit_raw({"mode": "run", "source": "import time\ntime.sleep(1)"})
         r = box.run("import os", "os.readlink('/proc/self') == str(os.getpid()), "
-                                 "sorted(int(e) for e in os.listdir('/proc') if e.isdigit())")
+                                 "[int(e) for e in os.listdir('/proc') if e.isdigit()] == [os.getpid()], os.getpid() > 1")
         assert r.status == "passed", r
         if r.return_repr.startswith("(False"):
             pytest.skip("the kernel refuses a /proc of the sandbox's own here (a user namespace, host /proc covered)")
-        assert r.return_repr == "(True, [1, 3])", r  # the server, this job (pid 2 ran the probe job)
+        assert r.return_repr == "(True, True, True)", r
+        assert other.result(timeout=30)["status"] == "passed"
 
 
 @pytest.mark.parametrize("stop", ["close", "kill"])
@@ -526,22 +529,75 @@ def test_a_program_reads_its_own_proc_entry_where_proc_stays_the_hosts():
         assert other.status == "error" and "sandbox:" in (other.exc_message or ""), other
 
 
-def test_a_program_past_the_audit_policy_cannot_forge_another_jobs_result(sandbox):
-    """Jobs run as the same user without capabilities, so with the policy off a program opened another
-    running job's ``/proc/<pid>/fd/99`` (its result channel) and wrote that job's result: a completion
-    could pass or fail the others scored beside it. A child is not dumpable, so the kernel refuses that."""
-    forge = POLICY_OFF + "sys.modules['semcoder_jax.execution.guard']._other_process_entry = lambda path: False\n" \
-        "import posix\nme, tried = str(posix.getpid()), []\nfor p in posix.listdir('/proc'):\n" \
-        "    if p.isdigit() and p not in (me, '1'):\n        try:\n" \
-        "            fd = posix.open(f'/proc/{p}/fd/99', posix.O_WRONLY)\n" \
-        "            posix.write(fd, b'{\"status\": \"passed\", \"return_repr\": \"\\'forged\\'\"}\\n')\n" \
-        "            tried.append('written')\n        except OSError as e:\n            tried.append(type(e).__name__)\n"
-    victim = sandbox.submit_raw({"mode": "run", "source": "import time\ntime.sleep(2)\nx = 'own'", "call": "x"})
+def _require_ids_isolated(box: Sandbox) -> None:
+    """Skip where jobs cannot have ids of their own (not root of the initial user namespace); fail where
+    they could but the sandbox gave them none."""
+    if box.ids_isolated:
+        return
+    with open("/proc/self/uid_map") as f:
+        full_map = f.read().split() == ["0", "0", "4294967295"]
+    assert not (os.geteuid() == 0 and full_map), "jobs could run under ids of their own here, but the sandbox gave them none"
+    pytest.skip("jobs cannot run under ids of their own here (not root of the initial user namespace)")
+
+
+# Every way a program past the policy tried to reach the other jobs: a signal (0: only whether it is allowed), a
+# pidfd signal, another job's result channel, the other jobs' folders (the folder names are counted up).
+REACH_OTHER_JOBS = POLICY_OFF + """\
+sys.modules['semcoder_jax.execution.guard']._other_process_entry = lambda path: False
+import posix, signal
+me, seen = posix.getpid(), set()
+def attempt(what, act):
+    try:
+        act()
+        seen.add(what + ' done')
+    except OSError as e:
+        seen.add(what + ' ' + type(e).__name__)
+for pid in range(1, 64):
+    if pid != me:
+        attempt('probe', lambda: posix.kill(pid, 0))
+        attempt('kill', lambda: posix.kill(pid, signal.SIGKILL))
+        attempt('pidfd', lambda: signal.pidfd_send_signal(posix.pidfd_open(pid), signal.SIGKILL))
+        attempt('forge', lambda: posix.write(posix.open(f'/proc/{pid}/fd/99', posix.O_WRONLY), b'{}\\n'))
+parent, own = posix.getcwd().rsplit('/', 1)
+for name in map(str, range(1, 64)):
+    if name != own:
+        attempt('folder', lambda: posix.listdir(parent + '/' + name))
+        attempt('folder write', lambda: open(parent + '/' + name + '/mine', 'w').write('pwned'))
+"""
+
+
+def test_a_program_past_the_audit_policy_reaches_no_other_job(sandbox):
+    """Jobs ran as the same user (root, without capabilities): with the policy off a program killed the jobs
+    running beside it, signalled the fork server (outside a PID namespace), opened another job's
+    ``/proc/<pid>/fd/99`` (its result channel), and read or rewrote the files in the other jobs' folders,
+    so a completion could pass or fail the others scored beside it. Each job now has a user and group id of
+    its own (its folder its group's alone), is not dumpable, and ``/proc`` hides what it may not inspect."""
+    _require_ids_isolated(sandbox)
+    server = sandbox._proc.pid
+    victim = sandbox.submit_raw({"mode": "run", "source": "import time\nopen('mine', 'w').write('own')\n"
+                                 "time.sleep(1.5)\nx = open('mine').read()", "call": "x"})
     time.sleep(0.5)
-    attacker = sandbox.run(forge, "tried")
-    assert attacker.status == "passed" and "Error" in attacker.return_repr, attacker  # it found the victim
-    assert "written" not in attacker.return_repr, attacker
-    assert victim.result(timeout=30).get("return_repr") == "'own'"
+    attacker = sandbox.run(REACH_OTHER_JOBS, "sorted(seen)")
+    assert attacker.status == "passed", attacker
+    seen = eval(attacker.return_repr)
+    assert not [s for s in seen if s.endswith(" done")], seen
+    assert {"probe PermissionError", "kill PermissionError", "pidfd PermissionError", "folder PermissionError"} <= set(seen), seen
+    assert (victim.result(timeout=30)["status"], victim.result()["return_repr"]) == ("passed", "'own'")
+    assert sandbox._proc.pid == server and sandbox.run("x = 1", "x + 1").return_repr == "2"
+
+
+def test_a_program_past_the_audit_policy_exhausts_only_its_own_process_limit():
+    """``RLIMIT_NPROC`` counts a user's processes and binds no root process: with the policy off, a fork bomb
+    in a job that ran as root was bounded by nothing but memory. A job's own user now holds at most
+    ``max_processes``, and the next job starts."""
+    with Sandbox(workers=2, memory_bytes=1 << 30, max_processes=16, timeout_s=5) as box:
+        _require_ids_isolated(box)
+        bomb = POLICY_OFF + "import posix, time\nn = 0\ntry:\n    while True:\n        if posix.fork() == 0:\n" \
+                            "            time.sleep(30)\n            posix._exit(0)\n        n += 1\nexcept OSError as e:\n" \
+                            "    err = type(e).__name__\n"
+        r = box.run(bomb, "n, err")
+        assert (r.status, r.return_repr) == ("passed", "(15, 'BlockingIOError')"), r
+        assert box.run("x = 1", "x + 1").return_repr == "2"
 
 
 def test_a_program_past_the_audit_policy_writes_nothing_beside_its_folder(sandbox):
@@ -558,3 +614,71 @@ def test_a_program_past_the_audit_policy_writes_nothing_beside_its_folder(sandbo
     assert (r.status, r.return_repr) == ("passed", "['PermissionError', 'PermissionError', 'PermissionError']"), r
     ok = sandbox.run("import tempfile\nf = tempfile.NamedTemporaryFile('w')\nf.write('x')\nf.flush()", "open(f.name).read()")
     assert (ok.status, ok.return_repr) == ("passed", "'x'"), ok
+
+
+# (name, job, status, exc_type or return_repr): the harness's own work after a program (describing its
+# exception, repr of the call's value, encoding and writing the result) meets the program's tricks.
+HARNESS_TRICKS = [
+    ("sys.exit in atexit", Job("import atexit, sys\natexit.register(sys.exit, 3)\natexit.register(print, 'late')", "'ran'"),
+     "passed", "'ran'"),
+    ("BaseException subclass", Job("class Stop(BaseException):\n    pass\nraise Stop('x')"), "error", "Stop"),
+    ("KeyboardInterrupt", Job("raise KeyboardInterrupt"), "error", "KeyboardInterrupt"),
+    ("a __name__ that raises", Job("class M(type):\n    @property\n    def __name__(cls):\n        raise SystemExit('no')\n"
+                                   "class E(Exception, metaclass=M):\n    pass\nraise E()"), "error", "E"),
+    ("a __class__ that raises", Job("class E(Exception):\n    @property\n    def __class__(self):\n        raise SystemExit('no')\n"
+                                    "raise E()"), "error", "E"),
+    ("an assertion in disguise", Job("class E(AssertionError):\n    __class__ = KeyError\nraise E()"), "failed", "E"),
+    ("builtins and json replaced", Job("import builtins, json, sys\nbuiltins.str = builtins.repr = builtins.type = None\n"
+                                       "builtins.isinstance = builtins.print = None\njson.dumps = json.loads = None\n"
+                                       "class Out:\n    def write(self, s):\n        raise KeyboardInterrupt\n"
+                                       "    def flush(self):\n        raise SystemExit\nsys.stdout = sys.stderr = Out()", "6 * 7"),
+     "passed", "42"),
+    ("a __repr__ that exits", Job("class R:\n    def __repr__(self):\n        raise SystemExit(1)\n", "R()"), "error", "SystemExit"),
+    ("the json encoder broken", Job("import json.encoder\njson.encoder.c_make_encoder = None\n"
+                                    "json.encoder.encode_basestring_ascii = None", "'x'"), "error", "SandboxError"),
+    ("SIGTERM ignored while asleep", Job("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(30)",
+                                         timeout_s=0.5), "timeout", None),
+    ("a thread printing for ever", Job("import threading, time\ndef spam():\n    while True:\n        print('x')\n"
+                                       "        time.sleep(0.001)\nthreading.Thread(target=spam).start()", "'done'"),
+     "passed", "'done'"),
+    ("the result channel replaced", Job("import posix\nposix.dup2(posix.open('/dev/null', posix.O_WRONLY), 99)", "1"),
+     "error", "SystemExit"),
+    ("the result channel closed", Job("import posix\nposix.close(99)", "1"), "error", "SystemExit"),
+    ("huge stdout", Job("import sys\nsys.stdout.write('x' * (4 << 20))", "1"), "output_limit", None),
+]
+
+
+def test_harness_tricks_are_contained_classified_and_counted(sandbox):
+    """A program that replaced what the report uses (``isinstance``, ``json``) or whose exception class ran
+    code when named (a metaclass ``__name__``, a ``__class__`` property) made the child die mid-report:
+    ``exited with code 4``, whatever the program did. Every trick gets its own verdict, one result per job,
+    and the fork server serves the next job."""
+    pid = sandbox._proc.pid
+    results = sandbox.map([job for _, job, _, _ in HARNESS_TRICKS])
+    assert len(results) == len(HARNESS_TRICKS)
+    for (name, _, status, detail), r in zip(HARNESS_TRICKS, results):
+        assert r.status == status, (name, r)
+        if detail is not None:
+            assert detail in (r.return_repr if status == "passed" else r.exc_type), (name, r)
+    assert len(results[-1].stdout) == sandbox.config.max_output_bytes
+    assert sandbox._proc.pid == pid and sandbox.run("x = 1", "x + 1").return_repr == "2"
+
+
+def test_a_memory_hungry_program_under_coverage_is_a_memory_failure(sandbox):
+    """Coverage forks each input of a slow top level from the loaded program, so the input's process starts
+    with the program's memory under the job's memory limit: an input past it fails with ``MemoryError``
+    and the next input runs; a top level past it fails every input. An input's process that a SIGKILL it did
+    not get from coverage ended (the kernel's OOM killer) fails as ``memory``, not ``crashed``. None of it
+    reaches the fork server."""
+    pid = sandbox._proc.pid
+    held = "import time\ntime.sleep(0.02)\nheld = bytes(600 << 20)\n"  # forked per input, 600 MiB of 1 GiB held (calloc: untouched)
+    entries = run_inputs(held + "def f(n):\n    return len(bytes(n))\n", "f", [str(200 << 20), str(500 << 20), "1"],
+                         sandbox=sandbox)
+    assert [(e["ok"], e["exc_type"]) for e in entries] == [(True, None), (False, "MemoryError"), (True, None)], entries
+    top = run_inputs("held = bytearray(2 << 30)\ndef f(n):\n    return n\n", "f", ["1", "2"], sandbox=sandbox)
+    assert [e["exc_type"] for e in top] == ["MemoryError", "MemoryError"], top
+    oom = POLICY_OFF + "import time\ntime.sleep(0.02)\ndef f(n):\n    import posix\n    if n:\n" \
+                       "        posix.kill(posix.getpid(), 9)\n    return n\n"
+    killed = run_inputs(oom, "f", ["1", "0"], sandbox=sandbox)
+    assert [(e["ok"], e["exc_type"]) for e in killed] == [(False, "memory"), (True, None)], killed
+    assert sandbox._proc.pid == pid and sandbox.run("x = 1", "x + 1").return_repr == "2"
