@@ -6,7 +6,8 @@ Output folder layout::
     OUT/config.yaml
     OUT/stages/<stage>/shard-00000.jsonl   records out of the stage
     OUT/stages/<stage>/rejects-00000.jsonl {record, reason, detail}
-    OUT/stages/<stage>/shard-00000.done    the shard's report (written last)
+    OUT/stages/<stage>/shard-00000.done    the shard's report (written last), with the fingerprint of
+                                           the code that built it (``code``; see ``redo_stale_shards``)
     OUT/stages/settings.json               the settings the shards were built with (a resume must match)
     OUT/records/<kind>.jsonl               formatted records: id, kind, prompt, response, ...
     OUT/tfrecords/train-00000-of-0000N.tfrecord
@@ -19,21 +20,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
+import logging
 import os
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from data_pipeline.config import DataConfig, resolve_path
 from data_pipeline.records import RecordError, read_jsonl, write_json_atomic, write_jsonl_atomic
-from data_pipeline.stages.base import Reject, STAGE_ORDER, StageContext, short_hash
+from data_pipeline.stages.base import Reject, STAGE_ORDER, StageContext, code_fingerprint, short_hash
 from semcoder_jax.config import ConfigError
 from semcoder_jax.errors import SemcoderError
 
 SOURCE_STAGE = "seeds"
 CRASH_ENV = "SEMCODER_DATA_KILL_AFTER_SHARDS"  # testing: SIGKILL this process after N shards
+
+log = logging.getLogger(__name__)
 
 
 class EmptyBuildError(SemcoderError):
@@ -141,7 +147,6 @@ def shard_paths(config: DataConfig, stage: str, i: int) -> tuple[Path, Path, Pat
 
 def apply_stage(fn: Callable, records: Sequence[dict[str, Any]], ctx: StageContext, *, workers: int, progress=None) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """Run one stage over one shard: outputs (input order), rejects, and the shard's report."""
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     start = time.perf_counter()
@@ -166,6 +171,7 @@ def apply_stage(fn: Callable, records: Sequence[dict[str, Any]], ctx: StageConte
     outputs, rejects = [], []
     reasons: Counter[str] = Counter()
     for record, res in zip(records, results):
+        res = res if isinstance(res, Reject) else _output_error(res) or res
         if isinstance(res, Reject):
             reasons[res.reason] += 1
             rejects.append({"record": record, "reason": res.reason, "detail": res.detail})
@@ -176,12 +182,152 @@ def apply_stage(fn: Callable, records: Sequence[dict[str, Any]], ctx: StageConte
     return outputs, rejects, report
 
 
+def _output_error(res: Any) -> Reject | None:
+    """A stage's result that is no non-empty list of records with ids (a stage bug): the record would
+    vanish (``[]``) or garble the shard, so it is rejected with a counted reason instead."""
+    if isinstance(res, list) and not res:
+        return Reject("stage_error:no_output", "the stage returned no record and no reject")
+    if not isinstance(res, list) or not all(isinstance(o, dict) and isinstance(o.get("id"), str) for o in res):
+        return Reject("stage_error:bad_output", f"the stage returned {type(res).__name__}, not a list of records with ids")
+    return None
+
+
 def write_shard(config: DataConfig, stage: str, i: int, outputs, rejects, report) -> None:
+    """The shard, its rejects, then its report with the fingerprint of the code that built it: the
+    ``.done`` file is renamed in last, so a kill before it leaves the shard to be redone."""
     out_p, rej_p, done_p = shard_paths(config, stage, i)
     write_jsonl_atomic(out_p, outputs)
     write_jsonl_atomic(rej_p, rejects)
-    write_json_atomic(done_p, report)
+    write_json_atomic(done_p, {**report, "code": code_fingerprint(stage)})
     _maybe_crash()
+
+
+def source_digest(records: Sequence[dict[str, Any]]) -> str:
+    """Of the source records, so that a resume notices an edited corpus or ``problems_jsonl``."""
+    h = hashlib.sha256()
+    for r in sorted(records, key=lambda r: r["id"]):
+        h.update((json.dumps(r, sort_keys=True) + "\n").encode())
+    return h.hexdigest()[:16]
+
+
+def write_source(config: DataConfig) -> None:
+    """The source stage's shards, all at once (the source is listed whole), unless all are finished.
+    Its rejects go with shard 0."""
+    n = config.num_shards
+    if all(shard_done(config, SOURCE_STAGE, i) for i in range(n)):
+        return
+    start = time.perf_counter()
+    records, rejects = source_records(config)
+    digest = source_digest(records)
+    for i, shard in enumerate(shard_records(records, n)):
+        rej = rejects if i == 0 else []
+        report = {"in": len(shard) + len(rej), "kept": len(shard), "out": len(shard), "rejected": dict(Counter(r["reason"] for r in rej)),
+                  "wall_s": round((time.perf_counter() - start) / n, 3), "source_digest": digest}
+        write_shard(config, SOURCE_STAGE, i, shard, rej, report)
+
+
+def _read_done(path: Path) -> dict[str, Any] | None:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def _code_change(report: dict[str, Any] | None, now: dict[str, Any]) -> str | None:
+    """How the code that built a finished shard differs from this process's, else None."""
+    if report is None:
+        return "its .done file cannot be read"
+    before = report.get("code")
+    if not isinstance(before, dict) or not isinstance(before.get("modules"), dict):
+        return "built before shards recorded their code"
+    if before.get("digest") == now["digest"]:
+        return None
+    what = []
+    if before.get("python") != now["python"]:
+        what.append(f"Python {before.get('python')} -> {now['python']}")
+    old, new = before["modules"], now["modules"]
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        what.append("changed: " + ", ".join(changed))
+    if before.get("version") != now["version"]:
+        what.append(f"package {before.get('version')} -> {now['version']}")
+    return "; ".join(what) or "code changed"
+
+
+def redo_stale_shards(config: DataConfig) -> str | None:
+    """Remove the finished stage shards that this code would not have built, and every shard made
+    from them, so that this run builds them again. Returns (and logs as a warning) what it removed
+    and why, or None.
+
+    Stale: a shard whose recorded code fingerprint (``stages.base.code_fingerprint``: the stage's
+    modules less docstrings, comments and whitespace, and the Python version) differs from this
+    process's, that records none, or whose ``.done`` cannot be read; the source stage's shards also
+    when the source records changed (files under ``corpus_dirs``, ``problems_jsonl``). Shard i of a
+    stage is made from shard i of the stage before, so a stale or missing shard takes the same
+    shard of every later stage with it (the source, listed whole, takes all): no record of one
+    version of a stage meets records of another, and the stages before keep their shards. Removal
+    goes from the last stage to the first, so a kill part-way leaves the next run the same work."""
+    stages = (SOURCE_STAGE, *STAGE_ORDER)
+    n = config.num_shards
+    why: dict[str, set[str]] = {}
+    stale: dict[str, set[int]] = {s: set() for s in stages}
+    done = {(s, i): shard_paths(config, s, i)[2].exists() for s in stages for i in range(n)}
+    if not any(done.values()):
+        return None
+    for stage in stages:
+        now = code_fingerprint(stage)
+        for i in range(n):
+            if done[stage, i] and (reason := _code_change(_read_done(shard_paths(config, stage, i)[2]), now)):
+                stale[stage].add(i)
+                why.setdefault(stage, set()).add(reason)
+    if all(done[SOURCE_STAGE, i] for i in range(n)) and not stale[SOURCE_STAGE]:
+        digest = source_digest(source_records(config)[0])
+        if any(_read_done(shard_paths(config, SOURCE_STAGE, i)[2]).get("source_digest") != digest for i in range(n)):
+            stale[SOURCE_STAGE] = set(range(n))
+            why.setdefault(SOURCE_STAGE, set()).add("the source records changed: files under corpus_dirs or problems_jsonl were edited")
+    source_redone = bool(stale[SOURCE_STAGE]) or not all(done[SOURCE_STAGE, i] for i in range(n))
+    remove: dict[str, set[int]] = {s: set(stale[s]) if s == SOURCE_STAGE else set() for s in stages}
+    for i in range(n):
+        broken = source_redone
+        for stage in STAGE_ORDER:
+            if broken or i in stale[stage]:
+                if done[stage, i]:
+                    remove[stage].add(i)
+                broken = True
+            elif not done[stage, i]:
+                broken = True
+    if not any(remove.values()):
+        return None
+    for stage in reversed(stages):
+        for i in sorted(remove[stage]):
+            out_p, rej_p, done_p = shard_paths(config, stage, i)
+            done_p.unlink(missing_ok=True)
+            out_p.unlink(missing_ok=True)
+            rej_p.unlink(missing_ok=True)
+    lines = [(f"{Path(config.output_dir) / 'stages'}: redoing stage shards that this code would not have built "
+              "(shards of earlier stages are kept; LLM replies stay cached):")]
+    for stage in stages:
+        if remove[stage]:
+            reason = "; ".join(sorted(why[stage])) if stage in why else "made from shards that are redone"
+            lines.append(f"  {stage}: {len(remove[stage])} of {n} shards ({reason})")
+    lines.append("  To reuse the old shards instead, build with the code that made them (each .done file records it), "
+                 "or into another output_dir to keep both.")
+    message = "\n".join(lines)
+    log.warning(message)
+    return message
+
+
+def check_shards_current(config: DataConfig) -> None:
+    """Refuse to finish a build holding shards of other code, e.g. written by Beam workers that run
+    another version of this package than the launcher."""
+    for stage in (SOURCE_STAGE, *STAGE_ORDER):
+        now = code_fingerprint(stage)
+        for i in range(config.num_shards):
+            done_p = shard_paths(config, stage, i)[2]
+            if done_p.exists() and (reason := _code_change(_read_done(done_p), now)):
+                raise RecordError(f"{done_p}: stage {stage} shard {i} was built by other code than this process runs ({reason}); "
+                                  "every worker must run the launcher's code and Python")
 
 
 _shards_written = 0
@@ -226,6 +372,7 @@ def stage_reports(config: DataConfig) -> dict[str, Any]:
 
 
 def final_problems(config: DataConfig) -> list[dict[str, Any]]:
+    check_shards_current(config)
     last = STAGE_ORDER[-1]
     records = []
     for i in range(config.num_shards):
@@ -264,7 +411,6 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     most over all splits (the trainer checks it against ``model.max_segments`` for any split).
     """
     import math
-    import time
 
     from data_pipeline import splits, tfrecords
     from data_pipeline.tokenization import tokenize_records

@@ -3,6 +3,12 @@
 ``semcoder/PyX`` rows have ``nl``, ``fwd_mnl``, ``bwd_mnl`` (exactly one non-empty) and
 ``response``; ``semcoder/PyX-R`` rows have ``fault`` and ``response``. The non-empty field is the
 instruction of the matching template.
+
+A record's id is a hash of its row's text (the instruction's field, the instruction and the
+response), not of its place in the file: filtering or re-ordering the file leaves every other row's
+id, so ``splits.json`` (which keys released rows by id) and decontamination reports keep naming the
+same rows. A row whose text repeats an earlier row's exactly is rejected (``duplicate_row``): it
+would be trained on twice, and two records would share one id.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any, Iterable
 
 from data_pipeline.config import DataConfig, resolve_path
 from data_pipeline.records import RecordError, read_jsonl_lines
+from data_pipeline.stages.base import short_hash
 from data_pipeline.stages.format import formatted
 
 PYX_FIELDS = {"nl": "nl2code", "fwd_mnl": "forward", "bwd_mnl": "backward"}
@@ -49,7 +56,12 @@ def load_rows(source: str, split: str = "train", *, skip_bad: bool = False,
     return [(f"{source}[{split}] row {i}", dict(r)) for i, r in enumerate(rows)]
 
 
-def pyx_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
+def row_id(prefix: str, field: str, instruction: str, response: str) -> str:
+    """``<prefix>-<hash>`` of a row's text; JSON keeps the parts apart (no two rows' texts join alike)."""
+    return f"{prefix}-{short_hash(json.dumps([field, instruction, response]), 16)}"
+
+
+def pyx_record(row: dict[str, Any], where: str) -> dict[str, Any]:
     not_text = [k for k in (*PYX_FIELDS, "response") if row.get(k) is not None and not isinstance(row[k], str)]
     if not_text:
         raise RecordError(f"{where}: field {not_text[0]!r} is not text")
@@ -58,30 +70,40 @@ def pyx_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
         raise RecordError(f"{where}: expected exactly one of nl/fwd_mnl/bwd_mnl non-empty, got {present or 'none'}")
     if not (row.get("response") or "").strip():
         raise RecordError(f"{where}: missing or empty field 'response'")
-    kind = PYX_FIELDS[present[0]]
-    return formatted(f"pyx-{index:07d}", kind, row[present[0]], row["response"], source="released-pyx")
+    field = present[0]
+    rid = row_id("pyx", field, row[field], row["response"])
+    return formatted(rid, PYX_FIELDS[field], row[field], row["response"], source="released-pyx")
 
 
-def pyxr_record(row: dict[str, Any], where: str, index: int) -> dict[str, Any]:
+def pyxr_record(row: dict[str, Any], where: str) -> dict[str, Any]:
     for k in ("fault", "response"):
         if not isinstance(row.get(k), str) or not row[k].strip():
             raise RecordError(f"{where}: missing or empty field {k!r}")
-    return formatted(f"pyxr-{index:07d}", "refine", row["fault"], row["response"], source="released-pyx-r")
+    return formatted(row_id("pyxr", "fault", row["fault"], row["response"]), "refine", row["fault"], row["response"],
+                     source="released-pyx-r")
 
 
 def _convert(rows: Iterable[tuple[str, dict[str, Any]]], fn, config: DataConfig, rejects: list) -> list[dict[str, Any]]:
-    """Records of ``(where, row)`` pairs; ``where`` starts every error. Ids count the rows read."""
+    """Records of ``(where, row)`` pairs; ``where`` starts every error. ``released.limit`` counts the rows read."""
     out = []
+    first: dict[str, str] = {}  # id -> where its row was read first
     for i, (where, row) in enumerate(rows):
         if config.released.limit and i >= config.released.limit:
             break
         try:
-            out.append(fn(row, where, i))
+            record = fn(row, where)
         except RecordError as e:
             if not config.skip_bad:
                 raise
             # A parquet or hub row may hold bytes or timestamps, which the rejects file cannot.
             rejects.append({"record": json.loads(json.dumps(row, default=repr)), "reason": "malformed_row", "detail": str(e)})
+            continue
+        if record["id"] in first:
+            rejects.append({"record": json.loads(json.dumps(row, default=repr)), "reason": "duplicate_row",
+                            "detail": f"{where}: the same text as {first[record['id']]} ({record['id']})"})
+            continue
+        first[record["id"]] = where
+        out.append(record)
     return out
 
 

@@ -59,13 +59,10 @@ def run_stages(config: DataConfig, beam_options: str = "") -> None:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from data_pipeline.runner_local import run_stages as local_run_stages
-
     build.check_stage_settings(config)
+    build.redo_stale_shards(config)
+    build.write_source(config)  # listing and parsing the corpus runs in the launcher, like a Beam Create
     n = config.num_shards
-    if not all(build.shard_done(config, build.SOURCE_STAGE, i) for i in range(n)):
-        # The source (listing and parsing the corpus) runs in the launcher, like a Beam Create.
-        local_run_stages(config, progress=False, only_source=True)
     source = [(i, r) for i in range(n) for r in build.read_shard(config, build.SOURCE_STAGE, i)]
     argv = shlex.split(beam_options) or ["--runner=DirectRunner", "--direct_num_workers=1", "--direct_running_mode=in_memory"]
     StageDoFn = _stage_dofn()

@@ -2,12 +2,12 @@
 
 A shard whose ``.done`` marker exists is skipped; a shard interrupted mid-way has no marker and is
 redone from its input shard. Outputs are written to temporary names and renamed, so a killed build
-leaves no half-written file behind.
+leaves no half-written file behind. Before anything runs, finished shards built by other code (or
+from other source records) are removed with the shards made from them (``build.redo_stale_shards``).
 """
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
@@ -24,18 +24,11 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def run_stages(config: DataConfig, *, progress: bool = True, only_source: bool = False) -> None:
     build.check_stage_settings(config)
-    n = config.num_shards
-    if not all(build.shard_done(config, build.SOURCE_STAGE, i) for i in range(n)):
-        start = time.perf_counter()
-        records, rejects = build.source_records(config)
-        shards = build.shard_records(records, n)
-        for i, shard in enumerate(shards):
-            rej = rejects if i == 0 else []
-            report = {"in": len(shard) + len(rej), "kept": len(shard), "out": len(shard),
-                      "rejected": dict(Counter(r["reason"] for r in rej)), "wall_s": round((time.perf_counter() - start) / n, 3)}
-            build.write_shard(config, build.SOURCE_STAGE, i, shard, rej, report)
+    build.redo_stale_shards(config)
+    build.write_source(config)
     if only_source:
         return
+    n = config.num_shards
     fns = stage_functions()
     ctx = StageContext(config)
     workers = build.stage_workers(config)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import re
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from data_pipeline.config import DataConfig
@@ -20,6 +24,96 @@ STAGE_ORDER: tuple[str, ...] = ("synthesis", "executability", "inputs", "monolog
 class Reject:
     reason: str
     detail: str = ""
+
+
+# Project modules that only configure, read, write or transport records: editing them changes no
+# record, so it leaves finished shards valid (their settings are compared on their own).
+NOT_RECORD_CODE = frozenset({"data_pipeline", "data_pipeline.config", "data_pipeline.records", "data_pipeline.llm",
+                             "data_pipeline.stages", "semcoder_jax", "semcoder_jax.config", "semcoder_jax.errors",
+                             "semcoder_jax.jsonl"})
+# Hashed but not followed: it imports every stage (``stage_functions``), which would tie each stage to all.
+NOT_FOLLOWED = frozenset({"data_pipeline.stages.base"})
+# Code outside the stage modules that makes the source records.
+SOURCE_CODE = {"data_pipeline.build": ("source_records", "_problem_row_error")}
+PACKAGES = ("data_pipeline", "semcoder_jax")
+
+
+@functools.cache
+def code_fingerprint(stage: str) -> dict[str, Any]:
+    """What identifies the code a stage runs: a digest of each project module it uses (the stage's
+    module and, transitively, the project modules it imports, less ``NOT_RECORD_CODE``), the Python
+    version (tracing and ``repr`` differ between versions) and, for information, the package version.
+
+    A module's digest is of its syntax tree without docstrings, so whitespace, comment and docstring
+    edits leave it as it was. Computed once per process: the code this process loaded, even if the
+    files change while it runs."""
+    return tree_fingerprint(Path(__file__).resolve().parents[2], stage)
+
+
+def tree_fingerprint(root: Path, stage: str) -> dict[str, Any]:
+    """``code_fingerprint`` of the project whose packages lie in ``root``."""
+    from semcoder_jax import __version__
+
+    modules: dict[str, str] = {}
+    todo = ["data_pipeline.stages." + stage]
+    while todo:
+        name = todo.pop()
+        if name in modules or name in NOT_RECORD_CODE:
+            continue
+        path = _module_file(root, name)
+        if path is None:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        modules[name] = _tree_digest(tree)
+        if name not in NOT_FOLLOWED:
+            todo += _imported_modules(root, tree, name, is_package=path.name == "__init__.py")
+    if stage == "seeds":
+        for name, functions in SOURCE_CODE.items():
+            path = _module_file(root, name)
+            tree = ast.parse(path.read_text(encoding="utf-8"), str(path)) if path else ast.Module(body=[], type_ignores=[])
+            for fn in functions:
+                node = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == fn), None)
+                modules[f"{name}.{fn}"] = _tree_digest(node) if node else "missing"
+    code = {"python": f"{sys.version_info.major}.{sys.version_info.minor}", "modules": dict(sorted(modules.items()))}
+    return {"digest": short_hash(repr(sorted(code.items())), 16), **code, "version": __version__}
+
+
+def _module_file(root: Path, name: str) -> Path | None:
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    base = root.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imported_modules(root: Path, tree: ast.AST, name: str, *, is_package: bool) -> list[str]:
+    """Project modules that ``tree`` (module ``name``) imports anywhere, function bodies included."""
+    package = name if is_package else name.rpartition(".")[0]
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                parent = ".".join(parts[: len(parts) - node.level + 1])
+                module = f"{parent}.{node.module}" if node.module else parent
+            else:
+                module = node.module or ""
+            found.append(module)
+            found += [f"{module}.{a.name}" for a in node.names if _module_file(root, f"{module}.{a.name}")]
+    return [m for m in found if _module_file(root, m)]
+
+
+def _tree_digest(tree: ast.AST) -> str:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return short_hash(ast.dump(tree), 16)
 
 
 StageFn = Callable[[dict[str, Any], "StageContext"], "list[dict[str, Any]] | Reject"]

@@ -72,7 +72,7 @@ def test_released_errors_name_the_file_line_not_the_row_count(tmp_path):
     cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyx=str(pyx)))
     with pytest.raises(RecordError, match="^" + re.escape(f"{pyx}:4: missing or empty field 'response'") + "$"):
         released_records(cfg)
-    pyx.write_text(f"{good}\n{{not json\n\n{json.dumps({'fault': 'x', 'response': 'y'})}\n{good}\n")
+    pyx.write_text(f"{good}\n{{not json\n\n{json.dumps({'fault': 'x', 'response': 'y'})}\n{good.replace('add', 'plus')}\n")
     cfg.skip_bad = True
     recs, stages = released_records(cfg)
     assert len(recs) == 2 and stages["released_pyx"]["rejected"] == {"malformed_jsonl": 1, "malformed_row": 1}
@@ -95,7 +95,7 @@ def test_released_limit_reads_no_line_past_its_rows(tmp_path):
         released_records(cfg)
     cfg.skip_bad = True
     recs, stages = released_records(cfg)
-    assert [r["id"] for r in recs] == ["pyx-0000000"]
+    assert [r["response"] for r in recs] == ["def add(a, b): return a + b"]
     assert stages["released_pyx"] == {"in": 2, "kept": 1, "out": 1, "rejected": {"malformed_jsonl": 1}, "notes": {}}
     pyx.write_text(f"{good}\n{{not json\n")
     cfg.skip_bad = False
@@ -175,3 +175,76 @@ def test_a_local_copy_of_the_hub_dataset_is_read_with_datasets(tmp_path, monkeyp
     assert load_rows(str(folder)) == [(f"{folder}[train] row {i}", row) for i, row in enumerate(rows)]
     with pytest.raises(RecordError, match=re.escape(f"cannot load {folder}[test] from the local folder")):
         load_rows(str(folder), "test")
+
+
+def _pyx_row(i: int) -> dict:
+    return {"nl": f"Write add{i}.", "fwd_mnl": "", "bwd_mnl": "", "response": f"def add{i}(a, b): return a + b + {i}"}
+
+
+def test_released_ids_follow_the_rows_text_not_their_place(tmp_path):
+    """Ids were the row's position: dropping or re-ordering rows gave every later row another id, so
+    splits.json and decontamination reports named other rows."""
+    from data_pipeline import splits
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    rows = [_pyx_row(i) for i in range(20)]
+    pyx = tmp_path / "pyx.jsonl"
+    pyx.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyx=str(pyx)))
+    id_of = {r["response"]: r["id"] for r in released_records(cfg)[0]}
+    assert len(set(id_of.values())) == 20 and all(re.fullmatch(r"pyx-[0-9a-f]{16}", i) for i in id_of.values())
+    split_of = splits.assign([{"id": i} for i in id_of.values()], 0.3, seed=0)
+    kept = rows[::-1][:-3]  # re-ordered, three rows filtered out
+    pyx.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    again = released_records(cfg)[0]
+    assert {r["response"]: r["id"] for r in again} == {r["response"]: id_of[r["response"]] for r in kept}
+    assert all(split_of[rid] == s for rid, s in splits.assign(again, 0.3, seed=0).items())
+    # The same instruction under another field, or text differing by one space, is another row.
+    other = [{**rows[0], "nl": "", "fwd_mnl": rows[0]["nl"]}, {**rows[0], "response": rows[0]["response"] + " "}]
+    pyx.write_text("".join(json.dumps(r) + "\n" for r in [rows[0], *other]))
+    assert len({r["id"] for r in released_records(cfg)[0]}) == 3
+
+
+def test_released_exact_duplicate_rows_are_rejected_and_counted(tmp_path):
+    """Two identical rows would be trained on twice and, with text-based ids, share one id."""
+    from data_pipeline.config import DataConfig, ReleasedConfig
+    from data_pipeline.released import released_records
+
+    pyx, pyxr = tmp_path / "pyx.jsonl", tmp_path / "pyxr.jsonl"
+    pyx.write_text("".join(json.dumps(r) + "\n" for r in [_pyx_row(0), _pyx_row(1), _pyx_row(0), _pyx_row(0)]))
+    fault = {"fault": "### Problem\n...", "response": "[MONOLOGUE]..."}
+    pyxr.write_text(json.dumps(fault) + "\n" + json.dumps(fault) + "\n")
+    cfg = DataConfig(output_dir=str(tmp_path / "out"), source="released", released=ReleasedConfig(pyx=str(pyx), pyxr=str(pyxr)))
+    recs, stages = released_records(cfg)  # not a malformed row: refused without skip_bad neither
+    assert [r["response"] for r in recs] == [_pyx_row(0)["response"], _pyx_row(1)["response"], fault["response"]]
+    assert stages["released_pyx"] == {"in": 4, "kept": 2, "out": 2, "rejected": {"duplicate_row": 2}, "notes": {}}
+    assert stages["released_pyxr"]["rejected"] == {"duplicate_row": 1} and stages["released_pyxr"]["in"] == 2
+    rejects = [json.loads(ln) for ln in (tmp_path / "out/stages/released_pyx/rejects-00000.jsonl").read_text().splitlines()]
+    assert [r["detail"] for r in rejects] == [f"{pyx}:{n}: the same text as {pyx}:1 ({recs[0]['id']})" for n in (3, 4)]
+    assert rejects[0]["record"] == _pyx_row(0)
+
+
+@pytest.mark.slow  # loads the tokenizer and TensorFlow
+def test_a_rebuild_from_a_filtered_released_file_keeps_the_other_rows_split(tmp_path):
+    """splits.json of a rebuild in the same folder names the same rows for the rows both files hold."""
+    from data_pipeline import runner_local
+    from data_pipeline.config import DataConfig, ReleasedConfig
+
+    rows = [_pyx_row(i) for i in range(12)]
+    pyx = tmp_path / "pyx.jsonl"
+    out = tmp_path / "out"
+
+    def build(rows):
+        pyx.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        cfg = DataConfig(output_dir=str(out), source="released", released=ReleasedConfig(pyx=str(pyx)), seq_len=256,
+                         tfrecord_shards=1, validation_fraction=0.3)
+        runner_local.run(cfg, progress=False)
+        split = json.loads((out / "splits.json").read_text())
+        response = {r["id"]: r["response"] for r in map(json.loads, (out / "records" / "nl2code.jsonl").read_text().splitlines())}
+        return {response[rid]: name for name in ("train", "validation") for rid in split[name]}
+
+    before = build(rows)
+    after = build(rows[5:] + rows[1:4])  # rows 0 and 4 dropped, the rest re-ordered
+    assert set(before.values()) == {"train", "validation"} and len(after) == 10
+    assert after == {r: s for r, s in before.items() if r in after}

@@ -1,6 +1,8 @@
 """The local runner: resume safety and checks before any stage runs."""
 
 import json
+from types import SimpleNamespace
+
 import pytest
 from semcoder_jax.config import ConfigError
 
@@ -81,3 +83,184 @@ def test_an_empty_build_with_a_validation_fraction_fails_as_empty_after_writing_
     assert main(args) == 2
     assert "no training rows survived the build (rejected by stage: tokenize_pack: too_long=1)" in capsys.readouterr().err
     assert json.loads((out / "report.json").read_text())["stages"]["tokenize_pack"]["rejected"] == {"too_long": 1}
+
+
+CORPUS = {"a.py": "def one(x):\n    y = x + 1\n    return y\n\n\ndef two(x):\n    y = x * 2\n    return y\n",
+          "b.py": "def three(x):\n    y = x - 3\n    return y\n\n\ndef four(x):\n    y = x // 4\n    return y\n"}
+
+
+def _fake_stages(version: dict, calls: list):
+    """Stage functions that stamp each record with the stage's current ``version`` (fast, no sandbox)."""
+    from data_pipeline.stages.base import STAGE_ORDER
+
+    def make(stage):
+        def fn(record, ctx):
+            if version.get("die_at") == (stage, record["id"]):
+                raise KeyboardInterrupt  # a kill part-way through the stage
+            calls.append(stage)
+            return [{**record, stage: version.get(stage, 1)}]
+        return fn
+    return {s: make(s) for s in STAGE_ORDER}
+
+
+@pytest.fixture
+def fake_build(tmp_path, monkeypatch):
+    """A 2-shard build of four seeds through fake stages; ``code[stage]`` fakes an edit of that stage's code."""
+    from data_pipeline import build, runner_local
+    from data_pipeline.cli import load
+    from data_pipeline.stages import base
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for name, text in CORPUS.items():
+        (corpus / name).write_text(text)
+    cfg = load("demo", [f"output_dir={tmp_path / 'out'}", f"corpus_dirs=[{corpus}]", "num_shards=2", "seed_kinds=[function]"])
+    version, calls, code = {}, [], {}
+    real = base.code_fingerprint
+
+    def fingerprint(stage):
+        fp = real(stage)
+        if stage not in code:
+            return fp
+        modules = {**fp["modules"], f"data_pipeline.stages.{stage}": code[stage]}
+        return {**fp, "modules": modules, "digest": f"edited-{code[stage]}"}
+
+    monkeypatch.setattr(build, "code_fingerprint", fingerprint)
+    monkeypatch.setattr(runner_local, "stage_functions", lambda: _fake_stages(version, calls))
+
+    def run():
+        calls.clear()
+        runner_local.run_stages(cfg, progress=False)
+        return build.final_problems(cfg)
+    return SimpleNamespace(cfg=cfg, corpus=corpus, version=version, calls=calls, code=code, run=run)
+
+
+def _done_mtimes(cfg, stage):
+    from data_pipeline import build
+
+    return [build.shard_paths(cfg, stage, i)[2].stat().st_mtime_ns for i in range(cfg.num_shards)]
+
+
+def test_resume_redoes_the_stages_whose_code_changed_and_those_after(fake_build, caplog):
+    """A resume reused every finished shard whatever code built it: an edited monologue stage (or an
+    upgraded package) left the old monologues in the build, silently."""
+    b = fake_build
+    cfg, version, calls, code, run = b.cfg, b.version, b.calls, b.code, b.run
+    first = run()
+    assert len(first) == 4 and all(r["monologue"] == 1 for r in first) and calls.count("synthesis") == 4
+    kept = {s: _done_mtimes(cfg, s) for s in ("seeds", "synthesis", "executability", "inputs")}
+    assert run() == first and calls == []  # the same code: nothing is redone, nothing said
+    code["monologue"], version["monologue"] = "v2", 2
+    with caplog.at_level("WARNING", logger="data_pipeline.build"):
+        second = run()
+    assert all(r["monologue"] == 2 for r in second) and len(second) == 4
+    assert sorted(set(calls)) == ["decontam", "monologue", "pyxr"] and calls.count("monologue") == 4
+    assert {s: _done_mtimes(cfg, s) for s in kept} == kept  # the stages before were not redone
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "monologue: 2 of 2 shards (changed: data_pipeline.stages.monologue)" in message
+    assert "pyxr: 2 of 2 shards (made from shards that are redone)" in message and "synthesis" not in message
+    assert "build with the code that made them" in message
+
+
+def test_a_kill_while_redoing_stale_shards_leaves_no_old_record_behind(fake_build):
+    """The later stages' shards are removed before the redo starts: a kill during it must not leave
+    pyxr shards made from the old monologues to be reused next time."""
+    b = fake_build
+    version, code, run = b.version, b.code, b.run
+    first = run()
+    code["monologue"], version["monologue"] = "v2", 2
+    version["die_at"] = ("monologue", first[-1]["id"])
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    version.pop("die_at")
+    version["pyxr"] = 2  # tells the pyxr shards made in this run from those of the first
+    final = run()
+    assert [(r["monologue"], r["pyxr"]) for r in final] == [(2, 2)] * 4
+
+
+def test_shards_with_no_or_unreadable_code_record_are_redone(fake_build):
+    """Shards of a build from before fingerprints were recorded, or with a truncated .done, cannot be
+    told to match the code: they are redone, not trusted."""
+    import json
+
+    from data_pipeline import build
+
+    b = fake_build
+    cfg, version, calls, run = b.cfg, b.version, b.calls, b.run
+    run()
+    done0 = build.shard_paths(cfg, "inputs", 0)[2]
+    report = json.loads(done0.read_text())
+    done0.write_text(json.dumps({k: v for k, v in report.items() if k != "code"}))
+    build.shard_paths(cfg, "pyxr", 1)[2].write_text('{"in": ')
+    version.update(inputs=2, pyxr=2)
+    final = run()
+    # Shard 0 from inputs on, shard 1 from pyxr on; the record ids sort across shards.
+    by_shard = [{r["id"] for r in build.read_shard(cfg, "decontam", i)} for i in range(2)]
+    assert {(r["id"] in by_shard[0], r["inputs"], r["pyxr"]) for r in final} == {(True, 2, 2), (False, 1, 2)}
+    assert sorted(calls) == ["decontam"] * 4 + ["inputs"] * 2 + ["monologue"] * 2 + ["pyxr"] * 4
+
+
+def test_an_edited_corpus_redoes_the_source_and_every_stage(fake_build, caplog):
+    """Finished source shards were reused after the corpus changed: new seeds never entered the build."""
+    b = fake_build
+    corpus, calls, run = b.corpus, b.calls, b.run
+    run()
+    (corpus / "c.py").write_text("def five(x):\n    y = x % 5\n    return y\n")
+    with caplog.at_level("WARNING", logger="data_pipeline.build"):
+        final = run()
+    assert len(final) == 5 and calls.count("synthesis") == 5
+    assert "seeds: 2 of 2 shards (the source records changed" in caplog.text
+
+
+def test_finishing_refuses_shards_built_by_other_code(fake_build):
+    """Beam workers running another version wrote shards the launcher then packed with its own."""
+    import json
+
+    from data_pipeline import build
+    from data_pipeline.records import RecordError
+
+    cfg, run = fake_build.cfg, fake_build.run
+    run()
+    done = build.shard_paths(cfg, "pyxr", 1)[2]
+    report = json.loads(done.read_text())
+    report["code"] = {**report["code"], "digest": "other", "python": "3.99"}
+    done.write_text(json.dumps(report))
+    with pytest.raises(RecordError, match=r"pyxr/shard-00001\.done: stage pyxr shard 1 was built by other code .*Python 3\.99"):
+        build.final_problems(cfg)
+
+
+def test_code_fingerprint_ignores_layout_but_not_code(tmp_path):
+    from data_pipeline.stages.base import tree_fingerprint
+
+    pkg = tmp_path / "data_pipeline" / "stages"
+    pkg.mkdir(parents=True)
+    (tmp_path / "semcoder_jax").mkdir()
+    (tmp_path / "semcoder_jax" / "helper.py").write_text("def h(x):\n    return x + 1\n")
+    (tmp_path / "data_pipeline" / "config.py").write_text("A = 1\n")
+    stage = pkg / "mono.py"
+    stage.write_text('"""Doc."""\nfrom data_pipeline.config import A\n\ndef f(x):\n    from semcoder_jax import helper\n    return helper.h(x)\n')
+    first = tree_fingerprint(tmp_path, "mono")
+    assert set(first["modules"]) == {"data_pipeline.stages.mono", "semcoder_jax.helper"}  # config is no record code
+    stage.write_text('"""Other doc."""\nfrom data_pipeline.config import A  # a comment\n\n\ndef f(x):\n    """Why."""\n'
+                     '    from semcoder_jax import helper\n\n    return helper.h( x )\n')
+    (tmp_path / "data_pipeline" / "config.py").write_text("A = 2\n")
+    assert tree_fingerprint(tmp_path, "mono")["digest"] == first["digest"]
+    (tmp_path / "semcoder_jax" / "helper.py").write_text("def h(x):\n    return x + 2\n")  # a module it imports
+    changed = tree_fingerprint(tmp_path, "mono")
+    assert changed["digest"] != first["digest"]
+    assert [k for k in first["modules"] if first["modules"][k] != changed["modules"][k]] == ["semcoder_jax.helper"]
+
+
+def test_a_stage_result_that_is_no_records_is_rejected_with_a_reason():
+    """A stage returning [] lost its record uncounted; a dict was spread into the shard as its keys."""
+    from data_pipeline import build
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.base import StageContext
+
+    results = {"a": [], "b": {"id": "b"}, "c": None, "d": [{"no": "id"}], "e": [{"id": "e"}, {"id": "e2"}]}
+    outputs, rejects, report = build.apply_stage(lambda r, ctx: results[r["id"]], [{"id": k} for k in results],
+                                                 StageContext(DataConfig()), workers=1)
+    assert [o["id"] for o in outputs] == ["e", "e2"]
+    assert {r["record"]["id"]: r["reason"] for r in rejects} == {
+        "a": "stage_error:no_output", "b": "stage_error:bad_output", "c": "stage_error:bad_output", "d": "stage_error:bad_output"}
+    assert report["in"] == report["kept"] + sum(report["rejected"].values()) == 5
