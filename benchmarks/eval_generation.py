@@ -5,7 +5,9 @@
 
 Prompts are the benchmark's real prompts; generation is greedy with no stop strings, so both
 backends produce exactly ``max_new_tokens`` per prompt unless EOS comes first. Prints new tokens/s
-per backend (after one warm-up call that compiles/loads) and whether the texts agree.
+per backend (after one warm-up call that compiles/loads) and whether the texts agree. Tokens are
+the backend's own count of what it generated (EOS included); re-tokenising the text would not
+give it back (decoding is not invertible), so a backend without counts is reported as such.
 """
 
 from __future__ import annotations
@@ -22,6 +24,15 @@ from _args import positive_int  # noqa: E402
 from eval.backends import BackendConfig, get_backend  # noqa: E402
 from eval.benchmarks import load_problems  # noqa: E402
 from eval.tasks import build_prompt  # noqa: E402
+
+
+def generated_tokens(completions: list) -> tuple[int | None, str]:
+    """Tokens generated over the first completion of each prompt, and what was counted: the
+    backend's own counts, or None where any is missing."""
+    counts = [getattr(c[0], "num_tokens", None) for c in completions]
+    if any(k is None for k in counts):
+        return None, "the backend reports no token counts"
+    return sum(counts), "generated tokens as the backend counts them, EOS included"
 
 
 def main() -> None:
@@ -43,9 +54,11 @@ def main() -> None:
         t0 = time.time()
         texts = backend.generate(prompts, max_new_tokens=args.max_new_tokens)
         dt = time.time() - t0
-        n_tokens = sum(len(backend.tokenizer(t[0], add_special_tokens=False).input_ids) for t in texts)
+        n_tokens, counted = generated_tokens(texts)
         outputs[name] = texts
-        print(f"{name:5} prompts={len(prompts)} new_tokens={n_tokens} seconds={dt:.2f} tokens/s={n_tokens / dt:.1f}", flush=True)
+        rate = f"{n_tokens / dt:.1f}" if n_tokens is not None else "n/a"
+        print(f"{name:5} prompts={len(prompts)} new_tokens={n_tokens if n_tokens is not None else 'n/a'} "
+              f"seconds={dt:.2f} tokens/s={rate} ({counted})", flush=True)
         backend.close()
     if len(outputs) == 2:
         a, b = outputs.values()

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from eval.cache import GenerationCache, run_key
+from eval.cache import GenerationCache
 from eval.runner import GENERATIONS_FILE, generate_cached, generation_settings
 from semcoder_jax import prompts as P
 
@@ -155,8 +155,8 @@ def refine(
         }
         sampling = dict(n=1, temperature=cfg.refine_sampling_temperature, top_p=cfg.refine_top_p,
                         max_new_tokens=cfg.refine_max_new_tokens)
-        cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(backend.identity(), generation_settings(
-            cfg, refine_round=rnd, **sampling)))
+        cache = GenerationCache.for_run(out_dir / GENERATIONS_FILE, backend.identity(), generation_settings(
+            cfg, refine_round=rnd, **sampling))
         # Seeds of their own: the first generation used seed .. seed + N*n - 1, round r the r-th range after it.
         outs = generate_cached(
             backend, prompts, cache, **sampling, stop=(REFINED_STOP,),

@@ -9,8 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from eval.backends import Completion
 from eval.benchmarks import load_problems
-from eval.cache import GenerationCache, run_key
+from eval.cache import GenerationCache
 from eval.config import EvalConfig
 from eval.tasks import build_prompt, stop_strings, to_sample
 from semcoder_jax.errors import SemcoderError
@@ -39,17 +40,27 @@ def generate_cached(
     seed: int,
     batch_size: int,
     on_batch: Callable[[int, int], None] | None = None,
-) -> dict[str, list[str]]:
+    log: Callable[[str], None] | None = None,
+) -> dict[str, list[Completion]]:
     """Completions per task; only tasks missing from the cache reach the backend, and each batch is
     on disk before the next one starts. Task k of ``prompts`` is sampled with seed ``seed + k * n``
     (backends offset a call's seed by ``i * n`` for its i-th prompt), whatever the batch size and
     whatever an interrupted run left in the cache, so a resumed run samples what an uninterrupted one would;
     a cached sample drawn with another seed (the task stood elsewhere in another run) or by another
-    of the backend's sampling schemes (``sampling_scheme``, e.g. before it seeded rows) is drawn again."""
+    of the backend's sampling schemes (``sampling_scheme``, e.g. before it seeded rows) is drawn again.
+    Generations in the cache file that are not reused (another model, backend revision or setting,
+    an older cache format) are reported to ``log`` with what differs."""
     index = {t: k for k, t in enumerate(prompts)}
     seed_of = {t: seed + k * n for t, k in index.items()} if temperature > 0 else {}
     scheme = getattr(backend, "sampling_scheme", None) if temperature > 0 else None
-    todo = [t for t, p in prompts.items() if any(cache.get(t, i, p, seed_of.get(t), scheme) is None for i in range(n))]
+    missing = [(t, i) for t, p in prompts.items() for i in range(n) if cache.get(t, i, p, seed_of.get(t), scheme) is None]
+    todo = list(dict.fromkeys(t for t, _ in missing))
+    if log:
+        why = [cache.not_reused(t, i, prompts[t]) for t, i in missing]
+        stale = sum(1 for w in why if w)
+        if stale:
+            log(f"{cache.path}: {stale} cached generation(s) of these prompts not reused, generated again: "
+                f"{cache.explain(set().union(*why))}")
     done_count = 0
     for batch in _contiguous_batches(todo, index, max(1, batch_size)):  # batch size 0 would send empty batches
         try:
@@ -73,7 +84,8 @@ def generate_cached(
         done_count += len(batch)
         if on_batch:
             on_batch(done_count, len(todo))
-    return {t: [cache.get(t, i, p, seed_of.get(t), scheme) or "" for i in range(n)] for t, p in prompts.items()}
+    out = {t: [cache.get(t, i, p, seed_of.get(t), scheme) for i in range(n)] for t, p in prompts.items()}
+    return {t: [Completion("") if c is None else c for c in cs] for t, cs in out.items()}
 
 
 def _contiguous_batches(todo: list[str], index: dict[str, int], size: int) -> list[list[str]]:
@@ -98,11 +110,17 @@ def load_benchmark(cfg: EvalConfig) -> list:
 
 
 def write_samples(out_dir: Path, benchmark: str, completions: dict[str, list[str]], samples: dict[str, list[str]]) -> None:
+    """One row a sample: the completion, how it ended where the backend said (``finish_reason``,
+    which ``eval score`` reads back), its generated ``tokens`` where known, and what is scored."""
     field = "solution" if benchmark in ("humaneval", "mbpp", "lcb-lite") else "answer"
     with open(out_dir / SAMPLES_FILE, "w", encoding="utf-8") as f:
         for t, outs in completions.items():
             for c, s in zip(outs, samples[t]):
-                f.write(json.dumps({"task_id": t, "completion": c, field: s}) + "\n")
+                row = {"task_id": t, "completion": str(c), field: s}
+                for key, value in (("finish_reason", getattr(c, "finish_reason", None)), ("tokens", getattr(c, "num_tokens", None))):
+                    if value is not None:
+                        row[key] = value
+                f.write(json.dumps(row) + "\n")
     if benchmark.startswith("cruxeval"):
         (out_dir / "generations.json").write_text(json.dumps(samples))
 
@@ -126,13 +144,13 @@ def run_eval(
     prompts = {p.task_id: build_prompt(cfg.benchmark, p, style, quotes) for p in problems}
     identity = backend.identity()
     stop = stop_strings(cfg.benchmark, style)  # generations are stored cut at these: part of the key
-    cache = GenerationCache(out_dir / GENERATIONS_FILE, run_key(identity, generation_settings(cfg, stop=list(stop))))
+    cache = GenerationCache.for_run(out_dir / GENERATIONS_FILE, identity, generation_settings(cfg, stop=list(stop)))
     g = cfg.generation
     t0 = time.time()
     completions = generate_cached(
         backend, prompts, cache, n=g.n, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
         stop=stop, seed=g.seed, batch_size=g.batch_size,
-        on_batch=lambda done, total: log(f"generated {done}/{total} uncached problems"),
+        on_batch=lambda done, total: log(f"generated {done}/{total} uncached problems"), log=log,
     )
     gen_s = time.time() - t0
     by_id = {p.task_id: p for p in problems}

@@ -1,6 +1,8 @@
 """Reading samples to score: EvalPlus-style JSONL (``task_id`` with ``solution`` or ``completion``;
 ``answer`` for execution-prediction benchmarks) or CRUXEval's generations JSON
-(``{"sample_0": ["...", ...], ...}``). Every bad row is an error naming the file and line."""
+(``{"sample_0": ["...", ...], ...}``). Every bad row is an error naming the file and line. A raw
+completion's ``finish_reason`` (as ``eval run`` writes samples) decides whether an LCB-Exec answer
+was closed by its stop string or cut by the token limit."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from eval.backends import FINISH_REASONS, Completion
 from eval.tasks import check_style, default_quotes, to_sample
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.jsonl import iter_jsonl
@@ -41,7 +44,10 @@ def _sample_from_row(benchmark: str, problem: Any, row: dict, where: str, style:
     key, value = _first_string_field(row, ("answer", "completion", "generation"), where)
     if key == "answer":
         return value
-    return to_sample(benchmark, problem, value, style, quotes)
+    reason = row.get("finish_reason")  # as `eval run` writes it: read LCB-Exec answers as it read them
+    if reason is not None and reason not in FINISH_REASONS:
+        raise SamplesError(f"{where}: finish_reason must be one of {', '.join(FINISH_REASONS)} or null, got {reason!r}")
+    return to_sample(benchmark, problem, Completion(value, reason), style, quotes)
 
 
 def semcoder_raw_answer(raw: str, benchmark: str, quotes: bool = True) -> str:
@@ -81,6 +87,8 @@ def read_samples(
             raise SamplesError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from None
         except UnicodeDecodeError as e:
             raise SamplesError(f"{path}: not UTF-8 (byte {e.start})") from None
+        except RecursionError:  # json's decoder recurses per nesting level
+            raise SamplesError(f"{path}: JSON nested too deeply to read (expected {{task_id: [samples]}})") from None
         if not isinstance(data, dict):
             raise SamplesError(f"{path}: expected an object {{task_id: [samples]}}, got {type(data).__name__}")
         for task_id, values in data.items():

@@ -89,7 +89,10 @@ def to_sample(benchmark: str, problem: Any, completion: str, style: str = "semco
 
         cot = style != "direct"
         # Generation stops at [/ANSWER] and leaves it out; lcb_runner generates past it and reads it.
-        if P.ANSWER_STOP not in completion and _closed_by_stop(completion, cot):
+        # The backend's finish reason says whether the stop string ended it; the text, where it cannot tell.
+        reason = getattr(completion, "finish_reason", None)
+        closed = reason == "stop" if reason is not None else _closed_by_stop(completion, cot)
+        if P.ANSWER_STOP not in completion and closed:
             completion += P.ANSWER_STOP
         answer = extract_lcb_execution_answer(completion, cot=cot)
     else:
@@ -101,10 +104,11 @@ def to_sample(benchmark: str, problem: Any, completion: str, style: str = "semco
 
 def _closed_by_stop(completion: str, cot: bool) -> bool:
     """Whether a completion cut before its first ``[/ANSWER]`` ended there rather than at the token
-    limit (or EOS), where lcb_runner finds no closing tag and reads the answer's first line only. No
-    backend returns the stop string or why it stopped, so the text decides: an answer closed as the
-    prompts' examples close theirs ends with the line break before the tag and, after a chain of
-    thought, holds the ``[ANSWER]`` it closes."""
+    limit (or EOS), where lcb_runner finds no closing tag and reads the answer's first line only,
+    for completions whose backend could not say why it stopped (no ``finish_reason``: an OpenAI
+    server other than vLLM's, a samples file without it): an answer closed as the prompts' examples
+    close theirs ends with the line break before the tag and, after a chain of thought, holds the
+    ``[ANSWER]`` it closes."""
     return completion.endswith("\n") and (not cot or "[ANSWER]" in completion)
 
 

@@ -1,7 +1,8 @@
 """Generation backends behind one interface; heavy libraries load only for the chosen one.
 
 Every backend returns, per prompt, ``n`` completions (text after the prompt, cut before the first
-stop string, which is not included).
+stop string, which is not included), as :class:`Completion` strings that also say, where the
+backend knows, why generation ended and how many tokens it generated.
 """
 
 from __future__ import annotations
@@ -40,9 +41,42 @@ class BackendConfig:
     max_retries: int = 5  # openai: per request, on rate limits, timeouts and server errors
 
 
+FINISH_REASONS = ("stop", "eos", "length")
+
+
+class Completion(str):
+    """A completion's text, usable wherever the text is, with what the backend knows of it.
+
+    ``finish_reason``: ``"stop"`` (a stop string ended it), ``"eos"`` (the model's end of
+    sequence), ``"length"`` (``max_new_tokens`` or the context ran out) or None (the backend cannot
+    tell, e.g. an OpenAI server's "stop" covers both stop strings and EOS). ``num_tokens``: the
+    tokens the backend generated for it, EOS included (hf: all it generated before cutting the text
+    at a stop string); None where unknown. Re-tokenising the text does not give this count: the
+    cut at a stop string drops tokens and decoding is not invertible."""
+
+    finish_reason: str | None
+    num_tokens: int | None
+
+    def __new__(cls, text: str, finish_reason: str | None = None, num_tokens: int | None = None) -> "Completion":
+        if finish_reason is not None and finish_reason not in FINISH_REASONS:
+            raise ValueError(f"finish_reason must be one of {', '.join(FINISH_REASONS)} or None, got {finish_reason!r}")
+        self = super().__new__(cls, text)
+        self.finish_reason, self.num_tokens = finish_reason, num_tokens
+        return self
+
+
+def finish_reason_of(text: str, cut: str, *, eos: bool) -> str:
+    """Why a generation ended, for backends that cut stop strings from decoded ``text`` themselves
+    (``cut``): a stop string in the text wins, since a backend stopping on it would have stopped
+    there; then EOS; else the token limit."""
+    return "stop" if len(cut) < len(text) else "eos" if eos else "length"
+
+
 class Backend(Protocol):
     """May also name a ``sampling_scheme`` (str): how its seeds become samples. Sampled cache rows
-    carry it, so a change of scheme draws cached samples again while greedy ones are kept."""
+    carry it, so a change of scheme draws cached samples again while greedy ones are kept.
+    ``identity()`` names a ``revision`` (int), raised whenever a fix changes what the backend
+    generates from the same model and settings, so that caches written before it are not reused."""
 
     name: str
 
@@ -56,7 +90,7 @@ class Backend(Protocol):
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
-    ) -> list[list[str]]:
+    ) -> list[list[Completion]]:
         """``n`` completions a prompt. Prompt i is sampled with seed ``seed + i * n`` (its sample j
         with ``seed + i * n + j`` where a backend seeds samples: hf, jax), so a prompt's samples do not
         depend on the other prompts of the call or on the batch size."""
@@ -97,28 +131,77 @@ def model_source(config: BackendConfig) -> str:
 
 def model_identity(config: BackendConfig) -> dict[str, str]:
     """What decides the generations besides the settings, for the cache key: the model (a
-    checkpoint's step, so that more training is a new model; a HF folder's weight files, so that a
-    new export into the same folder is one) and ``--tokenizer`` (the same model read with another
-    tokenizer writes other text; left out when not given). Take it before loading the model: files
-    written while it loads belong to the next run."""
+    checkpoint's step and its files, so that more training, or training again into the same folder,
+    is a new model; a HF folder's weight and config files, so that a new export into the same folder
+    is one) and ``--tokenizer`` (the same model read with another tokenizer writes other text; left
+    out when not given; :func:`tokenizer_identity` adds the tokenizer's files). Take it before
+    loading the model: files written while it loads belong to the next run."""
     from pathlib import Path
 
     ident = {"model": model_source(config)}
     if config.hf_dir and not config.checkpoint and Path(config.hf_dir).is_dir():
-        ident["weights"] = _weights_fingerprint(Path(config.hf_dir))
+        folder = Path(config.hf_dir)
+        ident["weights"] = _files_fingerprint(
+            p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt") or p.name in HF_CONFIG_FILES
+        )
+    elif config.checkpoint and Path(config.checkpoint).is_dir():
+        from semcoder_jax.checkpoint import params_path
+
+        params, step = params_path(config.checkpoint, config.step)
+        folder = params.parent if step is not None else params  # the step's items / a params-only folder
+        ident["weights"] = _files_fingerprint(p for p in folder.rglob("*") if p.is_file())
     if config.tokenizer:
         ident["tokenizer"] = config.tokenizer
     return ident
 
 
-def _weights_fingerprint(folder: Any) -> str:
-    """Size and modification time of each weight file: rereading the same files keeps the key, and
+# Besides the weights, these change what a HF folder's model writes (RoPE scaling, EOS ids).
+HF_CONFIG_FILES = ("config.json", "generation_config.json")
+# What a tokenizer folder's tokens and text come from.
+TOKENIZER_FINGERPRINT_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+    "tokenizer.model", "vocab.json", "merges.txt",
+)
+
+
+def _files_fingerprint(files: Any) -> str:
+    """Size and modification time of each file: rereading the same files keeps the key, and
     hashing gigabytes of weights is not needed to see that they were written again."""
     import hashlib
 
-    files = sorted(p for p in folder.iterdir() if p.suffix in (".safetensors", ".bin", ".pt"))
-    stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    stats = sorted((str(p.name), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return hashlib.sha256(repr(stats).encode()).hexdigest()[:12]
+
+
+def tokenizer_identity(source: str) -> dict[str, str]:
+    """The tokenizer a backend reads (``tokenizer_source``'s answer), for the cache key: a hash of
+    its files' contents where it is a folder (a converted checkpoint's temporary folder and the
+    shipped tokenizer have no stable name), else its hub id."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(source)
+    if not folder.is_dir():
+        return {"tokenizer_source": source}
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FINGERPRINT_FILES:
+        if (folder / name).is_file():
+            digest.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
+    return {"tokenizer_files": digest.hexdigest()[:12]}
+
+
+def library_versions(*names: str) -> dict[str, str]:
+    """Installed versions of the libraries that compute a backend's generations (an upgrade may
+    change kernels, and with them greedy near-ties and samples)."""
+    from importlib import metadata
+
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def get_backend(name: str, config: BackendConfig) -> Backend:
@@ -133,9 +216,3 @@ def tokenizer_source(config: BackendConfig, model_dir: str | None = None) -> str
     from semcoder_jax.tokenizer import tokenizer_source as source
 
     return source(config.tokenizer, model_dir)
-
-
-def resolve_tokenizer(config: BackendConfig, model_dir: str | None = None) -> Any:
-    from semcoder_jax.tokenizer import load_tokenizer
-
-    return load_tokenizer(tokenizer_source(config, model_dir))

@@ -7,8 +7,12 @@ import contextlib
 import tempfile
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop, model_identity, pin_step, resolve_tokenizer
+from eval.backends import (
+    BackendConfig, Completion, cut_at_stop, finish_reason_of, library_versions, model_identity, pin_step,
+    tokenizer_identity, tokenizer_source,
+)
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.tokenizer import load_tokenizer
 
 
 @contextlib.contextmanager
@@ -31,6 +35,9 @@ class HFBackend:
     name = "hf"
     # Samples drawn by transformers' batch-wide sampling (before RowSeededSampler) are other samples.
     sampling_scheme = "row-seeded"
+    # 2: a checkpoint is converted at the compute dtype (it was rounded to bfloat16 first, under an
+    # identity that said float32), so generations cached before are another model's.
+    revision = 2
 
     def __init__(self, config: BackendConfig):
         import torch
@@ -44,7 +51,9 @@ class HFBackend:
         self._stack = contextlib.ExitStack()
         # converted at the dtype loaded (float32 on CPU by default), or its weights would be rounded
         model_dir = self._stack.enter_context(hf_model_dir(config, str(dtype).removeprefix("torch.")))
-        self.tokenizer = resolve_tokenizer(config, model_dir)
+        tokenizer = tokenizer_source(config, model_dir)
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.source.update(tokenizer_identity(tokenizer))
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         try:
             model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
@@ -54,7 +63,8 @@ class HFBackend:
         self._stack.close()  # weights are in memory; a temporary conversion can go
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "hf", **self.source, "dtype": str(self.model.dtype)}
+        return {"backend": "hf", "revision": self.revision, **self.source, "dtype": str(self.model.dtype),
+                **library_versions("transformers", "torch")}
 
     def generate(
         self,
@@ -66,7 +76,7 @@ class HFBackend:
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
-    ) -> list[list[str]]:
+    ) -> list[list[Completion]]:
         import torch
         from transformers import LogitsProcessorList
 
@@ -78,7 +88,7 @@ class HFBackend:
         eos_ids = eos if isinstance(eos, list) else [eos]
         per = n if temperature > 0 else 1
         ids = [self.tokenizer(p).input_ids for p in prompts for _ in range(per)]
-        rows: list[list[int]] = []
+        rows: list[tuple[list[int], bool]] = []  # tokens before EOS, and whether EOS ended them
         bs = max(1, self.config.batch_size)
         for start in range(0, len(ids), bs):
             batch = ids[start : start + bs]
@@ -97,8 +107,13 @@ class HFBackend:
             with torch.no_grad():
                 gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
             for row in gen[:, width:].tolist():
-                rows.append(row[: next((j for j, t in enumerate(row) if t in eos_ids), len(row))])
-        texts = [cut_at_stop(self.tokenizer.decode(r, skip_special_tokens=True), stop) for r in rows]
+                end = next((j for j, t in enumerate(row) if t in eos_ids), None)
+                rows.append((row, False) if end is None else (row[:end], True))
+        texts = []
+        for r, eos_hit in rows:  # the text is cut at stop strings here: generation ran on to EOS or the limit
+            text = self.tokenizer.decode(r, skip_special_tokens=True)
+            cut = cut_at_stop(text, stop)
+            texts.append(Completion(cut, finish_reason_of(text, cut, eos=eos_hit), len(r) + eos_hit))
         return [texts[i * per : (i + 1) * per] * (n // per) for i in range(len(prompts))]
 
     def close(self) -> None:

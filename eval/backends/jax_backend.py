@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop, model_identity, pin_step, resolve_tokenizer
+from eval.backends import (
+    BackendConfig, Completion, cut_at_stop, finish_reason_of, library_versions, model_identity, pin_step,
+    tokenizer_identity, tokenizer_source,
+)
 
 
 class JaxBackend:
     name = "jax"
+    revision = 1
 
     def __init__(self, config: BackendConfig):
         from semcoder_jax.sampling import Sampler, load_model_for_inference
@@ -19,12 +23,17 @@ class JaxBackend:
         model_config, params = load_model_for_inference(
             checkpoint=config.checkpoint, step=config.step, hf_dir=config.hf_dir if not config.checkpoint else None, dtype=config.dtype
         )
-        self.tokenizer = resolve_tokenizer(config, config.hf_dir)
+        from semcoder_jax.tokenizer import load_tokenizer
+
+        tokenizer = tokenizer_source(config, config.hf_dir)
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.source.update(tokenizer_identity(tokenizer))
         self.model_config = model_config
         self.sampler = Sampler(model_config, params, self.tokenizer)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "jax", **self.source, "dtype": self.model_config.dtype}
+        return {"backend": "jax", "revision": self.revision, **self.source, "dtype": self.model_config.dtype,
+                **library_versions("jax", "jaxlib")}
 
     def generate(
         self,
@@ -36,7 +45,7 @@ class JaxBackend:
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
-    ) -> list[list[str]]:
+    ) -> list[list[Completion]]:
         per = n if temperature > 0 else 1
         ids = [self.tokenizer(p).input_ids for p in prompts for _ in range(per)]
         rows: list[list[int]] = []
@@ -47,7 +56,15 @@ class JaxBackend:
                 top_p=top_p, seed=seed + start, stop=tuple(stop),
                 eos_id=self.tokenizer.eos_token_id if self.model_config.eos_token_id is None else None,
             )
-        texts = [cut_at_stop(self.tokenizer.decode(r, skip_special_tokens=True), stop) for r in rows]
+        context = self.model_config.max_position_embeddings
+        texts = []
+        for prompt_ids, r in zip(ids, rows):
+            # The sampler drops EOS: a row shorter than its token limit (the context caps it) ended there.
+            eos_hit = len(r) < min(max_new_tokens, context - len(prompt_ids))
+            text = self.tokenizer.decode(r, skip_special_tokens=True)
+            cut = cut_at_stop(text, stop)
+            reason = finish_reason_of(text, cut, eos=eos_hit)
+            texts.append(Completion(cut, reason, len(r) + (reason == "eos")))
         return [texts[i * per : (i + 1) * per] * (n // per) for i in range(len(prompts))]
 
     def close(self) -> None:

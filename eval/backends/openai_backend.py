@@ -7,12 +7,13 @@ import concurrent.futures
 import os
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, cut_at_stop
+from eval.backends import BackendConfig, Completion, cut_at_stop
 from semcoder_jax.errors import SemcoderError
 
 
 class OpenAIBackend:
     name = "openai"
+    revision = 1
 
     def __init__(self, config: BackendConfig):
         try:
@@ -26,7 +27,8 @@ class OpenAIBackend:
                                     max_retries=config.max_retries)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "openai", "model": self.config.model, "base_url": self.config.base_url, "chat": self.config.chat}
+        return {"backend": "openai", "revision": self.revision, "model": self.config.model, "base_url": self.config.base_url,
+                "chat": self.config.chat}
 
     def generate(
         self,
@@ -38,7 +40,7 @@ class OpenAIBackend:
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
-    ) -> list[list[str]]:
+    ) -> list[list[Completion]]:
         import openai
 
         stop_list = list(stop)[:4] or None  # the API takes at most four; cut_at_stop applies them all
@@ -47,19 +49,27 @@ class OpenAIBackend:
         common = {"model": self.config.model, "n": per, "temperature": temperature, "top_p": top_p,
                   "max_tokens": max_new_tokens, "stop": stop_list}
 
-        def complete(i: int) -> list[str]:
+        def complete(i: int) -> list[Completion]:
             seeded = {**common, "seed": seed + i * n}  # per prompt: a server seeds each request's sampling
             try:
                 if self.config.chat:
                     resp = self.client.chat.completions.create(messages=[{"role": "user", "content": prompts[i]}], **seeded)
-                    texts = [c.message.content or "" for c in sorted(resp.choices, key=lambda c: c.index)]
+                    choices = sorted(resp.choices, key=lambda c: c.index)
+                    texts = [c.message.content or "" for c in choices]
                 else:
                     resp = self.client.completions.create(prompt=prompts[i], **seeded)
-                    texts = [c.text for c in sorted(resp.choices, key=lambda c: c.index)]
+                    choices = sorted(resp.choices, key=lambda c: c.index)
+                    texts = [c.text for c in choices]
             except openai.OpenAIError as e:
                 raise SemcoderError(f"openai backend: the request for prompt {i} failed "
                                     f"(after the client's retries): {type(e).__name__}: {e}") from None
-            return [cut_at_stop(t, stop) for t in texts] * (n // per)
+            usage = getattr(resp, "usage", None)  # per request: one choice's count only when there is one
+            tokens = usage.completion_tokens if usage is not None and per == 1 else None
+            out = []
+            for c, text in zip(choices, texts):
+                cut = cut_at_stop(text, stop)
+                out.append(Completion(cut, finish_reason(c, cut_here=len(cut) < len(text)), tokens))
+            return out * (n // per)
 
         # ``batch_size`` requests in flight at once; results in prompt order.
         with concurrent.futures.ThreadPoolExecutor(max(1, self.config.batch_size)) as pool:
@@ -67,3 +77,19 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self.client = None
+
+
+def finish_reason(choice: Any, *, cut_here: bool = False) -> str | None:
+    """A choice's end as a :class:`Completion` names it. The API's "stop" covers stop strings and
+    EOS alike; vLLM's server adds ``stop_reason`` (the string matched; None or a token id for EOS),
+    other servers nothing, and then it is unknown. ``cut_here``: a stop string past the four the
+    API takes was found in the text, so a server given it would have stopped there."""
+    if cut_here:
+        return "stop"
+    reason = getattr(choice, "finish_reason", None)
+    if reason == "length":
+        return "length"
+    extra = getattr(choice, "model_extra", None) or {}
+    if reason != "stop" or "stop_reason" not in extra:
+        return None
+    return "stop" if isinstance(extra["stop_reason"], str) else "eos"

@@ -6,13 +6,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Sequence
 
-from eval.backends import BackendConfig, model_identity, pin_step, tokenizer_source
+from eval.backends import BackendConfig, Completion, library_versions, model_identity, pin_step, tokenizer_identity, tokenizer_source
 from eval.backends.hf import hf_model_dir
 from semcoder_jax.errors import SemcoderError
 
 
 class VLLMBackend:
     name = "vllm"
+    revision = 1
 
     def __init__(self, config: BackendConfig):
         try:
@@ -23,19 +24,22 @@ class VLLMBackend:
         self.config, self.source = config, model_identity(config)
         self._stack = contextlib.ExitStack()
         model_dir = self._stack.enter_context(hf_model_dir(config))
+        tokenizer = tokenizer_source(config, model_dir)
+        self.source.update(tokenizer_identity(tokenizer))
         kwargs: dict[str, Any] = {
             "model": model_dir,
             "tensor_parallel_size": config.tensor_parallel_size,
             "gpu_memory_utilization": config.gpu_memory_utilization,
             "dtype": config.dtype or "bfloat16",
-            "tokenizer": tokenizer_source(config, model_dir),
+            "tokenizer": tokenizer,
         }
         if config.max_model_len:
             kwargs["max_model_len"] = config.max_model_len
         self.llm = LLM(**kwargs)
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": "vllm", **self.source, "dtype": self.config.dtype or "bfloat16"}
+        return {"backend": "vllm", "revision": self.revision, **self.source, "dtype": self.config.dtype or "bfloat16",
+                **library_versions("vllm")}
 
     def generate(
         self,
@@ -47,7 +51,7 @@ class VLLMBackend:
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
-    ) -> list[list[str]]:
+    ) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         greedy = temperature == 0
@@ -61,8 +65,21 @@ class VLLMBackend:
             for i in range(len(prompts))
         ]
         outputs = self.llm.generate(list(prompts), params)
-        return [[o.text for o in out.outputs] * (n if greedy else 1) for out in outputs]
+        return [[_completion(o) for o in out.outputs] * (n if greedy else 1) for out in outputs]
 
     def close(self) -> None:
         self.llm = None
         self._stack.close()
+
+
+def _completion(output: Any) -> Completion:
+    """A vLLM ``CompletionOutput`` as a :class:`Completion`: its ``finish_reason`` is "stop" for EOS
+    and stop strings alike; ``stop_reason`` tells them apart (the string matched; None or a token
+    id for EOS). Its ``token_ids`` are all it generated, EOS included."""
+    reason = getattr(output, "finish_reason", None)
+    if reason == "stop":
+        reason = "stop" if isinstance(getattr(output, "stop_reason", None), str) else "eos"
+    elif reason != "length":
+        reason = None  # "abort", or an older vLLM
+    tokens = getattr(output, "token_ids", None)
+    return Completion(output.text, reason, None if tokens is None else len(tokens))

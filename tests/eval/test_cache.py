@@ -6,9 +6,11 @@ from eval.backends import BackendConfig, get_backend
 def test_checkpoint_identity_names_the_step_loaded_so_newer_steps_are_not_served_from_cache(tmp_path):
     # `--checkpoint DIR` without `--step` loads the newest step: the cache identity must name that step,
     # or evaluating the same folder after more training would reuse the older step's generations.
+    import os
+
     import numpy as np
 
-    from eval.backends import model_source, pin_step
+    from eval.backends import model_identity, model_source, pin_step
     from eval.cache import run_key
     from semcoder_jax.checkpoint import save_params
     from semcoder_jax.convert.mapping import param_mappings, set_path
@@ -29,6 +31,12 @@ def test_checkpoint_identity_names_the_step_loaded_so_newer_steps_are_not_served
     assert later.identity()["model"].endswith("@2")
     assert run_key(later.identity(), {}) != run_key(backend.identity(), {})
     assert model_source(pin_step(BackendConfig(checkpoint=str(ckpt), step=1))) == model_source(first)
+    # a step written again (another training run into the same folder) is another model
+    step1 = model_identity(BackendConfig(checkpoint=str(ckpt), step=1))
+    assert model_identity(BackendConfig(checkpoint=str(ckpt), step=1)) == step1
+    f = next(p for p in (ckpt / "1").rglob("*") if p.is_file())
+    os.utime(f, ns=(0, f.stat().st_mtime_ns + 1_000_000))
+    assert model_identity(BackendConfig(checkpoint=str(ckpt), step=1)) != step1
 
 
 def test_a_model_exported_again_into_the_same_folder_is_another_model(tmp_path):
@@ -67,3 +75,109 @@ def test_a_different_tokenizer_is_a_different_run_in_the_generation_cache():
 
     keys = {run_key(identity(t), {}) for t in (None, "/tok/a", "/tok/b")}
     assert len(keys) == 3
+
+
+def _old_format_key(identity, settings):
+    """How cache format 1 keyed a run (no format in the hash), as caches written before it hold."""
+    import hashlib
+    import json
+
+    blob = json.dumps({"model": identity, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def test_stale_caches_are_generated_again_and_the_log_says_what_changed(tmp_path, scripted_backend):
+    """HF generations of a checkpoint cached before the dtype fix (format 1, identity unchanged by the
+    fix) were reused; now every run key hashes the cache format and the backend's revision, and the
+    log names why cached rows of the same prompts were not reused."""
+    import json
+
+    from eval.backends.hf import HFBackend
+    from eval.cache import GenerationCache, prompt_hash
+    from eval.runner import generate_cached
+
+    prompts = {"a": "pa", "b": "pb"}
+    settings = {"benchmark": "cruxeval-o", "max_new_tokens": 8}
+    kw = dict(n=1, temperature=0.0, top_p=1.0, max_new_tokens=8, stop=(), seed=0, batch_size=4)
+    hf_old = {"backend": "hf", "model": "/ckpt@1", "dtype": "torch.float32"}
+    path = tmp_path / "generations.jsonl"
+    old_key = _old_format_key(hf_old, settings)
+    path.write_text("".join(json.dumps({"key": old_key, "task_id": t, "sample": 0, "prompt_hash": prompt_hash(p),
+                                        "completion": "rounded"}) + "\n" for t, p in prompts.items()))
+    logs = []
+    hf_now = {**hf_old, "revision": HFBackend.revision}
+    backend = scripted_backend(lambda p: "fresh")
+    out = generate_cached(backend, prompts, GenerationCache.for_run(path, hf_now, settings), log=logs.append, **kw)
+    assert out == {"a": ["fresh"], "b": ["fresh"]} and backend.prompts == 2
+    assert len(logs) == 1 and "2 cached generation(s)" in logs[0] and "before cache format 2" in logs[0], logs
+    # a run line now records what the key hashes; a later change is named field by field
+    logs.clear()
+    changed = {**hf_now, "revision": HFBackend.revision + 1, "dtype": "torch.bfloat16"}
+    generate_cached(scripted_backend(lambda p: "newer"), prompts, GenerationCache.for_run(path, changed, settings),
+                    log=logs.append, **kw)
+    assert "model.dtype: torch.float32 -> torch.bfloat16" in logs[0] and f"model.revision: 2 -> {HFBackend.revision + 1}" in logs[0]
+    # the same run again: everything cached, nothing said
+    logs.clear()
+    again = scripted_backend(lambda p: "x")
+    assert generate_cached(again, prompts, GenerationCache.for_run(path, hf_now, settings), log=logs.append, **kw) == out
+    assert again.calls == 0 and logs == []
+    # a changed prompt template is named too
+    generate_cached(scripted_backend(lambda p: "x"), {"a": "pa v2"}, GenerationCache.for_run(path, hf_now, settings),
+                    log=logs.append, **kw)
+    assert "the prompt template changed" in logs[0]
+
+
+def test_finish_reason_and_token_count_survive_the_cache(tmp_path):
+    from eval.backends import Completion
+    from eval.cache import GenerationCache
+
+    path = tmp_path / "g.jsonl"
+    GenerationCache.for_run(path, {"backend": "x"}, {}).put_many(
+        [("a", 0, "p", Completion("text", "length", 7)), ("b", 0, "q", "plain")])
+    cache = GenerationCache.for_run(path, {"backend": "x"}, {})
+    hit = cache.get("a", 0, "p")
+    assert (hit, hit.finish_reason, hit.num_tokens) == ("text", "length", 7)
+    plain = cache.get("b", 0, "q")
+    assert (plain, plain.finish_reason, plain.num_tokens) == ("plain", None, None)
+    assert sum(1 for line in path.read_text().splitlines() if '"run"' in line) == 1  # one run line for the run
+
+
+def test_a_cache_row_of_the_run_that_is_no_row_is_an_error_naming_the_line(tmp_path):
+    import json
+
+    import pytest
+
+    from eval.cache import GenerationCache
+    from semcoder_jax.errors import SemcoderError
+
+    path = tmp_path / "g.jsonl"
+    path.write_text("[" * 100_000 + "\n"  # no row of ours: skipped as a torn line is, not a RecursionError
+                    + json.dumps({"key": "k", "task_id": "a", "sample": 0, "prompt_hash": "h", "completion": "c"}) + "\n"
+                    + json.dumps({"key": "k", "task_id": "a", "sample": "zero"}) + "\n")
+    with pytest.raises(SemcoderError, match=r"g\.jsonl:3: not a generation cache row"):
+        GenerationCache(path, "k")
+
+
+def test_what_keys_the_cache_covers_the_model_files_config_and_tokenizer(tmp_path):
+    """A HF folder's config.json (RoPE scaling, EOS ids) and the tokenizer's contents change
+    generations without changing the model's name (a checkpoint's files: the test above)."""
+    import os
+    import shutil
+
+    from eval.backends import model_identity, tokenizer_identity
+    from semcoder_jax import DEFAULT_TOKENIZER_DIR
+
+    hf = tmp_path / "hf"
+    shutil.copytree(DEFAULT_TOKENIZER_DIR, hf)
+    (hf / "model.safetensors").write_bytes(b"w" * 16)
+    (hf / "config.json").write_text('{"rms_norm_eps": 1e-06}')
+    before = model_identity(BackendConfig(hf_dir=str(hf)))
+    (hf / "config.json").write_text('{"rms_norm_eps": 1e-06, "rope_scaling": {"type": "linear", "factor": 2.0}}')
+    os.utime(hf / "config.json", ns=(0, (hf / "config.json").stat().st_mtime_ns + 1_000_000))
+    assert model_identity(BackendConfig(hf_dir=str(hf))) != before
+
+    tok = tokenizer_identity(str(hf))
+    assert tok == tokenizer_identity(str(DEFAULT_TOKENIZER_DIR)) and list(tok) == ["tokenizer_files"]  # contents, not the folder
+    (hf / "tokenizer_config.json").write_text((hf / "tokenizer_config.json").read_text().replace("{", '{"x": 1,', 1))
+    assert tokenizer_identity(str(hf)) != tok
+    assert tokenizer_identity("org/some-hub-tokenizer") == {"tokenizer_source": "org/some-hub-tokenizer"}

@@ -13,7 +13,8 @@ def test_cli_run_then_report_with_a_tiny_model(tiny_hf, tmp_path, capsys, sandbo
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["benchmark"] == "cruxeval-o" and summary["n_problems"] == 3 and 0.0 <= summary["pass@1"] <= 100.0
-    assert len((out / "generations.jsonl").read_text().splitlines()) == 3
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert sum("task_id" in r for r in rows) == 3 and sum("run" in r for r in rows) == 1  # and what keyed them
     assert main(["eval", "report", str(tmp_path), "--out", str(tmp_path / "table.md")]) == 0
     table = (tmp_path / "table.md").read_text()
     assert "| tiny (first 3 problems) |" in table and (tmp_path / "table.png").exists()  # not a full-benchmark row

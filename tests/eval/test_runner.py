@@ -196,7 +196,7 @@ def test_no_two_sampler_calls_of_a_sampled_run_share_a_seed(tmp_path):
 
     backend = JaxBackend.__new__(JaxBackend)
     backend.config, backend.tokenizer, backend.sampler = BackendConfig(batch_size=4), Tokenizer(), Sampler()
-    backend.model_config = types.SimpleNamespace(eos_token_id=0)
+    backend.model_config = types.SimpleNamespace(eos_token_id=0, max_position_embeddings=64)
     prompts = {f"t{i}": f"p{i}" for i in range(6)}
     out = generate_cached(backend, prompts, GenerationCache(tmp_path / "g.jsonl", "k"), n=3, temperature=0.8, top_p=1.0,
                           max_new_tokens=4, stop=(), seed=0, batch_size=2)
@@ -255,3 +255,31 @@ def test_a_benchmark_with_no_problems_is_an_error_not_an_empty_result(tmp_path, 
     with pytest.raises(SemcoderError, match=r"empty\.jsonl.*no problems"):
         run_eval(EvalConfig(benchmark="cruxeval-o", data=str(data)), scripted_backend(lambda p: "1"), tmp_path / "out")
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_finish_reasons_reach_samples_and_a_stale_cache_is_reported_not_reused(tmp_path, sandbox, scripted_backend):
+    """A backend's finish reason and token count go through the cache into samples.jsonl; a rerun
+    with another model identity (here a backend revision) regenerates and says why."""
+    from eval.backends import Completion
+
+    class Ending(scripted_backend):
+        revision = 1
+
+        def identity(self):
+            return {**super().identity(), "revision": self.revision}
+
+        def generate(self, prompts, **kw):
+            return [[Completion(c, "stop", 5) for c in cs] for cs in super().generate(prompts, **kw)]
+
+    cfg = EvalConfig(benchmark="cruxeval-o", limit=2)
+    logs = []
+    for _ in range(2):  # the second run is served from the cache, finish reasons included
+        run_eval(cfg, Ending(lambda p: "[ANSWER]\nassert f(x) == 1\n"), tmp_path, sandbox=sandbox, log=logs.append)
+        rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
+        assert [(r["finish_reason"], r["tokens"]) for r in rows] == [("stop", 5)] * 2
+    assert not any("not reused" in m for m in logs)
+    fixed = Ending(lambda p: "[ANSWER]\nassert f(x) == 2\n")
+    fixed.revision = 2
+    run_eval(cfg, fixed, tmp_path, sandbox=sandbox, log=logs.append)
+    assert fixed.prompts == 2
+    assert any("2 cached generation(s) of these prompts not reused" in m and "model.revision: 1 -> 2" in m for m in logs), logs

@@ -17,6 +17,10 @@ def test_hf_and_jax_backends_give_identical_greedy_generations(tiny_hf, tmp_path
     jax_out = jx.generate(PROMPTS, **kw)
     assert hf_out == jax_out
     assert any(o[0] for o in hf_out)
+    # both say how each ended and how many tokens they generated, alike
+    ends = [(o[0].finish_reason, o[0].num_tokens) for o in hf_out]
+    assert ends == [(o[0].finish_reason, o[0].num_tokens) for o in jax_out]
+    assert all(r == "stop" and 0 < k <= 16 or (r, k) == ("length", 16) for r, k in ends), ends
     ckpt = tmp_path / "ckpt"
     hf_to_orbax(tiny_hf, ckpt)
     from_ckpt = get_backend("jax", BackendConfig(checkpoint=str(ckpt), tokenizer=str(tiny_hf), dtype="float32"))
@@ -84,6 +88,7 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
         out = backend.generate(prompts, n=2, temperature=0.7, max_new_tokens=9, stop=stops, seed=5)
         assert out == [[f"p{i}|0 A", f"p{i}|1 A"] for i in range(8)]
         assert backend.identity()["chat"] is chat
+        assert {(c.finish_reason, c.num_tokens) for o in out for c in o} == {("stop", None)}  # cut here; n=2: usage is per request
     assert state.max_active == 4
     sent = state.bodies[-1]
     assert sent["stop"] == stops[:4] and sent["n"] == 2 and sent["max_tokens"] == 9
@@ -92,12 +97,15 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
     assert "messages" in sent and "prompt" in state.bodies[0]
 
     greedy = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=4, max_retries=0))
-    assert greedy.generate(["g"], n=3, max_new_tokens=9, stop=stops) == [["g|0 A"] * 3]  # were g|0, g|1, g|2
+    [g] = greedy.generate(["g"], n=3, max_new_tokens=9, stop=stops)
+    assert g == ["g|0 A"] * 3  # were g|0, g|1, g|2
+    assert (g[0].finish_reason, g[0].num_tokens) == ("stop", 1)  # cut here at "\nB"; usage counts the one choice
     assert state.bodies[-1]["n"] == 1  # one greedy choice repeated, as every backend does
 
     state.errors = [503, 500]
     retrying = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=1, max_retries=2))
-    assert retrying.generate(["q"], max_new_tokens=4) == [["q|0 A\nB\nC\nD\nE"]]
+    [[q]] = retrying.generate(["q"], max_new_tokens=4)
+    assert q == "q|0 A\nB\nC\nD\nE" and (q.finish_reason, q.num_tokens) == (None, 1)  # "stop": a stop string or EOS
     state.errors = [400]
     with pytest.raises(SemcoderError, match="request for prompt 0 failed.*BadRequestError"):
         retrying.generate(["a", "b"], max_new_tokens=4)
@@ -123,7 +131,7 @@ def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch
             assert len(params) == len(prompts)
             seen["params"] = params[0]
             seen["seeds"] = [p.seed for p in params]
-            out = lambda text: types.SimpleNamespace(text=text)  # noqa: E731
+            out = lambda text: types.SimpleNamespace(text=text, finish_reason="length", stop_reason=None, token_ids=[1, 2])  # noqa: E731
             return [types.SimpleNamespace(outputs=[out(f"{p}:{i}") for i in range(sp.n)]) for p, sp in zip(prompts, params)]
 
     fake = types.ModuleType("vllm")
@@ -136,6 +144,8 @@ def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch
     assert "config.json" in seen["files"] and any(f.endswith(".safetensors") for f in seen["files"])
     assert backend.generate(["a", "b"], n=3, temperature=0.0, stop=["\n"]) == [["a:0"] * 3, ["b:0"] * 3]
     assert seen["params"].n == 1 and seen["params"].stop == ["\n"]
+    [[first, *_]] = backend.generate(["a"], n=3, temperature=0.0)
+    assert (first.finish_reason, first.num_tokens) == ("length", 2)
     assert backend.generate(["a"], n=2, temperature=0.8, top_p=0.9, seed=4) == [["a:0", "a:1"]]
     assert (seen["params"].n, seen["params"].top_p, seen["params"].seed) == (2, 0.9, 4)
     backend.generate(["a", "b", "c"], n=2, temperature=0.8, seed=4)
@@ -175,4 +185,111 @@ def test_hf_backend_converts_a_checkpoint_at_the_dtype_it_computes_in(tiny_hf, t
     hf_to_orbax(tiny_hf, ckpt)
     kw = dict(n=1, temperature=0.0, max_new_tokens=24)
     want = get_backend("hf", BackendConfig(hf_dir=str(tiny_hf))).generate(PROMPTS, **kw)
-    assert get_backend("hf", BackendConfig(checkpoint=str(ckpt), tokenizer=str(tiny_hf))).generate(PROMPTS, **kw) == want
+    converted = get_backend("hf", BackendConfig(checkpoint=str(ckpt), tokenizer=str(tiny_hf)))
+    assert converted.generate(PROMPTS, **kw) == want
+    # generations cached before this fix carry no revision 2 in their key: they are not reused
+    ident = converted.identity()
+    assert ident["revision"] == 2 and ident["dtype"] == "torch.float32" and {"weights", "tokenizer_files", "transformers", "torch"} <= set(ident)
+
+
+@pytest.mark.slow  # loads a model: 2 to 4 s
+def test_hf_backend_reports_eos_stop_and_length_with_the_tokens_it_generated(tiny_hf):
+    """LCB-Exec reads an answer cut by the token limit otherwise than one closed by its stop
+    string, and the throughput benchmark counts generated tokens: both come from the backend."""
+    import torch
+
+    hf = get_backend("hf", BackendConfig(hf_dir=str(tiny_hf), dtype="float32", batch_size=2))
+    ids = hf.tokenizer("x", return_tensors="pt").input_ids
+    with torch.no_grad():
+        row = hf.model.generate(ids, max_new_tokens=6, do_sample=False, top_k=None, pad_token_id=0)[0, ids.shape[1]:].tolist()
+    k = next(j for j in range(1, 6) if row[j] not in row[:j])  # a token first generated at step k
+    [[free]] = hf.generate(["x"], max_new_tokens=6)
+    assert (free.finish_reason, free.num_tokens) == ("length", 6)
+    hf.model.generation_config.eos_token_id = row[k]
+    [[ended]] = hf.generate(["x"], max_new_tokens=6)
+    assert (ended.finish_reason, ended.num_tokens) == ("eos", k + 1)  # EOS counted
+    assert ended == hf.tokenizer.decode(row[:k], skip_special_tokens=True)
+    hf.model.generation_config.eos_token_id = hf.tokenizer.eos_token_id
+    stop = free[len(free) // 2:][:2] or free
+    [[stopped]] = hf.generate(["x"], max_new_tokens=6, stop=[stop])
+    assert stopped.finish_reason == "stop" and stopped == free[: free.find(stop)]
+
+
+def test_jax_backend_tells_eos_from_the_token_limit_and_the_context(tmp_path):
+    """The sampler drops EOS: a row shorter than its limit ended there; the limit is the context's
+    room where that is less than max_new_tokens."""
+    import types
+
+    from eval.backends.jax_backend import JaxBackend
+
+    class Sampler:
+        def generate(self, ids, *, max_new_tokens, **kw):
+            return [[5] * lengths[len(i)] for i in ids]
+
+    class Tokenizer:
+        eos_token_id = 0
+
+        def __call__(self, text):
+            return types.SimpleNamespace(input_ids=[1] * len(text))
+
+        def decode(self, ids, skip_special_tokens=True):
+            return "ab" * len(ids)
+
+    lengths = {1: 8, 2: 3, 60: 4}  # prompt length -> tokens the sampler returns
+    backend = JaxBackend.__new__(JaxBackend)
+    backend.config, backend.tokenizer, backend.sampler = BackendConfig(batch_size=4), Tokenizer(), Sampler()
+    backend.model_config = types.SimpleNamespace(eos_token_id=0, max_position_embeddings=64)
+    out = backend.generate(["x", "xy", "x" * 60], max_new_tokens=8)
+    assert [(o[0].finish_reason, o[0].num_tokens) for o in out] == [("length", 8), ("eos", 4), ("length", 4)]
+    [[cut]] = backend.generate(["x"], max_new_tokens=8, stop=["ba"])
+    assert (cut, cut.finish_reason) == ("a", "stop")
+
+
+def test_vllm_and_openai_finish_reasons_name_eos_apart_from_stop_strings():
+    """vLLM's "stop" covers EOS and stop strings; its ``stop_reason`` tells them apart (None or a
+    token id for EOS). Other OpenAI servers send only "stop": unknown, so the text decides."""
+    import types
+
+    from openai.types import CompletionChoice
+
+    from eval.backends.openai_backend import finish_reason
+    from eval.backends.vllm_backend import _completion
+
+    def out(reason, stop_reason=None, tokens=(1, 2, 3)):
+        return types.SimpleNamespace(text="t", finish_reason=reason, stop_reason=stop_reason, token_ids=list(tokens))
+
+    got = [_completion(o) for o in (out("stop", "[/ANSWER]"), out("stop"), out("stop", 32021), out("length"), out("abort"))]
+    assert [(c.finish_reason, c.num_tokens) for c in got] == [("stop", 3), ("eos", 3), ("eos", 3), ("length", 3), (None, 3)]
+
+    def choice(reason, **extra):
+        return CompletionChoice.model_validate({"index": 0, "text": "t", "finish_reason": reason, "logprobs": None, **extra})
+
+    assert finish_reason(choice("length")) == "length"
+    assert finish_reason(choice("stop")) is None  # a stop string or EOS: the server does not say
+    assert finish_reason(choice("stop", stop_reason="\n")) == "stop"
+    assert finish_reason(choice("stop", stop_reason=None)) == "eos"
+    assert finish_reason(choice("length"), cut_here=True) == "stop"  # a fifth stop string, cut on our side
+
+
+@pytest.mark.slow  # loads a model: 2 to 4 s
+def test_generation_benchmark_counts_the_tokens_the_backend_generated(tiny_hf, monkeypatch, capsys):
+    """benchmarks/eval_generation.py re-tokenised the completion text, which is not what was
+    generated (a cut at a stop string, decoding that does not invert); it now sums the backend's counts."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from eval.backends import Completion
+
+    bench = Path(__file__).resolve().parents[3] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("eval_generation_bench", bench / "eval_generation.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.generated_tokens([[Completion("a", "eos", 3)], [Completion("b", "length", 4)]])[0] == 7
+    assert module.generated_tokens([[Completion("a", "eos", 3)], ["b"]]) == (None, "the backend reports no token counts")
+    monkeypatch.setattr(sys, "argv", ["eval_generation.py", "--hf-dir", str(tiny_hf), "--backends", "hf", "--prompts", "2",
+                                      "--max-new-tokens", "5", "--batch-size", "2", "--dtype", "float32"])
+    module.main()
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "prompts=2 new_tokens=10 " in line and "(generated tokens as the backend counts them, EOS included)" in line, line

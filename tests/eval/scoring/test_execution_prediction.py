@@ -102,3 +102,26 @@ def test_program_output_is_swallowed_as_the_official_check_does(sandbox):
 
     loud = CruxProblem("sample_0", "def f(x):\n    for _ in range(2000):\n        print('y' * 1000)\n    return x + 1", "1", "2")
     assert score_execution_prediction("cruxeval-i", [loud], {"sample_0": ["f(1)", "f(2)"]}, sandbox=sandbox)["sample_0"] == [True, False]
+
+
+@pytest.mark.parametrize(
+    "text,reason,expected",
+    [
+        # no line break before the tag, so the text reads as cut; the backend says its stop string closed it
+        ("assert f(1) == [1,\n 2]", "stop", "[1,\n 2]"),
+        ("assert f(1) == [1,\n 2]", None, "[1,"),
+        # it ends as a closed answer does, but the token limit (or EOS) ended it: lcb_runner saw no tag
+        ("assert f(1) == [1,\n 2]\n", "length", "[1,"),
+        ("assert f(1) == [1,\n 2]\n", "eos", "[1,"),
+        ("assert f(1) == [1,\n 2]\n", None, "[1,\n 2]"),  # no finish reason: the text decides, as before
+        ("[ANSWER]\nassert f(1) == 3", "stop", "3"),
+    ],
+)
+def test_lcb_exec_answers_follow_the_backends_finish_reason_before_the_text(text, reason, expected):
+    """Whether an LCB-Exec answer was closed by [/ANSWER] or cut by the token limit was guessed from
+    its text; backends that know why they stopped now decide it."""
+    from eval.backends import Completion
+    from eval.tasks import to_sample
+
+    style = "semcoder" if text.startswith("[ANSWER]") else "direct"
+    assert to_sample("lcb-exec", None, Completion(text, reason), style=style, quotes=False) == expected
