@@ -9,12 +9,16 @@ int64 of length ``seq_len`` in a ``tf.train.Example``:
 - ``segment_ids``: 1, 2, ... per packed example; 0 on padding.
 - ``positions``: restart at 0 at the start of each segment; 0 on padding.
 
+Readers check the last three against each other (``check_packing``): positions that run on across a
+segment boundary, or a segment id that comes back after another example's, would let the model see
+its examples at wrong positions or attend across them without any error.
+
 TensorFlow is imported lazily so that JAX-only machines (GPU images) can import this module.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -64,7 +68,40 @@ def validate_row(row: Mapping[str, Any], seq_len: int, where: str = "row") -> di
     extra = set(row) - set(FEATURES)
     if extra:
         raise SchemaError(f"{where}: unknown feature(s) {sorted(extra)}")
+    check_packing(out, lambda _: where)
     return out
+
+
+def check_packing(rows: Mapping[str, np.ndarray], where: Callable[[int], str]) -> None:
+    """Refuse rows (``[seq_len]`` or ``[rows, seq_len]``) whose ``segment_ids``, ``positions`` and
+    ``loss_mask`` disagree: ``where(row)`` names the row. Each example's positions count 0, 1, 2, ...;
+    segment ids are >= 0 and rise from one example to the next (one coming back would attend to the
+    earlier example's tokens with the xla kernel but not with cuDNN's); ``loss_mask`` is 0 or 1."""
+    seg, pos, mask = (np.atleast_2d(np.asarray(rows[k])) for k in ("segment_ids", "positions", "loss_mask"))
+    if not seg.size:
+        return
+    start = np.ones(seg.shape, bool)
+    start[:, 1:] = seg[:, 1:] != seg[:, :-1]
+    prev_pos = np.zeros_like(pos)
+    prev_pos[:, 1:] = pos[:, :-1]
+    earlier = np.zeros_like(seg)  # the highest segment id before each position
+    earlier[:, 1:] = np.maximum.accumulate(seg, axis=1)[:, :-1]
+    real = seg > 0
+    problems = (
+        (seg < 0, lambda r, c: f"segment id {seg[r, c]} at position {c} is negative"),
+        (real & start & (seg <= earlier), lambda r, c: f"segment {seg[r, c]} starts again at position {c}, after "
+                                                       f"segment {earlier[r, c]}; each example needs an id of its own, "
+                                                       "rising along the row"),
+        (real & start & (pos != 0), lambda r, c: f"positions[{c}] is {pos[r, c]} where segment {seg[r, c]} starts; "
+                                                 "positions restart at 0 in each packed example"),
+        (real & ~start & (pos != prev_pos + 1), lambda r, c: f"positions[{c}] is {pos[r, c]} after {prev_pos[r, c]} "
+                                                             f"inside segment {seg[r, c]}; they rise by 1"),
+        ((mask != 0) & (mask != 1), lambda r, c: f"loss_mask[{c}] is {mask[r, c]}, not 0 or 1"),
+    )
+    found = [(int(rs[0]), int(cs[0]), describe) for bad, describe in problems for rs, cs in [np.nonzero(bad)] if rs.size]
+    if found:
+        r, c, describe = min(found, key=lambda f: f[0])  # the first bad row, named by its first problem
+        raise SchemaError(f"{where(r)}: {describe(r, c)}")
 
 
 def serialize_example(row: Mapping[str, Any]) -> bytes:

@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple, Protocol
+from typing import Any, Callable, Iterator, NamedTuple, Protocol
 
 import jax
 import numpy as np
@@ -22,7 +22,18 @@ import numpy as np
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.jsonl import iter_jsonl
 from semcoder_jax.model.attention import count_segment_runs
-from semcoder_jax.packed_schema import FEATURES, SchemaError, check_int32, int64_array, parse_example, validate_row
+from semcoder_jax.packed_schema import (
+    FEATURES,
+    INT32_MAX,
+    INT32_MIN,
+    SchemaError,
+    check_int32,
+    check_packing,
+    feature_spec,
+    int64_array,
+    parse_example,
+    validate_row,
+)
 from semcoder_jax.train.config import DataConfig
 
 log = logging.getLogger(__name__)
@@ -119,16 +130,27 @@ def pack_examples(examples: list[tuple[np.ndarray, np.ndarray]], seq_len: int, p
 
 
 def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segments: int = 0) -> Batch:
-    """Packed rows (all four features) as they are; unpacked ``{input_ids, loss_mask}`` packed here."""
+    """Packed rows (all four features) as they are; unpacked ``{input_ids, loss_mask}`` packed here.
+
+    Left out, with a warning naming their lines (as the data pipeline's ``rejects.jsonl`` does): an
+    example longer than ``seq_len`` (cut short, it would lose its response's end and EOS), one of no
+    tokens, and an example or packed row with no target token (``loss_mask`` 1 after a segment's
+    first token, as the loss counts them): it adds nothing to the loss, only a step's work."""
     packed: list[Batch] = []
     loose: list[tuple[np.ndarray, np.ndarray]] = []
-    too_long = empty = 0
+    skipped: dict[str, list[int]] = {f"longer than seq_len={seq_len}": [], "of no tokens": [], "with no target token": []}
+    too_long, empty, no_target = skipped.values()
     for n, row in iter_jsonl(path, error=DataError):
         where = f"{path}:{n}"
         if "input_ids" not in row:
             raise DataError(f"{where}: expected an object with 'input_ids'")
         if all(k in row for k in FEATURES):
-            packed.append(validate_row({k: row[k] for k in FEATURES}, seq_len, where))
+            checked = validate_row({k: row[k] for k in FEATURES}, seq_len, where)
+            seg = checked["segment_ids"]
+            if not np.any((checked["loss_mask"][1:] != 0) & (seg[1:] == seg[:-1]) & (seg[1:] != 0)):
+                no_target.append(n)
+            else:
+                packed.append(checked)
             continue
         if "segment_ids" in row or "positions" in row:  # packed: repacked whole, its examples would run together
             missing = ", ".join(repr(k) for k in FEATURES if k not in row)
@@ -140,23 +162,31 @@ def read_jsonl_rows(path: str | Path, seq_len: int, pad_id: int = 0, max_segment
                 raise DataError(f"{where}: {name!r} is not a list of integers")
         if mask.shape != ids.shape:
             raise DataError(f"{where}: 'loss_mask' length {mask.size} differs from 'input_ids' length {ids.size}")
+        if np.any((mask != 0) & (mask != 1)):
+            raise DataError(f"{where}: 'loss_mask' holds {int(mask[(mask != 0) & (mask != 1)][0])}, not 0 or 1")
         if len(ids) > seq_len:
-            too_long += 1
-            continue
-        if not len(ids):  # a segment of no tokens: it would shift the segment ids and fill rows with padding
-            empty += 1
-            continue
-        loose.append((ids, mask))
-    if too_long:
-        log.warning("%s: skipped %d rows longer than seq_len=%d", path, too_long, seq_len)
-    if empty:
-        log.warning("%s: skipped %d rows with no tokens", path, empty)
+            too_long.append(n)
+        elif not len(ids):  # a segment of no tokens: it would shift the segment ids and fill rows with padding
+            empty.append(n)
+        elif not mask[1:].any():
+            no_target.append(n)
+        else:
+            loose.append((ids, mask))
+    for what, lines in skipped.items():
+        if lines:
+            log.warning("%s: left out %d rows %s: %s", path, len(lines), what, _line_list(lines))
     parts = [{k: np.stack([r[k] for r in packed]) for k in FEATURES}] if packed else []
     if loose:
         parts.append(pack_examples(loose, seq_len, pad_id, max_segments))
     if not parts:
-        raise DataError(f"{path}: no usable rows")
+        left_out = "; ".join(f"{len(lines)} {what}" for what, lines in skipped.items() if lines)
+        raise DataError(f"{path}: no usable rows" + (f" ({left_out})" if left_out else ""))
     return {k: np.concatenate([p[k] for p in parts]) for k in FEATURES}
+
+
+def _line_list(lines: list[int], most: int = 10) -> str:
+    shown = ", ".join(map(str, lines[:most]))
+    return f"line{'s' if len(lines) > 1 else ''} {shown}" + (f" and {len(lines) - most} more" if len(lines) > most else "")
 
 
 def synthetic_rows(n_rows: int, seq_len: int, vocab_size: int, seed: int = 0, segments: int = 4) -> Batch:
@@ -226,6 +256,10 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
         file_rows = entry.get("shard_rows")
         if not (isinstance(file_rows, list) and len(file_rows) == len(files) and all(map(_whole, file_rows))):
             file_rows = None  # the records are counted instead
+        rows = figures[f"splits.{split}.rows"]
+        if file_rows is not None and rows is not None and sum(file_rows) != rows:  # hosts check their shares by these
+            raise DataError(f"{manifest}: splits.{split}.shard_rows add up to {sum(file_rows):,} but splits.{split}.rows "
+                            f"is {rows:,}; rebuild the data, or correct the manifest")
         return TFRecordSet(files, *figures.values(), file_rows)
     files = sorted(glob.glob(path))
     if not files:
@@ -404,17 +438,19 @@ class TFRecordSource:
 
     def __init__(self, files: list[str], seq_len: int, rows: int | None, global_batch: int, seed: int,
                  shuffle_buffer: int, process_index: int = 0, process_count: int = 1, max_runs: int | None = None,
-                 rows_from: str = "", said_host_rows: int | None = None):
-        """``rows_from``: what gave ``rows`` (the manifest), named if the files hold fewer or more.
-        ``said_host_rows``: the rows of this host's share by the manifest; if given, the rows left
-        after an epoch's batches are read to find more than it says (not counted up front: on a
-        bucket that reads every file)."""
+                 rows_from: str = "", said_host_rows: int | None = None, said_rows: int | None = None):
+        """``rows``: the rows all hosts read an epoch (``hosts_rows``). ``rows_from``: what gave the
+        files' row count ``said_rows`` (the manifest), named if the files hold fewer or more.
+        ``said_host_rows``: the rows this host's stream holds by the manifest; if given, the rows left
+        after the first epoch's batches are read once, and the share must hold exactly that many (not
+        counted up front: on a bucket that reads every file)."""
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")
         self.seq_len, self.global_batch, self.seed, self.buffer = seq_len, global_batch, seed, shuffle_buffer
         self.host_batch = global_batch // process_count
         self.all_files, self.process_index, self.rows_from = files, process_index, rows_from
+        self.host_rows_checked = said_host_rows is None
         if len(files) >= process_count:
             self.files, self.shard = files[process_index::process_count], None
         else:
@@ -427,70 +463,106 @@ class TFRecordSource:
         if rows is None:
             rows = sum(count_records(f) for f in files)
         self.rows = rows
+        self.said_rows = said_rows if said_rows is not None else rows
         self.max_runs = max_runs
         self.said_host_rows = said_host_rows
 
     def host_batches(self, epoch: int, start_batch: int) -> Iterator[Batch]:
         import tensorflow as tf
-        from semcoder_jax.packed_schema import feature_spec
 
         seed = _epoch_seed(self.seed, epoch)
         order = np.random.default_rng(seed).permutation(len(self.files))
-        ds = tf.data.TFRecordDataset([self.files[i] for i in order])
+        files = [self.files[i] for i in order]
+        ds = record_dataset(files)
         if self.shard:
             ds = ds.shard(*self.shard)
         ds = ds.shuffle(self.buffer, seed=seed, reshuffle_each_iteration=False)
-        spec = feature_spec(self.seq_len)
-        ds = ds.batch(self.host_batch).map(lambda r: tf.io.parse_example(r, spec))  # a short last batch: rows left
+        ds = parsed_batches(ds, self.host_batch, self.seq_len)  # a short last batch: rows left
         n = self.rows // self.global_batch
         ds = ds.skip(start_batch)
-        if self.said_host_rows is None:
+        check = not self.host_rows_checked
+        if not check:
             ds = ds.take(max(n - start_batch, 0))
         opts = tf.data.Options()
         opts.deterministic = True
-        batches = numpy_batches(ds.prefetch(2).with_options(opts), self.files, self.seq_len)
+        batches = numpy_batches(ds.prefetch(2).with_options(opts), files, self.seq_len)
         for read in range(start_batch, n):
             batch = next(batches, None)
             if batch is None or len(batch["input_ids"]) < self.host_batch:  # the epoch would be short
-                raise rows_not_as_said(self.rows_from, self.rows, self.all_files,
+                raise rows_not_as_said(self.rows_from, self.said_rows, self.all_files,
                                        f"process {self.process_index} ran out at epoch {epoch}, batch {read} of {n}")
-            if read == n - 1 and self.said_host_rows is not None:  # before the last batch: none is asked after it
-                self._check_no_rows_beyond(batches, n, epoch)
+            if read == n - 1 and check:  # before the last batch: none is asked after it
+                self._check_host_rows(batches, n, epoch)
             yield batch
 
-    def _check_no_rows_beyond(self, batches: Iterator[Batch], n: int, epoch: int) -> None:
-        """Refuse rows beyond what the manifest gives this host's files, left out of every epoch
-        unseen; reads only the rows an epoch leaves over."""
-        left = self.said_host_rows - n * self.host_batch
-        for batch in batches:
-            left -= len(batch["input_ids"])
-            if left < 0:
-                raise rows_not_as_said(self.rows_from, self.rows, self.all_files,
-                                       f"process {self.process_index} found more than the {self.said_host_rows:,} "
-                                       f"rows it gives this process's files, after epoch {epoch}'s {n} batches")
+    def _check_host_rows(self, batches: Iterator[Batch], n: int, epoch: int) -> None:
+        """Refuse a share holding other rows than the manifest gives it: more are left out of every
+        epoch unseen, fewer mean a shard lost rows. Reads the rows an epoch leaves over (on a host
+        with a larger share than the smallest, that share's surplus), once a run: every host checks
+        its own share, so together they check the manifest's rows against all of its files."""
+        held = n * self.host_batch + sum(len(batch["input_ids"]) for batch in batches)
+        if held != self.said_host_rows:
+            raise rows_not_as_said(self.rows_from, self.said_rows, self.all_files,
+                                   f"process {self.process_index}'s share holds {held:,} rows, {self.said_host_rows:,} "
+                                   f"by the manifest, found after epoch {epoch}'s {n} batches")
+        self.host_rows_checked = True
+
+
+ORIGIN = ("_file", "_record")  # the keys of a parsed batch's row origins (``parsed_batches``)
+
+
+def record_dataset(files: list[str]) -> Any:
+    """The records of ``files`` in order, as ``(file index, record index, bytes)``: a row found bad
+    after the shuffle can still be named by its file and record."""
+    import tensorflow as tf
+
+    names = tf.constant(files)
+    return tf.data.Dataset.range(len(files)).flat_map(
+        lambda i: tf.data.TFRecordDataset(tf.gather(names, i)).enumerate().map(lambda n, r: (i, n, r)))
+
+
+def parsed_batches(ds: Any, batch: int, seq_len: int) -> Any:
+    """``record_dataset``'s elements in batches of ``batch`` parsed rows, each with its origin."""
+    import tensorflow as tf
+
+    spec = feature_spec(seq_len)
+    return ds.batch(batch).map(lambda i, n, r: {**tf.io.parse_example(r, spec), ORIGIN[0]: i, ORIGIN[1]: n})
 
 
 def numpy_batches(ds: Any, files: list[str], seq_len: int) -> Iterator[Batch]:
-    """The int32 batches of a tf.data dataset of parsed packed rows read from ``files``; a record
-    that is cut off or does not match the schema is a ``SchemaError`` naming the files."""
+    """The int32 batches of a tf.data dataset of parsed packed rows read from ``files`` (with their
+    origins, as ``parsed_batches`` gives them); a record that is cut off, does not match the schema
+    or whose segments and positions disagree is a ``SchemaError`` naming its file (and record)."""
     import tensorflow as tf
 
+    errors = (tf.errors.InvalidArgumentError, tf.errors.DataLossError)  # not looked up as the generator closes at exit
     try:
         for batch in ds.as_numpy_iterator():
+            where = _origin_namer(files, batch.pop(ORIGIN[0], None), batch.pop(ORIGIN[1], None))
             for k, v in batch.items():
-                check_int32(v, f"{', '.join(files)}: feature {k!r}")
+                if v.size and (v.min() < INT32_MIN or v.max() > INT32_MAX):
+                    row = int(np.argmax(((v < INT32_MIN) | (v > INT32_MAX)).any(axis=1)))
+                    check_int32(v[row], f"{where(row)}: feature {k!r}")
+            check_packing(batch, where)
             yield {k: v.astype(np.int32) for k, v in batch.items()}
-    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+    except errors as e:
         raise SchemaError(f"{', '.join(files)}: a record is truncated or does not match the packed schema "
                           f"(seq_len {seq_len}): {str(e).splitlines()[0]}") from None
 
 
+def _origin_namer(files: list[str], file: np.ndarray | None, record: np.ndarray | None) -> Callable[[int], str]:
+    """A batch row's ``file: record n`` (its files' names where the batch has no origins)."""
+    if file is None or record is None:
+        return lambda row: ", ".join(files)
+    return lambda row: f"{files[file[row]]}: record {record[row]}"
+
+
 def rows_not_as_said(said_by: str, rows: int, files: list[str], where: str) -> DataError:
-    """The error for files holding other rows than ``said_by`` gave: fewer, and reading on would wrap
-    around into rows already read this epoch; more, and some are never read. Counts the records
-    (headers only): it is the run's end."""
+    """The error for files holding other rows than ``said_by`` gave (``rows`` in all): fewer, and
+    reading on would wrap around into rows already read this epoch; more, and some are never read.
+    Counts the records (headers only): it is the run's end."""
     held = sum(count_records(f) for f in files)
-    return DataError(f"{said_by} gives {rows:,} rows an epoch but its files hold {held:,} ({where}); rebuild "
+    return DataError(f"{said_by} gives {rows:,} rows but its files hold {held:,} ({where}); rebuild "
                      "the data, or correct the manifest's rows and shard_rows")
 
 
@@ -567,13 +639,19 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
         # Packing decides the rows too: another seq_len or max_segments re-packs the same file.
         source.fingerprint = f"{file_fingerprint(cfg.path)}, packed to {cfg.seq_len} (max_segments {max_segments})"
     else:
-        files, n_rows, seq_len, max_runs, file_rows = resolve_tfrecords(cfg.path, cfg.split)
+        files, said_rows, seq_len, max_runs, file_rows = resolve_tfrecords(cfg.path, cfg.split)
         if seq_len is not None and seq_len != cfg.seq_len:
             raise DataError(f"{cfg.path}: manifest seq_len is {seq_len} but data.seq_len is {cfg.seq_len}; set data.seq_len={seq_len}")
-        rows_from = str(Path(cfg.path) / "manifest.json") if n_rows is not None else f"data.path {cfg.path!r}"
-        said_host_rows = _said_host_rows(n_rows, file_rows, len(files), pi, pc)
+        rows_from = str(Path(cfg.path) / "manifest.json") if said_rows is not None else f"data.path {cfg.path!r}"
+        # What each host's share must hold, by the manifest: checked by each host on its own share
+        # (shard_rows), or here on all files where several hosts count them anyway.
+        said_host_rows = _said_host_rows(said_rows, file_rows, len(files), pi, pc)
+        n_rows = all_rows = said_rows
         if pc > 1:
-            n_rows = hosts_rows(files, pc, file_rows)
+            counts = file_rows if file_rows is not None else [count_records(f) for f in files]
+            if said_rows is not None and sum(counts) != said_rows:
+                raise rows_not_as_said(rows_from, said_rows, files, "counted at the start: it has no shard_rows")
+            n_rows, all_rows = hosts_rows(files, pc, counts), sum(counts)
         try:
             import tensorflow  # noqa: F401
         except ImportError:
@@ -581,20 +659,22 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
                         "(a run must keep one reader across restarts: their shuffles differ)", len(files))
             own = files[pi::pc] if len(files) >= pc else files
             rows = read_tfrecord_rows(own, cfg.seq_len)
+            held = len(rows["input_ids"])
+            said_read = said_rows if len(files) < pc else said_host_rows  # fewer files: each host reads all
+            if said_read is not None and held != said_read:
+                raise rows_not_as_said(rows_from, said_rows, files, f"process {pi} read {held:,} rows, "
+                                       f"{said_read:,} by the manifest")
             if len(files) < pc:
                 rows = {k: v[pi::pc] for k, v in rows.items()}
             total = n_rows if n_rows is not None else len(rows["input_ids"]) * pc
             needed = total // cfg.global_batch_size * (cfg.global_batch_size // pc)
-            if len(rows["input_ids"]) < needed:
-                raise rows_not_as_said(rows_from, total, files, f"process {pi} read {len(rows['input_ids'])} "
-                                       f"rows, {needed} an epoch")
-            if said_host_rows is not None and len(rows["input_ids"]) > said_host_rows:
-                raise rows_not_as_said(rows_from, total, files, f"process {pi} read {len(rows['input_ids'])} rows, "
-                                       f"{said_host_rows} by the manifest")
+            if len(rows["input_ids"]) < needed:  # files changed since they were counted
+                raise rows_not_as_said(rows_from, all_rows if all_rows is not None else total, files,
+                                       f"process {pi} read {len(rows['input_ids'])} rows, {needed} an epoch")
             source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc, host_rows=True, total_rows=total)
         else:
             source = TFRecordSource(files, cfg.seq_len, n_rows, cfg.global_batch_size, cfg.shuffle_seed,
-                                    cfg.shuffle_buffer, pi, pc, max_runs, rows_from, said_host_rows)
+                                    cfg.shuffle_buffer, pi, pc, max_runs, rows_from, said_host_rows, all_rows)
         source.fingerprint = tfrecords_fingerprint(cfg.path, files)
     if source.rows < cfg.global_batch_size:
         raise DataError(f"data.path {cfg.path or '<synthetic>'!r}: {source.rows} rows, fewer than one global batch of {cfg.global_batch_size}")
@@ -603,8 +683,9 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
 
 def _said_host_rows(manifest_rows: int | None, file_rows: list[int] | None, n_files: int, process_index: int,
                     process_count: int) -> int | None:
-    """The rows a manifest gives this host's share of the files (as ``hosts_rows`` shares them);
-    None where the rows are counted instead."""
+    """The rows a manifest gives this host's share of the files (as ``hosts_rows`` shares them:
+    its files, or with fewer files than hosts every ``process_count``-th row of them all); None
+    where the rows are counted instead (no manifest, or several hosts and no ``shard_rows``)."""
     if manifest_rows is None:
         return None
     if process_count == 1:
@@ -613,7 +694,7 @@ def _said_host_rows(manifest_rows: int | None, file_rows: list[int] | None, n_fi
         return None
     if n_files >= process_count:
         return sum(file_rows[process_index::process_count])
-    return len(range(process_index, sum(file_rows), process_count))
+    return len(range(process_index, manifest_rows, process_count))
 
 
 def stop_together(problem: Exception | None, where: str,

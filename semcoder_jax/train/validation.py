@@ -23,8 +23,10 @@ from semcoder_jax.train.input import (
     check_token_ids,
     is_jsonl,
     numpy_batches,
+    parsed_batches,
     read_jsonl_rows,
     read_tfrecord_rows,
+    record_dataset,
     resolve_tfrecords,
     synthetic_rows,
 )
@@ -35,14 +37,10 @@ log = logging.getLogger(__name__)
 def _read_tfrecords(files: list[str], seq_len: int) -> Batch:
     """All rows of ``files``: with tf.data when TensorFlow is installed, else the Python reader."""
     try:
-        import tensorflow as tf
+        import tensorflow  # noqa: F401
     except ImportError:
         return read_tfrecord_rows(files, seq_len)
-    from semcoder_jax.packed_schema import feature_spec
-
-    spec = feature_spec(seq_len)
-    ds = tf.data.TFRecordDataset(files).batch(1024).map(lambda r: tf.io.parse_example(r, spec))
-    parts = list(numpy_batches(ds, files, seq_len))
+    parts = list(numpy_batches(parsed_batches(record_dataset(files), 1024, seq_len), files, seq_len))
     if not parts:
         raise DataError(f"{files[0]}: no records")
     return {k: np.concatenate([p[k] for p in parts]) for k in FEATURES}

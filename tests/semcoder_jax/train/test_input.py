@@ -1,6 +1,7 @@
 """Training input: TFRecord folders and globs, JSONL packing, deterministic positions, host shares."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -354,7 +355,7 @@ def test_a_manifest_with_more_rows_than_its_files_stops_the_epoch_instead_of_wra
     if not tensorflow:  # the rows are all in memory: refused before any batch
         monkeypatch.setitem(sys.modules, "tensorflow", None)
     cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=4)
-    message = rf"{root / 'manifest.json'} gives 32 rows an epoch but its files hold 24 \(process 0 "
+    message = rf"{root / 'manifest.json'} gives 32 rows but its files hold 24 \(process 0 "
     with pytest.raises(DataError, match=message):
         it = BatchIterator(make_source(cfg, 64), 4)
         assert it.per_epoch == 8
@@ -388,10 +389,10 @@ def test_a_manifest_with_fewer_rows_than_its_files_is_refused_instead_of_leaving
 
     if hosts == 2:  # host 0's files (0 and 2) are as the manifest says; its rows left over are not an error
         assert len(epoch(0)) == 5
-    rows, said, held = (22, 22, 24) if hosts == 1 else (20, 10, 12)  # 2 hosts: the smaller share (host 1's), twice
-    found = f"found more than the {said} rows" if tensorflow else f"read {held} rows, {said} by the manifest"
-    message = rf"^{re.escape(str(root / 'manifest.json'))} gives {rows} rows an epoch but its files hold 24 " \
-              rf"\(process {hosts - 1} {found}"
+    said, held = (22, 24) if hosts == 1 else (10, 12)  # 2 hosts: host 1's share (files 1 and 3)
+    found = f"'s share holds {held} rows, {said} by the manifest" if tensorflow else f" read {held} rows, {said} by the manifest"
+    message = rf"^{re.escape(str(root / 'manifest.json'))} gives 22 rows but its files hold 24 " \
+              rf"\(process {hosts - 1}{re.escape(found)}"
     with pytest.raises(DataError, match=message):
         epoch(hosts - 1)
 
@@ -564,3 +565,179 @@ def test_gzipped_jsonl_rows_are_read_as_jsonl(tmp_path):
                  for name in ("a.jsonl", "a.jsonl.gz"))
     assert gz.rows == plain.rows == 4
     np.testing.assert_array_equal(next(gz.host_batches(0, 0))["input_ids"], next(plain.host_batches(0, 0))["input_ids"])
+
+
+def _set_manifest(root, shard_rows, rows):
+    """A manifest giving the files ``shard_rows`` (None: no shard_rows) and the split ``rows``."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    entry = manifest["splits"]["train"]
+    entry["rows"] = rows
+    if shard_rows is None:
+        del entry["shard_rows"]
+    else:
+        entry["shard_rows"] = shard_rows
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _epochs_until_refused(cfg, host, hosts, epochs=2):
+    """``("start", message)``, ``(batches read, message)`` or ``(None, None)`` after ``epochs`` epochs."""
+    try:
+        it = BatchIterator(make_source(cfg, 64, process_index=host, process_count=hosts), cfg.global_batch_size)
+    except DataError as e:
+        return "start", str(e)
+    read = 0
+    try:
+        for _ in range(epochs * it.per_epoch):
+            next(it)
+            read += 1
+    except DataError as e:
+        return ("epoch end" if read == it.per_epoch - 1 else read), str(e)
+    return None, None
+
+
+# (files, rows a file), the manifest's shard_rows and rows, and which hosts stop (2 hosts, tf.data):
+# 3 files of 4 rows share unevenly (host 0: files 0 and 2, 8 rows; host 1: file 1), so every host
+# takes 4 batches of 1 row an epoch and host 0 leaves 4 rows over.
+MANIFEST_CASES = {
+    "uneven, as held": ((3, 4), [4, 4, 4], 12, {}),
+    "uneven, larger share understated": ((3, 4), [4, 4, 3], 11, {0: "epoch end"}),
+    "uneven, larger share overstated": ((3, 4), [4, 4, 5], 13, {0: "epoch end"}),  # went unseen
+    "uneven, smaller share overstated": ((3, 4), [4, 5, 4], 13, {1: "epoch end"}),  # runs out at its last batch
+    "even, overstated within the last batch": ((4, 4), [4, 4, 4, 5], 17, {1: "epoch end"}),  # went unseen
+    "rows unlike shard_rows": ((3, 4), [4, 4, 4], 13, {0: "start", 1: "start"}),
+    "no shard_rows, rows understated": ((3, 4), None, 11, {0: "start", 1: "start"}),  # went unseen
+    "fewer files than hosts": ((1, 5), [4], 4, {0: "epoch end"}),  # host 0 reads rows 0, 2, 4
+}
+
+
+@pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "python"])
+@pytest.mark.parametrize("case", list(MANIFEST_CASES))
+def test_the_manifest_rows_must_be_what_the_files_hold_on_even_and_uneven_hosts(tiny, tmp_path, monkeypatch, tensorflow, case):
+    """Each host checks its own share against what the manifest gives it (exactly: a share holding
+    fewer rows lost some, one holding more leaves them out unseen), so together the hosts check the
+    manifest's rows against all files, though each sees only its share. A larger share's surplus
+    or a smaller one's shortfall within the last batch went unseen; the Python reader, holding its
+    share in memory, stops at the start (with fewer files than hosts every host reads every file)."""
+    import sys
+
+    (n_files, per_file), shard_rows, rows, stops = MANIFEST_CASES[case]
+    root = _dataset(tiny, tmp_path / "data", n_files=n_files, rows_per_file=per_file)
+    _set_manifest(root, shard_rows, rows)
+    if not tensorflow:
+        monkeypatch.setitem(sys.modules, "tensorflow", None)
+        stops = {0: "start", 1: "start"} if case == "fewer files than hosts" else dict.fromkeys(stops, "start")
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=2)
+    for host in range(2):
+        when, message = _epochs_until_refused(cfg, host, 2)
+        assert when == stops.get(host), (host, message)
+        if when is not None:
+            manifest = re.escape(str(root / "manifest.json"))
+            assert re.match(rf"^{manifest}(: splits\.train\.shard_rows add up to 12 but splits\.train\.rows is 13"
+                            rf"| gives {rows} rows but its files hold {n_files * per_file} )", message), message
+
+
+def test_a_share_is_checked_once_a_run_not_every_epoch(tiny, tmp_path, monkeypatch):
+    """Host 0's larger share reads its surplus rows (4 here) to check them at the first epoch's end only."""
+    from semcoder_jax.train import input as train_input
+
+    root = _dataset(tiny, tmp_path / "data", n_files=3, rows_per_file=4)
+    checks = []
+    check = train_input.TFRecordSource._check_host_rows
+    monkeypatch.setattr(train_input.TFRecordSource, "_check_host_rows", lambda self, *a: checks.append(a[-1]) or check(self, *a))
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=2)
+    assert _epochs_until_refused(cfg, 0, 2, epochs=3) == (None, None)
+    assert checks == [0]
+
+
+@pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "python"])
+@pytest.mark.parametrize("hosts", [1, 2])
+def test_a_resume_at_and_around_an_epoch_boundary_reads_what_the_run_would_have(tiny, tmp_path, monkeypatch, tensorflow, hosts):
+    """Checkpoints saved at an epoch's last step (position (0, per_epoch)), one before, and at the
+    next epoch's first steps resume onto the uninterrupted run's batches. Each epoch's order is
+    seeded (the same from a new source) and differs from the last; 3 files over 2 hosts: uneven."""
+    import sys
+
+    root = _dataset(tiny, tmp_path / "data", n_files=3, rows_per_file=4)
+    if not tensorflow:
+        monkeypatch.setitem(sys.modules, "tensorflow", None)
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=2, shuffle_seed=5)
+    for host in range(hosts):
+        it = BatchIterator(make_source(cfg, 64, process_index=host, process_count=hosts), 2)
+        per = it.per_epoch
+        run = _tags(next(it) for _ in range(2 * per))
+        assert run[:per] != run[per : 2 * per]
+        if hosts == 1:
+            assert sorted(np.concatenate(run[:per])) == sorted(np.concatenate(run[per:]))
+        restarted = make_source(cfg, 64, process_index=host, process_count=hosts)  # a resumed process's
+        for at in (DataPosition(0, per - 1), DataPosition(0, per), DataPosition(1, 0), DataPosition(1, 1)):
+            done = at.epoch * per + at.batch
+            resumed = BatchIterator(restarted, 2, at)
+            assert _tags(next(resumed) for _ in range(len(run) - done)) == run[done:], (host, at)
+
+
+def _write_rows(tiny, path, rows):
+    return tiny.write_tfrecords(path, [{k: np.asarray(v) for k, v in r.items()} for r in rows])
+
+
+@pytest.mark.parametrize("reader", ["tf.data", "python", "validation"])
+@pytest.mark.parametrize("defect, message", [
+    ("positions run on", r"positions\[5\] is 5 where segment 2 starts; positions restart at 0"),
+    ("segment comes back", r"segment 1 starts again at position 8, after segment 2"),
+])
+def test_a_tfrecord_whose_segments_and_positions_disagree_names_file_and_record(tiny, tmp_path, monkeypatch, reader,
+                                                                                 defect, message):
+    """Positions running on across a packed boundary (RoPE then places the second example at
+    5, 6, ...), or a segment id reused by a later example (the xla kernel lets it attend to the
+    first), were read as they were: refused by every reader, naming the file and record (tf.data's
+    shuffle notwithstanding)."""
+    import sys
+
+    good = _rows(8)
+    bad = {k: v.copy() for k, v in good[3].items()}
+    bad["segment_ids"] = np.array([1] * 5 + [2] * 3 + [0] * 8)
+    bad["positions"] = np.array(list(range(5)) + [0, 1, 2] + [0] * 8)
+    if defect == "positions run on":
+        bad["positions"][5:8] = [5, 6, 7]
+    else:
+        bad["segment_ids"][8:10], bad["positions"][8:10] = 1, [0, 1]
+    files = [_write_rows(tiny, tmp_path / "data" / f"part-{f}.tfrecord", good if f == 0 else good[:3] + [bad] + good[4:])
+             for f in range(2)]
+    where = rf"{re.escape(str(files[1]))}: record 3: {message}"
+    if reader == "validation":
+        from semcoder_jax.train.validation import _read_tfrecords
+
+        with pytest.raises(SchemaError, match=where):
+            _read_tfrecords([str(f) for f in files], SEQ)
+        return
+    if reader == "python":
+        monkeypatch.setitem(sys.modules, "tensorflow", None)
+    cfg = DataConfig(path=str(tmp_path / "data" / "*.tfrecord"), seq_len=SEQ, global_batch_size=4, shuffle_buffer=16)
+    with pytest.raises(SchemaError, match=where):
+        it = BatchIterator(make_source(cfg, 64), 4)
+        for _ in range(it.per_epoch):
+            next(it)
+
+
+def test_jsonl_rows_left_out_are_named_by_line(tmp_path, caplog):
+    """A row longer than seq_len is left out whole (cut, it would lose its response's end), as is
+    one with no target token (loss_mask 1 only at its first token, or nowhere): the warning names
+    each reason's lines. Packed rows with no target are left out too; a loss_mask of 2 is refused."""
+    path = tmp_path / "rows.jsonl"
+    lines = [{"input_ids": [1] * 40}, {"input_ids": [5, 6, 7], "loss_mask": [0, 0, 1]}, {"input_ids": [5, 6], "loss_mask": [0, 0]},
+             {"input_ids": [5, 6], "loss_mask": [1, 0]}, {"input_ids": [2] * 17, "loss_mask": [1] * 17},
+             {"input_ids": [5] * SEQ, "loss_mask": [0, 1] + [0] * 14, "segment_ids": [1] + [2] * 15, "positions": [0] + list(range(15))}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    rows = read_jsonl_rows(path, SEQ)
+    assert rows["input_ids"].shape == (1, SEQ) and rows["input_ids"][0, :3].tolist() == [5, 6, 7]
+    assert f"{path}: left out 2 rows longer than seq_len={SEQ}: lines 1, 5" in caplog.text
+    assert f"{path}: left out 3 rows with no target token: lines 3, 4, 6" in caplog.text
+    path.write_text(json.dumps(lines[0]) + "\n" + json.dumps(lines[2]) + "\n")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(path))}: no usable rows \(1 longer than seq_len={SEQ}; 1 with no target token\)$"):
+        read_jsonl_rows(path, SEQ)
+    path.write_text(json.dumps({"input_ids": [5, 6], "loss_mask": [0, 2]}) + "\n")
+    with pytest.raises(DataError, match=rf"{re.escape(str(path))}:1: 'loss_mask' holds 2, not 0 or 1"):
+        read_jsonl_rows(path, SEQ)
+    packed = {"input_ids": [5] * SEQ, "loss_mask": [0, 1] + [0] * 14, "segment_ids": [1] * 4 + [2] * 12, "positions": list(range(SEQ))}
+    path.write_text(json.dumps(packed) + "\n")
+    with pytest.raises(SchemaError, match=rf"{re.escape(str(path))}:1: positions\[4\] is 4 where segment 2 starts"):
+        read_jsonl_rows(path, SEQ)

@@ -46,7 +46,7 @@ def test_a_tfrecord_value_beyond_int32_is_refused_not_wrapped(tmp_path):
     with pytest.raises(SchemaError, match=rf"record 1: feature 'input_ids' holds {BIG}"):
         read_tfrecord_rows([str(path)], SEQ)
     source = make_source(DataConfig(path=str(path), seq_len=SEQ, global_batch_size=2), 64, 0, 1)
-    with pytest.raises(SchemaError, match=rf"train-00000-of-00001\.tfrecord: feature 'input_ids' holds {BIG}"):
+    with pytest.raises(SchemaError, match=rf"train-00000-of-00001\.tfrecord: record 1: feature 'input_ids' holds {BIG}"):
         next(BatchIterator(source, 2))
 
 
@@ -80,7 +80,7 @@ def test_an_empty_jsonl_row_is_skipped_not_an_empty_segment(tmp_path, caplog):
     path = tmp_path / "rows.jsonl"
     path.write_text(json.dumps({"input_ids": []}) + "\n" + json.dumps({"input_ids": [1, 2], "loss_mask": [0, 1]}) + "\n")
     rows = read_jsonl_rows(path, SEQ)
-    assert rows["segment_ids"].tolist() == [[1, 1, 0, 0]] and "skipped 1 rows with no tokens" in caplog.text
+    assert rows["segment_ids"].tolist() == [[1, 1, 0, 0]] and "left out 1 rows of no tokens: line 1" in caplog.text
     path.write_text(json.dumps({"input_ids": [], "loss_mask": []}) + "\n")
     with pytest.raises(DataError, match=r"rows\.jsonl: no usable rows"):
         read_jsonl_rows(path, SEQ)
