@@ -46,8 +46,9 @@ class DecontamConfig:
     )
     livecodebench: str | None = None  # a local JSONL of LiveCodeBench rows, when given
     ngram: int = 10
-    ngram_overlap: float = 0.5  # fraction of a record's code n-grams found in one benchmark problem
+    ngram_overlap: float = 0.5  # share of code or statement n-grams one benchmark item has in common with the record
     edit_similarity: float = 90.0  # rapidfuzz ratio (0..100) between normalised programs
+    text_similarity: float = 85.0  # rapidfuzz ratio (0..100) between problem statements (lower-cased words)
     min_io_chars: int = 6  # CRUXEval input/output pairs shorter than this are too generic to match
 
 
@@ -154,6 +155,7 @@ class DataConfig:
         within = {
             "coverage_target": (self.coverage_target, 1.0), "decontam.ngram_overlap": (self.decontam.ngram_overlap, 1.0),
             "decontam.edit_similarity": (self.decontam.edit_similarity, 100.0),
+            "decontam.text_similarity": (self.decontam.text_similarity, 100.0),
         }
         for key, (value, high) in within.items():
             if not 0.0 <= value <= high:

@@ -65,11 +65,15 @@ def build_row(examples: Sequence[Example], seq_len: int, pad_id: int = 0) -> dic
 
 def pack(examples: Sequence[Example], seq_len: int, *, mode: str = "best_fit", seed: int = 0, pad_id: int = 0,
          max_segments: int = 0) -> list[list[Example]]:
-    """Rows of examples (not yet arrays), shuffled deterministically with ``seed``.
+    """Rows of examples (not yet arrays), shuffled deterministically with ``seed``; an example longer
+    than ``seq_len`` is an error naming it (in any mode: ``pad`` rows were cut short by ``build_row``).
 
     ``max_segments`` > 0 bounds a row's runs of equal segment id, its trailing padding counted as
     one: rows then hold at most ``max_segments - 1`` examples (see ``model.max_segments``).
     """
+    too_long = next((ex for ex in examples if len(ex) > seq_len), None)
+    if too_long is not None:  # ``tokenize_records`` rejects these, counted as ``too_long``; none is cut here
+        raise ValueError(f"example {too_long.id!r} has {len(too_long)} tokens > seq_len {seq_len}")
     if mode == "pad":
         rows = [[ex] for ex in examples]
     elif mode == "best_fit":

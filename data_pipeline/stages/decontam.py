@@ -1,8 +1,12 @@
 """Decontamination against HumanEval(+), MBPP(+), CRUXEval and, when given, LiveCodeBench.
 
 A problem is dropped when its normalised solution is within an edit-similarity threshold (rapidfuzz)
-of a benchmark program, or shares a large fraction of code or text n-grams with one benchmark
-problem. Execution samples sharing an input/output pair with CRUXEval are removed from the record.
+of a benchmark program, when its statement is within ``text_similarity`` of a benchmark statement
+(both lower-cased words; a benchmark's statement is its prompt's docstrings without doctest examples
+or asserts), or when it shares a large fraction of code or statement n-grams with one benchmark
+item: of the record's n-grams, or of the item's (a benchmark solution or statement copied into a
+longer one; items of at least ``MIN_CONTAINED_GRAMS`` n-grams, shorter ones are common phrases).
+Execution samples sharing an input/output pair with CRUXEval are removed from the record.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from data_pipeline.config import DecontamConfig, resolve_path
 from data_pipeline.stages.base import Reject, StageContext
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+_WORD = re.compile(r"\w+")
+MIN_CONTAINED_GRAMS = 5
 
 
 _TYPING_MODULES = ("typing", "__future__")
@@ -61,6 +67,37 @@ def normalize_code(code: str) -> str:
     return ast.unparse(tree)
 
 
+def normalize_text(text: str) -> str:
+    """Lower-cased words, punctuation and layout dropped: re-cased or re-punctuated statements match."""
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def _without_examples(doc: str) -> str:
+    """A docstring without its doctest examples (``>>>`` lines and their output) and ``assert`` lines."""
+    kept, in_example = [], False
+    for line in doc.splitlines():
+        s = line.strip()
+        if s.startswith((">>>", "assert ")):
+            in_example = True
+        elif not (in_example and s):
+            in_example = False
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def statement(prompt: str) -> str:
+    """The natural-language statement of a benchmark prompt: a Python prompt (HumanEval, MBPP+) gives
+    its docstrings without examples; any other text is the statement itself."""
+    try:
+        tree = ast.parse(prompt)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return prompt
+    docs = [ast.get_docstring(n) for n in ast.walk(tree)
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    docs = [_without_examples(d) for d in docs if d]
+    return "\n".join(docs) if docs else prompt
+
+
 def _expr_key(text: str) -> str:
     """The expression's AST, so quoting and spacing do not matter (``"a"`` == ``'a'``, ``(1, )`` == ``(1,)``)."""
     try:
@@ -74,9 +111,13 @@ def io_key(inp: str, out: str) -> tuple[str, str]:
     return _expr_key(f"f({inp.strip()})"), _expr_key(out.strip())
 
 
-def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
-    toks = _TOKEN.findall(text)
+def ngrams(text: str, n: int, token: re.Pattern = _TOKEN) -> set[tuple[str, ...]]:
+    toks = token.findall(text)
     return {tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)}
+
+
+def text_ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    return ngrams(normalize_text(text), n, _WORD)
 
 
 @dataclass
@@ -86,6 +127,9 @@ class BenchmarkIndex:
     codes: list[str] = field(default_factory=list)
     code_grams: dict[tuple[str, ...], set[int]] = field(default_factory=lambda: defaultdict(set))
     text_grams: dict[tuple[str, ...], set[int]] = field(default_factory=lambda: defaultdict(set))
+    texts: list[str] = field(default_factory=list)
+    code_sizes: list[int] = field(default_factory=list)
+    text_sizes: list[int] = field(default_factory=list)
     io_pairs: dict[tuple[str, str], str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
 
@@ -114,19 +158,26 @@ class BenchmarkIndex:
     def add_row(self, bench: str, row: dict[str, Any]) -> None:
         rid = str(row.get("task_id") or row.get("id") or row.get("question_id") or len(self.names))
         code = row.get("code") or ((row.get("prompt") or "") + (row.get("canonical_solution") or ""))
-        text = row.get("prompt") or row.get("question_content") or row.get("text") or ""
+        text = statement(row.get("prompt") or row.get("question_content") or row.get("text") or "")
         i = len(self.names)
         self.names.append(f"{bench}:{rid}")
         norm = normalize_code(code) if code.strip() else ""
         self.codes.append(norm)
-        for g in ngrams(norm, self.config.ngram):
+        self.texts.append(normalize_text(text))
+        grams = ngrams(norm, self.config.ngram)
+        self.code_sizes.append(len(grams))
+        for g in grams:
             self.code_grams[g].add(i)
-        for g in ngrams(text, self.config.ngram):
+        grams = text_ngrams(text, self.config.ngram)
+        self.text_sizes.append(len(grams))
+        for g in grams:
             self.text_grams[g].add(i)
         if "input" in row and "output" in row and "cruxeval" in bench.lower():
             self.io_pairs[io_key(str(row["input"]), str(row["output"]))] = self.names[i]
 
-    def _overlap(self, grams: set, table: dict) -> tuple[float, int | None]:
+    def _overlap(self, grams: set, table: dict, sizes: list[int]) -> tuple[float, int | None]:
+        """The largest fraction of shared n-grams with one item, of the record's or, for an item of at
+        least ``MIN_CONTAINED_GRAMS``, of the item's; ties go to the first item, not the first hit."""
         if not grams:
             return 0.0, None
         hits: Counter[int] = Counter()
@@ -135,8 +186,12 @@ class BenchmarkIndex:
                 hits[i] += 1
         if not hits:
             return 0.0, None
-        i, n = max(hits.items(), key=lambda kv: (kv[1], -kv[0]))  # ties: the first benchmark item, not the first hit
-        return n / len(grams), i
+
+        def frac(i: int) -> float:
+            return hits[i] / (min(len(grams), sizes[i]) if sizes[i] >= MIN_CONTAINED_GRAMS else len(grams))
+
+        i = max(hits, key=lambda i: (frac(i), -i))
+        return frac(i), i
 
     def match_problem(self, solution: str, problem: str) -> tuple[str, str] | None:
         """(reason, benchmark item) when the problem is contaminated, else None."""
@@ -146,10 +201,15 @@ class BenchmarkIndex:
         best = process.extractOne(norm, self.codes, scorer=fuzz.ratio, score_cutoff=self.config.edit_similarity)
         if best is not None:
             return "edit_similarity", f"{self.names[best[2]]} ({best[1]:.1f})"
-        frac, i = self._overlap(ngrams(norm, self.config.ngram), self.code_grams)
+        frac, i = self._overlap(ngrams(norm, self.config.ngram), self.code_grams, self.code_sizes)
         if i is not None and frac >= self.config.ngram_overlap:
             return "code_ngram_overlap", f"{self.names[i]} ({frac:.2f})"
-        frac, i = self._overlap(ngrams(problem, self.config.ngram), self.text_grams)
+        text = normalize_text(problem)
+        if text:
+            best = process.extractOne(text, self.texts, scorer=fuzz.ratio, score_cutoff=self.config.text_similarity)
+            if best is not None:
+                return "text_similarity", f"{self.names[best[2]]} ({best[1]:.1f})"
+        frac, i = self._overlap(text_ngrams(problem, self.config.ngram), self.text_grams, self.text_sizes)
         if i is not None and frac >= self.config.ngram_overlap:
             return "text_ngram_overlap", f"{self.names[i]} ({frac:.2f})"
         return None

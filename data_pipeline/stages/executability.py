@@ -1,14 +1,20 @@
 """Keep solutions that run in the sandbox, deterministically, without external resources.
 
 A failing solution goes back to the LLM with its error, up to ``fix_attempts`` times (LLM mode).
+Every seed call is checked for determinism (``check_determinism_many``): a nondeterministic one rejects
+the problem; a check that only timed out is noted ``executability.determinism_timeout`` (the inputs
+stage checks every test again); a sandbox failure raises ``InfrastructureError``.
 """
 
 from __future__ import annotations
 
 import ast
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from data_pipeline.stages.base import Reject, StageContext, code_blocks, sandbox_map
+from data_pipeline.stages.base import InfrastructureError, Reject, StageContext, code_blocks, sandbox_map
+
+if TYPE_CHECKING:
+    from semcoder_jax.execution.determinism import DeterminismReport
 
 # Modules and builtins that reach outside the program (files, network, processes, clock, randomness).
 EXTERNAL_MODULES = frozenset(
@@ -47,6 +53,25 @@ def external_resources(code: str) -> list[str]:
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in EXTERNAL_BUILTINS:
             found.add(node.func.id)
     return sorted(found)
+
+
+def checked_calls(solution: str, calls: list[str], ctx: StageContext) -> list["DeterminismReport"]:
+    """Determinism reports of ``calls`` on ``solution``, checked concurrently; a sandbox failure
+    raises ``InfrastructureError`` (the shard is redone) instead of passing as the program's verdict."""
+    from semcoder_jax.execution.determinism import check_determinism_many
+
+    reports = check_determinism_many([(solution, c) for c in calls], sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
+    for call, report in zip(calls, reports):
+        if report.sandbox_failure is not None:
+            raise InfrastructureError(f"sandbox failure checking {call}: {report.sandbox_failure}")
+    return reports
+
+
+def only_timed_out(report: "DeterminismReport") -> bool:
+    """The check found nothing but a timeout: no verdict on the program (a loaded machine)."""
+    from semcoder_jax.execution.determinism import TIMED_OUT
+
+    return not report.deterministic and report.reasons == [TIMED_OUT]
 
 
 def _first_failure(solution: str, entry: str, inputs: list[str], ctx: StageContext) -> tuple[str, str] | None:
@@ -89,11 +114,12 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
             return Reject("not_executable", "no fix in LLM reply")
         solution = blocks[0].strip("\n")
     if inputs:
-        from semcoder_jax.execution import check_determinism
-
-        report = check_determinism(solution, f"{entry}({inputs[0]})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
-        if not report.deterministic:
-            return Reject("nondeterministic", "; ".join(report.reasons)[:200])
+        calls = [f"{entry}({a})" for a in inputs]
+        for call, report in zip(calls, checked_calls(solution, calls, ctx)):
+            if only_timed_out(report):  # a busy machine: the inputs stage checks every test again
+                ctx.note("executability.determinism_timeout")
+            elif not report.deterministic:
+                return Reject("nondeterministic", f"{call}: {'; '.join(report.reasons)}"[:200])
     out = dict(record, solution=solution, fix_attempts=attempts)
     if attempts:
         out["response"] = f"```python\n{solution}\n```"

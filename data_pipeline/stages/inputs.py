@@ -1,9 +1,10 @@
 """Test inputs: seed inputs (plus LLM-proposed ones) grown by the type-aware mutator.
 
 Keeps inputs whose output is a Python literal that round-trips, so ``assert f(x) == y`` is exact.
-Every test is run again under another hash seed (executability checked only the first seed input),
-and a problem without seed inputs, which executability could not check for determinism, is checked
-here on its first test.
+Every test's call passes the determinism check (another hash seed, the audit, identity order), since
+its output becomes record text: a nondeterministic one rejects the problem, one whose check only
+timed out is dropped (``inputs.dropped_timeout_on_check``), a sandbox failure raises
+``InfrastructureError``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ast
 from typing import Any
 
 from data_pipeline.stages.base import Reject, StageContext, sandbox_map, record_seed
+from data_pipeline.stages.executability import checked_calls, only_timed_out
 from data_pipeline.stages.monologue import same_literal
 from data_pipeline.stages.synthesis import call_arguments
 
@@ -60,35 +62,26 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     candidates = list(dict.fromkeys(inputset.inputs))
     jobs = [Job(solution, f"{entry}({a})") for a in candidates]
     results = sandbox_map(ctx, jobs)
-    tests, test_jobs = [], []
-    for inp, job, res in zip(candidates, jobs, results):
+    tests = []
+    for inp, res in zip(candidates, results):
         if res.status == "passed" and literal_output(res.return_repr):
             tests.append({"input": inp, "output": res.return_repr})
-            test_jobs.append(job)
         else:
             ctx.note("inputs.dropped_non_literal_or_failing")
     if not tests:
         return Reject("no_valid_inputs")
-    # A result ordered by the hash seed (a list made from a set of strings) is no fact about the
-    # program; the first seed input may not show it (one word, or numbers).
-    again = sandbox_map(ctx, test_jobs, hash_seed=ctx.sandbox.config.hash_seed + 1)
+    # Each test's output becomes record text: a result ordered by the hash seed or by object identity,
+    # or one read from the clock, is no fact about the program (the seed inputs may not show it).
     kept = []
-    for test, res in zip(tests, again):
-        if res.status == "timeout":  # a busy machine, not the hash seed: the test goes, the problem stays
-            ctx.note("inputs.dropped_timeout_on_rerun")
-        elif res.status != "passed" or not same_literal(res.return_repr, test["output"]):
-            return Reject("nondeterministic", f"{entry}({test['input']}) gives {test['output']} or "
-                                              f"{res.return_repr if res.status == 'passed' else res.status} by the hash seed"[:200])
+    for test, report in zip(tests, checked_calls(solution, [f"{entry}({t['input']})" for t in tests], ctx)):
+        if only_timed_out(report):  # a busy machine, not the program: the test goes, the problem stays
+            ctx.note("inputs.dropped_timeout_on_check")
+        elif not report.deterministic:
+            return Reject("nondeterministic", f"{entry}({test['input']}): {'; '.join(report.reasons)}"[:200])
         else:
             kept.append(test)
     if not kept:
         return Reject("no_valid_inputs")
     tests = kept
-    if not record.get("seed_inputs"):
-        from semcoder_jax.execution import check_determinism
-
-        report = check_determinism(solution, f"{entry}({tests[0]['input']})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
-        if not report.deterministic:
-            return Reject("nondeterministic", "; ".join(report.reasons)[:200])
     line_cov, branch_cov = measure_coverage(solution, entry, [t["input"] for t in tests], sandbox=ctx.sandbox)
     return [dict(record, tests=tests, line_coverage=round(float(line_cov), 6), branch_coverage=round(float(branch_cov), 6))]

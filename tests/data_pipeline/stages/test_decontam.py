@@ -1,5 +1,7 @@
 """Decontamination against the benchmarks: I/O pairs and n-gram overlap."""
 
+import pytest
+
 
 
 def test_cruxeval_io_pairs_match_whatever_the_quoting_and_spacing():
@@ -31,7 +33,7 @@ def test_ngram_overlap_ties_name_the_same_benchmark_item_every_time():
         "words = [f'w{i}' for i in range(12)]\n"
         "for i in range(11):\n"
         "    index.add_row('bench', {'task_id': f't{i}', 'prompt': ' '.join(words[i:i + 2])})\n"
-        "print(index._overlap(ngrams(' '.join(words), 2), index.text_grams))\n"
+        "print(index._overlap(ngrams(' '.join(words), 2), index.text_grams, index.text_sizes))\n"
     )
     seen = {subprocess.run([sys.executable, "-c", script], env={**os.environ, "PYTHONHASHSEED": str(s)},
                            capture_output=True, text=True, check=True).stdout for s in range(6)}
@@ -96,3 +98,57 @@ def test_a_missing_module_stops_the_build_instead_of_rejecting_every_problem(mon
     problem = {"id": "prob-1", "problem": "Add two numbers.", "solution": "def add(a, b):\n    return a + b"}
     with pytest.raises(SemcoderError, match=r"not installed.*rapidfuzz.*\[data\]"):
         build.apply_stage(decontam.process, [problem], ctx, workers=1)
+
+
+_HE0 = {"task_id": "HumanEval/0", "prompt": 'from typing import List\n\n\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:\n    """ Check if in given list of numbers, are any two numbers closer to each other than\n    given threshold.\n    >>> has_close_elements([1.0, 2.0, 3.0], 0.5)\n    False\n    >>> has_close_elements([1.0, 2.8, 3.0, 4.0, 5.0, 2.0], 0.3)\n    True\n    """\n',
+        "canonical_solution": "    for idx, elem in enumerate(numbers):\n        for idx2, elem2 in enumerate(numbers):\n            if idx != idx2:\n                distance = abs(elem - elem2)\n                if distance < threshold:\n                    return True\n\n    return False\n"}
+_MBPP2 = {"task_id": "Mbpp/2", "prompt": '"""\nWrite a function to find the shared elements from the given two lists.\nassert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))\n"""\n',
+          "canonical_solution": "\ndef similar_elements(test_tup1, test_tup2):\n  return tuple(set(test_tup1) & set(test_tup2))\n"}
+_OTHER_CODE = "def f(xs):\n    out = []\n    for x in xs:\n        if x % 2 == 0:\n            out.append(x * x)\n    return out"
+
+
+def _index():
+    from data_pipeline.config import DecontamConfig
+    from data_pipeline.stages.decontam import BenchmarkIndex
+
+    index = BenchmarkIndex(DecontamConfig())
+    index.add_row("HumanEvalPlus", _HE0)
+    index.add_row("MbppPlus", _MBPP2)
+    return index
+
+
+@pytest.mark.parametrize("problem, item", [
+    ("Check whether, in a given list of numbers, any two numbers are closer to each other than the given threshold.", "HumanEval/0"),
+    ("write a function that finds the shared elements from two given lists", "Mbpp/2"),
+    # the statement copied whole, then more text: the record's n-grams are mostly its own
+    ("Check if in given list of numbers, are any two numbers closer to each other than given threshold. "
+     "The list is read from a file with one number per line; empty lines are skipped, and a number may carry "
+     "a sign. Report the answer as a boolean, and say which pair was found first when there is one.", "HumanEval/0"),
+])
+def test_a_lightly_reworded_benchmark_problem_is_caught(problem, item):
+    """The statement was matched by 10-grams of case-sensitive tokens as a fraction of the record's own:
+    a reworded or re-cased statement, or one copied whole into a longer one, was trained on."""
+    hit = _index().match_problem(_OTHER_CODE, problem)
+    assert hit is not None and hit[0].startswith("text_") and item in hit[1], hit
+
+
+@pytest.mark.parametrize("problem", [
+    "Given a list of numbers, return the two numbers whose sum is closest to the given target.",
+    "Write a function to find the longest common prefix of the given list of strings.",
+    "Return the squares of the even numbers of a list, in order.",
+])
+def test_an_unrelated_problem_is_not_caught(problem):
+    assert _index().match_problem(_OTHER_CODE, problem) is None
+
+
+def test_a_benchmark_solution_inside_a_larger_program_is_caught():
+    """Its code n-grams were counted as a fraction of the record's, so helpers around the copied
+    solution kept it under the threshold."""
+    helpers = "".join(f"\n\ndef helper_{i}(values, k):\n    total = 0\n    for v in values:\n        if v > k:\n            total += v - k\n    return total * {i}"
+                      for i in range(4))
+    code = ("def close(numbers, threshold):\n    for idx, elem in enumerate(numbers):\n        for idx2, elem2 in enumerate(numbers):\n"
+            "            if idx != idx2:\n                distance = abs(elem - elem2)\n                if distance < threshold:\n"
+            "                    return True\n    return False" + helpers)
+    hit = _index().match_problem(code, "Some list utilities.")
+    assert hit is not None and hit[0] == "code_ngram_overlap" and "HumanEval/0" in hit[1], hit
+    assert _index().match_problem(_OTHER_CODE + helpers, "Some list utilities.") is None

@@ -2,6 +2,19 @@
 
 import ast
 
+import pytest
+
+
+@pytest.fixture(scope="module")
+def stage_ctx():
+    """One sandbox for the tests that need no config of their own."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages.base import StageContext
+
+    ctx = StageContext(DataConfig(workers=2, num_inputs=2))
+    yield ctx
+    ctx.close()
+
 
 def test_set_outputs_are_literals_whatever_this_process_hash_seed():
     """The sandbox orders a set's repr by its own hash seed; keeping the test must not depend on ours."""
@@ -39,8 +52,9 @@ def test_a_problem_without_seed_inputs_is_checked_for_determinism_on_its_tests()
 
 
 def test_a_test_whose_result_depends_on_the_hash_seed_rejects_the_problem():
-    """Executability checks determinism on the first seed input alone: one word gave one order, and
-    the other inputs' hash-ordered lists became tests (and monologues) of this one hash seed."""
+    """Executability checked determinism on the first seed input alone: one word gave one order, and
+    the other inputs' hash-ordered lists became tests (and monologues) of this one hash seed. Both
+    stages now check every call."""
     from data_pipeline.config import DataConfig
     from data_pipeline.stages import executability, inputs
     from data_pipeline.stages.base import StageContext
@@ -50,9 +64,10 @@ def test_a_test_whose_result_depends_on_the_hash_seed_rejects_the_problem():
               "seed_inputs": ["['apple']", words]}
     ctx = StageContext(DataConfig(workers=2, num_inputs=2))
     try:
-        (checked,) = executability.process(record, ctx)
+        assert executability.process(record, ctx).detail.startswith(f"f({words}): result differs between hash seeds")
+        checked = dict(record, fix_attempts=0)  # as if executability had passed it: this stage checks on its own
         rejected = inputs.process(checked, ctx)
-        assert rejected.reason == "nondeterministic" and rejected.detail.startswith(f"f({words}) gives [")
+        assert rejected.reason == "nondeterministic" and rejected.detail.startswith(f"f({words}): result differs between hash seeds")
         (kept,) = inputs.process(dict(checked, solution="def f(words):\n    return sorted(set(words))\n"), ctx)
         assert {"input": words, "output": repr(sorted(ast.literal_eval(words)))} in kept["tests"]
     finally:
@@ -77,6 +92,44 @@ def test_a_test_that_times_out_on_the_rerun_is_dropped_not_blamed_on_the_hash_se
         solution = f"def f(n):\n    while hash('a') != {first}:\n        pass\n    return n + 1\n"
         record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "solution": solution, "seed_inputs": ["1", "2"]}
         assert inputs.process(record, ctx).reason == "no_valid_inputs"
-        assert ctx.notes["inputs.dropped_timeout_on_rerun"] >= 2
+        assert ctx.notes["inputs.dropped_timeout_on_check"] >= 2
     finally:
         ctx.close()
+
+
+_IDENTITY_ORDER_ABOVE_FIVE = ("class N:\n    def __init__(self, v):\n        self.v = v\n    def __repr__(self):\n        return f'N({self.v})'\n"
+                "def f(x):\n    if x > 5:\n        s = {N(v) for v in range(x)}\n        return len(s)\n    return x\n")
+
+
+def test_every_test_call_is_checked_not_only_the_first(stage_ctx):
+    """Only a hash-seed rerun (and, without seed inputs, the first test's determinism check) ran: a
+    later test whose trace lists a set in object-address order (the same result under both hash seeds) became a test and its output record text."""
+    from data_pipeline.stages import inputs
+
+    record = {"id": "p1", "entry_point": "f", "problem": "Count.", "solution": _IDENTITY_ORDER_ABOVE_FIVE, "seed_inputs": ["1", "9"]}
+    rejected = inputs.process(record, stage_ctx)
+    assert rejected.reason == "nondeterministic" and "differs between runs" in rejected.detail, rejected
+
+
+def test_a_sandbox_failure_in_the_check_is_an_infrastructure_error(stage_ctx, monkeypatch):
+    """The report's sandbox_failure was not looked at: a crashed sandbox rejected the problem as nondeterministic."""
+    import pytest
+
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import inputs
+    from data_pipeline.stages.base import InfrastructureError
+    from semcoder_jax.execution import determinism
+
+    class Calls:
+        def chat(self, messages, **kw):
+            return "f(3)"
+
+    def crashed(items, **kw):
+        return [determinism.DeterminismReport(False, [], sandbox_failure="fork server died") for _ in items]
+
+    monkeypatch.setattr(determinism, "check_determinism_many", crashed)
+    stage_ctx.config = DataConfig(synthesis="llm", workers=2, num_inputs=1)
+    stage_ctx._llm = Calls()
+    record = {"id": "p1", "entry_point": "f", "problem": "Double.", "solution": "def f(x):\n    return 2 * x\n", "seed_inputs": []}
+    with pytest.raises(InfrastructureError, match="fork server died"):
+        inputs.process(record, stage_ctx)
