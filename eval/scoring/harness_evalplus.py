@@ -98,10 +98,10 @@ def _is_floats(x):
         return True
     if isinstance(x, (list, tuple)) and x:
         return all(isinstance(i, float) for i in x)
-    if type(x).__module__ == "numpy" and hasattr(x, "dtype"):
+    if type(x).__module__ == "numpy":  # numpy is imported only when an output is one of its objects
         import numpy as np
 
-        return x.dtype == np.float64 or x.dtype == np.float32
+        return isinstance(x, np.ndarray) and (x.dtype == np.float64 or x.dtype == np.float32)
     return False
 
 

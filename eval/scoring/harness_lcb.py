@@ -185,7 +185,7 @@ def _lcb_check(code, inputs, outputs, fn_name, timeout):
     streams = _sys.stdout, _sys.stderr
     _sys.stdout = _sys.stderr = _Uncaptured()
     try:
-        if fn_name:
+        if fn_name is not None:
             out = _grade_call(code, inputs, outputs, fn_name, timeout)
         else:
             out = _grade_stdio(code, inputs, outputs, timeout)

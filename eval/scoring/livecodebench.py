@@ -1,5 +1,7 @@
 """LiveCodeBench code generation scoring: lcb_runner's grading (harness_lcb.py) in the sandbox,
-one job per program with LCB's global limit ``(timeout + 1) * n_tests + 5`` seconds."""
+one job per program with LCB's global limit ``(timeout + 1) * n_tests + 5`` seconds. As in
+lcb_runner's ``get_evaluation_sample``, a problem whose metadata names a ``func_name`` is graded
+call-based, whatever its tests' ``testtype``."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def score_code_generation(
         p = by_id[t]
         inputs = [c.input for c in p.tests]
         outputs = [c.output for c in p.tests]
-        fn = p.func_name if any(c.testtype == "functional" for c in p.tests) else None
+        fn = p.func_name
         for i, code in enumerate(codes):
             call = f"_lcb_check(_CODE, _INPUTS, _OUTPUTS, {fn!r}, {timeout})"
             source = f"{harness}\n_CODE = {code!r}\n_INPUTS = {inputs!r}\n_OUTPUTS = {outputs!r}\n"

@@ -2,9 +2,11 @@
 tree-sitter implementation to :mod:`ast` so that scoring does not need evalplus or tree-sitter.
 
 Same steps: take the longest run of lines that parses; keep its top-level imports (not
-``__future__``), then the undecorated classes, functions that contain a ``return``, and simple
-assignments reachable from the entry point by name; if that leaves nothing, return the longest
-parsable run itself.
+``__future__``), then the undecorated classes, functions that contain a ``return``, and
+assignments (named by a bare identifier target, else unnamed: kept only without an entry point,
+the first one only) reachable from the entry point by name, every identifier tree-sitter sees
+(import modules and match captures included) counting as a reference; if that leaves nothing,
+return the longest parsable run itself.
 """
 
 from __future__ import annotations
@@ -52,13 +54,25 @@ def _identifiers(node: ast.AST) -> set[str]:
             names.update(sub.name.split("."))
             if sub.asname:
                 names.add(sub.asname)
+        elif isinstance(sub, ast.ImportFrom) and sub.module:
+            names.update(sub.module.split("."))
+        elif isinstance(sub, (ast.MatchAs, ast.MatchStar)) and sub.name:
+            names.add(sub.name)
+        elif isinstance(sub, ast.MatchMapping) and sub.rest:
+            names.add(sub.rest)
+        elif isinstance(sub, ast.MatchClass):
+            names.update(sub.kwd_attrs)
         elif isinstance(sub, ast.ExceptHandler) and sub.name:
             names.add(sub.name)
     return names
 
 
-def _assigned_name(stmt: ast.stmt) -> str | None:
-    target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target  # type: ignore[union-attr]
+def _assigned_name(stmt: ast.Assign | ast.AnnAssign) -> str | None:
+    """tree-sitter's name of an assignment: its target when that is a bare identifier (a parenthesised
+    ``(x): int`` is not), else None."""
+    if isinstance(stmt, ast.AnnAssign) and not stmt.simple:
+        return None
+    target = stmt.targets[0] if isinstance(stmt, ast.Assign) else stmt.target
     return target.id if isinstance(target, ast.Name) else None
 
 
@@ -84,7 +98,7 @@ def extract_target_code_or_empty(code: str, entry_point: str | None = None) -> s
                     definitions.append((name, stmt))
                     seen.add(name)
             continue
-        if isinstance(stmt, ast.Assign) or (isinstance(stmt, ast.AnnAssign) and stmt.simple):
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
             name = _assigned_name(stmt)
             if name not in seen:
                 definitions.append((name, stmt))

@@ -176,3 +176,48 @@ def test_output_lcb_does_not_capture_cannot_fail_a_program(sandbox):
     }
     res = score_code_generation([func, stdin], programs, sandbox=sandbox)
     assert [res[t][0]["passed"] for t in ("f", "s")] == [True, True], res
+
+
+def test_metadata_func_name_picks_call_based_grading_like_lcb_runner(sandbox):
+    # lcb_runner's get_evaluation_sample passes metadata["func_name"] as fn_name, and run_test grades
+    # call-based whenever it is set, whatever the tests' testtype says; without it, stdin grading.
+    from eval.benchmarks.livecodebench import LcbGenerationProblem, LcbTest
+    from eval.scoring.livecodebench import score_code_generation
+
+    tests = [LcbTest("3", "6", "stdin")]
+    named = LcbGenerationProblem("named", "", "", "", "", "", "", tests, "double")
+    unnamed = LcbGenerationProblem("unnamed", "", "", "", "", "", "", tests, None)
+    call_based = "class Solution:\n    def double(self, a):\n        return a * 2\n"
+    stdin = "print(int(input()) * 2)\n"
+    res = score_code_generation([named, unnamed], {"named": [call_based, stdin], "unnamed": [call_based, stdin]}, sandbox=sandbox)
+    assert {t: [r["passed"] for r in rs] for t, rs in res.items()} == {"named": [True, False], "unnamed": [False, True]}
+
+
+def test_output_comparison_follows_lcb_runner(sandbox):
+    # stdin (grade_stdio): whole output and each line stripped, then per line string equality or
+    # Decimal equality of the whitespace-split tokens; no float tolerance. Call-based: ==, with a
+    # returned tuple (top level only) read as a list.
+    from eval.benchmarks.livecodebench import LcbGenerationProblem, LcbTest
+    from eval.scoring.livecodebench import score_code_generation
+
+    stdin = LcbGenerationProblem("s", "", "", "", "", "", "", [LcbTest("x\n", "1 2\n0.50\nYES\n", "stdin")], None)
+    printed = {
+        'print("1 2"); print("0.50"); print("YES")': True,
+        'print("  1 2  "); print("0.5"); print("YES"); print(); print()': True,  # stripped; Decimal 0.5 == 0.50
+        'print("1  2"); print("5e-1"); print("YES")': True,  # tokens compared as Decimals
+        'print("1 2"); print("0.5000001"); print("YES")': False,  # no tolerance
+        'print("1 2"); print("0.50"); print("yes")': False,
+        'print("1 2"); print(); print("0.50"); print("YES")': False,  # a blank line inside counts
+        'print("1 2 0.50 YES")': False,
+    }
+    func = LcbGenerationProblem("f", "", "", "", "", "", "", [LcbTest("1", "[0.3, [1, 2]]", "functional")], "g")
+    returned = {
+        "return [0.3, [1, 2]]": True,
+        "return (0.3, [1, 2])": True,  # a top-level tuple is a list
+        "return [0.3, (1, 2)]": False,  # a nested one is not
+        "return [0.1 + 0.2, [1, 2]]": False,  # exact equality
+    }
+    programs = {"s": list(printed), "f": [f"class Solution:\n    def g(self, a):\n        {body}\n" for body in returned]}
+    res = score_code_generation([stdin, func], programs, sandbox=sandbox)
+    assert [r["passed"] for r in res["s"]] == list(printed.values()), res["s"]
+    assert [r["passed"] for r in res["f"]] == list(returned.values()), res["f"]

@@ -193,3 +193,49 @@ def test_ground_truth_in_parts_equals_one_job_per_split(mbpp, tmp_path, monkeypa
 
     assert outputs(4, tmp_path / "parts") == outputs(1, tmp_path / "whole")
     assert evalplus._parts(10, 4) == [(0, 2), (2, 5), (5, 7), (7, 10)] and evalplus._parts(0, 4) == [(0, 0)]
+
+
+def test_float_tolerance_applies_to_floats_and_float_arrays_only_like_evalplus():
+    # evalplus's is_floats: a float, a non-empty list/tuple of floats, or an np.ndarray of float32/64;
+    # a numpy float32 *scalar* is none of these, so with atol 0 it is compared exactly.
+    import numpy as np
+
+    from eval.scoring.harness_evalplus import _is_floats
+
+    assert [_is_floats(x) for x in (0.5, np.float64(0.5), [0.5, 1.0], (0.5,), np.array([0.5], dtype=np.float32))] == [True] * 5
+    assert [_is_floats(x) for x in (np.float32(0.5), [], [0.5, 1], np.array([1]), "0.5")] == [False] * 5
+
+
+def test_per_input_time_limit_is_factor_times_reference_time_with_a_floor(humaneval, sandbox, gt_cache):
+    # evalplus: input i gets max(min_time_limit, gt_time_limit_factor * t_ref[i]); running past it is a
+    # failed input ("fail", as unsafe_execute reports it), not a process timeout.
+    p = humaneval[0]
+    slow = p.prompt + "    import time\n    time.sleep(0.1)\n" + p.canonical_solution
+    run = lambda **kw: score_evalplus([p], {p.task_id: [slow]}, sandbox=sandbox, base_only=True,  # noqa: E731
+                                      settings=EvalPlusSettings(**kw))[p.task_id][0]
+    generous = run(min_time_limit=0.02, gt_time_limit_factor=1e6)  # the reference takes microseconds
+    floor = run(min_time_limit=1.0, gt_time_limit_factor=1.0)
+    tight = run(min_time_limit=0.02, gt_time_limit_factor=1.0)
+    assert (generous.base_status, floor.base_status, tight.base_status) == ("pass", "pass", "fail")
+    assert tight.failure["index"] == 0 and "TimeLimit" in tight.failure["error"]
+
+
+def test_mbpp_not_none_oracle(mbpp, sandbox, gt_cache):
+    # MBPP_OUTPUT_NOT_NONE_TASKS (Mbpp/737 check_str returns a match object or None): only "not None"
+    # is compared; a bool is compared with that, any other value by whether it is None.
+    p = next(x for x in mbpp if x.task_id == "Mbpp/737")
+    vowel = "string[:1] != '' and string[0] in 'aeiouAEIOU'"
+    bodies = [f"return {vowel}", f"return 'yes' if {vowel} else None", f"return 'Valid' if {vowel} else 'Invalid'"]
+    samples = {p.task_id: [f"def check_str(string):\n    {b}\n" for b in bodies]}
+    res = score_evalplus([p], samples, sandbox=sandbox, settings=PLUS_SUBSET)
+    assert [r.plus_pass for r in res[p.task_id]] == [True, True, False]
+
+
+def test_task_atol_with_numpys_rtol(mbpp, sandbox, gt_cache):
+    # Mbpp/82 (atol 1e-4): np.allclose(out, exp, rtol=1e-07, atol=1e-4). An error of 2e-4 is within
+    # 1e-4 + 1e-7 * 4188.8 on the base input r=10, not on the plus input r=3.5 (volume 179.6).
+    p = next(x for x in mbpp if x.task_id == "Mbpp/82")
+    bodies = ["(4. / 3.) * math.pi * r ** 3 + 5e-5", "(4. / 3.) * 3.14159 * r ** 3", "(4. / 3.) * math.pi * r ** 3 + 2e-4"]
+    samples = {p.task_id: [f"import math\ndef volume_sphere(r):\n    return {b}\n" for b in bodies]}
+    res = score_evalplus([p], samples, sandbox=sandbox, settings=PLUS_SUBSET)
+    assert [(r.base_pass, r.plus_pass) for r in res[p.task_id]] == [(True, True), (False, False), (True, False)]
