@@ -14,6 +14,10 @@ Output folder layout::
     OUT/tfrecords/validation-00000-of-0000M.tfrecord   with validation_fraction > 0
     OUT/splits.json                        example ids of each split (with validation_fraction > 0)
     OUT/manifest.json, OUT/report.json
+    OUT/.final-staging/, .final-ready/, .final-old/   the final step's output being written, the
+                                           complete output being moved in, the earlier output
+                                           moved aside (see ``finalize``); hidden, so no glob of
+                                           OUT's TFRecords sees them
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from collections import Counter
@@ -38,6 +43,12 @@ from semcoder_jax.errors import SemcoderError
 
 SOURCE_STAGE = "seeds"
 CRASH_ENV = "SEMCODER_DATA_KILL_AFTER_SHARDS"  # testing: SIGKILL this process after N shards
+# testing: SIGKILL this process in the final step, at "pack" (some TFRecord shards written) or at
+# "commit:N" (after N moves of the finished output into OUT)
+FINAL_CRASH_ENV = "SEMCODER_DATA_KILL_IN_FINAL"
+STAGING_DIR, READY_DIR, OLD_DIR = ".final-staging", ".final-ready", ".final-old"
+# What the final step writes, in the order it is moved into OUT: the manifest last.
+FINAL_ENTRIES = ("tfrecords", "records", "splits.json", "report.json", "manifest.json")
 
 log = logging.getLogger(__name__)
 
@@ -333,12 +344,21 @@ def check_shards_current(config: DataConfig) -> None:
 _shards_written = 0
 
 
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _maybe_crash() -> None:
     global _shards_written
     _shards_written += 1
     limit = os.environ.get(CRASH_ENV)
     if limit and _shards_written >= int(limit):
-        os.kill(os.getpid(), signal.SIGKILL)
+        _kill_self()
+
+
+def _maybe_crash_final(point: str) -> None:
+    if os.environ.get(FINAL_CRASH_ENV) == point:
+        _kill_self()
 
 
 def read_shard(config: DataConfig, stage: str, i: int) -> list[dict[str, Any]]:
@@ -401,6 +421,13 @@ def _pack_split(config: DataConfig, examples, tf_dir: Path, split: str, num_shar
 def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[str, Any], *, runner: str) -> dict[str, Any]:
     """records/ JSONL, tokenise, pack, TFRecords, manifest.json and report.json.
 
+    Written whole under ``OUT/.final-staging/`` (an earlier build's output stays in place meanwhile),
+    renamed to ``.final-ready/`` once complete, then moved in by :func:`commit_final`, so that a kill
+    or a failure part-way never leaves a ``manifest.json`` beside files it does not describe. A
+    failure before the commit removes the staging folder; a kill leaves it (hidden, so the trainer's
+    glob over OUT ignores it) to the next build, which removes it, or completes the commit of a ready
+    one (:func:`recover_final`). The staging copy needs the output's size again in free disk space.
+
     With ``validation_fraction`` > 0 the trained examples are split by problem
     (``data_pipeline/splits.py``) into ``train`` and ``validation``, each packed alone with the same
     settings and written as ``tfrecords/<split>-*.tfrecord``; ``splits.json`` lists the example ids
@@ -410,20 +437,35 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     trained on; the same as before when nothing is held out); the top-level ``max_segments`` is the
     most over all splits (the trainer checks it against ``model.max_segments`` for any split).
     """
+    out = Path(config.output_dir)
+    recover_final(out)
+    staging = out / STAGING_DIR
+    try:
+        report, rows = _write_final(config, formatted, stages, runner=runner, out=staging)
+        write_json_atomic(staging / "entries.json", [name for name in FINAL_ENTRIES if (staging / name).exists()])
+    except Exception:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.rename(staging, out / READY_DIR)
+    commit_final(out)
+    if not rows:  # raised last, so that the rejects and the report that explain it are in OUT
+        raise EmptyBuildError(_no_rows_message(out, report["stages"]))
+    return report
+
+
+def _write_final(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[str, Any], *, runner: str,
+                 out: Path) -> tuple[dict[str, Any], list]:
+    """The final step's output written under ``out`` (a folder not there yet): (report, train rows)."""
     import math
 
     from data_pipeline import splits, tfrecords
     from data_pipeline.tokenization import tokenize_records
 
     start = time.perf_counter()
-    out = Path(config.output_dir)
     formatted = sorted(formatted, key=lambda r: r["id"])
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for r in formatted:
         by_kind.setdefault(r["kind"], []).append(r)
-    for stale in (out / "records").glob("*.jsonl"):  # an earlier build's kinds that this one has not
-        if stale.stem not in by_kind:
-            stale.unlink()
     for kind, rows in by_kind.items():
         write_jsonl_atomic(out / "records" / f"{kind}.jsonl", rows)
 
@@ -438,12 +480,10 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     by_split = {name: [e for e in examples if split_of[e.id] == name] for name in (splits.TRAIN, splits.VALIDATION)}
     problems = {name: len({splits.problem_key(record_of[e.id]) for e in exs}) for name, exs in by_split.items()}
     tf_dir = out / "tfrecords"
-    for stale in tf_dir.glob("*.tfrecord"):  # every split's shards of an earlier build
-        stale.unlink()
     rows, train_entry, shards = _pack_split(config, by_split[splits.TRAIN], tf_dir, splits.TRAIN, config.tfrecord_shards)
+    _maybe_crash_final("pack")
     split_entries = {splits.TRAIN: {**train_entry, "problems": problems[splits.TRAIN]}}
     all_shards = list(shards)
-    (out / "splits.json").unlink(missing_ok=True)
     if config.validation_fraction > 0:
         val_examples = by_split[splits.VALIDATION]
         # Shards in proportion to the split's share of the examples, at least one.
@@ -504,9 +544,64 @@ def finalize(config: DataConfig, formatted: list[dict[str, Any]], stages: dict[s
     from data_pipeline.tfds_builder import write_tfds_metadata
 
     write_tfds_metadata(out, manifest)
-    if not rows:  # raised last, so that the rejects and the report that explain it are written
-        raise EmptyBuildError(_no_rows_message(out, stages))
-    return report
+    return report, rows
+
+
+def commit_final(out: Path) -> None:
+    """Move a complete final output (``OUT/.final-ready/``, listed in its ``entries.json``) into OUT.
+
+    The earlier ``manifest.json`` goes aside first and the new one comes in last, so that a manifest
+    in OUT always describes the files beside it; in between, ``tfrecords/`` (its TFDS metadata
+    inside) is one build's whole folder, which the trainer's glob reads whole without a manifest,
+    save for the instant between moving the old one aside and the new one in, when there is none. An
+    entry of the earlier build that this one has not (``splits.json`` without a validation split)
+    goes aside too. Resumable: what a kill part-way left undone, the next call does; the earlier
+    output (``.final-old/``) is deleted once the new one is in."""
+    ready, old = out / READY_DIR, out / OLD_DIR
+    if not ready.is_dir():
+        return
+    try:
+        entries = set(json.loads((ready / "entries.json").read_text(encoding="utf-8")))
+    except FileNotFoundError:  # a kill while removing the committed folder: nothing is left in it
+        entries = None
+    if entries is not None:
+        old.mkdir(exist_ok=True)
+        moves = 0
+
+        def move(src: Path, dst: Path) -> None:
+            nonlocal moves
+            if dst.exists() or dst.is_symlink():
+                _remove(dst)
+            os.rename(src, dst)
+            moves += 1
+            _maybe_crash_final(f"commit:{moves}")
+
+        if (ready / "manifest.json").exists() and (out / "manifest.json").exists():
+            move(out / "manifest.json", old / "manifest.json")
+        for name in FINAL_ENTRIES:
+            if name in entries and not (ready / name).exists():
+                continue  # moved in by an earlier, interrupted commit
+            if (out / name).exists() or (out / name).is_symlink():
+                move(out / name, old / name)
+            if name in entries:
+                move(ready / name, out / name)
+    _remove(old)
+    _remove(ready)
+
+
+def recover_final(out: Path) -> None:
+    """What a killed final step left in OUT: complete the commit of a finished output, and remove
+    an unfinished one (a build killed while packing leaves the earlier output as it was)."""
+    commit_final(out)
+    _remove(out / STAGING_DIR)
+    _remove(out / OLD_DIR)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def _no_rows_message(out: Path, stages: dict[str, Any]) -> str:
@@ -545,4 +640,5 @@ def save_config(config: DataConfig) -> None:
         check_stage_settings(config)
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    recover_final(out)
     save(config, out / "config.yaml")

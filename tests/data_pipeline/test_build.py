@@ -430,3 +430,136 @@ def test_records_of_kinds_a_rebuild_no_longer_has_are_removed(tmp_path):
     for released in (ReleasedConfig(pyx=str(pyx), pyxr=str(pyxr)), ReleasedConfig(pyxr=str(pyxr))):
         runner_local.run(DataConfig(output_dir=str(out), source="released", released=released, seq_len=256, tfrecord_shards=1), progress=False)
     assert sorted(p.name for p in (out / "records").glob("*.jsonl")) == ["refine.jsonl", "rejects.jsonl"]
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL in-process: no ``except Exception`` clean-up runs."""
+
+
+def _released_config(out: Path, pyx: Path, **over):
+    from data_pipeline.config import DataConfig, ReleasedConfig
+
+    return DataConfig(output_dir=str(out), source="released", released=ReleasedConfig(pyx=str(pyx), pyxr=None), seq_len=128, **over)
+
+
+def _pyx(path: Path, n: int) -> Path:
+    path.write_text("".join(json.dumps({"nl": f"Write add{i}.", "fwd_mnl": "", "bwd_mnl": "",
+                                        "response": f"def add{i}(a, b):\n    return a + b + {i}"}) + "\n" for i in range(n)))
+    return path
+
+
+def _without_wall_s(value):
+    if isinstance(value, dict):
+        return {k: _without_wall_s(v) for k, v in value.items() if k != "wall_s"}
+    return [_without_wall_s(v) for v in value] if isinstance(value, list) else value
+
+
+def final_output(out: Path) -> dict[str, object]:
+    """Each entry of the final step's output (None where absent), timings left out."""
+    snap: dict[str, object] = {}
+    for name in build.FINAL_ENTRIES:
+        p = out / name
+        if p.is_dir():
+            snap[name] = {str(f.relative_to(p)): f.read_bytes() for f in sorted(p.rglob("*")) if f.is_file()}
+        elif p.exists():
+            snap[name] = _without_wall_s(json.loads(p.read_text()))
+        else:
+            snap[name] = None
+    return snap
+
+
+@pytest.fixture(scope="module")
+def two_builds(tmp_path_factory):
+    """An output folder holding build ``old`` (validation split, 2 shards), the config of build ``new``
+    (other records, no validation split, 1 shard) for the same folder, and each one's output."""
+    import shutil
+
+    tmp = tmp_path_factory.mktemp("final")
+    out = tmp / "out"
+    old_cfg = _released_config(out, _pyx(tmp / "old.jsonl", 6), validation_fraction=0.4, tfrecord_shards=2)
+    new_cfg = _released_config(out, _pyx(tmp / "new.jsonl", 9), tfrecord_shards=1)
+    runner_local.run(new_cfg, progress=False)
+    new = final_output(out)
+    shutil.rmtree(out)
+    runner_local.run(old_cfg, progress=False)
+    old = final_output(out)
+    assert old["splits.json"] and new["splits.json"] is None and old["records"] != new["records"]
+    shutil.copytree(out, tmp / "old-copy")
+    return tmp / "old-copy", new_cfg, old, new
+
+
+def _killed_at(point, two_builds, out, monkeypatch):
+    """``out`` holding the old build, then the new build killed at ``point``; False if it never got there."""
+    import shutil
+
+    base, new_cfg, _, _ = two_builds
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.copytree(base, out)
+
+    def kill():
+        raise _Killed
+
+    monkeypatch.setenv(build.FINAL_CRASH_ENV, point)
+    monkeypatch.setattr(build, "_kill_self", kill)
+    try:
+        runner_local.run(new_cfg, progress=False)
+    except _Killed:
+        return True
+    finally:
+        monkeypatch.delenv(build.FINAL_CRASH_ENV)
+    return False
+
+
+def test_a_kill_in_the_final_step_leaves_one_whole_output_and_the_next_build_completes(two_builds, monkeypatch):
+    """A build killed while packing left the old manifest beside a mix of new and old shards. Now,
+    killed anywhere in the final step: a manifest describes exactly the files beside it, tfrecords/
+    is one build's whole folder (or, for an instant with no manifest, none), and the next run ends
+    with the new output and no leftover folder."""
+    from semcoder_jax.train.input import DataError, resolve_tfrecords
+
+    _, new_cfg, old, new = two_builds
+    out = Path(new_cfg.output_dir)
+    assert _killed_at("pack", two_builds, out, monkeypatch)
+    assert final_output(out) == old and (out / build.STAGING_DIR).is_dir()
+    runner_local.run(new_cfg, progress=False)
+    assert final_output(out) == new and not any(p.name.startswith(".") for p in out.iterdir())
+    points = 0
+    while _killed_at(f"commit:{points + 1}", two_builds, out, monkeypatch):
+        points += 1
+        now = final_output(out)
+        for name, value in now.items():
+            assert value in (old[name], new[name], None), (points, name)
+        if now["manifest.json"] is not None:
+            side = old if now["manifest.json"] == old["manifest.json"] else new
+            assert now == side, points
+        else:
+            assert now["tfrecords"] is not None or (out / build.READY_DIR / "tfrecords").is_dir(), points
+        try:  # the trainer reads one build's whole train split, or nothing
+            files = resolve_tfrecords(str(out), "train").files
+        except DataError as e:
+            assert now["tfrecords"] is None and "no manifest.json and no *.tfrecord files" in str(e), points
+        else:
+            got = {Path(f).name: Path(f).read_bytes() for f in files}
+            assert got in ({k: v for k, v in side["tfrecords"].items() if k.startswith("train-")} for side in (old, new)), points
+        build.recover_final(out)
+        assert final_output(out) == new and not any(p.name.startswith(".") for p in out.iterdir()), points
+    assert points == 9  # manifest aside; tfrecords, records aside and in; splits.json aside; report aside and in; manifest in
+
+
+def test_a_failure_while_packing_leaves_the_earlier_output_and_no_staging(two_builds, monkeypatch, tmp_path):
+    import dataclasses
+    import shutil
+
+    from data_pipeline import tfrecords
+
+    base, new_cfg, old, _ = two_builds
+    out = tmp_path / "out"
+    shutil.copytree(base, out)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tfrecords, "write_shards", broken)
+    with pytest.raises(OSError, match="disk full"):
+        runner_local.run(dataclasses.replace(new_cfg, output_dir=str(out)), progress=False)
+    assert final_output(out) == old and not any(p.name.startswith(".") for p in out.iterdir())
