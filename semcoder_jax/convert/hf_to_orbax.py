@@ -15,29 +15,6 @@ from semcoder_jax.convert.mapping import ParamMapping, ignored_hf_tensor, param_
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.model.config import DTYPES, ModelConfig, token_ids
 
-# Every key a LlamaForCausalLM config.json may hold: LlamaConfig's fields (transformers 4 and 5)
-# and PretrainedConfig's generic ones. Listed here rather than read from transformers, whose
-# config module imports torch (seconds on every conversion).
-_LLAMA_KEYS = frozenset("""
-    architectures attention_bias attention_dropout bos_token_id eos_token_id pad_token_id head_dim
-    hidden_act hidden_size initializer_range intermediate_size max_position_embeddings mlp_bias
-    model_type num_attention_heads num_hidden_layers num_key_value_heads pretraining_tp rms_norm_eps
-    rope_parameters rope_scaling rope_theta tie_word_embeddings use_cache vocab_size
-    dtype torch_dtype _name_or_path transformers_version
-""".split())
-_GENERIC_KEYS = frozenset("""
-    add_cross_attention bad_words_ids begin_suppress_tokens chunk_size_feed_forward
-    cross_attention_hidden_size decoder_start_token_id diversity_penalty do_sample early_stopping
-    encoder_no_repeat_ngram_size exponential_decay_length_penalty finetuning_task forced_bos_token_id
-    forced_eos_token_id id2label is_decoder is_encoder_decoder label2id length_penalty max_length
-    min_length no_repeat_ngram_size num_beam_groups num_beams num_return_sequences output_attentions
-    output_hidden_states output_scores prefix problem_type pruned_heads remove_invalid_values
-    repetition_penalty return_dict return_dict_in_generate sep_token_id suppress_tokens
-    task_specific_params temperature tf_legacy_loss tie_encoder_decoder tokenizer_class top_k top_p
-    torchscript typical_p use_bfloat16 _attn_implementation_autoset
-""".split())
-KNOWN_HF_CONFIG_KEYS = _LLAMA_KEYS | _GENERIC_KEYS
-
 
 def read_hf_config(hf_dir: str | Path) -> ModelConfig:
     """The ``ModelConfig`` of ``hf_dir/config.json``; an unknown or missing key is an error naming it.
@@ -49,9 +26,6 @@ def read_hf_config(hf_dir: str | Path) -> ModelConfig:
     if not path.exists():
         raise SemcoderError(f"{path}: not found")
     hf = _read_json_object(path)
-    unknown = sorted(set(hf) - KNOWN_HF_CONFIG_KEYS)
-    if unknown:
-        raise SemcoderError(f"{path}: unknown config key(s) {', '.join(map(repr, unknown))} (not LlamaConfig fields)")
     try:
         config = ModelConfig.from_hf_config(hf)
     except KeyError as e:

@@ -8,13 +8,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from semcoder_jax.config import ConfigError, load_config, preset_path
+from semcoder_jax.config import ConfigError, escape_interpolations, load_config, preset_path, read_yaml
 
 ATTENTION_IMPLS = ("auto", "xla", "cudnn", "splash")
 REMAT_POLICIES = (
     "none", "full", "save_dots", "save_dots_no_batch", "save_dots_attention", "save_qkv_proj", "save_out_proj",
 )
 DTYPES = ("float32", "bfloat16", "float16")
+
+# Every key a LlamaForCausalLM config.json may hold: LlamaConfig's fields (transformers 4 and 5)
+# and PretrainedConfig's generic ones. Listed here rather than read from transformers, whose
+# config module imports torch (seconds on every conversion).
+_LLAMA_KEYS = frozenset("""
+    architectures attention_bias attention_dropout bos_token_id eos_token_id pad_token_id head_dim
+    hidden_act hidden_size initializer_range intermediate_size max_position_embeddings mlp_bias
+    model_type num_attention_heads num_hidden_layers num_key_value_heads pretraining_tp rms_norm_eps
+    rope_parameters rope_scaling rope_theta tie_word_embeddings use_cache vocab_size
+    dtype torch_dtype _name_or_path transformers_version
+""".split())
+_GENERIC_KEYS = frozenset("""
+    add_cross_attention bad_words_ids begin_suppress_tokens chunk_size_feed_forward
+    cross_attention_hidden_size decoder_start_token_id diversity_penalty do_sample early_stopping
+    encoder_no_repeat_ngram_size exponential_decay_length_penalty finetuning_task forced_bos_token_id
+    forced_eos_token_id id2label is_decoder is_encoder_decoder label2id length_penalty max_length
+    min_length no_repeat_ngram_size num_beam_groups num_beams num_return_sequences output_attentions
+    output_hidden_states output_scores prefix problem_type pruned_heads remove_invalid_values
+    repetition_penalty return_dict return_dict_in_generate sep_token_id suppress_tokens
+    task_specific_params temperature tf_legacy_loss tie_encoder_decoder tokenizer_class top_k top_p
+    torchscript typical_p use_bfloat16 _attn_implementation_autoset
+""".split())
+KNOWN_HF_CONFIG_KEYS = _LLAMA_KEYS | _GENERIC_KEYS
+
 # Splash attention tiles a sequence in blocks of this many tokens (its default block sizes).
 SPLASH_BLOCK = 128
 
@@ -181,23 +205,24 @@ class ModelConfig:
 
     @classmethod
     def from_hf_config(cls, hf: dict[str, Any], **runtime: Any) -> "ModelConfig":
-        """From a LlamaForCausalLM ``config.json`` (as a dict)."""
+        """From a LlamaForCausalLM ``config.json`` (as a dict). An unknown key, or a value that would
+        make another model than ours (RoPE scaling other than linear, biases, dropout), is an error:
+        in a LLaMA-family config such keys change the architecture (or quantise it)."""
+        unknown = sorted(set(hf) - KNOWN_HF_CONFIG_KEYS)
+        if unknown:
+            raise ConfigError(f"config.json: unknown config key(s) {', '.join(map(repr, unknown))} (not LlamaConfig fields)")
         archs = hf.get("architectures") or ["LlamaForCausalLM"]
         if hf.get("model_type", "llama") != "llama" and "LlamaForCausalLM" not in archs:
             raise ConfigError(f"config.json: model_type {hf.get('model_type')!r} is not a LLaMA model")
-        # transformers >= 5 writes both as one ``rope_parameters`` dict (rope_theta inside).
-        rope_params = hf.get("rope_parameters") or {}
-        scaling = hf.get("rope_scaling") or rope_params or None
-        factor = None
-        if scaling:
-            kind = scaling.get("rope_type", scaling.get("type"))
-            if kind not in ("linear", "default"):
-                raise ConfigError(f"config.json: rope_scaling type {kind!r} is not supported (only 'linear')")
-            factor = float(scaling["factor"]) if kind == "linear" else None
-        if hf.get("attention_bias") or hf.get("mlp_bias"):
-            raise ConfigError("config.json: attention_bias/mlp_bias are not supported")
+        rope_theta, factor = _hf_rope(hf)
+        for key in ("attention_bias", "mlp_bias"):
+            if hf.get(key) not in (None, False):
+                raise ConfigError(f"config.json: {key}={hf[key]!r} is not supported (LLaMA projections without biases only)")
+        if hf.get("attention_dropout") not in (None, 0, 0.0):
+            raise ConfigError(f"config.json: attention_dropout={hf['attention_dropout']!r} is not supported (only 0)")
         heads = hf["num_attention_heads"]
-        eos = token_ids(hf.get("eos_token_id"), "eos_token_id")
+        # A missing id takes LlamaConfig's default (1, 2), as transformers and vLLM read the file.
+        eos = token_ids(hf.get("eos_token_id", 2), "eos_token_id")
         fields = dict(
             name=hf.get("_name_or_path") or "hf",
             vocab_size=hf["vocab_size"],
@@ -208,13 +233,13 @@ class ModelConfig:
             num_kv_heads=hf.get("num_key_value_heads") or heads,
             head_dim=hf.get("head_dim"),
             rms_norm_eps=hf.get("rms_norm_eps", 1e-6),
-            rope_theta=hf.get("rope_theta", rope_params.get("rope_theta", 10000.0)),
+            rope_theta=rope_theta,
             rope_scaling_factor=factor,
             max_position_embeddings=hf.get("max_position_embeddings", 2048),
             tie_word_embeddings=hf.get("tie_word_embeddings", False),
             hidden_act=hf.get("hidden_act", "silu"),
             initializer_range=hf.get("initializer_range", 0.02),
-            bos_token_id=hf.get("bos_token_id"),
+            bos_token_id=hf.get("bos_token_id", 1),
             eos_token_id=eos[0] if eos else None,
             extra_eos_token_ids=list(eos[1:]),
             pad_token_id=hf.get("pad_token_id"),
@@ -224,6 +249,17 @@ class ModelConfig:
             return load_config(cls, base={**fields, **runtime})
         except ConfigError as e:
             raise ConfigError(f"config.json: {str(e).removeprefix('<base>: ')}") from None
+
+    @classmethod
+    def preset_data(cls, name: str) -> tuple[dict[str, Any], str]:
+        """The fields that ``model: NAME`` in a config (or ``model=NAME``) stands for, and their file:
+        a preset, a model YAML, or a Hugging Face ``config.json`` (or a folder holding one), whose
+        every field, runtime ones included, is the model section."""
+        path = _hf_config_file(name)
+        if path is None:
+            file = preset_path("model", name)
+            return read_yaml(file), str(file)
+        return escape_interpolations(dataclasses.asdict(_read_hf_config(path))), str(path)
 
     # ---- files -----------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -244,6 +280,39 @@ class ModelConfig:
             raise ConfigError(str(e).removeprefix("<base>: ")) from None
 
 
+# RoPE dict keys that transformers' default and linear RoPE of LLaMA do not read.
+_ROPE_IGNORED_KEYS = frozenset({"type", "rope_type", "rope_theta", "original_max_position_embeddings"})
+
+
+def _hf_rope(hf: dict[str, Any]) -> tuple[float, Optional[float]]:
+    """(rope_theta, linear factor or None) as transformers 5 reads them; any RoPE it would compute
+    differently from ours (dynamic, yarn, llama3, partial rotary, ...) is an error.
+
+    A ``rope_theta`` inside the RoPE dict wins over the top-level one, as in transformers.
+    """
+    scaling, params = hf.get("rope_scaling"), hf.get("rope_parameters")
+    if scaling and params:  # transformers 5 reads rope_scaling and drops rope_parameters' theta
+        raise ConfigError("config.json: both rope_scaling and rope_parameters are given; keep one")
+    rope = scaling or params or {}
+    name = "rope_scaling" if scaling else "rope_parameters"
+    if not isinstance(rope, dict):
+        raise ConfigError(f"config.json: {name} must be an object, got {rope!r}")
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    if kind not in ("linear", "default"):
+        raise ConfigError(f"config.json: {name} type {kind!r} is not supported (only 'default' and 'linear')")
+    known = _ROPE_IGNORED_KEYS | ({"factor"} if kind == "linear" else set())
+    if rope.get("partial_rotary_factor", 1.0) == 1.0:
+        known = known | {"partial_rotary_factor"}
+    unknown = sorted(set(rope) - known)
+    if unknown:
+        raise ConfigError(f"config.json: {name} key(s) {', '.join(map(repr, unknown))} are not supported for "
+                          f"{kind!r} RoPE ({', '.join(f'{k}={rope[k]!r}' for k in unknown)})")
+    if kind == "linear" and "factor" not in rope:
+        raise ConfigError(f"config.json: {name} of type 'linear' needs a factor")
+    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
+    return theta, (rope["factor"] if kind == "linear" else None)
+
+
 def token_ids(value: Any, key: str) -> tuple[int, ...]:
     """A HF special-token field (null, an id or a list of ids) as a tuple of ids."""
     ids = [] if value is None else value if isinstance(value, list) else [value]
@@ -259,10 +328,36 @@ def hf_token_ids(ids: tuple[int, ...]) -> int | list[int] | None:
 
 def get_model_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> ModelConfig:
     """A preset (``deepseek-coder-6.7b``), a model YAML, or a HF ``config.json`` / folder holding one."""
+    hf_file = _hf_config_file(name_or_path)
+    if hf_file is not None:
+        try:
+            return load_config(ModelConfig, base=dataclasses.asdict(_read_hf_config(hf_file)), overrides=overrides)
+        except ConfigError as e:  # "<base>" is the config.json
+            message = str(e)
+            raise ConfigError(f"{hf_file}{message.removeprefix('<base>')}" if message.startswith("<base>") else message) from None
+    return load_config(ModelConfig, preset_path("model", name_or_path), overrides)
+
+
+def _hf_config_file(name_or_path: str) -> Path | None:
+    """The ``config.json`` that ``name_or_path`` names (a ``.json`` path, or a folder holding one)."""
     p = Path(name_or_path)
     if p.is_dir() and (p / "config.json").exists():
-        p = p / "config.json"
-    if p.suffix == ".json" and p.exists():
-        cfg = ModelConfig.from_hf_config(json.loads(p.read_text()))
-        return load_config(ModelConfig, base=dataclasses.asdict(cfg), overrides=overrides)
-    return load_config(ModelConfig, preset_path("model", name_or_path), overrides)
+        return p / "config.json"
+    return p if p.suffix == ".json" else None
+
+
+def _read_hf_config(path: Path) -> ModelConfig:
+    if not path.exists():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        hf = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable JSON file: {e}") from None
+    if not isinstance(hf, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(hf).__name__}")
+    try:
+        return ModelConfig.from_hf_config(hf)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {str(e).removeprefix('config.json: ')}") from None
+    except KeyError as e:
+        raise ConfigError(f"{path}: missing key {e.args[0]!r} (a LlamaForCausalLM config.json has it)") from None

@@ -26,11 +26,13 @@ def inverse_frequencies(head_dim: int, theta: float) -> jax.Array:
 def rope_tables(
     positions: jax.Array, head_dim: int, *, theta: float, scaling_factor: Optional[float] = None
 ) -> RopeTables:
-    """The tables for ``positions`` [B, S]; linear scaling divides the positions."""
-    pos = positions.astype(jnp.float32)
+    """The tables for ``positions`` [B, S]; linear scaling divides the frequencies (the same as
+    dividing the positions), in the order of Hugging Face's float32 operations, so that far
+    positions round alike."""
+    inv_freq = inverse_frequencies(head_dim, theta)
     if scaling_factor:
-        pos = pos / scaling_factor
-    angles = pos[..., None] * inverse_frequencies(head_dim, theta)
+        inv_freq = inv_freq / scaling_factor
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq
     return RopeTables(jnp.cos(angles), jnp.sin(angles))
 
 

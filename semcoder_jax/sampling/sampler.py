@@ -31,26 +31,36 @@ def _next_pow2(n: int, minimum: int = 1) -> int:
     return max(minimum, 1 << (max(n, 1) - 1).bit_length())
 
 
-def nucleus_logits(logits: jax.Array, temperature: jax.Array, top_p: jax.Array) -> jax.Array:
-    """Logits [B, V] scaled by the temperature, -inf outside each row's top-p nucleus."""
+def nucleus_logits(
+    logits: jax.Array, temperature: jax.Array, top_p: jax.Array, top_k: jax.Array | int = 0
+) -> jax.Array:
+    """Logits [B, V] scaled by the temperature, -inf outside each row's top-k tokens (0: all) and
+    then outside its top-p nucleus: Hugging Face's temperature, top-k, top-p warpers in their order."""
     logits = logits / jnp.maximum(temperature, 1e-6)
     sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+    vocab = logits.shape[-1]
+    k = jnp.where((top_k <= 0) | (top_k >= vocab), vocab, top_k)
+    # As HF's top-k: every token scoring at least the k-th largest stays (ties included).
+    kth = jnp.take_along_axis(sorted_logits, jnp.broadcast_to(k - 1, (logits.shape[0], 1)), axis=-1)
+    sorted_logits = jnp.where(sorted_logits >= kth, sorted_logits, -jnp.inf)
+    logits = jnp.where(logits >= kth, logits, -jnp.inf)
     probs = jax.nn.softmax(sorted_logits, axis=-1)
     # The most likely token is always kept; top_p = 1 keeps all (the float32 running sum can reach
     # 1 before the tail).
-    keep = ((jnp.cumsum(probs, axis=-1) - probs) < top_p) | (top_p >= 1.0)
+    keep = (((jnp.cumsum(probs, axis=-1) - probs) < top_p) | (top_p >= 1.0)) & (sorted_logits > -jnp.inf)
     threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
     return jnp.where(logits >= threshold, logits, -jnp.inf)
 
 
 def sample_logits(
-    logits: jax.Array, keys: jax.Array, temperature: jax.Array, top_p: jax.Array, *, greedy: bool
+    logits: jax.Array, keys: jax.Array, temperature: jax.Array, top_p: jax.Array, *, greedy: bool,
+    top_k: jax.Array | int = 0,
 ) -> jax.Array:
-    """Next tokens [B] from float32 logits [B, V]: argmax, or temperature + nucleus (top-p) sampling
-    with row i's noise drawn from ``keys[i]`` alone."""
+    """Next tokens [B] from float32 logits [B, V]: argmax, or temperature + top-k + nucleus (top-p)
+    sampling with row i's noise drawn from ``keys[i]`` alone."""
     if greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    logits = nucleus_logits(logits, temperature, top_p)
+    logits = nucleus_logits(logits, temperature, top_p, top_k)
     return jax.vmap(jax.random.categorical)(keys, logits).astype(jnp.int32)
 
 
@@ -98,7 +108,7 @@ class Sampler:
         self._decode = jax.jit(self._decode_fn, static_argnames=("greedy",), donate_argnums=(1,))
 
     # ---- jitted pieces ------------------------------------------------------------------------
-    def _prefill_fn(self, params, tokens, lengths, limits, seeds, temperature, top_p, eos_ids, *, greedy, buffer):
+    def _prefill_fn(self, params, tokens, lengths, limits, seeds, temperature, top_p, top_k, eos_ids, *, greedy, buffer):
         b, p = tokens.shape
         pad = p - lengths[:, None]
         idx = jnp.arange(p)[None, :]
@@ -109,7 +119,7 @@ class Sampler:
             {"params": params}, tokens, positions, segment_ids, cache=cache, last_only=True
         )
         keys = jax.vmap(jax.random.PRNGKey)(seeds)
-        token = sample_logits(logits[:, -1], _step_keys(keys, 0), temperature, top_p, greedy=greedy)
+        token = sample_logits(logits[:, -1], _step_keys(keys, 0), temperature, top_p, greedy=greedy, top_k=top_k)
         out = jnp.full((b, buffer), self.pad_id, jnp.int32).at[:, 0].set(token)
         return {
             "cache": cache,
@@ -121,6 +131,7 @@ class Sampler:
             "keys": keys,
             "temperature": temperature,
             "top_p": top_p,
+            "top_k": top_k,
             "eos_ids": eos_ids,
         }
 
@@ -137,7 +148,8 @@ class Sampler:
             logits, cache = self.model.apply(
                 {"params": params}, prev, positions, jnp.ones_like(prev), cache=s["cache"]
             )
-            token = sample_logits(logits[:, -1], _step_keys(s["keys"], step), s["temperature"], s["top_p"], greedy=greedy)
+            token = sample_logits(logits[:, -1], _step_keys(s["keys"], step), s["temperature"], s["top_p"],
+                                  greedy=greedy, top_k=s["top_k"])
             token = jnp.where(s["done"], self.pad_id, token)
             out = jax.lax.dynamic_update_slice_in_dim(s["out"], token[:, None], step, axis=1)
             done = s["done"] | _is_eos(token, s["eos_ids"]) | (step + 1 >= s["limits"])
@@ -153,6 +165,7 @@ class Sampler:
         max_new_tokens: int = 256,
         temperature: float = 0.0,
         top_p: float = 1.0,
+        top_k: int = 0,
         seed: int = 0,
         seeds: Optional[Sequence[int]] = None,
         stop: Sequence[str] = (),
@@ -168,7 +181,8 @@ class Sampler:
         seeds each request: the same prompt and seed give the same tokens whatever else is in the
         batch, so prompts split into batches at ``start`` with ``seed + start`` sample as one call.
         ``eos_id`` (one id or several) defaults to the config's ``eos_token_ids``; pass -1 or
-        ``[]`` to generate exactly ``max_new_tokens``.
+        ``[]`` to generate exactly ``max_new_tokens``. As in Hugging Face, temperature 0 is greedy,
+        and ``top_p=1`` / ``top_k=0`` turn those filters off.
         """
         if not prompt_ids:
             return []
@@ -194,6 +208,8 @@ class Sampler:
             raise SemcoderError(f"generate: {len(seeds)} seeds for {len(prompt_ids)} prompts")
         if temperature < 0 or not 0 < top_p <= 1:
             raise SemcoderError(f"generate: need temperature >= 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 0:
+            raise SemcoderError(f"generate: top_k must be an integer >= 0 (0: off), got {top_k!r}")
         eos = _eos_ids(self.config.eos_token_ids if eos_id is None else eos_id)
         n = len(prompt_ids)
         b = _next_pow2(n)
@@ -216,7 +232,8 @@ class Sampler:
         greedy = temperature == 0.0
         state = self._prefill(
             self.params, jnp.asarray(tokens), jnp.asarray(lengths), jnp.asarray(limits), jnp.asarray(row_seeds),
-            jnp.float32(temperature), jnp.float32(top_p), jnp.asarray(eos, jnp.int32), greedy=greedy, buffer=buffer,
+            jnp.float32(temperature), jnp.float32(top_p), jnp.int32(min(top_k, self.config.vocab_size)),
+            jnp.asarray(eos, jnp.int32), greedy=greedy, buffer=buffer,
         )
         finished = np.zeros((b,), bool)
         finished[n:] = True  # batch padding rows

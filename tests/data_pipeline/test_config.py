@@ -33,3 +33,17 @@ def test_a_pad_id_outside_the_vocabulary_is_refused_before_any_stage(tmp_path):
     with pytest.raises(ConfigError, match=r"pad_id=32256 is not a token id of the tokenizer \(32022 tokens\)"):
         save_config(load("demo", [f"output_dir={tmp_path}", "pad_id=32256"]))
     assert not (tmp_path / "config.yaml").exists()
+
+
+def test_list_overrides_keep_their_items_text_and_refuse_a_bare_value():
+    """``decontam.benchmarks=[on.jsonl, 0755]`` were read as YAML (``0755`` became ``"493"``); a value that
+    is no list was OmegaConf's "AnyNode is not a ListConfig"."""
+    from data_pipeline.cli import load
+
+    cfg = load("demo", ["decontam.benchmarks=[on, 0755, a b.jsonl]", "train_kinds=[nl2code, forward]", "corpus_dirs="])
+    assert cfg.decontam.benchmarks == ["on", "0755", "a b.jsonl"]
+    assert cfg.train_kinds == ["nl2code", "forward"] and cfg.corpus_dirs == []
+    with pytest.raises(ConfigError, match=r"^<overrides>: train_kinds: expected a list such as train_kinds=\[a,b\], got 'nl2code'$"):
+        load("demo", ["train_kinds=nl2code"])
+    with pytest.raises(ConfigError, match=r"^<overrides>: llm: there are no llm presets"):
+        load("demo", ["llm=gpt-4o"])

@@ -152,6 +152,7 @@ def test_hf_config_round_trip(name):
     assert dataclasses.replace(back, name=c.name, head_dim=c.head_dim) == c
 
 
+@pytest.mark.slow  # importing transformers takes most of its 5 to 12 s
 def test_hf_config_read_by_transformers_and_back():
     """transformers reads our config.json; the config it writes (rope_parameters) reads back."""
     from transformers import LlamaConfig
@@ -203,3 +204,171 @@ def test_a_readme_config_path_names_the_shipped_preset_outside_the_repository(tm
     own.parent.mkdir(parents=True)
     own.write_text("max_steps: 1\n")
     assert preset_path("train", "configs/train/tiny-cpu.yaml").resolve() == own  # a file that exists wins
+
+
+# ---- presets replace their section; YAML files and overrides that cannot be used -------------------
+
+def test_a_preset_replaces_what_an_earlier_layer_set(tmp_path):
+    """``model: tiny`` in a file over a base that set other model keys gives exactly the tiny preset."""
+    path = tmp_path / "run.yaml"
+    path.write_text("model: tiny\n")
+    base = {"model": {"preset": "deepseek-coder-6.7b", "remat_policy": "save_dots", "max_segments": 16,
+                      "extra_eos_token_ids": [5], "rope_scaling_factor": 8.0}}
+    assert load_config(_Run, path, base=base).model == get_model_config("tiny")
+    path.write_text("model:\n  preset: tiny\n  num_layers: 3\n")  # the mapping's own keys apply on top
+    run = load_config(_Run, path, ["model.num_layers=4"], base=base)
+    assert run.model == get_model_config("tiny", ["num_layers=4"])
+
+
+def test_dotted_overrides_apply_after_preset_overrides_in_order():
+    run = load_config(_Run, None, ["model.remat_policy=save_dots", "model=tiny", "model.attention=xla",
+                                   "model.remat_policy=full"])
+    assert run.model == get_model_config("tiny", ["attention=xla", "remat_policy=full"])
+    assert load_config(_Run, None, ["model=tiny", "model=deepseek-coder-1.3b"]).model == get_model_config("deepseek-coder-1.3b")
+    assert load_config(_Run, None, ["model.num_layers=3", "model.preset=tiny"]).model == get_model_config("tiny", ["num_layers=3"])
+
+
+def test_a_hugging_face_config_json_is_a_model_preset(tmp_path):
+    """``model=path/config.json`` (or its folder) is that model, as ``get_model_config`` reads it."""
+    import json
+
+    hf = get_model_config("deepseek-coder-1.3b").to_hf_config()
+    hf.update(eos_token_id=[32014, 32021], rope_scaling=None)
+    (tmp_path / "config.json").write_text(json.dumps(hf))
+    want = get_model_config(str(tmp_path / "config.json"))
+    assert want.extra_eos_token_ids == [32021] and want.rope_scaling_factor is None and want.hidden_size == 2048
+    for name in (str(tmp_path / "config.json"), str(tmp_path)):
+        assert load_config(_Run, None, ["model=tiny", f"model={name}"]).model == want
+    path = tmp_path / "run.yaml"
+    path.write_text(f"model: {tmp_path}\n")
+    assert load_config(_Run, path).model == want
+    with pytest.raises(ConfigError, match=r"^<overrides>: model: config file not found: .*nope\.json$"):
+        load_config(_Run, None, [f"model={tmp_path}/nope.json"])
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}/config\.json \+ <overrides>: model\.num_heads \(16\) must be a multiple"):
+        get_model_config(str(tmp_path), ["num_kv_heads=3"])
+    (tmp_path / "bad.json").write_text('{"model_type": "llama"}')
+    with pytest.raises(ConfigError, match=r"bad\.json: missing key 'num_attention_heads'"):
+        load_config(_Run, None, [f"model={tmp_path}/bad.json"])
+
+
+def test_an_error_in_a_preset_names_the_preset_file(tmp_path, monkeypatch):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "mine.yaml").write_text("num_layers: 2\nremat: full\n")
+    monkeypatch.setenv("SEMCODER_CONFIG_DIR", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"model/mine\.yaml \(model: mine in <overrides>\): unknown key 'model\.remat' "
+                                          r"\(did you mean 'model\.remat_policy'\?\)$"):
+        load_config(_Run, None, ["model=mine"])
+    with pytest.raises(ConfigError, match=r"^<overrides>: model: unknown model config 'tiny' \(known: mine\)$"):
+        load_config(_Run, None, ["model=tiny"])
+
+
+@dataclass
+class _Tagged:
+    tags: list[str] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)
+    name: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+@pytest.mark.parametrize("override, tags", [("tags=[yes, 0755, 1e3, null]", ["yes", "0755", "1e3", "null"]),
+                                            ("tags=['a b', \"c,d\"]", ["a b", "c,d"]), ("tags=[]", []), ("tags=", [])])
+def test_a_list_of_strings_override_keeps_its_items_text(override, tags):
+    """YAML read ``tags=[yes,0755]`` as ``["True", "493"]``."""
+    assert load_config(_Tagged, None, [override]).tags == tags
+
+
+@pytest.mark.parametrize("override, message", [
+    ("tags=a", r"tags: expected a list such as tags=\[a,b\], got 'a'"),
+    ("tags=[[a]]", r"tags: expected a list of strings, got the item \['a'\]"),
+    ("ids=[1, x]", r"could not be converted to Integer \(key: ids\[1\]\)"),
+    ("ids=3", r"ids: expected a list"),
+    ("tags.0=x", r"tags\.0: tags is a list; give it whole, e\.g\. tags=\[a,b\]"),  # was a TypeError traceback
+    ("name.x=1", r"name\.x: name is a value \(str\), not a section with keys"),
+    ("model.foo.bar=1", r"unknown key 'model\.foo'$"),
+    ("model.remat_polcy=full", r"unknown key 'model\.remat_polcy' \(did you mean 'model\.remat_policy'\?\)"),
+    ("nope=1", r"unknown key 'nope'$"),
+])
+def test_a_bad_override_is_one_line_naming_the_key(override, message):
+    with pytest.raises(ConfigError, match=rf"^<overrides>: .*{message}") as e:
+        load_config(_Tagged, None, [override])
+    assert "\n" not in str(e.value)
+    assert load_config(_Tagged, None, ["ids=[1, 2]"]).ids == [1, 2]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: a\nname: b\n", r", line 2: duplicate key 'name' \(first given on line 1\)"),
+    ("model:\n  num_layers: 2\n  hidden_size: 64\n  num_layers: 3\n", r", line 4: duplicate key 'num_layers' \(first given on line 2\)"),
+    ("on: 1\n", r", line 1: key 'on' is read as bool True, not text; quote it"),
+    ("- name\n", r": top level must be a mapping of keys to values, got list \['name'\]"),
+    ("0\n", r": top level must be a mapping of keys to values, got int 0"),  # was read as an empty config
+    ("just text\n", r": top level must be a mapping of keys to values, got str 'just text'"),
+    ("model:\n\tnum_layers: 2\n", r", line 2, column 1: invalid YAML: found character '\\t' that cannot start any token"),
+    ("model:\n  hiden_size: 3\n", r": unknown key 'model\.hiden_size' \(did you mean 'model\.hidden_size'\?\)"),
+])
+def test_a_bad_yaml_file_is_one_line_naming_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"^{path}{message}$"):
+        load_config(_Tagged, path)
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    """Only a key written twice is a duplicate: one that overrides a ``<<: *anchor`` merge is not."""
+    from semcoder_jax.config import read_yaml
+
+    path = tmp_path / "a.yaml"
+    path.write_text("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n")
+    assert read_yaml(path)["other"] == {"x": 1, "y": 3}
+
+
+def test_unicode_empty_and_unreadable_files(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes("\ufeffname: ünïcödé ✓\ntags: [日本]\n".encode("utf-8"))  # with a byte-order mark
+    assert (load_config(_Tagged, path).name, load_config(_Tagged, path).tags) == ("ünïcödé ✓", ["日本"])
+    for empty in ("", "# only a comment\n", "\n\n"):
+        path.write_text(empty)
+        assert load_config(_Tagged, path) == _Tagged()
+    path.write_bytes(b"name: caf\xe9\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text \(byte 9: b'\\xe9'\)$"):
+        load_config(_Tagged, path)
+    with pytest.raises(ConfigError, match=rf"^{tmp_path}: is a folder, not a YAML file$"):
+        load_config(_Tagged, tmp_path)
+
+
+def test_a_group_without_presets_says_so():
+    with pytest.raises(ConfigError, match=r"^<overrides>: optimizer: there are no optimizer presets"):
+        from semcoder_jax.train.config import load_train_config
+
+        load_train_config(None, ["optimizer=adam"])
+
+
+@pytest.mark.parametrize("value", ["0755", "yes", "null", "~", "1e3", "", " padded ", "a: b", "${x}", "a\\${x}", "\\\\${x}",
+                                   "ünï", "multi\nline", "[a]", "#1"])
+def test_dumped_config_loads_back_equal(tmp_path, value):
+    """``dump_config`` (``--print-config``, a run's config.yaml) reads back to the same config, strings
+    that YAML would read as other types and literal ``${`` included."""
+    from semcoder_jax.config import dump_config
+
+    config = _Tagged(tags=[value, "null", "1"], name=value, model=get_model_config("tiny", ["extra_eos_token_ids=[3]"]))
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(config), encoding="utf-8")
+    assert load_config(_Tagged, path) == config
+    save_config(config, path)
+    assert load_config(_Tagged, path) == config
+
+
+def _shipped_presets():
+    from data_pipeline.config import DataConfig
+    from eval.config import EvalConfig
+    from semcoder_jax import CONFIG_DIR
+    from semcoder_jax.train.config import MeshConfig, TrainConfig
+
+    classes = {"data": DataConfig, "eval": EvalConfig, "model": ModelConfig, "mesh": MeshConfig, "train": TrainConfig}
+    return [(classes[p.parent.name], p) for p in sorted(CONFIG_DIR.glob("*/*.yaml"))]
+
+
+@pytest.mark.parametrize("cls, path", _shipped_presets(), ids=lambda x: getattr(x, "stem", None) or x.__name__)
+def test_every_shipped_preset_dumps_and_loads_back_equal(tmp_path, cls, path):
+    config = load_config(cls, path)
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(cls, tmp_path / "c.yaml") == config

@@ -167,3 +167,43 @@ def test_a_bad_generation_config_eos_names_the_file(hf_models, tmp_path):
     (hf_dir / "generation_config.json").write_text(json.dumps({"eos_token_id": "</s>"}))
     with pytest.raises(SemcoderError, match=r"generation_config.json: eos_token_id must be a token id or a list"):
         read_hf_config(hf_dir)
+
+
+@pytest.mark.parametrize("dtype, shard", [("float32", "20KB"), ("bfloat16", "20KB"), ("bfloat16", None)],
+                         ids=["f32-sharded", "bf16-sharded", "bf16-single"])
+def test_hf_orbax_hf_is_byte_identical(dtype, shard, hf_models, tmp_path):
+    """HF (one file or shards with an index, as save_pretrained writes them) -> Orbax -> HF in the
+    same dtype: every tensor's bytes, dtype and shape come back, read by safetensors itself."""
+    import copy
+
+    import torch
+    from safetensors import safe_open
+
+    source, ckpt, out = tmp_path / "in", tmp_path / "ckpt", tmp_path / "out"
+    kwargs = {"max_shard_size": shard} if shard else {}
+    copy.deepcopy(hf_models["gqa"][1]).to(getattr(torch, dtype)).save_pretrained(str(source), **kwargs)
+    assert len(list(source.glob("*.safetensors"))) > 1 if shard else (source / "model.safetensors").exists()
+    assert (source / "model.safetensors.index.json").exists() == bool(shard)
+    assert main(["convert", "hf-to-orbax", "--hf-dir", str(source), "--out", str(ckpt)]) == 0
+    assert main(["convert", "orbax-to-hf", "--checkpoint", str(ckpt), "--out", str(out), "--dtype", dtype]) == 0
+
+    def tensors(folder):
+        found = {}
+        for file in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(file), "pt") as f:
+                found.update({k: f.get_tensor(k) for k in f.keys()})
+        return found
+
+    want, got = tensors(source), tensors(out)
+    assert set(got) == set(want) and len(want) == 3 + 9 * 2
+    for name, tensor in want.items():
+        assert got[name].dtype == tensor.dtype == getattr(torch, dtype), name
+        assert got[name].shape == tensor.shape, name
+        assert got[name].contiguous().view(torch.uint8).numpy().tobytes() == \
+            tensor.contiguous().view(torch.uint8).numpy().tobytes(), name
+    written, original = json.loads((out / "config.json").read_text()), json.loads((source / "config.json").read_text())
+    for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "rms_norm_eps", "max_position_embeddings", "tie_word_embeddings",
+                "bos_token_id", "eos_token_id"):
+        assert written[key] == original[key], key
+    assert (written["rope_theta"], written["rope_scaling"]["factor"]) == (100000.0, 4.0)

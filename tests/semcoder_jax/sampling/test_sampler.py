@@ -10,21 +10,43 @@ from semcoder_jax.model.config import get_model_config
 from semcoder_jax.sampling import Sampler
 
 
-def test_greedy_equals_hf_generate(hf_llama):
+class _IdsTokenizer:
+    """Decodes ids as ``<id>`` words: stop strings without a real vocabulary."""
+
+    @staticmethod
+    def decode(ids, skip_special_tokens=True):
+        return "".join(f"<{int(t)}>" for t in ids)
+
+
+def test_greedy_batch_equals_hf_generate_left_padded(hf_llama):
+    """One left-padded batch: prompts either side of the 16-token prompt bucket and one filling the
+    32-token bucket (no padding), decoding in one loop and in chunks of 8 (stop strings), a stop
+    string cutting past a chunk boundary, and a row capped at max_position_embeddings (its tokens up
+    to there are still HF's)."""
     import torch
 
     hf, config, params = hf_llama(kv_heads=2)
+    context, new = 40, 20
+    sampler = Sampler(config.replace(max_position_embeddings=context), params, _IdsTokenizer(), chunk_size=8)
     rng = np.random.default_rng(0)
-    prompts = [rng.integers(3, config.vocab_size, n).tolist() for n in (3, 9, 17, 30)]
-    ours = Sampler(config, params).generate(prompts, max_new_tokens=40, eos_id=-1)
-    for prompt, got in zip(prompts, ours):
-        with torch.no_grad():
-            out = hf.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                              do_sample=False, max_new_tokens=40, min_new_tokens=40, pad_token_id=0)
-        want = out[0, len(prompt):].tolist()
-        assert len(want) == 40
-        assert got == want
-    assert len({tuple(o) for o in ours}) == 4
+    prompts = [rng.integers(3, config.vocab_size, n).tolist() for n in (3, 15, 16, 17, 32)]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[0] * (width - len(x)) + x for x in prompts])
+    mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in prompts])
+    hf.generation_config.eos_token_id = None
+    with torch.no_grad():
+        out = hf.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=new, pad_token_id=0)
+    assert out.shape == (len(prompts), width + new)
+    want = [out[i, width:width + min(new, context - len(x))].tolist() for i, x in enumerate(prompts)]
+    assert [len(w) for w in want] == [20, 20, 20, 20, 8] and len({tuple(w) for w in want}) == 5
+
+    assert sampler.generate(prompts, max_new_tokens=new, eos_id=-1) == want
+    assert sampler.generate(prompts, max_new_tokens=new, eos_id=-1, stop=["<-1>"]) == want  # chunked decode
+    row = want[2]
+    stop = next(t for t in row[10:] if t not in row[:10])
+    cut = sampler.generate(prompts, max_new_tokens=new, eos_id=-1, stop=[f"<{stop}>"])
+    assert cut[2] == row[: row.index(stop) + 1]  # ids keep the token that completes the stop string
+    assert all(c == w[: len(c)] for c, w in zip(cut, want))
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +202,52 @@ def test_generation_stops_at_any_of_several_eos_ids(tiny_sampler):
     # the config's ids are the default: the first one and the extra ones alike
     config = tiny_sampler.config.replace(eos_token_id=later, extra_eos_token_ids=[first])
     assert Sampler(config, tiny_sampler.params).generate(prompt, max_new_tokens=12)[0] == free[:2]
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [
+    (1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8), (0.5, 20, 0.9), (1.0, 3, 0.999), (2.0, 1000, 0.3), (1.0, 1, 0.5),
+])
+def test_filters_are_hf_warpers(temperature, top_k, top_p):
+    """Temperature, then top-k (0: off), then top-p (1: off), as HF generate applies its warpers:
+    the same tokens survive with the same probabilities. top-p after top-k once kept every token."""
+    import jax.numpy as jnp
+    import torch
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from semcoder_jax.sampling.sampler import nucleus_logits
+
+    logits = (np.random.default_rng(top_k).normal(size=(4, 256)) * 3).astype(np.float32)
+    want = torch.tensor(logits)
+    warpers = [TemperatureLogitsWarper(temperature)]
+    warpers += [TopKLogitsWarper(top_k)] if top_k > 0 else []
+    warpers += [TopPLogitsWarper(top_p)] if top_p < 1 else []
+    for warper in warpers:
+        want = warper(None, want)
+    got = np.asarray(nucleus_logits(jnp.asarray(logits), jnp.float32(temperature), jnp.float32(top_p), jnp.int32(top_k)))
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want.numpy()))
+    assert np.isfinite(got).sum(axis=-1).min() >= 1
+    np.testing.assert_allclose(np.asarray(jax.nn.softmax(got)), want.softmax(-1).numpy(), atol=1e-6)
+
+
+def test_top_k_keeps_ties_as_hf():
+    import jax.numpy as jnp
+    import torch
+    from transformers import TopKLogitsWarper
+
+    from semcoder_jax.sampling.sampler import nucleus_logits
+
+    logits = np.array([[5.0, 1.0, 5.0, 3.0, 5.0, 0.0]], np.float32)
+    want = np.isfinite(TopKLogitsWarper(2)(None, torch.tensor(logits)).numpy())
+    got = np.isfinite(np.asarray(nucleus_logits(jnp.asarray(logits), jnp.float32(1.0), jnp.float32(1.0), jnp.int32(2))))
+    np.testing.assert_array_equal(got, want)
+    assert got.tolist() == [[True, False, True, False, True, False]]
+
+
+def test_top_k_one_samples_greedily(tiny_sampler):
+    prompts = [[32013, 100, 200], [32013, 7, 8, 9, 10, 11]]  # the shapes of the reproducibility test
+    greedy = tiny_sampler.generate(prompts, max_new_tokens=16, eos_id=-1)
+    kw = dict(max_new_tokens=16, temperature=1.0, top_p=0.9, eos_id=-1)
+    assert tiny_sampler.generate(prompts, seed=1, top_k=1, **kw) == greedy
+    assert tiny_sampler.generate(prompts, seed=1, top_k=0, **kw) == tiny_sampler.generate(prompts, seed=1, **kw) != greedy
+    with pytest.raises(SemcoderError, match="top_k must be an integer >= 0"):
+        tiny_sampler.generate(prompts, top_k=-1, **kw)

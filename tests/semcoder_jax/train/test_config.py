@@ -73,6 +73,15 @@ def test_values_that_would_fail_mid_run_are_refused_up_front(override, message):
         load_train_config(None, [override])
 
 
+def test_a_value_refused_after_loading_names_the_files_it_came_from(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: tiny\ndata:\n  seq_len: 4096\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: data\.seq_len \(4096\) exceeds model\.max_position_embeddings \(2048\)$"):
+        load_train_config(str(path))
+    with pytest.raises(ConfigError, match=rf"^{path} \+ <overrides>: data\.pad_id \(40000\) must be a token id"):
+        load_train_config(str(path), ["data.seq_len=64", "data.pad_id=40000"])
+
+
 def test_mesh_that_does_not_divide_the_devices():
     assert len(jax.devices()) == 8
     with pytest.raises(ConfigError, match=r"data=3 x fsdp=-1 x tensor=1 does not divide the 8 devices"):
@@ -95,7 +104,7 @@ def test_cli_reports_bad_config_as_one_line(tmp_path, capsys, monkeypatch):
 
 
 def test_schedule_warmup_cosine_floor():
-    sched = make_schedule(OptimizerConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10), total_steps=110)
+    sched = make_schedule(OptimizerConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10), total_steps=111)
     assert float(sched(0)) == 0.0
     assert abs(float(sched(10)) - 1e-3) < 1e-9
     assert abs(float(sched(60)) - 5.5e-4) < 1e-7
@@ -110,6 +119,7 @@ def test_warmup_ends_before_the_last_step(warmup):
     assert warmup_steps(cfg, 10) == (9 if "warmup_steps" in warmup else 1)
 
 
+@pytest.mark.slow
 def test_second_moment_is_float32_and_decays_with_bfloat16_params():
     """As the README says, whatever model.param_dtype: in bfloat16, b2 · nu == nu and it never decays."""
     import jax.numpy as jnp
@@ -220,3 +230,55 @@ def test_float16_training_is_refused(key):
     """No loss scaling: per-token gradients underflow in float16, and the fused loss overflows."""
     with pytest.raises(ConfigError, match="float16 cannot train"):
         load_train_config(CONFIG_DIR / "train" / "tiny-cpu.yaml", [f"{key}=float16"])
+
+
+# ---- a preset override replaces its section; --print-config loads back -------------------------
+
+@pytest.mark.parametrize("preset", ["deepseek-coder-1.3b", "tiny", "config.json"])
+def test_a_model_override_is_exactly_the_new_preset(tmp_path, preset):
+    """``model=deepseek-coder-1.3b`` over a file that says ``model: deepseek-coder-6.7b`` kept every key the
+    1.3B preset does not set (remat_policy, attention, dtypes, extra EOS ids, max_segments) from the file."""
+    from semcoder_jax.config import load_config, preset_path
+    from semcoder_jax.model.config import get_model_config
+
+    if preset == "config.json":
+        hf = get_model_config("deepseek-coder-1.3b").to_hf_config()
+        hf.update(rope_scaling=None, eos_token_id=32014)
+        (tmp_path / "hf").mkdir()
+        (tmp_path / "hf" / "config.json").write_text(json.dumps(hf))
+        preset = str(tmp_path / "hf" / "config.json")
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  preset: deepseek-coder-6.7b\n  remat_policy: save_dots\n  attention: xla\n"
+                    "  dtype: float32\n  param_dtype: bfloat16\n  max_segments: 16\n  extra_eos_token_ids: [32021]\n"
+                    "  rope_scaling_factor: 8.0\n  scan_unroll: 2\n"
+                    "mesh:\n  preset: cpu-8\n  num_devices: 4\n  constrain_activations: false\n"
+                    "data:\n  seq_len: 64\n")
+    want = get_model_config(preset)
+    assert load_train_config(str(path), [f"model={preset}"]).model == want
+    assert load_train_config(preset_path("train", "semcoder-6.7b"), [f"model={preset}"]).model == want
+    cfg = load_train_config(str(path), [f"model={preset}", "model.remat_policy=save_qkv_proj", "mesh=gpu-1x-h200"])
+    assert cfg.model == get_model_config(preset, ["remat_policy=save_qkv_proj"])
+    assert cfg.mesh == load_config(MeshConfig, preset_path("mesh", "gpu-1x-h200")) and cfg.data.seq_len == 64
+
+
+def test_key_overrides_apply_after_preset_overrides_wherever_they_stand():
+    """The SLURM script passes ``mesh.dcn_data=N`` before the user's ``mesh=...``: it must survive it."""
+    cfg = load_train_config(CONFIG_DIR / "train" / "semcoder-6.7b.yaml",
+                            ["mesh.dcn_data=2", "model.remat_policy=save_dots", "mesh=gpu-8x-h100", "model=deepseek-coder-1.3b"])
+    assert (cfg.mesh.dcn_data, cfg.model.remat_policy, cfg.model.name) == (2, "save_dots", "deepseek-coder-1.3b")
+
+
+@pytest.mark.parametrize("config", sorted(p.stem for p in (CONFIG_DIR / "train").glob("*.yaml")))
+def test_print_config_loads_back_to_the_same_config(tmp_path, capsys, config):
+    from semcoder_jax.config import preset_path
+
+    overrides = ["run_dir=0755", "wandb.name=yes", "wandb.entity=1e3", "wandb.project=a\\${x}", "init_from=scratch",
+                 "wandb.tags=[null, no, 2024-01-01, ünï]", "compilation_cache_dir=null", "model.extra_eos_token_ids=[7]",
+                 "mesh.logical_axis_rules=[[vocab, [fsdp, tensor]], [embed, null]]"]
+    assert main(["train", "--config", config, "--print-config", *overrides]) == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out, encoding="utf-8")
+    cfg = load_train_config(str(printed))
+    assert cfg == load_train_config(preset_path("train", config), overrides)
+    assert (cfg.run_dir, cfg.wandb.name, cfg.wandb.entity, cfg.wandb.project) == ("0755", "yes", "1e3", "a${x}")
+    assert cfg.wandb.tags == ["null", "no", "2024-01-01", "ünï"] and cfg.compilation_cache_dir is None
