@@ -235,10 +235,8 @@ class TrainConfig:
             raise ConfigError("log_every, checkpoint.every and checkpoint.keep must be >= 1")
         if self.z_loss < 0:
             raise ConfigError(f"z_loss must be >= 0, got {self.z_loss}")
-        if self.loss_chunk_size is not None and (
-            self.loss_chunk_size < 0 or (self.loss_chunk_size and self.data.seq_len % self.loss_chunk_size)
-        ):
-            raise ConfigError(f"loss_chunk_size ({self.loss_chunk_size}) must be null, 0, or a positive divisor of data.seq_len ({self.data.seq_len})")
+        if self.loss_chunk_size is not None and self.loss_chunk_size < 0:
+            raise ConfigError(f"loss_chunk_size ({self.loss_chunk_size}) must be null, 0 (whole rows) or a positive number of positions")
         if self.data.seq_len > self.model.max_position_embeddings:
             raise ConfigError(f"data.seq_len ({self.data.seq_len}) exceeds model.max_position_embeddings ({self.model.max_position_embeddings})")
         if "float16" in (self.model.dtype, self.model.param_dtype):  # no loss scaling: gradients underflow

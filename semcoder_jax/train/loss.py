@@ -153,14 +153,18 @@ def head_loss(
     ``hidden`` [B, S, d] are the final-normed hidden states and ``kernel`` [d, V] the output head,
     both in the compute dtype. The logits are made ``chunk_size`` positions at a time (0: the whole
     row at once) with float32 accumulation, and the objective's gradient is computed in the same
-    pass. Only the objective is differentiable; the sums are for reporting.
+    pass. Only the objective is differentiable; the sums are for reporting. A chunk size that does
+    not divide the row's length pads the rows up to a multiple of it, with positions that count 0.
     """
+    if chunk_size < 0:
+        raise ValueError(f"loss chunk size must be >= 0, got {chunk_size}")
     s = hidden.shape[1]
-    chunk = chunk_size or s
-    if s % chunk:
-        raise ValueError(f"loss chunk size {chunk} does not divide the sequence length {s}")
-    # Position i predicts token i+1; the last position predicts nothing (weight 0).
-    targets = jnp.pad(input_ids[:, 1:].astype(jnp.int32), ((0, 0), (0, 1)))
-    weights = jnp.pad(target_weights(loss_mask, segment_ids), ((0, 0), (0, 1)))
+    chunk = min(chunk_size or s, s)
+    pad = -s % chunk
+    # Position i predicts token i+1; the last position (and any padding) predicts nothing (weight 0).
+    targets = jnp.pad(input_ids[:, 1:].astype(jnp.int32), ((0, 0), (0, 1 + pad)))
+    weights = jnp.pad(target_weights(loss_mask, segment_ids), ((0, 0), (0, 1 + pad)))
+    if pad:
+        hidden = jnp.pad(hidden, ((0, 0), (0, pad), (0, 0)))
     objective, sums = _head_objective_vjp(hidden, kernel, targets, weights, float(z_loss), int(chunk))
     return objective, jax.lax.stop_gradient(sums)

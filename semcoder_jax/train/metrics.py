@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 import warnings
@@ -96,7 +97,7 @@ class MetricsWriter:
             return
         record = {"step": step, **metrics}
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
         print(progress_line(record), file=sys.stdout, flush=True)
         scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
         if self._tb:
@@ -142,6 +143,12 @@ def open_tensorboard(logdir: Path, resumed_step: int) -> TensorBoardWriter | Non
     except ImportError:
         warnings.warn("TensorBoard logging skipped: the tensorboard package is not installed")
         return None
+
+
+def json_safe(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with NaN and ±inf as null: Python's ``json`` writes them as ``NaN``/``Infinity``,
+    which no JSON parser (jq, JavaScript, pandas' ``lines=True`` reader) accepts."""
+    return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
 
 
 def drop_steps_after(path: Path, step: int) -> None:

@@ -18,9 +18,14 @@ def warmup_steps(cfg: OptimizerConfig, total_steps: int) -> int:
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
-    """0 → ``lr`` linearly over the warm-up, then cosine to ``min_lr`` at ``total_steps``."""
+    """0 → ``lr`` linearly over the warm-up, then cosine down to ``min_lr`` at the last step.
+
+    The schedule is read at the optimiser's count, 0 for the first step, so the last step reads
+    ``total_steps - 1``: the cosine ends there, not one step past the run. A run too short for any
+    decay (``total_steps - 1 <= warm-up``) ends at ``lr``.
+    """
     warm = warmup_steps(cfg, total_steps)
-    decay = max(total_steps - warm, 1)
+    decay = max(total_steps - 1 - warm, 1)
     cosine = optax.cosine_decay_schedule(cfg.lr, decay, alpha=(cfg.min_lr / cfg.lr) if cfg.lr else 0.0)
     if warm == 0:
         return cosine

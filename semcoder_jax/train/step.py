@@ -115,7 +115,8 @@ def make_train_step(
             "loss": sums.loss / denom,
             "z_loss": sums.z_loss / denom,
             "target_tokens": sums.weight,
-            "grad_norm": optax.global_norm(grads),
+            "tokens": jnp.sum(batch["segment_ids"] != 0),  # positions that are not padding
+            "grad_norm": optax.global_norm(grads),  # before clipping
         }
         return new_state, metrics
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from semcoder_jax.config import ConfigError, save_config
+from semcoder_jax.errors import SemcoderError
 from semcoder_jax.model.config import ModelConfig
 from semcoder_jax.train import checkpointing
 from semcoder_jax.train.config import TrainConfig
@@ -44,6 +46,10 @@ log = logging.getLogger(__name__)
 ARCH_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads",
                "head_size", "tie_word_embeddings")
 KILL_AT_STEP_ENV = "SEMCODER_DEBUG_KILL_AT_STEP"  # tests: SIGKILL itself once step k is checkpointed
+
+
+class TrainingDiverged(SemcoderError):
+    """A step's loss or gradient norm is not finite: every later step would train on NaN weights."""
 
 
 def check_same_architecture(expected: ModelConfig, got: ModelConfig, source: str) -> None:
@@ -199,7 +205,11 @@ class Trainer:
                 if not Path(src).exists():
                     from huggingface_hub import snapshot_download
 
-                    src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
+                    try:
+                        src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
+                    except Exception as e:  # noqa: BLE001 - a folder's typo reads as a bad repo id: say both
+                        raise SemcoderError(f"init_from {self.cfg.init_from!r}: no such folder, and no hub model to "
+                                            f"download ({type(e).__name__}: {e})") from None
                 hf_to_orbax(src, out, dtype=self.cfg.model.param_dtype)
                 record.write_text(source)
             except Exception as e:  # noqa: BLE001 - the other processes wait for this one: all must stop
@@ -300,9 +310,24 @@ class Trainer:
         stop_together(problem, f"run_dir {str(self.run_dir)!r}: step {step}", "could not write the step's metrics "
                       "(metrics.jsonl, TensorBoard, W&B)")
 
+    def _stop_if_not_finite(self, history: list[dict[str, Any]], last_step: int) -> None:
+        """Raise ``TrainingDiverged`` naming the first of ``history``'s steps (ending at ``last_step``)
+        whose loss or gradient norm is NaN or infinite, before that state is checkpointed."""
+        first = last_step - len(history) + 1
+        for i, m in enumerate(history):
+            loss, norm = float(m["loss"]), float(m["grad_norm"])
+            if not (math.isfinite(loss) and math.isfinite(norm)):
+                latest = self.manager.latest_step()
+                kept = (f"the run's last checkpoint, step {latest} in {self.manager.directory}, comes before it"
+                        if latest is not None else "the run has no checkpoint yet")
+                raise TrainingDiverged(
+                    f"step {first + i}: the loss is {loss} and the gradient norm {norm}; training stopped there "
+                    f"(its weights are no longer finite, and are not saved): {kept}. Check that step's data, or "
+                    f"lower optimizer.lr or lengthen the warm-up, and resume")
+
     # ---- loop ----------------------------------------------------------------------------------
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        log.warning("SIGTERM: saving a checkpoint after the current step, then exiting")
+        log.warning("%s: saving a checkpoint after the current step, then exiting", signal.Signals(signum).name)
         self._stop_requested = True
 
     def run(self, stop_after: int | None = None) -> list[dict[str, Any]]:
@@ -329,6 +354,7 @@ class Trainer:
         flops_per_token = cfg.model.flops_per_token(cfg.data.seq_len)
         peak = peak_tflops_per_device(self.mesh.devices.flat[0], cfg.peak_tflops)
         kill_at = int(os.environ.get(KILL_AT_STEP_ENV, "-1"))
+        pending: list[dict[str, Any]] = []  # the metrics of the steps since the last log, on the devices
         previous = None
         # Several processes: JAX's preemption service catches SIGTERM (on any one host) and every
         # host learns it at the same step through ``reached_preemption``; a Python handler here would
@@ -346,6 +372,7 @@ class Trainer:
                 with mesh_context(self.mesh, self.rules, self.constrain_activations):
                     state, metrics = self.step_fn(state, batch)
                 step += 1
+                pending.append(metrics)
                 profiling.after_step(step, metrics)
                 timer_steps += 1
                 if timer_start is None:  # the first step compiles: time from its end
@@ -353,7 +380,8 @@ class Trainer:
                     timer_start, timer_steps = time.perf_counter(), 0
                 evaluating = bool(cfg.validation.every) and (step % cfg.validation.every == 0 or step == self.total_steps)
                 if step % cfg.log_every == 0 or step == self.total_steps or evaluating:
-                    metrics = jax.device_get(metrics)
+                    history, pending = jax.device_get(pending), []
+                    metrics = history[-1]
                     now = time.perf_counter()
                     record = {"loss": float(metrics["loss"])}
                     if cfg.z_loss:
@@ -361,15 +389,18 @@ class Trainer:
                     record.update(lr=float(self.schedule(step - 1)), grad_norm=float(metrics["grad_norm"]),
                                   target_tokens=int(metrics["target_tokens"]),
                                   epoch=batches.position.epoch, batch=batches.position.batch)
-                    if timer_steps:
+                    if timer_steps:  # the steps since the timer started: not the first, which compiles
                         dt = (now - timer_start) / timer_steps
                         tps = tokens_per_step / dt
-                        record.update(step_time_s=dt, tokens_per_s=tps,
+                        real = sum(int(m["tokens"]) for m in history[-timer_steps:]) / timer_steps
+                        record.update(step_time_s=dt, tokens_per_s=tps, nonpad_tokens_per_s=real / dt,
                                       mfu=mfu(tps, flops_per_token, self.mesh.devices.size, peak))
-                    if evaluating:
+                    finite = all(math.isfinite(float(m[k])) for m in history for k in ("loss", "grad_norm"))
+                    if evaluating and finite:
                         record.update(self.evaluate(state["params"]))
                     self._write_metrics(writer, step, record)
                     records.append({"step": step, **record})
+                    self._stop_if_not_finite(history, step)
                     timer_start, timer_steps = time.perf_counter(), 0
                 stopping = self._stop_requested or step == stop_after or step == kill_at
                 if jax.process_count() > 1:  # every host stops at the same step after a pre-emption notice
@@ -377,6 +408,7 @@ class Trainer:
                 if step % cfg.checkpoint.every == 0 or step == self.total_steps or stopping:
                     jax.block_until_ready(state)  # the steps still running count as step time, not saving
                     saving_since = time.perf_counter()
+                    self._stop_if_not_finite(jax.device_get(pending), step)
                     self.save(step, state, batches.position)
                     last_saved = step
                     timer_start += time.perf_counter() - saving_since

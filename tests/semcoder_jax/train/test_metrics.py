@@ -205,3 +205,73 @@ def test_wandb_keeps_the_steps_a_resumed_run_replays(tmp_path, monkeypatch):
     assert x and x in run.axes
     assert [(r[x], r["loss"]) for r in run.history] == [(1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 5.0),
                                                          (3, 30.0), (4, 40.0), (5, 50.0)]
+
+
+def _strict_json(line: str) -> dict:
+    """``json.loads`` without Python's NaN/Infinity extension, as jq or JavaScript read a line."""
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_metrics_jsonl_writes_non_finite_values_as_null(tmp_path):
+    """``json.dumps`` wrote ``NaN`` and ``Infinity``, which JSON parsers refuse."""
+    from semcoder_jax.train.config import load_train_config
+    from semcoder_jax.train.metrics import MetricsWriter
+
+    writer = MetricsWriter(load_train_config(None, ["tensorboard=false"]), tmp_path)
+    writer.write(1, {"loss": float("nan"), "grad_norm": float("inf"), "lr": 1e-3, "mfu": None})
+    writer.close()
+    (line,) = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert _strict_json(line) == {"step": 1, "loss": None, "grad_norm": None, "lr": 1e-3, "mfu": None}
+
+
+@pytest.mark.parametrize("bad, log_every, logged_steps, saved", [
+    (4, 1, [1, 2, 3, 4], [3]),  # a logged step: its record is written (loss null), then the run stops
+    (2, 4, [], []),  # a step between logs: found before the next checkpoint (step 3), which is not saved
+], ids=["logged-step", "unlogged-step"])
+def test_a_nan_loss_stops_the_run_naming_the_step_and_saves_no_nan_state(tiny, make_config, bad, log_every,
+                                                                         logged_steps, saved):
+    import jax.numpy as jnp
+
+    from semcoder_jax.train.trainer import Trainer, TrainingDiverged
+
+    # the step the tests above compiled (4 steps), checkpoints at 3 and 4
+    cfg = make_config(*tiny.ONE_DEVICE, "max_steps=4", "checkpoint.every=3", f"log_every={log_every}")
+    trainer = Trainer(cfg)
+    step_fn, calls = trainer.step_fn, []
+
+    def poisoned(state, batch):
+        state, metrics = step_fn(state, batch)
+        calls.append(1)
+        return state, ({**metrics, "loss": metrics["loss"] * jnp.nan} if len(calls) == bad else metrics)
+
+    trainer.step_fn = poisoned
+    try:
+        with pytest.raises(TrainingDiverged, match=rf"^step {bad}: the loss is nan and the gradient norm [0-9.]+;") as e:
+            trainer.run()
+    finally:
+        trainer.close()
+    assert ("last checkpoint, step 3" in str(e.value)) == bool(saved), str(e.value)
+    assert tiny.checkpoint_steps(trainer.run_dir) == saved
+    path = trainer.run_dir / "metrics.jsonl"
+    records = [_strict_json(line) for line in path.read_text().splitlines()] if path.exists() else []
+    assert [r["step"] for r in records] == logged_steps
+    assert all((r["loss"] is None) == (r["step"] == bad) for r in records)
+
+
+def test_tokens_per_s_and_the_non_padding_tokens_per_s(tiny, make_config, tmp_path):
+    """``tokens_per_s`` counts every position (MFU's basis); ``nonpad_tokens_per_s`` leaves padding out."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "rows.jsonl"
+    with open(path, "w") as f:  # 4 examples of 7 tokens a 32-token row: 28 real tokens, 4 padding
+        for _ in range(32):
+            f.write(json.dumps({"input_ids": rng.integers(1, 512, 7).tolist(), "loss_mask": [0, 0] + [1] * 5}) + "\n")
+    cfg = make_config(f"data.path={path}", *tiny.ONE_DEVICE, "max_steps=4", "checkpoint.every=3", "log_every=4")
+    tiny.train(cfg)
+    (record,) = tiny.logged(tmp_path / "run")
+    assert record["tokens_per_s"] * record["step_time_s"] == pytest.approx(8 * 32)
+    assert record["nonpad_tokens_per_s"] * record["step_time_s"] == pytest.approx(8 * 28)
