@@ -80,7 +80,12 @@ class GenerationCache:
                 try:
                     task, sample, h = row["task_id"], int(row["sample"]), row["prompt_hash"]
                     if row.get("key") == self.key:
-                        entry = Completion(row["completion"], row.get("finish_reason"), row.get("tokens"))
+                        text, tokens = row["completion"], row.get("tokens")
+                        if not isinstance(text, str):
+                            raise TypeError(f"completion must be a string, got {type(text).__name__}")
+                        if tokens is not None and (isinstance(tokens, bool) or not isinstance(tokens, int)):
+                            raise TypeError(f"tokens must be an integer, got {tokens!r}")
+                        entry = Completion(text, row.get("finish_reason"), tokens)
                         self._entries[(task, sample)] = (h, entry, row.get("seed"), row.get("sampling"))
                     else:
                         self._elsewhere.setdefault((task, sample, h), set()).add(str(row.get("key")))

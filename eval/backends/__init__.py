@@ -149,7 +149,7 @@ def model_identity(config: BackendConfig) -> dict[str, str]:
 
         params, step = params_path(config.checkpoint, config.step)
         folder = params.parent if step is not None else params  # the step's items / a params-only folder
-        ident["weights"] = _files_fingerprint(p for p in folder.rglob("*") if p.is_file())
+        ident["weights"] = _checkpoint_fingerprint(folder)
     if config.tokenizer:
         ident["tokenizer"] = config.tokenizer
     return ident
@@ -171,6 +171,26 @@ def _files_fingerprint(files: Any) -> str:
 
     stats = sorted((str(p.name), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     return hashlib.sha256(repr(stats).encode()).hexdigest()[:12]
+
+
+# Checkpoint files up to this size are fingerprinted by their contents (metadata, manifests).
+SMALL_FILE_BYTES = 1 << 20
+
+
+def _checkpoint_fingerprint(folder: Any) -> str:
+    """Each file's path under ``folder`` and size, and the contents of the small ones, but no times:
+    a run folder copied to another machine (``scp``, ``gsutil``, ``tar``: new or rounded mtimes)
+    keeps its cached generations. A step saved again is still another model: Orbax writes each save's
+    data under new random names and records its commit time in ``_CHECKPOINT_METADATA``."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{size}\0".encode())
+        if size <= SMALL_FILE_BYTES:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:12]
 
 
 def tokenizer_identity(source: str) -> dict[str, str]:

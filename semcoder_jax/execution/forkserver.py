@@ -52,9 +52,10 @@ AT_FDCWD, AT_RECURSIVE, MOUNT_ATTR_RDONLY, MOUNT_ATTR_NODEV = -100, 0x8000, 0x1,
 SAFE_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 # A job's tmpfs holds at most this many files and folders (each costs kernel memory beyond its size).
 MAX_INODES = 1 << 16
-# Each job runs under a user and group id of its own, taken in turn from this range (no host account uses
-# such ids); the id below it is the group that may see every process in the server's ``/proc``: nobody's.
-JOB_IDS_BASE, JOB_IDS = 1_500_000_000, 1 << 24
+# Each job runs under a user and group id of its own, taken in turn from its server's block of this range
+# (no host account uses such ids; ``job_id_block``); the id below it is the group that may see every
+# process in the server's ``/proc``: nobody's.
+JOB_IDS_BASE, JOB_IDS_END = 1_500_000_000, 0xFFFF_FFFE  # (uid_t)-1 is no id
 READ_CHUNK = 1 << 16
 MAX_WAIT_S = 3600.0
 # The result channel is capped too (a program can write to it): beyond the largest legitimate result
@@ -218,6 +219,21 @@ def read_only_host(writable: str) -> bool:
     return True
 
 
+def job_id_block(host_pid: int) -> tuple[int, int]:
+    """The first id and the number of ids of the block that the fork server with process id ``host_pid``
+    (outside its own PID namespace, where no two live servers share one) gives its jobs: fork servers
+    running at once (a sandbox's sibling of another hash seed, one per worker process) never hand out
+    the same id, so none shares another server's job's process limit or folder group. (Containers with
+    PID namespaces of their own, as root of one user namespace, can still meet.)"""
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            pid_max = int(f.read())
+    except (OSError, ValueError):
+        pid_max = 1 << 22  # the kernel's largest
+    size = (JOB_IDS_END - JOB_IDS_BASE) // max(pid_max, host_pid + 1)
+    return JOB_IDS_BASE + host_pid * size, size
+
+
 def probe_job_ids() -> bool:
     """Whether a child of this server can take ids of its own (``child.take_identity``): root of the initial
     user namespace can, with ``CAP_SETUID``/``CAP_SETGID``; in a user namespace of its own, which maps one id
@@ -249,7 +265,7 @@ def close_to_jobs(path: str) -> None:
 
 class Running:
     __slots__ = ("job", "pid", "dir", "tmpfs_bytes", "fds", "out", "err", "result", "start", "deadline",
-                 "killed_for", "cap", "responded", "result_cap")
+                 "killed_for", "cap", "responded", "result_cap", "ident")
 
     def __init__(self, job, pid, sandbox_dir, tmpfs_bytes, fds, start, deadline, cap):
         self.job, self.pid, self.dir, self.start, self.deadline, self.cap = job, pid, sandbox_dir, start, deadline, cap
@@ -258,6 +274,7 @@ class Running:
         self.out, self.err, self.result = bytearray(), bytearray(), bytearray()
         self.killed_for: str | None = None
         self.responded = False
+        self.ident: int | None = None  # the job's user and group id, where it has its own
         trace_bytes = (job.get("trace_options") or {}).get("max_bytes", 0)
         self.result_cap = RESULT_BASE_BYTES + 12 * (int(job.get("max_return_repr", 1_000_000)) + int(trace_bytes))
 
@@ -267,6 +284,7 @@ class ForkServer:
                  tmp_root: str | None = None):
         self.ids_isolated = False  # each job under ids of its own (``child.take_identity``): see ``probe_job_ids``
         self.jobs_started = 0
+        self.ids_first, self.ids_count = job_id_block(os.getpid())  # ``main`` names the host's pid
         self.req_fd, self.resp_fd = req_fd, resp_fd
         self.network_isolated, self.disk_isolated, self.pid_isolated = network_isolated, disk_isolated, pid_isolated
         self.sel = selectors.DefaultSelector()
@@ -307,8 +325,7 @@ class ForkServer:
             data = data[n:]
 
     def start(self, job: dict) -> None:
-        ident = JOB_IDS_BASE + self.jobs_started % JOB_IDS if self.ids_isolated else None
-        self.jobs_started += 1
+        ident = self.next_ident()
         sandbox_dir, tmpfs_bytes = self.job_folder(int(job.get("max_disk_bytes") or 0), ident)
         r_res, w_res = os.pipe()
         r_out, w_out = os.pipe()
@@ -334,7 +351,21 @@ class ForkServer:
             pidfd = os.pidfd_open(pid)
             fds[pidfd] = "exit"
             self.sel.register(pidfd, selectors.EVENT_READ, pid)
+        run.ident = ident
         self.running[pid] = run
+
+    def next_ident(self) -> int | None:
+        """The next id of this server's block that no running job holds (after a wrap, a job slower than the
+        block's worth of jobs after it keeps its own); None without ids of their own."""
+        if not self.ids_isolated:
+            return None
+        held = {run.ident for run in self.running.values()}
+        for _ in range(len(held) + 1):
+            ident = self.ids_first + self.jobs_started % self.ids_count
+            self.jobs_started += 1
+            if ident not in held:
+                break
+        return ident
 
     def job_folder(self, disk_bytes: int, ident: int | None = None) -> tuple[str, int]:
         """An empty folder private to one job, and the size of its tmpfs (0: a plain folder). With the job's
@@ -632,6 +663,7 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Made, and its parent opened, in the host's mount namespace: the server's view of that parent turns
     # read-only, so the folder goes through this descriptor (the host's mount) once the server ends.
+    host_pid = os.getpid()  # this process outlives the server (PID 1 of its namespace, where there is one)
     tmp_root = os.path.realpath(tempfile.mkdtemp(prefix="semcoder-sandbox-"))
     parent_fd = os.open(os.path.dirname(tmp_root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
@@ -664,6 +696,7 @@ def main() -> None:
     server.host_read_only = server.disk_isolated and read_only_host(server.tmp_root)
     if server.host_read_only:
         close_to_jobs(server.tmp_root)
+    server.ids_first, server.ids_count = job_id_block(host_pid)
     server.ids_isolated = probe_job_ids()
     child.prepare_server()
     gc.collect()

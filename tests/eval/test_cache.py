@@ -34,8 +34,14 @@ def test_checkpoint_identity_names_the_step_loaded_so_newer_steps_are_not_served
     # a step written again (another training run into the same folder) is another model
     step1 = model_identity(BackendConfig(checkpoint=str(ckpt), step=1))
     assert model_identity(BackendConfig(checkpoint=str(ckpt), step=1)) == step1
-    f = next(p for p in (ckpt / "1").rglob("*") if p.is_file())
-    os.utime(f, ns=(0, f.stat().st_mtime_ns + 1_000_000))
+    # ...but the same files with other mtimes (a run folder copied to another machine) are not
+    for f in (p for p in (ckpt / "1").rglob("*") if p.is_file()):
+        os.utime(f, ns=(0, f.stat().st_mtime_ns // 10**9 * 10**9 - 10**12))
+    assert model_identity(BackendConfig(checkpoint=str(ckpt), step=1)) == step1
+    import shutil
+
+    shutil.rmtree(ckpt / "1")
+    save_params(ckpt, 1, params, config)
     assert model_identity(BackendConfig(checkpoint=str(ckpt), step=1)) != step1
 
 
@@ -156,6 +162,12 @@ def test_a_cache_row_of_the_run_that_is_no_row_is_an_error_naming_the_line(tmp_p
                     + json.dumps({"key": "k", "task_id": "a", "sample": "zero"}) + "\n")
     with pytest.raises(SemcoderError, match=r"g\.jsonl:3: not a generation cache row"):
         GenerationCache(path, "k")
+    # a completion or token count of another type was reused as its text ("None") or written on to samples
+    for field, value in (("completion", None), ("completion", 7), ("tokens", "7"), ("tokens", 1.5)):
+        row = {"key": "k", "task_id": "a", "sample": 0, "prompt_hash": "h", "completion": "c", field: value}
+        path.write_text(json.dumps(row) + "\n")
+        with pytest.raises(SemcoderError, match=rf"g\.jsonl:1: not a generation cache row .*{field}"):
+            GenerationCache(path, "k")
 
 
 def test_what_keys_the_cache_covers_the_model_files_config_and_tokenizer(tmp_path):

@@ -682,3 +682,33 @@ def test_a_memory_hungry_program_under_coverage_is_a_memory_failure(sandbox):
     killed = run_inputs(oom, "f", ["1", "0"], sandbox=sandbox)
     assert [(e["ok"], e["exc_type"]) for e in killed] == [(False, "memory"), (True, None)], killed
     assert sandbox._proc.pid == pid and sandbox.run("x = 1", "x + 1").return_repr == "2"
+
+
+def test_jobs_of_two_fork_servers_running_at_once_have_ids_of_their_own():
+    """The determinism check's sibling (another hash seed) runs jobs beside the main sandbox's in the data
+    build's threads, and Beam workers have a sandbox each: every fork server numbered its jobs' ids from the
+    same base, so their first jobs shared a user and group id (one process limit, each other's plain folders)."""
+    job = {"mode": "run", "source": "import os, time\ntime.sleep(0.5)\nx = (os.getuid(), os.getgid())", "call": "x"}
+    with Sandbox(workers=2) as a, Sandbox(workers=2) as b:
+        _require_ids_isolated(a)
+        pending = [a.submit_raw(job), b.submit_raw(job), a.submit_raw(job), b.submit_raw(job)]
+        results = [f.result(timeout=30) for f in pending]
+    assert all(r["status"] == "passed" for r in results), results
+    ids = [eval(r["return_repr"]) for r in results]
+    assert len({uid for uid, _ in ids}) == len(ids) and all(uid == gid for uid, gid in ids), ids
+
+
+def test_after_its_block_wraps_a_server_skips_the_ids_its_running_jobs_hold():
+    import types
+
+    from semcoder_jax.execution import forkserver
+
+    first, count = forkserver.job_id_block(4321)
+    assert first >= forkserver.JOB_IDS_BASE and count >= 512
+    assert first + count <= forkserver.job_id_block(4322)[0] and forkserver.job_id_block(4322)[0] + count <= forkserver.JOB_IDS_END
+    server = forkserver.ForkServer.__new__(forkserver.ForkServer)
+    server.ids_isolated, server.ids_first, server.ids_count, server.jobs_started = True, 100, 3, 0
+    server.running = {7: types.SimpleNamespace(ident=101)}  # a slow job still holds 101
+    assert [server.next_ident() for _ in range(4)] == [100, 102, 100, 102]
+    server.ids_isolated = False
+    assert server.next_ident() is None
