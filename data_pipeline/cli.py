@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -14,7 +15,7 @@ def register(subparsers) -> None:
     b.add_argument("--runner", choices=("local", "beam"), default="local")
     b.add_argument("--beam-options", default="", help="Beam pipeline options, e.g. '--runner=DataflowRunner --project=P'")
     b.add_argument("--no-progress", action="store_true")
-    b.set_defaults(func=_build)
+    b.set_defaults(func=_build, on_interrupt="rerun the same command to resume: finished shards are kept")
     s = sub.add_parser("stats", help="print a build's report and write PNG plots")
     s.add_argument("dir", help="output folder of a build")
     s.add_argument("--plots", default=None, help="folder for the PNGs (default DIR/plots)")
@@ -32,6 +33,13 @@ def _build(args: argparse.Namespace) -> int:
     import json
 
     cfg = load(args.config, args.overrides)
+    if "://" not in cfg.output_dir:  # a local folder it cannot make was a traceback from the first stage
+        try:
+            Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            from semcoder_jax.errors import SemcoderError
+
+            raise SemcoderError(f"output_dir {cfg.output_dir}: cannot make the folder ({e.strerror or e})") from None
     if args.runner == "beam":
         from data_pipeline.runner_beam import run
 
@@ -53,6 +61,13 @@ def _stats(args: argparse.Namespace) -> int:
 
     report, manifest = load_report(args.dir)
     print(format_report(report, manifest))
-    for path in write_plots(args.dir, args.plots):
+    try:
+        paths = write_plots(args.dir, args.plots)
+    except OSError as e:  # --plots naming a file, or a folder it cannot write
+        from semcoder_jax.errors import SemcoderError
+
+        raise SemcoderError(f"--plots {args.plots or Path(args.dir) / 'plots'}: cannot write the plots there "
+                            f"({e.strerror or e})") from None
+    for path in paths:
         print(f"wrote {path}")
     return 0

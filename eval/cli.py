@@ -9,6 +9,8 @@ from pathlib import Path
 
 from eval.benchmarks import BENCHMARKS
 
+RESUME = "rerun the same command to resume: the generations so far (OUT/generations.jsonl) are reused"
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="evaluate on HumanEval(+), MBPP(+), LiveCodeBench, CRUXEval")
@@ -16,11 +18,11 @@ def register(subparsers) -> None:
 
     run = sub.add_parser("run", help="generate with a backend, score, write results.json")
     _run_args(run)
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, on_interrupt=RESUME)
 
     ref = sub.add_parser("refine", help="run with iterative self-refinement (default 5 rounds)")
     _run_args(ref)
-    ref.set_defaults(func=_run, refine_default=5)
+    ref.set_defaults(func=_run, refine_default=5, on_interrupt=RESUME)
 
     score = sub.add_parser("score", help="score a samples file with the official semantics")
     score.add_argument("--benchmark", required=True, choices=BENCHMARKS)
@@ -125,6 +127,15 @@ def _run(args: argparse.Namespace) -> int:
             raise SemcoderError(str(e)) from None
     if args.backend != "openai" and not (args.checkpoint or args.hf_dir):
         raise SemcoderError(f"--backend {args.backend} needs --checkpoint DIR or --hf-dir DIR")
+    outs = {name: Path(args.out) if args.out and len(names) == 1 else Path(args.out or "eval_out") / name for name in names}
+    for out in outs.values():  # found only once the model had loaded, as a traceback
+        taken = next((p for p in (out, *out.parents) if p.exists()), None)
+        if taken is not None and not taken.is_dir():
+            raise SemcoderError(f"--out {out}: {taken} is a file; give a folder for the results")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise SemcoderError(f"--out {out}: cannot make the folder ({e.strerror or e})") from None
     bcfg = BackendConfig(
         checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, tokenizer=args.tokenizer, dtype=args.dtype,
         batch_size=args.batch_size, tensor_parallel_size=args.tensor_parallel_size, base_url=args.base_url,
@@ -134,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
     backend = get_backend(args.backend, bcfg)
     try:
         for name, cfg in configs.items():
-            out = Path(args.out) if args.out and len(names) == 1 else Path(args.out or "eval_out") / name
+            out = outs[name]
             res = run_eval(cfg, backend, out, model_name=args.name, progress=args.progress, log=lambda s: print(s, file=sys.stderr))
             summary = {"benchmark": name, **res["summary"]}
             print(json.dumps(summary | ({"refine_pass@1": res["refine"]["pass@1"]} if "refine" in res else {})), flush=True)
@@ -165,7 +176,7 @@ def _score(args: argparse.Namespace) -> int:
     summary = result.summary()
     summary["n_benchmark_problems"] = len(problems)
     if args.details:
-        Path(args.details).write_text(json.dumps({"summary": summary, "details": result.details}, default=str))
+        _write(args.details, json.dumps({"summary": summary, "details": result.details}, default=str), "--details")
     if args.json:
         print(json.dumps(summary))
     else:
@@ -181,10 +192,29 @@ def _report(args: argparse.Namespace) -> int:
     md = markdown_table(rows, with_paper=not args.no_paper)
     png = args.png or (str(Path(args.out).with_suffix(".png")) if args.out else "report.png")
     if args.out:
-        Path(args.out).write_text(md)
+        _write(args.out, md, "--out")
         print(f"wrote {args.out}", file=sys.stderr)
     else:
         print(md)
-    bar_chart(rows, png, with_paper=not args.no_paper)
+    try:
+        Path(png).parent.mkdir(parents=True, exist_ok=True)
+        bar_chart(rows, png, with_paper=not args.no_paper)
+    except OSError as e:
+        raise _cannot_write("--png" if args.png else "the chart", png, e) from None
     print(f"wrote {png}", file=sys.stderr)
     return 0
+
+
+def _cannot_write(flag: str, path: str, e: OSError) -> Exception:
+    from semcoder_jax.errors import SemcoderError
+
+    return SemcoderError(f"{flag} {path}: cannot write it ({e.strerror or e})")
+
+
+def _write(path: str, text: str, flag: str) -> None:
+    """Write an output file (its folder made), or fail with one line naming the flag, not a traceback."""
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    except OSError as e:
+        raise _cannot_write(flag, path, e) from None

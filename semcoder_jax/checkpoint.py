@@ -69,7 +69,8 @@ def resolve_step(directory: str | Path, step: int | None = None) -> int:
         raise SemcoderError(f"checkpoint {directory}: not a directory")
     steps = _manager(directory).all_steps()
     if not steps:
-        raise SemcoderError(f"checkpoint {directory}: no finished steps (and no _METADATA of a params-only checkpoint)")
+        hint = f"; a run folder? its checkpoints are in {directory / 'checkpoints'}" if (directory / "checkpoints").is_dir() else ""
+        raise SemcoderError(f"checkpoint {directory}: no finished steps (and no _METADATA of a params-only checkpoint){hint}")
     if step is None:
         return max(steps)
     if step not in steps:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+NOTHING_WRITTEN = "nothing was written at --out"
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("convert", help="convert checkpoints between Hugging Face and Orbax")
@@ -15,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     to_orbax.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                           help="stored param dtype (default: the HF tensors' dtype)")
     to_orbax.add_argument("--compress", action="store_true", help="zstd-compress the arrays (smaller, slower)")
-    to_orbax.set_defaults(func=_hf_to_orbax)
+    to_orbax.set_defaults(func=_hf_to_orbax, on_interrupt=NOTHING_WRITTEN)
 
     to_hf = sub.add_parser("orbax-to-hf", help="Orbax checkpoint -> HF LlamaForCausalLM folder")
     to_hf.add_argument("--checkpoint", required=True, help="checkpoint folder (steps) or a params-only Orbax folder")
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     to_hf.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="bfloat16",
                        help="stored weight dtype (default: bfloat16)")
     to_hf.add_argument("--max-shard-size", default="5GB", help="largest safetensors file (default 5GB)")
-    to_hf.set_defaults(func=_orbax_to_hf)
+    to_hf.set_defaults(func=_orbax_to_hf, on_interrupt=NOTHING_WRITTEN)
 
 
 def _hf_to_orbax(args: argparse.Namespace) -> int:
@@ -33,6 +35,7 @@ def _hf_to_orbax(args: argparse.Namespace) -> int:
     from semcoder_jax.convert import hf_to_orbax
 
     quiet_orbax_warnings()
+    _make_parent(args.out)
     out = hf_to_orbax(args.hf_dir, args.out, dtype=args.dtype, compress=args.compress)
     print(f"wrote {out}")
     return 0
@@ -43,7 +46,21 @@ def _orbax_to_hf(args: argparse.Namespace) -> int:
     from semcoder_jax.convert import orbax_to_hf
 
     quiet_orbax_warnings()
+    _make_parent(args.out)
     out = orbax_to_hf(args.checkpoint, args.out, step=args.step, tokenizer=args.tokenizer,
                       dtype=args.dtype, max_shard_size=args.max_shard_size)
     print(f"wrote {out}")
     return 0
+
+
+def _make_parent(out: str) -> None:
+    """The folder ``--out`` goes in; one it cannot make was a traceback from the conversion."""
+    from pathlib import Path
+
+    from semcoder_jax.errors import SemcoderError
+
+    parent = Path(out).absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SemcoderError(f"--out {out}: cannot make its folder {parent} ({e.strerror or e})") from None

@@ -65,6 +65,8 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"\n[demo {i}/{len(plan)}] {what}: semcoder {shlex.join(argv)}", flush=True)
             t0 = time.perf_counter()
             rc = main(argv)
+            if rc == 130:  # the step said it was interrupted: not a failure to report as one
+                raise KeyboardInterrupt
             if rc:
                 raise SemcoderError(f"step {i} ({what}) failed with exit code {rc}")
             print(f"[demo {i}/{len(plan)}] done in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -79,4 +81,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="new or empty output folder (default: runs/demo)")
     p.add_argument("--train-steps", type=int, default=24, help="steps of the tiny model (default: 24)")
     p.add_argument("--eval-limit", type=int, default=4, help="CRUXEval-O problems to evaluate (default: 4)")
-    p.set_defaults(func=run_demo)
+    p.set_defaults(func=run_demo, on_interrupt="the --out folder is kept as it is; remove it (or give another) to run the demo again")

@@ -33,7 +33,7 @@ def register(subparsers) -> None:
                    help=r"stop strings (not included in the completion); backslash escapes such as \n are read as in Python")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default=None,
                    help="params and compute dtype (default: bfloat16 on GPU/TPU, float32 on CPU)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, on_interrupt="nothing was written at --out")
 
 
 def unescape(text: str) -> str:
@@ -60,6 +60,14 @@ def run(args: argparse.Namespace) -> int:
         raise SemcoderError(f"--batch-size must be >= 1, got {args.batch_size}")
     if Path(args.out).is_dir():  # found only after every completion, as a traceback
         raise SemcoderError(f"--out {args.out}: is a folder; give the output JSONL file's path")
+    out = Path(args.out)
+    tmp = out.with_name(out.name + ".tmp")
+    try:  # as early: a folder that cannot be written
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.touch()
+        tmp.unlink()
+    except OSError as e:
+        raise SemcoderError(f"--out {args.out}: cannot write it ({e.strerror or e})") from None
 
     from tqdm import tqdm
 
@@ -93,9 +101,6 @@ def run(args: argparse.Namespace) -> int:
         )
         completions.update(zip(idx, texts))
 
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w") as f:
         for i, row in enumerate(rows):
             f.write(json.dumps({**row, "completion": completions[i]}) + "\n")

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import os
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from semcoder_jax import __version__
 from semcoder_jax.errors import SemcoderError
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"semcoder-jax {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
+    for module in SUBCOMMANDS.values():
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
@@ -42,7 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # subcommand not present in this checkout
             raise
         mod.register(sub)
+    _name_leaf_parsers(parser)
     return parser
+
+
+def _name_leaf_parsers(parser: argparse.ArgumentParser) -> None:
+    """Give each subcommand's own parser to its parse result, so that an unknown flag is reported
+    with that subcommand's usage (argparse reports it with the top-level ``semcoder COMMAND ...``)."""
+    children = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not children:
+        parser.set_defaults(_parser=parser)
+    for action in children:
+        for child in dict.fromkeys(action.choices.values()):
+            _name_leaf_parsers(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +62,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # epoch's end) read like errors; warnings and errors still show, and a user's own level wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # e.g. a flag of another subcommand: name this subcommand, not `semcoder COMMAND ...`
+        leaf = getattr(args, "_parser", parser)
+        hint = f"see {leaf.prog} --help"
+        dashed = [u for u in unknown if u.startswith("--") and "=" in u]
+        if dashed and any(a.dest == "overrides" for a in leaf._actions):
+            hint = f"config overrides take no dashes: {dashed[0][2:]}; {hint}"
+        leaf.exit(2, f"{leaf.prog}: error: unrecognized arguments: {' '.join(unknown)} ({hint})\n")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0 if args.command is None else 2
@@ -60,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"semcoder {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        resume = getattr(args, "on_interrupt", None)
+        print(f"\n{getattr(args, '_parser', parser).prog}: interrupted" + (f"; {resume}" if resume else ""), file=sys.stderr)
         return 130
 
 

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from semcoder_jax.errors import SemcoderError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,16 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", required=True, help="a train YAML file or the name of one in configs/train/")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. data.path=out/pyx")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, on_interrupt="rerun the same command to resume from the run folder's latest checkpoint")
 
 
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    import yaml
-
     from semcoder_jax.checkpoint import quiet_orbax_warnings
-    from semcoder_jax.config import preset_path, to_dict
+    from semcoder_jax.config import dump_config, preset_path
     from semcoder_jax.train.config import load_train_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -34,11 +44,91 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     cfg = load_train_config(preset_path("train", args.config), args.overrides)
     if args.print_config:
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        print(dump_config(cfg), end="")
         return 0
+    import jax
+
+    from semcoder_jax.checkpoint import latest_step
     from semcoder_jax.train.mesh import maybe_initialize_distributed
     from semcoder_jax.train.trainer import train
 
     maybe_initialize_distributed()
-    train(cfg)
+    run_dir = Path(cfg.run_dir)
+    with contextlib.ExitStack() as stack:
+        if jax.process_index() == 0:  # the other processes of one job share the folder
+            stack.enter_context(run_dir_lock(run_dir))
+        interrupt = stack.enter_context(save_on_first_interrupt())
+        train(cfg)
+    if interrupt.stopped:
+        ckpt = run_dir / cfg.checkpoint.dir
+        print(f"semcoder train: stopped by Ctrl-C with step {latest_step(ckpt)} saved in {ckpt}; "
+              "rerun the same command to resume", file=sys.stderr)
+        return 130
     return 0
+
+
+LOCK_FILE = ".train.lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir`` for this training: a second one there would resume from the same checkpoint
+    and both would write its checkpoints and metrics.jsonl (each step twice). The lock is the
+    kernel's, so it goes with the process however it ends; a file system without locks is let be."""
+    path = run_dir / LOCK_FILE
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")  # noqa: SIM115 - closed below, after the training
+    except OSError as e:
+        raise SemcoderError(f"run_dir {run_dir}: cannot write there ({e.strerror or e})") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = True
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise SemcoderError(f"run_dir {run_dir}: another `semcoder train` ({holder}) is training there; "
+                                "wait for it to end, or give another run_dir") from None
+        except OSError:  # e.g. ENOLCK on an NFS mount without a lock service
+            locked = False
+        if locked:
+            f.truncate(0)
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            f.flush()
+        try:
+            yield
+        finally:
+            if locked:
+                f.truncate(0)
+
+
+class _Interrupt:
+    stopped = False
+
+
+@contextlib.contextmanager
+def save_on_first_interrupt() -> Iterator[_Interrupt]:
+    """The first Ctrl-C in the training loop stops it as SIGTERM does (a checkpoint after the
+    current step, then out), instead of losing every step since the last checkpoint; a second one,
+    or one outside the loop (loading, compiling, several processes), interrupts at once."""
+    from semcoder_jax.train.trainer import Trainer
+
+    state = _Interrupt()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        handler = signal.getsignal(signal.SIGTERM)
+        if state.stopped or not isinstance(getattr(handler, "__self__", None), Trainer):
+            raise KeyboardInterrupt
+        state.stopped = True
+        print("\nCtrl-C: press it again to stop at once, without saving", file=sys.stderr, flush=True)
+        handler(signum, frame)
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield state
+        return
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)

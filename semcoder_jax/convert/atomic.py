@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -22,7 +22,8 @@ def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SemcoderError(f"--out {out}: already exists and is not an empty folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()  # with the umask's mode, as --out itself would be made: mkdtemp's 0o700 kept other users out
     try:
         yield tmp
         if out.exists():

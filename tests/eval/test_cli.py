@@ -298,3 +298,66 @@ def test_an_unknown_dtype_is_refused_before_any_backend_loads(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["eval", "run", "--benchmark", "humaneval", "--backend", "jax", "--hf-dir", "x", "--dtype", "bf16"])
     assert exit_.value.code == 2 and "--dtype: invalid choice: 'bf16'" in capsys.readouterr().err
+
+
+def test_an_interrupted_eval_run_says_a_rerun_resumes(monkeypatch, capsys):
+    """Ctrl-C ended `eval run` with exit code 130 and not a word about the generations it had kept."""
+    import eval.cli
+    from semcoder_jax.cli.main import main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(eval.cli, "_run", interrupted)
+    for action in ("run", "refine"):
+        assert main(["eval", action, "--benchmark", "humaneval", "--backend", "hf"]) == 130
+        assert capsys.readouterr().err.strip() == (f"semcoder eval {action}: interrupted; rerun the same command to "
+                                                   "resume: the generations so far (OUT/generations.jsonl) are reused")
+
+
+def test_an_out_that_is_a_file_fails_before_the_model_loads(monkeypatch, tmp_path, capsys):
+    """`--out report.md` (a file) was a FileExistsError traceback, after the model had loaded."""
+    import eval.backends
+    from semcoder_jax.cli.main import main
+
+    def no_backend(*a, **k):
+        raise AssertionError("the backend must not be built for an --out it cannot write")
+
+    monkeypatch.setattr(eval.backends, "get_backend", no_backend)
+    taken = tmp_path / "report.md"
+    taken.write_text("# kept\n")
+    for benchmarks, out in (("cruxeval-o", taken), ("cruxeval-o,cruxeval-i", taken), ("cruxeval-o", taken / "sub")):
+        assert main(["eval", "run", "--benchmark", benchmarks, "--backend", "openai", "--model", "m",
+                     "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip().endswith(f"{taken} is a file; give a folder for the results")
+    assert taken.read_text() == "# kept\n"
+    assert main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "openai", "--model", "m",
+                 "--out", "/proc/no-such-folder"]) == 2
+    assert capsys.readouterr().err.strip().startswith("semcoder eval: error: --out /proc/no-such-folder: cannot make")
+
+
+def test_a_report_out_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    """`eval report --out DIR` ended in an IsADirectoryError traceback, and `--out new_folder/table.md`
+    in a FileNotFoundError one."""
+    from semcoder_jax.cli.main import main
+
+    results = tmp_path / "res"
+    results.mkdir()
+    (results / "results.json").write_text(json.dumps({"benchmark": "cruxeval-o", "model": "m", "summary": {
+        "n_problems": 800, "n_samples": 800, "pass@1": 12.5}}))
+    assert main(["eval", "report", str(results), "--out", str(results)]) == 2
+    assert capsys.readouterr().err.strip() == f"semcoder eval: error: --out {results}: cannot write it (Is a directory)"
+    table = tmp_path / "new" / "table.md"
+    assert main(["eval", "report", str(results), "--out", str(table), "--no-paper"]) == 0
+    assert "| m |" in table.read_text() and table.with_suffix(".png").is_file()
+
+
+@pytest.mark.slow
+def test_a_score_details_path_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    """`eval score --details DIR` ended in an IsADirectoryError traceback, after scoring."""
+    from semcoder_jax.cli.main import main
+
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"task_id": "sample_0", "answer": "''"}) + "\n")
+    assert main(["eval", "score", "--benchmark", "cruxeval-o", "--samples", str(samples), "--details", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"--details {tmp_path}: cannot write it (Is a directory)")

@@ -52,3 +52,15 @@ def test_demo_exports_its_model_with_the_tokenizer_it_was_trained_with(tmp_path)
     (export,) = [cmd for name, cmd in steps(tmp_path, 3, 2) if cmd[:2] == ["convert", "orbax-to-hf"]]
     tokenizer = Path(export[export.index("--tokenizer") + 1])
     assert tokenizer == Path(DEFAULT_TOKENIZER_DIR) and (tokenizer / "tokenizer.json").is_file()
+
+
+def test_an_interrupted_demo_step_is_reported_as_an_interrupt_not_a_failure(tmp_path, monkeypatch, capsys):
+    """Ctrl-C in a step read "step 2 (train the tiny model) failed with exit code 130", and a rerun then
+    refused the used --out folder without saying so beforehand."""
+    steps = []
+    real_main = cli.main
+    monkeypatch.setattr(cli, "main", lambda argv: steps.append(argv) or (130 if argv[0] == "train" else 0))
+    assert real_main(["demo", "--out", str(tmp_path / "demo")]) == 130
+    err = capsys.readouterr().err
+    assert "failed" not in err and "semcoder demo: interrupted; the --out folder is kept" in err
+    assert [s[0] for s in steps] == ["data", "train"]

@@ -182,6 +182,10 @@ def test_generate_refuses_an_out_folder_before_loading_the_model(tmp_path, monke
     path.write_text(json.dumps({"prompt": "x ="}) + "\n")
     assert main(["generate", "--hf-dir", str(tmp_path), "--prompts", str(path), "--out", str(tmp_path)]) == 2
     assert f"--out {tmp_path}: is a folder" in capsys.readouterr().err
+    # A path it cannot write (here: below a file) was a traceback too, after every completion.
+    below_a_file = path / "out.jsonl"
+    assert main(["generate", "--hf-dir", str(tmp_path), "--prompts", str(path), "--out", str(below_a_file)]) == 2
+    assert capsys.readouterr().err.strip().startswith(f"semcoder generate: error: --out {below_a_file}: cannot write it")
 
 
 def test_generate_refuses_a_prompt_filling_the_context_before_any_completion(tmp_path, monkeypatch, capsys,
