@@ -22,7 +22,9 @@ Output folder layout::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import hashlib
 import json
@@ -33,7 +35,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from data_pipeline.config import DataConfig, resolve_path
 from data_pipeline.records import RecordError, read_jsonl, write_json_atomic, write_jsonl_atomic
@@ -592,9 +594,41 @@ def commit_final(out: Path) -> None:
 def recover_final(out: Path) -> None:
     """What a killed final step left in OUT: complete the commit of a finished output, and remove
     an unfinished one (a build killed while packing leaves the earlier output as it was)."""
+    check_final_entries(out)
     commit_final(out)
     _remove(out / STAGING_DIR)
     _remove(out / OLD_DIR)
+
+
+def check_final_entries(out: Path) -> None:
+    """Refuse an output entry that is a symbolic link (``tfrecords`` on a bigger disk): the commit
+    would move the link aside and delete it, leaving the new output on OUT's disk and the old one
+    orphaned behind the link."""
+    for name in FINAL_ENTRIES:
+        if (out / name).is_symlink():
+            raise ConfigError(f"{out / name} is a symbolic link (to {os.readlink(out / name)}): the final step writes a new {name} "
+                              "in output_dir and moves it in place of the old one, which would replace the link; "
+                              "put output_dir itself on that disk (or make output_dir the link) instead")
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``out`` for one build (an advisory lock on the folder, let go at the end or when the
+    process dies): a second build into it would take the first one's ``.final-staging`` for a
+    killed build's and remove it, and both would write the same stage shards."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out}: another build is writing to this output_dir; wait for it to end, or use another "
+                              "output_dir") from None
+        except OSError as e:  # a filesystem without locks (some network mounts)
+            log.warning("%s: cannot lock the output folder (%s); make sure no other build writes to it", out, e)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _remove(path: Path) -> None:
@@ -641,4 +675,23 @@ def save_config(config: DataConfig) -> None:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     recover_final(out)
+    check_folder_rename(out)
     save(config, out / "config.yaml")
+
+
+def check_folder_rename(out: Path) -> None:
+    """Refuse, before any stage runs, an output folder whose filesystem cannot rename a folder with
+    files in it (a bucket mount such as gcsfuse without ``--rename-dir-limit``): the final step moves
+    its folders into place, and would fail there after the whole build."""
+    probe = out / ".rename-probe"
+    _remove(probe)
+    _remove(probe.with_suffix(".moved"))
+    (probe / "sub").mkdir(parents=True)
+    (probe / "sub" / "file").write_bytes(b"")
+    try:
+        os.rename(probe, probe.with_suffix(".moved"))
+    except OSError as e:
+        _remove(probe)
+        raise ConfigError(f"{out}: this filesystem cannot rename a folder ({e}), which the final step does to replace the "
+                          "output whole; use an output_dir on a local disk or a filesystem that renames folders") from None
+    _remove(probe.with_suffix(".moved"))

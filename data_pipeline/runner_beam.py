@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shlex
 from collections import Counter
+from pathlib import Path
 from typing import Any, Iterable
 
 from data_pipeline import build
@@ -94,12 +95,14 @@ def _complete_empty_shards(config: DataConfig) -> None:
 
 
 def run(config: DataConfig, *, beam_options: str = "", progress: bool = True) -> dict[str, Any]:
-    build.save_config(config)
-    if config.source == "released":
-        from data_pipeline.released import released_records
+    """The build into ``config.output_dir``, which no other build may write to meanwhile."""
+    with build.output_lock(Path(config.output_dir)):
+        build.save_config(config)
+        if config.source == "released":
+            from data_pipeline.released import released_records
 
-        formatted, stages = released_records(config)
-        return build.finalize(config, formatted, stages, runner="beam")
-    run_stages(config, beam_options)
-    problems = build.final_problems(config)
-    return build.finalize(config, build.format_all(problems), build.stage_reports(config), runner="beam")
+            formatted, stages = released_records(config)
+            return build.finalize(config, formatted, stages, runner="beam")
+        run_stages(config, beam_options)
+        problems = build.final_problems(config)
+        return build.finalize(config, build.format_all(problems), build.stage_reports(config), runner="beam")

@@ -9,6 +9,7 @@ from other source records) are removed with the shards made from them (``build.r
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from data_pipeline import build
@@ -49,12 +50,14 @@ def run_stages(config: DataConfig, *, progress: bool = True, only_source: bool =
 
 
 def run(config: DataConfig, *, progress: bool = True) -> dict[str, Any]:
-    build.save_config(config)
-    if config.source == "released":
-        from data_pipeline.released import released_records
+    """The build into ``config.output_dir``, which no other build may write to meanwhile."""
+    with build.output_lock(Path(config.output_dir)):
+        build.save_config(config)
+        if config.source == "released":
+            from data_pipeline.released import released_records
 
-        formatted, stages = released_records(config)
-        return build.finalize(config, formatted, stages, runner="local")
-    run_stages(config, progress=progress)
-    problems = build.final_problems(config)
-    return build.finalize(config, build.format_all(problems), build.stage_reports(config), runner="local")
+            formatted, stages = released_records(config)
+            return build.finalize(config, formatted, stages, runner="local")
+        run_stages(config, progress=progress)
+        problems = build.final_problems(config)
+        return build.finalize(config, build.format_all(problems), build.stage_reports(config), runner="local")

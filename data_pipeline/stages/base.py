@@ -35,13 +35,17 @@ NOT_RECORD_CODE = frozenset({"data_pipeline", "data_pipeline.config", "data_pipe
 NOT_FOLLOWED = frozenset({"data_pipeline.stages.base"})
 # Code outside the stage modules that makes the source records.
 SOURCE_CODE = {"data_pipeline.build": ("source_records", "_problem_row_error")}
+# Files a module reads while it runs (from the project root; a folder: every file under it), which
+# make records as its code does: an edited few-shot example changes the LLM's prompts.
+MODULE_DATA = {"data_pipeline.stages.monologue": ("data_pipeline/assets/fewshot",)}
 PACKAGES = ("data_pipeline", "semcoder_jax")
 
 
 @functools.cache
 def code_fingerprint(stage: str) -> dict[str, Any]:
     """What identifies the code a stage runs: a digest of each project module it uses (the stage's
-    module and, transitively, the project modules it imports, less ``NOT_RECORD_CODE``), the Python
+    module and, transitively, the project modules it imports or names in a string, less
+    ``NOT_RECORD_CODE``; with the files they read, ``MODULE_DATA``), the Python
     version (tracing and ``repr`` differ between versions) and, for information, the package version.
 
     A module's digest is of its syntax tree without docstrings, so whitespace, comment and docstring
@@ -67,6 +71,12 @@ def tree_fingerprint(root: Path, stage: str) -> dict[str, Any]:
         modules[name] = _tree_digest(tree)
         if name not in NOT_FOLLOWED:
             todo += _imported_modules(root, tree, name, is_package=path.name == "__init__.py")
+    for name in [m for m in modules if m in MODULE_DATA]:
+        for rel in MODULE_DATA[name]:
+            files = sorted(f for f in (root / rel).rglob("*") if f.is_file()) if (root / rel).is_dir() else [root / rel]
+            for f in files:
+                key = f.relative_to(root).as_posix()
+                modules[key] = hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.is_file() else "missing"
     if stage == "seeds":
         for name, functions in SOURCE_CODE.items():
             path = _module_file(root, name)
@@ -89,7 +99,9 @@ def _module_file(root: Path, name: str) -> Path | None:
 
 
 def _imported_modules(root: Path, tree: ast.AST, name: str, *, is_package: bool) -> list[str]:
-    """Project modules that ``tree`` (module ``name``) imports anywhere, function bodies included."""
+    """Project modules that ``tree`` (module ``name``) imports anywhere, function bodies included, or
+    names in a string (``importlib.import_module("...")``, ``python -m ...`` as the sandbox starts its
+    fork server)."""
     package = name if is_package else name.rpartition(".")[0]
     found: list[str] = []
     for node in ast.walk(tree):
@@ -104,6 +116,8 @@ def _imported_modules(root: Path, tree: ast.AST, name: str, *, is_package: bool)
                 module = node.module or ""
             found.append(module)
             found += [f"{module}.{a.name}" for a in node.names if _module_file(root, f"{module}.{a.name}")]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"[\w.]+", node.value):
+            found.append(node.value)
     return [m for m in found if _module_file(root, m)]
 
 

@@ -563,3 +563,61 @@ def test_a_failure_while_packing_leaves_the_earlier_output_and_no_staging(two_bu
     with pytest.raises(OSError, match="disk full"):
         runner_local.run(dataclasses.replace(new_cfg, output_dir=str(out)), progress=False)
     assert final_output(out) == old and not any(p.name.startswith(".") for p in out.iterdir())
+
+
+def test_a_symlinked_output_entry_is_refused_not_replaced(tmp_path):
+    """OUT/tfrecords linked to a bigger disk: the commit moved the link aside and deleted it, so the
+    new shards landed on OUT's disk and the old ones stayed behind the link, unused."""
+    from semcoder_jax.config import ConfigError
+
+    elsewhere = tmp_path / "big-disk" / "tfrecords"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "train-00000-of-00001.tfrecord").write_bytes(b"old")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "tfrecords").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"out/tfrecords is a symbolic link .*make output_dir the link"):
+        runner_local.run(_released_config(out, _pyx(tmp_path / "pyx.jsonl", 2), tfrecord_shards=1), progress=False)
+    assert (out / "tfrecords").is_symlink() and not (out / "manifest.json").exists()
+    assert [p.name for p in elsewhere.iterdir()] == ["train-00000-of-00001.tfrecord"]
+
+
+def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    """A second build removed the first one's .final-staging (taken for a killed build's) while the
+    first was writing it, and both wrote the same stage shards."""
+    import fcntl
+
+    from semcoder_jax.config import ConfigError
+
+    out = tmp_path / "out"
+    (out / build.STAGING_DIR).mkdir(parents=True)
+    (out / build.STAGING_DIR / "manifest.json").write_text("{}")
+    fd = os.open(out, os.O_RDONLY)  # the first build, holding the folder
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ConfigError, match="another build is writing to this output_dir"):
+            runner_local.run(_released_config(out, _pyx(tmp_path / "pyx.jsonl", 2), tfrecord_shards=1), progress=False)
+        assert (out / build.STAGING_DIR / "manifest.json").exists() and not (out / "manifest.json").exists()
+    finally:
+        os.close(fd)
+    with build.output_lock(out):  # let go with the first build
+        pass
+
+
+def test_an_output_folder_that_cannot_rename_folders_is_refused_before_the_build(tmp_path, monkeypatch):
+    """On a bucket mount that renames files but not folders the build ran to its end and then failed
+    moving its output in, with an OSError naming a hidden folder."""
+    from semcoder_jax.config import ConfigError
+
+    real = os.rename
+
+    def files_only(src, dst):
+        if Path(src).is_dir():
+            raise OSError(95, "Operation not supported")
+        real(src, dst)
+
+    monkeypatch.setattr(build.os, "rename", files_only)
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"out: this filesystem cannot rename a folder \(\[Errno 95\] Operation not supported\)"):
+        runner_local.run(_released_config(out, _pyx(tmp_path / "pyx.jsonl", 2), tfrecord_shards=1), progress=False)
+    assert sorted(p.name for p in out.iterdir()) == []

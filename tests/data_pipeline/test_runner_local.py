@@ -264,3 +264,30 @@ def test_a_stage_result_that_is_no_records_is_rejected_with_a_reason():
     assert {r["record"]["id"]: r["reason"] for r in rejects} == {
         "a": "stage_error:no_output", "b": "stage_error:bad_output", "c": "stage_error:bad_output", "d": "stage_error:bad_output"}
     assert report["in"] == report["kept"] + sum(report["rejected"].values()) == 5
+
+
+def test_code_fingerprint_follows_modules_named_in_strings_and_the_files_stages_read(tmp_path, monkeypatch):
+    """The sandbox starts its fork server as ``python -m semcoder_jax.execution.forkserver`` and the
+    monologue stage reads its few-shot prompts from ``assets/fewshot``: editing either changed no
+    fingerprint, so shards made by the old code were kept."""
+    from data_pipeline.stages import base
+
+    for stage in ("monologue", "pyxr"):
+        assert {"semcoder_jax.execution.forkserver", "data_pipeline/assets/fewshot/forward.md"} <= set(base.code_fingerprint(stage)["modules"])
+    assert "semcoder_jax.execution.forkserver" in base.code_fingerprint("executability")["modules"]
+    pkg = tmp_path / "data_pipeline" / "stages"
+    pkg.mkdir(parents=True)
+    (tmp_path / "semcoder_jax").mkdir()
+    server, shots = tmp_path / "semcoder_jax" / "server.py", tmp_path / "data_pipeline" / "shots"
+    server.write_text("SEED = 0\n")
+    shots.mkdir()
+    (shots / "forward.md").write_text("prompt\n-----\nanswer\n")
+    (pkg / "mono.py").write_text('import subprocess, sys\n\ndef f():\n    subprocess.run([sys.executable, "-m", "semcoder_jax.server"])\n')
+    monkeypatch.setattr(base, "MODULE_DATA", {"data_pipeline.stages.mono": ("data_pipeline/shots",)})
+    first = base.tree_fingerprint(tmp_path, "mono")
+    server.write_text("SEED = 1\n")
+    second = base.tree_fingerprint(tmp_path, "mono")
+    (shots / "forward.md").write_text("prompt\n-----\nanother answer\n")
+    third = base.tree_fingerprint(tmp_path, "mono")
+    assert len({first["digest"], second["digest"], third["digest"]}) == 3
+    assert [k for k in third["modules"] if third["modules"][k] != second["modules"][k]] == ["data_pipeline/shots/forward.md"]
