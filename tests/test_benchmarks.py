@@ -17,21 +17,31 @@ def _bench(script: str, *args: str, timeout: int = 120, **env: str) -> subproces
                           timeout=timeout, env={**os.environ, **env})
 
 
-def _last_json(*args: str) -> dict:
+@pytest.fixture(scope="module")
+def gpu_image_env(tmp_path_factory) -> dict[str, str]:
+    """tensorflow and vllm hidden from the benchmark, as on the GPU image (``tests/test_imports.py``)."""
+    spec = importlib.util.spec_from_file_location("test_imports", ROOT / "tests" / "test_imports.py")
+    test_imports = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_imports)
+    return test_imports.gpu_image_env(tmp_path_factory.mktemp("gpu_image"))
+
+
+def _last_json(env: dict[str, str], *args: str) -> dict:
     result = subprocess.run([sys.executable, "benchmarks/train_step.py", "--devices", "1", *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=600)
+                            text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_train_step_benchmark_times_the_real_step():
-    out = _last_json("--model", "tiny", "--batch", "2", "--seq", "64", "--packed", "--steps", "2", "--warmup-steps", "1",
-                     "--vocab", "512", "--set", "loss_chunk_size=16")
+def test_train_step_benchmark_times_the_real_step(gpu_image_env):
+    out = _last_json(gpu_image_env, "--model", "tiny", "--batch", "2", "--seq", "64", "--packed", "--steps", "2",
+                     "--warmup-steps", "1", "--vocab", "512", "--set", "loss_chunk_size=16")
     assert out["packed"] == 4 and out["tok_per_s"] > 0 and out["step_s"] > 0 and 0 < out["loss"] < 10
 
 
-def test_train_step_benchmark_compile_only_reports_memory():
-    out = _last_json("--model", "tiny", "--batch", "2", "--seq", "64", "--compile-only")  # 32k vocab: ~0.1 GB
+def test_train_step_benchmark_compile_only_reports_memory(gpu_image_env):
+    out = _last_json(gpu_image_env, "--model", "tiny", "--batch", "2", "--seq", "64",
+                     "--compile-only")  # 32k vocab: ~0.1 GB
     assert out["arguments_gb"] > 0 and out["temp_gb"] > 0
     assert abs(out["total_gb"] - (out["arguments_gb"] + out["outputs_gb"] - out["aliased_gb"] + out["temp_gb"])) < 0.002
 

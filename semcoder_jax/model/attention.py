@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import math
 from typing import Any, Callable, Literal, NamedTuple, Optional
 
@@ -20,12 +21,36 @@ from jax.sharding import PartitionSpec as P
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.model.config import SPLASH_BLOCK
 
+# What ``_cudnn_packed`` passes to JAX's private cuDNN entry point, and the mask types it uses.
+_PACKED_KWARGS = ("q_seqlen", "kv_seqlen", "q_offsets", "kv_offsets", "scale", "mask_type", "qkv_layout")
+_PACKED_MASKS = ("PADDING", "PADDING_CAUSAL")
+
+
+def _packed_entry_point(module: Any) -> Any:
+    """``module`` if it offers the packed cuDNN call as ``_cudnn_packed`` makes it, else None.
+
+    The module is private (``jax._src``) and changes between JAX releases; a call it no longer
+    takes would fail inside the jitted step on the GPU, so any mismatch falls back to the public
+    cuDNN call with a segment bias instead.
+    """
+    try:
+        params = inspect.signature(module.dot_product_attention).parameters
+        masks = module.MaskType
+    except (AttributeError, TypeError, ValueError):
+        return None
+    fits = all(k in params for k in _PACKED_KWARGS) and all(hasattr(masks, m) for m in _PACKED_MASKS)
+    return module if fits else None
+
+
 try:  # JAX's own cuDNN entry point: the public one has no packed (per-segment) layout.
     from jax._src.cudnn import fused_attention_stablehlo as _cudnn_fa
-
-    if "q_offsets" not in inspect.signature(_cudnn_fa.dot_product_attention).parameters:
-        _cudnn_fa = None
-except ImportError:  # pragma: no cover - depends on the JAX build
+except Exception as e:  # noqa: BLE001 - moved, renamed, or failing to load in this JAX build
+    logging.getLogger(__name__).info("no packed cuDNN attention in jax %s (%s)", jax.__version__, e)
+    _cudnn_fa = None
+if _cudnn_fa is not None and _packed_entry_point(_cudnn_fa) is None:
+    logging.getLogger(__name__).warning(
+        "jax %s: its private cuDNN attention no longer takes the packed call made here, so packed rows "
+        "use the slower segment-bias path", jax.__version__)
     _cudnn_fa = None
 
 Implementation = Literal["xla", "cudnn", "splash"]
@@ -152,10 +177,18 @@ def cached_attention(
 
 
 def _cudnn_packed(q, k, v, packed: PackedSegments, causal, scale):
-    """cuDNN fused attention over packed runs (no [S, T] mask or bias is ever built)."""
+    """cuDNN fused attention over packed runs (no [S, T] mask or bias is ever built).
+
+    Key/value heads are repeated up to the query heads first: JAX (0.10 and 0.11 included) scales
+    ``kv_offsets`` by the query's heads, so with fewer key/value heads (GQA: the 33B and tiny
+    presets) cuDNN silently read other tokens' keys (fixed upstream in jax-ml/jax#39521).
+    """
     mask_type = _cudnn_fa.MaskType.PADDING_CAUSAL if causal else _cudnn_fa.MaskType.PADDING
+    groups = q.shape[2] // k.shape[2]
 
     def kernel(q, k, v, seqlen, offsets):
+        if groups > 1:  # query head i reads key/value head i // groups, as in ``_xla``
+            k, v = jnp.repeat(k, groups, axis=2), jnp.repeat(v, groups, axis=2)
         return _cudnn_fa.dot_product_attention(
             q, k, v, q_seqlen=seqlen, kv_seqlen=seqlen, q_offsets=offsets, kv_offsets=offsets,
             scale=scale, mask_type=mask_type, qkv_layout="BTNH",
@@ -215,8 +248,12 @@ def _mesh_axes(mesh: Any, logical: str, size: int) -> Any:
 
 
 def _splash_local(q, k, v, segment_ids_q, segment_ids_kv, *, causal, scale):
-    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
-    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
+    try:  # experimental: JAX may move it (tokamax carries a copy)
+        from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_kernel as sk
+        from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm
+    except ImportError as e:
+        raise SemcoderError(f"attention 'splash': this JAX {jax.__version__} has no TPU splash kernel ({e}); "
+                            "set model.attention=xla") from e
 
     b, s, h, hd = q.shape
     t = k.shape[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import glob
+import importlib.util
 import logging
 import os
 from typing import Sequence
@@ -48,10 +50,18 @@ def maybe_initialize_distributed() -> bool:
 
 def _on_cloud_tpu_vm() -> bool:
     """JAX's own finding at import (TPU chips and libtpu present). A TPU VM pod's workers have no
-    environment naming each other: JAX finds them in the VM metadata, so this alone can tell."""
-    from jax._src import cloud_tpu_init
+    environment naming each other: JAX finds them in the VM metadata, so this alone can tell.
 
-    return bool(getattr(cloud_tpu_init, "running_in_cloud_tpu_vm", False))
+    The finding lives in a private module (``jax._src``); where a JAX release moves or renames it,
+    the same test is made here: libtpu installed and TPU chips present (accel or vfio devices).
+    """
+    try:
+        from jax._src import cloud_tpu_init
+
+        return bool(cloud_tpu_init.running_in_cloud_tpu_vm)
+    except (ImportError, AttributeError):
+        return importlib.util.find_spec("libtpu") is not None and bool(
+            glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"))
 
 
 def resolve_axis_sizes(cfg: MeshConfig, num_devices: int) -> dict[str, int]:
@@ -92,11 +102,11 @@ def create_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) ->
     if cfg.dcn_data > 1:
         grid = _multi_granule_grid(devices, shape, cfg.dcn_data)
     else:
-        try:
+        try:  # topology-aware order where JAX knows one; ImportError: a JAX without the module
             from jax.experimental import mesh_utils
 
             grid = mesh_utils.create_device_mesh(shape, devices=devices)
-        except (ValueError, NotImplementedError, AssertionError):
+        except (ImportError, ValueError, NotImplementedError, AssertionError):
             grid = np.asarray(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
 
@@ -106,10 +116,14 @@ def _multi_granule_grid(devices: list[jax.Device], shape: tuple[int, ...], dcn_d
 
     Only the data axis crosses the slow network; fsdp and tensor stay inside a slice or node.
     """
-    if hasattr(devices[0], "slice_index"):
-        from jax.experimental import mesh_utils
+    slices = hasattr(devices[0], "slice_index")
+    if slices:
+        try:
+            from jax.experimental import mesh_utils
 
-        return mesh_utils.create_hybrid_device_mesh(shape, (dcn_data, 1, 1), devices=devices)
-    ordered = sorted(devices, key=lambda d: (d.process_index, d.id))
+            return mesh_utils.create_hybrid_device_mesh(shape, (dcn_data, 1, 1), devices=devices)
+        except ImportError:  # a JAX without the module: slices in order, as hosts are below
+            pass
+    ordered = sorted(devices, key=lambda d: (d.slice_index if slices else d.process_index, d.id))
     grid = np.asarray(ordered, dtype=object).reshape((dcn_data,) + shape)
     return grid.reshape((dcn_data * shape[0],) + shape[1:])
