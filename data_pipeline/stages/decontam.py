@@ -2,10 +2,11 @@
 
 A problem is dropped when its normalised solution is within an edit-similarity threshold (rapidfuzz)
 of a benchmark program, when its statement is within ``text_similarity`` of a benchmark statement
-(both lower-cased words; a benchmark's statement is its prompt's docstrings without doctest examples
-or asserts), or when it shares a large fraction of code or statement n-grams with one benchmark
-item: of the record's n-grams, or of the item's (a benchmark solution or statement copied into a
-longer one; items of at least ``MIN_CONTAINED_GRAMS`` n-grams, shorter ones are common phrases).
+(both lower-cased words; a statement, the record's as the benchmark's, is a Python prompt's docstrings
+or other text, without doctest examples or asserts), or when it shares a large fraction of code,
+statement or whole-prompt n-grams with one benchmark item: of the record's n-grams, or of the item's
+(a benchmark solution or statement copied into a longer one; items of at least
+``MIN_CONTAINED_GRAMS`` n-grams, shorter ones are common phrases).
 Execution samples sharing an input/output pair with CRUXEval are removed from the record.
 """
 
@@ -86,16 +87,17 @@ def _without_examples(doc: str) -> str:
 
 
 def statement(prompt: str) -> str:
-    """The natural-language statement of a benchmark prompt: a Python prompt (HumanEval, MBPP+) gives
-    its docstrings without examples; any other text is the statement itself."""
+    """The natural-language statement of a prompt, a benchmark's or a record's alike (so that a copied
+    prompt compares equal): a Python prompt (HumanEval, MBPP+) gives its docstrings, any other text
+    itself, both without doctest examples or asserts."""
     try:
         tree = ast.parse(prompt)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return prompt
+        return _without_examples(prompt)
     docs = [ast.get_docstring(n) for n in ast.walk(tree)
             if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
     docs = [_without_examples(d) for d in docs if d]
-    return "\n".join(docs) if docs else prompt
+    return "\n".join(docs) if docs else _without_examples(prompt)
 
 
 def _expr_key(text: str) -> str:
@@ -130,6 +132,11 @@ class BenchmarkIndex:
     texts: list[str] = field(default_factory=list)
     code_sizes: list[int] = field(default_factory=list)
     text_sizes: list[int] = field(default_factory=list)
+    # The whole prompt's n-grams of tokens as written (signature, examples and punctuation too): a record
+    # made of a copied prompt with a few words around it (a Markdown fence, "Complete this function")
+    # is mostly these, where a short statement alone is under the ratio and too short to be contained.
+    prompt_grams: dict[tuple[str, ...], set[int]] = field(default_factory=lambda: defaultdict(set))
+    prompt_sizes: list[int] = field(default_factory=list)
     io_pairs: dict[tuple[str, str], str] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
 
@@ -158,7 +165,8 @@ class BenchmarkIndex:
     def add_row(self, bench: str, row: dict[str, Any]) -> None:
         rid = str(row.get("task_id") or row.get("id") or row.get("question_id") or len(self.names))
         code = row.get("code") or ((row.get("prompt") or "") + (row.get("canonical_solution") or ""))
-        text = statement(row.get("prompt") or row.get("question_content") or row.get("text") or "")
+        prompt = row.get("prompt") or row.get("question_content") or row.get("text") or ""
+        text = statement(prompt)
         i = len(self.names)
         self.names.append(f"{bench}:{rid}")
         norm = normalize_code(code) if code.strip() else ""
@@ -172,6 +180,10 @@ class BenchmarkIndex:
         self.text_sizes.append(len(grams))
         for g in grams:
             self.text_grams[g].add(i)
+        grams = ngrams(prompt, self.config.ngram)
+        self.prompt_sizes.append(len(grams))
+        for g in grams:
+            self.prompt_grams[g].add(i)
         if "input" in row and "output" in row and "cruxeval" in bench.lower():
             self.io_pairs[io_key(str(row["input"]), str(row["output"]))] = self.names[i]
 
@@ -204,6 +216,7 @@ class BenchmarkIndex:
         frac, i = self._overlap(ngrams(norm, self.config.ngram), self.code_grams, self.code_sizes)
         if i is not None and frac >= self.config.ngram_overlap:
             return "code_ngram_overlap", f"{self.names[i]} ({frac:.2f})"
+        prompt, problem = problem, statement(problem)
         text = normalize_text(problem)
         if text:
             best = process.extractOne(text, self.texts, scorer=fuzz.ratio, score_cutoff=self.config.text_similarity)
@@ -212,6 +225,9 @@ class BenchmarkIndex:
         frac, i = self._overlap(text_ngrams(problem, self.config.ngram), self.text_grams, self.text_sizes)
         if i is not None and frac >= self.config.ngram_overlap:
             return "text_ngram_overlap", f"{self.names[i]} ({frac:.2f})"
+        frac, i = self._overlap(ngrams(prompt, self.config.ngram), self.prompt_grams, self.prompt_sizes)
+        if i is not None and frac >= self.config.ngram_overlap:
+            return "prompt_ngram_overlap", f"{self.names[i]} ({frac:.2f})"
         return None
 
     def match_io(self, inp: str, out: str) -> str | None:

@@ -3,8 +3,8 @@
 Keeps inputs whose output is a Python literal that round-trips, so ``assert f(x) == y`` is exact.
 Every test's call passes the determinism check (another hash seed, the audit, identity order), since
 its output becomes record text: a nondeterministic one rejects the problem, one whose check only
-timed out is dropped (``inputs.dropped_timeout_on_check``), a sandbox failure raises
-``InfrastructureError``.
+timed out is dropped (``inputs.dropped_timeout_on_check``), a sandbox failure (in any run: inputs,
+checks, coverage) raises ``InfrastructureError``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-from data_pipeline.stages.base import Reject, StageContext, sandbox_map, record_seed
+from data_pipeline.stages.base import InfrastructureError, Reject, StageContext, sandbox_map, record_seed
 from data_pipeline.stages.executability import checked_calls, only_timed_out
 from data_pipeline.stages.monologue import same_literal
 from data_pipeline.stages.synthesis import call_arguments
@@ -39,7 +39,7 @@ def literal_output(return_repr: str | None) -> bool:
 
 
 def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] | Reject:
-    from semcoder_jax.execution import Job, generate_inputs, measure_coverage
+    from semcoder_jax.execution import Job, SandboxError, generate_inputs, measure_coverage
 
     cfg = ctx.config
     solution, entry = record["solution"], record["entry_point"]
@@ -55,10 +55,13 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
         return Reject("llm_failed", "no reply to the inputs request") if llm_failed else Reject("no_seed_inputs")
     if llm_failed:  # the record goes on from its own seed inputs: fewer inputs, counted
         ctx.note("inputs.llm_failed")
-    inputset = generate_inputs(
-        solution, entry, seeds, n=cfg.num_inputs, coverage_target=cfg.coverage_target,
-        seed=record_seed(record["id"], cfg.seed, "inputs") % (2**31), sandbox=ctx.sandbox,
-    )
+    try:
+        inputset = generate_inputs(
+            solution, entry, seeds, n=cfg.num_inputs, coverage_target=cfg.coverage_target,
+            seed=record_seed(record["id"], cfg.seed, "inputs") % (2**31), sandbox=ctx.sandbox,
+        )
+    except SandboxError as e:  # the coverage runs' sandbox failed: no verdict on the inputs
+        raise InfrastructureError(str(e)) from e
     candidates = list(dict.fromkeys(inputset.inputs))
     jobs = [Job(solution, f"{entry}({a})") for a in candidates]
     results = sandbox_map(ctx, jobs)
@@ -83,5 +86,8 @@ def process(record: dict[str, Any], ctx: StageContext) -> list[dict[str, Any]] |
     if not kept:
         return Reject("no_valid_inputs")
     tests = kept
-    line_cov, branch_cov = measure_coverage(solution, entry, [t["input"] for t in tests], sandbox=ctx.sandbox)
+    try:
+        line_cov, branch_cov = measure_coverage(solution, entry, [t["input"] for t in tests], sandbox=ctx.sandbox)
+    except SandboxError as e:
+        raise InfrastructureError(str(e)) from e
     return [dict(record, tests=tests, line_coverage=round(float(line_cov), 6), branch_coverage=round(float(branch_cov), 6))]

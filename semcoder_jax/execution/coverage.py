@@ -278,9 +278,15 @@ def run_inputs(source: str, func_name: str, inputs: list[str], *, sandbox=None, 
     """Per-input ``{"input", "ok", "exc_type", "return_repr", "lines", "arcs"}`` from the sandbox.
 
     Inputs run in batches in one child each; a batch that dies as a whole (a hard crash, the wall
-    clock) is retried one input per child so the other inputs still get a verdict.
+    clock) is retried one input per child so the other inputs still get a verdict. A failure of the
+    sandbox itself (its fork server lost) is no verdict on the inputs: ``SandboxError``.
     """
-    from semcoder_jax.execution.sandbox import default_sandbox
+    from semcoder_jax.execution.sandbox import SandboxError, default_sandbox
+
+    def checked(response: dict) -> dict:
+        if response.get("status") == "killed" and response.get("exc_type") == "SandboxError":
+            raise SandboxError(f"sandbox failure running {func_name} on inputs: {response.get('exc_message') or 'no message'}")
+        return response
 
     box = sandbox or default_sandbox()
     batches = [inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size)]
@@ -292,7 +298,7 @@ def run_inputs(source: str, func_name: str, inputs: list[str], *, sandbox=None, 
 
     out: list[dict] = []
     for batch, response in zip(batches, box.map_raw(job(b) for b in batches)):
-        payload = response.get("payload")
+        payload = checked(response).get("payload")
         if isinstance(payload, list) and len(payload) == len(batch):
             out.extend(payload)
             continue
@@ -301,6 +307,6 @@ def run_inputs(source: str, func_name: str, inputs: list[str], *, sandbox=None, 
             continue
         singles = box.map_raw(job([x]) for x in batch)
         for x, r in zip(batch, singles):
-            p = r.get("payload")
+            p = checked(r).get("payload")
             out.extend(p if isinstance(p, list) and len(p) == 1 else [_failed(x, r.get("exc_type") or r.get("status"))])
     return out

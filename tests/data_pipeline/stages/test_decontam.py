@@ -152,3 +152,26 @@ def test_a_benchmark_solution_inside_a_larger_program_is_caught():
     hit = _index().match_problem(code, "Some list utilities.")
     assert hit is not None and hit[0] == "code_ngram_overlap" and "HumanEval/0" in hit[1], hit
     assert _index().match_problem(_OTHER_CODE + helpers, "Some list utilities.") is None
+
+
+@pytest.mark.parametrize("wrap", [
+    "{prompt}",
+    "{prompt}\n{solution}",
+    "Complete this function:\n```python\n{prompt}```",
+    "{doc}\n>>> similar_elements([1], [1])\n[1]\nassert similar_elements([2], [3]) == []\n",
+], ids=["prompt", "prompt-and-solution", "fenced-prompt", "statement-with-examples"])
+def test_a_benchmark_prompt_copied_with_its_examples_is_caught(wrap):
+    """Benchmark statements lose their doctests and asserts but a record's kept them: a prompt copied
+    verbatim, or in a Markdown fence, fell under the ratio, and a statement under 5 n-grams has no
+    containment test (28 of HumanEval+'s 164 prompts and 112 of MBPP+'s 378 passed verbatim, 28 and 132
+    fenced; every one was caught before statements)."""
+    he13 = {"task_id": "HumanEval/13", "prompt": 'def greatest_common_divisor(a: int, b: int) -> int:\n    """ Return a greatest '
+            'common divisor of two integers a and b\n    >>> greatest_common_divisor(3, 5)\n    1\n    >>> '
+            'greatest_common_divisor(25, 15)\n    5\n    """\n', "canonical_solution": "    while b:\n        a, b = b, a % b\n    return a\n"}
+    index = _index()
+    index.add_row("HumanEvalPlus", he13)
+    for row, item in ((he13, "HumanEval/13"), (_MBPP2, "Mbpp/2")):
+        doc = row["prompt"].split("\n")[1] if row is _MBPP2 else "Return a greatest common divisor of two integers a and b"
+        problem = wrap.format(prompt=row["prompt"], solution=row["canonical_solution"], doc=doc)
+        hit = index.match_problem(_OTHER_CODE, problem)
+        assert hit is not None and hit[0] in ("text_similarity", "text_ngram_overlap", "prompt_ngram_overlap") and item in hit[1], (problem, hit)

@@ -128,8 +128,29 @@ def test_a_sandbox_failure_in_the_check_is_an_infrastructure_error(stage_ctx, mo
         return [determinism.DeterminismReport(False, [], sandbox_failure="fork server died") for _ in items]
 
     monkeypatch.setattr(determinism, "check_determinism_many", crashed)
-    stage_ctx.config = DataConfig(synthesis="llm", workers=2, num_inputs=1)
-    stage_ctx._llm = Calls()
+    monkeypatch.setattr(stage_ctx, "config", DataConfig(synthesis="llm", workers=2, num_inputs=1))
+    monkeypatch.setattr(stage_ctx, "_llm", Calls())
     record = {"id": "p1", "entry_point": "f", "problem": "Double.", "solution": "def f(x):\n    return 2 * x\n", "seed_inputs": []}
     with pytest.raises(InfrastructureError, match="fork server died"):
+        inputs.process(record, stage_ctx)
+
+
+def test_a_sandbox_failure_measuring_coverage_is_an_infrastructure_error(stage_ctx, monkeypatch):
+    """run_inputs turned a lost fork server into failing inputs: the problem lost its tests
+    (``no_valid_inputs``) or kept a coverage of 0, as if the program had failed."""
+    from data_pipeline.stages import inputs
+    from data_pipeline.stages.base import InfrastructureError
+
+    real = stage_ctx.sandbox.map_raw
+
+    def lost_cover_runs(jobs, **kw):
+        jobs = list(jobs)
+        answers = real([j for j in jobs if j.get("mode") != "cover"], **kw)
+        return [{"status": "killed", "exc_type": "SandboxError", "exc_message": "fork server lost"}
+                if j.get("mode") == "cover" else answers.pop(0) for j in jobs]
+
+    monkeypatch.setattr(stage_ctx.sandbox, "map_raw", lost_cover_runs)
+    record = {"id": "p1", "entry_point": "f", "problem": "Double.", "solution": "def f(x):\n    return 2 * x\n",
+              "seed_inputs": ["1", "2"]}
+    with pytest.raises(InfrastructureError, match="fork server lost"):
         inputs.process(record, stage_ctx)

@@ -168,3 +168,28 @@ def test_set_inputs_are_the_same_text_in_every_process():
                            env={**os.environ, "PYTHONHASHSEED": str(h)}).stdout for h in (1, 2)}
     assert len(outs) == 1
     assert format_args(({"b", "a"}, [set(), {2, 1}])) == "{'a', 'b'}, [set(), {1, 2}]"
+
+
+_LOST = {"status": "killed", "exc_type": "SandboxError", "exc_message": "the fork server exited while this job ran"}
+
+
+@pytest.mark.parametrize("batch_response", [_LOST, {"status": "crashed", "exc_type": None}], ids=["batch", "retry"])
+def test_a_sandbox_failure_is_an_error_not_a_failed_input(batch_response):
+    """A lost fork server came back as every input failing with exc_type ``SandboxError``: coverage and
+    the inputs kept were decided by the machine, not the program. The batch's answer and each retried
+    input's are both checked."""
+    from semcoder_jax.execution import SandboxConfig, SandboxError
+
+    class LostServer:
+        config = SandboxConfig()
+        calls = 0
+
+        def map_raw(self, jobs):
+            self.calls += 1
+            jobs = list(jobs)
+            return [batch_response if self.calls == 1 else _LOST for _ in jobs]
+
+    box = LostServer()
+    with pytest.raises(SandboxError, match="fork server exited"):
+        run_inputs("def f(x):\n    return x\n", "f", ["1", "2"], sandbox=box)
+    assert box.calls == (1 if batch_response is _LOST else 2)

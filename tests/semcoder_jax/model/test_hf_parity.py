@@ -169,3 +169,45 @@ def test_greedy_generation_with_gqa_head_dim_and_tied_embeddings_is_hfs():
     with torch.no_grad():
         want = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=8, pad_token_id=0)[:, 12:]
     assert Sampler(config, params, chunk_size=8).generate(prompts, max_new_tokens=8, eos_id=-1) == want.tolist()
+
+
+_DEEPSEEK = {  # the published config.json of deepseek-ai/deepseek-coder-{1.3b,6.7b,33b}-base (transformers 4.33)
+    "1.3b": dict(hidden_size=2048, intermediate_size=5504, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=16),
+    "6.7b": dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32),
+    "33b": dict(hidden_size=7168, intermediate_size=19200, num_hidden_layers=62, num_attention_heads=56, num_key_value_heads=8),
+}
+_SAVED_AS = {
+    "published": {"pretraining_tp": 1, "rope_scaling": {"factor": 4.0, "type": "linear"}, "rope_theta": 100000,
+                  "torch_dtype": "bfloat16", "transformers_version": "4.33.1"},
+    # save_pretrained of transformers 4.4x: every LlamaConfig field, both spellings of the RoPE type
+    "transformers-4": {"attention_bias": False, "attention_dropout": 0.0, "head_dim": 128, "mlp_bias": False,
+                       "pretraining_tp": 1, "rope_scaling": {"factor": 4.0, "rope_type": "linear", "type": "linear"},
+                       "rope_theta": 100000.0, "torch_dtype": "bfloat16", "transformers_version": "4.46.3",
+                       "_attn_implementation_autoset": True, "output_attentions": False, "return_dict": True},
+    # save_pretrained of transformers 5: rope_parameters with the theta inside, dtype
+    "transformers-5": {"attention_bias": False, "attention_dropout": 0.0, "head_dim": 128, "mlp_bias": False,
+                       "pad_token_id": None, "pretraining_tp": 1, "dtype": "bfloat16", "transformers_version": "5.0.0",
+                       "rope_parameters": {"factor": 4.0, "rope_theta": 100000, "rope_type": "linear", "type": "linear"}},
+}
+
+
+@pytest.mark.parametrize("saved_as", _SAVED_AS)
+@pytest.mark.parametrize("size", _DEEPSEEK)
+def test_deepseek_coder_config_json_as_published_and_as_transformers_saves_it_is_our_preset(size, saved_as, tmp_path):
+    """The unknown-key refusal must not refuse the models we train, however transformers wrote their file."""
+    import dataclasses
+
+    from semcoder_jax.model.config import get_model_config
+
+    hf = {"_name_or_path": f"deepseek-ai/deepseek-coder-{size}-base", "architectures": ["LlamaForCausalLM"],
+          "bos_token_id": 32013, "eos_token_id": 32014, "hidden_act": "silu", "initializer_range": 0.02,
+          "max_position_embeddings": 16384, "model_type": "llama", "rms_norm_eps": 1e-06, "tie_word_embeddings": False,
+          "use_cache": True, "vocab_size": 32256, **_DEEPSEEK[size], **_SAVED_AS[saved_as]}
+    if "head_dim" in hf:
+        hf["head_dim"] = hf["hidden_size"] // hf["num_attention_heads"]
+    (tmp_path / "config.json").write_text(json.dumps(hf))
+    got, want = get_model_config(str(tmp_path)), get_model_config(f"deepseek-coder-{size}")
+    assert (got.rope_theta, got.rope_scaling_factor) == (100000.0, 4.0)
+    assert dataclasses.replace(got, name=want.name, head_dim=want.head_dim) == want
+    # and the export of it reads back the same
+    assert ModelConfig.from_hf_config(got.to_hf_config()) == dataclasses.replace(got, name="hf", head_dim=got.head_size)
