@@ -73,6 +73,23 @@ def normalize_text(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
+# Words every task statement uses: they tell no two problems apart.
+_TASK_WORDS = frozenset(
+    "a an the to of in on at by for from with and or is are be been it its this that these those which who "
+    "whether if then else when than as all each every any given write function python program code method find "
+    "return returns check get compute calculate number numbers list lists string strings".split())
+_SUFFIX = re.compile(r"(?:ing|ed|es|er|est|s)$")
+
+
+def content_words(text: str) -> frozenset[str]:
+    """A normalised statement's words that say what the task is about, crudely stemmed (``finds`` and
+    ``find``, ``closer`` and ``closest`` alike): two statements a character ratio puts close but that
+    differ in one of these (``median`` and ``minimum`` of three numbers, ``hexagonal`` and ``centered
+    hexagonal`` numbers) are other problems."""
+    stems = (w if len(w) <= 4 else _SUFFIX.sub("", w) for w in text.split() if w not in _TASK_WORDS)
+    return frozenset(w for w in stems if w not in _TASK_WORDS)
+
+
 def _without_examples(doc: str) -> str:
     """A docstring without its doctest examples (``>>>`` lines and their output) and ``assert`` lines."""
     kept, in_example = [], False
@@ -219,9 +236,11 @@ class BenchmarkIndex:
         prompt, problem = problem, statement(problem)
         text = normalize_text(problem)
         if text:
-            best = process.extractOne(text, self.texts, scorer=fuzz.ratio, score_cutoff=self.config.text_similarity)
-            if best is not None:
-                return "text_similarity", f"{self.names[best[2]]} ({best[1]:.1f})"
+            words = content_words(text)
+            for _, score, j in process.extract(text, self.texts, scorer=fuzz.ratio, score_cutoff=self.config.text_similarity,
+                                               limit=None):
+                if words == content_words(self.texts[j]):
+                    return "text_similarity", f"{self.names[j]} ({score:.1f})"
         frac, i = self._overlap(text_ngrams(problem, self.config.ngram), self.text_grams, self.text_sizes)
         if i is not None and frac >= self.config.ngram_overlap:
             return "text_ngram_overlap", f"{self.names[i]} ({frac:.2f})"

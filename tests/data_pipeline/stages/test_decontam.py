@@ -141,6 +141,28 @@ def test_an_unrelated_problem_is_not_caught(problem):
     assert _index().match_problem(_OTHER_CODE, problem) is None
 
 
+@pytest.mark.parametrize("problem, caught", [
+    ("Write a function to find the median of three numbers.", False),
+    ("Write a function to find the maximum of three numbers.", False),
+    ("Write a function to find the nth centered hexagonal number.", False),
+    ("Write a python function that finds the minimum of three numbers", True),
+    ("write a function to find the nth hexagonal numbers", True),
+])
+def test_a_short_statement_about_another_task_is_not_caught(problem, caught):
+    """The character ratio puts short statements that differ in the one word saying what the task is
+    (``median`` for ``minimum``: 89.1) within the threshold: 76 of the 542 HumanEval+/MBPP+ statements
+    were within 85 of another task's."""
+    from data_pipeline.config import DecontamConfig
+    from data_pipeline.stages.decontam import BenchmarkIndex
+
+    index = BenchmarkIndex(DecontamConfig())
+    for task, text in (("Mbpp/227", "minimum of three numbers"), ("Mbpp/135", "nth hexagonal number")):
+        index.add_row("MbppPlus", {"task_id": task, "prompt": f'"""\nWrite a function to find {text}.\n"""\n',
+                                   "canonical_solution": "\ndef g(a, b, c):\n    return sorted((a, b, c))[0] + a * b - c\n"})
+    hit = index.match_problem(_OTHER_CODE, problem)
+    assert (hit is not None and hit[0] == "text_similarity") if caught else hit is None, hit
+
+
 def test_a_benchmark_solution_inside_a_larger_program_is_caught():
     """Its code n-grams were counted as a fraction of the record's, so helpers around the copied
     solution kept it under the threshold."""
