@@ -98,7 +98,8 @@ def check_packing(rows: Mapping[str, np.ndarray], where: Callable[[int], str]) -
                                                              f"inside segment {seg[r, c]}; they rise by 1"),
         ((mask != 0) & (mask != 1), lambda r, c: f"loss_mask[{c}] is {mask[r, c]}, not 0 or 1"),
     )
-    found = [(int(rs[0]), int(cs[0]), describe) for bad, describe in problems for rs, cs in [np.nonzero(bad)] if rs.size]
+    # ``any`` first: ``nonzero`` of a clean [512, 2048] batch's five masks took half the check's time
+    found = [(int(rs[0]), int(cs[0]), describe) for bad, describe in problems if bad.any() for rs, cs in [np.nonzero(bad)]]
     if found:
         r, c, describe = min(found, key=lambda f: f[0])  # the first bad row, named by its first problem
         raise SchemaError(f"{where(r)}: {describe(r, c)}")

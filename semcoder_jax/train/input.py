@@ -245,6 +245,8 @@ def resolve_tfrecords(path: str, split: str) -> TFRecordSet:
                 hint = "; build with validation_fraction=F, or set validation.path=" if split == "validation" else ""
                 raise DataError(f"{manifest}: no split {split!r} (it has {', '.join(sorted(meta['splits']))}){hint}") from None
             raise DataError(f"{manifest}: cannot read split {split!r}: {e!r}") from None
+        if not files:  # the validation reader otherwise fails on its first file, training on its row count
+            raise DataError(f"{manifest}: splits.{split}.files lists no files")
         missing = [f for f in files if not Path(f).exists()]
         if missing:
             raise DataError(f"{manifest}: listed file not found: {missing[0]}")
@@ -516,7 +518,7 @@ def record_dataset(files: list[str]) -> Any:
     after the shuffle can still be named by its file and record."""
     import tensorflow as tf
 
-    names = tf.constant(files)
+    names = tf.constant(files, tf.string)  # an empty list is float32 otherwise, and no file name
     return tf.data.Dataset.range(len(files)).flat_map(
         lambda i: tf.data.TFRecordDataset(tf.gather(names, i)).enumerate().map(lambda n, r: (i, n, r)))
 

@@ -22,7 +22,9 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
 
     The schedule is read at the optimiser's count, 0 for the first step, so the last step reads
     ``total_steps - 1``: the cosine ends there, not one step past the run. A run too short for any
-    decay (``total_steps - 1 <= warm-up``) ends at ``lr``.
+    decay (``total_steps - 1 <= warm-up``) ends at ``lr``. A run resumed from a checkpoint made
+    before this rule (its cosine ended at ``total_steps``) goes on on this curve without a jump:
+    the two differ by at most 0.1% of ``lr`` over 1,000 steps (2% over 50).
     """
     warm = warmup_steps(cfg, total_steps)
     decay = max(total_steps - 1 - warm, 1)

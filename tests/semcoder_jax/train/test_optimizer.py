@@ -37,3 +37,27 @@ def test_weight_decay_skips_the_norm_scales_only():
     assert {k for k, v in decayed.items() if not v} == {"['final_norm']['scale']", "['layers']['attn_norm']['scale']",
                                                         "['layers']['mlp_norm']['scale']"}
     assert decayed["['embed']['embedding']"] and decayed["['lm_head']['kernel']"]
+
+
+@pytest.mark.parametrize("total, warmup, expected", [
+    (1, dict(warmup_steps=5), [1.0]),  # no room for a warm-up: the one step trains at lr
+    (2, dict(warmup_steps=5), [0.0, 1.0]),  # warm-up cut to end before the last step, which reads lr
+    (3, dict(warmup_ratio=0.5), [0.0, 0.5, 1.0]),  # ceil(1.5) = 2 warm-up steps
+    (2, dict(warmup_steps=0), [1.0, 0.1]),
+])
+def test_short_runs_keep_a_step_at_lr(total, warmup, expected):
+    cfg = OptimizerConfig(lr=1.0, min_lr=0.1, **warmup)
+    np.testing.assert_allclose([float(make_schedule(cfg, total)(i)) for i in range(total)], expected, rtol=1e-6)
+
+
+def test_a_run_resumed_from_the_earlier_schedule_sees_no_jump():
+    """Checkpoints made before the cosine ended at the last step (it ended one step later) resume
+    onto this schedule: the learning rate moves by at most 0.1% of lr over 1,000 steps."""
+    import optax
+
+    cfg = OptimizerConfig(lr=5e-5, min_lr=5e-6, warmup_steps=30)
+    earlier = optax.join_schedules([optax.linear_schedule(0.0, cfg.lr, 30),
+                                    optax.cosine_decay_schedule(cfg.lr, 1000 - 30, alpha=0.1)], [30])
+    steps = np.arange(1000)
+    gap = np.abs(np.asarray(jax.vmap(make_schedule(cfg, 1000))(steps)) - np.asarray(jax.vmap(earlier)(steps)))
+    assert 0 < gap.max() <= 1e-3 * cfg.lr

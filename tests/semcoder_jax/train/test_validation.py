@@ -83,3 +83,18 @@ def test_validation_rows_other_than_the_manifest_gives_are_refused(tiny, make_co
     split["rows"] = 2
     (folder / "manifest.json").write_text(json.dumps({"seq_len": 32, "splits": {"validation": split}}))
     assert len(load_validation_rows(config, 512)["input_ids"]) == 2
+
+
+def test_a_split_listing_no_files_is_named(make_config, tmp_path):
+    """A manifest split with ``files: []`` failed inside TensorFlow (an empty name list is float32)."""
+    folder = tmp_path / "built"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"seq_len": 32, "splits": {"validation": {"files": [], "rows": 0}}}))
+    with pytest.raises(DataError, match=r"manifest\.json: splits\.validation\.files lists no files$"):
+        load_validation_rows(make_config(f"data.path={folder}", "validation.every=5"), 512)
+
+
+def test_the_record_reader_reads_an_empty_file_list_as_no_records():
+    from semcoder_jax.train.input import record_dataset
+
+    assert list(record_dataset([])) == []
