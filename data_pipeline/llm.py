@@ -9,8 +9,10 @@ filter) fails that record alone, and so does one that runs out of retries, unles
 build stops, and a rerun sends them again); other client errors (a wrong key, model or URL) stop the
 build, as do a server that has refused every one of its first requests and a URL whose first reply
 is no chat completion (a web page). Choices are kept in ``index`` order. Before its first request
-the client waits up to ``llm.wait_for_server_s`` for a server that refuses connections (one still
-loading its weights); one that cannot be reached by then stops the build.
+the client waits up to ``llm.wait_for_server_s`` for a server on this machine that refuses
+connections (one still loading its weights) or a proxy that answers 502-504; one that cannot be
+reached by then stops the build, and so does at once a host name that does not resolve or a
+remote host that refuses connections (a wrong URL, or no network).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from __future__ import annotations
 import datetime
 import email.utils
 import hashlib
+import ipaddress
 import json
 import logging
 import math
 import os
+import socket
 import sys
 import threading
 import time
@@ -49,6 +53,20 @@ FAILURES_IN_A_ROW_BEFORE_STOPPING = 8
 SERVER_POLL_S = 1.0
 NOT_READY_STATUS = (502, 503, 504)  # a proxy in front of a server still starting
 RETRY_AFTER_MAX_S = 120.0  # the most a ``Retry-After`` is waited (a longer one: waited this long, then retried)
+
+
+def is_local_host(host: str | None) -> bool:
+    """Whether ``host`` is this machine: only a server started here is worth waiting for while it
+    refuses connections; a name that does not resolve or a remote refusal is a wrong URL (or no
+    network), and waiting ``wait_for_server_s`` for it only delays the error."""
+    host = (host or "").strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost") or host == socket.gethostname().lower():
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def reply_texts(resp: Any) -> list[str] | None:
@@ -123,7 +141,9 @@ class LLMClient:
     def _wait_for_server(self) -> None:
         """Poll ``GET {base_url}/models`` until the server answers (any HTTP reply but 502-504) or
         ``wait_for_server_s`` runs out: a server started beside the build refuses connections while
-        it loads, and a request refused would stop the build."""
+        it loads, and a request refused would stop the build. Any connection error but a timeout on
+        a host that is not this machine (a name that does not resolve: ``api.openai.com`` offline)
+        stops it at once."""
         import openai
 
         with self._wait_lock:
@@ -144,6 +164,9 @@ class LLMClient:
                     cause: Any = f"HTTP {e.status_code}"
                 except openai.APIConnectionError as e:
                     cause = e.__cause__ or e
+                    if not isinstance(e, openai.APITimeoutError) and not is_local_host(client.base_url.host):
+                        self._server_state = self._unreachable(cause)
+                        raise self._server_state from None
                 waited = time.monotonic() - start
                 if waited >= wait:
                     self._server_state = self._unreachable(cause, wait)

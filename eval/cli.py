@@ -198,10 +198,10 @@ def _report(args: argparse.Namespace) -> int:
         print(md)
     try:
         Path(png).parent.mkdir(parents=True, exist_ok=True)
-        bar_chart(rows, png, with_paper=not args.no_paper)
+        written = bar_chart(rows, png, with_paper=not args.no_paper)
     except OSError as e:
         raise _cannot_write("--png" if args.png else "the chart", png, e) from None
-    print(f"wrote {png}", file=sys.stderr)
+    print(f"wrote {written}", file=sys.stderr)
     return 0
 
 

@@ -4,6 +4,7 @@ paper's SemCoder numbers alongside, and a bar chart."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -74,7 +75,21 @@ def markdown_table(rows: dict[str, dict[str, Any]], with_paper: bool = True) -> 
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(rows: dict[str, dict[str, Any]], path: str | Path, with_paper: bool = True) -> None:
+def chart_path(path: str | Path, formats: Sequence[str] = ("png",)) -> Path:
+    """The file a chart given ``path`` goes to: ``report.png`` inside a folder (one that exists, or
+    a path ending with a slash), else ``path`` with ``.png`` added unless it ends with one of the
+    image ``formats`` (matplotlib added it unasked, and ``DIR`` became ``DIR.png``)."""
+    text = str(path)
+    p = Path(text)
+    if text.endswith(("/", os.sep)) or p.is_dir():
+        return p / "report.png"
+    if p.suffix[1:].lower() in formats:
+        return p
+    return p.with_name(p.name + ".png")
+
+
+def bar_chart(rows: dict[str, dict[str, Any]], path: str | Path, with_paper: bool = True) -> Path:
+    """Draw the chart; returns the file written (see :func:`chart_path`), its folder made."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,5 +112,10 @@ def bar_chart(rows: dict[str, dict[str, Any]], path: str | Path, with_paper: boo
     ax.set_ylim(0, 100)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        out = chart_path(path, tuple(fig.canvas.get_supported_filetypes()))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    finally:
+        plt.close(fig)
+    return out

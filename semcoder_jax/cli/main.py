@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -25,6 +26,18 @@ SUBCOMMANDS: dict[str, str] = {
     "eval": "eval.cli",
     "demo": "semcoder_jax.cli.demo",
 }
+
+
+# Libraries that print their warnings through a handler of their own, and pass them on to the root
+# logger too: once absl's ``logging.basicConfig()`` (run when Orbax logs at import) or `semcoder
+# train` gives the root a handler, each hub retry warning printed twice.
+OWN_HANDLER_LOGGERS = ("huggingface_hub", "datasets")
+
+
+def configure_logging() -> None:
+    """Each library message printed once: by the library's own handler, not the root's as well."""
+    for name in OWN_HANDLER_LOGGERS:
+        logging.getLogger(name).propagate = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ INFO lines ("Local rendezvous is aborting with status: OUT_OF_RANGE" at each
     # epoch's end) read like errors; warnings and errors still show, and a user's own level wins.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    configure_logging()
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # e.g. a flag of another subcommand: name this subcommand, not `semcoder COMMAND ...`

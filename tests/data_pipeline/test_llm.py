@@ -111,6 +111,48 @@ def test_a_server_that_cannot_be_reached_stops_the_build_at_once():
     assert time.monotonic() - start < 5.0  # no backoff sleep
 
 
+@pytest.mark.parametrize("host", ["api.openai.com", "llm.example.invalid"])
+def test_a_remote_host_that_cannot_be_reached_is_not_waited_for(host, monkeypatch, capsys):
+    """Offline with OPENAI_BASE_URL unset, a name that does not resolve waited the full
+    ``wait_for_server_s`` (600 s) before its error; so did a remote host refusing connections.
+    Only a server on this machine that is still loading is waited for."""
+    import socket
+    import time
+
+    from data_pipeline.llm import LLMError
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    getaddrinfo = socket.getaddrinfo
+
+    def resolve(name, *args, **kwargs):
+        if name == "api.openai.com":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        if name == "llm.example.invalid":  # a remote name for a host that refuses connections
+            return getaddrinfo("127.0.0.1", port, *args[1:], **kwargs)
+        return getaddrinfo(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    base_url = None if host == "api.openai.com" else f"http://{host}:{port}/v1"
+    url = "https://api.openai.com/v1" if base_url is None else base_url
+    client = LLMClient(LLMConfig(model="m", base_url=base_url, backoff_s=5.0, wait_for_server_s=600))
+    start = time.monotonic()
+    with pytest.raises(LLMError, match=rf"^cannot reach the LLM server at {re.escape(url)}/? \(.+\); set llm.base_url") as info:
+        client.chat([{"role": "user", "content": "ping"}])
+    assert time.monotonic() - start < 5.0
+    assert "\n" not in str(info.value)
+    assert "waiting" not in capsys.readouterr().err
+
+
+def test_only_this_machine_is_a_local_host():
+    from data_pipeline.llm import is_local_host
+
+    assert all(map(is_local_host, ["localhost", "LOCALHOST", "vllm.localhost", "127.0.0.1", "127.0.1.1", "::1", "0.0.0.0"]))
+    assert not any(map(is_local_host, ["api.openai.com", "10.0.0.5", "gpu-node-3", "", None]))
+
+
 def test_a_server_still_loading_is_waited_for(llm_server, monkeypatch, capsys):
     """``vllm serve`` started beside the build refuses connections while it loads its weights: the
     first request used to stop the build at once."""

@@ -78,3 +78,28 @@ def test_a_data_output_dir_that_cannot_be_made_is_one_line(monkeypatch, tmp_path
         assert main(["data", "build", "--config", "demo", f"output_dir={out}"]) == 2
         assert capsys.readouterr().err.strip() == f"semcoder data: error: output_dir {out}: cannot make the folder " + (
             "(File exists)" if out == taken else "(Not a directory)")
+
+
+def test_a_hub_retry_warning_is_printed_once(monkeypatch, capsys):
+    """Offline hub lookups printed each huggingface_hub retry warning twice: once by the hub's own
+    handler and once by the root's, which absl's ``logging.basicConfig()`` adds when Orbax logs at
+    import (and `semcoder train` sets up)."""
+    import io
+    import logging
+
+    from huggingface_hub.utils import logging as hub_logging  # noqa: F401  (adds the hub's own handler)
+
+    from semcoder_jax.cli.main import OWN_HANDLER_LOGGERS, main
+
+    for name in OWN_HANDLER_LOGGERS:
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)  # as in a fresh process
+    hub = logging.getLogger("huggingface_hub")
+    own = io.StringIO()
+    for handler in hub.handlers:
+        monkeypatch.setattr(handler, "stream", own)
+    root = io.StringIO()
+    monkeypatch.setattr(logging.root, "handlers", [logging.StreamHandler(root)])  # as absl's basicConfig leaves it
+    assert main([]) == 0  # any command sets it up; this one prints the help
+    logging.getLogger("huggingface_hub.utils._http").warning("Retrying in 1s [Retry 1/5].")
+    assert own.getvalue() == "Retrying in 1s [Retry 1/5].\n" and root.getvalue() == ""
+    capsys.readouterr()
