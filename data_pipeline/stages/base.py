@@ -229,6 +229,6 @@ def sandbox_map(ctx: StageContext, jobs: list, *, hash_seed: int | None = None) 
     box = ctx.sandbox if hash_seed is None else ctx.sandbox.sibling(hash_seed)
     results = box.map(jobs)
     for r in results:
-        if r.status == "killed" and r.exc_type == "SandboxError":
+        if r.sandbox_failure:
             raise InfrastructureError(f"sandbox failure: {r.exc_message}")
     return results

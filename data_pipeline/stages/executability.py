@@ -2,8 +2,9 @@
 
 A failing solution goes back to the LLM with its error, up to ``fix_attempts`` times (LLM mode).
 Every seed call is checked for determinism (``check_determinism_many``): a nondeterministic one rejects
-the problem; a check that only timed out is noted ``executability.determinism_timeout`` (the inputs
-stage checks every test again); a sandbox failure raises ``InfrastructureError``.
+the problem; a check where a run timed out (the audit, either hash seed or a trace) and the comparisons
+still possible found nothing is noted ``executability.determinism_timeout`` (the inputs stage checks
+every test again and keeps none so checked); a sandbox failure raises ``InfrastructureError``.
 """
 
 from __future__ import annotations
@@ -68,10 +69,9 @@ def checked_calls(solution: str, calls: list[str], ctx: StageContext) -> list["D
 
 
 def only_timed_out(report: "DeterminismReport") -> bool:
-    """The check found nothing but a timeout: no verdict on the program (a loaded machine)."""
-    from semcoder_jax.execution.determinism import TIMED_OUT
-
-    return not report.deterministic and report.reasons == [TIMED_OUT]
+    """A run of the check timed out and nothing else was found: no verdict on the program (a loaded
+    machine), the same rule in every stage (``DeterminismReport.only_timed_out``)."""
+    return report.only_timed_out
 
 
 def _first_failure(solution: str, entry: str, inputs: list[str], ctx: StageContext) -> tuple[str, str] | None:

@@ -189,7 +189,8 @@ def checked_trace(code: str, test: dict[str, str], ctx: StageContext, prefix: st
                   need_trace: bool = True) -> Any | None:
     """The trace of ``entry(<test input>)`` that the determinism check compared (no other trace may
     become training text), else None, noted as ``<prefix>_nondeterministic`` (another hash seed or
-    identity order gives another result or trace, or the call reads the clock, randomness, …) or, with
+    identity order gives another result or trace, or the call reads the clock, randomness, …),
+    ``<prefix>_determinism_timeout`` (a run of the check timed out and nothing else was found) or, with
     ``need_trace``, ``<prefix>_trace_unusable`` (the traced run is not the untraced one: the tracer
     stopped at the recursion limit, or the call ends otherwise traced)."""
     from semcoder_jax.execution import check_determinism
@@ -197,6 +198,9 @@ def checked_trace(code: str, test: dict[str, str], ctx: StageContext, prefix: st
     report = check_determinism(code, f"{entry}({test['input']})", sandbox=ctx.sandbox, max_repr=ctx.config.max_repr)
     if report.sandbox_failure is not None:
         raise InfrastructureError(f"sandbox failure: {report.sandbox_failure}")
+    if report.only_timed_out:
+        ctx.note(f"{prefix}_determinism_timeout")
+        return None
     if not report.deterministic:
         ctx.note(f"{prefix}_nondeterministic")
         return None

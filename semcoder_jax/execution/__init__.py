@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 _EXPORTS = {
-    "STATUSES": "result", "ExecResult": "result", "Job": "result",
+    "STATUSES": "result", "ExecResult": "result", "Job": "result", "is_sandbox_failure": "result",
     "Sandbox": "sandbox", "SandboxConfig": "sandbox", "SandboxError": "sandbox", "default_sandbox": "sandbox",
     "run_program": "sandbox",
     "Trace": "tracer", "trace_call": "tracer", "trace_many": "tracer",
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from semcoder_jax.execution.render import (  # noqa: F401
         label_code, render_concise, render_exception, render_next, render_scratchpad, render_trace,
     )
-    from semcoder_jax.execution.result import STATUSES, ExecResult, Job  # noqa: F401
+    from semcoder_jax.execution.result import STATUSES, ExecResult, Job, is_sandbox_failure  # noqa: F401
     from semcoder_jax.execution.sandbox import (  # noqa: F401
         Sandbox, SandboxConfig, SandboxError, default_sandbox, run_program,
     )

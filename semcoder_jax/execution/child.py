@@ -59,6 +59,9 @@ _class_name = type.__dict__["__name__"].__get__
 # What builtins held before any program ran (taken by ``prepare_server``): restored for the report where a
 # program replaced what ``json`` uses (``isinstance``, ``str``…).
 _BUILTINS: dict = {}
+# Written on the result channel once setup is done, before the program runs: a report without it comes from
+# a child that failed before the program ran (the fork server's failure); a program can only write after it.
+SETUP_DONE = b"\x06"
 # The report of last resort: written without any library code a program could have replaced.
 _UNREPORTABLE = b'{"status": "error", "exc_type": "SandboxError", "exc_message": "unreportable result"}\n'
 
@@ -202,6 +205,7 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
             die_with_parent(SERVER_PID)  # a change of credentials clears the parent-death signal
         drop_capabilities()
         guard.install_audit_policy(sandbox_dir, trusted=_trusted_code(job))
+        _write(RESULT_FD, SETUP_DONE)
     except BaseException as e:  # noqa: BLE001
         _report({"status": "error", "exc_type": "SandboxError", "exc_message": f"setup failed: {e!r}"})
         _exit(0)

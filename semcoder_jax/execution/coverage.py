@@ -279,12 +279,14 @@ def run_inputs(source: str, func_name: str, inputs: list[str], *, sandbox=None, 
 
     Inputs run in batches in one child each; a batch that dies as a whole (a hard crash, the wall
     clock) is retried one input per child so the other inputs still get a verdict. A failure of the
-    sandbox itself (its fork server lost) is no verdict on the inputs: ``SandboxError``.
+    sandbox itself (``is_sandbox_failure``: its fork server lost, a child that failed before the program
+    ran) is no verdict on the inputs: ``SandboxError``.
     """
+    from semcoder_jax.execution.result import is_sandbox_failure
     from semcoder_jax.execution.sandbox import SandboxError, default_sandbox
 
     def checked(response: dict) -> dict:
-        if response.get("status") == "killed" and response.get("exc_type") == "SandboxError":
+        if is_sandbox_failure(response):
             raise SandboxError(f"sandbox failure running {func_name} on inputs: {response.get('exc_message') or 'no message'}")
         return response
 

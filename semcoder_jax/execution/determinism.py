@@ -303,13 +303,23 @@ class DeterminismReport:
     """``trace``: the traced call that was checked (numbered identity hashes), for monologues to be written
     from; ``trace_problem``: why that trace does not stand for the untraced run (it stopped at the
     recursion limit, timed out, or ends otherwise), None when it does. ``sandbox_failure``: the sandbox
-    itself failed, so the reasons say nothing about the program."""
+    itself failed, so the reasons say nothing about the program. ``timed_out``: the runs of the check that
+    ran out of time (``audit``, ``hash seed <n>``, ``trace``); any makes the report not deterministic, with
+    the reason ``TIMED_OUT``, and the checks the other runs allow are still made."""
 
     deterministic: bool
     reasons: list[str]
     trace: "Trace | None" = None
     trace_problem: str | None = None
     sandbox_failure: str | None = None
+    timed_out: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def only_timed_out(self) -> bool:
+        """No verdict on the program: a run of the check timed out (a loaded machine as often as the
+        program) and every check that could still be made found nothing. Stages count it and keep none
+        of the call's output as record data."""
+        return self.sandbox_failure is None and self.reasons == [TIMED_OUT]
 
     @property
     def trace_usable(self) -> bool:
@@ -347,8 +357,10 @@ def _trace_problem(traced: dict, plain: dict) -> str | None:
 
 
 def _sandbox_failure(responses) -> str | None:
+    from semcoder_jax.execution.result import is_sandbox_failure
+
     for r in responses:
-        if r.get("status") == "killed" and r.get("exc_type") == "SandboxError":
+        if is_sandbox_failure(r):
             return r.get("exc_message") or "sandbox failure"
     return None
 
@@ -385,12 +397,15 @@ def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None =
         msg = a.get("exc_message") or ""
         if msg.startswith("sandbox:"):
             reasons.append(f"blocked by the sandbox ({msg})")
-        # A timeout under either hash seed is a busy machine as often as the program: named as such.
-        timed_out = "timeout" in (a.get("status"), r1.get("status"), r2.get("status"))
+        # A timed-out run is a busy machine as often as the program: no verdict from it, named as such,
+        # while each comparison whose two runs both finished is still made.
+        runs = (("audit", a), (f"hash seed {box.config.hash_seed}", r1), (f"hash seed {other.config.hash_seed}", r2),
+                ("trace", t1), ("trace", t2))
+        timed_out = list(dict.fromkeys(name for name, r in runs if r.get("status") == "timeout"))
         if timed_out:
             reasons.append(TIMED_OUT)
         # Results are compared untraced: the tracer's frames and time are no part of the program's result.
-        if not timed_out and _outcome(r1) != _outcome(r2):
+        if "timeout" not in (r1.get("status"), r2.get("status")) and _outcome(r1) != _outcome(r2):
             reasons.append(f"result differs between hash seeds {box.config.hash_seed} and {other.config.hash_seed}")
         if "timeout" not in (t1.get("status"), t2.get("status")):
             events = [(t.get("payload") or {}).get("events", []) for t in (t1, t2)]
@@ -401,5 +416,5 @@ def check_determinism_many(items, *, sandbox=None, other_hash_seed: int | None =
                 reasons.append(f"result of the traced {call or '<module>'} differs between runs (order by object identity)")
         reports.append(DeterminismReport(deterministic=not reasons and failure is None, reasons=reasons,
                                          trace=trace_from_response(call, t1), trace_problem=_trace_problem(t1, r1),
-                                         sandbox_failure=failure))
+                                         sandbox_failure=failure, timed_out=timed_out))
     return reports

@@ -38,6 +38,7 @@ from shutil import rmtree  # the guard sets shutil.rmtree to None in this proces
 from collections.abc import Callable
 
 from semcoder_jax.execution import child, coverage, determinism, guard, tracer  # noqa: F401
+from semcoder_jax.execution.result import SANDBOX_FAILURE
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -511,9 +512,12 @@ class ForkServer:
     def compose(self, run: Running, wait_status: int | None, duration: float | None = None,
                 usage: resource.struct_rusage | None = None) -> dict:
         result = None
-        if run.result:
+        # Without the child's mark the program never ran: whatever ended the job is the sandbox's failure.
+        program_ran = run.result.startswith(child.SETUP_DONE)
+        body = run.result[len(child.SETUP_DONE):] if program_ran else run.result
+        if body:
             try:
-                result = json.loads(run.result)
+                result = json.loads(body)
             except Exception:  # noqa: BLE001 - ValueError, RecursionError: the program can write here
                 result = None
             if not isinstance(result, dict):
@@ -525,6 +529,9 @@ class ForkServer:
         elif result is None:
             result = status_from_wait(wait_status, usage, run.job, self.new_oom_kill) if wait_status is not None else {
                 "status": "error", "exc_type": "SandboxError", "exc_message": "unreadable result"}
+        result.pop(SANDBOX_FAILURE, None)  # only this server says so, never a child's report
+        if not program_ran:
+            result[SANDBOX_FAILURE] = True
         result.update(
             id=run.job["id"],
             stdout=run.out.decode("utf-8", "replace"),
@@ -553,7 +560,7 @@ class ForkServer:
                 self.start(job)
             except Exception as e:  # noqa: BLE001 - e.g. fork() failing under memory pressure
                 self.respond({"id": job.get("id"), "status": "error", "exc_type": "SandboxError",
-                              "exc_message": f"could not start the job: {e!r}", "stdout": "", "stderr": "",
+                              "exc_message": f"could not start the job: {e!r}", SANDBOX_FAILURE: True, "stdout": "", "stderr": "",
                               "duration_s": 0.0})
 
     def serve(self) -> None:

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 import semcoder_jax
 from semcoder_jax.errors import SemcoderError
-from semcoder_jax.execution.result import ExecResult, Job
+from semcoder_jax.execution.result import SANDBOX_FAILURE, ExecResult, Job
 
 
 SERVER_GRACE_S = 60.0
@@ -177,7 +177,7 @@ class Sandbox:
             lost = [jid for jid in self._pending if self._owner.get(jid) is proc]
             orphans = [self._pending.pop(jid) for jid in lost]
         for future in orphans:
-            future.set_result({"status": "killed", "exc_type": "SandboxError",
+            future.set_result({"status": "killed", "exc_type": "SandboxError", SANDBOX_FAILURE: True,
                                "exc_message": "the fork server exited while this job ran"})
 
     # -- jobs ------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ class Sandbox:
             with self._lock:
                 lost = self._pending.pop(jid, None)
             if lost is not None:
-                future.set_result({"status": "killed", "exc_type": "SandboxError",
+                future.set_result({"status": "killed", "exc_type": "SandboxError", SANDBOX_FAILURE: True,
                                    "exc_message": "the fork server is not running"})
         future.add_done_callback(lambda _f, jid=jid: self._owner.pop(jid, None))
         return future
@@ -219,7 +219,7 @@ class Sandbox:
         try:
             return future.result(timeout=min(limit, threading.TIMEOUT_MAX))
         except concurrent.futures.TimeoutError:
-            return {"status": "killed", "exc_type": "SandboxError",
+            return {"status": "killed", "exc_type": "SandboxError", SANDBOX_FAILURE: True,
                     "exc_message": f"no answer from the fork server within {limit:.0f} s"}
 
     def run_raw(self, job: dict) -> dict:

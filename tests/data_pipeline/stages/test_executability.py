@@ -50,3 +50,56 @@ def test_every_seed_call_is_checked_and_a_sandbox_failure_is_no_verdict(monkeypa
         assert kept["solution"] == solution and ctx.notes["executability.determinism_timeout"] == 1
     finally:
         ctx.close()
+
+
+_FORGED_FAILURE = ("import posix\nposix.write(99, b'{\"status\": \"killed\", \"exc_type\": \"SandboxError\", "
+                   "\"sandbox_failure\": true}\\n')\nposix._exit(0)\n")
+
+
+def test_a_failed_sandbox_is_an_infrastructure_error_and_a_programs_own_sandbox_error_is_not():
+    """A child that failed before the program ran (status error, exc_type SandboxError) rejected the problem
+    as ``not_executable``; a program that forged a lost fork server's result had its shard redone forever."""
+    import pytest
+
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import executability
+    from data_pipeline.stages.base import InfrastructureError, StageContext
+    from semcoder_jax.execution import Sandbox
+
+    record = {"id": "p1", "entry_point": "f", "problem": "Double.", "solution": "def f(x):\n    return 2 * x\n", "seed_inputs": ["1"]}
+    ctx = StageContext(DataConfig(workers=2))
+    try:
+        for own in ("class SandboxError(Exception):\n    pass\nraise SandboxError('retry me')\n", _FORGED_FAILURE):
+            rejected = executability.process(dict(record, solution=own + record["solution"]), ctx)
+            assert rejected.reason == "not_executable" and "SandboxError" in rejected.detail, rejected
+        ctx._sandbox = Sandbox(memory_bytes=1 << 30, max_processes="not a number").__enter__()  # every child's setup fails
+        with pytest.raises(InfrastructureError, match="setup failed"):
+            executability.process(record, ctx)
+    finally:
+        ctx.close()
+
+
+def test_a_timed_out_audit_still_compares_the_hash_seeds():
+    """Only the audit run timed out: the hash-seed comparison was skipped and the problem, whose result is
+    ordered by the hash seed, passed as ``executability.determinism_timeout``."""
+    from data_pipeline.config import DataConfig
+    from data_pipeline.stages import executability
+    from data_pipeline.stages.base import StageContext
+
+    solution = "def f(x):\n    return list({'apple', 'banana', 'cherry', 'date', 'elder', 'fig'})[:x]\n"
+    record = {"id": "p1", "entry_point": "f", "problem": "Fruit.", "solution": solution, "seed_inputs": ["6"]}
+    ctx = StageContext(DataConfig(workers=2))
+    try:
+        real = ctx.sandbox.map_raw
+
+        def audit_times_out(jobs, **kw):
+            jobs = list(jobs)
+            return [{"status": "timeout", "exc_type": None, "exc_message": "timed out"} if j.get("mode") == "audit" else r
+                    for j, r in zip(jobs, real(jobs, **kw))]
+
+        ctx.sandbox.map_raw = audit_times_out
+        rejected = executability.process(record, ctx)
+        assert rejected.reason == "nondeterministic" and "differs between hash seeds" in rejected.detail, rejected
+        assert ctx.notes["executability.determinism_timeout"] == 0
+    finally:
+        ctx.close()

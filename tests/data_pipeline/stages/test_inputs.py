@@ -146,7 +146,7 @@ def test_a_sandbox_failure_measuring_coverage_is_an_infrastructure_error(stage_c
     def lost_cover_runs(jobs, **kw):
         jobs = list(jobs)
         answers = real([j for j in jobs if j.get("mode") != "cover"], **kw)
-        return [{"status": "killed", "exc_type": "SandboxError", "exc_message": "fork server lost"}
+        return [{"status": "killed", "exc_type": "SandboxError", "exc_message": "fork server lost", "sandbox_failure": True}
                 if j.get("mode") == "cover" else answers.pop(0) for j in jobs]
 
     monkeypatch.setattr(stage_ctx.sandbox, "map_raw", lost_cover_runs)

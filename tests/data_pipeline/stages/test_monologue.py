@@ -224,3 +224,16 @@ def test_a_recursion_near_the_limit_gets_its_monologue(stage_ctx):
     out = _run_builtin(stage_ctx, record, forward_per_problem=1, backward_per_problem=0)
     assert out["forward"] == [] and dict(stage_ctx.notes) == {"monologue.forward_trace_unusable": 1,
                                                               "monologue.problems_without_monologue": 1}
+
+
+def test_a_timed_out_check_is_counted_as_such_not_as_nondeterministic(stage_ctx, monkeypatch):
+    """A check that only timed out was counted ``<stage>_nondeterministic``, the program's fault."""
+    from semcoder_jax import execution
+    from semcoder_jax.execution import determinism
+
+    monkeypatch.setattr(execution, "check_determinism", lambda *a, **kw: determinism.DeterminismReport(
+        False, [determinism.TIMED_OUT], timed_out=["trace"]))
+    before = dict(stage_ctx.notes)
+    assert monologue.checked_trace("def f(x):\n    return x\n", {"input": "1", "output": "1"}, stage_ctx, "monologue.forward") is None
+    assert stage_ctx.notes["monologue.forward_determinism_timeout"] == before.get("monologue.forward_determinism_timeout", 0) + 1
+    assert stage_ctx.notes["monologue.forward_nondeterministic"] == before.get("monologue.forward_nondeterministic", 0)

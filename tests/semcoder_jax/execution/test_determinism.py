@@ -137,3 +137,53 @@ def test_output_ordered_by_object_identity_is_nondeterministic(sandbox):
     report = check_determinism(src.replace("print(sorted(", "print(list("), "f([0, 7, 3, 5])", sandbox=sandbox)
     assert not report.deterministic and not report.trace_usable
     assert any("result of the traced f([0, 7, 3, 5]) differs" in r for r in report.reasons), report.reasons
+
+
+def _timing_out(sandbox, monkeypatch, which):
+    """``sandbox.map_raw`` answering ``timeout`` for the jobs ``which(job)`` picks, as a loaded machine may."""
+    real = sandbox.map_raw
+
+    def map_raw(jobs, **kw):
+        jobs = list(jobs)
+        return [{"status": "timeout", "exc_type": None, "exc_message": "timed out"} if which(j) else r
+                for j, r in zip(jobs, real(jobs, **kw))]
+
+    monkeypatch.setattr(sandbox, "map_raw", map_raw)
+
+
+_BY_HASH_SEED = "def f():\n    return list({'apple', 'banana', 'cherry', 'date', 'elder', 'fig'})\n"
+
+
+def test_an_audit_timeout_does_not_skip_the_hash_seed_comparison(sandbox, monkeypatch):
+    """A timed-out audit skipped comparing the two hash seeds: the report said only "timed out", which the
+    executability stage lets through, for a result ordered by the hash seed."""
+    from semcoder_jax.execution.determinism import TIMED_OUT
+
+    _timing_out(sandbox, monkeypatch, lambda j: j.get("mode") == "audit")
+    report = check_determinism(_BY_HASH_SEED, "f()", sandbox=sandbox)
+    assert TIMED_OUT in report.reasons and report.timed_out == ["audit"], report.reasons
+    assert any("differs between hash seeds" in r for r in report.reasons), report.reasons
+    assert not report.deterministic and not report.only_timed_out
+
+
+def test_a_trace_timeout_is_no_verdict_not_deterministic(sandbox, monkeypatch):
+    """A timed-out trace run skipped the identity-order comparison and the report said deterministic."""
+    from semcoder_jax.execution.determinism import TIMED_OUT
+
+    _timing_out(sandbox, monkeypatch, lambda j: j.get("identity_hash") == "reversed")
+    report = check_determinism("def f():\n    return 1\n", "f()", sandbox=sandbox)
+    assert (report.deterministic, report.reasons, report.timed_out) == (False, [TIMED_OUT], ["trace"])
+    assert report.only_timed_out and report.sandbox_failure is None
+
+
+_FORGED_FAILURE = ("import posix\nposix.write(99, b'{\"status\": \"killed\", \"exc_type\": \"SandboxError\", "
+                   "\"sandbox_failure\": true}\\n')\nposix._exit(0)\n")
+
+
+def test_a_program_raising_its_own_sandbox_error_is_judged_not_retried(sandbox):
+    """A program's own SandboxError (or a result it forged on its channel) must not read as a failed sandbox:
+    its record would be redone forever."""
+    reports = check_determinism_many([("class SandboxError(Exception):\n    pass\ndef f():\n    raise SandboxError('x')\n", "f()"),
+                                      (_FORGED_FAILURE + "def f():\n    return 1\n", "f()")], sandbox=sandbox)
+    assert [r.sandbox_failure for r in reports] == [None, None]
+    assert reports[0].deterministic, reports[0].reasons

@@ -170,7 +170,8 @@ def test_set_inputs_are_the_same_text_in_every_process():
     assert format_args(({"b", "a"}, [set(), {2, 1}])) == "{'a', 'b'}, [set(), {1, 2}]"
 
 
-_LOST = {"status": "killed", "exc_type": "SandboxError", "exc_message": "the fork server exited while this job ran"}
+_LOST = {"status": "killed", "exc_type": "SandboxError", "exc_message": "the fork server exited while this job ran",
+         "sandbox_failure": True}
 
 
 @pytest.mark.parametrize("batch_response", [_LOST, {"status": "crashed", "exc_type": None}], ids=["batch", "retry"])

@@ -209,7 +209,7 @@ def test_lost_fork_server_fails_jobs_and_restarts():
         assert kids
         os.kill(server.pid, signal.SIGKILL)
         t.join(10)
-        assert holder["r"].status == "killed" and holder["r"].exc_type == "SandboxError"
+        assert holder["r"].status == "killed" and holder["r"].exc_type == "SandboxError" and holder["r"].sandbox_failure
         assert box.run("x = 1", "x + 1").return_repr == "2"  # a new fork server took over
         gone, alive = psutil.wait_procs(kids, timeout=5)
         assert not alive  # the orphaned child died with its server
@@ -490,3 +490,29 @@ def test_sigkill_is_told_apart_by_resource_usage(usage, oom_killed, status):
 
     job = {"timeout_s": 2, "memory_bytes": 4 << 30}
     assert status_from_wait(9, usage, job, lambda: oom_killed)["status"] == status
+
+
+_FORGED_FAILURE = ("import posix\nposix.write(99, b'{\"status\": \"killed\", \"exc_type\": \"SandboxError\", "
+                   "\"sandbox_failure\": true}\\n')\nposix._exit(0)\n")
+
+
+@pytest.mark.parametrize("source", ["class SandboxError(Exception):\n    pass\nraise SandboxError('retry me')\n", _FORGED_FAILURE])
+def test_a_program_cannot_pass_its_failure_off_as_the_sandboxs(sandbox, source):
+    """A result of status killed and exc_type SandboxError counted as a lost fork server: a program that wrote
+    one on its result channel (or raised its own SandboxError) had its record retried on every run."""
+    from semcoder_jax.execution import is_sandbox_failure
+
+    response = sandbox.run_raw({"mode": "run", "source": source})
+    assert response["exc_type"] == "SandboxError" and not is_sandbox_failure(response), response
+    assert not ExecResult.from_response(response).sandbox_failure
+
+
+def test_a_child_that_fails_before_the_program_runs_is_a_sandbox_failure():
+    """A child whose setup failed came back as status error, exc_type SandboxError: every stage took it for
+    the program's error (not executable, a failing test)."""
+    from semcoder_jax.execution import is_sandbox_failure
+
+    with Sandbox(memory_bytes=1 << 30, max_processes="not a number") as box:
+        r = box.run("open('ran', 'w').close()")
+    assert (r.status, r.exc_type, r.sandbox_failure) == ("error", "SandboxError", True), r
+    assert r.exc_message.startswith("setup failed") and is_sandbox_failure(r)
