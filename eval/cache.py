@@ -28,9 +28,14 @@ from semcoder_jax.errors import SemcoderError
 #    of checkpoints rounded to bfloat16 before the dtype fix, under an identity that said float32.
 CACHE_FORMAT = 2
 
+# Settings added after caches were written, with the value that leaves generation as it was: left out
+# of the key at that value, so those caches are still reused, and part of it at any other.
+SETTINGS_OFF = {"top_k": 0}
+
 
 def run_meta(identity: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """What a run key hashes, as JSON would read it back (tuples become lists)."""
+    settings = {k: v for k, v in settings.items() if not (k in SETTINGS_OFF and v == SETTINGS_OFF[k])}
     return json.loads(json.dumps({"format": CACHE_FORMAT, "model": identity, "settings": settings}, default=str))
 
 

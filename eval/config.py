@@ -13,6 +13,7 @@ class GenerationSettings:
     n: int = 1
     temperature: float = 0.0  # 0 = greedy (the paper's pass@1)
     top_p: float = 1.0
+    top_k: int = 0  # 0 = off; applied after the temperature, before top-p (HF's order)
     max_new_tokens: int = 512
     seed: int = 0
     batch_size: int = 64  # prompts per backend call (and per cache flush)
@@ -55,6 +56,8 @@ class EvalConfig:
             if temperature < 0 or not 0 < top_p <= 1 or tokens < 1:
                 raise ValueError(f"{name}temperature must be >= 0, {name}top_p in (0, 1] and {name}max_new_tokens >= 1; "
                                  f"got {temperature}, {top_p}, {tokens}")
+        if isinstance(g.top_k, bool) or not isinstance(g.top_k, int) or g.top_k < 0:
+            raise ValueError(f"generation.top_k must be an integer >= 0 (0: off), got {g.top_k!r}")
         if self.limit is not None and self.limit < 1:  # a slice would drop problems from the end, or all
             raise ValueError(f"limit must be >= 1 (the first N problems), got {self.limit}")
         from eval.refine import REFINABLE

@@ -4,10 +4,15 @@ official scoring → ``results.json``; optional self-refinement rounds afterward
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import math
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
+
+from tqdm.auto import tqdm
 
 from eval.backends import Completion
 from eval.benchmarks import load_problems
@@ -39,8 +44,10 @@ def generate_cached(
     stop: Sequence[str],
     seed: int,
     batch_size: int,
+    top_k: int = 0,
     on_batch: Callable[[int, int], None] | None = None,
     log: Callable[[str], None] | None = None,
+    progress: bool = False,
 ) -> dict[str, list[Completion]]:
     """Completions per task; only tasks missing from the cache reach the backend, and each batch is
     on disk before the next one starts. Task k of ``prompts`` is sampled with seed ``seed + k * n``
@@ -49,7 +56,10 @@ def generate_cached(
     a cached sample drawn with another seed (the task stood elsewhere in another run) or by another
     of the backend's sampling schemes (``sampling_scheme``, e.g. before it seeded rows) is drawn again.
     Generations in the cache file that are not reused (another model, backend revision or setting,
-    an older cache format) are reported to ``log`` with what differs."""
+    an older cache format) are reported to ``log`` with what differs. ``progress``: a bar of the
+    problems generated, moved at each completed prompt where the backend reports them (``on_row``),
+    else at each of its own batches (see :func:`_progress_batches`). ``top_k`` reaches the backend
+    only when on (> 0), so backends written before it still run with it off."""
     index = {t: k for k, t in enumerate(prompts)}
     seed_of = {t: seed + k * n for t, k in index.items()} if temperature > 0 else {}
     scheme = getattr(backend, "sampling_scheme", None) if temperature > 0 else None
@@ -62,28 +72,42 @@ def generate_cached(
             log(f"{cache.path}: {stale} cached generation(s) of these prompts not reused, generated again: "
                 f"{cache.explain(set().union(*why))}")
     done_count = 0
-    for batch in _contiguous_batches(todo, index, max(1, batch_size)):  # batch size 0 would send empty batches
-        try:
-            outs = backend.generate(
-                [prompts[t] for t in batch], n=n, temperature=temperature, top_p=top_p,
-                max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + index[batch[0]] * n,
-            )
-        except SemcoderError as e:  # it counts prompts within the batch: say which tasks they are
-            raise SemcoderError(f"generating tasks {', '.join(batch)} (in this order): {e}") from None
-        outs = list(outs)
-        short = [(t, len(texts)) for t, texts in zip(batch, outs) if len(texts) < n]
-        short += [(t, 0) for t in batch[len(outs):]]
-        done = [(t, texts) for t, texts in zip(batch, outs) if len(texts) >= n]
-        cache.put_many([(t, i, prompts[t], text) for t, texts in done for i, text in enumerate(texts[:n])], seed_of, scheme)
-        if short:
-            got = ", ".join(f"{t}: {k}" for t, k in short[:5])
-            raise SemcoderError(
-                f"backend {getattr(backend, 'name', type(backend).__name__)} returned fewer than n={n} completions "
-                f"for {len(short)} of {len(batch)} prompts ({got}); nothing was scored"
-            )
-        done_count += len(batch)
-        if on_batch:
-            on_batch(done_count, len(todo))
+    batches = _contiguous_batches(todo, index, max(1, batch_size))  # batch size 0 would send empty batches
+    rows = progress and "on_row" in inspect.signature(backend.generate).parameters
+    if progress and not rows:
+        batches = _progress_batches(backend, batches, n if temperature > 0 else 1)
+    bar_lock = threading.Lock()
+    with tqdm(total=len(todo), desc="generate", unit="problem", disable=not progress) as bar:
+
+        def row_done() -> None:
+            with bar_lock:  # called from the backend's threads
+                bar.update(1)
+
+        for batch in batches:
+            try:
+                outs = backend.generate(
+                    [prompts[t] for t in batch], n=n, temperature=temperature, top_p=top_p,
+                    max_new_tokens=max_new_tokens, stop=tuple(stop), seed=seed + index[batch[0]] * n,
+                    **({"top_k": top_k} if top_k else {}), **({"on_row": row_done} if rows else {}),
+                )
+            except SemcoderError as e:  # it counts prompts within the batch: say which tasks they are
+                raise SemcoderError(f"generating tasks {', '.join(batch)} (in this order): {e}") from None
+            outs = list(outs)
+            short = [(t, len(texts)) for t, texts in zip(batch, outs) if len(texts) < n]
+            short += [(t, 0) for t in batch[len(outs):]]
+            done = [(t, texts) for t, texts in zip(batch, outs) if len(texts) >= n]
+            cache.put_many([(t, i, prompts[t], text) for t, texts in done for i, text in enumerate(texts[:n])], seed_of, scheme)
+            if short:
+                got = ", ".join(f"{t}: {k}" for t, k in short[:5])
+                raise SemcoderError(
+                    f"backend {getattr(backend, 'name', type(backend).__name__)} returned fewer than n={n} completions "
+                    f"for {len(short)} of {len(batch)} prompts ({got}); nothing was scored"
+                )
+            done_count += len(batch)
+            if not rows:
+                bar.update(len(batch))
+            if on_batch:
+                on_batch(done_count, len(todo))
     out = {t: [cache.get(t, i, p, seed_of.get(t), scheme) for i in range(n)] for t, p in prompts.items()}
     return {t: [Completion("") if c is None else c for c in cs] for t, cs in out.items()}
 
@@ -97,6 +121,18 @@ def _contiguous_batches(todo: list[str], index: dict[str, int], size: int) -> li
         else:
             batches.append([t])
     return batches
+
+
+def _progress_batches(backend: Any, batches: list[list[str]], per: int) -> list[list[str]]:
+    """``batches`` cut into calls of whole batches of the backend's own (hf, jax: ``per`` rows a
+    prompt, ``batch_size`` rows a batch, in order), so that a bar moves at each of them (minutes
+    apart on a CPU) instead of once per ``generation.batch_size`` prompts, with every batch, and
+    so every sample, as in one call. Other backends (vLLM batches a whole call at once) are left whole."""
+    own = getattr(getattr(backend, "config", None), "batch_size", None)
+    if getattr(backend, "name", None) not in ("hf", "jax") or not isinstance(own, int) or own < 1:
+        return batches
+    size = math.lcm(own, per) // per
+    return [b[i : i + size] for b in batches for i in range(0, len(b), size)]
 
 
 def load_benchmark(cfg: EvalConfig) -> list:
@@ -148,9 +184,9 @@ def run_eval(
     g = cfg.generation
     t0 = time.time()
     completions = generate_cached(
-        backend, prompts, cache, n=g.n, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
-        stop=stop, seed=g.seed, batch_size=g.batch_size,
-        on_batch=lambda done, total: log(f"generated {done}/{total} uncached problems"), log=log,
+        backend, prompts, cache, n=g.n, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k, max_new_tokens=g.max_new_tokens,
+        stop=stop, seed=g.seed, batch_size=g.batch_size, progress=progress, log=log,
+        on_batch=None if progress else lambda done, total: log(f"generated {done}/{total} uncached problems"),
     )
     gen_s = time.time() - t0
     by_id = {p.task_id: p for p in problems}

@@ -90,10 +90,12 @@ class Backend(Protocol):
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
+        top_k: int = 0,
     ) -> list[list[Completion]]:
         """``n`` completions a prompt. Prompt i is sampled with seed ``seed + i * n`` (its sample j
         with ``seed + i * n + j`` where a backend seeds samples: hf, jax), so a prompt's samples do not
-        depend on the other prompts of the call or on the batch size."""
+        depend on the other prompts of the call or on the batch size. Sampling applies the temperature,
+        then ``top_k`` (0: off, whatever the model's generation config says), then ``top_p``."""
         ...
 
     def identity(self) -> dict[str, Any]:

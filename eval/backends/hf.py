@@ -1,4 +1,4 @@
-"""transformers ``generate``: batched, left-padded prompts; greedy or temperature/top-p sampling
+"""transformers ``generate``: batched, left-padded prompts; greedy or temperature/top-k/top-p sampling
 with a seed per sample (``seed + i * n + j``), as the other backends."""
 
 from __future__ import annotations
@@ -76,6 +76,7 @@ class HFBackend:
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
+        top_k: int = 0,
     ) -> list[list[Completion]]:
         import torch
         from transformers import LogitsProcessorList
@@ -95,15 +96,16 @@ class HFBackend:
             width = max(len(r) for r in batch)
             input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in batch], device=self.device)
             mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch], device=self.device)
-            # Greedy decoding either way (no top-k cut from the model's generation config); sampling is
-            # the processor's, from a generator per row.
+            # Greedy decoding either way, so none of the model's generation config warpers run (its
+            # top_k, 50 by default, would cut where top_k=0 means off); sampling is the processor's,
+            # from a generator per row.
             kwargs: dict[str, Any] = dict(
                 max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, do_sample=False,
                 num_return_sequences=1, temperature=None, top_p=None, top_k=None,
             )
             if temperature > 0:
                 seeds = range(seed + start, seed + start + len(batch))  # row k = prompt k // n, sample k % n
-                kwargs["logits_processor"] = LogitsProcessorList([RowSeededSampler(seeds, temperature, top_p, self.device)])
+                kwargs["logits_processor"] = LogitsProcessorList([RowSeededSampler(seeds, temperature, top_p, self.device, top_k)])
             with torch.no_grad():
                 gen = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
             for row in gen[:, width:].tolist():
@@ -121,22 +123,26 @@ class HFBackend:
 
 
 class RowSeededSampler:
-    """Temperature / top-p sampling (transformers' order and top-p rule) with a ``torch.Generator``
+    """Temperature / top-k (0: off) / top-p sampling (transformers' order and rules) with a ``torch.Generator``
     per row, as a logits processor for greedy ``generate``: transformers' own sampling draws the whole
     batch from the global generator, so a prompt's samples would depend on its batch and on the
     batch size, which the generation cache does not key on. Every logit but the drawn token's
     becomes -inf, so the greedy step picks it."""
 
-    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device: str):
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float, device: str, top_k: int = 0):
         import torch
+        from transformers import TopKLogitsWarper
 
         self.temperature, self.top_p = temperature, top_p
+        self.top_k = TopKLogitsWarper(top_k) if top_k > 0 else None
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         import torch
 
         scores = scores.float() / self.temperature
+        if self.top_k is not None:
+            scores = self.top_k(input_ids, scores)
         if self.top_p < 1.0:
             sorted_logits, order = torch.sort(scores, descending=False)
             cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)

@@ -45,6 +45,7 @@ class JaxBackend:
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
+        top_k: int = 0,
     ) -> list[list[Completion]]:
         per = n if temperature > 0 else 1
         ids = [self.tokenizer(p).input_ids for p in prompts for _ in range(per)]
@@ -53,7 +54,7 @@ class JaxBackend:
         for start in range(0, len(ids), bs):
             rows += self.sampler.generate(
                 ids[start : start + bs], max_new_tokens=max_new_tokens, temperature=temperature,
-                top_p=top_p, seed=seed + start, stop=tuple(stop),
+                top_p=top_p, top_k=top_k, seed=seed + start, stop=tuple(stop),
                 eos_id=self.tokenizer.eos_token_id if self.model_config.eos_token_id is None else None,
             )
         context = self.model_config.max_position_embeddings

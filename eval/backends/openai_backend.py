@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from eval.backends import BackendConfig, Completion, cut_at_stop
 from semcoder_jax.errors import SemcoderError
@@ -40,7 +40,14 @@ class OpenAIBackend:
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
+        top_k: int = 0,
+        on_row: Callable[[], None] | None = None,
     ) -> list[list[Completion]]:
+        """``on_row``: called as each prompt's reply arrives (any order), for a progress bar that
+        moves with the requests rather than once a call. ``top_k`` is no OpenAI API parameter: when on
+        (> 0) it is sent as ``top_k`` in the request body, which vLLM's server reads (OpenAI's refuses
+        it); off, nothing is sent and the server's default applies (vLLM's: the model's
+        ``generation_config.json`` unless served with ``--generation-config vllm``)."""
         import openai
 
         stop_list = list(stop)[:4] or None  # the API takes at most four; cut_at_stop applies them all
@@ -48,6 +55,8 @@ class OpenAIBackend:
         per = n if temperature > 0 else 1
         common = {"model": self.config.model, "n": per, "temperature": temperature, "top_p": top_p,
                   "max_tokens": max_new_tokens, "stop": stop_list}
+        if top_k > 0:
+            common["extra_body"] = {"top_k": top_k}
 
         def complete(i: int) -> list[Completion]:
             seeded = {**common, "seed": seed + i * n}  # per prompt: a server seeds each request's sampling
@@ -61,19 +70,31 @@ class OpenAIBackend:
                     choices = sorted(resp.choices, key=lambda c: c.index)
                     texts = [c.text for c in choices]
             except openai.OpenAIError as e:
-                raise SemcoderError(f"openai backend: the request for prompt {i} failed "
-                                    f"(after the client's retries): {type(e).__name__}: {e}") from None
+                raise SemcoderError(self._failed(i, e)) from None
             usage = getattr(resp, "usage", None)  # per request: one choice's count only when there is one
             tokens = usage.completion_tokens if usage is not None and per == 1 else None
             out = []
             for c, text in zip(choices, texts):
                 cut = cut_at_stop(text, stop)
                 out.append(Completion(cut, finish_reason(c, cut_here=len(cut) < len(text)), tokens))
+            if on_row is not None:
+                on_row()
             return out * (n // per)
 
         # ``batch_size`` requests in flight at once; results in prompt order.
         with concurrent.futures.ThreadPoolExecutor(max(1, self.config.batch_size)) as pool:
             return list(pool.map(complete, range(len(prompts))))
+
+    def _failed(self, i: int, e: Exception) -> str:
+        """Names the server: the client's "Connection error." alone does not say which one it asked
+        (--base-url, else OPENAI_BASE_URL, else OpenAI's)."""
+        import openai
+
+        message = (f"openai backend: the request for prompt {i} to {self.client.base_url} failed "
+                   f"(after the client's retries): {type(e).__name__}: {e}")
+        if isinstance(e, openai.APIConnectionError):
+            message += (f" ({e.__cause__})" if e.__cause__ else "") + "; check --base-url"
+        return message
 
     def close(self) -> None:
         self.client = None

@@ -51,15 +51,19 @@ class VLLMBackend:
         max_new_tokens: int = 512,
         stop: Sequence[str] = (),
         seed: int = 0,
+        top_k: int = 0,
     ) -> list[list[Completion]]:
         from vllm import SamplingParams
 
         greedy = temperature == 0
+        # Top-k off is -1: vLLM up to 0.8 refused 0 ("must be -1 (disable), or at least 1"); later
+        # versions prefer 0 but still take -1 as off.
+        k = top_k if top_k > 0 and not greedy else -1
         # A seed per prompt: vLLM seeds each request's generator, so one shared seed would give every
         # prompt of the batch the same noise.
         params = [
             SamplingParams(
-                n=1 if greedy else n, temperature=temperature, top_p=1.0 if greedy else top_p,
+                n=1 if greedy else n, temperature=temperature, top_p=1.0 if greedy else top_p, top_k=k,
                 max_tokens=max_new_tokens, stop=list(stop) or None, seed=seed + i * n,
             )
             for i in range(len(prompts))

@@ -27,6 +27,8 @@ def register(subparsers) -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0,
+                   help="sample from the K likeliest tokens, after the temperature and before top-p (0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--stop", nargs="*", default=[], type=unescape,
@@ -58,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [row for _, row in numbered]
     if args.batch_size < 1:
         raise SemcoderError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.top_k < 0:  # the sampler refuses it too, but only once the model has loaded
+        raise SemcoderError(f"--top-k must be >= 0 (0: off), got {args.top_k}")
     if Path(args.out).is_dir():  # found only after every completion, as a traceback
         raise SemcoderError(f"--out {args.out}: is a folder; give the output JSONL file's path")
     out = Path(args.out)
@@ -97,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         idx = order[start : start + args.batch_size]
         texts = sampler.generate_text(
             [rows[i]["prompt"] for i in idx], max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-            top_p=args.top_p, seeds=[args.seed + i for i in idx], stop=args.stop,
+            top_p=args.top_p, top_k=args.top_k, seeds=[args.seed + i for i in idx], stop=args.stop,
         )
         completions.update(zip(idx, texts))
 

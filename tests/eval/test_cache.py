@@ -193,3 +193,44 @@ def test_what_keys_the_cache_covers_the_model_files_config_and_tokenizer(tmp_pat
     (hf / "tokenizer_config.json").write_text((hf / "tokenizer_config.json").read_text().replace("{", '{"x": 1,', 1))
     assert tokenizer_identity(str(hf)) != tok
     assert tokenizer_identity("org/some-hub-tokenizer") == {"tokenizer_source": "org/some-hub-tokenizer"}
+
+
+def test_top_k_keys_the_cache_only_when_on(tmp_path, scripted_backend):
+    """Generations cached before ``generation.top_k`` existed are reused with it off (0): the key
+    leaves it out then, rather than drawing every cached sample again. On, it is part of the key and
+    reaches the backend; off, backends are not handed it at all."""
+    from eval.cache import GenerationCache, run_key
+    from eval.config import EvalConfig
+    from eval.runner import generate_cached, generation_settings
+
+    cfg = EvalConfig(benchmark="cruxeval-o")
+    before = {k: v for k, v in generation_settings(cfg).items() if k != "top_k"}  # what older versions hashed
+    ident = {"backend": "x", "model": "m"}
+    assert "top_k" in generation_settings(cfg) and run_key(ident, generation_settings(cfg)) == run_key(ident, before)
+    path = tmp_path / "generations.jsonl"
+    prompts = {"a": "pa", "b": "pb"}
+    kw = dict(n=1, temperature=0.8, top_p=1.0, max_new_tokens=8, stop=(), seed=0, batch_size=4)
+    old = scripted_backend(lambda p: "old")
+    generate_cached(old, prompts, GenerationCache.for_run(path, ident, before), **kw)  # a backend without top_k
+    assert old.calls == 1
+
+    class TopK:
+        name, seen = "topk", []
+
+        def generate(self, prompts, *, top_k=0, n=1, **kw):
+            self.seen.append(top_k)
+            return [[f"k{top_k}"] * n for _ in prompts]
+
+    def run(top_k):
+        cfg.generation.top_k = top_k
+        cache = GenerationCache.for_run(path, ident, generation_settings(cfg))
+        logs = []
+        return generate_cached(TopK(), prompts, cache, top_k=top_k, log=logs.append, **kw), logs
+
+    assert run(0) == ({"a": ["old"], "b": ["old"]}, []) and TopK.seen == []  # reused
+    out, logs = run(40)
+    assert out == {"a": ["k40"], "b": ["k40"]} and TopK.seen == [40]
+    assert "settings.top_k: (none) -> 40" in logs[0], logs
+    assert run(40)[0] == out and run(0)[0] == {"a": ["old"], "b": ["old"]} and TopK.seen == [40]
+    out, logs = run(5)
+    assert out == {"a": ["k5"], "b": ["k5"]} and "settings.top_k: 40 -> 5" in " ".join(logs), logs

@@ -153,7 +153,7 @@ def test_a_limit_below_one_fails_before_the_model_loads(monkeypatch, capsys, lim
 
 
 @pytest.mark.parametrize("setting", ["generation.temperature=-0.5", "generation.top_p=0", "generation.top_p=1.5",
-                                     "generation.max_new_tokens=0", "refine_temperature=-1", "refine_top_p=0",
+                                     "generation.max_new_tokens=0", "generation.top_k=-1", "refine_temperature=-1", "refine_top_p=0",
                                      "refine_max_new_tokens=0"])
 def test_sampling_settings_no_backend_takes_fail_before_the_model_loads(monkeypatch, capsys, setting):
     """They passed validation: HF decoded greedily (temperature < 0) or sampled without a top-p cut

@@ -1,6 +1,8 @@
 """run -> score -> report offline, the generation cache across crashes, seeds per call."""
 
 import json
+import typing
+
 import pytest
 from eval.backends import BackendConfig
 from eval.config import EvalConfig, GenerationSettings
@@ -283,3 +285,82 @@ def test_finish_reasons_reach_samples_and_a_stale_cache_is_reported_not_reused(t
     run_eval(cfg, fixed, tmp_path, sandbox=sandbox, log=logs.append)
     assert fixed.prompts == 2
     assert any("2 cached generation(s) of these prompts not reused" in m and "model.revision: 1 -> 2" in m for m in logs), logs
+
+
+class _Bar:
+    """Stands in for tqdm: records each move of the bar."""
+
+    made: typing.ClassVar[list["_Bar"]] = []
+
+    def __init__(self, total, disable=False, **kw):
+        self.total, self.disable, self.moves = total, disable, []
+        _Bar.made.append(self)
+
+    def update(self, k=1):
+        self.moves.append(k)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.parametrize("n, temperature, calls", [(1, 0.0, [6, 4]), (4, 0.8, [3, 3, 3, 1])])
+def test_progress_moves_at_each_of_the_backends_own_batches(n, temperature, calls, tmp_path, scripted_backend, monkeypatch):
+    """`--progress` moved once per generation.batch_size (64) problems, which read as a hang on a
+    CPU; an hf/jax backend (6 rows a batch here) is now called a whole batch of its own at a time:
+    4 samples a prompt make batches of 3 prompts (12 rows), each with the seed it had in one call."""
+    from eval import runner
+    from eval.cache import GenerationCache
+
+    monkeypatch.setattr(runner, "tqdm", _Bar)
+    _Bar.made = []
+    sizes, seeds = [], []
+
+    class RowBatched(scripted_backend):
+        name = "hf"
+        config = BackendConfig(batch_size=6)
+
+        def generate(self, prompts, *, seed=0, **kw):
+            sizes.append(len(prompts))
+            seeds.append((prompts[0], seed))
+            return super().generate(prompts, **kw)
+
+    prompts = {f"t{k}": f"p{k}" for k in range(10)}
+    kw = {"n": n, "temperature": temperature, "top_p": 1.0, "max_new_tokens": 8, "stop": (), "seed": 7, "batch_size": 64}
+    cache = GenerationCache.for_run(tmp_path / "g.jsonl", {"backend": "hf"}, {"k": 1})
+    out = runner.generate_cached(RowBatched(lambda p: p + "!"), prompts, cache, progress=True, **kw)
+    assert out == {t: [p + "!"] * n for t, p in prompts.items()}
+    assert sizes == calls and [b.moves for b in _Bar.made] == [calls] and _Bar.made[0].total == 10
+    starts = [sum(calls[:j]) for j in range(len(calls))]
+    assert seeds == [(f"p{k}", 7 + k * n) for k in starts]
+    sizes.clear()
+    cache = GenerationCache.for_run(tmp_path / "g2.jsonl", {"backend": "hf"}, {"k": 1})
+    runner.generate_cached(RowBatched(lambda p: p + "!"), prompts, cache, progress=False, **kw)
+    assert sizes == [10] and _Bar.made[-1].disable  # without --progress, one call as before
+
+
+def test_progress_moves_at_each_prompt_a_backend_reports(tmp_path, scripted_backend, monkeypatch):
+    """A backend that reports each completed prompt (``on_row``: openai) moves the bar per prompt,
+    and its calls keep generation.batch_size prompts."""
+    from eval import runner
+    from eval.cache import GenerationCache
+
+    monkeypatch.setattr(runner, "tqdm", _Bar)
+    _Bar.made = []
+    sizes = []
+
+    class Rows(scripted_backend):
+        def generate(self, prompts, *, on_row=None, **kw):
+            sizes.append(len(prompts))
+            out = super().generate(prompts, **kw)
+            for _ in prompts:
+                on_row()
+            return out
+
+    prompts = {f"t{k}": f"p{k}" for k in range(5)}
+    cache = GenerationCache.for_run(tmp_path / "g.jsonl", {"backend": "rows"}, {"k": 1})
+    runner.generate_cached(Rows(lambda p: "x"), prompts, cache, n=1, temperature=0.0, top_p=1.0, max_new_tokens=8,
+                           stop=(), seed=0, batch_size=4, progress=True)
+    assert sizes == [4, 1] and _Bar.made[0].moves == [1] * 5

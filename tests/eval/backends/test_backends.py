@@ -46,23 +46,29 @@ def test_hf_samples_of_a_prompt_depend_only_on_its_seed_not_on_batching(tiny_hf)
 
 def test_sampling_keeps_the_whole_vocabulary_in_every_backend(tmp_path, tokenizer):
     """Temperature/top-p sampling means no top-k cut, whatever the model's generation config says
-    (transformers 4.x's default is top_k=50): every backend samples from the same distribution."""
+    (transformers 4.x's default is top_k=50): every backend samples from the same distribution.
+    ``top_k=5`` cuts it to the five tokens the model favours, in every backend alike."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=32256, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
                       max_position_embeddings=64, bos_token_id=32013, eos_token_id=32014, tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg).eval()
+    favoured = tokenizer.convert_tokens_to_ids(list("abcde"))
     with torch.no_grad():
-        model.lm_head.weight.mul_(1e-3)  # a next-token distribution close to uniform, without ties
+        model.lm_head.weight.mul_(1e-3)  # a next-token distribution close to uniform, without ties ...
+        h = model.model(torch.tensor([tokenizer("x").input_ids])).last_hidden_state[0, -1]
+        model.lm_head.weight[favoured] += 5 * h / h.norm() ** 2  # ... but for five logits 5 higher (2% of it)
     model.generation_config.top_k = 50
     model.save_pretrained(tmp_path, safe_serialization=True)
     tokenizer.save_pretrained(tmp_path)
     for name in ("hf", "jax"):
-        backend = get_backend(name, BackendConfig(hf_dir=str(tmp_path), dtype="float32", batch_size=1))
+        backend = get_backend(name, BackendConfig(hf_dir=str(tmp_path), dtype="float32", batch_size=128))
         [samples] = backend.generate(["x"], n=100, temperature=1.0, top_p=1.0, max_new_tokens=1, seed=3)
         assert len(set(samples)) > 60, (name, len(set(samples)))
-
+        [cut] = backend.generate(["x"], n=100, temperature=1.0, top_k=5, max_new_tokens=1, seed=3)
+        assert set(cut) == set("abcde"), (name, set(cut))
 
 def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, monkeypatch):
     """Replies come back in prompt order and choice order, cut at every stop string (the API takes
@@ -85,8 +91,9 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
     prompts = [f"p{i}" for i in range(8)]
     for chat in (False, True):
         backend = get_backend("openai", BackendConfig(base_url=url, model="m", chat=chat, batch_size=4, max_retries=0))
-        out = backend.generate(prompts, n=2, temperature=0.7, max_new_tokens=9, stop=stops, seed=5)
-        assert out == [[f"p{i}|0 A", f"p{i}|1 A"] for i in range(8)]
+        rows = []  # each prompt's reply reported as it comes (a progress bar)
+        out = backend.generate(prompts, n=2, temperature=0.7, max_new_tokens=9, stop=stops, seed=5, on_row=lambda: rows.append(1))
+        assert out == [[f"p{i}|0 A", f"p{i}|1 A"] for i in range(8)] and len(rows) == 8
         assert backend.identity()["chat"] is chat
         assert {(c.finish_reason, c.num_tokens) for o in out for c in o} == {("stop", None)}  # cut here; n=2: usage is per request
     assert state.max_active == 4
@@ -95,20 +102,44 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
     seeds = {b.get("prompt") or b["messages"][-1]["content"]: b["seed"] for b in state.bodies[-8:]}
     assert seeds == {f"p{i}": 5 + 2 * i for i in range(8)}  # a seed per request (i * n apart), or every prompt draws the same noise
     assert "messages" in sent and "prompt" in state.bodies[0]
+    assert not any("top_k" in b for b in state.bodies)  # off: nothing OpenAI's own API would refuse
 
     greedy = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=4, max_retries=0))
     [g] = greedy.generate(["g"], n=3, max_new_tokens=9, stop=stops)
     assert g == ["g|0 A"] * 3  # were g|0, g|1, g|2
     assert (g[0].finish_reason, g[0].num_tokens) == ("stop", 1)  # cut here at "\nB"; usage counts the one choice
     assert state.bodies[-1]["n"] == 1  # one greedy choice repeated, as every backend does
+    for chat in (False, True):  # on: top_k at the body's top level, where vLLM's server reads it
+        top_k = get_backend("openai", BackendConfig(base_url=url, model="m", chat=chat, max_retries=0))
+        assert top_k.generate(["k"], n=2, temperature=0.7, top_k=40) == [["k|0 A\nB\nC\nD\nE", "k|1 A\nB\nC\nD\nE"]]
+        assert state.bodies[-1]["top_k"] == 40 and ("messages" in state.bodies[-1]) is chat
 
     state.errors = [503, 500]
     retrying = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=1, max_retries=2))
     [[q]] = retrying.generate(["q"], max_new_tokens=4)
     assert q == "q|0 A\nB\nC\nD\nE" and (q.finish_reason, q.num_tokens) == (None, 1)  # "stop": a stop string or EOS
     state.errors = [400]
-    with pytest.raises(SemcoderError, match="request for prompt 0 failed.*BadRequestError"):
+    with pytest.raises(SemcoderError, match=f"request for prompt 0 to {url}/? failed.*BadRequestError"):
         retrying.generate(["a", "b"], max_new_tokens=4)
+
+
+def test_openai_backend_connection_error_names_the_url():
+    """"Connection error." alone left the user guessing which server was asked (--base-url, else
+    OPENAI_BASE_URL, else OpenAI's)."""
+    import re
+    import socket
+
+    from semcoder_jax.errors import SemcoderError
+
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    backend = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=1, max_retries=0))
+    with pytest.raises(SemcoderError) as info:
+        backend.generate(["a"], max_new_tokens=4)
+    message = str(info.value)
+    assert re.search(rf"request for prompt 0 to {re.escape(url)}/? failed .*APIConnectionError: Connection error\. "
+                     r"\(.*refused.*\); check --base-url$", message, re.IGNORECASE), message
 
 
 def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch):
@@ -148,6 +179,11 @@ def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch
     assert (first.finish_reason, first.num_tokens) == ("length", 2)
     assert backend.generate(["a"], n=2, temperature=0.8, top_p=0.9, seed=4) == [["a:0", "a:1"]]
     assert (seen["params"].n, seen["params"].top_p, seen["params"].seed) == (2, 0.9, 4)
+    assert seen["params"].top_k == -1  # off: vLLM up to 0.8 refused 0, later ones take -1 as off still
+    backend.generate(["a"], n=2, temperature=0.8, top_k=40)
+    assert seen["params"].top_k == 40
+    backend.generate(["a"], n=2, temperature=0.0, top_k=40)
+    assert seen["params"].top_k == -1  # greedy: no cut, as top_p=1
     backend.generate(["a", "b", "c"], n=2, temperature=0.8, seed=4)
     assert seen["seeds"] == [4, 6, 8]  # vLLM seeds each request (i * n apart): a shared seed is shared noise
     backend.close()

@@ -215,3 +215,36 @@ def test_generate_refuses_a_prompt_filling_the_context_before_any_completion(tmp
     err = capsys.readouterr().err
     assert f"{path}:3: the prompt has" in err and "max_position_embeddings of 8" in err, err
     assert generated == []
+
+
+def test_generate_cli_top_k_reaches_the_sampler(tmp_path, monkeypatch, capsys):
+    """``--top-k K`` is the sampler's ``top_k`` (0, off, by default); a negative K is refused before
+    the model loads."""
+    import types
+
+    import semcoder_jax.sampling as sampling
+
+    config = types.SimpleNamespace(max_position_embeddings=2048)
+    monkeypatch.setattr(sampling, "load_model_for_inference", lambda **kw: (config, None))
+    seen = []
+
+    class Recording:
+        def __init__(self, *args):
+            pass
+
+        def generate_text(self, prompts, **kwargs):
+            seen.append(kwargs)
+            return ["c"] * len(prompts)
+
+    monkeypatch.setattr(sampling, "Sampler", Recording)
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("def f(x):", "x =")))
+    out = tmp_path / "o.jsonl"
+    base = ["generate", "--checkpoint", str(tmp_path), "--prompts", str(path), "--out", str(out)]
+    assert main([*base, "--temperature", "0.8", "--top-k", "40", "--top-p", "0.95"]) == 0
+    assert [(k["temperature"], k["top_k"], k["top_p"]) for k in seen] == [(0.8, 40, 0.95)]
+    assert main(base) == 0
+    assert seen[-1]["top_k"] == 0
+    monkeypatch.setattr(sampling, "load_model_for_inference", lambda **kw: pytest.fail("the model was loaded"))
+    assert main([*base, "--top-k", "-1"]) == 2
+    assert "--top-k must be >= 0 (0: off), got -1" in capsys.readouterr().err
