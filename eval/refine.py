@@ -153,7 +153,7 @@ def refine(
             ))
             for t in failing
         }
-        sampling = dict(n=1, temperature=cfg.refine_sampling_temperature, top_p=cfg.refine_top_p,
+        sampling = dict(n=1, temperature=cfg.refine_sampling_temperature, top_p=cfg.refine_top_p, top_k=0,
                         max_new_tokens=cfg.refine_max_new_tokens)
         cache = GenerationCache.for_run(out_dir / GENERATIONS_FILE, backend.identity(), generation_settings(
             cfg, refine_round=rnd, **sampling))
