@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from eval.benchmarks.evalplus import EvalPlusProblem
-from eval.scoring.execute import harness_source, returned, run_jobs, sandbox_scope
+from eval.scoring.execute import (
+    check_no_sandbox_failure,
+    harness_source,
+    returned,
+    run_jobs,
+    sandbox_scope,
+)
 from semcoder_jax.errors import SemcoderError
 
 GT_SCHEMA = 3
@@ -192,6 +198,8 @@ def _parse(res: Any, n_splits: int) -> list[tuple[str, dict | None]] | None:
 
 
 def _died(res: Any) -> tuple[str, dict]:
+    """A program that ended without a report fails; a sandbox that failed the job raises instead."""
+    check_no_sandbox_failure([res], "evalplus")
     status = "timeout" if res.status == "timeout" else "fail"
     return status, {"index": None, "error": f"sandbox: {res.status} {res.exc_type or ''} {res.exc_message or ''}".strip()}
 

@@ -8,12 +8,23 @@ no audit event at all (``UNAUDITED``) are replaced in their modules. Neither is 
 boundary by itself; the fork server adds a private network namespace, a read-only view of the host's
 files where it can make a mount namespace, a PID namespace, user and group ids of the job's own (as root),
 rlimits, a new session and a discarded process.
+
+The result channel (``child.RESULT_FD``): a line a program writes there and then ends (``posix._exit``), or
+goes on after, is taken for the child's report, so ``protect_fd`` refuses the channel and every copy of it
+(same pipe, by inode) to the unaudited calls of ``CHANNEL_ARGS`` and the audit policy to ``open``, ``fcntl``
+and ``mmap``. Not closed, as the program and the report share one process: the child's own references
+(``child._write``/``_report``, these wrappers' closures, ``gc``) and ``open(..., opener=...)``, whose opener
+hands ``FileIO`` a descriptor after the ``open`` event. Only a report the program cannot reach (written by
+another process, or checked against what the server alone knows) would close them.
 """
 
 from __future__ import annotations
 
 import builtins
+import errno
+import operator
 import os
+import stat
 import sys
 import types
 
@@ -54,6 +65,8 @@ UNAUDITED = {"posix": ("mkfifo", "mknod"), "_signal": ("pidfd_send_signal",)}
 # Calls that accept a descriptor in place of a path: the descriptor's file must lie inside the folder too
 # (a file opened read-only outside it can still be chmod-ed, chown-ed, its times set).
 FD_EVENTS = frozenset({"os.chmod", "os.chown", "os.utime"})
+# Events whose first argument is a descriptor that must not be the result channel: ``F_DUPFD`` copies it.
+CHANNEL_EVENTS = frozenset({"fcntl.fcntl", "fcntl.ioctl", "fcntl.flock", "fcntl.lockf", "mmap.__new__"})
 # Allowed only from the code objects ``make_audit_hook`` is given as ``trusted``, in the process that
 # installed the policy: coverage forks each input from the program's loaded state and kills it when late.
 TRUSTED_EVENTS = frozenset({"os.fork", "os.kill"})
@@ -158,11 +171,12 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
     write_flags, blocked_modules, isdir = _WRITE_FLAGS, BLOCKED_MODULES, os.path.isdir
     fd_events, fd_inside, trusted_events = FD_EVENTS, _fd_inside, TRUSTED_EVENTS
     pid, getpid, getframe = os.getpid(), os.getpid, sys._getframe
+    channel_events, channel, channel_fd = CHANNEL_EVENTS, is_channel, _protected_fd
 
     def hook(event: str, args: tuple) -> None:
         if event == "open":
             path, mode, flags = (tuple(args) + (None, None, 0))[:3]
-            if path == _protected_fd and isinstance(path, int):
+            if isinstance(path, int) and channel(path, channel_fd):
                 raise PermissionError("sandbox: the result channel is reserved")
             writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool((flags or 0) & write_flags)
             if writes and not inside(path, root):
@@ -172,6 +186,8 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
             # A folder's descriptor is a ``dir_fd`` for writes that the audit events name only relatively.
             if not writes and isinstance(path, (str, bytes, os.PathLike)) and isdir(path) and not inside(path, root):
                 raise PermissionError(f"sandbox: opening the folder {path!r} outside the sandbox folder is not allowed")
+        elif event in channel_events and args and isinstance(args[0], int) and channel(args[0], channel_fd):
+            raise PermissionError("sandbox: the result channel is reserved")
         elif event == "import":
             if args and args[0] in blocked_modules:
                 raise PermissionError(f"sandbox: importing {args[0]} is not allowed")
@@ -195,38 +211,87 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
     return hook
 
 
+def is_channel(f: int, fd: int, fstat=os.fstat) -> bool:
+    """Whether descriptor ``f`` is the result channel ``fd`` or a copy of it (``dup``, ``fcntl(F_DUPFD)``):
+    the same pipe, by device and inode, not only the same number."""
+    if fd < 0:
+        return False
+    if f == fd:
+        return True
+    try:
+        channel = fstat(fd)
+        if not stat.S_ISFIFO(channel.st_mode):  # the fork server's placeholder (/dev/null): numbers only
+            return False
+        other = fstat(f)
+    except (OSError, TypeError, ValueError, OverflowError):
+        return False
+    return (other.st_dev, other.st_ino) == (channel.st_dev, channel.st_ino)
+
+
+# Calls that write to, copy or close a descriptor without an audit event: (position, keyword) of each
+# descriptor argument that must not be the result channel.
+CHANNEL_ARGS = {
+    "write": ((0, None),), "writev": ((0, None),), "pwrite": ((0, None),), "pwritev": ((0, None),),
+    "sendfile": ((0, "out_fd"),), "splice": ((1, "dst"),), "copy_file_range": ((1, "dst"),),
+    "dup": ((0, None),), "dup2": ((0, "fd"), (1, "fd2")), "login_tty": ((0, None),),
+}
+
+
+def _channel_guarded(name: str, func, fd: int):
+    """``func`` that refuses (EBADF, as a closed descriptor would) the result channel in any of its
+    ``CHANNEL_ARGS``; each such argument is read as an ``int`` once, so an ``__index__`` that answers
+    differently the second time cannot pass the check with one number and the call with another."""
+    where, index, same = CHANNEL_ARGS[name], operator.index, is_channel
+
+    def guarded(*args, **kwargs):
+        args = list(args)
+        for pos, key in where:
+            if pos < len(args):
+                args[pos] = value = index(args[pos])
+            elif key is not None and key in kwargs:
+                kwargs[key] = value = index(kwargs[key])
+            else:
+                continue
+            if same(value, fd):
+                raise OSError(errno.EBADF, "Bad file descriptor")
+        return func(*args, **kwargs)
+
+    guarded.__name__ = guarded.__qualname__ = name
+    guarded.__doc__ = func.__doc__
+    return guarded
+
+
 def protect_fd(fd: int) -> None:
-    """Keep the result channel to the runner: ``os.close``/``closerange``/``dup2``/``write``/``fdopen``
-    refuse or skip ``fd``."""
-    close, closerange, dup2, write = os.close, os.closerange, os.dup2, os.write
+    """Keep the result channel to the runner from the program: the calls in ``CHANNEL_ARGS`` (in ``os``, the
+    programs' copy of it and ``posix``) refuse it or a copy of it, ``close`` refuses and ``closerange`` skips
+    its number, and the audit policy refuses opening it (``open``, ``os.fdopen``, ``io.FileIO``), ``fcntl``
+    on it and mapping it. The child's own references (``child._write``) stay unguarded for its report."""
+    import posix
+
+    close, closerange = os.close, os.closerange
     user_os = guarded_os_module()
     global _protected_fd
     _protected_fd = fd
 
-    def guarded_write(f: int, data) -> int:
-        if f == fd:
-            raise OSError(9, "Bad file descriptor")
-        return write(f, data)
-
     def guarded_close(f: int) -> None:
+        """By number only: closing a copy leaves the channel open (coverage's inputs close theirs)."""
+        f = operator.index(f)
         if f == fd:
-            raise OSError(9, "Bad file descriptor")
+            raise OSError(errno.EBADF, "Bad file descriptor")
         close(f)
 
     def guarded_closerange(lo: int, hi: int) -> None:
+        lo, hi = operator.index(lo), operator.index(hi)
         if lo <= fd < hi:
             closerange(lo, fd)
             closerange(fd + 1, hi)
         else:
             closerange(lo, hi)
 
-    def guarded_dup2(a: int, b: int, inheritable: bool = True) -> int:
-        if b == fd:
-            raise OSError(9, "Bad file descriptor")
-        return dup2(a, b, inheritable)
-
-    for mod in (os, user_os):
-        mod.close, mod.closerange, mod.dup2, mod.write = guarded_close, guarded_closerange, guarded_dup2, guarded_write
+    guarded = {name: _channel_guarded(name, getattr(posix, name), fd) for name in CHANNEL_ARGS if hasattr(posix, name)}
+    guarded["close"], guarded["closerange"] = guarded_close, guarded_closerange
+    for mod in (os, user_os, posix):
+        mod.__dict__.update(guarded)
 
 
 def guarded_os_module() -> types.ModuleType:

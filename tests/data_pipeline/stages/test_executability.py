@@ -52,7 +52,7 @@ def test_every_seed_call_is_checked_and_a_sandbox_failure_is_no_verdict(monkeypa
         ctx.close()
 
 
-_FORGED_FAILURE = ("import posix\nposix.write(99, b'{\"status\": \"killed\", \"exc_type\": \"SandboxError\", "
+_FORGED_FAILURE = ("import posix\nfrom semcoder_jax.execution import child\nchild._write(99, b'{\"status\": \"killed\", \"exc_type\": \"SandboxError\", "
                    "\"sandbox_failure\": true}\\n')\nposix._exit(0)\n")
 
 

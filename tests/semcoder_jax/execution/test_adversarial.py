@@ -22,6 +22,9 @@ POLICY_OFF = "import gc\nfor hook in [f for f in gc.get_objects() if type(f).__n
              "        if isinstance(cell.cell_contents, frozenset):\n            cell.cell_contents = frozenset()\n" \
              "import sys\nsys.modules['semcoder_jax.execution.guard']._resolve = lambda path, root: root\n"
 
+# The child's own unguarded reference to ``os.write``: what a program past the guard writes its channel with.
+HARNESS_WRITE = "import sys\nwrite = sys.modules['semcoder_jax.execution.child']._write\n"
+
 
 def _holders(path: Path) -> list[psutil.Process]:
     """The processes that hold ``path`` open."""
@@ -198,7 +201,7 @@ def test_flooding_the_result_channel_is_an_output_limit():
     """The result channel was read without a cap: a program writing to it (``posix.write`` is not the
     guarded ``os.write``) grew the fork server by gigabytes a second until the job's deadline."""
     with Sandbox(memory_bytes=1 << 30, timeout_s=3) as box:
-        r = box.run("import posix\nb = b'x' * (1 << 20)\nwhile True:\n    posix.write(99, b)")
+        r = box.run(HARNESS_WRITE + "b = b'x' * (1 << 20)\nwhile True:\n    write(99, b)")
         assert r.status == "output_limit", r  # killed for the cap, so before the deadline, which would read "timeout"
         assert box.run("x = 1", "x + 1").return_repr == "2"
 
@@ -207,8 +210,8 @@ def test_a_malformed_result_line_does_not_take_the_fork_server_down(sandbox):
     """A result line that is JSON but not an object, or nested past the decoder's recursion limit, used
     to raise in the fork server, which exited and failed every job running beside it."""
     pid = sandbox._proc.pid
-    forged = ["import posix\nposix.write(99, b'[1]\\n')\nposix._exit(0)",
-              "import posix\nposix.write(99, b'[' * 100000 + b'\\n')\nposix._exit(0)"]
+    forged = [HARNESS_WRITE + "write(99, b'[1]\\n')\nimport posix\nposix._exit(0)",
+              HARNESS_WRITE + "write(99, b'[' * 100000 + b'\\n')\nimport posix\nposix._exit(0)"]
     slow = Job("import time\ntime.sleep(0.5)", "'survived'")
     results = sandbox.map([slow, *(Job(src) for src in forged)])
     assert (results[0].status, results[0].return_repr) == ("passed", "'survived'"), results[0]
@@ -222,11 +225,71 @@ def test_a_program_that_writes_its_result_and_runs_on_blocks_no_other_job():
     deadline) until it woke."""
     with Sandbox(memory_bytes=1 << 30, timeout_s=1) as box:
         start = time.monotonic()
-        results = box.map([Job("import posix, time\nposix.write(99, b'{}\\n')\ntime.sleep(30)"),
+        results = box.map([Job(HARNESS_WRITE + "import time\nwrite(99, b'{}\\n')\ntime.sleep(30)"),
                            Job("import time\ntime.sleep(0.3)", "'other'")])
         assert results[1].return_repr == "'other'", results
         assert time.monotonic() - start < 10
         assert box.run("x = 1", "x + 1").return_repr == "2"
+
+
+FORGED_PASS = b'{"status": "passed", "return_repr": "1"}\n'
+# Each a way to put ``FORGED_PASS`` (held in ``L``, and in the file ``f`` of the job's folder) on the result channel.
+FORGE_ROUTES = {
+    "posix.write": "posix.write(99, L)",
+    "os.writev": "os.writev(99, [L])",
+    "os.pwrite": "os.pwrite(99, L, 0)",
+    "os.pwritev": "os.pwritev(99, [L], 0)",
+    "os.sendfile": "os.sendfile(99, os.open('f', os.O_RDONLY), 0, len(L))",
+    "os.sendfile by keyword": "os.sendfile(out_fd=99, in_fd=os.open('f', os.O_RDONLY), offset=0, count=len(L))",
+    "os.splice": "os.splice(os.open('f', os.O_RDONLY), 99, len(L))",
+    "os.copy_file_range": "os.copy_file_range(os.open('f', os.O_RDONLY), 99, len(L))",
+    "os.dup": "posix.write(os.dup(99), L)",
+    "posix.dup": "posix.write(posix.dup(99), L)",
+    "os.dup2 from the channel": "os.dup2(99, 50)\nposix.write(50, L)",
+    "posix.dup2 from the channel": "posix.dup2(99, 50)\nposix.write(50, L)",
+    "an __index__ that changes": "class Fd:\n    n = 0\n    def __index__(self):\n        Fd.n += 1\n"
+                                "        return 1 if Fd.n == 1 else 99\nposix.write(Fd(), L)",
+    "os.fdopen": "f = os.fdopen(99, 'wb')\nf.write(L)\nf.flush()",
+    "io.FileIO": "io.FileIO(99, 'w').write(L)",
+    "open(99)": "f = open(99, 'wb', closefd=False)\nf.write(L)\nf.flush()",
+    "open of a copy": "f = open(os.dup(99), 'wb')\nf.write(L)\nf.flush()",
+    "/proc/self/fd/99": "f = open('/proc/self/fd/99', 'wb')\nf.write(L)\nf.flush()",
+    "/dev/fd/99": "posix.write(os.open('/dev/fd/99', os.O_WRONLY), L)",
+    "socket.fromfd": "import socket\nsocket.fromfd(99, socket.AF_UNIX, socket.SOCK_STREAM).send(L)",
+    "socket of the fd": "import socket\nsocket.socket(fileno=99).send(L)",
+    "mmap": "import mmap\nmmap.mmap(99, 64).write(L)",
+    "fcntl F_DUPFD": "import fcntl\nposix.write(fcntl.fcntl(99, fcntl.F_DUPFD, 50), L)",
+    "os.login_tty": "os.login_tty(99)\nposix.write(1, L)",
+    "faulthandler": "import faulthandler\nfaulthandler.dump_traceback(99)",
+}
+
+
+@pytest.mark.parametrize("end", ["posix._exit(0)", "assert False"])
+@pytest.mark.parametrize("route", FORGE_ROUTES.values(), ids=FORGE_ROUTES.keys())
+def test_a_program_cannot_forge_its_result(sandbox, route, end):
+    """A program wrote a passing result on the result channel with ``posix.write`` (or a copy of the channel,
+    ``sendfile``...) and ended before the child's report (``posix._exit``), or failed after it: it passed."""
+    source = f"import io, os, posix, sys\nL = {FORGED_PASS!r}\nopen('f', 'wb').write(L)\n{route}\n{end}\n"
+    r = sandbox.run(source)
+    assert r.status in ("error", "failed") and not r.sandbox_failure, r
+
+
+@pytest.mark.xfail(strict=True, reason="not closed: see guard.py's docstring")
+@pytest.mark.parametrize("route", ["f = open('g', 'wb', opener={'g': 99}.get)\nf.write(L)\nf.flush()",
+                                   "sys.modules['semcoder_jax.execution.child']._write(99, L)"], ids=["opener", "child's write"])
+def test_routes_to_the_result_channel_left_open(sandbox, route):
+    """``open``'s opener hands ``FileIO`` a descriptor with no audit event; the child's own references are the
+    program's too. Written, then ended before the child's report, the forged result is the job's."""
+    r = sandbox.run(f"import sys, posix\nL = {FORGED_PASS!r}\n{route}\nposix._exit(0)\n")
+    assert r.status != "passed", r
+
+
+def test_the_channel_guard_leaves_other_descriptors_alone(sandbox):
+    """Copies of stdout are written, copied and closed as before."""
+    r = sandbox.run("import os, posix\nopen('f', 'w').write('c')\nfd = os.dup(1)\nos.write(fd, b'a')\n"
+                    "posix.writev(fd, [b'b'])\nos.dup2(fd, 5)\nos.sendfile(5, os.open('f', os.O_RDONLY), 0, 1)\n"
+                    "os.close(fd)\nos.close(5)\nf = open(os.dup(1), 'w')\nf.write('d')\nf.close()", "1")
+    assert (r.status, r.stdout, r.return_repr) == ("passed", "abcd", "1"), r
 
 
 def test_other_processes_proc_entries_are_refused_however_spelled(sandbox):
@@ -642,8 +705,8 @@ HARNESS_TRICKS = [
                                        "        time.sleep(0.001)\nthreading.Thread(target=spam).start()", "'done'"),
      "passed", "'done'"),
     ("the result channel replaced", Job("import posix\nposix.dup2(posix.open('/dev/null', posix.O_WRONLY), 99)", "1"),
-     "error", "SystemExit"),
-    ("the result channel closed", Job("import posix\nposix.close(99)", "1"), "error", "SystemExit"),
+     "error", "OSError"),
+    ("the result channel closed", Job("import posix\nposix.close(99)", "1"), "error", "OSError"),
     ("huge stdout", Job("import sys\nsys.stdout.write('x' * (4 << 20))", "1"), "output_limit", None),
 ]
 
