@@ -12,22 +12,25 @@ def test_mutants_are_distinct_single_site_changes():
     assert "if x >= 1:" in "\n".join(ms) and "t = 1" in "\n".join(ms)
 
 
+class ScriptedLLM:
+    """Bug samples as given; every refine request answered with a fix that adds one."""
+
+    def __init__(self, replies):
+        self.replies = replies
+
+    def samples(self, messages, n, **kw):
+        return self.replies
+
+    def chat(self, messages, **kw):
+        return ("[MONOLOGUE]\nIt subtracts one instead of adding it.\n[/MONOLOGUE]\n"
+                "[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]")
+
+
 def test_llm_pyxr_bug_must_define_the_function_and_fail_not_time_out():
     """A sample that renames the function, is merely slow, or whose own example code fails is not the
     buggy code of a PYX-R record."""
     from data_pipeline.config import DataConfig
     from data_pipeline.stages.base import StageContext
-
-    class ScriptedLLM:
-        def __init__(self, replies):
-            self.replies = replies
-
-        def samples(self, messages, n, **kw):
-            return self.replies
-
-        def chat(self, messages, **kw):
-            return ("[MONOLOGUE]\nIt subtracts one instead of adding it.\n[/MONOLOGUE]\n"
-                    "[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]")
 
     record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "tests": [{"input": "1", "output": "2"}]}
     slow_but_right = "def f(x):\n    import time\n    time.sleep(5)\n    return x + 1\n"
@@ -171,15 +174,6 @@ def test_an_llm_bug_that_fails_by_chance_is_dropped_and_counted(stage_ctx):
     each run (it reads the clock or randomness) is not a bug to debug."""
     from data_pipeline.config import DataConfig
 
-    class ScriptedLLM:
-        def __init__(self, replies):
-            self.replies = replies
-
-        def samples(self, messages, n, **kw):
-            return self.replies
-
-        def chat(self, messages, **kw):
-            return "[MONOLOGUE]\nIt subtracts.\n[/MONOLOGUE]\n[Refined]\n```python\ndef f(x):\n    return x + 1\n```\n[/Refined]"
 
     record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "tests": [{"input": "1", "output": "2"}]}
     by_chance = "import random\ndef f(x):\n    return x + random.choice([2, 3])\n"  # fails, by another answer each run
