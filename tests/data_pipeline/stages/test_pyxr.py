@@ -174,7 +174,6 @@ def test_an_llm_bug_that_fails_by_chance_is_dropped_and_counted(stage_ctx):
     each run (it reads the clock or randomness) is not a bug to debug."""
     from data_pipeline.config import DataConfig
 
-
     record = {"id": "p1", "entry_point": "f", "problem": "Add one.", "tests": [{"input": "1", "output": "2"}]}
     by_chance = "import random\ndef f(x):\n    return x + random.choice([2, 3])\n"  # fails, by another answer each run
     wrong = "def f(x):\n    return x - 1\n"
