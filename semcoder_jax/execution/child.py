@@ -59,9 +59,11 @@ _class_name = type.__dict__["__name__"].__get__
 # What builtins held before any program ran (taken by ``prepare_server``): restored for the report where a
 # program replaced what ``json`` uses (``isinstance``, ``str``…).
 _BUILTINS: dict = {}
-# Written on the result channel once setup is done, before the program runs: a report without it comes from
-# a child that failed before the program ran (the fork server's failure); a program can only write after it.
+# Written on the setup channel (``SETUP_FD``) once setup is done, which is then closed before the program
+# runs: without it the child failed before the program ran (the sandbox's failure). Not on the result
+# channel: a program can reopen that one read-only (``/proc/self/fd/99``) and take the mark first.
 SETUP_DONE = b"\x06"
+SETUP_FD = 100
 # The report of last resort: written without any library code a program could have replaced.
 _UNREPORTABLE = b'{"status": "error", "exc_type": "SandboxError", "exc_message": "unreportable result"}\n'
 
@@ -181,7 +183,8 @@ def prepare_server() -> None:
     SERVER_PID = os.getpid()
 
 
-def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd: int, ident: int | None = None) -> None:
+def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd: int, ident: int | None = None,
+               setup_fd: int | None = None) -> None:
     """Entry point after ``fork``; never returns. ``sandbox_dir`` is a resolved path; ``ident``: the job's own
     user and group id (``take_identity``), None to keep the server's. Each statement here writes to pages
     shared with the server, which the kernel then copies: keep it short."""
@@ -192,8 +195,10 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
         _dup2(out_fd, 1)
         _dup2(err_fd, 2)
         _dup2(result_fd, RESULT_FD)
+        if setup_fd is not None:
+            _dup2(setup_fd, SETUP_FD)
         _closerange(3, RESULT_FD)
-        _closerange(RESULT_FD + 1, 4096)
+        _closerange(RESULT_FD + 1 if setup_fd is None else SETUP_FD + 1, 4096)
         if RESET_SIGNALS:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -205,7 +210,9 @@ def child_main(job: dict, sandbox_dir: str, result_fd: int, out_fd: int, err_fd:
             die_with_parent(SERVER_PID)  # a change of credentials clears the parent-death signal
         drop_capabilities()
         guard.install_audit_policy(sandbox_dir, trusted=_trusted_code(job))
-        _write(RESULT_FD, SETUP_DONE)
+        if setup_fd is not None:
+            _write(SETUP_FD, SETUP_DONE)
+            _closerange(SETUP_FD, SETUP_FD + 1)
     except BaseException as e:  # noqa: BLE001
         _report({"status": "error", "exc_type": "SandboxError", "exc_message": f"setup failed: {e!r}"})
         _exit(0)

@@ -266,7 +266,7 @@ def close_to_jobs(path: str) -> None:
 
 class Running:
     __slots__ = ("job", "pid", "dir", "tmpfs_bytes", "fds", "out", "err", "result", "start", "deadline",
-                 "killed_for", "cap", "responded", "result_cap", "ident")
+                 "killed_for", "cap", "responded", "result_cap", "ident", "setup_fd", "setup_done")
 
     def __init__(self, job, pid, sandbox_dir, tmpfs_bytes, fds, start, deadline, cap):
         self.job, self.pid, self.dir, self.start, self.deadline, self.cap = job, pid, sandbox_dir, start, deadline, cap
@@ -276,6 +276,8 @@ class Running:
         self.killed_for: str | None = None
         self.responded = False
         self.ident: int | None = None  # the job's user and group id, where it has its own
+        self.setup_fd: int | None = None  # read end of the child's setup channel (``child.SETUP_FD``)
+        self.setup_done: bool | None = None  # read from it once, when the job is composed
         trace_bytes = (job.get("trace_options") or {}).get("max_bytes", 0)
         self.result_cap = RESULT_BASE_BYTES + 12 * (int(job.get("max_return_repr", 1_000_000)) + int(trace_bytes))
 
@@ -331,18 +333,20 @@ class ForkServer:
         r_res, w_res = os.pipe()
         r_out, w_out = os.pipe()
         r_err, w_err = os.pipe()
+        r_set, w_set = os.pipe()
         start = time.monotonic()
         pid = self.fork()
         if pid == 0:
             try:
                 self.fork = None  # the raw fork (a ctypes function, no audit event) goes with its last reference
-                for fd in (r_res, r_out, r_err, self.req_fd, self.resp_fd, self.wake_r, self.wake_w):
+                for fd in (r_res, r_out, r_err, r_set, self.req_fd, self.resp_fd, self.wake_r, self.wake_w):
                     os.close(fd)
-                child.child_main(job, sandbox_dir, w_res, w_out, w_err, ident)
+                child.child_main(job, sandbox_dir, w_res, w_out, w_err, ident, w_set)
             finally:
                 os._exit(4)
-        for fd in (w_res, w_out, w_err):
+        for fd in (w_res, w_out, w_err, w_set):
             os.close(fd)
+        os.set_blocking(r_set, False)
         fds = {r_res: "result", r_out: "out", r_err: "err"}
         run = Running(job, pid, sandbox_dir, tmpfs_bytes, fds, start, start + float(job["timeout_s"]), int(job["max_output_bytes"]))
         for fd in fds:
@@ -353,6 +357,7 @@ class ForkServer:
             fds[pidfd] = "exit"
             self.sel.register(pidfd, selectors.EVENT_READ, pid)
         run.ident = ident
+        run.setup_fd = r_set
         self.running[pid] = run
 
     def next_ident(self) -> int | None:
@@ -502,6 +507,20 @@ class ForkServer:
         self.release_folder(run)
         if not run.responded:
             self.respond(self.compose(run, wait_status, duration, usage))
+        if run.setup_fd is not None:
+            os.close(run.setup_fd)
+            run.setup_fd = None
+
+    @staticmethod
+    def setup_done(run: Running) -> bool:
+        """Whether the child marked its setup done. Read once, when the job is composed: the child wrote the mark
+        (and closed its end) before the program ran, so it is there by the time of a report or an exit."""
+        if run.setup_done is None:
+            try:
+                run.setup_done = run.setup_fd is not None and os.read(run.setup_fd, 1) == child.SETUP_DONE
+            except OSError:  # BlockingIOError: no mark, and the child still holds its end
+                run.setup_done = False
+        return run.setup_done
 
     def new_oom_kill(self) -> bool:
         """Whether the kernel's OOM killer has killed a process since the last time this was asked."""
@@ -513,11 +532,10 @@ class ForkServer:
                 usage: resource.struct_rusage | None = None) -> dict:
         result = None
         # Without the child's mark the program never ran: whatever ended the job is the sandbox's failure.
-        program_ran = run.result.startswith(child.SETUP_DONE)
-        body = run.result[len(child.SETUP_DONE):] if program_ran else run.result
-        if body:
+        program_ran = self.setup_done(run)
+        if run.result:
             try:
-                result = json.loads(body)
+                result = json.loads(run.result)
             except Exception:  # noqa: BLE001 - ValueError, RecursionError: the program can write here
                 result = None
             if not isinstance(result, dict):

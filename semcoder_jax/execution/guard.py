@@ -234,6 +234,7 @@ CHANNEL_ARGS = {
     "write": ((0, None),), "writev": ((0, None),), "pwrite": ((0, None),), "pwritev": ((0, None),),
     "sendfile": ((0, "out_fd"),), "splice": ((1, "dst"),), "copy_file_range": ((1, "dst"),),
     "dup": ((0, None),), "dup2": ((0, "fd"), (1, "fd2")), "login_tty": ((0, None),),
+    "eventfd_write": ((0, "fd"),),  # eight bytes of the program's choosing on any descriptor, a pipe too
 }
 
 

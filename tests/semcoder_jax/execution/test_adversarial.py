@@ -261,6 +261,8 @@ FORGE_ROUTES = {
     "fcntl F_DUPFD": "import fcntl\nposix.write(fcntl.fcntl(99, fcntl.F_DUPFD, 50), L)",
     "os.login_tty": "os.login_tty(99)\nposix.write(1, L)",
     "faulthandler": "import faulthandler\nfaulthandler.dump_traceback(99)",
+    "os.eventfd_write": "M = L[:-1] + b' ' * (-len(L) % 8) + b'\\n'\nfor i in range(0, len(M), 8):\n"
+                        "    os.eventfd_write(99, int.from_bytes(M[i:i + 8], 'little'))",
 }
 
 

@@ -516,3 +516,13 @@ def test_a_child_that_fails_before_the_program_runs_is_a_sandbox_failure():
         r = box.run("open('ran', 'w').close()")
     assert (r.status, r.exc_type, r.sandbox_failure) == ("error", "SandboxError", True), r
     assert r.exc_message.startswith("setup failed") and is_sandbox_failure(r)
+
+
+def test_a_program_reading_its_result_channel_is_still_judged(sandbox):
+    """The setup mark was the result channel's first byte: a program that reopened the channel read-only
+    (``/proc/self/fd/99``) and read the mark before the fork server did (177 of 200 concurrent jobs) made its
+    job a sandbox failure, which scoring reruns and then stops the whole run on."""
+    src = ("import os\nfd = os.open('/proc/self/fd/99', os.O_RDONLY | os.O_NONBLOCK)\ntry:\n    x = os.read(fd, 1)\n"
+           "except BlockingIOError:\n    x = b''\n")
+    results = sandbox.map([Job(src, "len(x) < 2")] * 24)
+    assert all((r.status, r.return_repr, r.sandbox_failure) == ("passed", "True", False) for r in results), results
