@@ -58,15 +58,21 @@ RETRY_AFTER_MAX_S = 120.0  # the most a ``Retry-After`` is waited (a longer one:
 def is_local_host(host: str | None) -> bool:
     """Whether ``host`` is this machine: only a server started here is worth waiting for while it
     refuses connections; a name that does not resolve or a remote refusal is a wrong URL (or no
-    network), and waiting ``wait_for_server_s`` for it only delays the error."""
+    network), and waiting ``wait_for_server_s`` for it only delays the error. A name counts by what
+    it resolves to: Debian's /etc/hosts maps the machine's full name to 127.0.1.1."""
     host = (host or "").strip("[]").lower()
+    if not host:
+        return False
     if host == "localhost" or host.endswith(".localhost") or host == socket.gethostname().lower():
         return True
     try:
-        address = ipaddress.ip_address(host)
+        addresses = {ipaddress.ip_address(host)}
     except ValueError:
-        return False
-    return address.is_loopback or address.is_unspecified
+        try:
+            addresses = {ipaddress.ip_address(info[4][0].split("%")[0]) for info in socket.getaddrinfo(host, None)}
+        except (OSError, UnicodeError, ValueError):  # no such name (or no network)
+            return False
+    return bool(addresses) and all(a.is_loopback or a.is_unspecified for a in addresses)
 
 
 def reply_texts(resp: Any) -> list[str] | None:

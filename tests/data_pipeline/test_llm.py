@@ -129,8 +129,8 @@ def test_a_remote_host_that_cannot_be_reached_is_not_waited_for(host, monkeypatc
     def resolve(name, *args, **kwargs):
         if name == "api.openai.com":
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        if name == "llm.example.invalid":  # a remote name for a host that refuses connections
-            return getaddrinfo("127.0.0.1", port, *args[1:], **kwargs)
+        if name == "llm.example.invalid":  # a remote host (192.0.2.1) refusing connections: the client's connects to a closed port here
+            return getaddrinfo("192.0.2.1" if args[:1] == (None,) else "127.0.0.1", port, *args[1:], **kwargs)
         return getaddrinfo(name, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", resolve)
@@ -151,6 +151,26 @@ def test_only_this_machine_is_a_local_host():
 
     assert all(map(is_local_host, ["localhost", "LOCALHOST", "vllm.localhost", "127.0.0.1", "127.0.1.1", "::1", "0.0.0.0"]))
     assert not any(map(is_local_host, ["api.openai.com", "10.0.0.5", "gpu-node-3", "", None]))
+
+
+def test_a_name_that_resolves_to_this_machine_is_a_local_host(monkeypatch):
+    """Debian maps the machine's full name to 127.0.1.1 and ``ip6-localhost`` to ::1 in /etc/hosts:
+    a server starting there was judged remote, and the build failed at once instead of waiting."""
+    import socket
+
+    from data_pipeline.llm import is_local_host
+
+    table = {"box.example.org": "127.0.1.1", "ip6-localhost": "::1", "gpu-node-3": "10.0.0.5"}
+
+    def resolve(name, *args, **kwargs):
+        if name not in table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        family = socket.AF_INET6 if ":" in table[name] else socket.AF_INET
+        return [(family, socket.SOCK_STREAM, 6, "", (table[name], 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    assert is_local_host("box.example.org") and is_local_host("ip6-localhost")
+    assert not is_local_host("gpu-node-3") and not is_local_host("llm.example.invalid")
 
 
 def test_a_server_still_loading_is_waited_for(llm_server, monkeypatch, capsys):
