@@ -90,7 +90,12 @@ def run_dir_lock(run_dir: Path) -> Iterator[None]:
             holder = f.read().strip() or "another process"
             raise SemcoderError(f"run_dir {run_dir}: another `semcoder train` ({holder}) is training there; "
                                 "wait for it to end, or give another run_dir") from None
-        except OSError:  # e.g. ENOLCK on an NFS mount without a lock service
+        except OSError as e:  # e.g. ENOLCK on an NFS mount without a lock service
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "run_dir %s: cannot lock it (%s); training without the guard against a second `semcoder train` there",
+                run_dir, e.strerror or e)
             locked = False
         if locked:
             f.truncate(0)

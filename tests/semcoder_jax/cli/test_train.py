@@ -53,6 +53,23 @@ def test_a_second_train_in_a_run_folder_in_use_is_refused(tmp_path, monkeypatch,
     assert capsys.readouterr().err.strip().endswith("cannot write there (Not a directory)")
 
 
+def test_a_run_folder_that_cannot_be_locked_trains_with_a_warning(tmp_path, monkeypatch, caplog):
+    """A file system without locks (ENOLCK on NFS without a lock service) must not stop training, but
+    the user is told that nothing guards the folder against a second train."""
+    import errno
+    import fcntl
+
+    from semcoder_jax.cli.train import run_dir_lock
+
+    def no_locks(f, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="semcoder_jax.cli.train"), run_dir_lock(tmp_path / "run"):
+        pass
+    assert f"run_dir {tmp_path / 'run'}: cannot lock it (No locks available); training without the guard" in caplog.text
+
+
 def test_ctrl_c_in_the_training_loop_saves_before_stopping_and_a_second_stops_at_once(tmp_path, monkeypatch, capsys,
                                                                                      save_tiny_checkpoint):
     """Ctrl-C lost every step since the last checkpoint (the demo saves only at its end) and said
