@@ -147,6 +147,7 @@ class BenchmarkIndex:
     code_grams: dict[tuple[str, ...], set[int]] = field(default_factory=lambda: defaultdict(set))
     text_grams: dict[tuple[str, ...], set[int]] = field(default_factory=lambda: defaultdict(set))
     texts: list[str] = field(default_factory=list)
+    text_words: list[frozenset[str]] = field(default_factory=list)  # content_words of each text
     code_sizes: list[int] = field(default_factory=list)
     text_sizes: list[int] = field(default_factory=list)
     # The whole prompt's n-grams of tokens as written (signature, examples and punctuation too): a record
@@ -189,6 +190,7 @@ class BenchmarkIndex:
         norm = normalize_code(code) if code.strip() else ""
         self.codes.append(norm)
         self.texts.append(normalize_text(text))
+        self.text_words.append(content_words(self.texts[-1]))
         grams = ngrams(norm, self.config.ngram)
         self.code_sizes.append(len(grams))
         for g in grams:
@@ -239,7 +241,7 @@ class BenchmarkIndex:
             words = content_words(text)
             for _, score, j in process.extract(text, self.texts, scorer=fuzz.ratio, score_cutoff=self.config.text_similarity,
                                                limit=None):
-                if words == content_words(self.texts[j]):
+                if words == self.text_words[j]:
                     return "text_similarity", f"{self.names[j]} ({score:.1f})"
         frac, i = self._overlap(text_ngrams(problem, self.config.ngram), self.text_grams, self.text_sizes)
         if i is not None and frac >= self.config.ngram_overlap:
