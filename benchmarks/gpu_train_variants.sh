@@ -2,6 +2,7 @@
 # Our 6.7B train step (4 x 2048, packed, cuDNN) in a few variants beside the plain-JAX reference,
 # in one device call: bash benchmarks/gpu_train_variants.sh 'NAME;XLA_FLAGS;EXTRA TRAIN_STEP ARGS' ...
 # Each part runs in its own process under its own time limit (T_REF, T_VARIANT seconds).
+# e.g. 'base;;' 'scanned;;--set model.scan_layers=true' 'dsf;--xla_gpu_enable_dynamic_slice_fusion=true;'
 set -u
 source "$(dirname "$0")/gpu_env.sh"
 part() {  # part NAME SECONDS XLA_FLAGS CMD...

@@ -252,7 +252,7 @@ class Transformer(nn.Module):
             split_rngs={"params": True},
             in_axes=(nn.broadcast, 0, nn.broadcast),
             length=cfg.num_layers,
-            unroll=cfg.scan_unroll if cfg.scan_layers else cfg.num_layers,
+            unroll=cfg.scan_unroll if cfg.scans_layers() else cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )(cfg, name="layers")
         x, new_kv = layers(x, inputs, layer_cache, cache_segment_ids)
@@ -299,8 +299,9 @@ def _dummy_ids() -> jax.Array:
 
 def _init_model(config: ModelConfig) -> Transformer:
     """The module that ``init`` traces on a one-token row: with XLA attention, since splash cannot
-    tile such a row and the params do not depend on the kernel."""
-    return Transformer(config.replace(attention="xla"))
+    tile such a row, and scanned layers, whose init compiles in seconds where unrolled takes
+    minutes at 6.7B; neither changes the params."""
+    return Transformer(config.replace(attention="xla", scan_layers=True))
 
 
 def boxed_shapes(config: ModelConfig) -> Params:

@@ -83,6 +83,21 @@ def test_remat_policies_and_unrolled_layers_agree():
             np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=str(variant))
 
 
+def test_scan_layers_auto_unrolls_on_gpu_only_and_init_is_the_same_either_way():
+    auto = _tiny()
+    assert auto.scan_layers is None
+    assert [auto.scans_layers(b) for b in ("gpu", "cuda", "tpu", "cpu")] == [False, False, True, True]
+    assert auto.scans_layers()  # this CPU
+    assert not _tiny(scan_layers=False).scans_layers("tpu") and _tiny(scan_layers=True).scans_layers("gpu")
+    ids = jnp.ones((1, 8), jnp.int32)
+    for cfg, loops in ((auto, True), (auto.replace(scan_layers=False), False)):
+        params = llama.init_params(cfg, jax.random.PRNGKey(0))
+        text = jax.jit(lambda p: llama.apply(cfg, p, ids)).lower(params).as_text()
+        assert ("stablehlo.while" in text) == loops
+        for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(llama.init_params(auto, jax.random.PRNGKey(0)))):
+            np.testing.assert_array_equal(x, y)
+
+
 def test_param_dtype_separate_from_compute_dtype():
     config = _tiny(dtype="bfloat16", param_dtype="float32")
     params = llama.init_params(config, jax.random.PRNGKey(0))
@@ -96,8 +111,9 @@ def test_param_dtype_separate_from_compute_dtype():
     assert 0 < np.abs(np.asarray(logits) - f32).max() < 0.05
 
 
-def test_kv_cache_prefill_and_decode_match_full_forward():
-    config = _tiny()
+@pytest.mark.parametrize("scan_layers", [True, False])
+def test_kv_cache_prefill_and_decode_match_full_forward(scan_layers):
+    config = _tiny(scan_layers=scan_layers)
     params = llama.init_params(config, jax.random.PRNGKey(0))
     ids = jax.random.randint(jax.random.PRNGKey(2), (2, 12), 0, config.vocab_size)
     step = jax.jit(lambda p, x, pos, c: llama.Transformer(config).apply({"params": p}, x, pos, cache=c))
@@ -113,7 +129,7 @@ def test_kv_cache_prefill_and_decode_match_full_forward():
 
 def _program_size(num_layers: int) -> int:
     """Characters of the lowered training step: what XLA compiles, so what its compile time follows."""
-    config = _tiny(num_layers=num_layers, remat_policy="full")
+    config = _tiny(num_layers=num_layers, remat_policy="full", scan_layers=True)
     shapes = jax.eval_shape(lambda: llama.init_params(config, jax.random.PRNGKey(0)))
     ids = jax.ShapeDtypeStruct((2, 64), jnp.int32)
     step = jax.jit(jax.value_and_grad(lambda p, x: jnp.mean(llama.apply(config, p, x))))
