@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import json
@@ -35,13 +34,14 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from data_pipeline.config import DataConfig, resolve_path
 from data_pipeline.records import RecordError, read_jsonl, write_json_atomic, write_jsonl_atomic
 from data_pipeline.stages.base import Reject, STAGE_ORDER, StageContext, code_fingerprint, short_hash
 from semcoder_jax.config import ConfigError
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.locking import folder_lock
 
 SOURCE_STAGE = "seeds"
 CRASH_ENV = "SEMCODER_DATA_KILL_AFTER_SHARDS"  # testing: SIGKILL this process after N shards
@@ -49,6 +49,7 @@ CRASH_ENV = "SEMCODER_DATA_KILL_AFTER_SHARDS"  # testing: SIGKILL this process a
 # "commit:N" (after N moves of the finished output into OUT)
 FINAL_CRASH_ENV = "SEMCODER_DATA_KILL_IN_FINAL"
 STAGING_DIR, READY_DIR, OLD_DIR = ".final-staging", ".final-ready", ".final-old"
+LOCK_FILE = ".build.lock"  # held by the build writing to OUT; harmless when left behind
 # What the final step writes, in the order it is moved into OUT: the manifest last.
 FINAL_ENTRIES = ("tfrecords", "records", "splits.json", "report.json", "manifest.json")
 
@@ -611,24 +612,18 @@ def check_final_entries(out: Path) -> None:
                               "put output_dir itself on that disk (or make output_dir the link) instead")
 
 
-@contextlib.contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Hold ``out`` for one build (an advisory lock on the folder, let go at the end or when the
-    process dies): a second build into it would take the first one's ``.final-staging`` for a
-    killed build's and remove it, and both would write the same stage shards."""
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"{out}: another build is writing to this output_dir; wait for it to end, or use another "
-                              "output_dir") from None
-        except OSError as e:  # a filesystem without locks (some network mounts)
-            log.warning("%s: cannot lock the output folder (%s); make sure no other build writes to it", out, e)
-        yield
-    finally:
-        os.close(fd)
+def output_lock(out: Path) -> contextlib.AbstractContextManager[bool]:
+    """Hold ``out`` for one build: a second build into it would take the first one's
+    ``.final-staging`` for a killed build's and remove it, and both would write the same stage shards."""
+    return folder_lock(
+        out / LOCK_FILE,
+        held=lambda holder: ConfigError(f"{out}: another build is writing to this output_dir ({holder}); wait for it "
+                                        "to end, or use another output_dir"),
+        unwritable=lambda reason: ConfigError(f"{out}: cannot write there ({reason})"),
+        unguarded=lambda reason: (f"{out}: cannot lock the output folder ({reason}); building without the guard "
+                                  "against a second build there: make sure no other build writes to it"),
+        logger=log,
+    )
 
 
 def _remove(path: Path) -> None:

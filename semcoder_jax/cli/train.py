@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -61,8 +58,13 @@ def run(args: argparse.Namespace) -> int:
         train(cfg)
     if interrupt.stopped:
         ckpt = run_dir / cfg.checkpoint.dir
-        print(f"semcoder train: stopped by Ctrl-C with step {latest_step(ckpt)} saved in {ckpt}; "
-              "rerun the same command to resume", file=sys.stderr)
+        saved = latest_step(ckpt)
+        if saved is not None and saved >= interrupt.total_steps:
+            print(f"semcoder train: Ctrl-C came at the end of the run: it finished, with its last step ({saved}) "
+                  f"saved in {ckpt}; nothing is left to resume", file=sys.stderr)
+        else:
+            print(f"semcoder train: stopped by Ctrl-C with step {saved} saved in {ckpt}; "
+                  "rerun the same command to resume", file=sys.stderr)
         return 130
     return 0
 
@@ -70,46 +72,27 @@ def run(args: argparse.Namespace) -> int:
 LOCK_FILE = ".train.lock"
 
 
-@contextlib.contextmanager
-def run_dir_lock(run_dir: Path) -> Iterator[None]:
+def run_dir_lock(run_dir: Path) -> contextlib.AbstractContextManager[bool]:
     """Hold ``run_dir`` for this training: a second one there would resume from the same checkpoint
-    and both would write its checkpoints and metrics.jsonl (each step twice). The lock is the
-    kernel's, so it goes with the process however it ends; a file system without locks is let be."""
-    path = run_dir / LOCK_FILE
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        f = open(path, "a+")  # noqa: SIM115 - closed below, after the training
-    except OSError as e:
-        raise SemcoderError(f"run_dir {run_dir}: cannot write there ({e.strerror or e})") from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            locked = True
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise SemcoderError(f"run_dir {run_dir}: another `semcoder train` ({holder}) is training there; "
-                                "wait for it to end, or give another run_dir") from None
-        except OSError as e:  # e.g. ENOLCK on an NFS mount without a lock service
-            import logging
+    and both would write its checkpoints and metrics.jsonl (each step twice)."""
+    import logging
 
-            logging.getLogger(__name__).warning(
-                "run_dir %s: cannot lock it (%s); training without the guard against a second `semcoder train` there",
-                run_dir, e.strerror or e)
-            locked = False
-        if locked:
-            f.truncate(0)
-            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-            f.flush()
-        try:
-            yield
-        finally:
-            if locked:
-                f.truncate(0)
+    from semcoder_jax.locking import folder_lock
+
+    return folder_lock(
+        run_dir / LOCK_FILE,
+        held=lambda holder: SemcoderError(f"run_dir {run_dir}: another `semcoder train` ({holder}) is training there; "
+                                          "wait for it to end, or give another run_dir"),
+        unwritable=lambda reason: SemcoderError(f"run_dir {run_dir}: cannot write there ({reason})"),
+        unguarded=lambda reason: (f"run_dir {run_dir}: cannot lock it ({reason}); training without the guard against "
+                                  "a second `semcoder train` there"),
+        logger=logging.getLogger(__name__),
+    )
 
 
 class _Interrupt:
     stopped = False
+    total_steps = 0  # the stopped run's schedule, to tell a Ctrl-C at its last step
 
 
 @contextlib.contextmanager
@@ -126,6 +109,7 @@ def save_on_first_interrupt() -> Iterator[_Interrupt]:
         if state.stopped or not isinstance(getattr(handler, "__self__", None), Trainer):
             raise KeyboardInterrupt
         state.stopped = True
+        state.total_steps = handler.__self__.total_steps
         print("\nCtrl-C: press it again to stop at once, without saving", file=sys.stderr, flush=True)
         handler(signum, frame)
 

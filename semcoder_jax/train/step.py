@@ -26,8 +26,7 @@ def mesh_context(mesh: Mesh, rules: Rules, constrain_activations: bool = True) -
     """
     stack = contextlib.ExitStack()
     if constrain_activations:
-        set_mesh = getattr(jax, "set_mesh", None) or getattr(jax.sharding, "use_mesh")
-        stack.enter_context(set_mesh(mesh))
+        stack.enter_context(jax.set_mesh(mesh))
     stack.enter_context(nn.logical_axis_rules(rules))
     return stack
 

@@ -454,6 +454,11 @@ def _without_wall_s(value):
     return [_without_wall_s(v) for v in value] if isinstance(value, list) else value
 
 
+def _hidden_leftovers(out: Path) -> list[str]:
+    """What a build left hidden in OUT besides its lock file (harmless: the next build locks it again)."""
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != build.LOCK_FILE)
+
+
 def final_output(out: Path) -> dict[str, object]:
     """Each entry of the final step's output (None where absent), timings left out."""
     snap: dict[str, object] = {}
@@ -522,7 +527,7 @@ def test_a_kill_in_the_final_step_leaves_one_whole_output_and_the_next_build_com
     assert _killed_at("pack", two_builds, out, monkeypatch)
     assert final_output(out) == old and (out / build.STAGING_DIR).is_dir()
     runner_local.run(new_cfg, progress=False)
-    assert final_output(out) == new and not any(p.name.startswith(".") for p in out.iterdir())
+    assert final_output(out) == new and not _hidden_leftovers(out)
     points = 0
     while _killed_at(f"commit:{points + 1}", two_builds, out, monkeypatch):
         points += 1
@@ -542,7 +547,7 @@ def test_a_kill_in_the_final_step_leaves_one_whole_output_and_the_next_build_com
             got = {Path(f).name: Path(f).read_bytes() for f in files}
             assert got in ({k: v for k, v in side["tfrecords"].items() if k.startswith("train-")} for side in (old, new)), points
         build.recover_final(out)
-        assert final_output(out) == new and not any(p.name.startswith(".") for p in out.iterdir()), points
+        assert final_output(out) == new and not _hidden_leftovers(out), points
     assert points == 9  # manifest aside; tfrecords, records aside and in; splits.json aside; report aside and in; manifest in
 
 
@@ -562,7 +567,7 @@ def test_a_failure_while_packing_leaves_the_earlier_output_and_no_staging(two_bu
     monkeypatch.setattr(tfrecords, "write_shards", broken)
     with pytest.raises(OSError, match="disk full"):
         runner_local.run(dataclasses.replace(new_cfg, output_dir=str(out)), progress=False)
-    assert final_output(out) == old and not any(p.name.startswith(".") for p in out.iterdir())
+    assert final_output(out) == old and not _hidden_leftovers(out)
 
 
 def test_a_symlinked_output_entry_is_refused_not_replaced(tmp_path):
@@ -585,23 +590,38 @@ def test_a_symlinked_output_entry_is_refused_not_replaced(tmp_path):
 def test_a_second_build_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
     """A second build removed the first one's .final-staging (taken for a killed build's) while the
     first was writing it, and both wrote the same stage shards."""
-    import fcntl
+    import socket
 
     from semcoder_jax.config import ConfigError
 
     out = tmp_path / "out"
     (out / build.STAGING_DIR).mkdir(parents=True)
     (out / build.STAGING_DIR / "manifest.json").write_text("{}")
-    fd = os.open(out, os.O_RDONLY)  # the first build, holding the folder
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(ConfigError, match="another build is writing to this output_dir"):
+    with build.output_lock(out):  # the first build (flock: per open file, so as another process meets it)
+        with pytest.raises(ConfigError, match="another build is writing to this output_dir") as e:
             runner_local.run(_released_config(out, _pyx(tmp_path / "pyx.jsonl", 2), tfrecord_shards=1), progress=False)
+        assert str(e.value) == (f"{out}: another build is writing to this output_dir (pid {os.getpid()} on "
+                                f"{socket.gethostname()}); wait for it to end, or use another output_dir")
         assert (out / build.STAGING_DIR / "manifest.json").exists() and not (out / "manifest.json").exists()
-    finally:
-        os.close(fd)
     with build.output_lock(out):  # let go with the first build
         pass
+
+
+def test_an_output_folder_that_cannot_be_locked_builds_with_a_warning(tmp_path, monkeypatch, caplog):
+    """As `semcoder train` does: a file system without locks (ENOLCK on NFS without a lock service)
+    does not stop the build, but the user is told that nothing guards the folder."""
+    import errno
+    import fcntl
+
+    def no_locks(f, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING", logger="data_pipeline.build"), build.output_lock(out) as locked:
+        assert locked is False
+    assert (f"{out}: cannot lock the output folder (No locks available); building without the guard against a "
+            "second build there") in caplog.text
 
 
 def test_an_output_folder_that_cannot_rename_folders_is_refused_before_the_build(tmp_path, monkeypatch):
@@ -620,4 +640,4 @@ def test_an_output_folder_that_cannot_rename_folders_is_refused_before_the_build
     out = tmp_path / "out"
     with pytest.raises(ConfigError, match=r"out: this filesystem cannot rename a folder \(\[Errno 95\] Operation not supported\)"):
         runner_local.run(_released_config(out, _pyx(tmp_path / "pyx.jsonl", 2), tfrecord_shards=1), progress=False)
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == [build.LOCK_FILE]

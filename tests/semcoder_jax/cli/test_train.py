@@ -80,7 +80,7 @@ def test_ctrl_c_in_the_training_loop_saves_before_stopping_and_a_second_stops_at
 
     def fake_train(cfg):  # the trainer's loop: its SIGTERM handler is installed while it runs
         t = trainer.Trainer.__new__(trainer.Trainer)
-        t._stop_requested = False
+        t._stop_requested, t.total_steps = False, 10
         previous = signal.signal(signal.SIGTERM, t._on_sigterm)
         try:
             signal.raise_signal(signal.SIGINT)
@@ -106,6 +106,31 @@ def test_ctrl_c_in_the_training_loop_saves_before_stopping_and_a_second_stops_at
     assert main(["train", "--config", "tiny-cpu", f"run_dir={tmp_path / 'other'}"]) == 130
     assert capsys.readouterr().err.strip() == ("semcoder train: interrupted; rerun the same command to resume from "
                                                "the run folder's latest checkpoint")
+
+
+def test_ctrl_c_at_the_last_step_says_the_run_finished(tmp_path, monkeypatch, capsys, save_tiny_checkpoint):
+    """A Ctrl-C during the last step saved it and said "rerun the same command to resume", though a
+    rerun finds nothing to train."""
+    import signal
+
+    run_dir = tmp_path / "run"
+
+    def last_step_interrupted(cfg):
+        t = trainer.Trainer.__new__(trainer.Trainer)
+        t._stop_requested, t.total_steps = False, 7
+        previous = signal.signal(signal.SIGTERM, t._on_sigterm)
+        try:
+            signal.raise_signal(signal.SIGINT)
+            save_tiny_checkpoint(run_dir / "checkpoints", 7)  # the last step, saved as the run ends
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    monkeypatch.setattr(trainer, "train", last_step_interrupted)
+    assert main(["train", "--config", "tiny-cpu", f"run_dir={run_dir}"]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"semcoder train: Ctrl-C came at the end of the run: it finished, with its last step (7) saved "
+                        f"in {run_dir / 'checkpoints'}; nothing is left to resume")
+    assert "rerun" not in err
 
 
 @pytest.mark.slow
