@@ -52,7 +52,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", required=True, choices=("vllm", "hf", "jax", "openai"))
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", help="Orbax training checkpoint directory")
-    src.add_argument("--hf-dir", help="Hugging Face model directory")
+    src.add_argument("--hf-dir", help="Hugging Face model directory, or a hub id (keyed and loaded at the commit it names)")
+    p.add_argument("--revision", help="hub id: the branch, tag or commit to load (default: main)")
     p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
     p.add_argument("--tokenizer", help="tokenizer directory (default: the model's or the shipped one)")
     p.add_argument("--config", help="eval YAML or preset name (default: the benchmark's, "
@@ -137,8 +138,8 @@ def _run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise SemcoderError(f"--out {out}: cannot make the folder ({e.strerror or e})") from None
     bcfg = BackendConfig(
-        checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, tokenizer=args.tokenizer, dtype=args.dtype,
-        batch_size=args.batch_size, tensor_parallel_size=args.tensor_parallel_size, base_url=args.base_url,
+        checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, revision=args.revision, tokenizer=args.tokenizer,
+        dtype=args.dtype, batch_size=args.batch_size, tensor_parallel_size=args.tensor_parallel_size, base_url=args.base_url,
         model=args.model, chat=args.chat, max_retries=args.max_retries,
     )
     quiet_orbax_warnings()

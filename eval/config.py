@@ -13,7 +13,7 @@ class GenerationSettings:
     n: int = 1
     temperature: float = 0.0  # 0 = greedy (the paper's pass@1)
     top_p: float = 1.0
-    top_k: int = 0  # 0 = off; applied after the temperature, before top-p (HF's order)
+    top_k: int = 0  # 0 = off (vLLM is sent -1, off in every version); after the temperature, before top-p (HF's order)
     max_new_tokens: int = 512
     seed: int = 0
     batch_size: int = 64  # prompts per backend call (and per cache flush)

@@ -8,8 +8,8 @@ import tempfile
 from typing import Any, Sequence
 
 from eval.backends import (
-    BackendConfig, Completion, cut_at_stop, finish_reason_of, library_versions, model_identity, pin_step,
-    tokenizer_identity, tokenizer_source,
+    BackendConfig, Completion, cut_at_stop, finish_reason_of, library_versions, model_dir, model_identity,
+    pin_step, tokenizer_identity, tokenizer_source,
 )
 from semcoder_jax.errors import SemcoderError
 from semcoder_jax.tokenizer import load_tokenizer
@@ -17,10 +17,11 @@ from semcoder_jax.tokenizer import load_tokenizer
 
 @contextlib.contextmanager
 def hf_model_dir(config: BackendConfig, dtype: str | None = None):
-    """The HF folder to load: ``hf_dir``, or an Orbax checkpoint converted into a temporary folder at
+    """The HF folder to load: ``hf_dir`` (a hub id's snapshot at the pinned commit, see
+    :func:`~eval.backends.model_dir`), or an Orbax checkpoint converted into a temporary folder at
     ``dtype`` (default: ``config.dtype``, else bfloat16), the dtype the loader computes in."""
     if config.hf_dir:
-        yield config.hf_dir
+        yield model_dir(config)
         return
     if not config.checkpoint:
         raise SemcoderError("give --hf-dir or --checkpoint")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from eval.backends import (
-    BackendConfig, Completion, cut_at_stop, finish_reason_of, library_versions, model_identity, pin_step,
-    tokenizer_identity, tokenizer_source,
+    BackendConfig, Completion, cut_at_stop, finish_reason_of, library_versions, model_dir, model_identity,
+    pin_step, tokenizer_identity, tokenizer_source,
 )
 
 
@@ -20,12 +20,13 @@ class JaxBackend:
 
         config = pin_step(config)
         self.config, self.source = config, model_identity(config)
+        hf_dir = model_dir(config) if config.hf_dir and not config.checkpoint else None  # a hub id's snapshot
         model_config, params = load_model_for_inference(
-            checkpoint=config.checkpoint, step=config.step, hf_dir=config.hf_dir if not config.checkpoint else None, dtype=config.dtype
+            checkpoint=config.checkpoint, step=config.step, hf_dir=hf_dir, dtype=config.dtype
         )
         from semcoder_jax.tokenizer import load_tokenizer
 
-        tokenizer = tokenizer_source(config, config.hf_dir)
+        tokenizer = tokenizer_source(config, hf_dir)
         self.tokenizer = load_tokenizer(tokenizer)
         self.source.update(tokenizer_identity(tokenizer))
         self.model_config = model_config

@@ -10,6 +10,23 @@ from typing import Any, Callable, Sequence
 from eval.backends import BackendConfig, Completion, cut_at_stop
 from semcoder_jax.errors import SemcoderError
 
+# What vLLM's server takes from the model's generation_config.json for a field a request leaves out
+# (``--generation-config auto``, its default since 0.8), beyond the temperature, top_p and max_tokens
+# every request sends: each is sent at its "off" value unless asked for. Top-k off is -1, which every
+# vLLM takes (0.8.5 and older refuse 0; later ones prefer 0 and still take -1).
+VLLM_FIELDS = ("top_k", "min_p", "repetition_penalty")
+
+
+def vllm_fields(top_k: int, temperature: float) -> dict[str, Any]:
+    """The request body's vLLM sampling fields: our ``top_k`` (0, or greedy: off) and no min-p or
+    repetition penalty, whatever the served model's generation config recommends."""
+    return {"top_k": top_k if top_k > 0 and temperature > 0 else -1, "min_p": 0.0, "repetition_penalty": 1.0}
+
+
+def is_openai_api(host: str) -> bool:
+    """OpenAI's own API (or Azure's) refuses fields it does not define, vLLM's among them."""
+    return host == "openai.com" or host.endswith((".openai.com", ".openai.azure.com"))
+
 
 class OpenAIBackend:
     name = "openai"
@@ -25,10 +42,15 @@ class OpenAIBackend:
         self.config = config
         self.client = openai.OpenAI(base_url=config.base_url, api_key=os.environ.get(config.api_key_env, "EMPTY"),
                                     max_retries=config.max_retries)
+        forced = config.vllm_fields
+        self.sends_vllm_fields = not is_openai_api(self.client.base_url.host) if forced is None else forced
 
     def identity(self) -> dict[str, Any]:
+        """Names the pinned fields where they are sent: generations cached before, which a vLLM
+        server may have drawn with its model's defaults, are not reused; OpenAI's are."""
+        pinned = {"pinned": list(VLLM_FIELDS)} if self.sends_vllm_fields else {}
         return {"backend": "openai", "revision": self.revision, "model": self.config.model, "base_url": self.config.base_url,
-                "chat": self.config.chat}
+                "chat": self.config.chat, **pinned}
 
     def generate(
         self,
@@ -44,10 +66,10 @@ class OpenAIBackend:
         on_row: Callable[[], None] | None = None,
     ) -> list[list[Completion]]:
         """``on_row``: called as each prompt's reply arrives (any order), for a progress bar that
-        moves with the requests rather than once a call. ``top_k`` is no OpenAI API parameter: when on
-        (> 0) it is sent as ``top_k`` in the request body, which vLLM's server reads (OpenAI's refuses
-        it); off, nothing is sent and the server's default applies (vLLM's: the model's
-        ``generation_config.json`` unless served with ``--generation-config vllm``)."""
+        moves with the requests rather than once a call. ``top_k`` is no OpenAI API parameter: to
+        any server but OpenAI's (``BackendConfig.vllm_fields`` decides otherwise) the body carries
+        :func:`vllm_fields`, ``top_k`` -1 when off, so a vLLM server's defaults from the model's
+        ``generation_config.json`` do not apply; to OpenAI's, ``top_k`` only when on (it refuses it)."""
         import openai
 
         stop_list = list(stop)[:4] or None  # the API takes at most four; cut_at_stop applies them all
@@ -55,7 +77,9 @@ class OpenAIBackend:
         per = n if temperature > 0 else 1
         common = {"model": self.config.model, "n": per, "temperature": temperature, "top_p": top_p,
                   "max_tokens": max_new_tokens, "stop": stop_list}
-        if top_k > 0:
+        if self.sends_vllm_fields:
+            common["extra_body"] = vllm_fields(top_k, temperature)
+        elif top_k > 0 and temperature > 0:
             common["extra_body"] = {"top_k": top_k}
 
         def complete(i: int) -> list[Completion]:
@@ -94,6 +118,9 @@ class OpenAIBackend:
                    f"(after the client's retries): {type(e).__name__}: {e}")
         if isinstance(e, openai.APIConnectionError):
             message += (f" ({e.__cause__})" if e.__cause__ else "") + "; check --base-url"
+        elif self.sends_vllm_fields and isinstance(e, openai.BadRequestError) and any(f in str(e) for f in VLLM_FIELDS):
+            message += (f"; the request carried vLLM's sampling fields ({', '.join(VLLM_FIELDS)}) so that a vLLM "
+                        "server's generation_config defaults do not apply, and this server refused one")
         return message
 
     def close(self) -> None:

@@ -56,15 +56,18 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         greedy = temperature == 0
-        # Top-k off is -1: vLLM up to 0.8 refused 0 ("must be -1 (disable), or at least 1"); later
-        # versions prefer 0 but still take -1 as off.
+        # Top-k off is -1: vLLM 0.8.5 and older refuse 0 ("must be -1 (disable), or at least 1");
+        # later versions prefer 0 but still take -1 as off. Every sampling field is given: explicit
+        # SamplingParams are what runs (the model's generation_config.json only fills
+        # ``LLM.get_default_sampling_params``), so no min-p or repetition penalty of the model's applies.
         k = top_k if top_k > 0 and not greedy else -1
         # A seed per prompt: vLLM seeds each request's generator, so one shared seed would give every
         # prompt of the batch the same noise.
         params = [
             SamplingParams(
                 n=1 if greedy else n, temperature=temperature, top_p=1.0 if greedy else top_p, top_k=k,
-                max_tokens=max_new_tokens, stop=list(stop) or None, seed=seed + i * n,
+                min_p=0.0, repetition_penalty=1.0, max_tokens=max_new_tokens, stop=list(stop) or None,
+                seed=seed + i * n,
             )
             for i in range(len(prompts))
         ]

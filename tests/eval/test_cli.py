@@ -361,3 +361,21 @@ def test_a_score_details_path_that_cannot_be_written_is_one_line(tmp_path, capsy
     samples.write_text(json.dumps({"task_id": "sample_0", "answer": "''"}) + "\n")
     assert main(["eval", "score", "--benchmark", "cruxeval-o", "--samples", str(samples), "--details", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip().endswith(f"--details {tmp_path}: cannot write it (Is a directory)")
+
+
+def test_revision_reaches_the_backend_config(monkeypatch, tmp_path):
+    """`--revision` names a hub id's branch, tag or commit; the backends key and load the commit it names."""
+    import eval.backends
+    from semcoder_jax.cli.main import main
+
+    class Loaded(Exception):
+        pass
+
+    def backend(name, config):
+        raise Loaded(config)
+
+    monkeypatch.setattr(eval.backends, "get_backend", backend)
+    with pytest.raises(Loaded) as e:
+        main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "hf", "--hf-dir", "org/name", "--revision", "v1",
+              "--out", str(tmp_path / "out")])
+    assert (e.value.args[0].hf_dir, e.value.args[0].revision) == ("org/name", "v1")

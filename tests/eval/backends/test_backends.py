@@ -102,7 +102,8 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
     seeds = {b.get("prompt") or b["messages"][-1]["content"]: b["seed"] for b in state.bodies[-8:]}
     assert seeds == {f"p{i}": 5 + 2 * i for i in range(8)}  # a seed per request (i * n apart), or every prompt draws the same noise
     assert "messages" in sent and "prompt" in state.bodies[0]
-    assert not any("top_k" in b for b in state.bodies)  # off: nothing OpenAI's own API would refuse
+    # off, said explicitly, so a vLLM server does not fill them from the model's generation_config.json
+    assert all((b["top_k"], b["min_p"], b["repetition_penalty"]) == (-1, 0.0, 1.0) for b in state.bodies)
 
     greedy = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=4, max_retries=0))
     [g] = greedy.generate(["g"], n=3, max_new_tokens=9, stop=stops)
@@ -113,6 +114,8 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
         top_k = get_backend("openai", BackendConfig(base_url=url, model="m", chat=chat, max_retries=0))
         assert top_k.generate(["k"], n=2, temperature=0.7, top_k=40) == [["k|0 A\nB\nC\nD\nE", "k|1 A\nB\nC\nD\nE"]]
         assert state.bodies[-1]["top_k"] == 40 and ("messages" in state.bodies[-1]) is chat
+        top_k.generate(["k"], n=2, temperature=0.0, top_k=40)
+        assert state.bodies[-1]["top_k"] == -1  # greedy: no cut, as the other backends
 
     state.errors = [503, 500]
     retrying = get_backend("openai", BackendConfig(base_url=url, model="m", batch_size=1, max_retries=2))
@@ -121,6 +124,59 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
     state.errors = [400]
     with pytest.raises(SemcoderError, match=f"request for prompt 0 to {url}/? failed.*BadRequestError"):
         retrying.generate(["a", "b"], max_new_tokens=4)
+
+
+def test_openai_backend_sends_vllm_fields_to_any_server_but_openais(llm_server, monkeypatch):
+    """vLLM's server fills top_k, min_p and repetition_penalty a request leaves out from the model's
+    generation_config.json (``--generation-config auto``, its default since 0.8), so they go off
+    explicitly; OpenAI's API refuses them, so it gets ``top_k`` only when asked for. The identity
+    says which, so generations a server drew with its model's defaults are not reused."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from eval.backends.openai_backend import is_openai_api
+    from semcoder_jax.errors import SemcoderError
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert is_openai_api("api.openai.com") and is_openai_api("me.openai.azure.com")
+    assert not any(map(is_openai_api, ("127.0.0.1", "localhost", "notopenai.com", "openai.com.example.org")))
+    openai_api = get_backend("openai", BackendConfig(base_url="https://api.openai.com/v1", model="m"))
+    local = get_backend("openai", BackendConfig(base_url="http://127.0.0.1:8000/v1", model="m"))
+    assert "pinned" not in openai_api.identity() and local.identity()["pinned"] == ["top_k", "min_p", "repetition_penalty"]
+
+    state, url = llm_server(lambda messages, n: ["x"] * n)
+    as_openai = get_backend("openai", BackendConfig(base_url=url, model="m", max_retries=0, vllm_fields=False))
+    as_openai.generate(["a"], n=2, temperature=0.7)
+    assert not {"top_k", "min_p", "repetition_penalty"} & set(state.bodies[-1])
+    as_openai.generate(["a"], n=2, temperature=0.7, top_k=40)
+    assert state.bodies[-1]["top_k"] == 40 and not {"min_p", "repetition_penalty"} & set(state.bodies[-1])
+
+    class Refusing(BaseHTTPRequestHandler):  # a server that refuses top_k=-1, as vLLM's refuses top_k=0
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"object": "error", "message": "top_k must be 0 (disable), or at least 1, got -1.",
+                               "type": "BadRequestError", "code": 400}).encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        refused = get_backend("openai", BackendConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m",
+                                                      max_retries=0))
+        with pytest.raises(SemcoderError, match=r"BadRequestError.*top_k must be.*carried vLLM's sampling fields "
+                                                r"\(top_k, min_p, repetition_penalty\).*refused one"):
+            refused.generate(["a"], max_new_tokens=4)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_openai_backend_connection_error_names_the_url():
@@ -179,7 +235,9 @@ def test_vllm_backend_wiring_with_a_stand_in_vllm(tiny_hf, tmp_path, monkeypatch
     assert (first.finish_reason, first.num_tokens) == ("length", 2)
     assert backend.generate(["a"], n=2, temperature=0.8, top_p=0.9, seed=4) == [["a:0", "a:1"]]
     assert (seen["params"].n, seen["params"].top_p, seen["params"].seed) == (2, 0.9, 4)
-    assert seen["params"].top_k == -1  # off: vLLM up to 0.8 refused 0, later ones take -1 as off still
+    assert seen["params"].top_k == -1  # off: vLLM 0.8.5 and older refuse 0, later ones take -1 as off still
+    # every sampling field given: none of the model's generation_config.json defaults can apply
+    assert (seen["params"].min_p, seen["params"].repetition_penalty) == (0.0, 1.0)
     backend.generate(["a"], n=2, temperature=0.8, top_k=40)
     assert seen["params"].top_k == 40
     backend.generate(["a"], n=2, temperature=0.0, top_k=40)
