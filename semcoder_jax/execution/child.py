@@ -8,7 +8,6 @@ file descriptor that the guard keeps the program from closing. The child always 
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import random
 import resource
@@ -16,6 +15,8 @@ import signal
 import struct
 import sys
 import tempfile
+from _json import encode_basestring_ascii as _encode_basestring_ascii
+from _json import make_encoder as _c_make_encoder
 
 from semcoder_jax.execution import guard
 
@@ -49,15 +50,18 @@ _exit = os._exit
 _write = os.write  # the unguarded originals: the guard makes os.write/dup2/closerange spare RESULT_FD
 _dup2 = os.dup2
 _closerange = os.closerange
-_dumps = json.dumps
+# What the child calls once the program has begun, taken now: a program may replace the builtins (a ``compile``
+# or ``eval`` of its own made the call whatever it liked, a ``memoryview`` the report).
+_compile, _exec, _eval = builtins.compile, builtins.exec, builtins.eval
+_len, _memoryview = builtins.len, builtins.memoryview
 _repr = builtins.repr
 _str = builtins.str
 _type = builtins.type
 _issubclass = builtins.issubclass
 # A class's own name, past any ``__name__`` its metaclass defines (a program's code, which may raise).
 _class_name = type.__dict__["__name__"].__get__
-# What builtins held before any program ran (taken by ``prepare_server``): restored for the report where a
-# program replaced what ``json`` uses (``isinstance``, ``str``…).
+# What builtins held before any program ran (taken by ``prepare_server``): restored for the report where encoding
+# it failed.
 _BUILTINS: dict = {}
 # Written on the setup channel (``SETUP_FD``) once setup is done, which is then closed before the program
 # runs: without it the child failed before the program ran (the sandbox's failure). Not on the result
@@ -125,7 +129,7 @@ def _run_program(job: dict) -> dict:
 
         renumber = determinism.number_identity_hashes(reverse=job["identity_hash"] == "reversed")
     try:
-        code = compile(job["source"], PROGRAM_FILENAME, "exec")
+        code = _compile(job["source"], PROGRAM_FILENAME, "exec")
         if mode == "cover":
             from semcoder_jax.execution import coverage
 
@@ -133,12 +137,12 @@ def _run_program(job: dict) -> dict:
             return out
         if audit_log is not None:
             audit_log.active = True
-        exec(code, env)
+        _exec(code, env)
         if renumber is not None:
             renumber()
         call = job.get("call")
         if call is not None:
-            call_code = compile(call, CALL_FILENAME, "eval")
+            call_code = _compile(call, CALL_FILENAME, "eval")
             if mode == "trace":
                 from semcoder_jax.execution import tracer
 
@@ -148,9 +152,9 @@ def _run_program(job: dict) -> dict:
                 finally:
                     out["payload"] = collector.result()
             else:
-                value = eval(call_code, env)
+                value = _eval(call_code, env)
             r = _repr(value)
-            out["return_repr"] = r if len(r) <= max_repr else r[:max_repr]
+            out["return_repr"] = r if _len(r) <= max_repr else r[:max_repr]
     except BaseException as e:  # noqa: BLE001 - every outcome of untrusted code is a result
         out["status"] = _status_of(e)
         out["exc_type"] = _class_name(_type(e))
@@ -280,14 +284,21 @@ def _trusted_code(job: dict) -> frozenset:
     return coverage.TRUSTED_CODE
 
 
+def _unencodable(value: object) -> None:
+    raise TypeError(f"Object of type {_class_name(_type(value))} is not JSON serializable")
+
+
 def _encode(result: dict) -> bytes:
-    return (_dumps(result) + "\n").encode("utf-8", "backslashreplace")
+    """``json.dumps(result)`` as one line, by ``_json``'s C encoder taken when this module was imported: ``json.dumps``
+    calls ``JSONEncoder.encode``, which a program can replace (its return value then was the report)."""
+    encoder = _c_make_encoder({}, _unencodable, _encode_basestring_ascii, None, ": ", ", ", False, False, True)
+    return ("".join(encoder(result, 0)) + "\n").encode("utf-8", "backslashreplace")
 
 
 def _report(result: dict) -> None:
-    """Write ``result`` to the channel. Where encoding it fails, the program may have replaced builtins that
-    ``json`` uses (or made its payload unencodable): builtins are restored and it is tried again, then an
-    ``unreportable result`` error without the payload, then a fixed line."""
+    """Write ``result`` to the channel. Where encoding it fails (a payload JSON cannot hold, a builtin the program
+    replaced), builtins are restored and it is tried again, then an ``unreportable result`` error without the
+    payload, then a fixed line."""
     try:
         data = _encode(result)
     except BaseException:  # noqa: BLE001
@@ -299,7 +310,7 @@ def _report(result: dict) -> None:
                 data = _encode({"status": "error", "exc_type": "SandboxError", "exc_message": f"unreportable result: {e!r}"[:2000]})
             except BaseException:  # noqa: BLE001
                 data = _UNREPORTABLE
-    view = memoryview(data)
+    view = _memoryview(data)
     try:
         while view:
             n = _write(RESULT_FD, view)

@@ -11,11 +11,13 @@ rlimits, a new session and a discarded process.
 
 The result channel (``child.RESULT_FD``): a line a program writes there and then ends (``posix._exit``), or
 goes on after, is taken for the child's report, so ``protect_fd`` refuses the channel and every copy of it
-(same pipe, by inode) to the unaudited calls of ``CHANNEL_ARGS`` and the audit policy to ``open``, ``fcntl``
-and ``mmap``. Not closed, as the program and the report share one process: the child's own references
-(``child._write``/``_report``, these wrappers' closures, ``gc``) and ``open(..., opener=...)``, whose opener
-hands ``FileIO`` a descriptor after the ``open`` event. Only a report the program cannot reach (written by
-another process, or checked against what the server alone knows) would close them.
+(same pipe, by inode) to the unaudited calls of ``CHANNEL_ARGS``, to ``FileIO``'s opener (whose descriptor
+comes after the ``open`` event) and the audit policy to ``open``, ``fcntl`` and ``mmap``. Not closed, as the
+program and the report share one interpreter: the harness's own references, which the program reaches
+through ``sys.modules``, frames, closures and ``gc`` (``child._write``/``_report`` and the ``result`` dict,
+these wrappers' originals, the audit hook's cells). Any writer or secret the child uses after the program
+is in the program's reach before it ends (threads, ``__del__``, a replaced ``sys.stdout.flush`` run later),
+and a second process only moves the question to what the program's process tells it.
 """
 
 from __future__ import annotations
@@ -24,9 +26,27 @@ import builtins
 import errno
 import operator
 import os
-import stat
 import sys
 import types
+
+# Bound here, not looked up in ``builtins``/``stat``/``os`` when a check runs: a program may replace those (a
+# ``builtins.len`` answering 0 skipped ``posix.write``'s descriptor check, a ``getattr`` made ``_imp`` build
+# a fresh ``posix``, ``isinstance`` and ``stat.S_ISFIFO`` let a copy of the channel through).
+from builtins import (  # noqa: UP029
+    any,
+    bool,
+    bytes,
+    getattr,
+    int,
+    isinstance,
+    len,
+    list,
+    str,
+    tuple,
+    type,
+)
+from os import PathLike
+from stat import S_ISFIFO
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -184,7 +204,7 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
             if not proc_ok(path, root):
                 raise PermissionError(f"sandbox: reading {path!r} is not allowed")
             # A folder's descriptor is a ``dir_fd`` for writes that the audit events name only relatively.
-            if not writes and isinstance(path, (str, bytes, os.PathLike)) and isdir(path) and not inside(path, root):
+            if not writes and isinstance(path, (str, bytes, PathLike)) and isdir(path) and not inside(path, root):
                 raise PermissionError(f"sandbox: opening the folder {path!r} outside the sandbox folder is not allowed")
         elif event in channel_events and args and isinstance(args[0], int) and channel(args[0], channel_fd):
             raise PermissionError("sandbox: the result channel is reserved")
@@ -197,7 +217,7 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
             raise PermissionError(f"sandbox: {event} is not allowed")
         elif event in path_events:
             for a in args[:2]:
-                if isinstance(a, (str, bytes, os.PathLike)) and not inside(a, root):
+                if isinstance(a, (str, bytes, PathLike)) and not inside(a, root):
                     raise PermissionError(f"sandbox: {event} on {a!r} outside the sandbox folder is not allowed")
             if event in fd_events and args and isinstance(args[0], int) and not fd_inside(args[0], root):
                 raise PermissionError(f"sandbox: {event} on descriptor {args[0]} of a file outside the sandbox folder"
@@ -220,7 +240,7 @@ def is_channel(f: int, fd: int, fstat=os.fstat) -> bool:
         return True
     try:
         channel = fstat(fd)
-        if not stat.S_ISFIFO(channel.st_mode):  # the fork server's placeholder (/dev/null): numbers only
+        if not S_ISFIFO(channel.st_mode):  # the fork server's placeholder (/dev/null): numbers only
             return False
         other = fstat(f)
     except (OSError, TypeError, ValueError, OverflowError):
@@ -266,7 +286,8 @@ def protect_fd(fd: int) -> None:
     """Keep the result channel to the runner from the program: the calls in ``CHANNEL_ARGS`` (in ``os``, the
     programs' copy of it and ``posix``) refuse it or a copy of it, ``close`` refuses and ``closerange`` skips
     its number, and the audit policy refuses opening it (``open``, ``os.fdopen``, ``io.FileIO``), ``fcntl``
-    on it and mapping it. The child's own references (``child._write``) stay unguarded for its report."""
+    on it and mapping it, and ``FileIO`` an opener's descriptor that is the channel. The child's own references
+    (``child._write``) stay unguarded for its report."""
     import posix
 
     close, closerange = os.close, os.closerange
@@ -293,6 +314,61 @@ def protect_fd(fd: int) -> None:
     guarded["close"], guarded["closerange"] = guarded_close, guarded_closerange
     for mod in (os, user_os, posix):
         mod.__dict__.update(guarded)
+    _check_openers(fd)
+
+
+def _check_openers(fd: int) -> None:
+    """``FileIO`` (what ``open`` builds) takes the descriptor that ``opener`` returns after its ``open`` audit
+    event and raises none for it: ``FileIO.__init__`` becomes one that refuses an opener's result that is the
+    channel ``fd`` or a copy of it. Once per process; ``FileIO`` is an immutable type, hence ``_set_type_attribute``."""
+    global _OPENERS_CHECKED
+    if _OPENERS_CHECKED:
+        return
+    import _io
+
+    init, index, same = _io.FileIO.__init__, operator.index, is_channel
+
+    def checked(opener):
+        def checked_opener(path, flags):
+            f = opener(path, flags)
+            if isinstance(f, int):  # the value ``FileIO`` takes, read once (an int subclass's own, not its __index__)
+                f = index(f)
+                if same(f, fd):
+                    raise PermissionError("sandbox: the result channel is reserved")
+            return f
+
+        return checked_opener
+
+    def __init__(self, file, mode="r", closefd=True, opener=None):
+        init(self, file, mode, closefd, None if opener is None else checked(opener))
+
+    __init__.__qualname__, __init__.__doc__ = "FileIO.__init__", init.__doc__
+    _set_type_attribute(_io.FileIO, "__init__", __init__)
+    _OPENERS_CHECKED = True
+
+
+_OPENERS_CHECKED = False
+_IMMUTABLETYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE
+
+
+def _set_type_attribute(cls: type, name: str, value: object) -> None:
+    """``setattr(cls, name, value)`` on a builtin type, which also sets the C slot a dunder ``name`` stands for
+    (``tp_init``, so every way to build one calls ``value``): the immutable flag is lifted for the one assignment.
+    Raises ``RuntimeError`` where the flags are not where CPython's ``PyTypeObject`` keeps them."""
+    if not cls.__flags__ & _IMMUTABLETYPE:
+        setattr(cls, name, value)
+        return
+    import ctypes
+
+    # tp_flags follows the object header, ob_size and 18 pointer-sized fields (tp_name ... tp_as_buffer).
+    flags = ctypes.c_ulong.from_address(id(cls) + object.__basicsize__ + 19 * ctypes.sizeof(ctypes.c_void_p))
+    if flags.value != cls.__flags__:
+        raise RuntimeError(f"sandbox: cannot find the type flags of {cls.__qualname__} in this Python build")
+    flags.value &= ~_IMMUTABLETYPE
+    try:
+        setattr(cls, name, value)
+    finally:
+        flags.value |= _IMMUTABLETYPE
 
 
 def guarded_os_module() -> types.ModuleType:
@@ -350,12 +426,15 @@ def disable_destructive() -> None:
             for mod in exported[module]:
                 mod.__dict__[name] = _refused(name)
     _remove(("register_at_fork",), *exported["posix"])
-    create_builtin = _imp.create_builtin
+    create_builtin, module_spec = _imp.create_builtin, type(sys.__spec__)
 
     def guarded_create_builtin(spec):
-        if getattr(spec, "name", None) in BLOCKED_MODULES:
-            raise PermissionError(f"sandbox: creating the module {spec.name} is not allowed")
-        return create_builtin(spec)
+        """``_imp`` builds the module its ``spec.name`` names when it reads it again: a name read once and
+        checked travels on a spec of its own (a ``name`` property could answer differently the second time)."""
+        name = getattr(spec, "name", None)
+        if type(name) is not str or name in BLOCKED_MODULES:
+            raise PermissionError(f"sandbox: creating the module {name!r} is not allowed")
+        return create_builtin(module_spec(name, getattr(spec, "loader", None), origin=getattr(spec, "origin", None)))
 
     _imp.create_builtin = guarded_create_builtin  # the import system's way to a fresh ``posix``
     for name in ("ipdb", "joblib", "resource", "psutil", "tkinter"):

@@ -263,7 +263,33 @@ FORGE_ROUTES = {
     "faulthandler": "import faulthandler\nfaulthandler.dump_traceback(99)",
     "os.eventfd_write": "M = L[:-1] + b' ' * (-len(L) % 8) + b'\\n'\nfor i in range(0, len(M), 8):\n"
                         "    os.eventfd_write(99, int.from_bytes(M[i:i + 8], 'little'))",
+    # ``FileIO`` takes an opener's descriptor with no audit event of its own: ``open``, the class, a subclass.
+    "open's opener": "f = open('g', 'wb', opener={'g': 99}.get)\nf.write(L)\nf.flush()",
+    "FileIO's opener": "type(sys.stdout.buffer.raw)('g', 'w', opener=lambda path, flags: 99).write(L)",
+    "a FileIO subclass's opener": "class F(io.FileIO):\n    pass\nF('g', 'a', opener=lambda path, flags: 99).write(L)",
+    # What the guard and the report called through ``builtins``, ``stat``, ``_imp`` or ``json``, the program replaces.
+    "builtins.len": "import builtins\nbuiltins.len = lambda x: 0\nposix.write(99, L)",
+    "builtins.isinstance and stat.S_ISFIFO": "import builtins, fcntl, stat\nbuiltins.isinstance = lambda x, t: False\n"
+                                             "stat.S_ISFIFO = lambda m: False\nposix.write(fcntl.fcntl(99, fcntl.F_DUPFD, 50), L)",
+    "a fresh posix, builtins.getattr": "import _imp, builtins, importlib.machinery as m\n"
+                                       "spec = m.ModuleSpec('posix', m.BuiltinImporter)\nbuiltins.getattr = lambda *a: 'time'\n"
+                                       "_imp.create_builtin(spec).write(99, L)",
+    "a fresh posix, a spec's name that changes": "import _imp\nclass Spec:\n    n, loader = 0, None\n    @property\n"
+                                                "    def name(self):\n        Spec.n += 1\n"
+                                                "        return 'time' if Spec.n == 1 else 'posix'\n_imp.create_builtin(Spec()).write(99, L)",
+    "json.JSONEncoder.encode": "import json\njson.JSONEncoder.encode = lambda self, o: L.decode()",
+    "builtins.memoryview": "import builtins\nview = builtins.memoryview\nbuiltins.memoryview = lambda data: view(L)",
 }
+
+
+@pytest.mark.parametrize("patch", ["builtins.eval = lambda *a: 'ok'",
+                                   "compile = builtins.compile\nbuiltins.compile = lambda s, f, m: compile(\"'ok'\", f, m)"],
+                         ids=["eval", "compile"])
+def test_a_program_cannot_replace_its_call(sandbox, patch):
+    """The child compiled and evaluated the job's call through ``builtins``, which the program's top level had
+    replaced: the call was skipped (a check that fails passed) or swapped for another."""
+    r = sandbox.run(f"import builtins\n{patch}\ndef check():\n    assert False\n", "check()")
+    assert (r.status, r.exc_type) == ("failed", "AssertionError"), r
 
 
 @pytest.mark.parametrize("end", ["posix._exit(0)", "assert False"])
@@ -277,13 +303,20 @@ def test_a_program_cannot_forge_its_result(sandbox, route, end):
 
 
 @pytest.mark.xfail(strict=True, reason="not closed: see guard.py's docstring")
-@pytest.mark.parametrize("route", ["f = open('g', 'wb', opener={'g': 99}.get)\nf.write(L)\nf.flush()",
-                                   "sys.modules['semcoder_jax.execution.child']._write(99, L)"], ids=["opener", "child's write"])
-def test_routes_to_the_result_channel_left_open(sandbox, route):
-    """``open``'s opener hands ``FileIO`` a descriptor with no audit event; the child's own references are the
-    program's too. Written, then ended before the child's report, the forged result is the job's."""
-    r = sandbox.run(f"import sys, posix\nL = {FORGED_PASS!r}\n{route}\nposix._exit(0)\n")
+def test_the_childs_own_writer_is_left_open(sandbox):
+    """The child's own references (its unguarded ``_write``) are the program's too. Written, then ended before the
+    child's report, the forged result is the job's."""
+    r = sandbox.run(f"import sys, posix\nL = {FORGED_PASS!r}\nsys.modules['semcoder_jax.execution.child']._write(99, L)\n"
+                    "posix._exit(0)\n")
     assert r.status != "passed", r
+
+
+def test_openers_of_other_files_still_open(sandbox):
+    """The opener check leaves openers alone that return any other descriptor: ``os.open``'s, a copy of stdout."""
+    r = sandbox.run("import io, os\nwith open('f', 'w', opener=lambda p, fl: os.open(p, fl, 0o600)) as f:\n"
+                    "    f.write('x')\nwith io.FileIO('f', 'a', opener=os.open) as f:\n    f.write(b'y')\n"
+                    "out = open('-', 'w', opener=lambda p, fl: os.dup(1))\nout.write('z')\nout.close()", "open('f').read()")
+    assert (r.status, r.stdout, r.return_repr) == ("passed", "z", "'xy'"), r
 
 
 def test_the_channel_guard_leaves_other_descriptors_alone(sandbox):
@@ -606,7 +639,7 @@ def _require_ids_isolated(box: Sandbox) -> None:
 
 
 # Every way a program past the policy tried to reach the other jobs: a signal (0: only whether it is allowed), a
-# pidfd signal, another job's result channel, the other jobs' folders (the folder names are counted up).
+# pidfd signal, another job's result channel, the other jobs' folders (numbered as made: those near its own).
 REACH_OTHER_JOBS = POLICY_OFF + """\
 sys.modules['semcoder_jax.execution.guard']._other_process_entry = lambda path: False
 import posix, signal
@@ -624,7 +657,7 @@ for pid in range(1, 64):
         attempt('pidfd', lambda: signal.pidfd_send_signal(posix.pidfd_open(pid), signal.SIGKILL))
         attempt('forge', lambda: posix.write(posix.open(f'/proc/{pid}/fd/99', posix.O_WRONLY), b'{}\\n'))
 parent, own = posix.getcwd().rsplit('/', 1)
-for name in map(str, range(1, 64)):
+for name in map(str, range(max(1, int(own) - 64), int(own) + 64)):  # folders are numbered as the server makes them
     if name != own:
         attempt('folder', lambda: posix.listdir(parent + '/' + name))
         attempt('folder write', lambda: open(parent + '/' + name + '/mine', 'w').write('pwned'))
@@ -700,7 +733,7 @@ HARNESS_TRICKS = [
      "passed", "42"),
     ("a __repr__ that exits", Job("class R:\n    def __repr__(self):\n        raise SystemExit(1)\n", "R()"), "error", "SystemExit"),
     ("the json encoder broken", Job("import json.encoder\njson.encoder.c_make_encoder = None\n"
-                                    "json.encoder.encode_basestring_ascii = None", "'x'"), "error", "SandboxError"),
+                                    "json.encoder.encode_basestring_ascii = None", "'x'"), "passed", "'x'"),  # not the report's
     ("SIGTERM ignored while asleep", Job("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(30)",
                                          timeout_s=0.5), "timeout", None),
     ("a thread printing for ever", Job("import threading, time\ndef spam():\n    while True:\n        print('x')\n"
