@@ -28,6 +28,7 @@ import operator
 import os
 import sys
 import types
+import warnings
 
 # Bound here, not looked up in ``builtins``/``stat``/``os`` when a check runs: a program may replace those (a
 # ``builtins.len`` answering 0 skipped ``posix.write``'s descriptor check, a ``getattr`` made ``_imp`` build
@@ -343,7 +344,10 @@ def _check_openers(fd: int) -> None:
         init(self, file, mode, closefd, None if opener is None else checked(opener))
 
     __init__.__qualname__, __init__.__doc__ = "FileIO.__init__", init.__doc__
-    _set_type_attribute(_io.FileIO, "__init__", __init__)
+    try:
+        _set_type_attribute(_io.FileIO, "__init__", __init__)
+    except RuntimeError as e:  # another CPython layout: programs still run, this one route stays open
+        warnings.warn(f"{e}: a program's open(..., opener=...) can reach the result channel", RuntimeWarning, stacklevel=2)
     _OPENERS_CHECKED = True
 
 

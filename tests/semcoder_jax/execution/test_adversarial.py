@@ -810,3 +810,17 @@ def test_after_its_block_wraps_a_server_skips_the_ids_its_running_jobs_hold():
     assert [server.next_ident() for _ in range(4)] == [100, 102, 100, 102]
     server.ids_isolated = False
     assert server.next_ident() is None
+
+
+def test_an_unknown_type_layout_leaves_the_opener_route_open_with_a_warning(monkeypatch):
+    """A CPython whose type flags are elsewhere still runs programs: the one guard that needs them warns."""
+    from semcoder_jax.execution import guard
+
+    def refuse(cls, name, value):
+        raise RuntimeError(f"sandbox: cannot find the type flags of {cls.__qualname__} in this Python build")
+
+    monkeypatch.setattr(guard, "_OPENERS_CHECKED", False)
+    monkeypatch.setattr(guard, "_set_type_attribute", refuse)
+    with pytest.warns(RuntimeWarning, match="opener=.*result channel"):
+        guard._check_openers(99)
+    assert guard._OPENERS_CHECKED
