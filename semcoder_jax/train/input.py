@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -285,13 +286,18 @@ def _frames(path: str, read: bool) -> Iterator[bytes | None]:
 
     size = os.path.getsize(path)
     with open(path, "rb") as f:
-        while head := f.read(12):
+        for n in itertools.count():
+            if not (head := f.read(12)):
+                return
             if len(head) < 12:
                 raise SchemaError(f"{path}: truncated record header")
             (length,) = struct.unpack("<Q", head[:8])
+            left = size - f.tell()
+            if length + 4 > left:  # the data or its CRC is cut off, or a corrupt length (no read of that size)
+                raise SchemaError(f"{path}: truncated record {n} (its header gives {length:,} bytes and a "
+                                  f"4-byte checksum; {left:,} bytes are left)")
             data = f.read(length) if read else None
-            if f.seek(4 if read else length + 4, 1) > size:  # past the end: the data or its CRC is cut off
-                raise SchemaError(f"{path}: truncated record")
+            f.seek(4 if read else length + 4, 1)
             yield data
 
 
@@ -418,7 +424,8 @@ def read_tfrecord_rows(files: list[str], seq_len: int) -> Batch:
                 raise SchemaError(f"{f}: record {n}: not a tf.train.Example ({e})") from None
             rows.append(validate_row(example, seq_len, where=f"{f}: record {n}"))
     if not rows:
-        raise DataError(f"{files[0] if files else '?'}: no records")
+        more = f" and {len(files) - 1} more file{'s' if len(files) > 2 else ''}" if len(files) > 1 else ""
+        raise DataError(f"{files[0] if files else '?'}{more}: no records")
     return {k: np.stack([r[k] for r in rows]) for k in FEATURES}
 
 
@@ -440,18 +447,20 @@ class TFRecordSource:
 
     def __init__(self, files: list[str], seq_len: int, rows: int | None, global_batch: int, seed: int,
                  shuffle_buffer: int, process_index: int = 0, process_count: int = 1, max_runs: int | None = None,
-                 rows_from: str = "", said_host_rows: int | None = None, said_rows: int | None = None):
+                 rows_from: str = "", said_host_rows: int | None = None, said_rows: int | None = None,
+                 file_rows: list[int] | None = None):
         """``rows``: the rows all hosts read an epoch (``hosts_rows``). ``rows_from``: what gave the
-        files' row count ``said_rows`` (the manifest), named if the files hold fewer or more.
-        ``said_host_rows``: the rows this host's stream holds by the manifest; if given, the rows left
-        after the first epoch's batches are read once, and the share must hold exactly that many (not
-        counted up front: on a bucket that reads every file)."""
+        files' row count ``said_rows`` (the manifest, with each file's ``file_rows`` where it has
+        them), named if the files hold fewer or more. ``said_host_rows``: the rows this host's stream
+        holds by the manifest; if given, the rows left after the first epoch's batches are read once,
+        and the share must hold exactly that many (not counted up front: on a bucket that reads every
+        file), unless the run ends before that (``check_host_rows_now``)."""
         import tensorflow as tf
 
         tf.config.set_visible_devices([], "GPU")
         self.seq_len, self.global_batch, self.seed, self.buffer = seq_len, global_batch, seed, shuffle_buffer
         self.host_batch = global_batch // process_count
-        self.all_files, self.process_index, self.rows_from = files, process_index, rows_from
+        self.all_files, self.process_index, self.rows_from, self.file_rows = files, process_index, rows_from, file_rows
         self.host_rows_checked = said_host_rows is None
         if len(files) >= process_count:
             self.files, self.shard = files[process_index::process_count], None
@@ -492,7 +501,8 @@ class TFRecordSource:
             batch = next(batches, None)
             if batch is None or len(batch["input_ids"]) < self.host_batch:  # the epoch would be short
                 raise rows_not_as_said(self.rows_from, self.said_rows, self.all_files,
-                                       f"process {self.process_index} ran out at epoch {epoch}, batch {read} of {n}")
+                                       f"process {self.process_index} ran out at epoch {epoch}, batch {read} of {n}",
+                                       self.file_rows)
             if read == n - 1 and check:  # before the last batch: none is asked after it
                 self._check_host_rows(batches, n, epoch)
             yield batch
@@ -506,7 +516,22 @@ class TFRecordSource:
         if held != self.said_host_rows:
             raise rows_not_as_said(self.rows_from, self.said_rows, self.all_files,
                                    f"process {self.process_index}'s share holds {held:,} rows, {self.said_host_rows:,} "
-                                   f"by the manifest, found after epoch {epoch}'s {n} batches")
+                                   f"by the manifest, found after epoch {epoch}'s {n} batches", self.file_rows)
+        self.host_rows_checked = True
+
+    def check_host_rows_now(self) -> None:
+        """The share check of ``_check_host_rows``, for a run that ends before an epoch's last batch
+        (``data.epochs`` < 1, a short ``max_steps``), where that check never comes: the share's
+        records are counted from their frame headers, the data skipped, not read or decoded."""
+        if self.host_rows_checked:
+            return
+        records = sum(count_records(f) for f in self.files)
+        held = records if self.shard is None else len(range(self.shard[1], records, self.shard[0]))
+        if held != self.said_host_rows:
+            raise rows_not_as_said(self.rows_from, self.said_rows, self.all_files,
+                                   f"process {self.process_index}'s share holds {held:,} rows, {self.said_host_rows:,} "
+                                   "by the manifest, counted from the record headers at the start: the run ends "
+                                   "before an epoch's last batch", self.file_rows)
         self.host_rows_checked = True
 
 
@@ -559,12 +584,16 @@ def _origin_namer(files: list[str], file: np.ndarray | None, record: np.ndarray 
     return lambda row: f"{files[file[row]]}: record {record[row]}"
 
 
-def rows_not_as_said(said_by: str, rows: int, files: list[str], where: str) -> DataError:
-    """The error for files holding other rows than ``said_by`` gave (``rows`` in all): fewer, and
-    reading on would wrap around into rows already read this epoch; more, and some are never read.
-    Counts the records (headers only): it is the run's end."""
-    held = sum(count_records(f) for f in files)
-    return DataError(f"{said_by} gives {rows:,} rows but its files hold {held:,} ({where}); rebuild "
+def rows_not_as_said(said_by: str, rows: int, files: list[str], where: str,
+                     file_rows: list[int] | None = None) -> DataError:
+    """The error for files holding other rows than ``said_by`` gave (``rows`` in all; ``file_rows``
+    each, naming the files that differ): fewer, and reading on would wrap around into rows already
+    read this epoch; more, and some are never read. Counts the records (headers only): it is the
+    run's end."""
+    counts = [count_records(f) for f in files]
+    off = [f"{f} holds {n:,}, {said:,} by shard_rows" for f, n, said in zip(files, counts, file_rows or ()) if n != said]
+    named = f": {'; '.join(off[:3])}" + (f"; and {len(off) - 3} more files" if len(off) > 3 else "") if off else ""
+    return DataError(f"{said_by} gives {rows:,} rows but its files hold {sum(counts):,} ({where}){named}. Rebuild "
                      "the data, or correct the manifest's rows and shard_rows")
 
 
@@ -654,6 +683,8 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
             if said_rows is not None and sum(counts) != said_rows:
                 raise rows_not_as_said(rows_from, said_rows, files, "counted at the start: it has no shard_rows")
             n_rows, all_rows = hosts_rows(files, pc, counts), sum(counts)
+        if n_rows is not None and n_rows < cfg.global_batch_size:  # before reading a row, the same on every host
+            raise too_few_rows(cfg.path, n_rows, cfg.global_batch_size, all_rows, pc, len(files))
         try:
             import tensorflow  # noqa: F401
         except ImportError:
@@ -665,22 +696,32 @@ def make_source(cfg: DataConfig, vocab_size: int, process_index: int | None = No
             said_read = said_rows if len(files) < pc else said_host_rows  # fewer files: each host reads all
             if said_read is not None and held != said_read:
                 raise rows_not_as_said(rows_from, said_rows, files, f"process {pi} read {held:,} rows, "
-                                       f"{said_read:,} by the manifest")
+                                       f"{said_read:,} by the manifest", file_rows)
             if len(files) < pc:
                 rows = {k: v[pi::pc] for k, v in rows.items()}
             total = n_rows if n_rows is not None else len(rows["input_ids"]) * pc
             needed = total // cfg.global_batch_size * (cfg.global_batch_size // pc)
             if len(rows["input_ids"]) < needed:  # files changed since they were counted
                 raise rows_not_as_said(rows_from, all_rows if all_rows is not None else total, files,
-                                       f"process {pi} read {len(rows['input_ids'])} rows, {needed} an epoch")
+                                       f"process {pi} read {len(rows['input_ids'])} rows, {needed} an epoch", file_rows)
             source = ArraySource(rows, cfg.global_batch_size, cfg.shuffle_seed, pi, pc, host_rows=True, total_rows=total)
         else:
             source = TFRecordSource(files, cfg.seq_len, n_rows, cfg.global_batch_size, cfg.shuffle_seed,
-                                    cfg.shuffle_buffer, pi, pc, max_runs, rows_from, said_host_rows, all_rows)
+                                    cfg.shuffle_buffer, pi, pc, max_runs, rows_from, said_host_rows, all_rows, file_rows)
         source.fingerprint = tfrecords_fingerprint(cfg.path, files)
     if source.rows < cfg.global_batch_size:
-        raise DataError(f"data.path {cfg.path or '<synthetic>'!r}: {source.rows} rows, fewer than one global batch of {cfg.global_batch_size}")
+        raise too_few_rows(cfg.path or "<synthetic>", source.rows, cfg.global_batch_size)
     return source
+
+
+def too_few_rows(path: str, rows: int, global_batch: int, all_rows: int | None = None, process_count: int = 1,
+                 n_files: int = 0) -> DataError:
+    """The error for an epoch of ``rows`` (``hosts_rows``) short of a global batch; where the hosts'
+    shares of the files are uneven, it says so, since the files themselves may hold enough."""
+    uneven = (f" (the smallest of the {process_count} hosts' shares of its {n_files} files holds {rows // process_count:,} "
+              f"of their {all_rows:,} rows, and every host reads as many)") if all_rows is not None and all_rows != rows else ""
+    return DataError(f"data.path {path!r}: {rows} rows{' an epoch' if uneven else ''}{uneven}, fewer than one global "
+                     f"batch of {global_batch}")
 
 
 def _said_host_rows(manifest_rows: int | None, file_rows: list[int] | None, n_files: int, process_index: int,
@@ -762,6 +803,14 @@ class BatchIterator:
         batch = next(self._it)
         self.position = DataPosition(self.position.epoch, self.position.batch + 1)
         return batch
+
+    def check_rows_before(self, batches: int) -> None:
+        """Check the rows against the manifest now if reading ``batches`` more never reaches an
+        epoch's last batch, where a tf.data source checks them (reading on from epoch 1, an earlier
+        process did: the resumed data is the same, by its fingerprint)."""
+        if (isinstance(self.source, TFRecordSource) and self.position.epoch == 0 and batches > 0
+                and self.position.batch + batches < self.per_epoch):
+            self.source.check_host_rows_now()
 
 
 def to_global(batch: Batch, sharding: jax.sharding.NamedSharding, global_batch: int) -> dict[str, jax.Array]:

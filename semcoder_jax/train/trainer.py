@@ -340,6 +340,13 @@ class Trainer:
         if step >= self.total_steps and is_main:
             log.warning("nothing to train: the run folder's checkpoint is at step %d of a %d-step schedule (raise "
                         "max_steps or data.epochs to train on, or give another run_dir)", step, self.total_steps)
+        batches = BatchIterator(self.source, cfg.data.global_batch_size, position)
+        where, problem = f"data.path {cfg.data.path or '<synthetic>'!r}", None
+        try:
+            batches.check_rows_before(self.total_steps - step)
+        except Exception as e:  # noqa: BLE001 - each host checks its own share: all must stop if one does
+            problem = e
+        stop_together(problem, where)
         problem = None
         try:
             if is_main:  # once the checkpoint, if any, accepts this config: a refused one is not recorded
@@ -349,7 +356,6 @@ class Trainer:
             problem = e
         stop_together(problem, f"run_dir {str(self.run_dir)!r}", "could not open the run's outputs (config.yaml, "
                       "metrics.jsonl, TensorBoard, W&B)")
-        batches = BatchIterator(self.source, cfg.data.global_batch_size, position)
         tokens_per_step = cfg.data.global_batch_size * cfg.data.seq_len
         flops_per_token = cfg.model.flops_per_token(cfg.data.seq_len)
         peak = peak_tflops_per_device(self.mesh.devices.flat[0], cfg.peak_tflops)

@@ -256,6 +256,25 @@ def test_corrupt_record_without_tensorflow_names_file_and_record(tmp_path, paylo
         read_tfrecord_rows([str(bad)], SEQ)
 
 
+@pytest.mark.parametrize("length", [1 << 40, 1 << 62, (1 << 64) - 1])
+def test_a_record_header_giving_more_bytes_than_the_file_holds_names_file_and_record(tiny, tmp_path, length):
+    """A corrupt length header (record 1 here) is a ``SchemaError`` naming the file, for the Python
+    reader and the record count alike, before any read of that length (a MemoryError, or an OSError
+    naming nothing)."""
+    import struct
+
+    from semcoder_jax.train.input import count_records, read_tfrecord_rows
+
+    bad = tiny.write_tfrecords(tmp_path / "part-0.tfrecord", _rows(1))
+    with bad.open("ab") as f:
+        f.write(struct.pack("<Q", length) + b"\0" * 4 + b"x" * 20)
+    message = rf"^{re.escape(str(bad))}: truncated record 1 \(its header gives {length:,} bytes and a 4-byte checksum; 20 bytes are left\)"
+    with pytest.raises(SchemaError, match=message):
+        count_records(str(bad))
+    with pytest.raises(SchemaError, match=message):
+        read_tfrecord_rows([str(bad)], SEQ)
+
+
 def test_folder_without_manifest_keeps_validation_and_unfinished_files_out_of_training(tiny, tmp_path):
     for name in ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "validation-00000-of-00001.tfrecord",
                  "train-00002-of-00003.tfrecord.tmp"):  # the last: an interrupted build's unfinished shard
@@ -741,3 +760,106 @@ def test_jsonl_rows_left_out_are_named_by_line(tmp_path, caplog):
     path.write_text(json.dumps(packed) + "\n")
     with pytest.raises(SchemaError, match=rf"{re.escape(str(path))}:1: positions\[4\] is 4 where segment 2 starts"):
         read_jsonl_rows(path, SEQ)
+
+
+def test_a_run_ending_before_its_first_epochs_end_checks_the_manifest_rows_at_the_start(tiny, make_config, tmp_path):
+    """4 files of 6 rows, the manifest giving file 1 four (22 rows: 2 batches of 8 an epoch): with
+    data.epochs=0.5 the run's one step never reaches the epoch's last batch, where tf.data checks the
+    share, and 2 rows would go unseen; it stops before its first step, naming the manifest, the file
+    and both counts."""
+    from semcoder_jax.train.trainer import Trainer
+
+    root = _dataset(tiny, tmp_path / "data")
+    _set_manifest(root, [6, 4, 6, 6], 22)
+    trainer = Trainer(make_config(f"data.path={root}", f"data.seq_len={SEQ}", "data.epochs=0.5", "log_every=100",
+                                  "model.vocab_size=2048"))  # the rows are tagged with ids from 1000
+    steps = []
+    metrics = dict.fromkeys(("loss", "grad_norm", "target_tokens", "tokens"), 0.0)
+    trainer.step_fn = lambda state, batch: steps.append(1) or (state, metrics)
+    try:
+        assert trainer.total_steps == 1
+        message = (rf"^{re.escape(str(root / 'manifest.json'))} gives 22 rows but its files hold 24 \(process 0's share "
+                   rf"holds 24 rows, 22 by the manifest, counted .*\): {re.escape(str(root / 'tfrecords' / 'train-00001-of-00004.tfrecord'))} "
+                   rf"holds 6, 4 by shard_rows")
+        with pytest.raises(DataError, match=message):
+            trainer.run()
+        assert not steps and not (tmp_path / "run" / "config.yaml").exists()
+    finally:
+        trainer.close()
+
+
+@pytest.mark.parametrize("case", list(MANIFEST_CASES))
+def test_a_share_is_checked_from_its_record_headers_when_the_run_ends_before_an_epochs_last_batch(tiny, tmp_path,
+                                                                                                monkeypatch, case):
+    """The hosts that tf.data stops at the first epoch's end stop at the start of a run of fewer
+    batches, with the same message, counting records from their headers (no record decoded); a run
+    that reaches the epoch's last batch, or reads on from epoch 1 (an earlier process checked),
+    counts nothing up front."""
+    from semcoder_jax.train import input as train_input
+
+    (n_files, per_file), shard_rows, rows, stops = MANIFEST_CASES[case]
+    root = _dataset(tiny, tmp_path / "data", n_files=n_files, rows_per_file=per_file)
+    _set_manifest(root, shard_rows, rows)
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=2)
+    counted = []
+    count = train_input.count_records
+    monkeypatch.setattr(train_input, "count_records", lambda f: counted.append(f) or count(f))
+    for host in range(2):
+        if stops.get(host) == "start":
+            continue
+        it = BatchIterator(make_source(cfg, 64, process_index=host, process_count=2), 2)
+        for at, batches in ((DataPosition(0, 0), it.per_epoch), (DataPosition(1, 0), 1), (DataPosition(0, 1), it.per_epoch - 1)):
+            counted.clear()
+            BatchIterator(it.source, 2, at).check_rows_before(batches)
+            assert not counted, (host, at)
+        early = BatchIterator(it.source, 2, DataPosition(0, 0))
+        with monkeypatch.context() as m:
+            m.setattr(train_input, "parse_example", None)  # nothing is decoded
+            if stops.get(host) is None:
+                early.check_rows_before(it.per_epoch - 1)
+                assert counted
+                continue
+            with pytest.raises(DataError) as refused:
+                early.check_rows_before(it.per_epoch - 1)
+        _, message = _epochs_until_refused(cfg, host, 2)
+        assert str(refused.value).split(" (")[0] == message.split(" (")[0]
+        assert "counted from the record headers at the start" in str(refused.value)
+
+
+def test_a_global_batch_that_does_not_divide_among_the_hosts_is_refused(tmp_path):
+    with pytest.raises(DataError, match=r"data\.global_batch_size \(3\) must divide by the 2 hosts"):
+        make_source(DataConfig(seq_len=SEQ, global_batch_size=3), 64, process_index=0, process_count=2)
+
+
+@pytest.mark.parametrize("tensorflow", [True, False], ids=["tf.data", "python"])
+def test_empty_shards_are_read_as_no_rows_and_a_share_left_empty_says_why(tiny, tmp_path, monkeypatch, tensorflow):
+    """Empty files (a shard that got no rows) add no rows and no error. 2 hosts over files of 4, 0,
+    4 and 0 rows: host 1's share is empty, so no host can take a batch; every host says so the same
+    way, naming the 8 rows and the share (not '0 rows', nor one empty file), before reading a row."""
+    import sys
+
+    root = _dataset(tiny, tmp_path / "data", n_files=4, rows_per_file=4)
+    for f in (1, 3):
+        (root / "tfrecords" / f"train-{f:05d}-of-00004.tfrecord").write_bytes(b"")
+    _set_manifest(root, [4, 0, 4, 0], 8)
+    if not tensorflow:
+        monkeypatch.setitem(sys.modules, "tensorflow", None)
+    cfg = DataConfig(path=str(root), seq_len=SEQ, global_batch_size=2)
+    it = BatchIterator(make_source(cfg, 64), 2)
+    read = sorted(tag for batch in _tags(next(it) for _ in range(it.per_epoch)) for tag in batch)
+    assert read == [1000 + i for i in range(4)] + [1200 + i for i in range(4)]
+    for host in range(2):
+        with pytest.raises(DataError, match=rf"^data\.path '{re.escape(str(root))}': 0 rows an epoch \(the smallest of the "
+                                            rf"2 hosts' shares of its 4 files holds 0 of their 8 rows, and every host "
+                                            rf"reads as many\), fewer than one global batch of 2"):
+            make_source(cfg, 64, process_index=host, process_count=2)
+
+
+def test_a_glob_of_empty_files_read_without_tensorflow_names_them_all(tiny, tmp_path, monkeypatch):
+    import sys
+
+    for f in range(2):
+        tiny.write_tfrecords(tmp_path / f"part-{f}.tfrecord", [])
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    with pytest.raises(DataError, match=rf"^{re.escape(str(tmp_path / 'part-0.tfrecord'))} and 1 more file: no records"):
+        make_source(DataConfig(path=str(tmp_path / "part-*.tfrecord"), seq_len=SEQ, global_batch_size=2), 64)
