@@ -38,11 +38,13 @@ class HFBackend:
     sampling_scheme = "row-seeded"
     # 2: a checkpoint is converted at the compute dtype (it was rounded to bfloat16 first, under an
     # identity that said float32), so generations cached before are another model's.
-    revision = 2
+    # 3: generation_config.json's fields (repetition_penalty, no_repeat_ngram_size, ...) no longer
+    # apply, and EOS is config.json's ids and that file's together, as in the jax backend.
+    revision = 3
 
     def __init__(self, config: BackendConfig):
         import torch
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM, GenerationConfig
 
         dtype = getattr(torch, config.dtype, None) if config.dtype else (torch.bfloat16 if torch.cuda.is_available() else torch.float32)
         if not isinstance(dtype, torch.dtype):  # checked before a checkpoint is converted
@@ -61,7 +63,16 @@ class HFBackend:
         except (OSError, ValueError) as e:  # no such folder or hub id, no config.json: transformers' long message
             raise SemcoderError(f"cannot load model {model_dir!r}: {str(e).splitlines()[0]}") from None
         self.model = model.to(self.device).eval()
+        self.eos_ids = model_eos_ids(model) or [self.tokenizer.eos_token_id]
+        # generate() fills every field a passed GenerationConfig leaves None from model.generation_config
+        # (generation_config.json): only our settings may remain there.
+        self.model.generation_config = GenerationConfig(eos_token_id=self.eos_ids, pad_token_id=self._pad())
         self._stack.close()  # weights are in memory; a temporary conversion can go
+
+    def _pad(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        pad = self.tokenizer.eos_token_id if pad is None else pad
+        return self.eos_ids[0] if pad is None else pad
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "hf", "revision": self.revision, **self.source, "dtype": str(self.model.dtype),
@@ -80,14 +91,15 @@ class HFBackend:
         top_k: int = 0,
     ) -> list[list[Completion]]:
         import torch
-        from transformers import LogitsProcessorList
+        from transformers import GenerationConfig, LogitsProcessorList
 
-        pad = self.tokenizer.pad_token_id
-        pad = self.tokenizer.eos_token_id if pad is None else pad
-        eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        eos_ids = eos if isinstance(eos, list) else [eos]
+        pad, eos_ids = self._pad(), list(self.eos_ids)
+        # Greedy decoding either way, with nothing but these settings (see __init__): sampling is the
+        # processor's, from a generator per row.
+        settings = GenerationConfig(
+            max_new_tokens=max_new_tokens, eos_token_id=eos_ids, pad_token_id=pad, do_sample=False, num_beams=1,
+            num_return_sequences=1,
+        )
         per = n if temperature > 0 else 1
         ids = [self.tokenizer(p).input_ids for p in prompts for _ in range(per)]
         rows: list[tuple[list[int], bool]] = []  # tokens before EOS, and whether EOS ended them
@@ -97,13 +109,7 @@ class HFBackend:
             width = max(len(r) for r in batch)
             input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in batch], device=self.device)
             mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch], device=self.device)
-            # Greedy decoding either way, so none of the model's generation config warpers run (its
-            # top_k, 50 by default, would cut where top_k=0 means off); sampling is the processor's,
-            # from a generator per row.
-            kwargs: dict[str, Any] = dict(
-                max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=eos, do_sample=False,
-                num_return_sequences=1, temperature=None, top_p=None, top_k=None,
-            )
+            kwargs: dict[str, Any] = {"generation_config": settings}
             if temperature > 0:
                 seeds = range(seed + start, seed + start + len(batch))  # row k = prompt k // n, sample k % n
                 kwargs["logits_processor"] = LogitsProcessorList([RowSeededSampler(seeds, temperature, top_p, self.device, top_k)])
@@ -121,6 +127,16 @@ class HFBackend:
 
     def close(self) -> None:
         self.model = None
+
+
+def model_eos_ids(model: Any) -> list[int]:
+    """The ids that end a sample: ``config.json``'s ``eos_token_id`` and ``generation_config.json``'s
+    (instruct models list an end of turn there), as :func:`~semcoder_jax.convert.read_hf_config` reads
+    them for the jax backend; empty when neither names one."""
+    ids: list[int] = []
+    for value in (getattr(model.config, "eos_token_id", None), model.generation_config.eos_token_id):
+        ids += value if isinstance(value, list) else [] if value is None else [value]
+    return list(dict.fromkeys(ids))
 
 
 class RowSeededSampler:
