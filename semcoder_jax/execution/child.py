@@ -128,6 +128,7 @@ def _run_program(job: dict) -> dict:
         from semcoder_jax.execution import determinism
 
         renumber = determinism.number_identity_hashes(reverse=job["identity_hash"] == "reversed")
+    collector = None
     try:
         code = _compile(job["source"], PROGRAM_FILENAME, "exec")
         if mode == "cover":
@@ -135,6 +136,12 @@ def _run_program(job: dict) -> dict:
 
             out["payload"] = coverage.run_batch(code, job["func_name"], job["inputs"], job.get("per_input_timeout_s", 1.0))
             return out
+        if mode == "trace" and job.get("call") is not None:
+            # Before the program runs: the import (``builtins.__import__``) and the source's analysis (``ast``) are
+            # the program's to replace once it has.
+            from semcoder_jax.execution import tracer
+
+            collector = tracer.Collector(job["source"], **job.get("trace_options", {}))
         if audit_log is not None:
             audit_log.active = True
         _exec(code, env)
@@ -143,10 +150,7 @@ def _run_program(job: dict) -> dict:
         call = job.get("call")
         if call is not None:
             call_code = _compile(call, CALL_FILENAME, "eval")
-            if mode == "trace":
-                from semcoder_jax.execution import tracer
-
-                collector = tracer.Collector(job["source"], **job.get("trace_options", {}))
+            if collector is not None:
                 try:
                     value = collector.run(call_code, env)
                 finally:

@@ -3,25 +3,49 @@
 The child runs a batch of calls ``func(<input>)`` (``run_batch``) recording executed lines and
 line-to-line arcs of program frames; the parent scores them against the function's executable lines
 (from its code objects) and its branch points (``if``/``for``/``while`` headers: both outcomes).
+
+What ``run_batch`` calls once the program's top level has run (builtins, ``sys.settrace``, ``signal``, ``os``,
+``select``, ``json``, ``io``) is bound at import: the program shares the child's interpreter and may replace them.
 """
 
 from __future__ import annotations
 
+import _signal as _c_signal
 import ast
 import builtins
-import contextlib
 import dataclasses
-import io
 import json
 import os
 import select
-import signal
 import sys
 import time
 import types
+from _io import StringIO as _StringIO
+from _json import make_scanner as _c_make_scanner
 
 from semcoder_jax.execution import child, guard
 from semcoder_jax.execution.child import PROGRAM_FILENAME
+
+# Bound here, not looked up when ``run_batch`` and its helpers run, after the program's top level: a fake ``eval`` or
+# ``enumerate`` chose the inputs, ``exec`` the program of later inputs, ``sys.settrace`` or ``sorted`` the lines,
+# ``json.loads``, ``os.read`` or ``select.select`` the entry a forked input's parent read back.
+_BaseException, _OSError, _RecursionError, _StopIteration, _ValueError = (
+    BaseException, OSError, RecursionError, StopIteration, ValueError)
+_compile, _eval, _exec = builtins.compile, builtins.eval, builtins.exec
+_bytearray, _dict, _enumerate, _isinstance, _len, _repr, _set, _sorted, _type = (
+    bytearray, dict, enumerate, isinstance, len, repr, set, sorted, type)
+_settrace = sys.settrace
+_perf_counter, _monotonic, _sleep = time.perf_counter, time.monotonic, time.sleep
+# ``_signal``'s own: ``signal.signal`` converts through ``int`` and ``enum``, the program's to replace too.
+_signal, _setitimer = _c_signal.signal, _c_signal.setitimer
+_ITIMER_REAL, _SIGALRM, _SIGCHLD, _SIGKILL, _SIG_DFL = (
+    _c_signal.ITIMER_REAL, _c_signal.SIGALRM, _c_signal.SIGCHLD, _c_signal.SIGKILL, _c_signal.SIG_DFL)
+_pipe, _fork, _close, _read, _kill, _waitpid, _getpid = os.pipe, os.fork, os.close, os.read, os.kill, os.waitpid, os.getpid
+_WNOHANG, _WIFSIGNALED, _WTERMSIG = os.WNOHANG, os.WIFSIGNALED, os.WTERMSIG
+_select = select.select
+_scan_json = _c_make_scanner(json.JSONDecoder())
+# A class's own name, past any ``__name__`` its metaclass defines (the program's code, which may raise).
+_class_name = type.__dict__["__name__"].__get__
 
 EXIT = 0  # arc target for "left the frame"
 
@@ -50,31 +74,50 @@ def run_batch(code: types.CodeType, func_name: str, inputs: list[str], per_input
     (most programs) runs afresh before each input in this process, which costs less than a fork. Where
     ``fork`` fails (the process limit), an input runs afresh too.
     """
-    start = time.perf_counter()
+    start = _perf_counter()
     try:
         env = _load(code)
-    except BaseException as e:  # noqa: BLE001 - every input fails as the program does
-        return [_failed(text, type(e).__name__) for text in inputs]
-    forked = time.perf_counter() - start >= FORK_ABOVE_S
-    signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm the top level set must not end this process,
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # nor its handler for the exits of the inputs' processes
+    except _BaseException as e:  # every input fails as the program does
+        return [_failed(text, _class_name(_type(e))) for text in inputs]
+    forked = _perf_counter() - start >= FORK_ABOVE_S
+    _setitimer(_ITIMER_REAL, 0)  # an alarm the top level set must not end this process,
+    _signal(_SIGCHLD, _SIG_DFL)  # nor its handler for the exits of the inputs' processes
     results = []
-    for i, text in enumerate(inputs):
+    for i, text in _enumerate(inputs):
         entry = _in_fork(env, func_name, text, per_input_timeout_s) if forked else None
         if entry is None:
             try:
                 entry = _call(env if i == 0 and not forked else _load(code), func_name, text, per_input_timeout_s)
-            except BaseException as e:  # noqa: BLE001
-                entry = _failed(text, type(e).__name__)
+            except _BaseException as e:
+                entry = _failed(text, _class_name(_type(e)))
         results.append(entry)
     return results
 
 
 def _load(code: types.CodeType) -> dict:
+    """The program's namespace after its top level, run with its output discarded (``contextlib.redirect_stdout``'s
+    work, which a program's earlier run could have replaced)."""
     env = {"__name__": "__main__", "__builtins__": builtins}
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        exec(code, env)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _StringIO(), _StringIO()
+    try:
+        _exec(code, env)
+    finally:
+        sys.stdout, sys.stderr = saved
     return env
+
+
+def _loads(data: bytearray) -> object:
+    """``json.loads(data)`` by ``_json``'s C scanner taken at import (``json.loads`` is the program's to replace);
+    ``ValueError`` where ``data`` holds no single JSON value."""
+    text = data.decode("utf-8", "surrogatepass").strip(" \t\n\r")
+    try:
+        value, end = _scan_json(text, 0)
+    except _StopIteration:
+        raise _ValueError("no JSON value") from None
+    if end != _len(text):
+        raise _ValueError("extra data after the JSON value")
+    return value
 
 
 def _failed(text: str, exc_type: str | None) -> dict:
@@ -90,50 +133,50 @@ def _in_fork(env: dict, func_name: str, text: str, per_input_timeout_s: float) -
     fails the input as ``memory`` where a SIGKILL this function did not send ended it (the kernel's OOM
     killer: the memory rlimit holds the whole forked address space, so a ``MemoryError`` comes first
     otherwise), else as ``crashed``."""
-    r, w = os.pipe()
-    parent = os.getpid()
+    r, w = _pipe()
+    parent = _getpid()
     try:
-        pid = os.fork()
-    except OSError:
-        os.close(r)
-        os.close(w)
+        pid = _fork()
+    except _OSError:
+        _close(r)
+        _close(w)
         return None
     if pid == 0:
         try:
             child.die_with_parent(parent)  # also when this process is killed before it can kill the input's
             guard.confine_forked()
-            os.close(r)
+            _close(r)
             child._dup2(w, child.RESULT_FD)  # the guard keeps the program from closing or writing to it
-            os.close(w)
+            _close(w)
             child._report(_call(env, func_name, text, per_input_timeout_s))
         finally:
             child._exit(0)
-    os.close(w)
-    data = bytearray()
-    deadline = time.monotonic() + per_input_timeout_s + KILL_GRACE_S
+    _close(w)
+    data = _bytearray()
+    deadline = _monotonic() + per_input_timeout_s + KILL_GRACE_S
     failure = "timeout"
     try:
-        while (left := deadline - time.monotonic()) > 0 and select.select([r], [], [], left)[0]:
-            chunk = os.read(r, 1 << 16)
+        while (left := deadline - _monotonic()) > 0 and _select([r], [], [], left)[0]:
+            chunk = _read(r, 1 << 16)
             if not chunk:
                 failure = "crashed"  # unless the entry came whole
                 break
             data += chunk
-            if len(data) > MAX_ENTRY_BYTES:  # the program writes to the channel itself
+            if _len(data) > MAX_ENTRY_BYTES:  # the program writes to the channel itself
                 failure = "output_limit"
                 break
     finally:
         status = _exit_status(pid, deadline) if failure == "crashed" and not data.endswith(b"\n") else None
         if status is None:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        os.close(r)
+            _kill(pid, _SIGKILL)
+            _waitpid(pid, 0)
+        _close(r)
     try:
-        entry = json.loads(data)
-    except (ValueError, RecursionError):
+        entry = _loads(data)
+    except (_ValueError, _RecursionError):
         entry = None
-    if not isinstance(entry, dict) or entry.get("input") != text:
-        if status is not None and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+    if not _isinstance(entry, _dict) or entry.get("input") != text:
+        if status is not None and _WIFSIGNALED(status) and _WTERMSIG(status) == _SIGKILL:
             failure = "memory"
         return _failed(text, failure)
     return entry
@@ -143,18 +186,18 @@ def _exit_status(pid: int, deadline: float) -> int | None:
     """The wait status of ``pid``, which closed its channel without a whole entry and so is most likely
     dying; None (still running) at ``deadline``."""
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status = _waitpid(pid, _WNOHANG)
         if done:
             return status
-        if time.monotonic() >= deadline:
+        if _monotonic() >= deadline:
             return None
-        time.sleep(0.001)
+        _sleep(0.001)
 
 
 def _call(env: dict, func_name: str, text: str, per_input_timeout_s: float) -> dict:
     """The entry of one call ``func_name(<text>)`` in the program's namespace ``env``, under a timer."""
-    lines: set[int] = set()
-    arcs: set[tuple[int, int]] = set()
+    lines: set[int] = _set()
+    arcs: set[tuple[int, int]] = _set()
     prev: dict = {}
 
     def on_alarm(signum, frame):
@@ -179,30 +222,30 @@ def _call(env: dict, func_name: str, text: str, per_input_timeout_s: float) -> d
 
     entry = {"input": text, "ok": False, "exc_type": None, "return_repr": None, "args_repr": None}
     try:
-        args, kwargs = eval(compile(f"(lambda *a, **k: (a, k))({text})", "<input>", "eval"), env)
+        args, kwargs = _eval(_compile(f"(lambda *a, **k: (a, k))({text})", "<input>", "eval"), env)
         if not kwargs:
             try:
-                entry["args_repr"] = repr(args)[:10_000]
-            except BaseException:  # noqa: BLE001
+                entry["args_repr"] = _repr(args)[:10_000]
+            except _BaseException:
                 pass
         func = env[func_name]
-        signal.signal(signal.SIGALRM, on_alarm)  # after the program, which may have set its own
-        signal.setitimer(signal.ITIMER_REAL, per_input_timeout_s)
-        sys.settrace(global_trace)
+        _signal(_SIGALRM, on_alarm)  # after the program, which may have set its own
+        _setitimer(_ITIMER_REAL, per_input_timeout_s)
+        _settrace(global_trace)
         try:
             value = func(*args, **kwargs)
         finally:
-            sys.settrace(None)
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _settrace(None)
+            _setitimer(_ITIMER_REAL, 0)
         entry["ok"] = True
-        r = repr(value)
+        r = _repr(value)
         entry["return_repr"] = r[:10_000]
     except InputTimeout:
         entry["exc_type"] = "timeout"
-    except BaseException as e:  # noqa: BLE001 - the input is rejected, the batch goes on
-        entry["exc_type"] = type(e).__name__
-    entry["lines"] = sorted(lines)
-    entry["arcs"] = sorted(arcs)
+    except _BaseException as e:  # the input is rejected, the batch goes on
+        entry["exc_type"] = _class_name(_type(e))
+    entry["lines"] = _sorted(lines)
+    entry["arcs"] = _sorted(arcs)
     return entry
 
 

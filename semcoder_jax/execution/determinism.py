@@ -17,8 +17,10 @@ should be taken from a report, one call at a time, not traced again unchecked.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import sys
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -35,13 +37,19 @@ _PROGRAM_FILES = (PROGRAM_FILENAME, CALL_FILENAME)
 _RANDOM_FUNCS = ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss",
                  "getrandbits", "triangular", "betavariate", "expovariate", "normalvariate", "lognormvariate",
                  "vonmisesvariate", "gammavariate", "paretovariate", "weibullvariate", "randbytes", "binomialvariate")
+# Bound here, not looked up while the program runs or after: a ``builtins.len`` answering 100, or a ``sys._getframe``
+# showing importlib's frames, kept every reason from the log; an ``isinstance`` answering False kept the program's
+# classes from hashing by number (its two traces then agreed, ordered by the same addresses).
+_dict, _isinstance, _len, _list, _next, _set, _type = dict, isinstance, len, list, next, set, type
+_getframe, _get_objects, _weakref, _object_hash = sys._getframe, gc.get_objects, weakref.ref, object.__hash__
+_realpath, _fsdecode = os.path.realpath, os.fsdecode
 
 
 def _importing() -> bool:
     """Whether a module is being imported (importlib's frozen frames are on the stack): the import
     system lists package folders, and modules read the environment or the clock as they load
     (numpy, logging), which says nothing about the program's result."""
-    frame = sys._getframe(2)
+    frame = _getframe(2)
     while frame is not None:
         if frame.f_code.co_filename.startswith("<frozen importlib"):
             return True
@@ -58,17 +66,17 @@ class AuditLog:
         self.seeded = False
 
     def note(self, reason: str) -> None:
-        if self.active and reason not in self.reasons and len(self.reasons) < 50 and not _importing():
+        if self.active and reason not in self.reasons and _len(self.reasons) < 50 and not _importing():
             self.reasons.append(reason)
 
     def report(self) -> dict:
-        return {"reasons": list(self.reasons)}
+        return {"reasons": _list(self.reasons)}
 
 
 def _wrap(log: AuditLog, reason: str, fn, time_arg: int | None = None, skip_if_seeded: bool = False):
     """``fn`` noting ``reason`` when called (with ``time_arg``: only when that argument is missing or None)."""
     def wrapper(*args, **kwargs):
-        reads = time_arg is None or len(args) <= time_arg or args[time_arg] is None
+        reads = time_arg is None or _len(args) <= time_arg or args[time_arg] is None
         if reads and not (skip_if_seeded and log.seeded):
             log.note(reason)
         return fn(*args, **kwargs)
@@ -79,7 +87,7 @@ def _wrap(log: AuditLog, reason: str, fn, time_arg: int | None = None, skip_if_s
 
 
 class _EnvironProxy(dict):
-    """``os.environ`` stand-in that records any read."""
+    """``os.environ`` stand-in that records any read (by ``dict``'s own methods: ``super`` is a builtin)."""
 
     def __init__(self, log: AuditLog, data: dict):
         super().__init__(data)
@@ -90,35 +98,35 @@ class _EnvironProxy(dict):
 
     def __getitem__(self, key):
         self._read()
-        return super().__getitem__(key)
+        return _dict.__getitem__(self, key)
 
     def get(self, key, default=None):
         self._read()
-        return super().get(key, default)
+        return _dict.get(self, key, default)
 
     def __contains__(self, key):
         self._read()
-        return super().__contains__(key)
+        return _dict.__contains__(self, key)
 
     def __iter__(self):
         self._read()
-        return super().__iter__()
+        return _dict.__iter__(self)
 
     def keys(self):
         self._read()
-        return super().keys()
+        return _dict.keys(self)
 
     def items(self):
         self._read()
-        return super().items()
+        return _dict.items(self)
 
     def values(self):
         self._read()
-        return super().values()
+        return _dict.values(self)
 
     def copy(self):
         self._read()
-        return dict(self)
+        return _dict(self)
 
 
 def instrument() -> AuditLog:
@@ -175,10 +183,10 @@ def instrument() -> AuditLog:
         return seed(a, *args, **kwargs)
 
     random.seed = seeded
-    orig_rng_seed = random.Random.seed
+    orig_rng_seed, system_random = random.Random.seed, random.SystemRandom
 
     def rng_seed(self, a=None, *args, **kwargs):
-        if a is None and type(self) is not random.SystemRandom:
+        if a is None and _type(self) is not system_random:
             log.note("uses randomness (unseeded random.Random)")
         return orig_rng_seed(self, a, *args, **kwargs)
 
@@ -198,7 +206,7 @@ def instrument() -> AuditLog:
     def program_id(obj, /):
         # Only the program's own calls: copy.deepcopy, pprint and dataclass reprs use id() for
         # bookkeeping that does not reach their result.
-        if sys._getframe(1).f_code.co_filename in _PROGRAM_FILES:
+        if _getframe(1).f_code.co_filename in _PROGRAM_FILES:
             log.note("depends on object identity (id)")
         return real_id(obj)
 
@@ -212,12 +220,12 @@ def instrument() -> AuditLog:
             return
         if event == "open":
             path = args[0] if args else None
-            if isinstance(path, int):
+            if _isinstance(path, int):
                 return
-            p = os.path.realpath(os.fsdecode(path)) if path is not None else ""
+            p = _realpath(_fsdecode(path)) if path is not None else ""
             if p.endswith((".py", ".pyc", ".so")) or p.startswith(library_roots):
                 return
-            log.note(f"opens files ({os.fsdecode(path)!s})")
+            log.note(f"opens files ({_fsdecode(path)!s})")
         elif event in ("os.listdir", "os.scandir", "glob.glob"):
             log.note(f"lists directories ({event})")
         elif event.startswith("socket."):
@@ -239,9 +247,7 @@ def number_identity_hashes(reverse: bool = False) -> Callable[[], None]:
     already), and so does one made later (its decorators run after it is made): either way the program
     gives the result it gives untraced."""
     import builtins
-    import gc
     import itertools
-    import weakref
 
     numbers: dict[int, int] = {}
     refs: dict[int, weakref.ref] = {}
@@ -256,15 +262,15 @@ def number_identity_hashes(reverse: bool = False) -> Callable[[], None]:
         key = object_id(self)
         n = numbers.get(key)
         if n is None:
-            n = numbers[key] = next(counter)
+            n = numbers[key] = _next(counter)
             try:
-                refs[key] = weakref.ref(self, lambda _, key=key: forget(key))
+                refs[key] = _weakref(self, lambda _, key=key: forget(key))
             except TypeError:  # no weak reference: an object later at its address takes its number, as its hash
                 pass
         return ~n if reverse else n
 
     def renumber(cls) -> None:
-        if isinstance(cls, type) and cls.__hash__ is object.__hash__:
+        if _isinstance(cls, _type) and cls.__hash__ is _object_hash:
             try:
                 cls.__hash__ = numbered_hash
             except (TypeError, AttributeError):  # a metaclass that refuses it
@@ -280,8 +286,8 @@ def number_identity_hashes(reverse: bool = False) -> Callable[[], None]:
 
     def start() -> None:
         builtins.__build_class__ = build_class
-        classes = set(made)
-        instantiated = {c for t in {type(obj) for obj in gc.get_objects()} for c in t.__mro__ if c in classes}
+        classes = _set(made)
+        instantiated = {c for t in {_type(obj) for obj in _get_objects()} for c in t.__mro__ if c in classes}
         for cls in made:
             if cls not in instantiated:
                 renumber(cls)

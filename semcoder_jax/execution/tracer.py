@@ -11,11 +11,17 @@ traced program's stack: the recursion limit is raised by ``TRACER_HEADROOM`` whi
 that runs untraced runs traced. A program at the limit all the same (one that recurses without end)
 can make the trace function itself raise, which switches tracing off for the rest of the call: the
 trace is then ``stopped`` (and ``truncated``); callers compare a trace's outcome with an untraced run.
+
+What the tracer calls while the program runs or after it (builtins, ``sys``'s trace hooks) is bound at import, as
+the child binds what it reports with, and the child builds the ``Collector`` (``ast``) before the program runs: the
+program shares this interpreter and may replace them. The tracer's own objects stay in its reach
+(``sys.gettrace()``, frames), as the child's do (see ``guard``).
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
 import dataclasses
 import json
 import re
@@ -31,23 +37,33 @@ TRUNCATION_MARKER = "...<truncated>"
 # 4 on CPython 3.11), with room for the trace function's own calls (reprs, the event list).
 TRACER_HEADROOM = 50
 
+# Bound here, not looked up when the trace function or ``run`` calls them: the traced program may have replaced them
+# (a ``builtins.eval`` of its own was the traced call, a ``repr`` every local, ``sys.settrace`` switched tracing off).
+# ``Collector``'s constructor (``ast``, ``source_lines``) runs before the program does (``child``).
+_BaseException, _eval, _dict, _isinstance = builtins.BaseException, builtins.eval, builtins.dict, builtins.isinstance
+_len, _repr, _sorted, _str, _sum, _type = builtins.len, builtins.repr, builtins.sorted, builtins.str, builtins.sum, builtins.type
+_settrace, _gettrace = sys.settrace, sys.gettrace
+_getrecursionlimit, _setrecursionlimit = sys.getrecursionlimit, sys.setrecursionlimit
+# A class's own name, past any ``__name__`` its metaclass defines (the program's code, which may raise).
+_class_name = type.__dict__["__name__"].__get__
+
 
 def safe_repr(value: Any, limit: int) -> str:
     try:
-        r = repr(value)
-    except BaseException as e:  # noqa: BLE001 - user __repr__ may raise
-        r = f"<repr failed: {type(e).__name__}>"
+        r = _repr(value)
+    except _BaseException as e:  # user __repr__ may raise
+        r = f"<repr failed: {_class_name(_type(e))}>"
     if " at 0x" in r:
         r = _ADDRESS.sub(" at 0x?", r)
-    return r if len(r) <= limit else r[:limit] + "..."
+    return r if _len(r) <= limit else r[:limit] + "..."
 
 
 def safe_str(value: Any, limit: int) -> str:
     """``str(value)[:limit]`` with addresses masked; a user ``__str__`` may raise."""
     try:
-        s = str(value)
-    except BaseException as e:  # noqa: BLE001 - raising here would replace the program's exception
-        s = f"<str failed: {type(e).__name__}>"
+        s = _str(value)
+    except _BaseException as e:  # raising here would replace the program's exception
+        s = f"<str failed: {_class_name(_type(e))}>"
     if " at 0x" in s:
         s = _ADDRESS.sub(" at 0x?", s)
     return s[:limit]
@@ -103,7 +119,7 @@ class Collector:
     def _emit(self, event: dict, size: int) -> None:
         if self.truncated:
             return
-        if len(self.events) >= self.max_events or self.size + size > self.max_bytes:
+        if _len(self.events) >= self.max_events or self.size + size > self.max_bytes:
             self.truncated = True
             return
         self.size += size
@@ -123,11 +139,11 @@ class Collector:
         if line is None:
             return
         changed = self._changes(frame, st)
-        text = self.lines[line - 1].strip() if 0 < line <= len(self.lines) else ""
+        text = self.lines[line - 1].strip() if 0 < line <= _len(self.lines) else ""
         event = {"kind": "line", "line": line, "source": text, "locals": changed, "depth": st.depth, "frame": st.fid}
         if st.raising:
             event["raised"] = True  # the line did not finish: its exception left the frame
-        self._emit(event, 48 + len(text) + sum(len(k) + len(v) for k, v in changed.items()))
+        self._emit(event, 48 + _len(text) + _sum(_len(k) + _len(v) for k, v in changed.items()))
 
     def global_trace(self, frame, event, arg):
         if event != "call" or frame.f_code.co_filename != PROGRAM_FILENAME or self.truncated:
@@ -139,9 +155,9 @@ class Collector:
         self.next_fid += 1
         self.frames[frame] = st
         args = {name: safe_repr(value, self.max_repr) for name, value in frame.f_locals.items()}
-        st.snapshot = dict(args)
+        st.snapshot = _dict(args)
         self._emit({"kind": "call", "func": st.func, "line": frame.f_lineno, "locals": args, "depth": st.depth,
-                    "frame": st.fid}, 48 + sum(len(k) + len(v) for k, v in args.items()))
+                    "frame": st.fid}, 48 + _sum(_len(k) + _len(v) for k, v in args.items()))
         return self.local_trace
 
     def local_trace(self, frame, event, arg):
@@ -166,33 +182,34 @@ class Collector:
                       "frame": st.fid}
             if st.raising:
                 record["raised"] = True
-            self._emit(record, 48 + len(value or ""))
+            self._emit(record, 48 + _len(value or ""))
             del self.frames[frame]
             self.depth -= 1
         elif event == "exception":
             exc_type, exc, _ = arg
             st.raising = True
-            msg = safe_repr(exc, self.max_repr) if not isinstance(exc, BaseException) else safe_str(exc, self.max_repr)
-            self._emit({"kind": "exception", "line": frame.f_lineno, "type": exc_type.__name__, "message": msg,
-                        "depth": st.depth, "frame": st.fid}, 64 + len(msg))
+            msg = safe_repr(exc, self.max_repr) if not _isinstance(exc, _BaseException) else safe_str(exc, self.max_repr)
+            self._emit({"kind": "exception", "line": frame.f_lineno, "type": _class_name(exc_type), "message": msg,
+                        "depth": st.depth, "frame": st.fid}, 64 + _len(msg))
         return self.local_trace
 
     def run(self, call_code, env: dict):
-        limit = sys.getrecursionlimit()
-        sys.setrecursionlimit(limit + TRACER_HEADROOM)
-        sys.settrace(self.global_trace)
+        limit = _getrecursionlimit()
+        _setrecursionlimit(limit + TRACER_HEADROOM)
+        trace = self.global_trace  # one bound method, compared by identity: the program's own trace function may
+        _settrace(trace)  # be what ``gettrace`` returns, and its ``__eq__`` the program's too
         try:
-            return eval(call_code, env)
+            return _eval(call_code, env)
         finally:
             # Python switches tracing off when the trace function raises (RecursionError at the limit):
             # the events stop there, with no sign of it in the program's result.
-            if sys.gettrace() != self.global_trace:
+            if _gettrace() is not trace:
                 self.stopped = self.truncated = True
-            sys.settrace(None)
-            sys.setrecursionlimit(limit)
+            _settrace(None)
+            _setrecursionlimit(limit)
 
     def result(self) -> dict:
-        return {"events": self.events, "loop_counts": {str(k): v for k, v in sorted(self.loop_counts.items())},
+        return {"events": self.events, "loop_counts": {_str(k): v for k, v in _sorted(self.loop_counts.items())},
                 "truncated": self.truncated, "stopped": self.stopped}
 
 
