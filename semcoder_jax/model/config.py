@@ -81,7 +81,8 @@ class ModelConfig:
     remat_policy: str = "full"
     # true: one scanned layer (compile time flat in depth); false: layers unrolled, so XLA slices
     # no stacked weights or saved activations per layer (6.7B on one H200: 1.06x the scanned
-    # step's speed, step compile 16 s instead of 6); null (auto): unrolled on GPU, scanned
+    # step's speed, step compile 16 s instead of 6; on CPU, XLA's schedule then holds every
+    # layer's activations at once, as without remat); null (auto): unrolled on GPU, scanned
     # elsewhere. See ``scans_layers``.
     scan_layers: Optional[bool] = None
     # Layers per scan iteration: >1 lets XLA fuse and schedule across layer boundaries, at some
@@ -140,7 +141,7 @@ class ModelConfig:
     def scans_layers(self, backend: str | None = None) -> bool:
         """Whether the layers run as one ``scan`` on ``backend`` (default: JAX's): ``scan_layers``
         unless it is null, which unrolls them on GPU, where that measured faster, and scans them on
-        TPU (untested there unrolled) and CPU (compile time)."""
+        TPU (untested there unrolled) and CPU (compile time, and remat's memory saving)."""
         if self.scan_layers is not None:
             return self.scan_layers
         if backend is None:

@@ -2,9 +2,9 @@
 
 Why Linen rather than NNX: ``nn.scan`` + ``nn.remat`` + ``nn.with_logical_partitioning`` give
 scanned, rematerialised, logically sharded layers exactly as MaxText builds them, so the
-parameter tree is stacked (leading axis = layer), compile time does not grow with depth, and
-the trainer maps logical axis names to mesh axes with ``nn.logical_axis_rules``. NNX's
-equivalents are newer and less proven for this.
+parameter tree is stacked (leading axis = layer), compile time does not grow with depth (when
+scanned: ``ModelConfig.scan_layers`` may unroll the same scan), and the trainer maps logical axis
+names to mesh axes with ``nn.logical_axis_rules``. NNX's equivalents are newer and less proven for this.
 
 One module serves training (full sequences, packed rows) and generation (a fixed-size KV
 cache passed in and returned); both use the same parameter tree.
