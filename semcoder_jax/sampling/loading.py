@@ -24,7 +24,8 @@ def load_model_for_inference(
     hf_dir: Optional[str | Path] = None,
     dtype: Optional[str] = None,
 ) -> tuple[ModelConfig, Params]:
-    """(config, params) with params and compute both in ``dtype`` and no rematerialisation."""
+    """(config, params) with params and compute both in ``dtype``, no rematerialisation, and layers
+    scanned or unrolled as suits this backend (``scan_layers`` null), whatever the training run chose."""
     if (checkpoint is None) == (hf_dir is None):
         raise SemcoderError("give exactly one of a checkpoint directory or a Hugging Face directory")
     dtype = dtype or default_inference_dtype()
@@ -36,6 +37,6 @@ def load_model_for_inference(
         from semcoder_jax.convert import load_hf_params
 
         params, config = load_hf_params(str(hf_dir), dtype=dtype)
-    config = config.replace(dtype=dtype, param_dtype=dtype, remat_policy="none")
+    config = config.replace(dtype=dtype, param_dtype=dtype, remat_policy="none", scan_layers=None)
     params = jax.tree.map(lambda a: jnp.asarray(a, dtype), params)
     return config, params
