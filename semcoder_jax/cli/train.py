@@ -46,14 +46,21 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     from semcoder_jax.checkpoint import latest_step
-    from semcoder_jax.train.mesh import maybe_initialize_distributed
+    from semcoder_jax.train import mesh
+    from semcoder_jax.train.input import stop_together
     from semcoder_jax.train.trainer import train
 
-    maybe_initialize_distributed()
+    mesh.maybe_initialize_distributed()
     run_dir = Path(cfg.run_dir)
     with contextlib.ExitStack() as stack:
+        problem = None
         if jax.process_index() == 0:  # the other processes of one job share the folder
-            stack.enter_context(run_dir_lock(run_dir))
+            try:
+                stack.enter_context(run_dir_lock(run_dir))
+            except SemcoderError as e:
+                problem = e
+        # else the others would go on into training and wait for process 0 in its first collective
+        stop_together(problem, f"run_dir {run_dir}", "could not lock it")
         interrupt = stack.enter_context(save_on_first_interrupt())
         train(cfg)
     if interrupt.stopped:

@@ -290,7 +290,7 @@ def _frames(path: str, read: bool) -> Iterator[bytes | None]:
             if not (head := f.read(12)):
                 return
             if len(head) < 12:
-                raise SchemaError(f"{path}: truncated record header")
+                raise SchemaError(f"{path}: truncated record {n} ({len(head)} bytes of its 12-byte header)")
             (length,) = struct.unpack("<Q", head[:8])
             left = size - f.tell()
             if length + 4 > left:  # the data or its CRC is cut off, or a corrupt length (no read of that size)

@@ -53,6 +53,36 @@ def test_a_second_train_in_a_run_folder_in_use_is_refused(tmp_path, monkeypatch,
     assert capsys.readouterr().err.strip().endswith("cannot write there (Not a directory)")
 
 
+@pytest.mark.parametrize("process", [0, 1])
+def test_every_process_of_a_job_stops_when_process_0_cannot_lock_the_run_folder(tmp_path, monkeypatch, capsys, process):
+    """Only process 0 locks the run_dir (the others share it). When another train held it, process 0
+    stopped alone and the other processes went on into training, to wait for it in their first
+    collective until JAX's timeouts; now each of them stops at once too, saying why."""
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from semcoder_jax.cli.train import run_dir_lock
+    from semcoder_jax.train import mesh
+
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(mesh, "maybe_initialize_distributed", lambda: None)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    monkeypatch.setattr(jax, "process_index", lambda: process)
+    monkeypatch.setattr(multihost_utils, "process_allgather", lambda failed: np.array([True, bool(failed)]))
+    trained = []
+    monkeypatch.setattr(trainer, "train", trained.append)
+    with run_dir_lock(run_dir):  # another job's process 0 is training there
+        assert main(["train", "--config", "tiny-cpu", f"run_dir={run_dir}"]) == 2
+    assert not trained
+    err = capsys.readouterr().err.strip()
+    if process == 0:
+        assert err.endswith("is training there; wait for it to end, or give another run_dir")
+    else:
+        assert err.endswith(f"run_dir {run_dir}: process(es) [0] could not lock it (their logs say which); every "
+                            "process stops")
+
+
 def test_a_run_folder_that_cannot_be_locked_trains_with_a_warning(tmp_path, monkeypatch, caplog):
     """A file system without locks (ENOLCK on NFS without a lock service) must not stop training, but
     the user is told that nothing guards the folder against a second train."""

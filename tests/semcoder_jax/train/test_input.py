@@ -275,6 +275,21 @@ def test_a_record_header_giving_more_bytes_than_the_file_holds_names_file_and_re
         read_tfrecord_rows([str(bad)], SEQ)
 
 
+def test_a_record_header_cut_short_names_file_and_record(tiny, tmp_path):
+    """A file ending inside a record's 12-byte header (an interrupted copy) names that record, for
+    the record count and the Python reader alike."""
+    from semcoder_jax.train.input import count_records, read_tfrecord_rows
+
+    bad = tiny.write_tfrecords(tmp_path / "part-0.tfrecord", _rows(2))
+    with bad.open("ab") as f:
+        f.write(b"\x01" * 5)
+    message = rf"^{re.escape(str(bad))}: truncated record 2 \(5 bytes of its 12-byte header\)$"
+    with pytest.raises(SchemaError, match=message):
+        count_records(str(bad))
+    with pytest.raises(SchemaError, match=message):
+        read_tfrecord_rows([str(bad)], SEQ)
+
+
 def test_folder_without_manifest_keeps_validation_and_unfinished_files_out_of_training(tiny, tmp_path):
     for name in ("train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "validation-00000-of-00001.tfrecord",
                  "train-00002-of-00003.tfrecord.tmp"):  # the last: an interrupted build's unfinished shard
