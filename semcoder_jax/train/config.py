@@ -133,7 +133,15 @@ class DataConfig:
             raise ConfigError(f"data.epochs must be > 0, got {self.epochs}")
         if self.shuffle_buffer < 1:
             raise ConfigError(f"data.shuffle_buffer must be >= 1, got {self.shuffle_buffer}")
+        _local_path("data.path", self.path)
         return self
+
+
+def _local_path(key: str, path: str) -> None:
+    """The reader opens files by path, so an object-store URL would only match nothing: say how to read it."""
+    if "://" in path:
+        raise ConfigError(f"{key} {path!r} must be a filesystem path; mount the bucket on every host (gcsfuse, "
+                          f"or NFS/Filestore) and give the mounted folder")
 
 
 @dataclass
@@ -153,6 +161,7 @@ class ValidationConfig:
     def validate(self) -> "ValidationConfig":
         if self.every < 0 or self.max_batches < 0:
             raise ConfigError(f"validation.every and validation.max_batches must be >= 0, got {self.every} and {self.max_batches}")
+        _local_path("validation.path", self.path)
         return self
 
 

@@ -148,6 +148,13 @@ def test_run_dir_must_be_a_local_or_mounted_path():
         load_train_config(None, ["run_dir=gs://bucket/runs/x"])
 
 
+@pytest.mark.parametrize("key", ["data.path", "validation.path"])
+def test_data_paths_must_be_local_or_mounted(key):
+    """The reader globs and opens files by path: a bucket URL used to say only that no files match."""
+    with pytest.raises(ConfigError, match=rf"{key} 'gs://bucket/pyx'.*mount the bucket"):
+        load_train_config(None, [f"{key}=gs://bucket/pyx"])
+
+
 # ---- launch scripts, run against stub commands that print their argv ----------------------------
 
 def _stubs(tmp_path, *names):
