@@ -340,8 +340,13 @@ def _check_openers(fd: int) -> None:
 
         return checked_opener
 
-    def __init__(self, file, mode="r", closefd=True, opener=None):
-        init(self, file, mode, closefd, None if opener is None else checked(opener))
+    # The arguments go on as given, an opener wrapped: a call ``FileIO`` does not take fails with CPython's message.
+    def __init__(self, *args, **kwargs):
+        if len(args) > 3 and args[3] is not None:
+            args = (*args[:3], checked(args[3]), *args[4:])
+        if kwargs.get("opener") is not None:
+            kwargs["opener"] = checked(kwargs["opener"])
+        init(self, *args, **kwargs)
 
     __init__.__qualname__, __init__.__doc__ = "FileIO.__init__", init.__doc__
     try:

@@ -303,11 +303,15 @@ def test_a_program_cannot_forge_its_result(sandbox, route, end):
 
 
 @pytest.mark.xfail(strict=True, reason="not closed: see guard.py's docstring")
-def test_the_childs_own_writer_is_left_open(sandbox):
-    """The child's own references (its unguarded ``_write``) are the program's too. Written, then ended before the
-    child's report, the forged result is the job's."""
-    r = sandbox.run(f"import sys, posix\nL = {FORGED_PASS!r}\nsys.modules['semcoder_jax.execution.child']._write(99, L)\n"
-                    "posix._exit(0)\n")
+@pytest.mark.parametrize("route", ["sys.modules['semcoder_jax.execution.child']._write(99, L)",
+                                   ("init = next(c.cell_contents for c in io.FileIO.__init__.__closure__\n"
+                                    "            if type(c.cell_contents).__name__ == 'wrapper_descriptor')\n"
+                                    "f = io.FileIO.__new__(io.FileIO)\ninit(f, 'g', 'wb', True, lambda p, fl: 99)\nf.write(L)")],
+                         ids=["child's write", "FileIO's own __init__"])
+def test_the_harness_own_references_are_left_open(sandbox, route):
+    """The harness's own references (the child's unguarded ``_write``, the original ``FileIO.__init__`` in the opener
+    check's closure) are the program's too. Written, then ended before the child's report, the forged result is the job's."""
+    r = sandbox.run(f"import io, sys, posix\nL = {FORGED_PASS!r}\n{route}\nposix._exit(0)\n")
     assert r.status != "passed", r
 
 
@@ -317,6 +321,20 @@ def test_openers_of_other_files_still_open(sandbox):
                     "    f.write('x')\nwith io.FileIO('f', 'a', opener=os.open) as f:\n    f.write(b'y')\n"
                     "out = open('-', 'w', opener=lambda p, fl: os.dup(1))\nout.write('z')\nout.close()", "open('f').read()")
     assert (r.status, r.stdout, r.return_repr) == ("passed", "z", "'xy'"), r
+
+
+@pytest.mark.parametrize("call", ["io.FileIO()", "io.FileIO('f', 'w', buffering=0)", "io.FileIO('f', 'w', True, None, 0)",
+                                  "io.FileIO('f', 'w', True, None, opener=None)"])
+def test_a_fileio_call_it_refuses_raises_as_in_cpython(sandbox, call):
+    """The opener check's ``FileIO.__init__`` hands its arguments on as given: a call ``FileIO`` refuses raises
+    CPython's own message (traces record it), not one of the check's signature; ``FileIO`` stays unchanged here."""
+    import io
+
+    with pytest.raises(TypeError) as expected:
+        eval(call, {"io": io})
+    r = sandbox.run(f"import io\n{call}")
+    assert (r.status, r.exc_type, r.exc_message) == ("error", "TypeError", str(expected.value)), r
+    assert type(io.FileIO.__dict__["__init__"]).__name__ == "wrapper_descriptor"
 
 
 def test_the_channel_guard_leaves_other_descriptors_alone(sandbox):
