@@ -71,6 +71,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="openai: model name")
     p.add_argument("--chat", action="store_true", help="openai: use chat completions")
     p.add_argument("--max-retries", type=int, default=5, help="openai: retries per request (rate limits, server errors)")
+    p.add_argument("--vllm-fields", choices=("auto", "on", "off"), default="auto",
+                   help="openai: send top_k/min_p/repetition_penalty at their off values so a vLLM server's model defaults "
+                   "do not apply (auto: to any server but OpenAI's API; off for a server that refuses them)")
     p.add_argument("--refine-rounds", type=int, help="self-refinement rounds (eval refine: default 5)")
     p.add_argument("--with-trace", action="store_true", help="refine: add the failing run's trace")
     p.add_argument("--progress", action="store_true")
@@ -141,6 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, revision=args.revision, tokenizer=args.tokenizer,
         dtype=args.dtype, batch_size=args.batch_size, tensor_parallel_size=args.tensor_parallel_size, base_url=args.base_url,
         model=args.model, chat=args.chat, max_retries=args.max_retries,
+        vllm_fields={"auto": None, "on": True, "off": False}[args.vllm_fields],
     )
     quiet_orbax_warnings()
     backend = get_backend(args.backend, bcfg)

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
-import re
 from typing import Any, Protocol, Sequence
 
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.hub import check_revision, hub_commit, is_hub_id, pinned_model_dir, pinned_tokenizer
 
 BACKENDS = {
     "hf": "eval.backends.hf:HFBackend",
@@ -119,9 +118,7 @@ def pin_step(config: BackendConfig) -> BackendConfig:
     step, and a hub id's ``revision`` (a branch or tag) the commit it names now
     (:func:`hub_commit`), resolved here once, so that loading and the cache identity
     (:func:`model_identity`) agree even if the folder or the hub moves on meanwhile."""
-    if config.revision and not is_hub_model(config):
-        raise SemcoderError(f"--revision {config.revision}: a hub model's, but the model is the local "
-                            f"{'checkpoint ' + config.checkpoint if config.checkpoint else 'folder ' + str(config.hf_dir)}")
+    check_revision(config.revision, config.hf_dir, config.checkpoint)
     if is_hub_model(config):
         return dataclasses.replace(config, revision=hub_commit(str(config.hf_dir), config.revision))
     if not config.checkpoint or config.step is not None:
@@ -133,74 +130,14 @@ def pin_step(config: BackendConfig) -> BackendConfig:
 
 
 def is_hub_model(config: BackendConfig) -> bool:
-    """``hf_dir`` is read as a hub id where no such folder exists (a mistyped folder then fails as a
-    hub id, and the error says both)."""
-    from pathlib import Path
-
-    return bool(config.hf_dir) and not config.checkpoint and not Path(str(config.hf_dir)).is_dir()
-
-
-def hub_commit(repo_id: str, revision: str | None = None, what: str = "model") -> str:
-    """The commit hash that ``revision`` (default: the main branch) of hub model ``repo_id`` names:
-    the hub's answer where it can be reached, which is what transformers would load, else the local
-    HF cache's (``refs/<revision>``; with ``HF_HUB_OFFLINE=1`` the hub is not asked). Only
-    ``config.json`` is fetched; the answer is recorded in the cache, so a later offline run reads
-    the same commit. A full commit hash is its own answer."""
-    if revision and _COMMIT_HASH.fullmatch(revision):
-        return revision
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = snapshot_download(repo_id, revision=revision, allow_patterns=["config.json"])
-    except Exception as e:  # noqa: BLE001 - a bad id, an unknown repo or revision, no network and no cache: all say why
-        raise SemcoderError(_hub_failure(what, repo_id, revision, e)) from None
-    return os.path.basename(folder)  # the cache's snapshots/<commit> folder
-
-
-# A hub tokenizer's files (configs, vocabularies, sentencepiece models); a model's adds its weights.
-HUB_TOKENIZER_FILES = ["*.json", "*.model", "*.txt", "*.tiktoken"]
-HUB_MODEL_FILES = [*HUB_TOKENIZER_FILES, "*.safetensors"]
-
-
-def hub_snapshot(repo_id: str, commit: str, weights: bool = True) -> str:
-    """The local HF cache's folder of hub model ``repo_id`` at ``commit`` (:func:`hub_commit`'s
-    answer), with whatever it lacks fetched: config, tokenizer files and, with ``weights``, the
-    safetensors weights (``*.bin`` ones where the model has none). Every backend loads this folder,
-    so the weights are those of the commit in the cache key, and the tokenizer is the model's own."""
-    from pathlib import Path
-
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = snapshot_download(repo_id, revision=commit, allow_patterns=HUB_MODEL_FILES if weights else HUB_TOKENIZER_FILES)
-        if weights and not any(Path(folder).glob("*.safetensors")):
-            folder = snapshot_download(repo_id, revision=commit, allow_patterns=["*.bin"])
-    except Exception as e:  # noqa: BLE001 - as in hub_commit
-        raise SemcoderError(_hub_failure("model" if weights else "tokenizer", repo_id, commit, e)) from None
-    return folder
+    """``hf_dir`` is read as a hub id where no such folder exists (:func:`~semcoder_jax.hub.is_hub_id`)."""
+    return not config.checkpoint and is_hub_id(config.hf_dir)
 
 
 def model_dir(config: BackendConfig) -> str:
     """The folder to load for ``hf_dir``: itself, or a hub id's snapshot at the commit pinned by
     :func:`pin_step` (resolved here where the config is not pinned)."""
-    if not is_hub_model(config):
-        return str(config.hf_dir)
-    return hub_snapshot(str(config.hf_dir), hub_commit(str(config.hf_dir), config.revision))
-
-
-_COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
-
-
-def _hub_failure(what: str, repo_id: str, revision: str | None, error: Exception) -> str:
-    from huggingface_hub import constants
-    from huggingface_hub.utils import HFValidationError
-
-    why = (str(error).strip().splitlines() or [""])[0]
-    if isinstance(error, HFValidationError):
-        return f"cannot load {what} {repo_id!r}: no such folder, nor a hub id ({why})"
-    which = f"revision {revision!r} of that hub {what}" if revision else f"that hub {what}"
-    return (f"cannot load {what} {repo_id!r}: no such folder, and {which} could be read neither from the hub nor "
-            f"from the local HF cache {constants.HF_HUB_CACHE} ({type(error).__name__}: {why})")
+    return pinned_model_dir(str(config.hf_dir), config.revision)[0]
 
 
 def model_source(config: BackendConfig) -> str:
@@ -323,10 +260,6 @@ def tokenizer_source(config: BackendConfig, model_dir: str | None = None) -> str
     """``--tokenizer``, else the model folder's own, else the shipped one (see ``semcoder_jax.tokenizer``).
     A hub id given as ``--tokenizer`` becomes its snapshot at the commit its main branch names now,
     so that :func:`tokenizer_identity` keys the files loaded rather than the name."""
-    from pathlib import Path
-
     from semcoder_jax.tokenizer import tokenizer_source as source
 
-    if config.tokenizer and not Path(config.tokenizer).is_dir():
-        return hub_snapshot(config.tokenizer, hub_commit(config.tokenizer, what="tokenizer"), weights=False)
-    return source(config.tokenizer, model_dir)
+    return pinned_tokenizer(source(config.tokenizer, model_dir))

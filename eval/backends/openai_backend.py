@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 from typing import Any, Callable, Sequence
 
@@ -116,11 +117,16 @@ class OpenAIBackend:
 
         message = (f"openai backend: the request for prompt {i} to {self.client.base_url} failed "
                    f"(after the client's retries): {type(e).__name__}: {e}")
+        body = json.dumps(e.body, default=str)[:500] if isinstance(e, openai.APIStatusError) and e.body is not None else ""
+        if body and str(e) == f"Error code: {e.status_code}":  # a body with no "message", e.g. a 422's {"detail": ...}
+            message += f" {body}"
         if isinstance(e, openai.APIConnectionError):
             message += (f" ({e.__cause__})" if e.__cause__ else "") + "; check --base-url"
-        elif self.sends_vllm_fields and isinstance(e, openai.BadRequestError) and any(f in str(e) for f in VLLM_FIELDS):
+        elif (self.sends_vllm_fields and isinstance(e, (openai.BadRequestError, openai.UnprocessableEntityError))
+              and any(f in f"{e} {body}" for f in VLLM_FIELDS)):  # pydantic servers forbidding unknown fields: 422
             message += (f"; the request carried vLLM's sampling fields ({', '.join(VLLM_FIELDS)}) so that a vLLM "
-                        "server's generation_config defaults do not apply, and this server refused one")
+                        "server's generation_config defaults do not apply, and this server refused one: "
+                        "give --vllm-fields off to send top_k only when on")
         return message
 
     def close(self) -> None:

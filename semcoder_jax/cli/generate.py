@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from semcoder_jax.errors import SemcoderError
+from semcoder_jax.hub import check_revision, pinned_model_dir, pinned_tokenizer
 
 
 def register(subparsers) -> None:
@@ -18,7 +19,9 @@ def register(subparsers) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="Orbax checkpoint directory (training run or hf-to-orbax output)")
-    src.add_argument("--hf-dir", help="Hugging Face LlamaForCausalLM folder (safetensors)")
+    src.add_argument("--hf-dir", help="Hugging Face LlamaForCausalLM folder (safetensors), or a hub id (loaded at the "
+                     "commit it names now, as semcoder eval does)")
+    p.add_argument("--revision", help="hub id: the branch, tag or commit to load (default: main)")
     p.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     p.add_argument("--tokenizer", default=None,
                    help="tokenizer folder or hub id (default: the --hf-dir's own if it has one, else the shipped DeepSeek-Coder)")
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise SemcoderError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.top_k < 0:  # the sampler refuses it too, but only once the model has loaded
         raise SemcoderError(f"--top-k must be >= 0 (0: off), got {args.top_k}")
+    check_revision(args.revision, args.hf_dir, args.checkpoint)
     if Path(args.out).is_dir():  # found only after every completion, as a traceback
         raise SemcoderError(f"--out {args.out}: is a folder; give the output JSONL file's path")
     out = Path(args.out)
@@ -80,10 +84,9 @@ def run(args: argparse.Namespace) -> int:
     from semcoder_jax.tokenizer import load_tokenizer, tokenizer_source
 
     quiet_orbax_warnings()
-    tokenizer = load_tokenizer(tokenizer_source(args.tokenizer, args.hf_dir))
-    config, params = load_model_for_inference(
-        checkpoint=args.checkpoint, step=args.step, hf_dir=args.hf_dir, dtype=args.dtype
-    )
+    hf_dir, commit = pinned_model_dir(args.hf_dir, args.revision) if args.hf_dir else (None, None)
+    tokenizer = load_tokenizer(pinned_tokenizer(tokenizer_source(args.tokenizer, hf_dir)))
+    config, params = load_model_for_inference(checkpoint=args.checkpoint, step=args.step, hf_dir=hf_dir, dtype=args.dtype)
     sampler = Sampler(config, params, tokenizer)
     # Similar lengths share a batch (less padding); output keeps the input order, and row i samples
     # with seed + i whatever batch its length puts it in.
@@ -109,5 +112,5 @@ def run(args: argparse.Namespace) -> int:
         for i, row in enumerate(rows):
             f.write(json.dumps({**row, "completion": completions[i]}) + "\n")
     os.replace(tmp, out)
-    print(f"wrote {len(rows)} completions to {out}")
+    print(f"wrote {len(rows)} completions to {out}" + (f" (hub model {args.hf_dir} at commit {commit})" if commit else ""))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -191,32 +192,55 @@ class Trainer:
         return jax.device_put(params, self.params_shardings)
 
     def _hf_as_orbax(self, src: str) -> str:
-        """Convert a HF folder (or hub id) once into ``run_dir/hf_import``, streamed, for a sharded load."""
+        """Convert a HF folder, or a hub id (``ID[@REVISION]``), once into ``run_dir/hf_import``,
+        streamed, for a sharded load. A hub id loads as ``semcoder eval`` and ``generate`` load one:
+        at the commit its revision (default: main) names now, which ``init_from`` then names too, so
+        that the run's config.yaml records it."""
         out, record = self.run_dir / "hf_import", self.run_dir / "hf_import.source"
-        source = str(Path(src).absolute()) if Path(src).exists() else src
         problem = None
-        if jax.process_index() == 0 and not (out.exists() and record.exists() and record.read_text() == source):
+        if jax.process_index() == 0:
             try:
-                from semcoder_jax.convert import hf_to_orbax
-
-                if out.exists():  # converted from another init_from
-                    log.info("%s was converted from another source than %s: converting again", out, source)
-                    shutil.rmtree(out)
+                folder, source, where = src, str(Path(src).absolute()), f"init_from {self.cfg.init_from!r}"
                 if not Path(src).exists():
-                    from huggingface_hub import snapshot_download
+                    from semcoder_jax.hub import hub_commit, hub_snapshot
 
+                    repo_id, _, revision = src.partition("@")  # a hub id holds no "@"
                     try:
-                        src = snapshot_download(src, allow_patterns=["*.json", "*.safetensors", "*.model"])
-                    except Exception as e:  # noqa: BLE001 - a folder's typo reads as a bad repo id: say both
-                        raise SemcoderError(f"init_from {self.cfg.init_from!r}: no such folder, and no hub model to "
-                                            f"download ({type(e).__name__}: {e})") from None
-                hf_to_orbax(src, out, dtype=self.cfg.model.param_dtype)
-                record.write_text(source)
+                        commit = hub_commit(repo_id, revision or None)
+                        source, folder = f"{repo_id}@{commit}", None
+                    except SemcoderError as e:
+                        raise SemcoderError(f"{where}: {e}") from None
+                    log.info("%s: hub model %s at commit %s", where, repo_id, commit)
+                    self.cfg = dataclasses.replace(self.cfg, init_from=f"hf:{source}")
+                if not (out.exists() and record.exists() and record.read_text() == source):
+                    from semcoder_jax.convert import hf_to_orbax
+
+                    if out.exists():  # converted from another init_from
+                        log.info("%s was converted from another source than %s: converting again", out, source)
+                        shutil.rmtree(out)
+                    if folder is None:  # fetched only now: a run folder converted before needs no weights
+                        try:
+                            folder = hub_snapshot(repo_id, commit)
+                        except SemcoderError as e:
+                            raise SemcoderError(f"{where}: {e}") from None
+                    hf_to_orbax(folder, out, dtype=self.cfg.model.param_dtype)
+                    record.write_text(source)
             except Exception as e:  # noqa: BLE001 - the other processes wait for this one: all must stop
                 problem = e
         # Also the barrier: the others read run_dir/hf_import only once it is written.
         stop_together(problem, f"init_from {self.cfg.init_from!r}", "could not convert it")
         return str(out)
+
+    def _init_from_as_started(self) -> TrainConfig:
+        """On a resume, ``init_from=hf:ID`` with the commit this run folder was started from (its
+        import's record), so that config.yaml, written again, keeps naming it."""
+        src, record = self.cfg.init_from.removeprefix("hf:"), self.run_dir / "hf_import.source"
+        if src == self.cfg.init_from or Path(src).exists() or not record.exists():
+            return self.cfg
+        started = record.read_text()
+        if started.partition("@")[0] != src.partition("@")[0]:  # imported from another model: not this start
+            return self.cfg
+        return dataclasses.replace(self.cfg, init_from=f"hf:{started}")
 
     def initial_state(self) -> tuple[int, State, DataPosition]:
         """Resume from the run folder's latest checkpoint, else start from ``init_from``."""
@@ -238,6 +262,7 @@ class Trainer:
                 log.warning("%s was trained on a %d-step schedule; this run's has %d steps, which the learning rate "
                             "follows from step %d on", where, data_state["total_steps"], self.total_steps, latest + 1)
             log.info("resuming from %s step %d", self.manager.directory, latest)
+            self.cfg = self._init_from_as_started()
             return latest, {"params": params, "opt_state": opt_state}, DataPosition.from_json(data_state)
         params = self._initial_params()
         opt_state = jax.jit(self.optimizer.init, out_shardings=self.state_shardings["opt_state"])(params)
@@ -337,6 +362,7 @@ class Trainer:
         if is_main:
             log.info("%s", self.summary())
         step, state, position = self.initial_state()
+        cfg = self.cfg  # a hub id's init_from names the commit it started from now (see _hf_as_orbax)
         if step >= self.total_steps and is_main:
             log.warning("nothing to train: the run folder's checkpoint is at step %d of a %d-step schedule (raise "
                         "max_steps or data.epochs to train on, or give another run_dir)", step, self.total_steps)

@@ -379,3 +379,23 @@ def test_revision_reaches_the_backend_config(monkeypatch, tmp_path):
         main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "hf", "--hf-dir", "org/name", "--revision", "v1",
               "--out", str(tmp_path / "out")])
     assert (e.value.args[0].hf_dir, e.value.args[0].revision) == ("org/name", "v1")
+
+
+@pytest.mark.parametrize("flag, want", [([], None), (["--vllm-fields", "off"], False), (["--vllm-fields", "on"], True)])
+def test_vllm_fields_reaches_the_backend_config(monkeypatch, tmp_path, flag, want):
+    """A server that refuses top_k -1, min_p or repetition_penalty (the openai backend sends them to
+    any server but OpenAI's API) had no way out but Python."""
+    import eval.backends
+    from semcoder_jax.cli.main import main
+
+    class Loaded(Exception):
+        pass
+
+    def backend(name, config):
+        raise Loaded(config)
+
+    monkeypatch.setattr(eval.backends, "get_backend", backend)
+    with pytest.raises(Loaded) as e:
+        main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "openai", "--model", "m", *flag,
+              "--out", str(tmp_path / "out")])
+    assert e.value.args[0].vllm_fields is want

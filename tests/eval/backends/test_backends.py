@@ -172,7 +172,7 @@ def test_openai_backend_sends_vllm_fields_to_any_server_but_openais(llm_server, 
         refused = get_backend("openai", BackendConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m",
                                                       max_retries=0))
         with pytest.raises(SemcoderError, match=r"BadRequestError.*top_k must be.*carried vLLM's sampling fields "
-                                                r"\(top_k, min_p, repetition_penalty\).*refused one"):
+                                                r"\(top_k, min_p, repetition_penalty\).*refused one: give --vllm-fields off"):
             refused.generate(["a"], max_new_tokens=4)
     finally:
         server.shutdown()
@@ -387,3 +387,39 @@ def test_generation_benchmark_counts_the_tokens_the_backend_generated(tiny_hf, m
     module.main()
     line = capsys.readouterr().out.splitlines()[0]
     assert "prompts=2 new_tokens=10 " in line and "(generated tokens as the backend counts them, EOS included)" in line, line
+
+
+def test_a_server_refusing_the_vllm_fields_with_422_gets_the_way_out_too(monkeypatch):
+    """Servers built on pydantic with unknown fields forbidden answer 422, not 400: the error said
+    nothing of the fields the backend had added, nor of --vllm-fields off."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from semcoder_jax.errors import SemcoderError
+
+    class Forbidding(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"detail": [{"type": "extra_forbidden", "loc": ["body", "top_k"],
+                                           "msg": "Extra inputs are not permitted", "input": -1}]}).encode()
+            self.send_response(422)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forbidding)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = get_backend("openai", BackendConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m",
+                                                      max_retries=0))
+        with pytest.raises(SemcoderError, match=r"UnprocessableEntityError.*extra_forbidden.*carried vLLM's sampling fields"
+                                                r".*refused one: give --vllm-fields off"):
+            backend.generate(["a"], max_new_tokens=4)
+    finally:
+        server.shutdown()

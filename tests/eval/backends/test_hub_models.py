@@ -178,3 +178,74 @@ def test_the_hf_backend_loads_a_hub_model_from_its_commits_folder(hub, tiny_hf):
     backend = get_backend("hf", BackendConfig(hf_dir=REPO, dtype="float32"))
     assert backend.model.config.name_or_path == str(a) and backend.identity()["commit"] == A
     assert backend.generate(["def f():"], max_new_tokens=2)[0][0].num_tokens is not None
+
+
+def test_a_hub_model_fetches_only_the_files_transformers_loads_and_a_cached_one_asks_the_hub_once(hub, monkeypatch):
+    """``*.safetensors`` fetched every copy of the weights a repo ships (``consolidated.safetensors``,
+    ``fp8/``...), which transformers never loads: a second download of the model."""
+    import json
+
+    import huggingface_hub._snapshot_download as snapshot
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.hf_api import RepoFile
+
+    from eval.backends import model_dir
+
+    shards = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    files = ["config.json", "tokenizer.json", "model.safetensors.index.json", *shards, "consolidated.safetensors",
+             "fp8/model.safetensors", "original/params.json", "pytorch_model.bin", "training_args.bin"]
+    asked, fetched = [], []
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    def repo_info(self, repo_id, **kw):  # offline, the real one raises before any request
+        if constants.HF_HUB_OFFLINE:
+            raise OfflineModeIsEnabled("offline")
+        asked.append(kw.get("revision"))
+        return types.SimpleNamespace(sha=C)
+
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
+    monkeypatch.setattr(HfApi, "list_repo_tree", lambda self, *a, **kw: asked.append("tree") or [RepoFile(path=f, size=1, oid=f) for f in files])
+
+    def download(repo_id, filename, revision, cache_dir, **kw):  # as the real one: a cached file asks nothing
+        path = Path(cache_dir, "models--org--name", "snapshots", revision, filename)
+        if not path.exists():
+            fetched.append(filename)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"weight_map": {"a": shards[0], "b": shards[1], "c": shards[1]}}) if "index" in filename else "{}")
+        return str(path)
+
+    monkeypatch.setattr(snapshot, "hf_hub_download", download)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert model_dir(BackendConfig(hf_dir=REPO)) == str(hub.repo / "snapshots" / C)
+    assert sorted(fetched) == sorted(["config.json", "tokenizer.json", "model.safetensors.index.json", *shards])
+    asked.clear(), fetched.clear()
+    model_dir(BackendConfig(hf_dir=REPO))
+    assert (asked, fetched) == (["main"], [])  # fully cached: the hub is asked which commit main is, nothing else
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert model_dir(BackendConfig(hf_dir=REPO)) == str(hub.repo / "snapshots" / C) and (asked, fetched) == (["main"], [])
+
+
+@pytest.mark.parametrize("code, kind", [(401, "RepoNotFound"), (403, "GatedRepo")])
+def test_a_private_or_gated_hub_model_says_a_token_is_needed(hub, monkeypatch, code, kind):
+    """The hub's error said only "401 Client Error." in the one line the message keeps."""
+    import httpx2
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.utils import hf_raise_for_status
+
+    def repo_info(self, repo_id, **kw):
+        url = f"https://huggingface.co/api/models/{repo_id}/revision/main"
+        hf_raise_for_status(httpx2.Response(code, headers={"X-Error-Code": kind, "X-Error-Message": "Access to model org/name is restricted."},
+                                            request=httpx2.Request("GET", url)))
+
+    monkeypatch.setattr(HfApi, "repo_info", repo_info)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hub.cache / "no_token"))
+    with pytest.raises(SemcoderError, match=r"Error: 40\d Client Error\. Access to model org/name is restricted\.; a private or "
+                                             r"gated repo needs a token with access to it: set HF_TOKEN or run `hf auth login`\)$"):
+        pin_step(BackendConfig(hf_dir=REPO))
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    with pytest.raises(SemcoderError, match=r"; the token in use \(HF_TOKEN or `hf auth login`\) has no access to it\)$"):
+        pin_step(BackendConfig(hf_dir=REPO))

@@ -126,3 +126,94 @@ def test_a_refused_resume_leaves_the_run_folder_config_as_it_was(make_config, ov
     finally:
         trainer.close()
     assert (trainer.run_dir / "config.yaml").read_text() == before
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An offline HF cache in a temporary folder (``models--org--name/{refs,snapshots}``): the hub is never asked."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf_home" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # huggingface_hub reads these at import
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)  # no folder named org/name here
+    repo = cache / "models--org--name"
+
+    def snapshot(commit, model=None, *refs):
+        folder = repo / "snapshots" / commit
+        folder.mkdir(parents=True)
+        for f in (model.iterdir() if model else ()):
+            (folder / f.name).symlink_to(f)
+        if model is None:
+            (folder / "config.json").write_text("{}")
+        for ref in refs:
+            (repo / "refs").mkdir(exist_ok=True)
+            (repo / "refs" / ref).write_text(commit)
+        return folder
+
+    return snapshot
+
+
+def test_init_from_a_hub_id_converts_the_commit_it_names_and_init_from_records_it(make_config, hub_cache, monkeypatch):
+    """``hf:ORG/NAME`` downloaded the hub's newest and recorded only the name: which weights a run
+    started from was lost, and a moved branch reused the old import. Now it resolves as ``semcoder
+    eval``/``generate`` do, and ``init_from`` (so config.yaml) names the commit."""
+    import semcoder_jax.convert as convert
+    from semcoder_jax.errors import SemcoderError
+
+    A, B = "a" * 40, "b" * 40
+    a, b = hub_cache(A, None, "main"), hub_cache(B, None, "v1")
+    converted = []
+    monkeypatch.setattr(convert, "hf_to_orbax", lambda src, out, **kw: converted.append(src) or out.mkdir())
+
+    def import_(init_from):
+        trainer = Trainer(make_config(f"init_from={init_from}", "mesh.fsdp=8"))
+        try:
+            assert trainer._hf_as_orbax(init_from[3:]) == str(trainer.run_dir / "hf_import")
+            return trainer
+        finally:
+            trainer.close()
+
+    trainer = import_("hf:org/name")
+    assert converted == [str(a)] and trainer.cfg.init_from == f"hf:org/name@{A}"
+    assert (trainer.run_dir / "hf_import.source").read_text() == f"org/name@{A}"
+    assert import_("hf:org/name").cfg.init_from == f"hf:org/name@{A}" and converted == [str(a)]  # imported once
+    assert import_(f"hf:org/name@{A}").cfg.init_from == f"hf:org/name@{A}" and converted == [str(a)]
+    assert import_("hf:org/name@v1").cfg.init_from == f"hf:org/name@{B}" and converted == [str(a), str(b)]
+    (a.parent.parent / "refs" / "main").write_text(B)  # main moved: the import follows it
+    assert import_("hf:org/name").cfg.init_from == f"hf:org/name@{B}" and converted[-1] == str(b)
+    with pytest.raises(SemcoderError, match=r"^init_from 'hf:org/other': cannot load model 'org/other': no such folder, "
+                                             r"and that hub model could be read neither from the hub nor"):
+        import_("hf:org/other")
+    with pytest.raises(SemcoderError, match=r"^init_from 'hf:org/name@v2': cannot load model 'org/name': no such folder, "
+                                             r"and revision 'v2' of that hub model could be read neither"):
+        import_("hf:org/name@v2")
+
+
+@pytest.mark.slow  # a one-step run from a converted model, resumed: about 10 s
+def test_config_yaml_names_a_hub_starts_commit_even_after_a_resume(make_config, fsdp8_run, hub_cache, tmp_path):
+    from semcoder_jax.config import load_config
+    from semcoder_jax.convert import orbax_to_hf
+    from semcoder_jax.train.config import TrainConfig
+
+    def train_tiny(cfg):
+        trainer = Trainer(cfg)
+        try:
+            trainer.run()
+        finally:
+            trainer.close()
+
+    A, B = "a" * 40, "b" * 40
+    hf_dir = orbax_to_hf(fsdp8_run["run_dir"] / "checkpoints", tmp_path / "hf", step=3, dtype="float32")
+    a = hub_cache(A, hf_dir, "main")
+    train_tiny(make_config("init_from=hf:org/name", "mesh.fsdp=8", "max_steps=1", "checkpoint.every=1", run="hub"))
+    saved = tmp_path / "hub" / "config.yaml"
+    assert load_config(TrainConfig, saved).init_from == f"hf:org/name@{A}"
+    hub_cache(B, hf_dir)
+    (a.parent.parent / "refs" / "main").write_text(B)
+    saved.unlink()
+    train_tiny(make_config("init_from=hf:org/name", "mesh.fsdp=8", "max_steps=1", run="hub"))  # resumes (at its end)
+    assert load_config(TrainConfig, saved).init_from == f"hf:org/name@{A}"  # the start it resumed, not main's B
