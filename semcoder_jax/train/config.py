@@ -211,7 +211,7 @@ class TrainConfig:
     wandb: WandbConfig = field(default_factory=WandbConfig)
     profile: ProfileConfig = field(default_factory=ProfileConfig)
     run_dir: str = "runs/default"
-    init_from: str = "scratch"  # scratch | hf:DIR_OR_ID | orbax:DIR[@STEP]
+    init_from: str = "scratch"  # scratch | hf:DIR_OR_ID[@REVISION] | orbax:DIR[@STEP]
     max_steps: Optional[int] = None
     log_every: int = 10
     z_loss: float = 0.0
@@ -234,7 +234,7 @@ class TrainConfig:
         self.validation.validate()
         self.profile.validate()
         if not (self.init_from == "scratch" or self.init_from.startswith(("hf:", "orbax:"))):
-            raise ConfigError(f"init_from must be 'scratch', 'hf:DIR_OR_ID' or 'orbax:DIR[@STEP]', got {self.init_from!r}")
+            raise ConfigError(f"init_from must be 'scratch', 'hf:DIR_OR_ID[@REVISION]' or 'orbax:DIR[@STEP]', got {self.init_from!r}")
         if "://" in self.run_dir:  # a local folder named "gs:" otherwise: each host would keep its own
             raise ConfigError(f"run_dir {self.run_dir!r} must be a filesystem path; on several hosts, a folder "
                               f"they all have mounted (NFS/Filestore, or a bucket through gcsfuse)")
