@@ -12,7 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="direction", metavar="DIRECTION", required=True)
 
     to_orbax = sub.add_parser("hf-to-orbax", help="HF LlamaForCausalLM folder -> Orbax checkpoint (step 0)")
-    to_orbax.add_argument("--hf-dir", required=True, help="folder with config.json and safetensors (or pytorch_model.bin)")
+    to_orbax.add_argument("--hf-dir", required=True,
+                          help="folder with config.json and safetensors (or pytorch_model.bin), or a hub id")
+    to_orbax.add_argument("--revision", default=None, help="a hub id's branch, tag or commit (default: main)")
     to_orbax.add_argument("--out", required=True, help="new checkpoint folder (must not exist or be empty)")
     to_orbax.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None,
                           help="stored param dtype (default: the HF tensors' dtype)")
@@ -33,21 +35,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _hf_to_orbax(args: argparse.Namespace) -> int:
     from semcoder_jax.checkpoint import quiet_orbax_warnings
     from semcoder_jax.convert import hf_to_orbax
+    from semcoder_jax.hub import pinned_model_dir
 
+    hf_dir, commit = pinned_model_dir(args.hf_dir, args.revision)
     quiet_orbax_warnings()
     _make_parent(args.out)
-    out = hf_to_orbax(args.hf_dir, args.out, dtype=args.dtype, compress=args.compress)
-    print(f"wrote {out}")
+    out = hf_to_orbax(hf_dir, args.out, dtype=args.dtype, compress=args.compress)
+    print(f"wrote {out}" + (f" (hub model {args.hf_dir} at commit {commit})" if commit else ""))
     return 0
 
 
 def _orbax_to_hf(args: argparse.Namespace) -> int:
     from semcoder_jax.checkpoint import quiet_orbax_warnings
     from semcoder_jax.convert import orbax_to_hf
+    from semcoder_jax.hub import pinned_tokenizer
 
+    tokenizer = pinned_tokenizer(args.tokenizer) if args.tokenizer else None
     quiet_orbax_warnings()
     _make_parent(args.out)
-    out = orbax_to_hf(args.checkpoint, args.out, step=args.step, tokenizer=args.tokenizer,
+    out = orbax_to_hf(args.checkpoint, args.out, step=args.step, tokenizer=tokenizer,
                       dtype=args.dtype, max_shard_size=args.max_shard_size)
     print(f"wrote {out}")
     return 0

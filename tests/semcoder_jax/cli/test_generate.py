@@ -250,21 +250,6 @@ def test_generate_cli_top_k_reaches_the_sampler(tmp_path, monkeypatch, capsys):
     assert "--top-k must be >= 0 (0: off), got -1" in capsys.readouterr().err
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An offline HF cache in a temporary folder (``models--org--name/{refs,snapshots}``): the hub is never asked."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf_home" / "hub"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # huggingface_hub reads these at import
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.chdir(tmp_path)  # no folder named org/name here
-    return cache / "models--org--name"
-
-
 def test_generate_loads_a_hub_id_at_the_commit_its_revision_names_as_eval_does(tmp_path, monkeypatch, capsys,
                                                                              hub_cache, tokenizer_dir):
     """``--hf-dir org/name`` was read as a missing folder; eval's ``--hf-dir`` took it. Now both resolve
