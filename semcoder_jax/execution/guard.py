@@ -32,8 +32,13 @@ import warnings
 
 # Bound here, not looked up in ``builtins``/``stat``/``os`` when a check runs: a program may replace those (a
 # ``builtins.len`` answering 0 skipped ``posix.write``'s descriptor check, a ``getattr`` made ``_imp`` build
-# a fresh ``posix``, ``isinstance`` and ``stat.S_ISFIFO`` let a copy of the channel through).
+# a fresh ``posix``, ``isinstance`` and ``stat.S_ISFIFO`` let a copy of the channel through, a replaced
+# ``PermissionError`` changed what a refusal raised).
 from builtins import (  # noqa: UP029
+    OSError,
+    PermissionError,
+    TypeError,
+    ValueError,
     any,
     bool,
     bytes,
@@ -46,8 +51,22 @@ from builtins import (  # noqa: UP029
     tuple,
     type,
 )
-from os import PathLike
-from stat import S_ISFIFO
+from operator import index as _index
+
+# The policy's file-system primitives are the C functions, bound here too: ``os.path`` (``posixpath``, ``genericpath``)
+# looks up ``os``, ``stat`` and ``builtins`` when it runs, so a program replacing ``posixpath.realpath``, ``os.getcwd``,
+# ``os.fspath`` or ``stat.S_ISLNK`` bent every check built on it (writes beside the folder, host processes' ``/proc``).
+from posix import fspath as _fspath
+from posix import fstat as _fstat
+from posix import getpid as _getpid
+from posix import lstat as _lstat
+from posix import readlink as _readlink
+from posix import stat as _stat
+from stat import S_ISDIR, S_ISFIFO, S_ISLNK
+
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+_decode, _str_join = bytes.decode, "".join
+_mro, _type_dict = type.__dict__["__mro__"].__get__, type.__dict__["__dict__"].__get__
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
@@ -112,11 +131,61 @@ _HUMAN_EVAL_OS = (
 _protected_fd = -1
 
 
-def _resolve(path: object, root: str) -> str | None:
-    """The real path of ``path`` (relative paths are relative to ``root``, the fixed cwd); None if invalid."""
+def _fsdecode(path: object) -> str:
+    """``os.fsdecode`` as an exact ``str``: a ``str`` or ``bytes`` subclass's own ``decode``, ``split``... would answer
+    the checks for some other path than the one the call takes. Raises ``TypeError`` for a non-path."""
+    p = _fspath(path)
+    return _decode(p, _FS_ENCODING, _FS_ERRORS) if isinstance(p, bytes) else _str_join((p,))
+
+
+def _parent(path: str) -> str:
+    """The parent of a normalised absolute path (``/`` its own)."""
+    return path[: path.rfind("/")] or "/"
+
+
+def _child(path: str, name: str) -> str:
+    return "/" + name if path == "/" else path + "/" + name
+
+
+def _is_link(path: str) -> bool:
     try:
-        p = os.fsdecode(path)
-        return os.path.realpath(p if os.path.isabs(p) else os.path.join(root, p))
+        return S_ISLNK(_lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def _join_real(path: str, rest: str, seen: dict) -> str:
+    """``rest`` resolved from the real absolute ``path`` link by link, as ``posixpath.realpath`` does (``seen``: the
+    links met, None while one is being resolved). A link in a loop is kept as it is and the rest resolved after it
+    (the call itself fails with ``ELOOP``). ``ValueError`` for an embedded NUL."""
+    if rest.startswith("/"):
+        path = "/"
+    for name in rest.split("/"):
+        if not name or name == ".":
+            continue
+        if name == "..":
+            path = _parent(path)
+            continue
+        new = _child(path, name)
+        try:
+            link = S_ISLNK(_lstat(new).st_mode)
+        except OSError:
+            link = False
+        if not link:
+            path = new
+        elif new in seen:
+            path = seen[new] or new
+        else:
+            seen[new] = None
+            path = seen[new] = _join_real(path, _readlink(new), seen)
+    return path
+
+
+def _resolve(path: object, root: str) -> str | None:
+    """The real path of ``path`` (relative paths are relative to ``root``, the fixed cwd, itself a real path); None if
+    invalid."""
+    try:
+        return _join_real(root, _fsdecode(path), {})
     except (TypeError, ValueError, OSError):
         return None
 
@@ -126,17 +195,38 @@ def _inside(path: object, root: str) -> bool:
     if isinstance(path, int):
         return True
     p = _resolve(path, root)
-    return p is not None and (p == root or p.startswith(root + os.sep) or p == "/dev/null")
+    return p is not None and (p == root or p.startswith(root + "/") or p == "/dev/null")
+
+
+def _is_path(a: object) -> bool:
+    """Whether ``a`` is what a path argument takes: ``str``, ``bytes`` or an object whose type has ``__fspath__``, found
+    in the type's own dictionaries as CPython finds it, not by ``isinstance(a, os.PathLike)``, which asks
+    ``PathLike.__subclasshook__`` and ``ABCMeta`` (a program's to replace)."""
+    if isinstance(a, (str, bytes)):
+        return True
+    for cls in _mro(type(a)):
+        d = _type_dict(cls)
+        if "__fspath__" in d:
+            return d["__fspath__"] is not None
+    return False
+
+
+def _isdir(path: object) -> bool:
+    try:
+        return S_ISDIR(_stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
 
 
 def _fd_inside(fd: int, root: str) -> bool:
     """Whether descriptor ``fd`` is no file (a pipe, a socket) or a file inside ``root``; True if not open."""
+    fd = _index(fd)  # an exact int: an int subclass's ``__format__`` would name another descriptor below
     try:
-        os.fstat(fd)
+        _fstat(fd)
     except OSError:
         return True  # the call itself fails
     try:
-        target = os.readlink(f"/proc/self/fd/{fd}")
+        target = _readlink(f"/proc/self/fd/{fd}")
     except OSError:
         return False
     return not target.startswith("/") or _inside(target.removesuffix(" (deleted)"), root)
@@ -146,9 +236,9 @@ def _own_proc_pid() -> str:
     """This process's pid as ``/proc`` names it: in a PID namespace whose ``/proc`` is still the host's
     (no private mount namespace), ``os.getpid()`` names some other process there."""
     try:
-        return os.readlink("/proc/self")
+        return _readlink("/proc/self")
     except OSError:
-        return str(os.getpid())
+        return str(_getpid())
 
 
 def _other_process_entry(path: str) -> bool:
@@ -166,19 +256,22 @@ def _proc_allowed(path: object, root: str) -> bool:
     if path is None or isinstance(path, int):
         return True
     try:
-        p = os.fsdecode(path)
+        p = _fsdecode(path)
     except (TypeError, ValueError):
         return False
-    current = "/" if os.path.isabs(p) else root  # resolved at every step, so ".." is its real parent
+    current = "/" if p.startswith("/") else root  # resolved at every step, so ".." is its real parent
     for part in p.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
-            current = os.path.dirname(current)
+            current = _parent(current)
             continue
-        current = os.path.join(current, part)
-        if os.path.islink(current):  # one lstat a component; only links need resolving
-            current = os.path.realpath(current)
+        current = _child(current, part)
+        if _is_link(current):  # one lstat a component; only links need resolving
+            try:
+                current = _join_real("/", current, {})
+            except (OSError, ValueError):
+                return False
         if _other_process_entry(current):
             return False
     return True
@@ -189,9 +282,9 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
     ``TRUSTED_EVENTS`` pass when raised directly by one of the ``trusted`` code objects in this process
     (not in the processes it forks)."""
     blocked, path_events, inside, proc_ok = BLOCKED_EVENTS, PATH_EVENTS, _inside, _proc_allowed
-    write_flags, blocked_modules, isdir = _WRITE_FLAGS, BLOCKED_MODULES, os.path.isdir
-    fd_events, fd_inside, trusted_events = FD_EVENTS, _fd_inside, TRUSTED_EVENTS
-    pid, getpid, getframe = os.getpid(), os.getpid, sys._getframe
+    write_flags, blocked_modules, isdir, is_path = _WRITE_FLAGS, BLOCKED_MODULES, _isdir, _is_path
+    fd_events, fd_inside, trusted_events, index = FD_EVENTS, _fd_inside, TRUSTED_EVENTS, _index
+    pid, getpid, getframe = _getpid(), _getpid, sys._getframe
     channel_events, channel, channel_fd = CHANNEL_EVENTS, is_channel, _protected_fd
 
     def hook(event: str, args: tuple) -> None:
@@ -205,7 +298,7 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
             if not proc_ok(path, root):
                 raise PermissionError(f"sandbox: reading {path!r} is not allowed")
             # A folder's descriptor is a ``dir_fd`` for writes that the audit events name only relatively.
-            if not writes and isinstance(path, (str, bytes, PathLike)) and isdir(path) and not inside(path, root):
+            if not writes and is_path(path) and isdir(path) and not inside(path, root):
                 raise PermissionError(f"sandbox: opening the folder {path!r} outside the sandbox folder is not allowed")
         elif event in channel_events and args and isinstance(args[0], int) and channel(args[0], channel_fd):
             raise PermissionError("sandbox: the result channel is reserved")
@@ -218,11 +311,11 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
             raise PermissionError(f"sandbox: {event} is not allowed")
         elif event in path_events:
             for a in args[:2]:
-                if isinstance(a, (str, bytes, PathLike)) and not inside(a, root):
+                if is_path(a) and not inside(a, root):
                     raise PermissionError(f"sandbox: {event} on {a!r} outside the sandbox folder is not allowed")
             if event in fd_events and args and isinstance(args[0], int) and not fd_inside(args[0], root):
-                raise PermissionError(f"sandbox: {event} on descriptor {args[0]} of a file outside the sandbox folder"
-                                      " is not allowed")
+                raise PermissionError(f"sandbox: {event} on descriptor {index(args[0])} of a file outside the sandbox"
+                                      " folder is not allowed")
         elif event == "os.listdir" or event == "os.scandir":
             if args and not proc_ok(args[0], root):
                 raise PermissionError(f"sandbox: listing {args[0]!r} is not allowed")

@@ -645,6 +645,76 @@ def test_a_program_reads_its_own_proc_entry_where_proc_stays_the_hosts():
         assert other.status == "error" and "sandbox:" in (other.exc_message or ""), other
 
 
+# Each a replaced public function the audit policy's path checks called when they ran (or a subclass's method they
+# called on an argument), and what it let through: a write outside the job's folder (``V``: a folder beside it;
+# ``posixpath.os`` is the real ``os``, the program's a copy) or a read of a host process's ``/proc`` entry (``P``).
+WRITE = "open(V + '/pwned', 'w')"
+DIR_FD = "fd = posix.open(V, posix.O_RDONLY)\nposix.open('pwned', posix.O_WRONLY | posix.O_CREAT, dir_fd=fd)"
+READ = "open(f'/dev/fd/../../{P}/cmdline').read()"
+BENT_PATH_ROUTES = {
+    "posixpath.realpath": ("posixpath.realpath = lambda p, **k: ROOT + '/ok'", WRITE),
+    "os.path.abspath": ("os.path.abspath = lambda p: ROOT + '/ok'", WRITE),
+    "os.path.join": ("os.path.join = lambda *a: ROOT + '/ok'\nos.path.isabs = lambda p: False", WRITE),
+    "os.getcwd": ("posixpath.isabs = lambda p: False\nposixpath.os.getcwd = lambda: ROOT", WRITE),
+    "os.fspath": ("posixpath.os.fspath = lambda p: ROOT + '/ok'", WRITE),
+    "stat.S_ISLNK, os.readlink": ("stat.S_ISLNK = lambda m: True\nposixpath.os.readlink = lambda p, **k: ROOT", WRITE),
+    "genericpath's stat.S_ISDIR": ("stat.S_ISDIR = lambda m: False", DIR_FD),
+    "genericpath's os.stat": ("def stat_(*a, **k):\n    raise OSError\nposixpath.os.stat = stat_", DIR_FD),
+    "/proc, os.path.islink": ("os.path.islink = lambda p: False", READ),
+    "/proc, stat.S_ISLNK": ("stat.S_ISLNK = lambda m: False", READ),
+    "/proc, posixpath.realpath": ("posixpath.realpath = lambda p, **k: ROOT", READ),
+    "/proc, os.fspath": ("posixpath.os.fspath = lambda p: ROOT", "open(f'/proc/{P}/cmdline').read()"),
+    "/proc, os.path.dirname": ("os.path.dirname = lambda p: ROOT", "open(f'/proc/self/../{P}/cmdline').read()"),
+    "a bytes subclass's decode": ("class B(bytes):\n    def decode(self, *a, **k):\n        return ROOT + '/ok'",
+                                  "open(B((V + '/pwned').encode()), 'w')"),
+    "builtins.PermissionError": ("import builtins\nbuiltins.PermissionError = type('Refused', (OSError,), {})", WRITE),
+    "an int subclass's __format__": ("class I(int):\n    def __format__(self, spec):\n        return '1'",
+                                     "posix.chmod(I(posix.open(V + '/f', posix.O_RDONLY)), 0o600)"),
+}
+
+
+@pytest.fixture(scope="module")
+def undisked():
+    """A sandbox without a folder of its own (``max_disk_bytes=0``): no mount namespace stands behind the policy."""
+    with Sandbox(workers=1, max_disk_bytes=0, memory_bytes=1 << 30, timeout_s=10.0) as box:
+        yield box
+
+
+@pytest.mark.parametrize("route", BENT_PATH_ROUTES.values(), ids=BENT_PATH_ROUTES.keys())
+def test_replacing_public_path_functions_bends_no_check(undisked, tmp_path, route):
+    """The policy looked up ``os.path``/``posixpath``/``genericpath``/``os``/``stat`` functions when it ran: a program
+    replacing one (``posixpath.realpath = lambda p: root + '/ok'``) wrote beside its folder, opened a folder outside
+    it for a ``dir_fd``, or read a host process's ``/proc`` entry. Each is refused as without the replacement."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "f").write_text("")
+    for p in (victim, victim / "f"):
+        p.chmod(0o777)  # a job's own user may write here too: only the policy stands in the way
+    head = f"import os, posix, posixpath, stat\nROOT, V, P = posix.getcwd(), {str(victim)!r}, {os.getpid()}\nB, I = bytes, int\n"
+    patch, act = route
+    plain, bent = undisked.map([head + act, f"{head}{patch}\n{act}"])
+    assert plain.status == "error" and "sandbox:" in (plain.exc_message or ""), plain
+    assert (bent.status, bent.exc_type, bent.exc_message) == (plain.status, plain.exc_type, plain.exc_message), bent
+    assert [(p.name, p.stat().st_mode & 0o777) for p in victim.iterdir()] == [("f", 0o777)]
+
+
+def test_a_replaced_path_like_check_bends_no_path_event(tmp_path, monkeypatch):
+    """The policy checked only the arguments ``isinstance(a, os.PathLike)`` took for paths, which asks
+    ``PathLike.__subclasshook__``: replaced, a ``shutil`` event's path object outside the folder went unchecked."""
+    from semcoder_jax.execution import guard
+
+    class Outside:
+        def __fspath__(self) -> str:
+            return str(tmp_path / "pwned")
+
+    monkeypatch.setattr(os.PathLike, "__subclasshook__", classmethod(lambda cls, sub: False))
+    assert not isinstance(Outside(), os.PathLike)
+    hook = guard.make_audit_hook(str(tmp_path / "box"))
+    with pytest.raises(PermissionError, match="shutil.copyfile on .* outside the sandbox folder"):
+        hook("shutil.copyfile", ("f", Outside()))
+    hook("shutil.copyfile", ("f", "g"))
+
+
 def _require_ids_isolated(box: Sandbox) -> None:
     """Skip where jobs cannot have ids of their own (not root of the initial user namespace); fail where
     they could but the sandbox gave them none."""
