@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from semcoder_jax.execution import guard
 from semcoder_jax.execution.child import CALL_FILENAME, PROGRAM_FILENAME
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ _RANDOM_FUNCS = ("random", "randint", "randrange", "choice", "choices", "shuffle
 # classes from hashing by number (its two traces then agreed, ordered by the same addresses).
 _dict, _isinstance, _len, _list, _next, _set, _type = dict, isinstance, len, list, next, set, type
 _getframe, _get_objects, _weakref, _object_hash = sys._getframe, gc.get_objects, weakref.ref, object.__hash__
-_realpath, _fsdecode = os.path.realpath, os.fsdecode
+# A path the program opens is resolved as the sandbox's policy resolves it (C ``posix`` calls): ``os.path.realpath``
+# looks up ``posixpath``'s and ``os``'s functions as it runs, and a ``normpath`` adding ``.py`` hid a file read.
+_resolve, _fsdecode = guard._resolve, guard._fsdecode
 
 
 def _importing() -> bool:
@@ -214,6 +217,7 @@ def instrument() -> AuditLog:
 
     roots = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if os.path.isabs(p)}
     library_roots = tuple(sorted(r for r in roots if r != "/"))
+    cwd = os.path.realpath(os.getcwd())  # the sandbox folder, which the program cannot leave (``os.chdir`` refused)
 
     def hook(event: str, args: tuple) -> None:
         if not log.active:
@@ -222,7 +226,9 @@ def instrument() -> AuditLog:
             path = args[0] if args else None
             if _isinstance(path, int):
                 return
-            p = _realpath(_fsdecode(path)) if path is not None else ""
+            p = _resolve(path, cwd) if path is not None else ""
+            if p is None:  # not a valid path: the open fails
+                return
             if p.endswith((".py", ".pyc", ".so")) or p.startswith(library_roots):
                 return
             log.note(f"opens files ({_fsdecode(path)!s})")

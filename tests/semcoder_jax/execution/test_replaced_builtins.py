@@ -149,6 +149,8 @@ AUDIT_TRICKS = {
     "builtins.isinstance": "import builtins\nreal = builtins.isinstance\nbuiltins.isinstance = lambda x, t: t is int or real(x, t)",
     "os.path.realpath": "import posixpath\nreal = posixpath.realpath\n"
                         "posixpath.realpath = lambda p, **k: '/x.py' if p == 'f' else real(p, **k)",
+    "posixpath.normpath": "import posixpath\nreal = posixpath.normpath\n"
+                          "posixpath.normpath = lambda p: real(p) + ('.py' if p.endswith('/f') else '')",
 }
 
 
@@ -162,7 +164,8 @@ def _reasons(sandbox, source: str) -> list:
 def test_a_program_cannot_hide_what_the_determinism_audit_records(sandbox, patch):
     """The audit's wrappers and hook looked these up as the program ran: a ``len`` answering 100 (the log full), a
     ``sys._getframe`` showing importlib's frames (an import, not the program), a ``type`` or ``SystemRandom`` making
-    every ``Random`` the system's, an ``isinstance`` or ``realpath`` making a file a library's kept reasons out."""
+    every ``Random`` the system's, an ``isinstance``, ``realpath`` or ``normpath`` (which ``realpath`` calls) making a
+    file a library's kept reasons out."""
     honest = _reasons(sandbox, AUDITED)
     assert [r.split(" (")[0] for r in honest] == ["opens files", "reads the clock", "uses randomness",
                                                   "depends on object identity"], honest
