@@ -151,7 +151,7 @@ def spot_check(src: Path, exported: Path, names: list[str]) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workdir", default="/tmp/semcoder-convert-bench", help="scratch folder, emptied first")
+    parser.add_argument("--workdir", default="/tmp/semcoder-convert-bench", help="scratch folder, emptied first when it holds only an earlier run's files")
     parser.add_argument("--model", default="deepseek-coder-6.7b")
     parser.add_argument("--layers", type=positive_int, default=None, help="override the number of layers (quick runs)")
     parser.add_argument("--source-shard-size", type=int, default=5 * 10**9)

@@ -55,7 +55,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--hf-dir", help="Hugging Face model directory, or a hub id (keyed and loaded at the commit it names)")
     p.add_argument("--revision", help="hub id: the branch, tag or commit to load (default: main)")
     p.add_argument("--step", type=int, help="checkpoint step (default: latest)")
-    p.add_argument("--tokenizer", help="tokenizer directory (default: the model's or the shipped one)")
+    p.add_argument("--tokenizer", help="tokenizer folder, or a hub id (loaded at its main branch's commit); "
+                   "default: the model's own, else the shipped DeepSeek-Coder one")
     p.add_argument("--config", help="eval YAML or preset name (default: the benchmark's, "
                    "configs/eval/<benchmark>.yaml); one benchmark only")
     p.add_argument("--out", default=None, help="output directory (default: eval_out/<benchmark>; "

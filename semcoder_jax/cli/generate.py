@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.top_k < 0:  # the sampler refuses it too, but only once the model has loaded
         raise SemcoderError(f"--top-k must be >= 0 (0: off), got {args.top_k}")
     check_revision(args.revision, args.hf_dir, args.checkpoint)
+    if args.step is not None and not args.checkpoint:  # it would be ignored
+        raise SemcoderError(f"--step {args.step}: a checkpoint's step, but the model is --hf-dir {args.hf_dir}")
     if Path(args.out).is_dir():  # found only after every completion, as a traceback
         raise SemcoderError(f"--out {args.out}: is a folder; give the output JSONL file's path")
     out = Path(args.out)

@@ -186,6 +186,10 @@ def test_generate_refuses_an_out_folder_before_loading_the_model(tmp_path, monke
     below_a_file = path / "out.jsonl"
     assert main(["generate", "--hf-dir", str(tmp_path), "--prompts", str(path), "--out", str(below_a_file)]) == 2
     assert capsys.readouterr().err.strip().startswith(f"semcoder generate: error: --out {below_a_file}: cannot write it")
+    # --step with an HF folder picked nothing: it was ignored and the run went on.
+    out = tmp_path / "o.jsonl"
+    assert main(["generate", "--hf-dir", str(tmp_path), "--step", "3", "--prompts", str(path), "--out", str(out)]) == 2
+    assert f"--step 3: a checkpoint's step, but the model is --hf-dir {tmp_path}" in capsys.readouterr().err
 
 
 def test_generate_refuses_a_prompt_filling_the_context_before_any_completion(tmp_path, monkeypatch, capsys,
