@@ -120,5 +120,42 @@ def llm_server():
         s.server_close()
 
 
+class FakeHubCache:
+    """An offline HF cache: ``snapshot(commit[, model])`` makes a commit's folder, ``point(ref, commit)`` a ref."""
+
+    def __init__(self, cache: Path, repo: str = "org/name"):
+        self.cache, self.repo = cache, cache / ("models--" + repo.replace("/", "--"))
+
+    def snapshot(self, commit: str, model: Path | None = None) -> Path:
+        """A commit's folder: ``model``'s files linked in (as the cache links blobs), else a config."""
+        folder = self.repo / "snapshots" / commit
+        folder.mkdir(parents=True)
+        if model is None:
+            (folder / "config.json").write_text("{}")
+        for f in (model.iterdir() if model else ()):
+            (folder / f.name).symlink_to(f)
+        return folder
+
+    def point(self, ref: str, commit: str) -> None:
+        (self.repo / "refs").mkdir(parents=True, exist_ok=True)
+        (self.repo / "refs" / ref).write_text(commit)
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A ``FakeHubCache`` for ``org/name`` in a temporary HF home, offline: the hub is never asked."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf_home" / "hub"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # huggingface_hub reads these at import, and uses them when called
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.chdir(tmp_path)  # no folder named org/name here
+    return FakeHubCache(cache)
+
+
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_XLA_CACHE, ignore_errors=True)

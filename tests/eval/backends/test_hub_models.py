@@ -17,40 +17,6 @@ A, B, C = "a" * 40, "b" * 40, "c" * 40
 REPO = "org/name"
 
 
-class FakeHubCache:
-    def __init__(self, cache: Path, repo: str = REPO):
-        self.cache, self.repo = cache, cache / ("models--" + repo.replace("/", "--"))
-
-    def snapshot(self, commit: str, model: Path | None = None) -> Path:
-        """A commit's folder: ``model``'s files linked in (as the cache links blobs), else a config."""
-        folder = self.repo / "snapshots" / commit
-        folder.mkdir(parents=True)
-        if model is None:
-            (folder / "config.json").write_text("{}")
-        for f in (model.iterdir() if model else ()):
-            (folder / f.name).symlink_to(f)
-        return folder
-
-    def point(self, ref: str, commit: str) -> None:
-        (self.repo / "refs").mkdir(parents=True, exist_ok=True)
-        (self.repo / "refs" / ref).write_text(commit)
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf_home" / "hub"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    # huggingface_hub reads these at import, and uses them when called
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.chdir(tmp_path)  # no folder named org/name here
-    return FakeHubCache(cache)
-
-
 def test_a_hub_models_cache_key_follows_the_commit_its_revision_names(hub):
     hub.snapshot(A)
     hub.snapshot(B)
@@ -153,7 +119,7 @@ def test_a_hub_tokenizer_is_keyed_by_the_files_of_the_commit_loaded(hub, tokeniz
 
     from eval.backends import tokenizer_identity, tokenizer_source
 
-    tok = FakeHubCache(hub.cache, "org/tok")
+    tok = type(hub)(hub.cache, "org/tok")
     a = tok.snapshot(A, tokenizer_dir)
     b = tok.snapshot(B)
     for f in a.iterdir():

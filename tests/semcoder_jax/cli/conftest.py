@@ -18,18 +18,3 @@ def save_tiny_checkpoint():
         save_params(ckpt, step, params, config)
 
     return save
-
-
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An offline HF cache in a temporary folder (``models--org--name/{refs,snapshots}``): the hub is never asked."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf_home" / "hub"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # huggingface_hub reads these at import
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.chdir(tmp_path)  # no folder named org/name here
-    return cache / "models--org--name"

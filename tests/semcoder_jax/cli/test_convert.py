@@ -31,24 +31,19 @@ def test_an_out_below_a_file_is_one_line(tmp_path, capsys):
                                                f"folder {taken} (File exists)")
 
 
-def test_hf_to_orbax_takes_a_hub_id_at_the_commit_its_revision_names(tmp_path, monkeypatch, capsys, hub_cache):
+def test_hf_to_orbax_takes_a_hub_id_at_the_commit_its_revision_names(tmp_path, monkeypatch, capsys, hub):
     """As eval and generate do: the branch, tag or commit is resolved once and its snapshot converted."""
     import semcoder_jax.convert as convert
 
     a, b = "a" * 40, "b" * 40
-    for commit in (a, b):
-        (hub_cache / "snapshots" / commit).mkdir(parents=True)
-        (hub_cache / "snapshots" / commit / "config.json").write_text("{}")
-    (hub_cache / "refs").mkdir()
-    (hub_cache / "refs" / "main").write_text(a)
-    (hub_cache / "refs" / "v1").write_text(b)
+    hub.snapshot(a), hub.snapshot(b), hub.point("main", a), hub.point("v1", b)
     converted = []
     monkeypatch.setattr(convert, "hf_to_orbax", lambda hf_dir, out, **kw: converted.append(hf_dir) or out)
     argv = ["convert", "hf-to-orbax", "--hf-dir", "org/name", "--out", str(tmp_path / "o")]
     assert main(argv) == 0
-    assert converted[-1] == str(hub_cache / "snapshots" / a)
+    assert converted[-1] == str(hub.repo / "snapshots" / a)
     assert capsys.readouterr().out.strip().endswith(f"(hub model org/name at commit {a})")
-    assert main([*argv, "--revision", "v1"]) == 0 and converted[-1] == str(hub_cache / "snapshots" / b)
+    assert main([*argv, "--revision", "v1"]) == 0 and converted[-1] == str(hub.repo / "snapshots" / b)
     assert main([*argv, "--revision", "c" * 40]) == 2 and len(converted) == 2
     assert "org/name" in capsys.readouterr().err
     local = tmp_path / "local"

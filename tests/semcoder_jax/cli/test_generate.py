@@ -255,7 +255,7 @@ def test_generate_cli_top_k_reaches_the_sampler(tmp_path, monkeypatch, capsys):
 
 
 def test_generate_loads_a_hub_id_at_the_commit_its_revision_names_as_eval_does(tmp_path, monkeypatch, capsys,
-                                                                             hub_cache, tokenizer_dir):
+                                                                             hub, tokenizer_dir):
     """``--hf-dir org/name`` was read as a missing folder; eval's ``--hf-dir`` took it. Now both resolve
     the branch, tag or commit to its snapshot folder with one function, which is what loads (the
     model's own tokenizer included), and the commit is printed."""
@@ -265,13 +265,9 @@ def test_generate_loads_a_hub_id_at_the_commit_its_revision_names_as_eval_does(t
     import semcoder_jax.sampling as sampling
 
     a, b, c = "a" * 40, "b" * 40, "c" * 40
-    shutil.copytree(tokenizer_dir, hub_cache / "snapshots" / a)
-    (hub_cache / "snapshots" / a / "config.json").write_text("{}")
-    (hub_cache / "snapshots" / b).mkdir(parents=True)
-    (hub_cache / "snapshots" / b / "config.json").write_text("{}")
-    (hub_cache / "refs").mkdir()
-    (hub_cache / "refs" / "main").write_text(a)
-    (hub_cache / "refs" / "v1").write_text(b)
+    shutil.copytree(tokenizer_dir, hub.repo / "snapshots" / a)
+    (hub.repo / "snapshots" / a / "config.json").write_text("{}")
+    hub.snapshot(b), hub.point("main", a), hub.point("v1", b)
     loaded, tokenizers = [], []
     config = types.SimpleNamespace(max_position_embeddings=2048)
     monkeypatch.setattr(sampling, "load_model_for_inference", lambda **kw: loaded.append(kw) or (config, None))
@@ -288,20 +284,20 @@ def test_generate_loads_a_hub_id_at_the_commit_its_revision_names_as_eval_does(t
     path.write_text(json.dumps({"prompt": "x ="}) + "\n")
     argv = ["generate", "--prompts", str(path), "--out", str(tmp_path / "o.jsonl")]
     assert main([*argv, "--hf-dir", "org/name"]) == 0
-    assert loaded[-1]["hf_dir"] == str(hub_cache / "snapshots" / a) and loaded[-1]["checkpoint"] is None
-    assert tokenizers[-1] == str(hub_cache / "snapshots" / a)  # the model's own, from that commit
+    assert loaded[-1]["hf_dir"] == str(hub.repo / "snapshots" / a) and loaded[-1]["checkpoint"] is None
+    assert tokenizers[-1] == str(hub.repo / "snapshots" / a)  # the model's own, from that commit
     assert capsys.readouterr().out.strip().endswith(f"(hub model org/name at commit {a})")
     assert main([*argv, "--hf-dir", "org/name", "--revision", "v1"]) == 0
-    assert loaded[-1]["hf_dir"] == str(hub_cache / "snapshots" / b)
+    assert loaded[-1]["hf_dir"] == str(hub.repo / "snapshots" / b)
     assert main([*argv, "--hf-dir", "org/name", "--revision", a]) == 0  # a commit is its own answer
-    assert loaded[-1]["hf_dir"] == str(hub_cache / "snapshots" / a)
+    assert loaded[-1]["hf_dir"] == str(hub.repo / "snapshots" / a)
     capsys.readouterr()
 
     n = len(loaded)
     assert main([*argv, "--hf-dir", "org/name", "--revision", c]) == 2  # not in the cache, and offline
     assert capsys.readouterr().err.strip().startswith(
         f"semcoder generate: error: cannot load model 'org/name': no such folder, and revision '{c}' of that hub "
-        f"model could be read neither from the hub nor from the local HF cache {hub_cache.parent}")
+        f"model could be read neither from the hub nor from the local HF cache {hub.cache}")
     assert main([*argv, "--hf-dir", "org/other"]) == 2
     assert "cannot load model 'org/other': no such folder, and that hub model could be read neither" in capsys.readouterr().err
     assert main([*argv, "--hf-dir", "/no/such/folder"]) == 2
