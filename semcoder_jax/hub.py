@@ -27,6 +27,20 @@ def is_hub_id(name: str | None) -> bool:
     return bool(name) and not Path(str(name)).is_dir()
 
 
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """``ID[@REVISION]`` as (hub id, revision or None), split at the first ``@`` (a revision such as
+    ``refs/pr/1`` may hold a ``/``). Where no hub id stands before it, ``spec`` stays whole: a
+    missing folder like ``/data/models@v2/x`` then fails under its own name, not ``/data/models``."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    repo_id, _, revision = spec.partition("@")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return spec, None
+    return repo_id, revision or None
+
+
 def check_revision(revision: str | None, hf_dir: str | None, checkpoint: str | None = None) -> None:
     """``--revision`` names a hub model's commit: with a local folder or checkpoint it would be ignored."""
     if revision and (checkpoint or not is_hub_id(hf_dir)):

@@ -132,15 +132,21 @@ def save_streamed_params(
     Uncompressed by default: zstd on bf16 weights saves ~20% of disk but is most of the CPU time
     of a conversion on a small machine.
     """
+    import jax
     import orbax.checkpoint as ocp
 
     th = ocp.type_handlers
     defaults = [(ty, th.get_type_handler(ty)) for ty in th.supported_types()]
     registry = th.create_type_handler_registry(*defaults, (StreamedArray, _handler_class()()))
-    options = ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False)
+    # This process writes alone (a multi-host run's process 0 converts its hf: start while the
+    # others wait): Orbax's default barriers over all processes would meet their collectives.
+    alone = ocp.options.MultiprocessingOptions(primary_host=jax.process_index(), active_processes={jax.process_index()})
+    directory.mkdir(parents=True, exist_ok=True)  # Orbax's create=True refuses active_processes
+    options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False, multiprocessing_options=alone)
     handlers = {
-        PARAMS_ITEM: ocp.PyTreeCheckpointHandler(type_handler_registry=registry, use_compression=compress),
-        MODEL_CONFIG_ITEM: ocp.JsonCheckpointHandler(),
+        PARAMS_ITEM: ocp.PyTreeCheckpointHandler(type_handler_registry=registry, use_compression=compress,
+                                                 multiprocessing_options=alone),
+        MODEL_CONFIG_ITEM: ocp.JsonCheckpointHandler(multiprocessing_options=alone),
     }
     with ocp.CheckpointManager(directory.absolute(), options=options, item_handlers=handlers) as manager:
         manager.save(step, args=ocp.args.Composite(**{

@@ -202,11 +202,11 @@ class Trainer:
             try:
                 folder, source, where = src, str(Path(src).absolute()), f"init_from {self.cfg.init_from!r}"
                 if not Path(src).exists():
-                    from semcoder_jax.hub import hub_commit, hub_snapshot
+                    from semcoder_jax.hub import hub_commit, hub_snapshot, split_revision
 
-                    repo_id, _, revision = src.partition("@")  # a hub id holds no "@"
+                    repo_id, revision = split_revision(src)
                     try:
-                        commit = hub_commit(repo_id, revision or None)
+                        commit = hub_commit(repo_id, revision)
                         source, folder = f"{repo_id}@{commit}", None
                     except SemcoderError as e:
                         raise SemcoderError(f"{where}: {e}") from None
@@ -215,6 +215,7 @@ class Trainer:
                 if not (out.exists() and record.exists() and record.read_text() == source):
                     from semcoder_jax.convert import hf_to_orbax
 
+                    record.unlink(missing_ok=True)  # an import cut short must not pass for the one recorded
                     if out.exists():  # converted from another init_from
                         log.info("%s was converted from another source than %s: converting again", out, source)
                         shutil.rmtree(out)

@@ -1,5 +1,7 @@
 """Starting points: an Orbax checkpoint (a training run's step) and a Hugging Face folder."""
 
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
@@ -128,36 +130,7 @@ def test_a_refused_resume_leaves_the_run_folder_config_as_it_was(make_config, ov
     assert (trainer.run_dir / "config.yaml").read_text() == before
 
 
-@pytest.fixture
-def hub_cache(tmp_path, monkeypatch):
-    """An offline HF cache in a temporary folder (``models--org--name/{refs,snapshots}``): the hub is never asked."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf_home" / "hub"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))  # huggingface_hub reads these at import
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.chdir(tmp_path)  # no folder named org/name here
-    repo = cache / "models--org--name"
-
-    def snapshot(commit, model=None, *refs):
-        folder = repo / "snapshots" / commit
-        folder.mkdir(parents=True)
-        for f in (model.iterdir() if model else ()):
-            (folder / f.name).symlink_to(f)
-        if model is None:
-            (folder / "config.json").write_text("{}")
-        for ref in refs:
-            (repo / "refs").mkdir(exist_ok=True)
-            (repo / "refs" / ref).write_text(commit)
-        return folder
-
-    return snapshot
-
-
-def test_init_from_a_hub_id_converts_the_commit_it_names_and_init_from_records_it(make_config, hub_cache, monkeypatch):
+def test_init_from_a_hub_id_converts_the_commit_it_names_and_init_from_records_it(make_config, hub, monkeypatch):
     """``hf:ORG/NAME`` downloaded the hub's newest and recorded only the name: which weights a run
     started from was lost, and a moved branch reused the old import. Now it resolves as ``semcoder
     eval``/``generate`` do, and ``init_from`` (so config.yaml) names the commit."""
@@ -165,7 +138,8 @@ def test_init_from_a_hub_id_converts_the_commit_it_names_and_init_from_records_i
     from semcoder_jax.errors import SemcoderError
 
     A, B = "a" * 40, "b" * 40
-    a, b = hub_cache(A, None, "main"), hub_cache(B, None, "v1")
+    a, b = hub.snapshot(A), hub.snapshot(B)
+    hub.point("main", A), hub.point("v1", B)
     converted = []
     monkeypatch.setattr(convert, "hf_to_orbax", lambda src, out, **kw: converted.append(src) or out.mkdir())
 
@@ -183,7 +157,7 @@ def test_init_from_a_hub_id_converts_the_commit_it_names_and_init_from_records_i
     assert import_("hf:org/name").cfg.init_from == f"hf:org/name@{A}" and converted == [str(a)]  # imported once
     assert import_(f"hf:org/name@{A}").cfg.init_from == f"hf:org/name@{A}" and converted == [str(a)]
     assert import_("hf:org/name@v1").cfg.init_from == f"hf:org/name@{B}" and converted == [str(a), str(b)]
-    (a.parent.parent / "refs" / "main").write_text(B)  # main moved: the import follows it
+    hub.point("main", B)  # main moved: the import follows it
     assert import_("hf:org/name").cfg.init_from == f"hf:org/name@{B}" and converted[-1] == str(b)
     with pytest.raises(SemcoderError, match=r"^init_from 'hf:org/other': cannot load model 'org/other': no such folder, "
                                              r"and that hub model could be read neither from the hub nor"):
@@ -194,7 +168,7 @@ def test_init_from_a_hub_id_converts_the_commit_it_names_and_init_from_records_i
 
 
 @pytest.mark.slow  # a one-step run from a converted model, resumed: about 10 s
-def test_config_yaml_names_a_hub_starts_commit_even_after_a_resume(make_config, fsdp8_run, hub_cache, tmp_path):
+def test_config_yaml_names_a_hub_starts_commit_even_after_a_resume(make_config, fsdp8_run, hub, tmp_path):
     from semcoder_jax.config import load_config
     from semcoder_jax.convert import orbax_to_hf
     from semcoder_jax.train.config import TrainConfig
@@ -208,12 +182,104 @@ def test_config_yaml_names_a_hub_starts_commit_even_after_a_resume(make_config, 
 
     A, B = "a" * 40, "b" * 40
     hf_dir = orbax_to_hf(fsdp8_run["run_dir"] / "checkpoints", tmp_path / "hf", step=3, dtype="float32")
-    a = hub_cache(A, hf_dir, "main")
+    hub.snapshot(A, hf_dir), hub.point("main", A)
     train_tiny(make_config("init_from=hf:org/name", "mesh.fsdp=8", "max_steps=1", "checkpoint.every=1", run="hub"))
     saved = tmp_path / "hub" / "config.yaml"
     assert load_config(TrainConfig, saved).init_from == f"hf:org/name@{A}"
-    hub_cache(B, hf_dir)
-    (a.parent.parent / "refs" / "main").write_text(B)
+    hub.snapshot(B, hf_dir), hub.point("main", B)
     saved.unlink()
     train_tiny(make_config("init_from=hf:org/name", "mesh.fsdp=8", "max_steps=1", run="hub"))  # resumes (at its end)
     assert load_config(TrainConfig, saved).init_from == f"hf:org/name@{A}"  # the start it resumed, not main's B
+
+
+def _hf_import(make_config, init_from):
+    """``Trainer._hf_as_orbax`` on a bare run folder: only its ``cfg`` and ``run_dir`` are read."""
+    import types
+
+    cfg = make_config(f"init_from={init_from}")
+    host = types.SimpleNamespace(cfg=cfg, run_dir=Path(cfg.run_dir))
+    host.run_dir.mkdir(parents=True, exist_ok=True)
+    Trainer._hf_as_orbax(host, init_from.removeprefix("hf:"))
+    return host
+
+
+def test_an_import_cut_short_before_its_record_is_not_taken_for_the_previous_one(make_config, hub, monkeypatch):
+    """Another commit's import replaced ``hf_import`` but was killed before it wrote its record: the
+    old record named the old commit, so a start from that commit again trained from the other's
+    weights. The record now goes before the import it names."""
+    import semcoder_jax.convert as convert
+
+    A, B = "a" * 40, "b" * 40
+    a, b = hub.snapshot(A), hub.snapshot(B)
+    hub.point("main", A), hub.point("v1", B)
+    converted = []
+
+    def convert_then_die(src, out, **kw):
+        converted.append(src)
+        out.mkdir()
+        if src == str(b):
+            raise KeyboardInterrupt  # the import is in place, its record not yet written
+
+    monkeypatch.setattr(convert, "hf_to_orbax", convert_then_die)
+    _hf_import(make_config, "hf:org/name")
+    with pytest.raises(KeyboardInterrupt):
+        _hf_import(make_config, "hf:org/name@v1")
+    _hf_import(make_config, "hf:org/name")
+    assert converted == [str(a), str(b), str(a)]
+
+
+def test_a_missing_folder_holding_an_at_is_named_whole_in_the_error(make_config, hub):
+    """``hf:/data/models@v2/x`` (a mistyped folder) was split as hub id ``/data/models`` at revision
+    ``v2/x``, and the error named a folder nobody gave."""
+    from semcoder_jax.errors import SemcoderError
+
+    with pytest.raises(SemcoderError, match=r"^init_from 'hf:/data/models@v2/x': cannot load model '/data/models@v2/x': "
+                                             r"no such folder, nor a hub id"):
+        _hf_import(make_config, "hf:/data/models@v2/x")
+
+
+def test_init_from_a_hub_id_at_a_revision_holding_a_slash(make_config, hub, monkeypatch):
+    """A pull request's ref (``refs/pr/1``) is a revision as a branch is: only the first ``@`` splits."""
+    import semcoder_jax.convert as convert
+
+    B = "b" * 40
+    hub.point("main", hub.snapshot("a" * 40).name)
+    b = hub.snapshot(B)
+    (hub.repo / "refs" / "refs" / "pr").mkdir(parents=True)
+    hub.point("refs/pr/1", B)  # the cache keeps it as refs/refs/pr/1
+    converted = []
+    monkeypatch.setattr(convert, "hf_to_orbax", lambda src, out, **kw: converted.append(src) or out.mkdir())
+    assert _hf_import(make_config, "hf:org/name@refs/pr/1").cfg.init_from == f"hf:org/name@{B}"
+    assert converted == [str(b)]
+
+
+def test_a_local_folder_holding_an_at_imports_as_a_folder_without_asking_the_hub(make_config, hub, monkeypatch,
+                                                                                 tmp_path):
+    import semcoder_jax.convert as convert
+    import semcoder_jax.hub as hub_module
+
+    folder = tmp_path / "models@v2" / "x"
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(hub_module, "hub_commit", lambda *a, **k: pytest.fail("the hub was asked"))
+    converted = []
+    monkeypatch.setattr(convert, "hf_to_orbax", lambda src, out, **kw: converted.append(src) or out.mkdir())
+    host = _hf_import(make_config, f"hf:{folder}")
+    assert host.cfg.init_from == f"hf:{folder}" and converted == [str(folder)]
+    assert (host.run_dir / "hf_import.source").read_text() == str(folder)
+
+
+def test_a_resume_of_a_run_whose_record_names_no_commit_keeps_its_init_from(make_config, hub, monkeypatch):
+    """A run started before commits were recorded (its record: ``org/name``) resumes as it was,
+    without asking the hub which commit main names now."""
+    import types
+
+    import semcoder_jax.hub as hub_module
+
+    monkeypatch.setattr(hub_module, "hub_commit", lambda *a, **k: pytest.fail("the hub was asked"))
+    cfg = make_config("init_from=hf:org/name")
+    host = types.SimpleNamespace(cfg=cfg, run_dir=Path(cfg.run_dir))
+    host.run_dir.mkdir(parents=True)
+    (host.run_dir / "hf_import.source").write_text("org/name")
+    assert Trainer._init_from_as_started(host).init_from == "hf:org/name"
+    (host.run_dir / "hf_import.source").write_text(f"org/name@{'a' * 40}")
+    assert Trainer._init_from_as_started(host).init_from == f"hf:org/name@{'a' * 40}"

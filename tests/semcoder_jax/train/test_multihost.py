@@ -303,3 +303,33 @@ def test_a_failed_metrics_write_on_process_0_mid_run_stops_every_host(tiny, tmp_
     assert procs[0].returncode != 0 and "wandb: connection reset" in outs[0], outs[0][-3000:]
     assert f"run_dir {str(tmp_path / 'run')!r}: step 2: process(es) [0] could not write" in outs[1], outs[1][-3000:]
     assert [r["step"] for r in tiny.logged(tmp_path / "run")] == [1, 2]
+
+
+@pytest.mark.slow
+def test_a_hub_start_is_resolved_and_fetched_by_process_0_alone(tiny, fsdp8_run, tmp_path):
+    """``init_from=hf:ORG/NAME`` on two hosts: process 0 alone resolves the commit and converts it;
+    process 1, whose HF cache is empty (and offline), never asks the hub and loads that import, so a
+    branch moving during start-up cannot give the hosts different weights. Any ``hf:`` start on
+    several hosts crashed (a gloo collective mismatch): Orbax's writer on process 0 alone held
+    barriers over all processes while process 1 waited in another collective."""
+    from semcoder_jax.config import load_config, save_config
+    from semcoder_jax.convert import orbax_to_hf
+    from semcoder_jax.train.config import TrainConfig
+
+    A = "a" * 40
+    hf_dir = orbax_to_hf(fsdp8_run["run_dir"] / "checkpoints", tmp_path / "hf", step=3, dtype="float32")
+    repo = tmp_path / "hub" / "models--org--name"
+    shutil.copytree(hf_dir, repo / "snapshots" / A)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(A)
+    config = tmp_path / "config.yaml"
+    save_config(tiny.config(tmp_path / "unused", *tiny.FSDP8, "max_steps=1", "init_from=hf:org/name"), config)
+    site = ("import os\nif os.environ.get('JAX_PROCESS_ID') == '1':\n"
+            f"    os.environ['HF_HUB_CACHE'] = {str(tmp_path / 'empty')!r}\n")
+    env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    with two_processes(tiny, config, tmp_path / "run", env=env, site=site) as procs:
+        outs = outputs_of_both(procs)
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    assert load_config(TrainConfig, tmp_path / "run" / "config.yaml").init_from == f"hf:org/name@{A}"
+    assert (tmp_path / "run" / "hf_import.source").read_text() == f"org/name@{A}"
+    assert not (tmp_path / "empty").exists()  # process 1's HF cache: never used
