@@ -110,6 +110,12 @@ CHANNEL_EVENTS = frozenset({"fcntl.fcntl", "fcntl.ioctl", "fcntl.flock", "fcntl.
 # Allowed only from the code objects ``make_audit_hook`` is given as ``trusted``, in the process that
 # installed the policy: coverage forks each input from the program's loaded state and kills it when late.
 TRUSTED_EVENTS = frozenset({"os.fork", "os.kill"})
+# Where the path events that take a ``dir_fd`` have it, by the position of the path it is for: a relative path is
+# relative to that descriptor's folder, not the cwd (``open``'s event has none: ``os.open`` is wrapped instead).
+DIR_FD_ARGS = {
+    "os.mkdir": {0: 2}, "os.rename": {0: 2, 1: 3}, "os.link": {0: 2, 1: 3}, "os.symlink": {1: 2}, "os.chmod": {0: 2},
+    "os.chown": {0: 3}, "os.utime": {0: 3}, "os.remove": {0: 1}, "os.rmdir": {0: 1},
+}
 # Events whose first argument is a path: allowed only inside the sandbox folder.
 PATH_EVENTS = frozenset(
     {
@@ -190,11 +196,26 @@ def _resolve(path: object, root: str) -> str | None:
         return None
 
 
-def _inside(path: object, root: str) -> bool:
-    """Whether ``path`` lies inside ``root``."""
+def _dir_fd_base(dir_fd: object, root: str) -> str | None:
+    """The folder a relative path given with ``dir_fd`` is relative to: ``root`` (the fixed cwd) for none (a negative
+    number: ``AT_FDCWD``, or -1 in an audit event), else the descriptor's file; None where that cannot be named."""
+    if not isinstance(dir_fd, int) or dir_fd < 0:
+        return root
+    try:
+        target = _readlink(f"/proc/self/fd/{_index(dir_fd)}")
+    except OSError:
+        return None
+    return target if target.startswith("/") and not target.endswith(" (deleted)") else None
+
+
+def _inside(path: object, root: str, base: str | None = "") -> bool:
+    """Whether ``path`` lies inside ``root``; a relative one taken from ``base`` (``root`` when not given, None:
+    unknown)."""
     if isinstance(path, int):
         return True
-    p = _resolve(path, root)
+    if base is None:
+        return False
+    p = _resolve(path, base or root)
     return p is not None and (p == root or p.startswith(root + "/") or p == "/dev/null")
 
 
@@ -284,6 +305,7 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
     blocked, path_events, inside, proc_ok = BLOCKED_EVENTS, PATH_EVENTS, _inside, _proc_allowed
     write_flags, blocked_modules, isdir, is_path = _WRITE_FLAGS, BLOCKED_MODULES, _isdir, _is_path
     fd_events, fd_inside, trusted_events, index = FD_EVENTS, _fd_inside, TRUSTED_EVENTS, _index
+    dir_fd_args, dir_fd_base = DIR_FD_ARGS, _dir_fd_base
     pid, getpid, getframe = _getpid(), _getpid, sys._getframe
     channel_events, channel, channel_fd = CHANNEL_EVENTS, is_channel, _protected_fd
 
@@ -310,8 +332,10 @@ def make_audit_hook(root: str, record=None, trusted: frozenset[types.CodeType] =
         elif event in blocked:
             raise PermissionError(f"sandbox: {event} is not allowed")
         elif event in path_events:
-            for a in args[:2]:
-                if is_path(a) and not inside(a, root):
+            at = dir_fd_args.get(event, {})
+            for i, a in enumerate(args[:2]):
+                base = dir_fd_base(args[at[i]], root) if i in at and len(args) > at[i] else root
+                if is_path(a) and not inside(a, root, base):
                     raise PermissionError(f"sandbox: {event} on {a!r} outside the sandbox folder is not allowed")
             if event in fd_events and args and isinstance(args[0], int) and not fd_inside(args[0], root):
                 raise PermissionError(f"sandbox: {event} on descriptor {index(args[0])} of a file outside the sandbox"
@@ -566,5 +590,33 @@ def confine_forked() -> None:
 
 
 def install_audit_policy(real_root: str, record=None, trusted: frozenset[types.CodeType] = frozenset()) -> None:
-    """The per-job layer: the audit policy for sandbox folder ``real_root`` (a resolved path)."""
-    sys.addaudithook(make_audit_hook(real_root, record, trusted))
+    """The per-job layer: the audit policy for sandbox folder ``real_root`` (a resolved path), and ``os.open`` checked by
+    it for a path relative to a ``dir_fd``, which ``open``'s audit event leaves out."""
+    import posix
+
+    hook = make_audit_hook(real_root, record, trusted)
+    sys.addaudithook(hook)
+    opened = _dir_fd_open(posix.open, hook, real_root)
+    for mod in (os, guarded_os_module(), posix):
+        mod.__dict__["open"] = opened
+
+
+def _dir_fd_open(open_, hook, root: str):
+    """``os.open`` whose path, given with a ``dir_fd``, the audit ``hook`` also checks from that descriptor's folder:
+    the event names it as relative to the cwd (``m/../../x`` from a subfolder where ``m`` is a link to a deeper one
+    wrote beside the folder). Path and descriptor are read once, so a ``__fspath__``/``__index__`` cannot answer twice."""
+    fspath, fsdecode, base_of, index = _fspath, _fsdecode, _dir_fd_base, _index
+
+    def open(path, flags, mode=0o777, *, dir_fd=None):
+        if dir_fd is not None:
+            path, dir_fd = fspath(path), index(dir_fd)  # read once: the call takes what was checked
+            p = fsdecode(path)
+            if not p.startswith("/"):
+                base = base_of(dir_fd, root)
+                if base is None:
+                    raise PermissionError(f"sandbox: opening {path!r} relative to descriptor {dir_fd!r} is not allowed")
+                hook("open", (base + "/" + p, None, flags))
+        return open_(path, flags, mode, dir_fd=dir_fd)
+
+    open.__doc__ = open_.__doc__
+    return open

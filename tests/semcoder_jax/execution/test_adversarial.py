@@ -715,6 +715,37 @@ def test_a_replaced_path_like_check_bends_no_path_event(tmp_path, monkeypatch):
     hook("shutil.copyfile", ("f", "g"))
 
 
+def test_paths_relative_to_a_dir_fd_are_checked_from_its_folder(undisked, tmp_path):
+    """The policy took a path given with ``dir_fd`` as relative to the sandbox folder: from a subfolder ``x`` holding a
+    folder ``m``, ``m/../..`` climbs out, while from the folder, where ``m`` is a link to a deep folder, it stays
+    in, so ``os.open``, ``unlink``, ``mkdir`` and ``rename`` with that ``dir_fd`` wrote beside the folder, opened a
+    folder outside it and read other processes' ``/proc`` entries. A ``dir_fd`` inside the folder still works."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "f").write_text("precious\n")
+    for p in (victim, victim / "f"):
+        p.chmod(0o777)
+    # From x/m, n '..' reach '/'; from the folder, where m is a link to a folder n deep, they come back to it.
+    head = ("import os, posix\nn = posix.getcwd().count('/') + 2\nups, deep = '../' * n, '/'.join(['a'] * n)\n"
+            "os.makedirs('x/m')\nos.makedirs(deep)\nos.symlink(deep, 'm')\nfd = os.open('x', os.O_RDONLY)\n"
+            f"out = 'm/' + ups + {str(victim)[1:]!r}\n")
+    programs = {
+        "open": "os.open(out + '/marker', os.O_WRONLY | os.O_CREAT, dir_fd=fd)",
+        "unlink": "posix.unlink(out + '/f', dir_fd=fd)",
+        "mkdir": "posix.mkdir(out + '/d', dir_fd=fd)",
+        "rename": "open('g', 'w').close()\nposix.rename('g', out + '/g', dst_dir_fd=fd)",
+        "folder": "os.open('m/' + ups + 'tmp', os.O_RDONLY, dir_fd=fd)",
+        "proc": f"os.open('m/' + ups + 'proc/{os.getpid()}/environ', os.O_RDONLY, dir_fd=fd)",
+    }
+    for (name, act), r in zip(programs.items(), undisked.map([head + act for act in programs.values()])):
+        assert r.status == "error" and "sandbox:" in (r.exc_message or ""), (name, r)
+    assert sorted(p.name for p in victim.iterdir()) == ["f"]
+    ok = undisked.run("import os, posix\nos.makedirs('d/e')\nfd = os.open('d', os.O_RDONLY)\n"
+                      "os.close(os.open('e/x', os.O_WRONLY | os.O_CREAT, dir_fd=fd))\nos.mkdir('y', dir_fd=fd)\n"
+                      "posix.unlink('e/x', dir_fd=fd)", "sorted(os.listdir('d'))")
+    assert (ok.status, ok.return_repr) == ("passed", "['e', 'y']"), ok
+
+
 def _require_ids_isolated(box: Sandbox) -> None:
     """Skip where jobs cannot have ids of their own (not root of the initial user namespace); fail where
     they could but the sandbox gave them none."""
