@@ -170,4 +170,5 @@ def test_an_init_from_hf_folder_that_does_not_exist_is_one_line(tmp_path, capsys
     assert main(["train", "--config", "tiny-cpu", f"run_dir={tmp_path / 'run'}", f"init_from=hf:{missing}",
                  "max_steps=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith(f"semcoder train: error: init_from 'hf:{missing}': no such folder, and no hub model")
+    assert err.startswith(f"semcoder train: error: init_from 'hf:{missing}': cannot load model '{missing}': "
+                          f"no such folder, nor a hub id")
