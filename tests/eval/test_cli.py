@@ -363,8 +363,8 @@ def test_a_score_details_path_that_cannot_be_written_is_one_line(tmp_path, capsy
     assert capsys.readouterr().err.strip().endswith(f"--details {tmp_path}: cannot write it (Is a directory)")
 
 
-def test_revision_reaches_the_backend_config(monkeypatch, tmp_path):
-    """`--revision` names a hub id's branch, tag or commit; the backends key and load the commit it names."""
+def _backend_config(monkeypatch, argv):
+    """The ``BackendConfig`` that ``semcoder eval`` builds from ``argv``, taken where the backend would load."""
     import eval.backends
     from semcoder_jax.cli.main import main
 
@@ -376,26 +376,21 @@ def test_revision_reaches_the_backend_config(monkeypatch, tmp_path):
 
     monkeypatch.setattr(eval.backends, "get_backend", backend)
     with pytest.raises(Loaded) as e:
-        main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "hf", "--hf-dir", "org/name", "--revision", "v1",
-              "--out", str(tmp_path / "out")])
-    assert (e.value.args[0].hf_dir, e.value.args[0].revision) == ("org/name", "v1")
+        main(["eval", *argv])
+    return e.value.args[0]
+
+
+def test_revision_reaches_the_backend_config(monkeypatch, tmp_path):
+    """`--revision` names a hub id's branch, tag or commit; the backends key and load the commit it names."""
+    config = _backend_config(monkeypatch, ["run", "--benchmark", "cruxeval-o", "--backend", "hf", "--hf-dir", "org/name",
+                                           "--revision", "v1", "--out", str(tmp_path / "out")])
+    assert (config.hf_dir, config.revision) == ("org/name", "v1")
 
 
 @pytest.mark.parametrize("flag, want", [([], None), (["--vllm-fields", "off"], False), (["--vllm-fields", "on"], True)])
 def test_vllm_fields_reaches_the_backend_config(monkeypatch, tmp_path, flag, want):
     """A server that refuses top_k -1, min_p or repetition_penalty (the openai backend sends them to
     any server but OpenAI's API) had no way out but Python."""
-    import eval.backends
-    from semcoder_jax.cli.main import main
-
-    class Loaded(Exception):
-        pass
-
-    def backend(name, config):
-        raise Loaded(config)
-
-    monkeypatch.setattr(eval.backends, "get_backend", backend)
-    with pytest.raises(Loaded) as e:
-        main(["eval", "run", "--benchmark", "cruxeval-o", "--backend", "openai", "--model", "m", *flag,
-              "--out", str(tmp_path / "out")])
-    assert e.value.args[0].vllm_fields is want
+    config = _backend_config(monkeypatch, ["run", "--benchmark", "cruxeval-o", "--backend", "openai", "--model", "m", *flag,
+                                           "--out", str(tmp_path / "out")])
+    assert config.vllm_fields is want

@@ -1,5 +1,7 @@
 """Backends: hf and jax agree greedily, sampling keeps the whole vocabulary, OpenAI and vLLM wiring."""
 
+import contextlib
+
 import pytest
 from eval.backends import BackendConfig, get_backend
 
@@ -126,15 +128,41 @@ def test_openai_backend_completions_and_chat_against_a_local_server(llm_server, 
         retrying.generate(["a", "b"], max_new_tokens=4)
 
 
+@contextlib.contextmanager
+def _refusing_server(status: int, payload: dict):
+    """The base URL of a local server answering every POST with ``status`` and the JSON ``payload``."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = json.dumps(payload).encode()
+
+    class Refusing(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_openai_backend_sends_vllm_fields_to_any_server_but_openais(llm_server, monkeypatch):
     """vLLM's server fills top_k, min_p and repetition_penalty a request leaves out from the model's
     generation_config.json (``--generation-config auto``, its default since 0.8), so they go off
     explicitly; OpenAI's API refuses them, so it gets ``top_k`` only when asked for. The identity
     says which, so generations a server drew with its model's defaults are not reused."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from eval.backends.openai_backend import is_openai_api
     from semcoder_jax.errors import SemcoderError
 
@@ -152,31 +180,13 @@ def test_openai_backend_sends_vllm_fields_to_any_server_but_openais(llm_server, 
     as_openai.generate(["a"], n=2, temperature=0.7, top_k=40)
     assert state.bodies[-1]["top_k"] == 40 and not {"min_p", "repetition_penalty"} & set(state.bodies[-1])
 
-    class Refusing(BaseHTTPRequestHandler):  # a server that refuses top_k=-1, as vLLM's refuses top_k=0
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps({"object": "error", "message": "top_k must be 0 (disable), or at least 1, got -1.",
-                               "type": "BadRequestError", "code": 400}).encode()
-            self.send_response(400)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        refused = get_backend("openai", BackendConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m",
-                                                      max_retries=0))
+    refusal = {"object": "error", "message": "top_k must be 0 (disable), or at least 1, got -1.",  # as vLLM's refuses 0
+               "type": "BadRequestError", "code": 400}
+    with _refusing_server(400, refusal) as url:
+        refused = get_backend("openai", BackendConfig(base_url=url, model="m", max_retries=0))
         with pytest.raises(SemcoderError, match=r"BadRequestError.*top_k must be.*carried vLLM's sampling fields "
                                                 r"\(top_k, min_p, repetition_penalty\).*refused one: give --vllm-fields off"):
             refused.generate(["a"], max_new_tokens=4)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_openai_backend_connection_error_names_the_url():
@@ -392,34 +402,13 @@ def test_generation_benchmark_counts_the_tokens_the_backend_generated(tiny_hf, m
 def test_a_server_refusing_the_vllm_fields_with_422_gets_the_way_out_too(monkeypatch):
     """Servers built on pydantic with unknown fields forbidden answer 422, not 400: the error said
     nothing of the fields the backend had added, nor of --vllm-fields off."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     from semcoder_jax.errors import SemcoderError
 
-    class Forbidding(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = json.dumps({"detail": [{"type": "extra_forbidden", "loc": ["body", "top_k"],
-                                           "msg": "Extra inputs are not permitted", "input": -1}]}).encode()
-            self.send_response(422)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Forbidding)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        backend = get_backend("openai", BackendConfig(base_url=f"http://127.0.0.1:{server.server_address[1]}/v1", model="m",
-                                                      max_retries=0))
+    forbidden = {"detail": [{"type": "extra_forbidden", "loc": ["body", "top_k"], "msg": "Extra inputs are not permitted",
+                             "input": -1}]}
+    with _refusing_server(422, forbidden) as url:
+        backend = get_backend("openai", BackendConfig(base_url=url, model="m", max_retries=0))
         with pytest.raises(SemcoderError, match=r"UnprocessableEntityError.*extra_forbidden.*carried vLLM's sampling fields"
                                                 r".*refused one: give --vllm-fields off"):
             backend.generate(["a"], max_new_tokens=4)
-    finally:
-        server.shutdown()
